@@ -1,0 +1,44 @@
+# pipeline-core: `make serve` and `make test` set up everything they need themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DAGS ?= examples/dags
+DB ?= .pipeline-core/pipeline.db
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: serve test lint format bench clean
+
+$(VENV)/.runtime: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+serve: $(VENV)/.runtime
+	@mkdir -p $(dir $(DB))
+	$(VENV)/bin/pipeline-core serve --dags-folder $(DAGS) --db $(DB) --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(VENV)/.dev
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pipeline-core .pytest_cache .ruff_cache .mypy_cache build src/*.egg-info

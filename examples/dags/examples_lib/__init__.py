@@ -1,0 +1,1 @@
+"""Helpers imported by the example DAGs (the DAGs folder is on sys.path)."""

@@ -1,0 +1,147 @@
+"""The ``pipeline-core`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, TextIO
+
+from pipeline_core.dag.bag import DagBag, load_folder
+from pipeline_core.dag.graph import Graph
+from pipeline_core.dag.model import DAG
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    result: int = args.handler(args, sys.stdout)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeline-core", description="Workflow orchestrator.")
+    commands = parser.add_subparsers(title="commands")
+    dags = commands.add_parser("dags", help="inspect DAG definitions").add_subparsers(title="dags")
+
+    def dag_command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        sub = dags.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--dags-folder",
+            default=os.environ.get("PIPELINE_CORE_DAGS_FOLDER", "dags"),
+            help="folder of DAG files (env PIPELINE_CORE_DAGS_FOLDER; default ./dags)",
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    dag_command("list", _dags_list, "list the DAGs of the folder").add_argument(
+        "--format", choices=("table", "json"), default="table"
+    )
+    dag_command("validate", _dags_validate, "check every DAG file; exit 1 listing all errors")
+    show = dag_command("show", _dags_show, "show one DAG's tasks in dependency order")
+    show.add_argument("dag_id")
+    show.add_argument("--format", choices=("table", "json"), default="table")
+    schema = dags.add_parser("schema", help="print the JSON Schema of the YAML format")
+    schema.set_defaults(handler=_dags_schema)
+    return parser
+
+
+def _dags_list(args: argparse.Namespace, out: TextIO) -> int:
+    bag = load_folder(args.dags_folder)
+    rows = [
+        {
+            "dag_id": dag.dag_id,
+            "schedule": dag.schedule,
+            "tasks": len(dag.tasks),
+            "tags": list(dag.tags),
+            "fileloc": dag.fileloc,
+        }
+        for dag in sorted(bag.dags.values(), key=lambda d: d.dag_id)
+    ]
+    if args.format == "json":
+        out.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        _table(out, ["dag_id", "schedule", "tasks", "tags", "fileloc"], rows)
+    _report_errors(bag, sys.stderr)
+    return EXIT_FAILED if bag.errors else EXIT_OK
+
+
+def _dags_validate(args: argparse.Namespace, out: TextIO) -> int:
+    bag = load_folder(args.dags_folder)
+    if bag.errors:
+        _report_errors(bag, out)
+        return EXIT_FAILED
+    out.write(f"{len(bag.dags)} DAG(s) in {len(bag.files)} file(s): all valid\n")
+    return EXIT_OK
+
+
+def _dags_show(args: argparse.Namespace, out: TextIO) -> int:
+    bag = load_folder(args.dags_folder)
+    dag = bag.dags.get(args.dag_id)
+    if dag is None:
+        sys.stderr.write(f"error: no DAG '{args.dag_id}' in {bag.folder}\n")
+        _report_errors(bag, sys.stderr)
+        return EXIT_FAILED
+    rows = describe_tasks(dag)
+    if args.format == "json":
+        out.write(
+            json.dumps({"dag_id": dag.dag_id, "schedule": dag.schedule, "tasks": rows}, indent=2)
+        )
+        out.write("\n")
+        return EXIT_OK
+    out.write(f"{dag.dag_id}  schedule={dag.schedule}  tasks={len(dag.tasks)}\n")
+    table = [{**row, "depends_on": ", ".join(row["depends_on"]) or "-"} for row in rows]
+    _table(out, ["task_id", "type", "depends_on", "trigger_rule", "retries", "pool"], table)
+    return EXIT_OK
+
+
+def describe_tasks(dag: DAG) -> list[dict[str, Any]]:
+    """Tasks in topological order with their main fields (for display)."""
+    tasks = dag.task_dict
+    return [
+        {
+            "task_id": task_id,
+            "type": tasks[task_id].type,
+            "depends_on": list(tasks[task_id].depends_on),
+            "trigger_rule": tasks[task_id].trigger_rule.value,
+            "retries": tasks[task_id].retries,
+            "pool": tasks[task_id].pool,
+        }
+        for task_id in Graph.of(dag).topological_order()
+    ]
+
+
+def _dags_schema(args: argparse.Namespace, out: TextIO) -> int:
+    out.write(resources.files("pipeline_core.dag").joinpath("dag.schema.json").read_text("utf-8"))
+    return EXIT_OK
+
+
+def _report_errors(bag: DagBag, out: TextIO) -> None:
+    for issues in bag.errors.values():
+        for issue in issues:
+            out.write(f"error: {issue}\n")
+
+
+def _table(out: TextIO, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "-"
+    return str(value)

@@ -1,0 +1,1 @@
+"""DAG definitions: the model, graph algorithms, validation, YAML and Python authoring."""

@@ -1,0 +1,137 @@
+"""Load every DAG of a folder. One broken file never hides the others.
+
+YAML files (``*.yaml``, ``*.yml``) and Python files (``*.py``) are found recursively;
+hidden folders and ``__pycache__`` are skipped. Python DAG files are trusted code: they are
+executed. The folder is put on ``sys.path`` so ``callable: module:function`` can import
+modules that live beside the DAG files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline_core.dag import authoring
+from pipeline_core.dag.model import DAG
+from pipeline_core.dag.yaml_loader import load_dag_file
+from pipeline_core.errors import DagValidationError, Issue
+
+YAML_SUFFIXES = (".yaml", ".yml")
+MODULE_PREFIX = "pipeline_core_dagfile_"
+
+
+@dataclass(frozen=True)
+class DagFile:
+    """What one file yielded: its DAGs, or the problems that kept them from loading."""
+
+    path: str
+    dags: tuple[DAG, ...] = ()
+    issues: tuple[Issue, ...] = ()
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class DagBag:
+    """Every DAG of a folder by id, plus the files that failed (``errors``)."""
+
+    folder: str
+    dags: dict[str, DAG]
+    files: tuple[DagFile, ...]
+
+    @property
+    def errors(self) -> dict[str, tuple[Issue, ...]]:
+        return {f.path: f.issues for f in self.files if f.issues}
+
+
+def load_folder(folder: str | Path) -> DagBag:
+    """Load every DAG file below ``folder``; a repeated ``dag_id`` is reported on the later file."""
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        issue = Issue(
+            f"DAGs folder {str(root)!r} does not exist or is not a folder", file=str(root)
+        )
+        return DagBag(str(root), {}, (DagFile(str(root), issues=(issue,)),))
+    add_to_sys_path(root)
+    dags: dict[str, DAG] = {}
+    files: list[DagFile] = []
+    for path in _dag_files(root):
+        loaded = load_file(path)
+        kept, issues = [], list(loaded.issues)
+        for dag in loaded.dags:
+            if dag.dag_id in dags:
+                first = dags[dag.dag_id].fileloc
+                issues.append(
+                    Issue(
+                        f"dag_id '{dag.dag_id}' is already defined in {first}", "dag_id", str(path)
+                    )
+                )
+            else:
+                dags[dag.dag_id] = dag
+                kept.append(dag)
+        files.append(DagFile(loaded.path, tuple(kept), tuple(issues), loaded.loaded_at))
+    return DagBag(str(root), dags, tuple(files))
+
+
+def add_to_sys_path(folder: Path) -> None:
+    """Make modules beside the DAG files importable (idempotent)."""
+    entry = str(folder)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+
+def _dag_files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).parts
+        if any(part.startswith(".") or part == "__pycache__" for part in relative):
+            continue
+        if path.is_file() and (path.suffix in YAML_SUFFIXES or path.suffix == ".py"):
+            yield path
+
+
+def load_file(path: Path) -> DagFile:
+    """Load one YAML or Python DAG file."""
+    if path.suffix in YAML_SUFFIXES:
+        try:
+            return DagFile(str(path), dags=(load_dag_file(path),))
+        except DagValidationError as exc:
+            return DagFile(str(path), issues=tuple(exc.issues))
+    return _load_python(path)
+
+
+def _load_python(path: Path) -> DagFile:
+    digest = hashlib.sha1(str(path).encode(), usedforsecurity=False).hexdigest()[:12]
+    name = f"{MODULE_PREFIX}{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        return DagFile(str(path), issues=(Issue("cannot import this file", file=str(path)),))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except DagValidationError as exc:
+        return DagFile(str(path), issues=tuple(exc.issues))
+    except Exception as exc:  # a DAG file is user code: any error is that file's problem
+        sys.modules.pop(name, None)
+        return DagFile(str(path), issues=(_exception_issue(path, exc),))
+    dags: list[DAG] = []
+    for value in list(vars(module).values()):
+        dag = value.build() if isinstance(value, authoring.DAG) else value
+        if isinstance(dag, DAG) and all(d.dag_id != dag.dag_id for d in dags):
+            dags.append(dag)
+    return DagFile(str(path), dags=tuple(dags))
+
+
+def _exception_issue(path: Path, exc: Exception) -> Issue:
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == str(path):
+            line = frame.lineno
+    if isinstance(exc, SyntaxError) and exc.filename == str(path):
+        line = exc.lineno
+    return Issue(f"{type(exc).__name__}: {exc}", "", str(path), line)

@@ -1,0 +1,209 @@
+"""The DAG model: immutable ``DAG`` and ``Task`` values plus the small parsers they need.
+
+Type-specific settings of a task (a shell ``command``, a python ``callable`` ...) live in
+``Task.config``; the common fields are attributes. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, tzinfo
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any
+
+from pipeline_core.state import TriggerRule
+
+DEFAULT_POOL = "default_pool"
+TASK_TYPES = ("noop", "shell", "python", "branch", "sensor")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
+MAX_ID_LENGTH = 250
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number of seconds or a string such as ``90s``, ``5m``, ``1h30m``, ``250ms``.
+
+    Raises ``ValueError`` with a readable message for anything else, including negatives.
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"expected a duration (seconds or e.g. '90s', '1h30m'), got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _parse_duration_text(value.strip())
+    else:
+        raise ValueError(f"expected a duration (seconds or e.g. '90s', '1h30m'), got {value!r}")
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"duration must be a finite number ≥ 0, got {value!r}")
+    return seconds
+
+
+def _parse_duration_text(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(
+            f"invalid duration {text!r}: use seconds or units ms/s/m/h/d such as '90s' or '1h30m'"
+        )
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+def parse_datetime(value: object, tz: tzinfo = UTC) -> datetime:
+    """A timezone-aware UTC ``datetime`` from a date, datetime or ISO 8601 string.
+
+    Naive values are taken to be in ``tz`` (a DAG's timezone). Raises ``ValueError`` otherwise.
+    """
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime.combine(value, time())
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"invalid date/time {value!r}: use ISO 8601 such as 2026-01-01T06:00:00Z"
+            ) from None
+    else:
+        raise ValueError(f"expected an ISO 8601 date/time, got {value!r}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.astimezone(UTC)
+
+
+def invalid_id_reason(value: object) -> str | None:
+    """Why ``value`` is not a valid DAG/task/pool id, or ``None`` when it is."""
+    if not isinstance(value, str):
+        return f"id must be a string, got {type(value).__name__}"
+    if not value:
+        return "id must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"id is {len(value)} characters long; the maximum is {MAX_ID_LENGTH}"
+    if not ID_PATTERN.match(value):
+        return f"invalid id {value!r}: use only letters, digits, '_', '-' and '.'"
+    return None
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One node of a DAG. ``config`` holds the settings specific to ``type``."""
+
+    task_id: str
+    type: str = "noop"
+    depends_on: tuple[str, ...] = ()
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    retries: int = 0
+    retry_delay: float = 0.0
+    retry_exponential_backoff: bool = False
+    max_retry_delay: float | None = None
+    timeout: float | None = None
+    pool: str = DEFAULT_POOL
+    priority_weight: int = 1
+    executor: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "depends_on", tuple(self.depends_on))
+        object.__setattr__(self, "config", _frozen(self.config))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        return _task_key(self) == _task_key(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _task_key(task: Task) -> tuple[Any, ...]:
+    return (
+        task.task_id,
+        task.type,
+        task.depends_on,
+        task.trigger_rule,
+        task.retries,
+        task.retry_delay,
+        task.retry_exponential_backoff,
+        task.max_retry_delay,
+        task.timeout,
+        task.pool,
+        task.priority_weight,
+        task.executor,
+        dict(task.config),
+    )
+
+
+@dataclass(frozen=True)
+class DAG:
+    """A validated, immutable workflow definition. Task order is declaration order."""
+
+    dag_id: str
+    tasks: tuple[Task, ...] = ()
+    description: str | None = None
+    schedule: str | None = None
+    timezone: str = "UTC"
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    catchup: bool = False
+    max_active_runs: int = 1
+    concurrency: int = 16
+    tags: tuple[str, ...] = ()
+    default_args: Mapping[str, Any] = field(default_factory=dict)
+    is_paused: bool = False
+    fileloc: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "default_args", _frozen(self.default_args))
+
+    @cached_property
+    def task_dict(self) -> Mapping[str, Task]:
+        """Tasks by id (the last one wins if ids repeat; validation reports that)."""
+        return MappingProxyType({task.task_id: task for task in self.tasks})
+
+    def get_task(self, task_id: str) -> Task:
+        return self.task_dict[task_id]
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [task.task_id for task in self.tasks]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DAG):
+            return NotImplemented
+        return _dag_key(self) == _dag_key(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _dag_key(dag: DAG) -> tuple[Any, ...]:
+    return (
+        dag.dag_id,
+        dag.tasks,
+        dag.description,
+        dag.schedule,
+        dag.timezone,
+        dag.start_date,
+        dag.end_date,
+        dag.catchup,
+        dag.max_active_runs,
+        dag.concurrency,
+        dag.tags,
+        dict(dag.default_args),
+        dag.is_paused,
+    )

@@ -1,0 +1,115 @@
+"""``{{ ... }}`` templates in task settings: parsing, validation of references, rendering.
+
+Templates are kept verbatim in the model; the engine renders them just before a task runs.
+Only plain references are allowed (no code): ``xcom.<task>.<key>[.<nested>...]``,
+``dag_run.conf.<key>[...]``, ``run_id``, ``ds``, ``logical_date``, ``ts``, ``dag_id``,
+``task_id`` and ``try_number``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+SCALAR_ROOTS = frozenset({"run_id", "ds", "ts", "logical_date", "dag_id", "task_id", "try_number"})
+TEMPLATE_PATTERN = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_REFERENCE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+
+
+class TemplateError(ValueError):
+    """A template is malformed or names something that does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A parsed ``{{ a.b.c }}``: ``text`` is the inner text, ``parts`` its dotted segments."""
+
+    text: str
+    parts: tuple[str, ...]
+
+    @property
+    def root(self) -> str:
+        return self.parts[0]
+
+    def xcom_task(self, task_ids: Collection[str]) -> tuple[str, tuple[str, ...]]:
+        """For an ``xcom.`` reference: the task id (task ids may contain dots) and the key path.
+
+        Raises ``TemplateError`` when no known task matches.
+        """
+        rest = self.parts[1:]
+        for cut in range(len(rest) - 1, 0, -1):
+            candidate = ".".join(rest[:cut])
+            if candidate in task_ids:
+                return candidate, rest[cut:]
+        raise TemplateError(f"template '{{{{ {self.text} }}}}' names unknown task {rest[0]!r}")
+
+
+def parse_reference(inner: str) -> Reference:
+    """Parse the text between ``{{`` and ``}}``; raise ``TemplateError`` if it is not allowed."""
+    text = inner.strip()
+    if not text:
+        raise TemplateError("empty template '{{ }}'")
+    if not _REFERENCE.match(text):
+        raise TemplateError(
+            f"template '{{{{ {text} }}}}' is not a plain reference such as xcom.<task>.<key>"
+        )
+    parts = tuple(text.split("."))
+    root = parts[0]
+    if root == "xcom":
+        if len(parts) < 3:
+            raise TemplateError(f"template '{{{{ {text} }}}}' needs xcom.<task>.<key>")
+    elif root == "dag_run":
+        if len(parts) < 3 or parts[1] != "conf":
+            raise TemplateError(f"template '{{{{ {text} }}}}' needs dag_run.conf.<key>")
+    elif root in SCALAR_ROOTS:
+        if len(parts) > 1:
+            raise TemplateError(f"template '{{{{ {text} }}}}': {root} has no fields")
+    else:
+        allowed = ", ".join(sorted({"xcom", "dag_run", *SCALAR_ROOTS}))
+        raise TemplateError(
+            f"template '{{{{ {text} }}}}' has unknown name {root!r} (use {allowed})"
+        )
+    return Reference(text, parts)
+
+
+def find_references(text: str) -> Iterator[Reference]:
+    """Every reference in ``text``; ``TemplateError`` for a malformed one or a stray ``{{``."""
+    for match in TEMPLATE_PATTERN.finditer(text):
+        yield parse_reference(match.group(1))
+    remainder = TEMPLATE_PATTERN.sub("", text)
+    if "{{" in remainder:
+        raise TemplateError(f"unterminated template in {text!r}")
+
+
+def iter_strings(value: Any) -> Iterator[tuple[str, str]]:
+    """``(relative path, string)`` for every string inside nested dicts and lists."""
+    if isinstance(value, str):
+        yield "", value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            for path, text in iter_strings(item):
+                yield f".{key}{path}", text
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            for path, text in iter_strings(item):
+                yield f"[{index}]{path}", text
+
+
+def render(text: str, resolve: Callable[[Reference], Any]) -> Any:
+    """Substitute every template in ``text`` using ``resolve``.
+
+    A string that is exactly one template yields the referenced value itself (a dict stays
+    a dict); otherwise values are interpolated, non-strings as JSON.
+    """
+    whole = TEMPLATE_PATTERN.fullmatch(text.strip())
+    if whole is not None:
+        return resolve(parse_reference(whole.group(1)))
+
+    def substitute(match: re.Match[str]) -> str:
+        value = resolve(parse_reference(match.group(1)))
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return TEMPLATE_PATTERN.sub(substitute, text)
