@@ -3,9 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DAGS ?= examples/dags
-DB ?= .pipeline-core/pipeline.db
-HOST ?= 127.0.0.1
-PORT ?= 8080
 
 .PHONY: serve test lint format bench clean
 
@@ -20,12 +17,13 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	touch $@
 
 serve: $(VENV)/.runtime
-	@mkdir -p $(dir $(DB))
-	$(VENV)/bin/pipeline-core serve --dags-folder $(DAGS) --db $(DB) --host $(HOST) --port $(PORT)
+	$(VENV)/bin/pipeline-core dags validate --dags-folder $(DAGS)
+	$(VENV)/bin/pipeline-core dags list --dags-folder $(DAGS)
 
 test: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev

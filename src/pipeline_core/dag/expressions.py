@@ -17,6 +17,8 @@ from typing import Any
 from pipeline_core.dag.templates import TEMPLATE_PATTERN, Reference, TemplateError, parse_reference
 
 _PLACEHOLDER = "__ref{}__"
+#: YAML spellings of the constants, accepted beside Python's True/False/None.
+_NAMED_CONSTANTS = {"true": True, "false": False, "null": None}
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
@@ -78,6 +80,8 @@ def _check(node: ast.AST, source: str, n_refs: int) -> None:
     if isinstance(node, ast.Constant):
         return
     if isinstance(node, ast.Name):
+        if node.id in _NAMED_CONSTANTS:
+            return
         if node.id not in {_PLACEHOLDER.format(i) for i in range(n_refs)}:
             raise ExpressionError(
                 f"condition {source!r} uses name {node.id!r}; "
@@ -106,6 +110,8 @@ def _evaluate(node: ast.AST, values: list[Any]) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
+        if node.id in _NAMED_CONSTANTS:
+            return _NAMED_CONSTANTS[node.id]
         return values[int(node.id.strip("_").removeprefix("ref"))]
     if isinstance(node, ast.BoolOp):
         if isinstance(node.op, ast.And):

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from pipeline_core.dag.model import DAG
-from pipeline_core.dag.spec import Keys, dag_from_spec
+from pipeline_core.dag.spec import Keys, dag_from_spec, gc_paused
 from pipeline_core.errors import DagValidationError, Issue
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -30,6 +30,18 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.duplicates: list[tuple[int, str]] = []
+        self._scalar_tags: dict[tuple[str, Any], str] = {}
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+        # Tag resolution runs a regex scan per scalar; DAG files repeat the same keys and
+        # values thousands of times, so remember the answer per (value, implicit) pair.
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        key = (value, implicit)
+        tag = self._scalar_tags.get(key)
+        if tag is None:
+            tag = self._scalar_tags[key] = super().resolve(kind, value, implicit)
+        return tag
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -49,10 +61,23 @@ def load_dag_text(
     if len(text) > MAX_DOCUMENT_BYTES:
         message = f"file is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB"
         raise DagValidationError([Issue(message, "", filename)])
+    with gc_paused():
+        node, data, duplicates = _parse(text, filename)
+        return dag_from_spec(
+            data,
+            default_dag_id=default_dag_id,
+            fileloc=filename,
+            line_of=lambda keys: line_of(node, keys),
+            extra_issues=duplicates,
+        )
+
+
+def _parse(text: str, filename: str | None) -> tuple[yaml.Node | None, Any, list[Issue]]:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        if node is not None and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+        has_anchors = "&" in text  # aliases need an anchor; most files have none
+        if node is not None and has_anchors and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
             message = "document expands to too many nodes (aliases nested too deeply)"
             raise DagValidationError([Issue(message, "", filename)])
         data = loader.construct_document(node) if node is not None else None
@@ -63,22 +88,9 @@ def load_dag_text(
         raise DagValidationError([Issue(f"invalid YAML: {problem}", "", filename, line)]) from None
     finally:
         loader.dispose()
-    duplicates = [
-        Issue(
-            f"duplicate key '{key}' (a later value would silently replace the first)",
-            "",
-            filename,
-            line,
-        )
-        for line, key in loader.duplicates
-    ]
-    return dag_from_spec(
-        data,
-        default_dag_id=default_dag_id,
-        fileloc=filename,
-        line_of=lambda keys: line_of(node, keys),
-        extra_issues=duplicates,
-    )
+    message = "duplicate key '{}' (a later value would silently replace the first)"
+    duplicates = [Issue(message.format(key), "", filename, line) for line, key in loader.duplicates]
+    return node, data, duplicates
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -125,7 +137,7 @@ def _child(node: yaml.Node, key: str | int) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(key):
-                return value_node
+                return value_node  # type: ignore[no-any-return]
         return None
     if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
         return node.value[key]  # type: ignore[no-any-return]

@@ -1,0 +1,469 @@
+import json
+import textwrap
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from pipeline_core.dag.model import DAG
+from pipeline_core.dag.yaml_loader import load_dag_file, load_dag_text
+from pipeline_core.errors import DagValidationError, Issue
+from pipeline_core.state import TriggerRule
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "dags"
+FULL = """\
+dag_id: etl_daily
+description: Nightly ETL
+schedule: "0 6 * * *"
+timezone: Europe/Berlin
+start_date: 2026-01-01
+catchup: false
+max_active_runs: 1
+concurrency: 16
+tags: [etl, production]
+default_args: {retries: 2, retry_delay: 30s, timeout: 10m}
+tasks:
+  extract:
+    type: shell
+    command: "echo '{\\"rows\\": 3}'"
+  transform:
+    type: python
+    callable: "examples_lib.etl:transform"
+    depends_on: [extract]
+  check:
+    type: branch
+    depends_on: [transform]
+    branches:
+      - when: "{{ xcom.transform.return_value.rows }} > 0"
+        follow: [load]
+    default: [alert]
+  load:   {type: noop, depends_on: [check], pool: db, priority_weight: 10}
+  alert:  {type: noop, depends_on: [check]}
+  report: {type: noop, depends_on: [load, alert], trigger_rule: none_failed}
+"""
+
+
+def load(text: str, **kwargs) -> DAG:
+    kwargs.setdefault("default_dag_id", "dag")
+    return load_dag_text(textwrap.dedent(text), filename="dag.yaml", **kwargs)
+
+
+def issues(text: str) -> list[Issue]:
+    with pytest.raises(DagValidationError) as info:
+        load(text)
+    return info.value.issues
+
+
+def only_issue(text: str) -> Issue:
+    found = issues(text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_minimal_dag_gets_every_default():
+    dag = load("tasks: {only: {}}", default_dag_id="minimal")
+    assert dag.dag_id == "minimal"
+    assert (dag.schedule, dag.catchup, dag.max_active_runs, dag.concurrency) == (None, False, 1, 16)
+    assert dag.timezone == "UTC" and dag.tags == () and dag.is_paused is False
+    task = dag.get_task("only")
+    assert task.type == "noop"
+    assert task.trigger_rule is TriggerRule.ALL_SUCCESS
+    assert (task.retries, task.retry_delay, task.timeout) == (0, 0.0, None)
+    assert (task.pool, task.priority_weight) == ("default_pool", 1)
+
+
+def test_full_example_from_the_format_description():
+    dag = load(FULL)
+    assert dag.dag_id == "etl_daily"
+    assert dag.description == "Nightly ETL"
+    assert dag.schedule == "0 6 * * *"
+    assert dag.timezone == "Europe/Berlin"
+    # a naive start_date is midnight in the DAG's timezone
+    assert dag.start_date == datetime(2025, 12, 31, 23, 0, tzinfo=UTC)
+    assert dag.tags == ("etl", "production")
+    assert dag.task_ids == ["extract", "transform", "check", "load", "alert", "report"]
+    assert dag.get_task("report").depends_on == ("load", "alert")
+    assert dag.get_task("report").trigger_rule is TriggerRule.NONE_FAILED
+    assert dag.get_task("load").pool == "db"
+    assert dag.get_task("load").priority_weight == 10
+    assert dag.get_task("extract").config["command"] == "echo '{\"rows\": 3}'"
+    assert dag.get_task("check").config["default"] == ["alert"]
+
+
+def test_default_args_merge_and_task_values_win():
+    dag = load(
+        """
+        default_args: {retries: 2, retry_delay: 30s, timeout: 10m, pool: shared}
+        tasks:
+          a: {}
+          b: {retries: 5, timeout: 90, depends_on: [a]}
+        """
+    )
+    a, b = dag.get_task("a"), dag.get_task("b")
+    assert (a.retries, a.retry_delay, a.timeout, a.pool) == (2, 30.0, 600.0, "shared")
+    assert (b.retries, b.retry_delay, b.timeout) == (5, 30.0, 90.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("250ms", 0.25),
+        ("2d", 172800),
+        (45, 45),
+        ("1.5", 1.5),
+    ],
+)
+def test_durations(text, seconds):
+    dag = load(f"tasks: {{a: {{retry_delay: {json.dumps(text)}}}}}")
+    assert dag.get_task("a").retry_delay == seconds
+
+
+def test_depends_on_accepts_a_single_id():
+    dag = load("tasks: {a: {}, b: {depends_on: a}}")
+    assert dag.get_task("b").depends_on == ("a",)
+
+
+def test_templates_are_kept_verbatim():
+    dag = load(
+        """
+        tasks:
+          a: {type: shell, command: "echo {{ ds }} {{ run_id }} {{ dag_run.conf.x }}"}
+          b:
+            type: python
+            callable: "m:f"
+            depends_on: [a]
+            kwargs: {v: "{{ xcom.a.return_value }}", n: ["{{ logical_date }}"]}
+        """
+    )
+    assert dag.get_task("a").config["command"] == "echo {{ ds }} {{ run_id }} {{ dag_run.conf.x }}"
+    assert dag.get_task("b").config["kwargs"] == {
+        "v": "{{ xcom.a.return_value }}",
+        "n": ["{{ logical_date }}"],
+    }
+
+
+# --- every validation error with its message and location -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "line", "message"),
+    [
+        pytest.param("tasks:\n  a: {}\n  a: {}\n", "", 3, "duplicate key 'a'", id="duplicate-task"),
+        pytest.param(
+            "tasks:\n  a: {}\n  b:\n    depends_on: [a, c]\n",
+            "tasks.b.depends_on[1]",
+            4,
+            "depends on unknown task 'c'",
+            id="dangling",
+        ),
+        pytest.param(
+            "tasks:\n  a: {depends_on: [a]}\n",
+            "tasks.a.depends_on[0]",
+            2,
+            "depends on itself",
+            id="self",
+        ),
+        pytest.param(
+            "tasks:\n  a: {trigger_rule: all_sucess}\n",
+            "tasks.a.trigger_rule",
+            2,
+            "did you mean 'all_success'",
+            id="trigger-rule",
+        ),
+        pytest.param(
+            "tasks:\n  a: {type: bash}\n", "tasks.a.type", 2, "unknown task type 'bash'", id="type"
+        ),
+        pytest.param(
+            "tasks:\n  a: {retries: -1}\n", "tasks.a.retries", 2, "must be ≥ 0", id="retries"
+        ),
+        pytest.param(
+            "tasks:\n  a: {timeout: -5}\n", "tasks.a.timeout", 2, "finite number ≥ 0", id="timeout"
+        ),
+        pytest.param(
+            "tasks:\n  a: {retry_delay: 5 minutes}\n",
+            "tasks.a.retry_delay",
+            2,
+            "invalid duration",
+            id="dur",
+        ),
+        pytest.param("tasks:\n  bad id: {}\n", "tasks.bad id", 2, "invalid id", id="task-id"),
+        pytest.param("dag_id: x/y\ntasks: {a: {}}\n", "dag_id", 1, "invalid id", id="dag-id"),
+        pytest.param(
+            "tasks:\n  " + "x" * 251 + ": {}\n",
+            "tasks." + "x" * 251,
+            2,
+            "maximum is 250",
+            id="long-id",
+        ),
+        pytest.param(
+            "tasks:\n  a:\n    depend_on: [b]\n",
+            "tasks.a.depend_on",
+            3,
+            "unknown key 'depend_on'; did you mean 'depends_on'?",
+            id="typo-task-key",
+        ),
+        pytest.param(
+            "shedule: '@daily'\ntasks: {a: {}}\n",
+            "shedule",
+            1,
+            "did you mean 'schedule'?",
+            id="typo-dag-key",
+        ),
+        pytest.param(
+            "default_args: {retrys: 1}\ntasks: {a: {}}\n",
+            "default_args.retrys",
+            1,
+            "did you mean 'retries'?",
+            id="typo-default-args",
+        ),
+        pytest.param(
+            "tasks:\n  a: {type: shell, command: ls, comand: ls}\n",
+            "tasks.a.comand",
+            2,
+            "did you mean 'command'?",
+            id="typo-type-key",
+        ),
+        pytest.param(
+            "tasks:\n  a: {type: shell}\n", "tasks.a.command", 2, "missing command", id="no-command"
+        ),
+        pytest.param(
+            "tasks:\n  a: {type: python, callable: nocolon}\n",
+            "tasks.a.callable",
+            2,
+            "expected 'module:function'",
+            id="callable",
+        ),
+        pytest.param(
+            "schedule: '0 25 * * *'\nstart_date: 2026-01-01\ntasks: {a: {}}\n",
+            "schedule",
+            1,
+            "invalid cron expression",
+            id="cron",
+        ),
+        pytest.param(
+            "schedule: '@fortnightly'\nstart_date: 2026-01-01\ntasks: {a: {}}\n",
+            "schedule",
+            1,
+            "unknown schedule preset",
+            id="preset",
+        ),
+        pytest.param(
+            "schedule: '@daily'\ntasks: {a: {}}\n",
+            "start_date",
+            1,
+            "needs a start_date",
+            id="no-start",
+        ),
+        pytest.param(
+            "timezone: Mars/Olympus\ntasks: {a: {}}\n", "timezone", 1, "unknown timezone", id="tz"
+        ),
+        pytest.param(
+            "start_date: 2026-02-30\ntasks: {a: {}}\n", "start_date", 1, "invalid date", id="date"
+        ),
+        pytest.param(
+            "catchup: maybe\ntasks: {a: {}}\n", "catchup", 1, "expected true or false", id="bool"
+        ),
+        pytest.param("max_active_runs: 0\ntasks: {a: {}}\n", "max_active_runs", 1, "≥ 1", id="mar"),
+        pytest.param(
+            "concurrency: yes\ntasks: {a: {}}\n", "concurrency", 1, "got a boolean", id="conc"
+        ),
+        pytest.param("tags: etl\ntasks: {a: {}}\n", "", None, None, id="tag-string-ok"),
+        pytest.param(
+            "tasks:\n  a: {type: shell, command: 'echo {{ xcom.zz.v }}'}\n",
+            "tasks.a.command",
+            2,
+            "unknown task 'zz'",
+            id="template-task",
+        ),
+        pytest.param(
+            "tasks:\n  a: {type: shell, command: 'echo {{ os.system }}'}\n",
+            "tasks.a.command",
+            2,
+            "unknown name 'os'",
+            id="template-root",
+        ),
+        pytest.param(
+            "tasks:\n  a: {type: shell, command: 'echo {{ ds'}\n",
+            "tasks.a.command",
+            2,
+            "unterminated template",
+            id="template-open",
+        ),
+        pytest.param(
+            "tasks:\n  a: {}\n  b:\n    type: branch\n    depends_on: [a]\n    branches:\n"
+            "      - {when: 'len(x) > 1', follow: [c]}\n  c: {depends_on: [b]}\n",
+            "tasks.b.branches[0].when",
+            7,
+            "not allowed",
+            id="branch-expression",
+        ),
+        pytest.param(
+            "tasks:\n  a: {}\n  b:\n    type: branch\n    branches:\n      - {when: 'true', follow: [a]}\n",
+            "tasks.b.branches[0].follow[0]",
+            6,
+            "not a direct downstream task",
+            id="branch-follow",
+        ),
+        pytest.param(
+            "tasks:\n  b: {type: branch}\n",
+            "tasks.b",
+            2,
+            "exactly one of 'branches' or 'callable'",
+            id="branch",
+        ),
+        pytest.param(
+            "tasks:\n  s: {type: sensor, file: /x, until: '10:00'}\n",
+            "tasks.s",
+            2,
+            "exactly one of 'poke', 'file' or 'until'",
+            id="sensor-modes",
+        ),
+        pytest.param(
+            "tasks:\n  s: {type: sensor, until: '25:99'}\n",
+            "tasks.s.until",
+            2,
+            "HH:MM",
+            id="sensor-until",
+        ),
+        pytest.param("tasks: []\n", "tasks", 1, "expected a mapping of task id", id="tasks-list"),
+        pytest.param("dag_id: x\n", "tasks", 1, "missing tasks", id="no-tasks"),
+        pytest.param("tasks: {}\n", "tasks", 1, "at least one task", id="empty-tasks"),
+        pytest.param("- a\n- b\n", "", 1, "expected a mapping", id="not-a-mapping"),
+        pytest.param("tasks:\n  a: [1]\n", "tasks.a", 2, "expected a mapping", id="task-list"),
+    ],
+)
+def test_validation_errors(text, path, line, message):
+    if message is None:
+        load(text)
+        return
+    issue = only_issue(text)
+    assert issue.path == path
+    assert issue.line == line
+    assert message in issue.message
+    assert issue.file == "dag.yaml"
+
+
+def test_cycle_message_shows_the_path():
+    issue = only_issue(
+        """
+        tasks:
+          a: {depends_on: [c]}
+          b: {depends_on: [a]}
+          c: {depends_on: [b]}
+        """
+    )
+    assert "a -> b -> c -> a" in issue.message
+    assert issue.path == "tasks.a.depends_on"
+    assert issue.line == 3
+
+
+def test_all_errors_of_a_file_are_reported_together():
+    found = issues(
+        """
+        dag_id: ok
+        shedule: x
+        tasks:
+          a: {retries: -1, depend_on: [b]}
+          b: {depends_on: [zz], trigger_rule: nope}
+        """
+    )
+    paths = {issue.path for issue in found}
+    assert {"shedule", "tasks.a.retries", "tasks.a.depend_on", "tasks.b.depends_on[0]"} <= paths
+    assert "tasks.b.trigger_rule" in paths
+    assert [i.line for i in found] == sorted(i.line for i in found)
+
+
+def test_malformed_yaml_has_a_line():
+    issue = only_issue("tasks:\n  a: {type: shell\n  b: {}\n")
+    assert issue.message.startswith("invalid YAML")
+    assert issue.line is not None
+
+
+def test_empty_document():
+    assert "empty DAG document" in only_issue("").message
+
+
+def test_missing_dag_id_without_a_file_name():
+    with pytest.raises(DagValidationError, match="missing dag_id"):
+        load_dag_text("tasks: {a: {}}")
+
+
+def test_yaml_tags_that_construct_objects_are_refused():
+    issue = only_issue("tasks: !!python/object/apply:os.system ['true']\n")
+    assert "invalid YAML" in issue.message
+
+
+def test_alias_bomb_is_refused():
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 9):
+        lines.append(f"{chr(97 + i)}: &{chr(97 + i)} [{','.join(['*' + chr(96 + i)] * 10)}]")
+    lines.append("tasks: {t: {type: shell, command: ls, env: {x: *i}}}")
+    assert "too many nodes" in only_issue("\n".join(lines)).message
+
+
+def test_error_string_has_file_line_and_path():
+    issue = only_issue("tasks:\n  a: {retries: -3}\n")
+    assert str(issue) == "dag.yaml:2: tasks.a.retries: must be ≥ 0, got -3"
+
+
+def test_load_dag_file_uses_file_name_as_id(tmp_path):
+    path = tmp_path / "nightly.yml"
+    path.write_text("tasks: {a: {}}\n")
+    assert load_dag_file(path).dag_id == "nightly"
+    assert load_dag_file(path).fileloc == str(path)
+
+
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DagValidationError, match="cannot read file"):
+        load_dag_file(path)
+
+
+# --- the JSON Schema agrees with the loader --------------------------------------------
+
+
+def schema() -> dict:
+    text = resources.files("pipeline_core.dag").joinpath("dag.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def test_schema_is_a_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(schema())
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_match_the_schema(path):
+    jsonschema.validate(
+        json.loads(json.dumps(yaml.safe_load(path.read_text()), default=str)), schema()
+    )
+    load_dag_file(path)
+
+
+def test_full_example_matches_the_schema():
+    data = json.loads(json.dumps(yaml.safe_load(FULL), default=str))
+    jsonschema.validate(data, schema())
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"tasks": {"a": {"depend_on": ["b"]}}},
+        {"tasks": {"a": {"type": "shell"}}},
+        {"tasks": {"a": {"retries": -1}}},
+        {"tasks": {"a": {"trigger_rule": "sometimes"}}},
+        {"shedule": "@daily", "tasks": {"a": {}}},
+        {"tasks": {}},
+    ],
+)
+def test_schema_rejects_what_the_loader_rejects(document):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, schema())
+    with pytest.raises(DagValidationError):
+        load(json.dumps(document))
