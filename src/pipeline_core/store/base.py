@@ -1,0 +1,225 @@
+"""The ``Store`` protocol: the one contract every persistence backend implements.
+
+Contracts that hold for every backend (and that ``tests/store/test_conformance.py`` checks):
+
+* Every method is one transaction: it happens completely or not at all.
+* Every state change appends its event in the same transaction. Event ``seq`` numbers are
+  strictly increasing and commit-ordered: no reader can see ``seq`` N+1 before N.
+* Missing things raise ``NotFound``; duplicates and lost compare-and-set races raise
+  ``Conflict``; transitions the state machine forbids raise ``InvalidTransition`` (a
+  ``Conflict``); an unreachable or broken database raises ``StoreUnavailable``.
+* Values that are not JSON-serialisable (conf, XCom, definitions) raise ``InvalidRequest``
+  before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from pipeline_core.state import RunState, TaskState
+from pipeline_core.store.types import (
+    DagRecord,
+    DagRun,
+    Event,
+    EventQuery,
+    Heartbeat,
+    LogChunk,
+    Page,
+    Pool,
+    RunQuery,
+    TaskChange,
+    TaskInstance,
+    TaskInstanceQuery,
+    TaskKey,
+    TaskSpec,
+    XComEntry,
+)
+
+DEFAULT_LOG_CAP_BYTES = 4 * 1024 * 1024
+
+
+class Store(Protocol):
+    """Durable state of DAGs, runs, task instances, XCom, pools, logs and the event log."""
+
+    url: str
+    #: Whether ``wait_for_events`` is woken by the database itself (LISTEN/NOTIFY) rather
+    #: than by polling.
+    supports_notify: bool
+
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` if the database does not answer."""
+        ...
+
+    # --- DAGs -----------------------------------------------------------------------
+    def upsert_dag(self, record: DagRecord) -> DagRecord:
+        """Insert or update a DAG's metadata (never its pause state once stored).
+
+        Appends ``dag.updated`` only when something changed. Returns the stored record.
+        """
+        ...
+
+    def get_dag(self, dag_id: str) -> DagRecord: ...
+
+    def list_dags(
+        self,
+        *,
+        tags: Sequence[str] = (),
+        is_paused: bool | None = None,
+        is_active: bool | None = None,
+        dag_id_pattern: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[DagRecord]:
+        """DAGs ordered by ``dag_id``; ``tags`` matches DAGs having any of them; the pattern is a
+        case-insensitive substring."""
+        ...
+
+    def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
+        """Appends ``dag.updated`` when the state changes."""
+        ...
+
+    def deactivate_missing_dags(self, active_dag_ids: Sequence[str]) -> list[str]:
+        """Mark every active DAG not in ``active_dag_ids`` inactive; returns their ids."""
+        ...
+
+    # --- runs -----------------------------------------------------------------------
+    def create_run(self, run: DagRun, tasks: Sequence[TaskSpec]) -> DagRun:
+        """Create a run and all its task instances (``queued``, try 0) atomically.
+
+        ``Conflict`` if ``(dag_id, run_id)`` exists, or a scheduled run with the same
+        ``(dag_id, logical_date)`` exists. Appends ``run.state_changed`` (from ``null``).
+        """
+        ...
+
+    def get_run(self, dag_id: str, run_id: str) -> DagRun: ...
+
+    def transition_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        expected: RunState,
+        new: RunState,
+        *,
+        reason: str | None = None,
+    ) -> DagRun:
+        """Compare-and-set a run's state with its event. Entering ``running`` stamps
+        ``start_date`` (first time only); a finished state stamps ``end_date``; leaving a
+        finished state clears it."""
+        ...
+
+    def delete_run(self, dag_id: str, run_id: str) -> None:
+        """Delete a run with its task instances, XCom and logs (events stay)."""
+        ...
+
+    def prune_runs(self, dag_id: str, older_than: datetime) -> int:
+        """Delete finished runs of ``dag_id`` whose logical date is before ``older_than``."""
+        ...
+
+    def query_runs(self, query: RunQuery) -> Page[DagRun]:
+        """Filtered, ordered, paged runs with an exact total. Ties and NULLs (last) are
+        ordered the same way on every backend."""
+        ...
+
+    def count_active_runs(self, dag_id: str) -> int:
+        """Runs of ``dag_id`` in ``running`` state."""
+        ...
+
+    # --- task instances -------------------------------------------------------------
+    def get_task_instance(self, key: TaskKey) -> TaskInstance: ...
+
+    def query_task_instances(self, query: TaskInstanceQuery) -> Page[TaskInstance]:
+        """Task instances in task order within a run, newest run first across runs."""
+        ...
+
+    def transition_tasks(self, changes: Sequence[TaskChange]) -> list[TaskInstance]:
+        """Apply compare-and-set transitions atomically, each with its ``task.state_changed``
+        event. If any task is not in its ``expected`` state, ``Conflict`` and nothing is
+        written; an illegal transition raises ``InvalidTransition`` the same way."""
+        ...
+
+    def pool_usage(self) -> Mapping[str, Mapping[TaskState, int]]:
+        """Per pool: how many task instances are ``running`` and ``queued``."""
+        ...
+
+    # --- XCom -----------------------------------------------------------------------
+    def set_xcom(self, key: TaskKey, xcom_key: str, value: Any) -> XComEntry:
+        """Store a JSON value (replacing one with the same key)."""
+        ...
+
+    def get_xcom(self, key: TaskKey, xcom_key: str) -> XComEntry | None:
+        """The entry, or ``None`` when absent (a stored JSON ``null`` is an entry whose
+        ``value`` is ``None``)."""
+        ...
+
+    def list_xcom(self, key: TaskKey) -> list[XComEntry]: ...
+
+    def delete_xcom(self, key: TaskKey, xcom_key: str | None = None) -> int:
+        """Delete one key, or every key of the task when ``xcom_key`` is ``None``."""
+        ...
+
+    # --- pools ----------------------------------------------------------------------
+    def create_pool(self, pool: Pool) -> Pool: ...
+
+    def get_pool(self, name: str) -> Pool: ...
+
+    def list_pools(self) -> list[Pool]:
+        """Every pool by name; ``default_pool`` always exists."""
+        ...
+
+    def update_pool(
+        self, name: str, *, slots: int | None = None, description: str | None = None
+    ) -> Pool: ...
+
+    def delete_pool(self, name: str) -> None:
+        """``Conflict`` for ``default_pool``."""
+        ...
+
+    # --- task logs ------------------------------------------------------------------
+    def append_log(self, key: TaskKey, try_number: int, text: str) -> None:
+        """Append to one try's log. Past the store's cap one truncation marker is written
+        and the rest dropped."""
+        ...
+
+    def read_log(
+        self, key: TaskKey, try_number: int, *, offset: int = 0, limit: int | None = None
+    ) -> LogChunk: ...
+
+    # --- heartbeats -----------------------------------------------------------------
+    def heartbeat(self, component_id: str, *, kind: str, hostname: str, pid: int) -> Heartbeat: ...
+
+    def list_heartbeats(self, kind: str | None = None) -> list[Heartbeat]: ...
+
+    # --- event log ------------------------------------------------------------------
+    def append_event(
+        self,
+        type: str,
+        payload: Mapping[str, Any],
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        task_id: str | None = None,
+    ) -> Event:
+        """Append an event that no other store method emits (its own transaction)."""
+        ...
+
+    def read_events(self, query: EventQuery) -> list[Event]:
+        """Events with ``seq`` after ``query.after_seq`` matching the filters, oldest first."""
+        ...
+
+    def event_bounds(self) -> tuple[int, int]:
+        """(first retained seq, last seq); (0, 0) when the log is empty."""
+        ...
+
+    def trim_events(self, before_seq: int) -> int:
+        """Drop events with ``seq`` < ``before_seq`` (retention); returns how many."""
+        ...
+
+    def wait_for_events(self, after_seq: int, timeout: float) -> bool:
+        """Block until an event after ``after_seq`` may exist or ``timeout`` passes."""
+        ...

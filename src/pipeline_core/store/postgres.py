@@ -1,0 +1,184 @@
+"""PostgreSQL store (the ``postgres`` extra: psycopg 3 with a connection pool).
+
+Writers that append events serialise on one counter row, so event ``seq`` numbers commit in
+order; every event-appending transaction also sends ``NOTIFY`` so that waiting readers wake
+without polling. ``?schema=NAME`` in the URL keeps every table in that schema (created on open).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pipeline_core.errors import ConfigurationError, StoreUnavailable
+from pipeline_core.store._common import masked_url
+from pipeline_core.store._schema import MIGRATIONS, SCHEMA_VERSION, newer_schema_error
+from pipeline_core.store._sql import Tx
+from pipeline_core.store._sql_runs import SqlRunStore
+from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
+
+try:
+    import psycopg
+    import psycopg_pool
+except ImportError:  # pragma: no cover - depends on the installed extras
+    psycopg = None  # type: ignore[assignment]
+    psycopg_pool = None  # type: ignore[assignment]
+
+TYPES = {"serial": "BIGSERIAL", "bool": "BOOLEAN", "text": "TEXT"}
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class PostgresStore(SqlRunStore):
+    """``Store`` on PostgreSQL (``postgresql://user:password@host:5432/db[?schema=NAME]``)."""
+
+    supports_notify = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES,
+        pool_size: int = 8,
+        migrate_to: int = SCHEMA_VERSION,
+    ) -> None:
+        if psycopg is None or psycopg_pool is None:
+            raise ConfigurationError(
+                "PostgreSQL support needs the 'postgres' extra: "
+                "pip install 'pipeline-core[postgres]'"
+            )
+        super().__init__(log_cap_bytes=log_cap_bytes)
+        self.integrity_errors = (psycopg.IntegrityError,)
+        self.url = masked_url(url)
+        conninfo, self.schema = _split_schema(url)
+        self.channel = f"pipeline_core_events_{self.schema or 'public'}"[:63]
+        self._rewrites: dict[str, str] = {}
+        self._listener: _Listener | None = None
+        self._listener_lock = threading.Lock()
+        self._conninfo = conninfo
+        try:
+            self._pool = psycopg_pool.ConnectionPool(
+                conninfo,
+                min_size=1,
+                max_size=pool_size,
+                configure=self._configure,
+                open=True,
+                timeout=10,
+            )
+            self._pool.wait(timeout=10)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise StoreUnavailable(f"cannot connect to {self.url}: {_cause(exc)}") from None
+        self._migrate(migrate_to)
+
+    def _configure(self, connection: Any) -> None:
+        if self.schema:
+            connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            connection.execute(f'SET search_path TO "{self.schema}"')
+        connection.commit()
+
+    def _rewrite(self, sql: str) -> str:
+        rewritten = self._rewrites.get(sql)
+        if rewritten is None:
+            rewritten = self._rewrites[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return rewritten
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Tx]:
+        try:
+            with self._pool.connection() as connection, connection.transaction():
+                yield Tx(connection.cursor(), self._rewrite)
+        except psycopg.IntegrityError:
+            raise
+        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+            raise StoreUnavailable(f"database error on {self.url}: {_cause(exc)}") from None
+
+    def _after_events(self, tx: Tx, last_seq: int) -> None:
+        tx.rows("SELECT pg_notify(?, ?)", (self.channel, str(last_seq)))
+
+    def _migrate(self, target: int) -> None:
+        with self._transaction(write=True) as tx:
+            tx.rows("SELECT pg_advisory_xact_lock(hashtext('pipeline_core_migrate'))")
+            tx.run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            current = int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version") or 0)
+            if current > SCHEMA_VERSION:
+                raise newer_schema_error(self.url, current)
+            for version in range(current + 1, target + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    tx.run(statement.format(**TYPES))
+                tx.run("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def schema_version(self) -> int:
+        return int(self._read(lambda tx: tx.scalar("SELECT MAX(version) FROM schema_version")))
+
+    def wait_for_events(self, after_seq: int, timeout: float) -> bool:
+        """Block on LISTEN/NOTIFY (one listening connection per store) until ``seq`` passes."""
+        with self._listener_lock:
+            if self._listener is None:
+                self._listener = _Listener(self._conninfo, self.channel)
+        current = self._read(lambda tx: tx.scalar("SELECT seq FROM event_counter WHERE id = 1"))
+        self._listener.seen(int(current))
+        return self._listener.wait(after_seq, timeout)
+
+    def close(self) -> None:
+        with self._listener_lock:
+            if self._listener is not None:
+                self._listener.stop()
+                self._listener = None
+        self._pool.close()
+
+
+class _Listener:
+    """A thread holding one LISTEN connection; tracks the highest ``seq`` announced."""
+
+    def __init__(self, conninfo: str, channel: str) -> None:
+        self._condition = threading.Condition()
+        self._last = 0
+        self._stopping = False
+        self._connection = psycopg.Connection.connect(conninfo, autocommit=True)
+        self._connection.execute(f'LISTEN "{channel}"')
+        self._thread = threading.Thread(target=self._loop, name="pg-event-listener", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                for notify in self._connection.notifies(timeout=0.5):
+                    self.seen(int(notify.payload))
+            except psycopg.Error:
+                if self._stopping:
+                    return
+                raise
+
+    def seen(self, seq: int) -> None:
+        with self._condition:
+            if seq > self._last:
+                self._last = seq
+                self._condition.notify_all()
+
+    def wait(self, after_seq: int, timeout: float) -> bool:
+        with self._condition:
+            return self._condition.wait_for(lambda: self._last > after_seq, timeout)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._thread.join(timeout=2)
+        self._connection.close()
+
+
+def _split_schema(url: str) -> tuple[str, str | None]:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    schema = next((v for k, v in query if k == "schema"), None)
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise ConfigurationError(f"invalid schema name {schema!r} in the database URL")
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
+    return urlunsplit(parts._replace(scheme=scheme, query=rest)), schema
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,137 @@
+"""The default store: one SQLite file in WAL mode, safe from many threads and processes.
+
+Each thread gets its own connection. Writers take the database lock up front
+(``BEGIN IMMEDIATE``) and, within a process, queue on a lock rather than spin in SQLite's
+busy handler; across processes the busy timeout makes them wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline_core.errors import StoreUnavailable
+from pipeline_core.store._schema import MIGRATIONS, SCHEMA_VERSION, newer_schema_error
+from pipeline_core.store._sql import Tx
+from pipeline_core.store._sql_runs import SqlRunStore
+from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
+
+TYPES = {"serial": "INTEGER", "bool": "INTEGER", "text": "TEXT"}
+BUSY_TIMEOUT_MS = 30_000
+EVENT_POLL_INTERVAL = 0.05
+
+
+class SqliteStore(SqlRunStore):
+    """``Store`` on a SQLite file (``sqlite:///path/file.db`` or a plain path)."""
+
+    integrity_errors = (sqlite3.IntegrityError,)
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES,
+        migrate_to: int = SCHEMA_VERSION,
+    ) -> None:
+        super().__init__(log_cap_bytes=log_cap_bytes)
+        self.path = str(path)
+        self.url = f"sqlite:///{self.path}"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = False
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._migrate(migrate_to)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        if self._closed:
+            raise StoreUnavailable(f"store {self.url} is closed")
+        try:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {self.url}: {exc}") from None
+        self._local.connection = connection
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Tx]:
+        connection = self._connect()
+        lock = self._write_lock if write else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield Tx(cursor, _same)
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            raise StoreUnavailable(f"database error on {self.url}: {exc}") from None
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _migrate(self, target: int) -> None:
+        with self._transaction(write=True) as tx:
+            tx.run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            current = int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version") or 0)
+            if current > SCHEMA_VERSION:
+                raise newer_schema_error(self.url, current)
+            for version in range(current + 1, target + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    tx.run(statement.format(**TYPES))
+                tx.run("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def schema_version(self) -> int:
+        return int(self._read(lambda tx: tx.scalar("SELECT MAX(version) FROM schema_version")))
+
+    def wait_for_events(self, after_seq: int, timeout: float) -> bool:
+        """Poll the event counter (cheap: one indexed row) until it passes ``after_seq``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if (
+                self._read(lambda tx: tx.scalar("SELECT seq FROM event_counter WHERE id = 1"))
+                > after_seq
+            ):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(EVENT_POLL_INTERVAL, remaining))
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
+
+
+def _same(sql: str) -> str:
+    return sql

@@ -1,0 +1,65 @@
+"""Shared fixtures: stores of every backend, and the PostgreSQL server check."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+PG_DSN = os.environ.get("PIPELINE_CORE_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def postgres_or_skip() -> str:
+    """The DSN of a reachable PostgreSQL; skips (fails in CI) when none answers."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_DSN, connect_timeout=3) as connection:
+            connection.execute("SELECT 1")
+    except Exception as exc:
+        message = f"PostgreSQL at {PG_DSN} is not reachable ({exc}); set PIPELINE_CORE_PG_DSN"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return PG_DSN
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL to a fresh, private schema on the test server, dropped afterwards."""
+    dsn = postgres_or_skip()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in dsn else "?"
+    yield f"{dsn}{separator}schema={schema}"
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def make_store(kind: str, tmp_path, request):  # type: ignore[no-untyped-def]
+    from pipeline_core.store import open_store
+
+    if kind == "memory":
+        return open_store("memory://")
+    if kind == "sqlite":
+        return open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    return open_store(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request, tmp_path):  # type: ignore[no-untyped-def]
+    """One store of each backend; the conformance suite runs against all three."""
+    created = make_store(request.param, tmp_path, request)
+    yield created
+    created.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_store(request, tmp_path):  # type: ignore[no-untyped-def]
+    created = make_store(request.param, tmp_path, request)
+    yield created
+    created.close()

@@ -1,0 +1,37 @@
+"""Small builders for store tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from pipeline_core.state import RunState, TaskState
+from pipeline_core.store.types import DagRecord, DagRun, TaskChange, TaskKey, TaskSpec
+
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def dag(dag_id: str = "etl", **fields) -> DagRecord:  # type: ignore[no-untyped-def]
+    return DagRecord(dag_id=dag_id, **fields)
+
+
+def new_run(
+    store, dag_id="etl", run_id="r1", *, tasks=("a", "b", "c"), day=0, run_type="manual", **fields
+):  # type: ignore[no-untyped-def]
+    run = DagRun(
+        dag_id=dag_id,
+        run_id=run_id,
+        state=RunState.QUEUED,
+        run_type=run_type,
+        logical_date=BASE + timedelta(days=day),
+        **fields,
+    )
+    return store.create_run(run, [TaskSpec(t, max_tries=2) for t in tasks])
+
+
+def key(task_id: str = "a", run_id: str = "r1", dag_id: str = "etl") -> TaskKey:
+    return TaskKey(dag_id, run_id, task_id)
+
+
+def move(store, task_id, expected, new, run_id="r1", **fields):  # type: ignore[no-untyped-def]
+    change = TaskChange(key(task_id, run_id), TaskState(expected), TaskState(new), **fields)
+    return store.transition_tasks([change])[0]

@@ -1,0 +1,62 @@
+"""PostgreSQL quirks: URLs, schemas, migrations, notify, unreachable servers."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pipeline_core.errors import StoreUnavailable
+from pipeline_core.store import open_store
+from pipeline_core.store._schema import SCHEMA_VERSION
+from pipeline_core.store.postgres import PostgresStore
+from tests.conftest import postgres_or_skip
+
+
+def test_unreachable_server_is_unavailable_with_a_masked_password():
+    with pytest.raises(StoreUnavailable) as info:
+        open_store("postgresql://user:s3cret@127.0.0.1:1/nowhere")
+    assert "s3cret" not in str(info.value)
+    assert "postgresql://user:***@127.0.0.1:1/nowhere" in str(info.value)
+
+
+def test_schema_is_created_and_migrated(pg_url):
+    store = open_store(pg_url)
+    assert isinstance(store, PostgresStore)
+    assert store.schema_version() == SCHEMA_VERSION
+    store.close()
+
+
+def test_older_schema_is_upgraded_and_newer_refused(pg_url):
+    PostgresStore(pg_url, migrate_to=1).close()
+    store = PostgresStore(pg_url)
+    assert store.schema_version() == SCHEMA_VERSION
+    store._write(
+        lambda tx, _: tx.run(
+            "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,)
+        )
+    )
+    store.close()
+    with pytest.raises(StoreUnavailable, match="newer than this pipeline-core"):
+        PostgresStore(pg_url)
+
+
+def test_notify_wakes_a_waiter_in_another_store(pg_url):
+    writer, reader = open_store(pg_url), open_store(pg_url)
+    try:
+        assert reader.supports_notify is True
+        timer = threading.Timer(0.3, lambda: writer.append_event("ping", {}))
+        timer.start()
+        assert reader.wait_for_events(0, timeout=10) is True
+        timer.join()
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_invalid_schema_name():
+    postgres_or_skip()
+    from pipeline_core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="invalid schema name"):
+        open_store("postgresql://postgres@127.0.0.1/test?schema=x;drop")
