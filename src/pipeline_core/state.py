@@ -141,14 +141,33 @@ def evaluate_trigger_rule(rule: TriggerRule, upstream_states: Iterable[TaskState
     a failure. A task with no (remaining) upstream is always ready.
     """
     counts = Counter(s for s in upstream_states if s is not TaskState.REMOVED)
-    total = sum(counts.values())
+    failed = counts[_T.FAILED] + counts[_T.UPSTREAM_FAILED] + counts[_T.CANCELLED]
+    return evaluate_counts(
+        rule, sum(counts.values()), counts[_T.SUCCESS], counts[_T.SKIPPED], failed
+    )
+
+
+def evaluate_counts(
+    rule: TriggerRule, total: int, success: int, skipped: int, failed: int
+) -> Readiness:
+    """``evaluate_trigger_rule`` from running tallies of the upstream outcomes, so that an
+    engine can update them in O(1) per finished upstream task instead of rescanning."""
     if rule is TriggerRule.ALWAYS or total == 0:
         return Readiness.READY
-    success = counts[_T.SUCCESS]
-    skipped = counts[_T.SKIPPED]
-    failed = counts[_T.FAILED] + counts[_T.UPSTREAM_FAILED] + counts[_T.CANCELLED]
     done = success + skipped + failed == total
     return _RULES[rule](total, success, skipped, failed, done)
+
+
+def outcome_of(state: TaskState) -> str | None:
+    """How a finished upstream counts for trigger rules: ``success``, ``skipped``, ``failed``,
+    or ``None`` while unfinished (and for ``removed``, which does not count at all)."""
+    if state is TaskState.SUCCESS:
+        return "success"
+    if state is TaskState.SKIPPED:
+        return "skipped"
+    if state in (TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED):
+        return "failed"
+    return None
 
 
 def _all_success(total: int, success: int, skipped: int, failed: int, done: bool) -> Readiness:

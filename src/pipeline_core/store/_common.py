@@ -59,8 +59,15 @@ def apply_task_change(current: TaskInstance, change: TaskChange, now: datetime) 
     if new is TaskState.FAILED and change.error is None:
         error = current.error
     try_number = current.try_number if change.try_number is None else change.try_number
+    max_tries = current.max_tries if change.max_tries is None else change.max_tries
     return replace(
-        current, state=new, start_date=start, end_date=end, error=error, try_number=try_number
+        current,
+        state=new,
+        start_date=start,
+        end_date=end,
+        error=error,
+        try_number=try_number,
+        max_tries=max_tries,
     )
 
 

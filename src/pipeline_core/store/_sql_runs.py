@@ -225,9 +225,10 @@ class SqlRunStore(SqlStore):
                 before = _ti(row)
                 after = apply_task_change(before, change, now)
                 changed = tx.run(
-                    "UPDATE task_instances SET state = ?, try_number = ?, start_date = ?, "
-                    f"end_date = ?, duration_ms = ?, error = ? WHERE {_KEY} AND state = ?",
-                    (after.state.value, after.try_number, iso(after.start_date),
+                    "UPDATE task_instances SET state = ?, try_number = ?, max_tries = ?, "
+                    "start_date = ?, end_date = ?, duration_ms = ?, error = ? "
+                    f"WHERE {_KEY} AND state = ?",
+                    (after.state.value, after.try_number, after.max_tries, iso(after.start_date),
                      iso(after.end_date), after.duration_ms, after.error, *_key(change.key),
                      before.state.value),
                 )  # fmt: skip

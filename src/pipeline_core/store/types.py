@@ -25,7 +25,9 @@ def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z`` suffix and microseconds (sorts as text)."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def duration_ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -114,8 +116,9 @@ class TaskKey:
 class TaskChange:
     """One compare-and-set transition of a task instance.
 
-    ``try_number`` replaces the stored one when given (the engine bumps it when a try
-    starts). ``start_date``/``end_date`` default to what the transition implies: entering
+    ``try_number`` and ``max_tries`` replace the stored ones when given (the engine bumps
+    the try when it starts one, and grants more tries when a task is retried by hand).
+    ``start_date``/``end_date`` follow from the transition: entering
     ``running`` stamps the start and clears the end, entering a finished state stamps the end,
     going back to ``queued`` clears both.
     """
@@ -124,6 +127,7 @@ class TaskChange:
     expected: TaskState
     new: TaskState
     try_number: int | None = None
+    max_tries: int | None = None
     error: str | None = None
     reason: str | None = None
 
