@@ -1,0 +1,43 @@
+"""``Control``: what the scheduler, the CLI and the API may ask of an engine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from pipeline_core.store.types import DagRecord, DagRun
+
+
+class Control(Protocol):
+    def trigger(
+        self,
+        dag_id: str,
+        conf: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        logical_date: datetime | None = None,
+        note: str | None = None,
+        run_type: str = "manual",
+    ) -> DagRun:
+        """Create a run (``Conflict`` if its id or scheduled date is taken) and start it when
+        the DAG is unpaused and below ``max_active_runs``."""
+        ...
+
+    def cancel(self, dag_id: str, run_id: str) -> DagRun:
+        """Kill running tasks, cancel the rest; ``Conflict`` if the run already finished."""
+        ...
+
+    def retry(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_ids: Sequence[str] | None = None,
+        include_downstream: bool = True,
+    ) -> tuple[DagRun, list[str]]:
+        """Re-queue failed, upstream_failed and cancelled tasks (or ``task_ids``) and, by
+        default, their downstream; returns the run and the re-queued ids. ``Conflict`` when
+        there is nothing to retry."""
+        ...
+
+    def set_paused(self, dag_id: str, paused: bool) -> DagRecord: ...

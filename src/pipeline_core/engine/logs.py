@@ -1,0 +1,121 @@
+"""Task logs: timestamped lines buffered per try and appended to the store in chunks, and a
+router that sends what a thread-run task prints to its own log."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import time
+from typing import TextIO
+
+from pipeline_core.store.base import Store
+from pipeline_core.store.types import TaskKey, iso, utcnow
+
+FLUSH_BYTES = 64 * 1024
+FLUSH_SECONDS = 1.0
+
+
+class TaskLog:
+    """One try's log. ``write`` accepts raw text (split into timestamped lines); lines reach
+    the store every 64 KiB or second, and on ``close``. Never raises into the task."""
+
+    def __init__(self, store: Store, key: TaskKey, try_number: int) -> None:
+        self.store, self.key, self.try_number = store, key, try_number
+        self._buffer: list[str] = []
+        self._size = 0
+        self._partial = ""
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+
+    def info(self, message: str) -> None:
+        self.write(message if message.endswith("\n") else message + "\n")
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
+            stamp = iso(utcnow())
+            for line in lines:
+                entry = f"[{stamp}] {line}\n"
+                self._buffer.append(entry)
+                self._size += len(entry)
+            if self._size >= FLUSH_BYTES or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+                self._flush_locked()
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._partial:
+                self._buffer.append(f"[{iso(utcnow())}] {self._partial}\n")
+                self._partial = ""
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        text, self._buffer, self._size = "".join(self._buffer), [], 0
+        try:
+            self.store.append_log(self.key, self.try_number, text)
+        except Exception:  # a log that cannot be written must not fail the task
+            sys.__stderr__.write(f"pipeline-core: could not write the log of {self.key}\n")
+
+
+class _RoutedStream(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: text written by a thread that runs a task goes
+    to that task's log; everything else goes to the original stream."""
+
+    def __init__(self, original: TextIO, targets: threading.local) -> None:
+        self.original, self.targets = original, targets
+
+    def write(self, text: str) -> int:
+        log: TaskLog | None = getattr(self.targets, "log", None)
+        if log is not None:
+            return log.write(text)
+        return self.original.write(text)
+
+    def flush(self) -> None:
+        self.original.flush()
+
+    def fileno(self) -> int:
+        return self.original.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.original, "encoding", "utf-8")
+
+
+class OutputRouter:
+    """Installs routed stdout/stderr once; ``capture(log)`` routes the calling thread."""
+
+    def __init__(self) -> None:
+        self._targets = threading.local()
+        self._installed = 0
+        self._lock = threading.Lock()
+        self._saved: tuple[TextIO, TextIO] | None = None
+
+    def install(self) -> None:
+        with self._lock:
+            self._installed += 1
+            if self._installed == 1:
+                self._saved = (sys.stdout, sys.stderr)
+                sys.stdout = _RoutedStream(sys.stdout, self._targets)  # type: ignore[assignment]
+                sys.stderr = _RoutedStream(sys.stderr, self._targets)  # type: ignore[assignment]
+
+    def uninstall(self) -> None:
+        with self._lock:
+            self._installed -= 1
+            if self._installed == 0 and self._saved is not None:
+                sys.stdout, sys.stderr = self._saved
+                self._saved = None
+
+    def route(self, log: TaskLog | None) -> None:
+        self._targets.log = log
+
+
+ROUTER = OutputRouter()

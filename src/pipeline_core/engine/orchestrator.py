@@ -1,0 +1,472 @@
+"""The orchestrator: one thread that owns every run and task instance of its process.
+
+It sleeps on an inbox of commands (trigger, cancel, retry, ...), executor completions and
+timer wake-ups — never on a polling tick. Each wake-up drains the inbox, decides what follows
+(readiness is incremental: see ``tracker``), and commits all resulting task transitions in
+one store transaction before handing new tries to the executor.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pipeline_core.dag.model import DAG
+from pipeline_core.engine.executor import Completion, Executor, Job, LocalExecutor
+from pipeline_core.engine.pools import PoolSlots
+from pipeline_core.engine.runs import RunBook
+from pipeline_core.errors import Conflict
+from pipeline_core.metrics import Metrics, NullMetrics
+from pipeline_core.state import RunState, TaskState
+from pipeline_core.store.base import Store
+from pipeline_core.store.types import DagRecord, DagRun, Event, TaskKey, utcnow
+
+logger = logging.getLogger("pipeline_core.engine")
+RunKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    max_workers: int = 32
+    xcom_max_bytes: int = 1024 * 1024
+    kill_grace: float = 5.0
+    heartbeat_interval: float = 5.0
+    #: Running task instances whose engine has not beaten for this long are orphaned.
+    orphan_after: float = 30.0
+    command_timeout: float = 30.0
+
+
+@dataclass
+class _Active:
+    """A try the executor holds (or a sensor between pokes, ``sleeping``)."""
+
+    run_key: RunKey
+    task_id: str
+    try_number: int
+    pool: str
+    first_started: float
+    sleeping: bool = False
+
+
+class Engine:
+    """Runs DAG runs: the ``Control`` implementation for one process."""
+
+    def __init__(
+        self,
+        store: Store,
+        dags: Mapping[str, DAG] | None = None,
+        *,
+        executor: Executor | None = None,
+        metrics: Metrics | None = None,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings or EngineSettings()
+        self.metrics: Metrics = metrics or NullMetrics()
+        self.executor: Executor = executor or LocalExecutor(
+            store,
+            max_workers=self.settings.max_workers,
+            kill_grace=self.settings.kill_grace,
+            xcom_max_bytes=self.settings.xcom_max_bytes,
+        )
+        self.component_id = f"engine-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.book = RunBook(store, self.metrics)
+        self.book.dags = dict(dags or {})
+        self._inbox: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_order = itertools.count()
+        self._pools: PoolSlots[TaskKey] = PoolSlots()
+        self._queued_entries: dict[TaskKey, Any] = {}
+        self._active: dict[TaskKey, _Active] = {}
+        self._dag_running: Counter[str] = Counter()
+        self._draining = False
+        self._thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
+        self._stopped = threading.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> Engine:
+        self.executor.start(lambda c: self._inbox.put(lambda: self._complete(c)))
+        self.store.add_listener(self._on_store_events)
+        self._thread.start()
+        self.call(self._startup)
+        return self
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop starting tasks, wait up to ``grace`` for running ones, then stop the rest
+        (they become ``up_for_retry``, or ``failed`` when out of tries, and resume on the next
+        start)."""
+        if not self._thread.is_alive():
+            return
+        self._inbox.put(self._begin_drain)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and self.call(lambda: bool(self._active)):
+            time.sleep(0.02)
+        self.call(self._abandon_active)
+        self._inbox.put(None)
+        self._thread.join(timeout=10)
+        self.store.remove_listener(self._on_store_events)
+        self.executor.shutdown(wait=False)
+        self._stopped.set()
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Run ``fn`` on the orchestrator thread and return its result (or raise its error)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._inbox.put(run)
+        return future.result(timeout or self.settings.command_timeout)
+
+    # --- Control ------------------------------------------------------------------------
+    def set_dags(self, dags: Mapping[str, DAG]) -> None:
+        """Replace the DAG definitions the engine runs (new runs use the new definitions)."""
+        self.call(lambda: self._set_dags(dict(dags)))
+
+    def trigger(
+        self,
+        dag_id: str,
+        conf: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        logical_date: datetime | None = None,
+        note: str | None = None,
+        run_type: str = "manual",
+    ) -> DagRun:
+        run: DagRun = self.call(
+            lambda: self._trigger(dag_id, dict(conf or {}), run_id, logical_date, note, run_type)
+        )
+        return run
+
+    def cancel(self, dag_id: str, run_id: str) -> DagRun:
+        run: DagRun = self.call(lambda: self._cancel((dag_id, run_id)))
+        return run
+
+    def retry(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_ids: Sequence[str] | None = None,
+        include_downstream: bool = True,
+    ) -> tuple[DagRun, list[str]]:
+        result: tuple[DagRun, list[str]] = self.call(
+            lambda: self._retry((dag_id, run_id), task_ids, include_downstream)
+        )
+        return result
+
+    def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
+        record: DagRecord = self.call(lambda: self._set_paused(dag_id, paused))
+        return record
+
+    # --- the loop -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            delay = self._timers[0][0] - time.monotonic() if self._timers else None
+            try:
+                item = self._inbox.get(timeout=max(0.0, delay) if delay is not None else None)
+            except queue.Empty:
+                item = None if delay is None else _NOTHING
+            batch = [item]
+            while True:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if any(command is None for command in batch):
+                return
+            for command in batch:
+                if command is not _NOTHING:
+                    self._guard(command)  # type: ignore[arg-type]
+            self._run_due_timers()
+            self._settle()
+
+    def _guard(self, command: Callable[[], Any]) -> None:
+        try:
+            command()
+        except Exception:
+            logger.exception("orchestrator command failed")
+
+    def _settle(self) -> None:
+        """Dispatch, commit and finish runs until nothing more follows from this wake-up."""
+        for _ in range(1000):
+            self._dispatch()
+            committed = self._guarded_flush()
+            finished = self.book.finish_runs()
+            for dag_id in finished:
+                self._start_waiting_runs(dag_id)
+            if not committed and not finished and not self.book.pending:
+                return
+
+    def _guarded_flush(self) -> bool:
+        try:
+            return self.book.flush()
+        except Exception:
+            logger.exception("could not commit task transitions")
+            return False
+
+    def _at(self, delay: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_order), fn))
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, fn = heapq.heappop(self._timers)
+            self._guard(fn)
+
+    # --- startup, heartbeat, recovery ------------------------------------------------------
+    def _startup(self) -> None:
+        self._reload_pools()
+        self._heartbeat()
+        self._recover(set(self.book.dags))
+
+    def _heartbeat(self) -> None:
+        try:
+            self.store.heartbeat(
+                self.component_id, kind="engine", hostname=socket.gethostname(), pid=os.getpid()
+            )
+            self.metrics.counter("engine.heartbeat")
+        except Exception:
+            logger.exception("heartbeat failed")
+        self._at(self.settings.heartbeat_interval, self._heartbeat)
+
+    def _recover(self, dag_ids: set[str]) -> None:
+        """Resume runs left by an earlier engine; orphaned running tries are retried."""
+        others_alive = any(
+            beat.component_id != self.component_id
+            and (utcnow() - beat.last_heartbeat).total_seconds() < self.settings.orphan_after
+            for beat in self.store.list_heartbeats("engine")
+        )
+        for run, tis in self.book.load_unfinished_runs(dag_ids):
+            run_key = (run.dag_id, run.run_id)
+            running = [ti for ti in tis if ti.state is TaskState.RUNNING]
+            if running and others_alive:
+                logger.warning("run %s has running tasks owned by another live engine", run_key)
+                continue
+            for ti in running:
+                self.book.orphan(ti, "orphaned")
+            self.book.flush()
+            if run.state is RunState.QUEUED:
+                self.book.enqueue_run(run)
+                continue
+            for task_id, decision in self.book.track(run, self.store_states(run_key)):
+                self._decided(run_key, task_id, decision)
+            for ti in self.book.up_for_retry(run_key):
+                self._schedule_requeue(run_key, ti.task_id, ti.try_number)
+        for dag_id in dag_ids:
+            self._start_waiting_runs(dag_id)
+
+    def store_states(self, run_key: RunKey) -> dict[str, TaskState]:
+        return {ti.task_id: ti.state for ti in self.book.task_instances(run_key)}
+
+    def _on_store_events(self, events: list[Event]) -> None:
+        if any(e.type == "pool.updated" for e in events):
+            self._inbox.put(self._reload_pools)
+
+    def _reload_pools(self) -> None:
+        known = {pool.name: pool.slots for pool in self.store.list_pools()}
+        for name in list(self._pools.slots):
+            if name not in known:
+                self._pools.remove_pool(name)
+        for name, slots in known.items():
+            self._pools.set_slots(name, slots)
+        self._fail_unknown_pools()
+
+    def _fail_unknown_pools(self) -> None:
+        for pool, key in self._pools.waiting_in_unknown_pools():
+            self._queued_entries.pop(key, None)
+            for ready in self.book.fail_waiting(key, f"pool '{pool}' does not exist"):
+                self._queue_for_slot(ready)
+
+    # --- commands ---------------------------------------------------------------------------
+    def _set_dags(self, dags: dict[str, DAG]) -> None:
+        new = set(dags) - set(self.book.dags)
+        self.book.dags = dags
+        if new:
+            self._recover(new)
+
+    def _trigger(
+        self,
+        dag_id: str,
+        conf: dict[str, Any],
+        run_id: str | None,
+        logical_date: datetime | None,
+        note: str | None,
+        run_type: str,
+    ) -> DagRun:
+        run = self.book.create_run(dag_id, conf, run_id, logical_date, note, run_type)
+        self._start_waiting_runs(dag_id)
+        self._settle()
+        return self.book.run(run.dag_id, run.run_id)
+
+    def _set_paused(self, dag_id: str, paused: bool) -> DagRecord:
+        record = self.store.set_paused(dag_id, paused)
+        if not paused:
+            self._start_waiting_runs(dag_id)
+        return record
+
+    def _start_waiting_runs(self, dag_id: str) -> None:
+        if self._draining:
+            return
+        for run_key, decisions in self.book.start_waiting_runs(dag_id):
+            for task_id, decision in decisions:
+                self._decided(run_key, task_id, decision)
+
+    def _cancel(self, run_key: RunKey) -> DagRun:
+        run = self.book.run(*run_key)
+        if run.state not in (RunState.QUEUED, RunState.RUNNING):
+            raise Conflict(
+                f"run '{run.run_id}' already finished ({run.state.value}); nothing to cancel"
+            )
+        for task_id, _state in self.book.open_tasks(run_key):
+            key = TaskKey(run_key[0], run_key[1], task_id)
+            entry = self._queued_entries.pop(key, None)
+            if entry is not None:
+                entry.cancelled = True
+            active = self._active.pop(key, None)
+            if active is not None:
+                self._release(active)
+                if not active.sleeping:
+                    self.executor.cancel(key, active.try_number)
+        cancelled = self.book.cancel_run(run_key)
+        self._start_waiting_runs(run_key[0])
+        return cancelled
+
+    def _retry(
+        self, run_key: RunKey, task_ids: Sequence[str] | None, include_downstream: bool
+    ) -> tuple[DagRun, list[str]]:
+        requeued, decisions = self.book.retry(run_key, task_ids, include_downstream)
+        for task_id, decision in decisions:
+            self._decided(run_key, task_id, decision)
+        self._settle()
+        return self.book.run(*run_key), requeued
+
+    # --- tasks --------------------------------------------------------------------------------
+    def _decided(self, run_key: RunKey, task_id: str, decision: Any) -> None:
+        """Act on a readiness decision: queue for a pool slot, or skip / fail upstream."""
+        for ready_key in self.book.apply_decision(run_key, task_id, decision):
+            self._queue_for_slot(ready_key)
+
+    def _queue_for_slot(self, key: TaskKey) -> None:
+        task = self.book.task(key)
+        self._queued_entries[key] = self._pools.push(task.pool, task.priority_weight, key)
+
+    def _dispatch(self) -> None:
+        if self._draining:
+            return
+        for _pool, key in self._pools.take(self._admit):
+            self._queued_entries.pop(key, None)
+            self._start_try(key)
+        self._fail_unknown_pools()
+
+    def _admit(self, key: TaskKey) -> bool:
+        dag = self.book.dags.get(key.dag_id)
+        limit = dag.concurrency if dag is not None else 1
+        if self._dag_running[key.dag_id] >= limit:
+            return False
+        self._dag_running[key.dag_id] += 1
+        return True
+
+    def _start_try(self, key: TaskKey) -> None:
+        run_key = (key.dag_id, key.run_id)
+        active = self._active.get(key)
+        task = self.book.task(key)
+        if active is not None and active.sleeping:  # a sensor's next poke: same try
+            active.sleeping = False
+            try_number = active.try_number
+        else:
+            try_number = self.book.begin_try(key)
+            active = self._active[key] = _Active(
+                run_key, key.task_id, try_number, task.pool, time.monotonic()
+            )
+        timeout = task.timeout
+        if task.type == "sensor" and timeout is not None:
+            timeout = max(0.001, timeout - (time.monotonic() - active.first_started))
+        job = Job(
+            key, try_number, self.book.dags[key.dag_id], task, self.book.run(*run_key), timeout
+        )
+        self.book.after_commit(lambda: self.executor.submit(job))
+
+    def _release(self, active: _Active) -> None:
+        if not active.sleeping:
+            self._pools.release(active.pool)
+            self._dag_running[active.run_key[0]] -= 1
+
+    def _complete(self, completion: Completion) -> None:
+        key = completion.key
+        active = self._active.get(key)
+        if active is None or active.try_number != completion.try_number or active.sleeping:
+            return  # a late report of a try that was cancelled or timed out already
+        self._release(active)
+        task = self.book.task(key)
+        if (
+            task.type == "sensor"
+            and completion.outcome == "success"
+            and not completion.result.poke_ok
+        ):
+            if task.timeout is None or time.monotonic() - active.first_started < task.timeout:
+                active.sleeping = True
+                interval = float(task.config.get("poke_interval", 30.0))
+                self._at(interval, lambda: self._repoke(key, active.try_number))
+                return
+            completion = Completion(
+                key, completion.try_number, "timeout", f"sensor timed out after {task.timeout:g}s"
+            )
+        del self._active[key]
+        ready, retry_after = self.book.finish_try(key, completion)
+        for ready_key in ready:
+            self._queue_for_slot(ready_key)
+        if retry_after is not None:
+            self._at(retry_after, lambda: self._requeue(key, completion.try_number))
+
+    def _repoke(self, key: TaskKey, try_number: int) -> None:
+        active = self._active.get(key)
+        if active is not None and active.sleeping and active.try_number == try_number:
+            self._queue_for_slot(key)
+
+    def _schedule_requeue(self, run_key: RunKey, task_id: str, try_number: int) -> None:
+        key = TaskKey(run_key[0], run_key[1], task_id)
+        self._at(self.book.retry_delay(key, try_number), lambda: self._requeue(key, try_number))
+
+    def _requeue(self, key: TaskKey, try_number: int) -> None:
+        for ready_key in self.book.requeue(key, try_number):
+            self._queue_for_slot(ready_key)
+
+    # --- shutdown -----------------------------------------------------------------------------
+    def _begin_drain(self) -> None:
+        self._draining = True
+
+    def _abandon_active(self) -> None:
+        for key, active in list(self._active.items()):
+            if not active.sleeping:
+                self.executor.cancel(key, active.try_number)
+            self._release(active)
+            self.book.abandon(key, active.try_number, "engine shutdown")
+        self._active.clear()
+        self.book.flush()
+
+
+_NOTHING: Any = object()

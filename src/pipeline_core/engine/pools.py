@@ -1,0 +1,77 @@
+"""Pool slots and the per-pool priority queues of tasks waiting for one. Pure, no I/O."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(order=True)
+class _Entry(Generic[T]):
+    sort_key: tuple[int, int]
+    item: T = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+
+class PoolSlots(Generic[T]):
+    """Named slot counts plus one queue per pool: higher ``priority_weight`` first, FIFO on ties.
+
+    ``take(allowed)`` hands out waiting items while their pool has open slots and
+    ``allowed(item)`` agrees (e.g. the DAG's own concurrency limit); an item refused by
+    ``allowed`` keeps its place. Slots are returned with ``release``.
+    """
+
+    def __init__(self) -> None:
+        self.slots: dict[str, int] = {}
+        self.running: dict[str, int] = {}
+        self._queues: dict[str, list[_Entry[T]]] = {}
+        self._order = itertools.count()
+
+    def set_slots(self, pool: str, slots: int) -> None:
+        self.slots[pool] = slots
+
+    def remove_pool(self, pool: str) -> None:
+        self.slots.pop(pool, None)
+
+    def push(self, pool: str, priority_weight: int, item: T) -> _Entry[T]:
+        entry = _Entry((-priority_weight, next(self._order)), item)
+        heapq.heappush(self._queues.setdefault(pool, []), entry)
+        return entry
+
+    def take(self, allowed: Callable[[T], bool]) -> list[tuple[str, T]]:
+        """Items that may start now, each holding one slot of its pool."""
+        started: list[tuple[str, T]] = []
+        for pool, queue in self._queues.items():
+            if pool not in self.slots:
+                continue
+            deferred: list[_Entry[T]] = []
+            while queue and self.running.get(pool, 0) < self.slots[pool]:
+                entry = heapq.heappop(queue)
+                if entry.cancelled:
+                    continue
+                if not allowed(entry.item):
+                    deferred.append(entry)
+                    continue
+                self.running[pool] = self.running.get(pool, 0) + 1
+                started.append((pool, entry.item))
+            for entry in deferred:
+                heapq.heappush(queue, entry)
+        return started
+
+    def release(self, pool: str) -> None:
+        self.running[pool] = max(0, self.running.get(pool, 0) - 1)
+
+    def queued(self, pool: str) -> int:
+        return sum(1 for e in self._queues.get(pool, []) if not e.cancelled)
+
+    def waiting_in_unknown_pools(self) -> list[tuple[str, T]]:
+        """Items queued for pools that do not exist (removed from their queues)."""
+        lost = []
+        for pool in [p for p in self._queues if p not in self.slots]:
+            lost.extend((pool, e.item) for e in self._queues.pop(pool) if not e.cancelled)
+        return lost
