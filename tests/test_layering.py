@@ -18,6 +18,7 @@ LAYERS = {
     "history": 2,
     "api": 3,
     "cli": 4,
+    "cli_run": 4,
     "__main__": 4,
     "__init__": 4,
 }

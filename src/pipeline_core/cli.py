@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any, TextIO
 
+from pipeline_core.cli_run import dags_test, tasks_logs
 from pipeline_core.dag.bag import DagBag, load_folder
 from pipeline_core.dag.graph import Graph
 from pipeline_core.dag.model import DAG
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_DB = "sqlite:///.pipeline-core/pipeline.db"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +54,29 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--format", choices=("table", "json"), default="table")
     schema = dags.add_parser("schema", help="print the JSON Schema of the YAML format")
     schema.set_defaults(handler=_dags_schema)
+    test = dag_command("test", dags_test, "run one run now, in this process, showing progress")
+    test.add_argument("dag_id")
+    test.add_argument("--conf", help="run configuration as a JSON object")
+    _db_option(test, default="memory://")
+    tasks = commands.add_parser("tasks", help="inspect task instances").add_subparsers(
+        title="tasks"
+    )
+    logs = tasks.add_parser("logs", help="print a task's log")
+    logs.add_argument("dag_id")
+    logs.add_argument("run_id")
+    logs.add_argument("task_id")
+    logs.add_argument("--try", dest="try_number", type=int, help="which try (default: the latest)")
+    _db_option(logs)
+    logs.set_defaults(handler=tasks_logs)
     return parser
+
+
+def _db_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("PIPELINE_CORE_DB", default or DEFAULT_DB),
+        help=f"database URL (env PIPELINE_CORE_DB; default {default or DEFAULT_DB})",
+    )
 
 
 def _dags_list(args: argparse.Namespace, out: TextIO) -> int:

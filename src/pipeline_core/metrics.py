@@ -11,23 +11,23 @@ from typing import Protocol
 class Metrics(Protocol):
     """Where components report counters, gauges and observations. Must never raise."""
 
-    def counter(self, name: str, value: float = 1, **labels: str) -> None: ...
+    def counter(self, name: str, value: float = 1, /, **labels: str) -> None: ...
 
-    def gauge(self, name: str, value: float, **labels: str) -> None: ...
+    def gauge(self, name: str, value: float, /, **labels: str) -> None: ...
 
-    def histogram(self, name: str, value: float, **labels: str) -> None: ...
+    def histogram(self, name: str, value: float, /, **labels: str) -> None: ...
 
 
 class NullMetrics:
     """Discards everything."""
 
-    def counter(self, name: str, value: float = 1, **labels: str) -> None:
+    def counter(self, name: str, value: float = 1, /, **labels: str) -> None:
         pass
 
-    def gauge(self, name: str, value: float, **labels: str) -> None:
+    def gauge(self, name: str, value: float, /, **labels: str) -> None:
         pass
 
-    def histogram(self, name: str, value: float, **labels: str) -> None:
+    def histogram(self, name: str, value: float, /, **labels: str) -> None:
         pass
 
 

@@ -62,8 +62,12 @@ class TaskLog:
         text, self._buffer, self._size = "".join(self._buffer), [], 0
         try:
             self.store.append_log(self.key, self.try_number, text)
-        except Exception:  # a log that cannot be written must not fail the task
-            sys.__stderr__.write(f"pipeline-core: could not write the log of {self.key}\n")
+        except Exception as exc:  # a log that cannot be written must not fail the task
+            # Not through logging: this thread's stderr may be routed back into this very log.
+            if sys.__stderr__ is not None:
+                sys.__stderr__.write(
+                    f"pipeline-core: could not write the log of {self.key}: {exc}\n"
+                )
 
 
 class _RoutedStream(io.TextIOBase):
@@ -104,8 +108,8 @@ class OutputRouter:
             self._installed += 1
             if self._installed == 1:
                 self._saved = (sys.stdout, sys.stderr)
-                sys.stdout = _RoutedStream(sys.stdout, self._targets)  # type: ignore[assignment]
-                sys.stderr = _RoutedStream(sys.stderr, self._targets)  # type: ignore[assignment]
+                sys.stdout = _RoutedStream(sys.stdout, self._targets)
+                sys.stderr = _RoutedStream(sys.stderr, self._targets)
 
     def uninstall(self) -> None:
         with self._lock:

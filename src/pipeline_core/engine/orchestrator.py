@@ -8,6 +8,7 @@ one store transaction before handing new tries to the executor.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -26,13 +27,21 @@ from typing import Any
 
 from pipeline_core.dag.model import DAG
 from pipeline_core.engine.executor import Completion, Executor, Job, LocalExecutor
-from pipeline_core.engine.pools import PoolSlots
+from pipeline_core.engine.pools import PoolSlots, missing_pools
 from pipeline_core.engine.runs import RunBook
 from pipeline_core.errors import Conflict
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import DagRecord, DagRun, Event, TaskKey, utcnow
+from pipeline_core.store.types import (
+    DEFAULT_POOL_SLOTS,
+    DagRecord,
+    DagRun,
+    Event,
+    Pool,
+    TaskKey,
+    utcnow,
+)
 
 logger = logging.getLogger("pipeline_core.engine")
 RunKey = tuple[str, str]
@@ -239,6 +248,7 @@ class Engine:
 
     # --- startup, heartbeat, recovery ------------------------------------------------------
     def _startup(self) -> None:
+        self._create_missing_pools()
         self._reload_pools()
         self._heartbeat()
         self._recover(set(self.book.dags))
@@ -302,9 +312,20 @@ class Engine:
                 self._queue_for_slot(ready)
 
     # --- commands ---------------------------------------------------------------------------
+    def _create_missing_pools(self) -> None:
+        """Pools that DAG tasks name are created (with the default size) when a DAG arrives,
+        so a DAG never waits on a pool nobody made; resize them through the API."""
+        existing = [pool.name for pool in self.store.list_pools()]
+        for name, dag_id in missing_pools(existing, self.book.dags.values()).items():
+            with contextlib.suppress(Conflict):  # another process may have made it meanwhile
+                self.store.create_pool(
+                    Pool(name, DEFAULT_POOL_SLOTS, f"created for DAG '{dag_id}'")
+                )
+
     def _set_dags(self, dags: dict[str, DAG]) -> None:
         new = set(dags) - set(self.book.dags)
         self.book.dags = dags
+        self._create_missing_pools()
         if new:
             self._recover(new)
 

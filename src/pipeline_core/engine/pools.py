@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from pipeline_core.dag.model import DAG
 
 T = TypeVar("T")
 
@@ -16,6 +18,16 @@ class _Entry(Generic[T]):
     sort_key: tuple[int, int]
     item: T = field(compare=False)
     cancelled: bool = field(default=False, compare=False)
+
+
+def missing_pools(pools: Iterable[str], dags: Iterable[DAG]) -> dict[str, str]:
+    """Pools the DAGs' tasks name that do not exist yet, each with the first DAG naming it."""
+    known, missing = set(pools), {}
+    for dag in dags:
+        for task in dag.tasks:
+            if task.pool not in known and task.pool not in missing:
+                missing[task.pool] = dag.dag_id
+    return missing
 
 
 class PoolSlots(Generic[T]):
@@ -71,7 +83,7 @@ class PoolSlots(Generic[T]):
 
     def waiting_in_unknown_pools(self) -> list[tuple[str, T]]:
         """Items queued for pools that do not exist (removed from their queues)."""
-        lost = []
+        lost: list[tuple[str, T]] = []
         for pool in [p for p in self._queues if p not in self.slots]:
             lost.extend((pool, e.item) for e in self._queues.pop(pool) if not e.cancelled)
         return lost

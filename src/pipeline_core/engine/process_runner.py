@@ -7,6 +7,7 @@ import importlib
 import json
 import sys
 import traceback
+from typing import Any
 
 
 def main(request_path: str, response_path: str) -> int:
@@ -15,7 +16,7 @@ def main(request_path: str, response_path: str) -> int:
     sys.path[:0] = [p for p in request["path"] if p not in sys.path]
     module_name, _, attribute = request["callable"].partition(":")
     try:
-        target = importlib.import_module(module_name)
+        target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             target = getattr(target, part)
         value = target(**request["kwargs"])

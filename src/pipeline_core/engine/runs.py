@@ -372,7 +372,7 @@ class RunBook:
         when this task will be tried again."""
         run_key = (key.dag_id, key.run_id)
         try_number, max_tries = self._tries.get(key, (completion.try_number, 1))
-        labels = {"dag_id": key.dag_id, "task_id": key.task_id}
+        labels: dict[str, str] = {"dag_id": key.dag_id, "task_id": key.task_id}
         if completion.outcome == "cancelled":
             return [], None  # the cancel itself already recorded the state
         if completion.outcome == "success":

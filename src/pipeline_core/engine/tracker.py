@@ -62,7 +62,7 @@ class RunTracker:
     def decide(self, task_ids: Iterable[str] | None = None) -> list[tuple[str, Readiness]]:
         """Decisions for the given waiting tasks (all waiting tasks when ``None``)."""
         candidates = self.graph.nodes if task_ids is None else task_ids
-        decisions = []
+        decisions: list[tuple[str, Readiness]] = []
         for task_id in candidates:
             if task_id not in self.waiting:
                 continue

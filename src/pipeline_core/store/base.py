@@ -14,7 +14,7 @@ Contracts that hold for every backend (and that ``tests/store/test_conformance.p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -55,6 +55,13 @@ class Store(Protocol):
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` if the database does not answer."""
         ...
+
+    def add_listener(self, listener: Callable[[list[Event]], None]) -> None:
+        """Call ``listener(events)`` after every commit of this store object that appended
+        events (in the committing thread; it must be quick and must not raise)."""
+        ...
+
+    def remove_listener(self, listener: Callable[[list[Event]], None]) -> None: ...
 
     # --- DAGs -----------------------------------------------------------------------
     def upsert_dag(self, record: DagRecord) -> DagRecord:

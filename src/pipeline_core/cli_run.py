@@ -1,0 +1,114 @@
+"""``pipeline-core dags test`` and ``pipeline-core tasks logs``: run and inspect from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from typing import Any, TextIO
+
+from pipeline_core.dag.bag import load_folder
+from pipeline_core.engine import Engine
+from pipeline_core.errors import PipelineError
+from pipeline_core.state import FINISHED_RUN_STATES, FINISHED_TASK_STATES, RunState
+from pipeline_core.store import open_store
+from pipeline_core.store.types import Event, TaskInstanceQuery, TaskKey
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def dags_test(args: argparse.Namespace, out: TextIO) -> int:
+    """Run one run of a DAG in this process, printing every state change as it happens."""
+    try:
+        conf = json.loads(args.conf) if args.conf else {}
+    except ValueError as exc:
+        sys.stderr.write(f"error: --conf is not valid JSON: {exc}\n")
+        return EXIT_FAILED
+    if not isinstance(conf, dict):
+        sys.stderr.write("error: --conf must be a JSON object\n")
+        return EXIT_FAILED
+    bag = load_folder(args.dags_folder)
+    dag = bag.dags.get(args.dag_id)
+    if dag is None:
+        sys.stderr.write(f"error: no DAG '{args.dag_id}' in {bag.folder}\n")
+        return EXIT_FAILED
+    store = open_store(args.db)
+    done = threading.Event()
+    total = len(dag.tasks)
+    finished: set[str] = set()
+    run_id: list[str] = []
+
+    def show(events: list[Event]) -> None:
+        for event in events:
+            if run_id and event.run_id != run_id[0]:
+                continue
+            p = event.payload
+            if event.type == "task.state_changed":
+                out.write(
+                    f"{p['timestamp']}  {p['task_id']:<24} {p['previous_state']} → {p['new_state']}"
+                )
+                out.write(
+                    f"  (try {p['try_number']})"
+                    + (f"  {p['error']}" if p.get("error") else "")
+                    + "\n"
+                )
+                if p["new_state"] in {s.value for s in FINISHED_TASK_STATES}:
+                    finished.add(p["task_id"])
+                    out.write(f"progress: {len(finished)}/{total} tasks done\n")
+            elif event.type == "run.state_changed":
+                change = f"{p['previous_state']} → {p['new_state']}"
+                out.write(f"{p['timestamp']}  run {p['run_id']}: {change}\n")
+                if p["new_state"] in {s.value for s in FINISHED_RUN_STATES}:
+                    done.set()
+            out.flush()
+
+    store.add_listener(show)
+    engine = Engine(store, {dag.dag_id: dag}).start()
+    try:
+        run = engine.trigger(dag.dag_id, conf)
+        run_id.append(run.run_id)
+        if run.state is RunState.QUEUED:
+            out.write("run is queued (the DAG is paused or at max_active_runs)\n")
+        done.wait()
+        final = store.get_run(dag.dag_id, run.run_id)
+        _summary(store, final.dag_id, final.run_id, out)
+        out.write(f"run {final.run_id}: {final.state.value} in {final.duration_ms} ms\n")
+        return EXIT_OK if final.state is RunState.SUCCESS else EXIT_FAILED
+    except PipelineError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return EXIT_FAILED
+    finally:
+        engine.stop(grace=5)
+        store.close()
+
+
+def _summary(store: Any, dag_id: str, run_id: str, out: TextIO) -> None:
+    tis = store.query_task_instances(TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=100_000))
+    rows = [
+        (ti.task_id, ti.state.value, str(ti.try_number), _ms(ti.duration_ms)) for ti in tis.items
+    ]
+    headers = ("task", "state", "tries", "duration")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    out.write("\n" + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + "\n")
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + "\n")
+
+
+def _ms(value: int | None) -> str:
+    return "-" if value is None else f"{value} ms"
+
+
+def tasks_logs(args: argparse.Namespace, out: TextIO) -> int:
+    """Print one try's log (the latest try unless ``--try`` is given)."""
+    store = open_store(args.db)
+    try:
+        key = TaskKey(args.dag_id, args.run_id, args.task_id)
+        try_number = args.try_number or store.get_task_instance(key).try_number
+        out.write(store.read_log(key, try_number).text)
+        return EXIT_OK
+    except PipelineError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return EXIT_FAILED
+    finally:
+        store.close()

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pipeline_core.dag.model import DAG
+from pipeline_core.dag.yaml_loader import load_dag_text
+from pipeline_core.engine import Engine, EngineSettings
+from pipeline_core.state import FINISHED_RUN_STATES
+from pipeline_core.store import open_store
+from pipeline_core.store.types import DagRun, TaskInstanceQuery, TaskKey
+from tests import fixtures
+
+
+def dag_from(text: str, dag_id: str = "t") -> DAG:
+    return load_dag_text(textwrap.dedent(text), default_dag_id=dag_id)
+
+
+class Harness:
+    def __init__(self, store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        self.store = store
+        self.tmp_path = tmp_path
+        self.engine: Engine | None = None
+        self._finished = threading.Condition()
+        store.add_listener(self._on_events)
+
+    def _on_events(self, events) -> None:  # type: ignore[no-untyped-def]
+        with self._finished:
+            self._finished.notify_all()
+
+    def start(self, *dags: DAG, **settings) -> Engine:  # type: ignore[no-untyped-def]
+        self.engine = Engine(
+            self.store,
+            {d.dag_id: d for d in dags},
+            settings=EngineSettings(kill_grace=1.0, **settings),
+        ).start()
+        return self.engine
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 15) -> None:
+        with self._finished:
+            assert self._finished.wait_for(predicate, timeout), "timed out waiting"
+
+    def poll(self, predicate: Callable[[], bool], timeout: float = 15) -> None:
+        """For conditions outside the store (files, processes) that no event announces."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out waiting"
+            time.sleep(0.02)
+
+    def wait_run(self, run: DagRun, timeout: float = 15) -> DagRun:
+        def done() -> bool:
+            return self.store.get_run(run.dag_id, run.run_id).state in FINISHED_RUN_STATES
+
+        self.wait_for(done, timeout)
+        return self.store.get_run(run.dag_id, run.run_id)
+
+    def states(self, run: DagRun) -> dict[str, str]:
+        tis = self.store.query_task_instances(
+            TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id)
+        )
+        return {ti.task_id: ti.state.value for ti in tis.items}
+
+    def ti(self, run: DagRun, task_id: str):  # type: ignore[no-untyped-def]
+        return self.store.get_task_instance(TaskKey(run.dag_id, run.run_id, task_id))
+
+
+@pytest.fixture
+def harness(tmp_path) -> Iterator[Harness]:
+    fixtures.reset()
+    store = open_store(f"sqlite:///{tmp_path / 'engine.db'}")
+    h = Harness(store, tmp_path)
+    yield h
+    if h.engine is not None:
+        h.engine.stop(grace=0)
+    store.close()

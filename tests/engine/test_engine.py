@@ -1,0 +1,508 @@
+"""The engine end to end on a real SQLite store with the local executor."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from pipeline_core.errors import Conflict, NotFound
+from pipeline_core.state import RunState
+from pipeline_core.store.types import EventQuery, Pool, TaskKey
+from tests import fixtures
+from tests.engine.conftest import dag_from
+
+T = "tests.fixtures"
+
+
+def test_linear_chain_runs_in_order(harness):
+    dag = dag_from(
+        f"""
+        tasks:
+          a: {{type: python, callable: "{T}:track", kwargs: {{name: a, seconds: 0}}}}
+          b: {{type: python, callable: "{T}:track", kwargs: {{name: b, seconds: 0}}, depends_on: [a]}}
+          c: {{type: python, callable: "{T}:track", kwargs: {{name: c, seconds: 0}}, depends_on: [b]}}
+        """
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.SUCCESS
+    assert fixtures.order == ["a", "b", "c"]
+    events = harness.store.read_events(EventQuery(run_id=run.run_id))
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    task_events = [
+        (e.task_id, e.payload["new_state"]) for e in events if e.type == "task.state_changed"
+    ]
+    assert task_events == [(t, s) for t in "abc" for s in ("running", "success")]
+    run_events = [e.payload["new_state"] for e in events if e.type == "run.state_changed"]
+    assert run_events == ["queued", "running", "success"]
+
+
+def test_diamond_runs_middle_tasks_in_parallel(harness):
+    dag = dag_from(
+        f"""
+        tasks:
+          a: {{type: noop}}
+          b: {{type: python, callable: "{T}:track", kwargs: {{name: b, seconds: 0.3}}, depends_on: [a]}}
+          c: {{type: python, callable: "{T}:track", kwargs: {{name: c, seconds: 0.3}}, depends_on: [a]}}
+          d: {{type: noop, depends_on: [b, c]}}
+        """
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.SUCCESS
+    assert fixtures.counts["peak"] == 2
+    d, b, c = harness.ti(run, "d"), harness.ti(run, "b"), harness.ti(run, "c")
+    assert d.start_date >= max(b.end_date, c.end_date)
+
+
+def test_failure_marks_downstream_upstream_failed(harness):
+    dag = dag_from(
+        f"""
+        tasks:
+          a: {{type: python, callable: "{T}:boom"}}
+          b: {{depends_on: [a]}}
+          c: {{depends_on: [b]}}
+          side: {{}}
+        """
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.FAILED
+    assert harness.states(run) == {
+        "a": "failed",
+        "b": "upstream_failed",
+        "c": "upstream_failed",
+        "side": "success",
+    }
+    assert harness.ti(run, "a").error == "ValueError: boom"
+    assert "ValueError: boom" in harness.store.read_log(TaskKey("t", run.run_id, "a"), 1).text
+
+
+@pytest.mark.parametrize(
+    ("rule", "upstream", "expected"),
+    [
+        ("all_success", ("ok", "ok"), "success"),
+        ("all_success", ("ok", "bad"), "upstream_failed"),
+        ("all_failed", ("bad", "bad"), "success"),
+        ("all_failed", ("ok", "bad"), "skipped"),
+        ("all_done", ("ok", "bad"), "success"),
+        ("one_success", ("ok", "bad"), "success"),
+        ("one_success", ("bad", "bad"), "upstream_failed"),
+        ("one_failed", ("ok", "bad"), "success"),
+        ("one_failed", ("ok", "ok"), "skipped"),
+        ("none_failed", ("ok", "ok"), "success"),
+        ("none_failed", ("ok", "bad"), "upstream_failed"),
+        ("none_skipped", ("ok", "bad"), "success"),
+        ("always", ("bad", "bad"), "success"),
+    ],
+)
+def test_trigger_rules_end_to_end(harness, rule, upstream, expected):
+    bodies = {"ok": "{type: noop}", "bad": f'{{type: python, callable: "{T}:boom"}}'}
+    dag = dag_from(
+        f"""
+        tasks:
+          u1: {bodies[upstream[0]]}
+          u2: {bodies[upstream[1]]}
+          target: {{type: noop, depends_on: [u1, u2], trigger_rule: {rule}}}
+        """
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert harness.states(run)["target"] == expected
+
+
+def test_none_skipped_sees_a_skip(harness):
+    dag = dag_from(
+        """
+        tasks:
+          pick:
+            type: branch
+            branches: [{when: "1 > 2", follow: [left]}]
+            default: [right]
+          left: {depends_on: [pick]}
+          right: {depends_on: [pick]}
+          strict: {depends_on: [left, right], trigger_rule: none_skipped}
+          lenient: {depends_on: [left, right], trigger_rule: none_failed}
+        """
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert harness.states(run) == {
+        "pick": "success",
+        "left": "skipped",
+        "right": "success",
+        "strict": "skipped",
+        "lenient": "success",
+    }
+    assert run.state is RunState.SUCCESS
+
+
+def test_branch_callable_reads_conf(harness):
+    dag = dag_from(
+        f"""
+        tasks:
+          pick: {{type: branch, callable: "{T}:choose"}}
+          left: {{depends_on: [pick]}}
+          right: {{depends_on: [pick]}}
+        """
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t", {"go": "right"}))
+    assert harness.states(run) == {"pick": "success", "left": "skipped", "right": "success"}
+
+
+def test_xcom_flows_through_templates(harness):
+    dag = dag_from(
+        f"""
+        tasks:
+          a: {{type: python, callable: "{T}:add", kwargs: {{a: 1, b: 2}}}}
+          b: {{type: python, callable: "{T}:add", kwargs: {{a: "{{{{ xcom.a.return_value }}}}", b: 10}}, depends_on: [a]}}
+          c:
+            type: shell
+            depends_on: [b]
+            command: "echo {{{{ xcom.b.return_value }}}}-{{{{ dag_run.conf.suffix }}}}-{{{{ run_id }}}}-{{{{ ds }}}}"
+          d: {{type: python, callable: "{T}:with_context", depends_on: [c]}}
+        """
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t", {"suffix": "z"}, run_id="r-1"))
+    assert run.state is RunState.SUCCESS, harness.states(run)
+    xcom = harness.store.get_xcom
+    assert xcom(TaskKey("t", "r-1", "b"), "return_value").value == 13
+    day = run.logical_date.strftime("%Y-%m-%d")
+    assert xcom(TaskKey("t", "r-1", "c"), "return_value").value == f"13-z-r-1-{day}"
+    assert xcom(TaskKey("t", "r-1", "d"), "return_value").value == {
+        "run_id": "r-1",
+        "conf": {"suffix": "z"},
+        "ds": day,
+    }
+    assert xcom(TaskKey("t", "r-1", "d"), "extra").value == {"task": "d", "try": 1}
+    log = harness.store.read_log(TaskKey("t", "r-1", "d"), 1).text
+    assert "hello from the task log" in log and "printed line" in log
+    assert log.splitlines()[0].startswith("[20")
+
+
+def test_missing_template_value_fails_naming_it(harness):
+    dag = dag_from(
+        """
+        tasks:
+          a: {type: shell, command: "echo {{ dag_run.conf.missing }}"}
+        """
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.FAILED
+    assert "dag_run.conf.missing" in harness.ti(run, "a").error
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (f'{{type: python, callable: "{T}:not_json"}}', "not JSON-serialisable"),
+        (
+            f'{{type: python, callable: "{T}:huge", kwargs: {{size: 2000000}}}}',
+            "over the 1.0 MiB limit",
+        ),
+        ('{type: shell, command: "exit 3"}', "exited with code 3"),
+        ('{type: python, callable: "tests.fixtures:nope"}', "cannot import callable"),
+        ('{type: python, callable: "no_such_module_xyz:f"}', "cannot import callable"),
+    ],
+)
+def test_bad_task_outcomes_fail_only_that_task(harness, body, message):
+    dag = dag_from(f"tasks:\n  bad: {body}\n  good: {{type: noop}}\n")
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert harness.states(run) == {"bad": "failed", "good": "success"}
+    assert message in harness.ti(run, "bad").error
+
+
+def test_megabytes_of_output_are_capped_in_the_log(harness):
+    harness.store.log_cap_bytes = 256 * 1024
+    dag = dag_from(
+        'tasks:\n  loud: {type: shell, command: "yes line-of-output | head -c 5000000"}\n'
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"), timeout=30)
+    assert run.state is RunState.SUCCESS
+    log = harness.store.read_log(TaskKey("t", run.run_id, "loud"), 1)
+    assert log.truncated and log.size < 300 * 1024
+
+
+def test_retries_with_delay_and_backoff(harness):
+    dag = dag_from(
+        f"""
+        tasks:
+          flaky:
+            type: python
+            callable: "{T}:fail_times"
+            kwargs: {{name: flaky, times: 2}}
+            retries: 2
+            retry_delay: 0.2s
+            retry_exponential_backoff: true
+        """
+    )
+    engine = harness.start(dag)
+    started = time.monotonic()
+    run = harness.wait_run(engine.trigger("t"))
+    elapsed = time.monotonic() - started
+    assert run.state is RunState.SUCCESS
+    ti = harness.ti(run, "flaky")
+    assert (ti.try_number, ti.max_tries) == (3, 3)
+    assert elapsed >= 0.6  # 0.2 s, then 0.4 s
+    events = harness.store.read_events(EventQuery(task_id="flaky"))
+    states = [e.payload["new_state"] for e in events]
+    assert states == [
+        "running",
+        "up_for_retry",
+        "queued",
+        "running",
+        "up_for_retry",
+        "queued",
+        "running",
+        "success",
+    ]
+    assert events[1].payload["error"].startswith("RuntimeError: attempt 1")
+
+
+def test_out_of_retries_fails(harness):
+    dag = dag_from(f'tasks:\n  f: {{type: python, callable: "{T}:boom", retries: 1}}\n')
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.FAILED
+    assert harness.ti(run, "f").try_number == 2
+
+
+def test_timeout_kills_the_shell_task_and_retries(harness, tmp_path):
+    marker = tmp_path / "attempts"
+    dag = dag_from(
+        f"""
+        tasks:
+          slow:
+            type: shell
+            command: "echo x >> {marker}; if [ $(wc -l < {marker}) -lt 2 ]; then sleep 30; fi"
+            timeout: 0.5s
+            retries: 1
+        """
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.SUCCESS
+    events = harness.store.read_events(EventQuery(task_id="slow", types=("task.state_changed",)))
+    retry = next(e for e in events if e.payload["new_state"] == "up_for_retry")
+    assert retry.payload["error"] == "timed out after 0.5s"
+    assert harness.ti(run, "slow").try_number == 2
+
+
+def test_cancel_kills_the_running_shell_task(harness, tmp_path):
+    pid_file = tmp_path / "child.pid"
+    dag = dag_from(
+        f"""
+        tasks:
+          long: {{type: shell, command: "sleep 60 & echo $! > {pid_file}; wait"}}
+          after: {{depends_on: [long]}}
+          other: {{type: python, callable: "{T}:wait_gate", kwargs: {{name: never}}, pool: tiny}}
+        """
+    )
+    harness.store.create_pool(Pool("tiny", 0))
+    engine = harness.start(dag)
+    run = engine.trigger("t")
+    harness.poll(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    child = int(pid_file.read_text())
+    cancelled = engine.cancel("t", run.run_id)
+    assert cancelled.state is RunState.CANCELLED
+    assert harness.states(run) == {"long": "cancelled", "after": "cancelled", "other": "cancelled"}
+    harness.poll(lambda: not _alive(child), timeout=5)
+    with pytest.raises(Conflict, match="already finished"):
+        engine.cancel("t", run.run_id)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+def test_retry_requeues_failed_tasks_and_the_run_succeeds(harness):
+    dag = dag_from(
+        f"""
+        tasks:
+          a: {{type: noop}}
+          flaky: {{type: python, callable: "{T}:fail_times", kwargs: {{name: f, times: 1}}, depends_on: [a]}}
+          after: {{depends_on: [flaky]}}
+        """
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.FAILED
+    with pytest.raises(Conflict, match="no finished task"):
+        engine.retry("t", run.run_id, task_ids=[])
+    retried, requeued = engine.retry("t", run.run_id)
+    assert sorted(requeued) == ["after", "flaky"]
+    run = harness.wait_run(retried)
+    assert run.state is RunState.SUCCESS
+    assert harness.states(run) == {"a": "success", "flaky": "success", "after": "success"}
+    assert harness.ti(run, "flaky").try_number == 2
+    with pytest.raises(NotFound):
+        engine.retry("t", run.run_id, task_ids=["ghost"])
+    retried, requeued = engine.retry("t", run.run_id, task_ids=["a"], include_downstream=False)
+    assert requeued == ["a"]
+    assert harness.wait_run(retried).state is RunState.SUCCESS
+
+
+def test_dag_concurrency_is_never_exceeded(harness):
+    tasks = "\n".join(
+        f'  t{i}: {{type: python, callable: "{T}:track", kwargs: {{name: t{i}, seconds: 0.1}}}}'
+        for i in range(6)
+    )
+    dag = dag_from(f"concurrency: 2\ntasks:\n{tasks}\n")
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.SUCCESS
+    assert fixtures.counts["peak"] == 2
+
+
+def test_pool_limits_and_priority(harness):
+    harness.store.create_pool(Pool("two", 2))
+    tasks = "\n".join(
+        f'  p{w}: {{type: python, callable: "{T}:track", kwargs: {{name: p{w}, seconds: 0.2}}, pool: two, priority_weight: {w}}}'
+        for w in (1, 5, 3, 9)
+    )
+    dag = dag_from(
+        f"tasks:\n  start: {{type: noop}}\n{tasks}\n".replace(
+            "pool: two", "pool: two, depends_on: [start]"
+        )
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.SUCCESS
+    assert fixtures.counts["peak"] == 2
+    assert fixtures.order == ["p9", "p5", "p3", "p1"]
+
+
+def test_pool_resize_takes_effect_at_once(harness):
+    harness.store.create_pool(Pool("gate", 0))
+    dag = dag_from("tasks:\n  a: {type: noop, pool: gate}\n")
+    engine = harness.start(dag)
+    run = engine.trigger("t")
+    time.sleep(0.2)
+    assert harness.states(run) == {"a": "queued"}
+    harness.store.update_pool("gate", slots=1)
+    assert harness.wait_run(run).state is RunState.SUCCESS
+
+
+def test_pools_named_by_dags_are_created(harness):
+    engine = harness.start(dag_from("tasks:\n  a: {type: noop, pool: warehouse}\n"))
+    pool = harness.store.get_pool("warehouse")
+    assert (pool.slots, pool.description) == (16, "created for DAG 't'")
+    assert harness.wait_run(engine.trigger("t")).state is RunState.SUCCESS
+
+
+def test_deleted_pool_fails_the_task_clearly(harness):
+    engine = harness.start(dag_from("tasks:\n  a: {type: noop, pool: nowhere}\n"))
+    harness.store.delete_pool("nowhere")
+    engine.call(lambda: None)  # let the engine see the pool event
+    run = harness.wait_run(engine.trigger("t"))
+    assert harness.ti(run, "a").error == "pool 'nowhere' does not exist"
+
+
+def test_sensor_reschedules_without_holding_a_slot(harness, tmp_path):
+    flag = tmp_path / "flag"
+    harness.store.create_pool(Pool("one", 1))
+    dag = dag_from(
+        f"""
+        tasks:
+          wait: {{type: sensor, file: "{flag}", poke_interval: 0.1s, timeout: 20s, pool: one}}
+          work: {{type: python, callable: "{T}:track", kwargs: {{name: work, seconds: 0}}, pool: one}}
+        """
+    )
+    engine = harness.start(dag)
+    run = engine.trigger("t")
+    harness.wait_for(lambda: harness.states(run)["work"] == "success")
+    assert harness.states(run)["wait"] == "running"
+    flag.write_text("go")
+    run = harness.wait_run(run)
+    assert run.state is RunState.SUCCESS
+    assert harness.ti(run, "wait").try_number == 1
+    assert "does not exist yet" in harness.store.read_log(TaskKey("t", run.run_id, "wait"), 1).text
+
+
+def test_sensor_times_out(harness, tmp_path):
+    dag = dag_from(
+        f'tasks:\n  wait: {{type: sensor, file: "{tmp_path}/never", poke_interval: 0.05s, timeout: 0.3s}}\n'
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.FAILED
+    assert harness.ti(run, "wait").error == "sensor timed out after 0.3s"
+
+
+def test_twenty_concurrent_runs(harness):
+    dag = dag_from(
+        f"""
+        max_active_runs: 20
+        tasks:
+          a: {{type: python, callable: "{T}:add", kwargs: {{a: 1, b: 1}}}}
+          b: {{type: shell, command: "echo {{{{ xcom.a.return_value }}}}", depends_on: [a]}}
+          c: {{depends_on: [b]}}
+        """
+    )
+    engine = harness.start(dag)
+    runs = [engine.trigger("t", run_id=f"r{i}") for i in range(20)]
+    finished = [harness.wait_run(r) for r in runs]
+    assert all(r.state is RunState.SUCCESS for r in finished)
+
+
+def test_max_active_runs_queues_extra_runs_oldest_first(harness):
+    dag = dag_from(
+        f'max_active_runs: 1\ntasks:\n  a: {{type: python, callable: "{T}:track", kwargs: {{name: a, seconds: 0.2}}}}\n'
+    )
+    engine = harness.start(dag)
+    first = engine.trigger("t", run_id="first")
+    second = engine.trigger("t", run_id="second")
+    assert first.state is RunState.RUNNING and second.state is RunState.QUEUED
+    assert harness.wait_run(second).start_date >= harness.wait_run(first).end_date
+
+
+def test_paused_dag_keeps_runs_queued_until_unpaused(harness):
+    from pipeline_core.store.types import DagRecord
+
+    dag = dag_from("tasks:\n  a: {type: noop}\n")
+    harness.store.upsert_dag(DagRecord("t", is_paused=True))
+    engine = harness.start(dag)
+    run = engine.trigger("t")
+    assert run.state is RunState.QUEUED
+    engine.set_paused("t", False)
+    assert harness.wait_run(run).state is RunState.SUCCESS
+
+
+def test_trigger_errors(harness):
+    engine = harness.start(dag_from("tasks:\n  a: {type: noop}\n"))
+    with pytest.raises(NotFound, match="no DAG 'ghost'"):
+        engine.trigger("ghost")
+    engine.trigger("t", run_id="same")
+    with pytest.raises(Conflict, match="already exists"):
+        engine.trigger("t", run_id="same")
+
+
+def test_unknown_type_at_run_time_fails_clearly(harness):
+    from pipeline_core.dag.model import DAG, Task
+
+    dag = DAG("t", tasks=(Task("odd", type="teleport"),))
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert harness.ti(run, "odd").error == "no handler for task type 'teleport'"
+
+
+def test_process_executor_isolates_a_python_task(harness):
+    dag = dag_from(
+        f'tasks:\n  iso: {{type: python, callable: "{T}:add", kwargs: {{a: 2, b: 3}}, executor: process}}\n'
+    )
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"), timeout=30)
+    assert run.state is RunState.SUCCESS
+    assert harness.store.get_xcom(TaskKey("t", run.run_id, "iso"), "return_value").value == 5

@@ -1,0 +1,84 @@
+"""Crash recovery and graceful shutdown: the run survives its engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from pipeline_core.state import RunState
+from pipeline_core.store.types import EventQuery, RunQuery
+from tests.engine.conftest import dag_from
+
+DAG_TEXT = """
+dag_id: t
+tasks:
+  first: {{type: noop}}
+  long:
+    type: shell
+    command: "echo try >> {marker}; if [ $(wc -l < {marker}) -lt 2 ]; then sleep 60; fi"
+    retries: 1
+    depends_on: [first]
+  last: {{type: noop, depends_on: [long]}}
+"""
+
+CHILD = """
+import sys, time
+from pipeline_core.dag.yaml_loader import load_dag_text
+from pipeline_core.engine import Engine, EngineSettings
+from pipeline_core.store import open_store
+store = open_store(sys.argv[1])
+dag = load_dag_text(open(sys.argv[2]).read())
+engine = Engine(store, {"t": dag}, settings=EngineSettings(heartbeat_interval=0.2)).start()
+run = engine.trigger("t", run_id="survivor")
+print("triggered", flush=True)
+time.sleep(120)
+"""
+
+
+def test_sigkilled_engine_run_finishes_after_restart(harness, tmp_path):
+    marker = tmp_path / "marker"
+    dag_file = tmp_path / "t.yaml"
+    dag_file.write_text(DAG_TEXT.format(marker=marker))
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CHILD), harness.store.path, str(dag_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "triggered"
+    harness.poll(marker.exists)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(10)
+    child.stdout.close()
+    subprocess.run(["pkill", "-f", f"{marker}"], check=False)  # the orphaned shell child
+    run = harness.store.get_run("t", "survivor")
+    assert run.state is RunState.RUNNING
+    assert harness.states(run)["long"] == "running"
+    time.sleep(0.3)  # let the dead engine's heartbeat age past orphan_after
+    engine = harness.start(dag_from(DAG_TEXT.format(marker=marker)), orphan_after=0.2)
+    assert engine is not None
+    run = harness.wait_run(run)
+    assert run.state is RunState.SUCCESS
+    assert harness.states(run) == {"first": "success", "long": "success", "last": "success"}
+    assert harness.ti(run, "long").try_number == 2
+    events = harness.store.read_events(EventQuery(task_id="long"))
+    orphaned = [e for e in events if e.payload.get("reason") == "orphaned"]
+    assert len(orphaned) == 1 and orphaned[0].payload["new_state"] == "up_for_retry"
+
+
+def test_graceful_stop_leaves_consistent_state_and_resumes(harness, tmp_path):
+    marker = tmp_path / "marker"
+    dag = dag_from(DAG_TEXT.format(marker=marker))
+    engine = harness.start(dag)
+    run = engine.trigger("t", run_id="paused-by-stop")
+    harness.poll(marker.exists)
+    engine.stop(grace=0.2)
+    harness.engine = None
+    assert harness.states(run)["long"] == "up_for_retry"
+    assert harness.store.get_run("t", run.run_id).state is RunState.RUNNING
+    harness.start(dag)
+    assert harness.wait_run(run).state is RunState.SUCCESS
+    assert harness.store.query_runs(RunQuery(states=(RunState.RUNNING,))).total == 0
