@@ -79,3 +79,35 @@ def test_no_command_prints_help_and_exits_2():
     result = cli()
     assert result.returncode == 2
     assert "usage" in result.stdout
+
+
+def test_dags_test_shows_live_progress_and_a_summary(tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    result = cli("dags", "test", "etl_daily", "--dags-folder", str(EXAMPLES), "--db", db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any("extract" in line and "queued → running" in line for line in lines)
+    assert any(line.startswith("progress: 6/6") for line in lines)
+    assert any(line.split()[:2] == ["load", "success"] for line in lines)
+    assert any(line.split()[:2] == ["alert", "skipped"] for line in lines)
+    run_id = next(
+        line.split()[2].rstrip(":")
+        for line in lines
+        if "running → success" in line and " run " in line
+    )
+    logs = cli("tasks", "logs", "etl_daily", run_id, "extract", "--db", db)
+    assert logs.returncode == 0, logs.stderr
+    assert '"rows": 3' in logs.stdout
+    missing = cli("tasks", "logs", "etl_daily", run_id, "nope", "--db", db)
+    assert missing.returncode == 1 and "no task 'nope'" in missing.stderr
+
+
+def test_dags_test_exit_1_on_failure_and_bad_conf(tmp_path):
+    (tmp_path / "failing.yaml").write_text("tasks:\n  bad: {type: shell, command: 'exit 4'}\n")
+    result = cli("dags", "test", "failing", "--dags-folder", str(tmp_path))
+    assert result.returncode == 1
+    assert "exited with code 4" in result.stdout
+    bad_conf = cli("dags", "test", "failing", "--dags-folder", str(tmp_path), "--conf", "[1]")
+    assert bad_conf.returncode == 1 and "--conf must be a JSON object" in bad_conf.stderr
+    not_json = cli("dags", "test", "failing", "--dags-folder", str(tmp_path), "--conf", "{x")
+    assert not_json.returncode == 1 and "not valid JSON" in not_json.stderr

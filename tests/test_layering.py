@@ -7,6 +7,7 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "src" / "pipeline_core"
 LAYERS = {
+    "_gc": 0,
     "errors": 0,
     "state": 0,
     "dag": 0,

@@ -9,13 +9,12 @@ issues are raised together as one ``DagValidationError``.
 from __future__ import annotations
 
 import difflib
-import gc
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline_core._gc import gc_paused
 from pipeline_core.dag.model import DAG, Task, parse_datetime, parse_duration
 from pipeline_core.dag.validation import validate_dag
 from pipeline_core.errors import DagValidationError, Issue
@@ -80,22 +79,6 @@ class IssueCollector:
 
     def issues(self, file: str | None, line_of: Callable[[Keys], int | None]) -> list[Issue]:
         return [Issue(msg, format_path(k), file, line_of(k)) for k, msg in self.found]
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building a large, acyclic object tree.
-
-    Loading a DAG allocates millions of small objects and no reference cycles; left on, the
-    collector rescans the growing heap again and again and loading turns superlinear.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def dag_from_spec(

@@ -7,8 +7,9 @@ from typing import Any
 
 import yaml
 
+from pipeline_core._gc import gc_paused
 from pipeline_core.dag.model import DAG
-from pipeline_core.dag.spec import Keys, dag_from_spec, gc_paused
+from pipeline_core.dag.spec import Keys, dag_from_spec
 from pipeline_core.errors import DagValidationError, Issue
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, overload
 
+from pipeline_core._gc import gc_paused
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.store._common import (
     dag_event,
@@ -429,9 +430,11 @@ class SqlStore:
             params.extend(query.types)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
         rows = self._read(lambda tx: tx.rows(sql, [*params, query.limit]))
-        return [
-            Event(int(r[0]), r[1], parse_ts(r[2]), r[3], r[4], r[5], _decode(r[6])) for r in rows
-        ]
+        with gc_paused():
+            return [
+                Event(int(r[0]), r[1], parse_ts(r[2]), r[3], r[4], r[5], _decode(r[6]))
+                for r in rows
+            ]
 
     def event_bounds(self) -> tuple[int, int]:
         def work(tx: Tx) -> tuple[int, int]:

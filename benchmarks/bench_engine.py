@@ -1,0 +1,122 @@
+"""Engine benchmark on the default SQLite store, every transition persisted.
+
+Scenarios: fan-out (start → N parallel no-ops → end), a chain of N no-ops, R concurrent runs
+of a T-task fan-out, trigger → first task running, and 1,000 vs 10,000-task scaling.
+Run: python benchmarks/bench_engine.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine
+
+from pipeline_core.dag.model import DAG, Task
+from pipeline_core.engine import Engine
+from pipeline_core.state import FINISHED_RUN_STATES
+from pipeline_core.store import open_store
+
+SLOTS = 128
+
+
+def fan_out(n: int) -> DAG:
+    middle = [Task(f"t{i}", depends_on=("start",)) for i in range(n)]
+    end = Task("end", depends_on=tuple(t.task_id for t in middle))
+    return DAG(f"fan_{n}", (Task("start"), *middle, end), concurrency=SLOTS, max_active_runs=1000)
+
+
+def chain(n: int) -> DAG:
+    tasks = [Task("t0")] + [Task(f"t{i}", depends_on=(f"t{i - 1}",)) for i in range(1, n)]
+    return DAG(f"chain_{n}", tuple(tasks), concurrency=SLOTS)
+
+
+class Bench:
+    def __init__(self, folder: str, dags: list[DAG]) -> None:
+        self.store = open_store(f"sqlite:///{folder}/bench.db")
+        self.store.update_pool("default_pool", slots=SLOTS)
+        self.finished: dict[tuple[str, str], float] = {}
+        self.first_running: dict[tuple[str, str], float] = {}
+        self.cond = threading.Condition()
+        self.store.add_listener(self._on_events)
+        self.engine = Engine(self.store, {d.dag_id: d for d in dags}).start()
+
+    def _on_events(self, events) -> None:  # type: ignore[no-untyped-def]
+        now = time.perf_counter()
+        with self.cond:
+            for e in events:
+                key = (e.dag_id, e.run_id)
+                if e.type == "task.state_changed" and e.payload["new_state"] == "running":
+                    self.first_running.setdefault(key, now)
+                elif e.type == "run.state_changed" and e.payload["new_state"] in {
+                    s.value for s in FINISHED_RUN_STATES
+                }:
+                    self.finished[key] = now
+            self.cond.notify_all()
+
+    def run(self, dag_id: str, count: int = 1) -> tuple[float, list[float]]:
+        """Trigger ``count`` runs at once; wall seconds until all finished, and per-run
+        trigger → first running latencies."""
+        start = time.perf_counter()
+        triggered = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            run = self.engine.trigger(dag_id)
+            triggered.append(((run.dag_id, run.run_id), t0))
+        with self.cond:
+            self.cond.wait_for(lambda: all(k in self.finished for k, _ in triggered), timeout=600)
+        wall = time.perf_counter() - start
+        for key, _ in triggered:
+            state = self.store.get_run(*key).state.value
+            assert state == "success", (key, state)
+        return wall, [self.first_running[k] - t0 for k, t0 in triggered]
+
+    def close(self) -> None:
+        self.engine.stop(grace=5)
+        self.store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    dags = [fan_out(1000), fan_out(10_000), chain(1000), fan_out(100)]
+    with tempfile.TemporaryDirectory() as folder:
+        bench = Bench(folder, dags)
+        try:
+            bench.run("fan_100")  # warm up imports and caches
+            fan = [bench.run("fan_1000")[0] for _ in range(args.repeat)]
+            fan_s = statistics.median(fan)
+            print(f"fan-out 1,000 no-ops     : {fan_s:.3f} s  ({1002 / fan_s:,.0f} tasks/s)")
+            chain_runs = [bench.run("chain_1000")[0] for _ in range(args.repeat)]
+            chain_s = statistics.median(chain_runs)
+            print(
+                f"chain of 1,000 no-ops    : {chain_s:.3f} s  ({chain_s / 1000 * 1000:.3f} ms per task)"
+            )
+            many = [bench.run("fan_100", count=100)[0] for _ in range(max(1, args.repeat // 2))]
+            many_s = statistics.median(many)
+            print(f"100 runs x 102 no-ops    : {many_s:.3f} s  ({100 * 102 / many_s:,.0f} tasks/s)")
+            latencies = []
+            for _ in range(50):
+                latencies.extend(bench.run("fan_100")[1])
+            print(
+                f"trigger → first running  : median {statistics.median(latencies) * 1000:.2f} ms, "
+                f"max {max(latencies) * 1000:.2f} ms (50 runs)"
+            )
+            big = [bench.run("fan_10000")[0] for _ in range(max(1, args.repeat // 2))]
+            big_s = statistics.median(big)
+            print(f"fan-out 10,000 no-ops    : {big_s:.3f} s  ({10_002 / big_s:,.0f} tasks/s)")
+            print(f"scaling 10k / 1k         : {big_s / fan_s:.1f}x the time for 10x the tasks")
+        finally:
+            bench.close()
+
+
+if __name__ == "__main__":
+    main()
