@@ -7,6 +7,8 @@ Add new versions at the end; never edit a released one.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline_core.errors import StoreUnavailable
 
 MIGRATIONS: list[list[str]] = [
@@ -64,6 +66,18 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(tx: Any, url: str, target: int, types: dict[str, str]) -> None:
+    """Bring the schema in ``tx``'s database up to ``target``; refuse a newer one."""
+    tx.run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    current = int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version") or 0)
+    if current > SCHEMA_VERSION:
+        raise newer_schema_error(url, current)
+    for version in range(current + 1, target + 1):
+        for statement in MIGRATIONS[version - 1]:
+            tx.run(statement.format(**types))
+        tx.run("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
 
 def newer_schema_error(url: str, found: int) -> StoreUnavailable:

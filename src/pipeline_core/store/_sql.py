@@ -418,13 +418,9 @@ class SqlStore:
         return event
 
     def read_events(self, query: EventQuery) -> list[Event]:
-        where: list[str] = ["seq > ?"]
-        params: list[Any] = [query.after_seq]
-        for column in ("dag_id", "run_id", "task_id"):
-            value = getattr(query, column)
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where, params = equal_filters(query, ("dag_id", "run_id", "task_id"))
+        where.insert(0, "seq > ?")
+        params.insert(0, query.after_seq)
         if query.types:
             where.append(f"type IN ({', '.join('?' for _ in query.types)})")
             params.extend(query.types)
@@ -453,6 +449,18 @@ class SqlStore:
 
 
 # --- row mapping -----------------------------------------------------------------------
+
+
+def equal_filters(query: Any, columns: Sequence[str]) -> tuple[list[str], list[Any]]:
+    """``column = ?`` conditions for every listed attribute of ``query`` that is set."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column in columns:
+        value = getattr(query, column)
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return where, params
 
 
 #: The C scanner behind ``json.loads``, minus the whitespace handling that compact JSON

@@ -26,6 +26,7 @@ from pipeline_core.store._sql import (
     SqlStore,
     Tx,
     _Pending,
+    equal_filters,
     parse_ts,
 )
 from pipeline_core.store.types import (
@@ -189,12 +190,7 @@ class SqlRunStore(SqlStore):
         return _ti(row)
 
     def query_task_instances(self, query: TaskInstanceQuery) -> Page[TaskInstance]:
-        where, params = [], []
-        for column in ("dag_id", "run_id", "task_id"):
-            value = getattr(query, column)
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        where, params = equal_filters(query, ("dag_id", "run_id", "task_id"))
         if query.states:
             where.append(f"state IN ({', '.join('?' for _ in query.states)})")
             params.extend(s.value for s in query.states)
@@ -386,11 +382,7 @@ def _delete_runs(tx: Tx, where: str, params: Sequence[Any]) -> int:
 
 
 def _run_filters(query: RunQuery) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if query.dag_id is not None:
-        where.append("dag_id = ?")
-        params.append(query.dag_id)
+    where, params = equal_filters(query, ("dag_id",))
     if query.states:
         where.append(f"state IN ({', '.join('?' for _ in query.states)})")
         params.extend(s.value for s in query.states)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pipeline_core.errors import ConfigurationError, StoreUnavailable
 from pipeline_core.store._common import masked_url
-from pipeline_core.store._schema import MIGRATIONS, SCHEMA_VERSION, newer_schema_error
+from pipeline_core.store._schema import SCHEMA_VERSION, migrate
 from pipeline_core.store._sql import Tx
 from pipeline_core.store._sql_runs import SqlRunStore
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
@@ -101,14 +101,7 @@ class PostgresStore(SqlRunStore):
     def _migrate(self, target: int) -> None:
         with self._transaction(write=True) as tx:
             tx.rows("SELECT pg_advisory_xact_lock(hashtext('pipeline_core_migrate'))")
-            tx.run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            current = int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version") or 0)
-            if current > SCHEMA_VERSION:
-                raise newer_schema_error(self.url, current)
-            for version in range(current + 1, target + 1):
-                for statement in MIGRATIONS[version - 1]:
-                    tx.run(statement.format(**TYPES))
-                tx.run("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            migrate(tx, self.url, target, TYPES)
 
     def schema_version(self) -> int:
         return int(self._read(lambda tx: tx.scalar("SELECT MAX(version) FROM schema_version")))
