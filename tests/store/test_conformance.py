@@ -540,3 +540,20 @@ def test_wait_for_events_wakes_on_a_new_event(store):
     assert store.wait_for_events(0, timeout=10) is True
     timer.join()
     assert store.wait_for_events(1, timeout=0.05) is False
+
+
+def test_import_errors_are_replaced_as_a_whole(store):
+    from pipeline_core.store.types import ImportError_
+
+    first = ImportError_("b.yaml", ({"message": "bad", "line": 3, "path": "tasks.a"},), BASE)
+    second = ImportError_("a.py", ({"message": "SyntaxError", "line": 1, "path": ""},), BASE)
+    store.replace_import_errors([first, second])
+    assert [(e.filename, e.issues[0]["line"]) for e in store.list_import_errors()] == [
+        ("a.py", 1),
+        ("b.yaml", 3),
+    ]
+    assert store.list_import_errors()[1].seen_at == BASE
+    store.replace_import_errors([second])
+    assert [e.filename for e in store.list_import_errors()] == ["a.py"]
+    store.replace_import_errors([])
+    assert store.list_import_errors() == []

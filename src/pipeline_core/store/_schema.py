@@ -64,6 +64,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX events_by_dag ON events (dag_id, seq)",
         "CREATE INDEX events_by_run ON events (run_id, seq)",
     ],
+    # 3: DAG files that failed to load
+    [
+        "CREATE TABLE import_errors (filename {text} PRIMARY KEY, issues {text} NOT NULL, "
+        "seen_at {text} NOT NULL)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

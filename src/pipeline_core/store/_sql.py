@@ -29,6 +29,7 @@ from pipeline_core.store.types import (
     Event,
     EventQuery,
     Heartbeat,
+    ImportError_,
     Page,
     Pool,
     iso,
@@ -310,6 +311,20 @@ class SqlStore:
 
         result: list[str] = self._write(work)
         return result
+
+    def replace_import_errors(self, errors: Sequence[ImportError_]) -> None:
+        rows = [(e.filename, to_json(list(e.issues), "issues"), iso(e.seen_at)) for e in errors]
+
+        def work(tx: Tx, _: _Pending) -> None:
+            tx.run("DELETE FROM import_errors")
+            tx.many("INSERT INTO import_errors (filename, issues, seen_at) VALUES (?, ?, ?)", rows)
+
+        self._write(work)
+
+    def list_import_errors(self) -> list[ImportError_]:
+        sql = "SELECT filename, issues, seen_at FROM import_errors ORDER BY filename"
+        rows = self._read(lambda tx: tx.rows(sql))
+        return [ImportError_(r[0], tuple(json.loads(r[1])), parse_ts(r[2])) for r in rows]
 
     # --- pools ----------------------------------------------------------------------
     def create_pool(self, pool: Pool) -> Pool:

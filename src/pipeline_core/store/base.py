@@ -25,6 +25,7 @@ from pipeline_core.store.types import (
     Event,
     EventQuery,
     Heartbeat,
+    ImportError_,
     LogChunk,
     Page,
     Pool,
@@ -93,6 +94,14 @@ class Store(Protocol):
 
     def deactivate_missing_dags(self, active_dag_ids: Sequence[str]) -> list[str]:
         """Mark every active DAG not in ``active_dag_ids`` inactive; returns their ids."""
+        ...
+
+    def replace_import_errors(self, errors: Sequence[ImportError_]) -> None:
+        """Make ``errors`` the complete list of files that currently fail to load."""
+        ...
+
+    def list_import_errors(self) -> list[ImportError_]:
+        """Files that failed to load, by file name."""
         ...
 
     # --- runs -----------------------------------------------------------------------

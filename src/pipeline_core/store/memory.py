@@ -31,6 +31,7 @@ from pipeline_core.store.types import (
     Event,
     EventQuery,
     Heartbeat,
+    ImportError_,
     LogChunk,
     Page,
     Pool,
@@ -78,6 +79,7 @@ class MemoryStore:
         self._last_seq = 0
         self._next_run = 0
         self._listeners: list[Listener] = []
+        self._import_errors: list[ImportError_] = []
 
     # --- plumbing --------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
@@ -176,6 +178,16 @@ class MemoryStore:
             events = self._emit([dag_event(self._dags[d], "deactivated") for d in gone])
         self._publish(events)
         return gone
+
+    def replace_import_errors(self, errors: Sequence[ImportError_]) -> None:
+        for error in errors:
+            to_json(list(error.issues), "issues")
+        with self._lock:
+            self._import_errors = sorted(errors, key=lambda e: e.filename)
+
+    def list_import_errors(self) -> list[ImportError_]:
+        with self._lock:
+            return list(self._import_errors)
 
     # --- runs -----------------------------------------------------------------------
     def create_run(self, run: DagRun, tasks: Sequence[TaskSpec]) -> DagRun:

@@ -55,6 +55,15 @@ class DagRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportError_:
+    """A DAG file that failed to load: every issue (message, line, field path) and when."""
+
+    filename: str
+    issues: tuple[Mapping[str, Any], ...]
+    seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DagRun:
     dag_id: str
     run_id: str

@@ -1,0 +1,57 @@
+"""A DAG as plain JSON data (for the store, the API and change detection)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pipeline_core.dag.model import DAG, Task
+
+
+def dag_to_dict(dag: DAG) -> dict[str, Any]:
+    """Every field of the DAG and its tasks as JSON-safe data (callables by import path)."""
+    return {
+        "dag_id": dag.dag_id,
+        "description": dag.description,
+        "schedule": dag.schedule,
+        "timezone": dag.timezone,
+        "start_date": dag.start_date.isoformat() if dag.start_date else None,
+        "end_date": dag.end_date.isoformat() if dag.end_date else None,
+        "catchup": dag.catchup,
+        "max_active_runs": dag.max_active_runs,
+        "concurrency": dag.concurrency,
+        "tags": list(dag.tags),
+        "tasks": [task_to_dict(task) for task in dag.tasks],
+    }
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "type": task.type,
+        "depends_on": list(task.depends_on),
+        "trigger_rule": task.trigger_rule.value,
+        "retries": task.retries,
+        "retry_delay": task.retry_delay,
+        "timeout": task.timeout,
+        "pool": task.pool,
+        "priority_weight": task.priority_weight,
+        "config": _json_safe(dict(task.config)),
+    }
+
+
+def definition_hash(definition: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)

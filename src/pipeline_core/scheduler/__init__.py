@@ -1,0 +1,1 @@
+"""The cron scheduler: schedules, catch-up, DAG-folder synchronisation and the scheduling loop."""

@@ -1,0 +1,273 @@
+"""The scheduling loop: creates scheduled runs when they fall due.
+
+It sleeps until the earliest due fire time, a housekeeping deadline (heartbeat, folder
+re-scan) or a wake-up (a run finished, a DAG was unpaused or changed) — not on a fixed
+tick. ``tick(now)`` holds every decision and takes the time as an argument, so tests drive
+it with a fake clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from pipeline_core.dag.model import DAG
+from pipeline_core.errors import Conflict, NotFound
+from pipeline_core.metrics import Metrics, NullMetrics
+from pipeline_core.scheduler.schedule import Schedule
+from pipeline_core.scheduler.sync import DagSync
+from pipeline_core.state import RunState
+from pipeline_core.store.base import Store
+from pipeline_core.store.types import DagRun, Event, RunQuery, iso, utcnow
+
+logger = logging.getLogger("pipeline_core.scheduler")
+_EPSILON = timedelta(microseconds=1)
+
+
+class Runner(Protocol):
+    """What the scheduler needs of an engine."""
+
+    def trigger(self, dag_id: str, conf: Any = None, **options: Any) -> DagRun: ...
+
+    def set_dags(self, dags: dict[str, DAG]) -> None: ...
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    rescan_interval: float = 30.0
+    heartbeat_interval: float = 5.0
+
+
+@dataclass
+class _DagState:
+    schedule: Schedule
+    last: datetime | None  # logical date of the newest scheduled run
+    next_fire: datetime | None
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        runner: Runner,
+        dags_folder: str | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
+        settings: SchedulerSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.runner = runner
+        self.sync = DagSync(store, dags_folder) if dags_folder else None
+        self.clock = clock
+        self.metrics: Metrics = metrics or NullMetrics()
+        self.settings = settings or SchedulerSettings()
+        self.component_id = f"scheduler-{socket.gethostname()}-{os.getpid()}"
+        self.dags: dict[str, DAG] = {}
+        self._states: dict[str, _DagState] = {}
+        self._due: list[tuple[datetime, str]] = []
+        self._parked: list[tuple[datetime, str]] = []
+        self._wake = threading.Condition()
+        self._woken = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.last_heartbeat: datetime | None = None
+
+    # --- DAGs ----------------------------------------------------------------------------
+    def set_dags(self, dags: dict[str, DAG]) -> None:
+        """Schedule these DAGs from now on (state is read back from the store's runs)."""
+        self.dags = dict(dags)
+        self.runner.set_dags(self.dags)
+        self._states = {}
+        for dag in self.dags.values():
+            schedule = Schedule.of(dag)
+            if schedule is not None:
+                last = self._latest_scheduled(dag.dag_id)
+                self._states[dag.dag_id] = _DagState(schedule, last, None)
+        self._rebuild_due(self.clock())
+        self.wake()
+
+    def refresh_dags(self) -> None:
+        """Re-scan the DAGs folder and schedule what it holds now."""
+        if self.sync is None:
+            return
+        dags = self.sync.refresh()
+        if dags != self.dags or set(dags) != set(self.dags):
+            self.set_dags(dags)
+
+    def _latest_scheduled(self, dag_id: str) -> datetime | None:
+        page = self.store.query_runs(
+            RunQuery(dag_id=dag_id, run_types=("scheduled",), order_by="-logical_date", limit=1)
+        )
+        return page.items[0].logical_date if page.items else None
+
+    def _rebuild_due(self, now: datetime) -> None:
+        self._due, self._parked = [], []
+        for dag_id, state in self._states.items():
+            state.next_fire = state.schedule.next_after(state.last or _before(state.schedule))
+            if state.next_fire is not None:
+                self._due.append((state.next_fire, dag_id))
+        heapq.heapify(self._due)
+
+    # --- decisions -----------------------------------------------------------------------
+    def tick(self, now: datetime) -> datetime | None:
+        """Create every run due at ``now``; returns when the next one falls due.
+
+        DAGs that are due but paused or at ``max_active_runs`` are parked and looked at again
+        on the next tick (a finished run or an unpause wakes the loop for it)."""
+        started = time.perf_counter()
+        for item in self._parked:
+            heapq.heappush(self._due, item)
+        self._parked = []
+        while self._due and self._due[0][0] <= now:
+            when, dag_id = heapq.heappop(self._due)
+            state = self._states.get(dag_id)
+            if state is None or state.next_fire != when:
+                continue  # a stale entry
+            if not self._schedule_dag(dag_id, state, now):
+                self._parked.append((when, dag_id))
+            elif state.next_fire is not None:
+                heapq.heappush(self._due, (state.next_fire, dag_id))
+        self.metrics.histogram("scheduler.tick_duration_ms", (time.perf_counter() - started) * 1000)
+        return self._due[0][0] if self._due else None
+
+    def _schedule_dag(self, dag_id: str, state: _DagState, now: datetime) -> bool:
+        """Create this DAG's due runs; False when it must wait (paused or no capacity)."""
+        dag = self.dags[dag_id]
+        if self._is_paused(dag_id):
+            return False
+        capacity = dag.max_active_runs - self._active_runs(dag_id)
+        if capacity <= 0:
+            return False
+        after = state.last or _before(state.schedule)
+        if dag.catchup:
+            fires = []
+            for fire in state.schedule.fires_between(after, now):
+                fires.append(fire)
+                if len(fires) >= capacity:
+                    break
+        else:
+            latest = state.schedule.latest_at_or_before(now, after)
+            fires = [latest] if latest is not None else []
+        for fire in fires:
+            self._create(dag_id, fire)
+            state.last = fire
+        state.next_fire = state.schedule.next_after(
+            state.last if dag.catchup and state.last else max(now, after)
+        )
+        if dag.catchup and state.last is not None:
+            state.next_fire = state.schedule.next_after(state.last)
+        return True
+
+    def _create(self, dag_id: str, fire: datetime) -> None:
+        try:
+            self.runner.trigger(
+                dag_id, run_id=f"scheduled__{iso(fire)}", logical_date=fire, run_type="scheduled"
+            )
+            self.metrics.counter("scheduler.runs_created", dag_id=dag_id)
+            logger.info("created scheduled run of %s for %s", dag_id, iso(fire))
+        except Conflict:
+            logger.debug("run of %s for %s exists already", dag_id, iso(fire))
+
+    def _is_paused(self, dag_id: str) -> bool:
+        try:
+            return self.store.get_dag(dag_id).is_paused
+        except NotFound:
+            return self.dags[dag_id].is_paused
+
+    def _active_runs(self, dag_id: str) -> int:
+        query = RunQuery(dag_id=dag_id, states=(RunState.QUEUED, RunState.RUNNING), limit=0)
+        return self.store.query_runs(query).total
+
+    # --- the loop --------------------------------------------------------------------------
+    def start(self) -> Scheduler:
+        self.store.add_listener(self._on_events)
+        self.refresh_dags()
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.store.remove_listener(self._on_events)
+
+    def wake(self) -> None:
+        with self._wake:
+            self._woken = True
+            self._wake.notify_all()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
+            finished = event.type == "run.state_changed" and event.payload.get("new_state") in (
+                "success",
+                "failed",
+                "cancelled",
+            )
+            if finished or (
+                event.type == "dag.updated" and event.payload.get("change") == "unpaused"
+            ):
+                self.wake()
+                return
+
+    def _loop(self) -> None:
+        next_heartbeat = next_rescan = time.monotonic()
+        while True:
+            now_mono = time.monotonic()
+            if now_mono >= next_heartbeat:
+                self._heartbeat()
+                next_heartbeat = now_mono + self.settings.heartbeat_interval
+            if now_mono >= next_rescan:
+                self._guard(self.refresh_dags)
+                next_rescan = now_mono + self.settings.rescan_interval
+            next_due = None
+            try:
+                next_due = self.tick(self.clock())
+            except Exception:
+                logger.exception("scheduler tick failed")
+            wait = min(next_heartbeat, next_rescan) - time.monotonic()
+            if next_due is not None:
+                wait = min(wait, (next_due - self.clock()).total_seconds())
+            with self._wake:
+                if not self._stopping and not self._woken:
+                    self._wake.wait(max(0.0, wait))
+                self._woken = False
+                if self._stopping:
+                    return
+
+    def _heartbeat(self) -> None:
+        try:
+            beat = self.store.heartbeat(
+                self.component_id, kind="scheduler", hostname=socket.gethostname(), pid=os.getpid()
+            )
+            self.last_heartbeat = beat.last_heartbeat
+            self.metrics.counter("scheduler.heartbeat")
+        except Exception:
+            logger.exception("scheduler heartbeat failed")
+
+    @staticmethod
+    def _guard(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            logger.exception("scheduler housekeeping failed")
+
+
+def _before(schedule: Schedule) -> datetime:
+    start = schedule.start_date
+    return (start - _EPSILON) if start is not None else utcnow()
