@@ -506,3 +506,32 @@ def test_process_executor_isolates_a_python_task(harness):
     run = harness.wait_run(engine.trigger("t"), timeout=30)
     assert run.state is RunState.SUCCESS
     assert harness.store.get_xcom(TaskKey("t", run.run_id, "iso"), "return_value").value == 5
+
+
+def test_tasks_removed_from_the_dag_are_marked_removed_in_unstarted_runs(harness):
+    first = dag_from(
+        f"""
+        max_active_runs: 1
+        tasks:
+          gate: {{type: python, callable: "{T}:wait_gate", kwargs: {{name: g}}}}
+          dropped: {{depends_on: [gate]}}
+          kept: {{depends_on: [dropped], trigger_rule: all_success}}
+        """
+    )
+    engine = harness.start(first)
+    running = engine.trigger("t", run_id="running")
+    waiting = engine.trigger("t", run_id="waiting")
+    second = dag_from(
+        """
+        max_active_runs: 1
+        tasks:
+          gate: {type: noop}
+          kept: {type: noop}
+        """
+    )
+    engine.set_dags({"t": second})
+    fixtures.open_gate("g")
+    assert harness.wait_run(running).state is RunState.SUCCESS
+    assert harness.states(running) == {"gate": "success", "dropped": "removed", "kept": "success"}
+    assert harness.wait_run(waiting).state is RunState.SUCCESS
+    assert harness.states(waiting)["dropped"] == "removed"

@@ -557,3 +557,74 @@ def test_import_errors_are_replaced_as_a_whole(store):
     assert [e.filename for e in store.list_import_errors()] == ["a.py"]
     store.replace_import_errors([])
     assert store.list_import_errors() == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = BASE
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def finished_run(store, clock, run_id, day, seconds, outcome=RunState.SUCCESS):  # type: ignore[no-untyped-def]
+    new_run(store, run_id=run_id, day=day, tasks=("a",))
+    store.transition_run("etl", run_id, RunState.QUEUED, RunState.RUNNING)
+    clock.advance(seconds=seconds)
+    store.transition_run("etl", run_id, RunState.RUNNING, outcome)
+
+
+def test_run_stats_with_reference_percentiles(store):
+    clock = store.clock = FakeClock()
+    durations = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4]  # seconds
+    for i, seconds in enumerate(durations):
+        finished_run(
+            store, clock, f"r{i}", i, seconds, RunState.FAILED if i % 5 == 0 else RunState.SUCCESS
+        )
+    new_run(store, run_id="queued", day=30, tasks=("a",))
+    stats = store.run_stats("etl")
+    assert stats.total == 21
+    assert stats.by_state == {"success": 16, "failed": 4, "queued": 1}
+    assert stats.success_rate == 16 / 20
+    assert (stats.duration_min, stats.duration_max) == (1000, 9000)
+    assert stats.duration_avg == pytest.approx(sum(durations) * 1000 / 20)
+    ordered = sorted(durations)  # nearest rank: ceil(q/100 * n)-th smallest
+    assert stats.duration_p50 == ordered[9] * 1000
+    assert stats.duration_p90 == ordered[17] * 1000
+    assert stats.duration_p99 == ordered[19] * 1000
+    window = store.run_stats(
+        "etl", since=BASE + timedelta(days=10), until=BASE + timedelta(days=12)
+    )
+    assert window.total == 3 and window.by_state == {"failed": 1, "success": 2}
+
+
+def test_run_stats_of_an_empty_history(store):
+    stats = store.run_stats("nothing")
+    assert (stats.total, stats.by_state, stats.success_rate) == (0, {}, 0.0)
+    assert stats.duration_avg is None and stats.duration_p99 is None
+    assert store.task_stats("nothing") == []
+
+
+def test_task_stats(store):
+    clock = store.clock = FakeClock()
+    for i in range(4):
+        new_run(store, run_id=f"r{i}", day=i, tasks=("a", "b"))
+        move(store, "a", Q, RUN, run_id=f"r{i}", try_number=1)
+        clock.advance(seconds=2)
+        if i == 3:
+            move(store, "a", RUN, RETRY, run_id=f"r{i}")
+            move(store, "a", RETRY, Q, run_id=f"r{i}")
+            move(store, "a", Q, RUN, run_id=f"r{i}", try_number=2)
+            clock.advance(seconds=2)
+            move(store, "a", RUN, FAIL, run_id=f"r{i}")
+        else:
+            move(store, "a", RUN, OK, run_id=f"r{i}")
+    [a] = store.task_stats("etl")  # b never started
+    assert (a.task_id, a.runs) == ("a", 4)
+    assert a.avg_duration_ms == pytest.approx(2000)
+    assert (a.failure_rate, a.retry_rate) == (0.25, 0.25)
+    assert a.last_success == BASE + timedelta(seconds=6)
+    assert a.last_failure == BASE + timedelta(seconds=10)

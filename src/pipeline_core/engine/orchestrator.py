@@ -324,8 +324,14 @@ class Engine:
 
     def _set_dags(self, dags: dict[str, DAG]) -> None:
         new = set(dags) - set(self.book.dags)
+        changed = [
+            d for d in dags.values() if d.dag_id in self.book.dags and d != self.book.dags[d.dag_id]
+        ]
         self.book.dags = dags
         self._create_missing_pools()
+        for dag in changed:
+            for key in self.book.remove_dropped_tasks(dag):
+                self._queue_for_slot(key)
         if new:
             self._recover(new)
 

@@ -207,6 +207,31 @@ class RunBook:
         self.enqueue_run(run)
         return run
 
+    def remove_dropped_tasks(self, dag: DAG) -> list[TaskKey]:
+        """Mark tasks that ``dag`` no longer has ``removed`` in its runs that have not started
+        them; returns tasks that became ready because an upstream went away."""
+        ready: list[TaskKey] = []
+        keep = set(dag.task_dict)
+        for run_key in [k for k in self._runs if k[0] == dag.dag_id]:
+            tracker = self._trackers.get(run_key)
+            states = (
+                tracker.states
+                if tracker
+                else {t.task_id: t.state for t in self.task_instances(run_key)}
+            )
+            for task_id, state in list(states.items()):
+                if task_id not in keep and state is TaskState.QUEUED:
+                    ready.extend(
+                        self.set_task(
+                            run_key,
+                            task_id,
+                            state,
+                            TaskState.REMOVED,
+                            reason="removed from the DAG",
+                        )
+                    )
+        return ready
+
     def enqueue_run(self, run: DagRun) -> None:
         run_key = (run.dag_id, run.run_id)
         self._runs[run_key] = run

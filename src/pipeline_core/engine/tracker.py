@@ -85,13 +85,17 @@ class RunTracker:
         else:
             self.waiting.discard(task_id)
         before, after = outcome_of(previous), outcome_of(state)
-        if before == after:
+        removed = state is TaskState.REMOVED and previous is not TaskState.REMOVED
+        if before == after and not removed:
             return []
         downstream = self.graph.downstream[task_id]
         for child in downstream:
             tally = self.tallies[child]
             _count(tally, previous, -1)
-            _count(tally, state, +1)
+            if removed:
+                tally.total -= 1  # a removed upstream no longer counts at all
+            else:
+                _count(tally, state, +1)
         return self.decide(downstream)
 
     def direct_downstream(self, task_id: str) -> tuple[str, ...]:

@@ -113,6 +113,8 @@ class SqlStore:
 
     def __init__(self, *, log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES) -> None:
         self.log_cap_bytes = log_cap_bytes
+        #: What "now" is for timestamps; tests inject a fake clock here.
+        self.clock: Callable[[], datetime] = utcnow
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
 
@@ -227,7 +229,7 @@ class SqlStore:
                 tx,
                 pending,
                 [dag_event(stored, "created" if existing is None else "updated")],
-                utcnow(),
+                self.clock(),
             )
             return stored
 
@@ -290,7 +292,7 @@ class SqlStore:
             tx.run("UPDATE dags SET is_paused = ? WHERE dag_id = ?", (paused, dag_id))
             updated = DagRecord(**{**_dag_fields(record), "is_paused": paused})
             self._append(
-                tx, pending, [dag_event(updated, "paused" if paused else "unpaused")], utcnow()
+                tx, pending, [dag_event(updated, "paused" if paused else "unpaused")], self.clock()
             )
             return updated
 
@@ -306,7 +308,7 @@ class SqlStore:
             for record in gone:
                 tx.run("UPDATE dags SET is_active = ? WHERE dag_id = ?", (False, record.dag_id))
             inactive = [DagRecord(**{**_dag_fields(r), "is_active": False}) for r in gone]
-            self._append(tx, pending, [dag_event(r, "deactivated") for r in inactive], utcnow())
+            self._append(tx, pending, [dag_event(r, "deactivated") for r in inactive], self.clock())
             return [r.dag_id for r in gone]
 
         result: list[str] = self._write(work)
@@ -335,7 +337,7 @@ class SqlStore:
                 "INSERT INTO pools (name, slots, description) VALUES (?, ?, ?)",
                 (pool.name, pool.slots, pool.description),
             )
-            self._append(tx, pending, [pool_event(pool, "created")], utcnow())
+            self._append(tx, pending, [pool_event(pool, "created")], self.clock())
             return pool
 
         result: Pool = self._write(work)
@@ -374,7 +376,7 @@ class SqlStore:
                 "UPDATE pools SET slots = ?, description = ? WHERE name = ?",
                 (updated.slots, updated.description, name),
             )
-            self._append(tx, pending, [pool_event(updated, "updated")], utcnow())
+            self._append(tx, pending, [pool_event(updated, "updated")], self.clock())
             return updated
 
         result: Pool = self._write(work)
@@ -389,13 +391,13 @@ class SqlStore:
             if row is None:
                 raise NotFound(f"no pool '{name}'")
             tx.run("DELETE FROM pools WHERE name = ?", (name,))
-            self._append(tx, pending, [pool_event(Pool(*row), "deleted")], utcnow())
+            self._append(tx, pending, [pool_event(Pool(*row), "deleted")], self.clock())
 
         self._write(work)
 
     # --- heartbeats -----------------------------------------------------------------
     def heartbeat(self, component_id: str, *, kind: str, hostname: str, pid: int) -> Heartbeat:
-        beat = Heartbeat(component_id, kind, hostname, pid, utcnow())
+        beat = Heartbeat(component_id, kind, hostname, pid, self.clock())
         self._write(
             lambda tx, _: tx.run(
                 "INSERT INTO heartbeats (component_id, kind, hostname, pid, last_heartbeat) "
@@ -427,7 +429,9 @@ class SqlStore:
     ) -> Event:
         to_json(payload, "event payload")
         events = self._write(
-            lambda tx, p: self._append(tx, p, [(type, payload, dag_id, run_id, task_id)], utcnow())
+            lambda tx, p: self._append(
+                tx, p, [(type, payload, dag_id, run_id, task_id)], self.clock()
+            )
         )
         event: Event = events[0]
         return event

@@ -29,19 +29,21 @@ from pipeline_core.store._sql import (
     equal_filters,
     parse_ts,
 )
+from pipeline_core.store._sql_stats import run_stats, task_stats
 from pipeline_core.store.types import (
     DagRun,
     LogChunk,
     Page,
     RunQuery,
+    RunStats,
     TaskChange,
     TaskInstance,
     TaskInstanceQuery,
     TaskKey,
     TaskSpec,
+    TaskStats,
     XComEntry,
     iso,
-    utcnow,
 )
 
 _KEY = "dag_id = ? AND run_id = ? AND task_id = ?"
@@ -54,7 +56,7 @@ class SqlRunStore(SqlStore):
     # --- runs -----------------------------------------------------------------------
     def create_run(self, run: DagRun, tasks: Sequence[TaskSpec]) -> DagRun:
         conf = to_json(dict(run.conf), "conf")
-        now = utcnow()
+        now = self.clock()
         stored = DagRun(**{**_run_fields(run), "queued_at": run.queued_at or now})
 
         def work(tx: Tx, pending: _Pending) -> DagRun:
@@ -124,7 +126,7 @@ class SqlRunStore(SqlStore):
             )
             if row is None:
                 raise run_not_found(dag_id, run_id)
-            now = utcnow()
+            now = self.clock()
             current = _run(row)
             updated = apply_run_change(current, expected, new, now)
             changed = tx.run(
@@ -176,6 +178,18 @@ class SqlRunStore(SqlStore):
         result: Page[DagRun] = self._read(work)
         return result
 
+    def run_stats(
+        self, dag_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> RunStats:
+        result: RunStats = self._read(lambda tx: run_stats(tx, dag_id, since, until))
+        return result
+
+    def task_stats(
+        self, dag_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[TaskStats]:
+        result: list[TaskStats] = self._read(lambda tx: task_stats(tx, dag_id, since, until))
+        return result
+
     def count_active_runs(self, dag_id: str) -> int:
         sql = "SELECT COUNT(*) FROM dag_runs WHERE dag_id = ? AND state = ?"
         return int(self._read(lambda tx: tx.scalar(sql, (dag_id, RunState.RUNNING.value))))
@@ -210,7 +224,7 @@ class SqlRunStore(SqlStore):
 
     def transition_tasks(self, changes: Sequence[TaskChange]) -> list[TaskInstance]:
         def work(tx: Tx, pending: _Pending) -> list[TaskInstance]:
-            now = utcnow()
+            now = self.clock()
             results, items = [], []
             for change in changes:
                 row = tx.one(
@@ -257,7 +271,7 @@ class SqlRunStore(SqlStore):
     # --- XCom -----------------------------------------------------------------------
     def set_xcom(self, key: TaskKey, xcom_key: str, value: Any) -> XComEntry:
         text = to_json(value, f"XCom value '{xcom_key}'")
-        entry = XComEntry(*_key(key), xcom_key, value, len(text.encode("utf-8")), utcnow())
+        entry = XComEntry(*_key(key), xcom_key, value, len(text.encode("utf-8")), self.clock())
 
         def work(tx: Tx, pending: _Pending) -> XComEntry:
             if tx.one(f"SELECT 1 FROM task_instances WHERE {_KEY}", _key(key)) is None:

@@ -30,11 +30,13 @@ from pipeline_core.store.types import (
     Page,
     Pool,
     RunQuery,
+    RunStats,
     TaskChange,
     TaskInstance,
     TaskInstanceQuery,
     TaskKey,
     TaskSpec,
+    TaskStats,
     XComEntry,
 )
 
@@ -140,6 +142,19 @@ class Store(Protocol):
     def query_runs(self, query: RunQuery) -> Page[DagRun]:
         """Filtered, ordered, paged runs with an exact total. Ties and NULLs (last) are
         ordered the same way on every backend."""
+        ...
+
+    def run_stats(
+        self, dag_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> RunStats:
+        """Statistics of the runs whose logical date is in ``[since, until]``, computed in
+        the database (never by loading the runs)."""
+        ...
+
+    def task_stats(
+        self, dag_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[TaskStats]:
+        """Per-task statistics over the same runs, by task id."""
         ...
 
     def count_active_runs(self, dag_id: str) -> int:

@@ -26,6 +26,7 @@ from pipeline_core.store._common import (
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.types import (
     DEFAULT_POOL_SLOTS,
+    PERCENTILES,
     DagRecord,
     DagRun,
     Event,
@@ -36,13 +37,16 @@ from pipeline_core.store.types import (
     Page,
     Pool,
     RunQuery,
+    RunStats,
     TaskChange,
     TaskInstance,
     TaskInstanceQuery,
     TaskKey,
     TaskSpec,
+    TaskStats,
     XComEntry,
     iso,
+    nearest_rank,
     utcnow,
 )
 
@@ -63,6 +67,8 @@ class MemoryStore:
     def __init__(self, *, log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES) -> None:
         self.url = "memory://"
         self.log_cap_bytes = log_cap_bytes
+        #: What "now" is for timestamps; tests inject a fake clock here.
+        self.clock: Callable[[], datetime] = utcnow
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._dags: dict[str, DagRecord] = {}
@@ -101,7 +107,7 @@ class MemoryStore:
         self, items: Sequence[tuple[str, Mapping[str, Any], str | None, str | None, str | None]]
     ) -> list[Event]:
         """Append events; the caller holds the lock. Listeners run after it is released."""
-        now = utcnow()
+        now = self.clock()
         events = []
         for kind, payload, dag_id, run_id, task_id in items:
             self._last_seq += 1
@@ -193,7 +199,9 @@ class MemoryStore:
     def create_run(self, run: DagRun, tasks: Sequence[TaskSpec]) -> DagRun:
         to_json(dict(run.conf), "conf")
         stored = replace(
-            run, queued_at=run.queued_at or utcnow(), conf=json.loads(json.dumps(dict(run.conf)))
+            run,
+            queued_at=run.queued_at or self.clock(),
+            conf=json.loads(json.dumps(dict(run.conf))),
         )
         with self._lock:
             key = (run.dag_id, run.run_id)
@@ -224,7 +232,7 @@ class MemoryStore:
                 )
                 for t in tasks
             }
-            payload = run_event_payload(stored, None, utcnow())
+            payload = run_event_payload(stored, None, self.clock())
             events = self._emit([("run.state_changed", payload, run.dag_id, run.run_id, None)])
         self._publish(events)
         return stored
@@ -247,7 +255,7 @@ class MemoryStore:
     ) -> DagRun:
         with self._lock:
             current = self.get_run(dag_id, run_id)
-            now = utcnow()
+            now = self.clock()
             updated = self._runs[(dag_id, run_id)] = apply_run_change(current, expected, new, now)
             payload = run_event_payload(updated, current.state, now, reason)
             events = self._emit([("run.state_changed", payload, dag_id, run_id, None)])
@@ -302,6 +310,62 @@ class MemoryStore:
             query.offset,
         )
 
+    def run_stats(
+        self, dag_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> RunStats:
+        with self._lock:
+            runs = [
+                r for r in self._runs.values() if r.dag_id == dag_id and _in_window(r, since, until)
+            ]
+        by_state: dict[str, int] = {}
+        for run in runs:
+            by_state[run.state.value] = by_state.get(run.state.value, 0) + 1
+        durations = sorted(r.duration_ms for r in runs if r.duration_ms is not None and r.end_date)
+        pct = {
+            q: durations[nearest_rank(len(durations), q)] if durations else None
+            for q in PERCENTILES
+        }
+        finished = sum(n for s, n in by_state.items() if s in ("success", "failed", "cancelled"))
+        return RunStats(
+            total=len(runs),
+            by_state=by_state,
+            success_rate=by_state.get("success", 0) / finished if finished else 0.0,
+            duration_avg=sum(durations) / len(durations) if durations else None,
+            duration_min=durations[0] if durations else None,
+            duration_max=durations[-1] if durations else None,
+            duration_p50=pct[50],
+            duration_p90=pct[90],
+            duration_p99=pct[99],
+        )
+
+    def task_stats(
+        self, dag_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[TaskStats]:
+        grouped: dict[str, list[TaskInstance]] = {}
+        with self._lock:
+            for (run_dag, run_id), by_task in self._tis.items():
+                if run_dag == dag_id and _in_window(self._runs[(run_dag, run_id)], since, until):
+                    for ti in by_task.values():
+                        if ti.try_number > 0:
+                            grouped.setdefault(ti.task_id, []).append(ti)
+        stats = []
+        for task_id, tis in sorted(grouped.items()):
+            durations = [t.duration_ms for t in tis if t.duration_ms is not None]
+            ok = [t.end_date for t in tis if t.state is TaskState.SUCCESS and t.end_date]
+            bad = [t.end_date for t in tis if t.state is TaskState.FAILED and t.end_date]
+            stats.append(
+                TaskStats(
+                    task_id=task_id,
+                    runs=len(tis),
+                    avg_duration_ms=sum(durations) / len(durations) if durations else None,
+                    failure_rate=sum(1 for t in tis if t.state is TaskState.FAILED) / len(tis),
+                    retry_rate=sum(1 for t in tis if t.try_number > 1) / len(tis),
+                    last_success=max(ok, default=None),
+                    last_failure=max(bad, default=None),
+                )
+            )
+        return stats
+
     def count_active_runs(self, dag_id: str) -> int:
         with self._lock:
             return sum(
@@ -334,7 +398,7 @@ class MemoryStore:
 
     def transition_tasks(self, changes: Sequence[TaskChange]) -> list[TaskInstance]:
         with self._lock:
-            now = utcnow()
+            now = self.clock()
             staged: dict[TaskKey, TaskInstance] = {}
             items, results = [], []
             for change in changes:
@@ -371,7 +435,7 @@ class MemoryStore:
             xcom_key,
             json.loads(text),
             len(text.encode()),
-            utcnow(),
+            self.clock(),
         )
         with self._lock:
             self.get_task_instance(key)
@@ -474,7 +538,7 @@ class MemoryStore:
 
     # --- heartbeats -----------------------------------------------------------------
     def heartbeat(self, component_id: str, *, kind: str, hostname: str, pid: int) -> Heartbeat:
-        beat = Heartbeat(component_id, kind, hostname, pid, utcnow())
+        beat = Heartbeat(component_id, kind, hostname, pid, self.clock())
         with self._lock:
             self._heartbeats[component_id] = beat
         return beat
@@ -529,6 +593,12 @@ class MemoryStore:
     def wait_for_events(self, after_seq: int, timeout: float) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: self._last_seq > after_seq, timeout)
+
+
+def _in_window(run: DagRun, since: datetime | None, until: datetime | None) -> bool:
+    return (since is None or run.logical_date >= since) and (
+        until is None or run.logical_date <= until
+    )
 
 
 def _run_matches(run: DagRun, q: RunQuery) -> bool:

@@ -258,3 +258,40 @@ class EventQuery:
     task_id: str | None = None
     types: tuple[str, ...] = ()
     limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """Run statistics of one DAG; durations in ms over runs that finished, percentiles by
+    nearest rank. ``success_rate`` is successes over finished runs (0 when none)."""
+
+    total: int
+    by_state: Mapping[str, int]
+    success_rate: float
+    duration_avg: float | None
+    duration_min: int | None
+    duration_max: int | None
+    duration_p50: int | None
+    duration_p90: int | None
+    duration_p99: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStats:
+    """Per-task statistics over the task's tries that started (``try_number`` > 0)."""
+
+    task_id: str
+    runs: int
+    avg_duration_ms: float | None
+    failure_rate: float
+    retry_rate: float
+    last_success: datetime | None
+    last_failure: datetime | None
+
+
+PERCENTILES = (50, 90, 99)
+
+
+def nearest_rank(count: int, q: int) -> int:
+    """Zero-based index of the q-th percentile among ``count`` sorted values."""
+    return max(0, -(-q * count // 100) - 1)

@@ -1,0 +1,94 @@
+"""Run and task statistics in SQL: aggregates and indexed percentile look-ups, no row loading."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pipeline_core.store._sql import Tx, parse_ts
+from pipeline_core.store.types import (
+    PERCENTILES,
+    RunStats,
+    TaskStats,
+    iso,
+    nearest_rank,
+)
+
+
+def _window(prefix: str, since: datetime | None, until: datetime | None) -> tuple[str, list[Any]]:
+    clause, params = "", []
+    if since is not None:
+        clause += f" AND {prefix}logical_date >= ?"
+        params.append(iso(since))
+    if until is not None:
+        clause += f" AND {prefix}logical_date <= ?"
+        params.append(iso(until))
+    return clause, params
+
+
+def run_stats(tx: Tx, dag_id: str, since: datetime | None, until: datetime | None) -> RunStats:
+    window, params = _window("", since, until)
+    by_state = {
+        state: int(count)
+        for state, count in tx.rows(
+            f"SELECT state, COUNT(*) FROM dag_runs WHERE dag_id = ?{window} GROUP BY state",
+            [dag_id, *params],
+        )
+    }
+    where = f"dag_id = ? AND duration_ms IS NOT NULL AND end_date IS NOT NULL{window}"
+    count, avg, low, high = tx.one(
+        "SELECT COUNT(*), AVG(duration_ms), MIN(duration_ms), MAX(duration_ms) "
+        f"FROM dag_runs WHERE {where}",
+        [dag_id, *params],
+    ) or (0, None, None, None)
+    count = int(count)
+    percentiles: dict[int, int | None] = dict.fromkeys(PERCENTILES)
+    for q in PERCENTILES if count else ():
+        percentiles[q] = int(
+            tx.scalar(
+                f"SELECT duration_ms FROM dag_runs WHERE {where} "
+                "ORDER BY duration_ms LIMIT 1 OFFSET ?",
+                [dag_id, *params, nearest_rank(count, q)],
+            )
+        )
+    finished = sum(n for s, n in by_state.items() if s in ("success", "failed", "cancelled"))
+    return RunStats(
+        total=sum(by_state.values()),
+        by_state=by_state,
+        success_rate=by_state.get("success", 0) / finished if finished else 0.0,
+        duration_avg=float(avg) if avg is not None else None,
+        duration_min=int(low) if low is not None else None,
+        duration_max=int(high) if high is not None else None,
+        duration_p50=percentiles[50],
+        duration_p90=percentiles[90],
+        duration_p99=percentiles[99],
+    )
+
+
+def task_stats(
+    tx: Tx, dag_id: str, since: datetime | None, until: datetime | None
+) -> list[TaskStats]:
+    window, params = _window("r.", since, until)
+    join = " JOIN dag_runs r ON r.id = ti.run_pk" if window else ""
+    rows = tx.rows(
+        "SELECT ti.task_id, COUNT(*), AVG(ti.duration_ms), "
+        "SUM(CASE WHEN ti.state = 'failed' THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN ti.try_number > 1 THEN 1 ELSE 0 END), "
+        "MAX(CASE WHEN ti.state = 'success' THEN ti.end_date END), "
+        "MAX(CASE WHEN ti.state = 'failed' THEN ti.end_date END) "
+        f"FROM task_instances ti{join} WHERE ti.dag_id = ? AND ti.try_number > 0{window} "
+        "GROUP BY ti.task_id ORDER BY ti.task_id",
+        [dag_id, *params],
+    )
+    return [
+        TaskStats(
+            task_id=task_id,
+            runs=int(runs),
+            avg_duration_ms=float(avg) if avg is not None else None,
+            failure_rate=int(failed) / int(runs),
+            retry_rate=int(retried) / int(runs),
+            last_success=parse_ts(last_ok) if last_ok else None,
+            last_failure=parse_ts(last_bad) if last_bad else None,
+        )
+        for task_id, runs, avg, failed, retried, last_ok, last_bad in rows
+    ]
