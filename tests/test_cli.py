@@ -111,3 +111,50 @@ def test_dags_test_exit_1_on_failure_and_bad_conf(tmp_path):
     assert bad_conf.returncode == 1 and "--conf must be a JSON object" in bad_conf.stderr
     not_json = cli("dags", "test", "failing", "--dags-folder", str(tmp_path), "--conf", "{x")
     assert not_json.returncode == 1 and "not valid JSON" in not_json.stderr
+
+
+def test_scheduler_runs_scheduled_dags_and_stops_on_sigterm(tmp_path):
+    import signal
+    import time
+
+    from pipeline_core.store import open_store
+    from pipeline_core.store.types import RunQuery
+
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "minutely.yaml").write_text(
+        "schedule: '* * * * *'\nstart_date: 2026-01-01\ntasks:\n  hello: {type: shell, command: 'echo hi'}\n"
+    )
+    db = f"sqlite:///{tmp_path / 'sched.db'}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline_core",
+            "scheduler",
+            "--dags-folder",
+            str(folder),
+            "--db",
+            db,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    store = open_store(db)
+    try:
+        deadline = time.monotonic() + 20
+        runs = []
+        while time.monotonic() < deadline:
+            runs = store.query_runs(RunQuery(dag_id="minutely", states=())).items
+            if runs and runs[0].state.value == "success":
+                break
+            time.sleep(0.1)
+        assert runs and runs[0].state.value == "success" and runs[0].run_type == "scheduled"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        store.close()
+    assert process.returncode == 0, output
+    assert "scheduler running: 1 DAG(s)" in output and "stopped" in output
+    assert "Traceback" not in output

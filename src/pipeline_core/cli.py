@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any, TextIO
 
-from pipeline_core.cli_run import dags_test, tasks_logs
+from pipeline_core.cli_run import dags_test, run_scheduler, tasks_logs
 from pipeline_core.dag.bag import DagBag, load_folder
 from pipeline_core.dag.graph import Graph
 from pipeline_core.dag.model import DAG
@@ -37,11 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def dag_command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
         sub = dags.add_parser(name, help=help_text)
-        sub.add_argument(
-            "--dags-folder",
-            default=os.environ.get("PIPELINE_CORE_DAGS_FOLDER", "dags"),
-            help="folder of DAG files (env PIPELINE_CORE_DAGS_FOLDER; default ./dags)",
-        )
+        _folder_option(sub)
         sub.set_defaults(handler=handler)
         return sub
 
@@ -68,7 +64,30 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--try", dest="try_number", type=int, help="which try (default: the latest)")
     _db_option(logs)
     logs.set_defaults(handler=tasks_logs)
+    scheduler = commands.add_parser(
+        "scheduler", help="run the scheduler and engine in the foreground"
+    )
+    _folder_option(scheduler)
+    _db_option(scheduler)
+    scheduler.add_argument(
+        "--rescan-interval", type=float, default=30.0, help="seconds between folder scans"
+    )
+    scheduler.add_argument(
+        "--grace", type=float, default=30.0, help="seconds to let tasks finish on stop"
+    )
+    scheduler.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
+    scheduler.set_defaults(handler=run_scheduler)
     return parser
+
+
+def _folder_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dags-folder",
+        default=os.environ.get("PIPELINE_CORE_DAGS_FOLDER", "dags"),
+        help="folder of DAG files (env PIPELINE_CORE_DAGS_FOLDER; default ./dags)",
+    )
 
 
 def _db_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:

@@ -112,3 +112,47 @@ def tasks_logs(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_FAILED
     finally:
         store.close()
+
+
+def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
+    """Scheduler + engine in the foreground until SIGINT or SIGTERM."""
+    import logging
+    import signal
+
+    from pipeline_core.scheduler.scheduler import Scheduler, SchedulerSettings
+
+    configure_logging(args.log_level)
+    log = logging.getLogger("pipeline_core")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        store = open_store(args.db)
+    except PipelineError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return EXIT_FAILED
+    engine = Engine(store).start()
+    settings = SchedulerSettings(rescan_interval=args.rescan_interval)
+    scheduler = Scheduler(store, engine, args.dags_folder, settings=settings).start()
+    log.info(
+        "scheduler running: %d DAG(s) from %s, database %s",
+        len(scheduler.dags),
+        args.dags_folder,
+        store.url,
+    )
+    stop.wait()
+    log.info("stopping: waiting up to %ss for running tasks", args.grace)
+    scheduler.stop()
+    engine.stop(grace=args.grace)
+    store.close()
+    log.info("stopped")
+    return EXIT_OK
+
+
+def configure_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

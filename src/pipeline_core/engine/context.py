@@ -10,6 +10,7 @@ from pipeline_core.dag.model import DAG, Task
 from pipeline_core.dag.templates import Reference, TemplateError, iter_strings, render
 from pipeline_core.engine.logs import TaskLog
 from pipeline_core.errors import InvalidRequest
+from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.store._common import to_json
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRun, TaskKey, iso
@@ -32,6 +33,7 @@ class TaskContext:
     store: Store
     log: TaskLog
     xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES
+    metrics: Metrics = field(default_factory=NullMetrics)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -73,6 +75,7 @@ class TaskContext:
                 f"XCom '{key}' is {_size(size)}, over the {_size(self.xcom_max_bytes)} limit"
             )
         self.store.set_xcom(self.key, key, value)
+        self.metrics.histogram("xcom.size_bytes", size, dag_id=self.dag_id, task_id=self.task_id)
 
     def xcom_pull(self, task_id: str, key: str = "return_value", default: Any = None) -> Any:
         """The value another task of this run pushed, or ``default``."""

@@ -23,6 +23,7 @@ from pipeline_core.dag.model import DAG, Task
 from pipeline_core.engine.context import DEFAULT_XCOM_MAX_BYTES, TaskContext, TaskFailed
 from pipeline_core.engine.handlers import HANDLERS, Handler, Result, kill_group
 from pipeline_core.engine.logs import ROUTER, TaskLog
+from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRun, TaskKey
 
@@ -92,8 +93,10 @@ class LocalExecutor:
         kill_grace: float = 5.0,
         xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES,
         handlers: dict[str, Handler] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics: Metrics = metrics or NullMetrics()
         self.kill_grace = kill_grace
         self.xcom_max_bytes = xcom_max_bytes
         self.handlers = handlers if handlers is not None else HANDLERS
@@ -115,7 +118,14 @@ class LocalExecutor:
     def submit(self, job: Job) -> None:
         log = TaskLog(self.store, job.key, job.try_number)
         context = TaskContext(
-            job.dag, job.task, job.run, job.try_number, self.store, log, self.xcom_max_bytes
+            job.dag,
+            job.task,
+            job.run,
+            job.try_number,
+            self.store,
+            log,
+            self.xcom_max_bytes,
+            self.metrics,
         )
         running = _Running(job, context)
         context.process_holder = running  # type: ignore[attr-defined]

@@ -90,6 +90,7 @@ class Engine:
             max_workers=self.settings.max_workers,
             kill_grace=self.settings.kill_grace,
             xcom_max_bytes=self.settings.xcom_max_bytes,
+            metrics=self.metrics,
         )
         self.component_id = f"engine-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.book = RunBook(store, self.metrics)
@@ -404,10 +405,20 @@ class Engine:
     def _dispatch(self) -> None:
         if self._draining:
             return
-        for _pool, key in self._pools.take(self._admit):
+        started = self._pools.take(self._admit)
+        for _pool, key in started:
             self._queued_entries.pop(key, None)
             self._start_try(key)
         self._fail_unknown_pools()
+        if started:
+            self._report_pools()
+
+    def _report_pools(self) -> None:
+        for pool, slots in self._pools.slots.items():
+            used = self._pools.running.get(pool, 0)
+            self.metrics.gauge("pool.slots_used", used, pool=pool)
+            self.metrics.gauge("pool.slots_available", max(0, slots - used), pool=pool)
+            self.metrics.gauge("pool.queued", self._pools.queued(pool), pool=pool)
 
     def _admit(self, key: TaskKey) -> bool:
         dag = self.book.dags.get(key.dag_id)
@@ -463,6 +474,10 @@ class Engine:
                 key, completion.try_number, "timeout", f"sensor timed out after {task.timeout:g}s"
             )
         del self._active[key]
+        elapsed_ms = (time.monotonic() - active.first_started) * 1000
+        self.metrics.histogram(
+            "task.duration_ms", elapsed_ms, dag_id=key.dag_id, task_id=key.task_id
+        )
         ready, retry_after = self.book.finish_try(key, completion)
         for ready_key in ready:
             self._queue_for_slot(ready_key)

@@ -14,30 +14,29 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from pipeline_core.dag.model import DAG
+from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.state import RunState
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import DagRun, Event, RunQuery, iso, utcnow
+from pipeline_core.store.types import Event, RunQuery, iso, utcnow
 
 logger = logging.getLogger("pipeline_core.scheduler")
 _EPSILON = timedelta(microseconds=1)
 
 
-class Runner(Protocol):
-    """What the scheduler needs of an engine."""
+class Runner(Control, Protocol):
+    """What the scheduler needs of an engine: its controls, and being told the DAGs."""
 
-    def trigger(self, dag_id: str, conf: Any = None, **options: Any) -> DagRun: ...
-
-    def set_dags(self, dags: dict[str, DAG]) -> None: ...
+    def set_dags(self, dags: Mapping[str, DAG]) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -306,6 +306,13 @@ class SqlRunStore(SqlStore):
         )
         return [_xcom(r) for r in rows]
 
+    def list_run_xcom(self, dag_id: str, run_id: str) -> list[XComEntry]:
+        sql = (
+            f"SELECT {XCOM_COLUMNS} FROM xcom WHERE dag_id = ? AND run_id = ? "
+            "ORDER BY timestamp, task_id, key"
+        )
+        return [_xcom(r) for r in self._read(lambda tx: tx.rows(sql, (dag_id, run_id)))]
+
     def delete_xcom(self, key: TaskKey, xcom_key: str | None = None) -> int:
         if xcom_key is None:
             count: int = self._write(

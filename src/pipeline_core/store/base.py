@@ -190,6 +190,10 @@ class Store(Protocol):
 
     def list_xcom(self, key: TaskKey) -> list[XComEntry]: ...
 
+    def list_run_xcom(self, dag_id: str, run_id: str) -> list[XComEntry]:
+        """Every XCom entry of a run, oldest first (one query, whatever the run's size)."""
+        ...
+
     def delete_xcom(self, key: TaskKey, xcom_key: str | None = None) -> int:
         """Delete one key, or every key of the task when ``xcom_key`` is ``None``."""
         ...

@@ -450,6 +450,16 @@ class MemoryStore:
         with self._lock:
             return [e for _, e in sorted(self._xcom.get(key, {}).items())]
 
+    def list_run_xcom(self, dag_id: str, run_id: str) -> list[XComEntry]:
+        with self._lock:
+            entries = [
+                entry
+                for key, by_key in self._xcom.items()
+                if (key.dag_id, key.run_id) == (dag_id, run_id)
+                for entry in by_key.values()
+            ]
+        return sorted(entries, key=lambda e: (e.timestamp, e.task_id, e.key))
+
     def delete_xcom(self, key: TaskKey, xcom_key: str | None = None) -> int:
         with self._lock:
             entries = self._xcom.get(key, {})
