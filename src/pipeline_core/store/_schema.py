@@ -69,6 +69,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE import_errors (filename {text} PRIMARY KEY, issues {text} NOT NULL, "
         "seen_at {text} NOT NULL)",
     ],
+    # 4: per-task statistics read from an index instead of the table
+    [
+        "CREATE INDEX task_instances_stats ON task_instances "
+        "(dag_id, task_id, try_number, state, duration_ms, end_date)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

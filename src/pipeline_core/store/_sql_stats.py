@@ -35,7 +35,7 @@ def run_stats(tx: Tx, dag_id: str, since: datetime | None, until: datetime | Non
             [dag_id, *params],
         )
     }
-    where = f"dag_id = ? AND duration_ms IS NOT NULL AND end_date IS NOT NULL{window}"
+    where = f"dag_id = ? AND duration_ms IS NOT NULL{window}"  # set only once a run ended
     count, avg, low, high = tx.one(
         "SELECT COUNT(*), AVG(duration_ms), MIN(duration_ms), MAX(duration_ms) "
         f"FROM dag_runs WHERE {where}",
@@ -69,14 +69,21 @@ def task_stats(
     tx: Tx, dag_id: str, since: datetime | None, until: datetime | None
 ) -> list[TaskStats]:
     window, params = _window("r.", since, until)
-    join = " JOIN dag_runs r ON r.id = ti.run_pk" if window else ""
+    # With a window, walk the window's runs first (SQLite keeps CROSS JOIN's table order),
+    # then reach their task instances through the run index.
+    source = "task_instances ti WHERE"
+    if window:
+        source = (
+            "dag_runs r CROSS JOIN task_instances ti "
+            "WHERE ti.run_pk = r.id AND r.dag_id = ti.dag_id AND"
+        )
     rows = tx.rows(
         "SELECT ti.task_id, COUNT(*), AVG(ti.duration_ms), "
         "SUM(CASE WHEN ti.state = 'failed' THEN 1 ELSE 0 END), "
         "SUM(CASE WHEN ti.try_number > 1 THEN 1 ELSE 0 END), "
         "MAX(CASE WHEN ti.state = 'success' THEN ti.end_date END), "
         "MAX(CASE WHEN ti.state = 'failed' THEN ti.end_date END) "
-        f"FROM task_instances ti{join} WHERE ti.dag_id = ? AND ti.try_number > 0{window} "
+        f"FROM {source} ti.dag_id = ? AND ti.try_number > 0{window} "
         "GROUP BY ti.task_id ORDER BY ti.task_id",
         [dag_id, *params],
     )
