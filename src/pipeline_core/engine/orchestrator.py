@@ -283,15 +283,13 @@ class Engine:
             if run.state is RunState.QUEUED:
                 self.book.enqueue_run(run)
                 continue
-            for task_id, decision in self.book.track(run, self.store_states(run_key)):
+            states = {ti.task_id: ti.state for ti in self.book.task_instances(run_key)}
+            for task_id, decision in self.book.track(run, states):
                 self._decided(run_key, task_id, decision)
             for ti in self.book.up_for_retry(run_key):
                 self._schedule_requeue(run_key, ti.task_id, ti.try_number)
         for dag_id in dag_ids:
             self._start_waiting_runs(dag_id)
-
-    def store_states(self, run_key: RunKey) -> dict[str, TaskState]:
-        return {ti.task_id: ti.state for ti in self.book.task_instances(run_key)}
 
     def _on_store_events(self, events: list[Event]) -> None:
         if any(e.type == "pool.updated" for e in events):

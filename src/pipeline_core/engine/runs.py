@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from pipeline_core.dag.graph import Graph
 from pipeline_core.dag.model import DAG, Task
 from pipeline_core.engine.executor import Completion
 from pipeline_core.engine.tracker import RunTracker
@@ -338,10 +339,8 @@ class RunBook:
         else:
             chosen = {t for t, ti in tis.items() if ti.state in RETRYABLE}
         if include_downstream:
-            tracker_graph = RunTracker.build(dag, {}).graph
-            chosen |= tracker_graph.descendants(
-                *[t for t in chosen if t in tracker_graph.downstream]
-            )
+            graph = Graph.of(dag)
+            chosen |= graph.descendants(*[t for t in chosen if t in graph.downstream])
         requeue = [
             t
             for t in dag.task_ids
