@@ -1,0 +1,169 @@
+"""The application: request id, logging, CORS, auth and error translation around the router.
+
+Errors are translated in one place: ``HTTPError`` as given, ``PipelineError`` subclasses by
+an MRO table (``NotFound`` → 404, ``Conflict`` → 409, ...), anything else → 500 with the
+request id (the traceback goes to the server log only).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline_core.api.http import HTTPError, Request, Response, error_body
+from pipeline_core.api.router import Match, Route, Router
+from pipeline_core.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PipelineError,
+    StoreUnavailable,
+)
+
+logger = logging.getLogger("pipeline_core.api")
+STATUS_BY_ERROR: dict[type[PipelineError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidRequest: 400,
+    StoreUnavailable: 503,
+}
+PUBLIC_PATHS = ("/api/v1/health", "/api/v1/version")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+_LOCALHOST = re.compile(r"^http://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$")
+CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Request-Id"
+
+
+@dataclass
+class AppSettings:
+    cors_origins: Sequence[str] = ()  # empty: localhost origins on any port
+    auth_token: str | None = None
+    log_json: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class App:
+    def __init__(self, routes: Sequence[Route], settings: AppSettings) -> None:
+        self.router = Router(routes)
+        self.settings = settings
+
+    def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        supplied = request.header("x-request-id")
+        request.request_id = (
+            supplied if supplied and _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        )
+        response = self._handle(request)
+        response.headers["X-Request-Id"] = request.request_id
+        response.headers.update(self._cors(request))
+        self._log(request, response, (time.perf_counter() - started) * 1000)
+        return response
+
+    def _handle(self, request: Request) -> Response:
+        try:
+            if request.method == "OPTIONS" and request.header("origin"):
+                return self._preflight(request)
+            self._authorize(request)
+            match, route, params, allowed = self.router.resolve(request.method, request.path)
+            if match is Match.NONE:
+                raise HTTPError(404, "not_found", f"no route for {request.path}")
+            if match is Match.PARTIAL:
+                raise HTTPError(
+                    405,
+                    "method_not_allowed",
+                    f"{request.method} is not allowed here; use {', '.join(allowed)}",
+                    headers={"Allow": ", ".join(allowed)},
+                )
+            assert route is not None
+            request.params = params
+            return route.handler(request)
+        except HTTPError as exc:
+            return Response(
+                exc.status, error_body(exc.code, exc.message, exc.details), dict(exc.headers)
+            )
+        except PipelineError as exc:
+            status = next(
+                (STATUS_BY_ERROR[k] for k in type(exc).__mro__ if k in STATUS_BY_ERROR), 500
+            )
+            code = exc.code if status != 500 else "internal"
+            return Response(status, error_body(code, exc.message, exc.details))
+        except Exception:
+            logger.exception("unhandled error in request %s", request.request_id)
+            message = f"internal error; quote request id {request.request_id} when reporting it"
+            return Response(500, error_body("internal", message))
+
+    def _authorize(self, request: Request) -> None:
+        token = self.settings.auth_token
+        if not token or request.path.rstrip("/") in PUBLIC_PATHS:
+            return
+        supplied = request.header("authorization") or ""
+        scheme, _, value = supplied.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        ):
+            raise HTTPError(
+                401,
+                "unauthorized",
+                "a valid 'Authorization: Bearer <token>' header is required",
+                headers={"WWW-Authenticate": 'Bearer realm="pipeline-core"'},
+            )
+
+    def _origin_allowed(self, origin: str) -> bool:
+        origins = self.settings.cors_origins
+        if not origins:
+            return bool(_LOCALHOST.match(origin))
+        return "*" in origins or origin in origins
+
+    def _cors(self, request: Request) -> dict[str, str]:
+        origin = request.header("origin")
+        if not origin or not self._origin_allowed(origin):
+            return {"Vary": "Origin"} if origin else {}
+        allow = "*" if "*" in self.settings.cors_origins else origin
+        return {
+            "Access-Control-Allow-Origin": allow,
+            "Vary": "Origin",
+            "Access-Control-Expose-Headers": "X-Request-Id",
+        }
+
+    def _preflight(self, request: Request) -> Response:
+        if not self._origin_allowed(request.header("origin") or ""):
+            return Response(204)
+        return Response(
+            204,
+            headers={
+                "Access-Control-Allow-Methods": CORS_METHODS,
+                "Access-Control-Allow-Headers": CORS_HEADERS,
+                "Access-Control-Max-Age": "600",
+            },
+        )
+
+    def _log(self, request: Request, response: Response, duration_ms: float) -> None:
+        if self.settings.log_json:
+            import json
+
+            logger.info(
+                json.dumps(
+                    {
+                        "method": request.method,
+                        "path": request.path,
+                        "status": response.status,
+                        "duration_ms": round(duration_ms, 2),
+                        "request_id": request.request_id,
+                    }
+                )
+            )
+        else:
+            logger.info(
+                "%s %s %d %.1fms %s",
+                request.method,
+                request.path,
+                response.status,
+                duration_ms,
+                request.request_id,
+            )

@@ -1,0 +1,121 @@
+"""Small request/response values and the one HTTP error type handlers raise."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+from urllib.parse import parse_qs
+
+
+class HTTPError(Exception):
+    """An error response: status, stable code, message, optional details and headers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+def bad_request(message: str, **details: Any) -> HTTPError:
+    return HTTPError(400, "invalid_request", message, details=details)
+
+
+@dataclass
+class Request:
+    """A parsed request. The JSON body is decoded on first access of ``json``."""
+
+    method: str
+    path: str
+    query_string: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+    params: dict[str, str] = field(default_factory=dict)
+    request_id: str = ""
+
+    @cached_property
+    def query(self) -> dict[str, list[str]]:
+        try:
+            return parse_qs(
+                self.query_string, keep_blank_values=True, strict_parsing=False, max_num_fields=200
+            )
+        except ValueError as exc:
+            raise bad_request(f"invalid query string: {exc}") from None
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    @cached_property
+    def json(self) -> Any:
+        """The body as JSON (``None`` when empty); 415 unless it is ``application/json``."""
+        if not self.body:
+            return None
+        content_type = (self.header("content-type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise HTTPError(
+                415,
+                "unsupported_media_type",
+                f"the body must be application/json, got {content_type or 'no Content-Type'}",
+            )
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise bad_request(f"malformed JSON body: {exc}") from None
+
+    def json_object(self, allowed: set[str]) -> dict[str, Any]:
+        """The body as a JSON object with only ``allowed`` fields (400 naming any other)."""
+        body = self.json
+        if body is None:
+            return {}
+        if not isinstance(body, dict):
+            raise bad_request(f"the body must be a JSON object, got {type(body).__name__}")
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise bad_request(
+                f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+                fields=unknown,
+            )
+        return body
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json; charset=utf-8"
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+def envelope(
+    data: Any,
+    meta: dict[str, Any] | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The success envelope ``{"data": ..., "meta": {...}}``."""
+    payload: dict[str, Any] = {"data": data}
+    if meta is not None:
+        payload["meta"] = meta
+    return Response(status, json_bytes(payload), dict(headers or {}))
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
+    return json_bytes(
+        {"data": None, "error": {"code": code, "message": message, "details": details or {}}}
+    )

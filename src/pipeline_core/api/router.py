@@ -1,0 +1,81 @@
+"""Routes as data: ``Route("/dags/:dag_id", handler, ["GET"])``, matched by splitting the path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from urllib.parse import unquote
+
+from pipeline_core.api.http import Request, Response, bad_request
+
+Handler = Callable[[Request], Response]
+
+
+class Match(Enum):
+    NONE = 0
+    PARTIAL = 1  # the path matches, the method does not
+    FULL = 2
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    handler: Handler
+    methods: Sequence[str] = ("GET",)
+    parts: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", tuple(p for p in self.path.split("/") if p))
+
+    def match(self, segments: Sequence[str]) -> dict[str, str] | None:
+        if len(segments) != len(self.parts):
+            return None
+        params = {}
+        for pattern, segment in zip(self.parts, segments, strict=True):
+            if pattern.startswith(":"):
+                params[pattern[1:]] = segment
+            elif pattern != segment:
+                return None
+        return params
+
+
+class Router:
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.routes = list(routes)
+
+    def resolve(
+        self, method: str, path: str
+    ) -> tuple[Match, Route | None, dict[str, str], list[str]]:
+        """(match kind, route, path params, allowed methods for a PARTIAL match)."""
+        segments = split_path(path)
+        allowed: list[str] = []
+        for route in self.routes:
+            params = route.match(segments)
+            if params is None:
+                continue
+            if method in route.methods:
+                return Match.FULL, route, params, []
+            allowed.extend(m for m in route.methods if m not in allowed)
+        if allowed:
+            return Match.PARTIAL, None, {}, allowed
+        return Match.NONE, None, {}, []
+
+
+def split_path(path: str) -> list[str]:
+    """Percent-decoded segments; a trailing slash is tolerated, encoded slashes and ``..`` are
+    refused (400) rather than guessed at."""
+    segments = []
+    for raw in path.split("/"):
+        if not raw:
+            continue
+        if "%2f" in raw.lower() or "%5c" in raw.lower():
+            raise bad_request("encoded slashes are not allowed in the path")
+        try:
+            segment = unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            raise bad_request("the path is not valid UTF-8") from None
+        if segment in (".", ".."):
+            raise bad_request("'.' and '..' segments are not allowed in the path")
+        segments.append(segment)
+    return segments

@@ -1,0 +1,1 @@
+"""Route handlers: plain functions from a parsed request to a response."""

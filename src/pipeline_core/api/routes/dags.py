@@ -1,0 +1,104 @@
+"""``/dags``: list, get and pause/unpause DAGs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pipeline_core.api.http import Request, Response, bad_request, envelope
+from pipeline_core.api.params import boolean, page, strings
+from pipeline_core.store.base import Store
+from pipeline_core.store.types import DagRecord, DagRun, RunQuery, iso
+
+
+def dag_summary(store: Store, record: DagRecord) -> dict[str, Any]:
+    last = store.query_runs(RunQuery(dag_id=record.dag_id, order_by="-logical_date", limit=1)).items
+    return {
+        "dag_id": record.dag_id,
+        "description": record.description,
+        "schedule": record.schedule,
+        "timezone": record.timezone,
+        "is_paused": record.is_paused,
+        "is_active": record.is_active,
+        "tags": list(record.tags),
+        "task_count": record.task_count,
+        "fileloc": record.fileloc,
+        "last_run": _run_brief(last[0]) if last else None,
+    }
+
+
+def _run_brief(run: DagRun) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "state": run.state.value,
+        "logical_date": iso(run.logical_date),
+        "start_date": iso(run.start_date),
+        "end_date": iso(run.end_date),
+    }
+
+
+def list_dags(store: Store) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        limit, offset = page(request, {"tags", "is_paused", "dag_id_pattern"})
+        found = store.list_dags(
+            tags=strings(request, "tags"),
+            is_paused=boolean(request, "is_paused"),
+            dag_id_pattern=next(iter(request.query.get("dag_id_pattern", [])), None),
+            limit=limit,
+            offset=offset,
+        )
+        data = [dag_summary(store, record) for record in found.items]
+        meta = {"total": found.total, "limit": limit, "offset": offset, "has_more": found.has_more}
+        return envelope(data, meta)
+
+    return handle
+
+
+def get_dag(store: Store) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        page(request, set())
+        record = store.get_dag(request.params["dag_id"])
+        definition = record.definition or {}
+        tasks = [
+            {
+                k: t.get(k)
+                for k in (
+                    "task_id",
+                    "type",
+                    "depends_on",
+                    "trigger_rule",
+                    "retries",
+                    "pool",
+                    "priority_weight",
+                )
+            }
+            for t in definition.get("tasks", [])
+        ]
+        errors = [e for e in store.list_import_errors() if e.filename == record.fileloc]
+        parse_errors = [dict(issue) for e in errors for issue in e.issues]
+        return envelope(
+            {**dag_summary(store, record), "tasks": tasks, "parse_errors": parse_errors}
+        )
+
+    return handle
+
+
+def patch_dag(
+    store: Store, on_pause: Callable[[str, bool], DagRecord] | None
+) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        body = request.json_object({"is_paused"})
+        if "is_paused" not in body:
+            raise bad_request("the body needs 'is_paused'")
+        if not isinstance(body["is_paused"], bool):
+            raise bad_request("'is_paused' must be true or false")
+        dag_id = request.params["dag_id"]
+        store.get_dag(dag_id)
+        record = (
+            on_pause(dag_id, body["is_paused"])
+            if on_pause
+            else store.set_paused(dag_id, body["is_paused"])
+        )
+        return envelope(dag_summary(store, record))
+
+    return handle

@@ -1,0 +1,25 @@
+"""``APIServerOptions``: everything the API server is configured with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pipeline_core.engine.control import Control
+from pipeline_core.metrics import MetricsCollector
+from pipeline_core.store.base import Store
+
+
+@dataclass
+class APIServerOptions:
+    store: Store
+    host: str = "127.0.0.1"
+    port: int = 8080
+    control: Control | None = None
+    metrics: MetricsCollector | None = None
+    cors_origins: Sequence[str] = field(default_factory=tuple)
+    auth_token: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    socket_timeout: float = 30.0
+    log_json: bool = False
+    scheduler_expected: bool = False
