@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pipeline_core.api.http import Request, bad_request
+from pipeline_core.dag.model import parse_datetime
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 
@@ -46,3 +49,13 @@ def boolean(request: Request, name: str) -> bool | None:
 def strings(request: Request, name: str) -> list[str]:
     """A repeatable or comma-separated parameter."""
     return [part for value in request.query.get(name, []) for part in value.split(",") if part]
+
+
+def date(request: Request, name: str) -> datetime | None:
+    values = request.query.get(name)
+    if not values:
+        return None
+    try:
+        return parse_datetime(values[-1])
+    except ValueError as exc:
+        raise bad_request(f"'{name}': {exc}") from None

@@ -6,6 +6,7 @@ on a keep-alive connection meet the client's delayed ACK and cost ~40 ms per req
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -18,15 +19,35 @@ MAX_HEADERS = 100
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+    daemon_threads = False
+    block_on_close = True  # server_close() joins every connection thread
     allow_reuse_address = True
-    block_on_close = False
 
     def __init__(
         self, address: tuple[str, int], app: Callable[[Request], Response], options: Any
     ) -> None:
         self.app, self.options = app, options
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Wake every connection thread (idle keep-alive ones included) so it can end."""
+        with self.connections_lock:
+            connections = list(self.connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):

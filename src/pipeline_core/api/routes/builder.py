@@ -7,21 +7,43 @@ from typing import Any
 
 from pipeline_core.api.app import App, AppSettings
 from pipeline_core.api.router import Route
-from pipeline_core.api.routes import dags, health
+from pipeline_core.api.routes import dags, health, pools, runs, stats, tasks
 
 PREFIX = "/api/v1"
+RUN = f"{PREFIX}/dags/:dag_id/runs/:run_id"
+TASK = f"{RUN}/tasks/:task_id"
 
 
-def build_app(options: Any) -> App:
+def build_routes(options: Any) -> list[Route]:
     store, control = options.store, options.control
-    started = time.monotonic()
     on_pause = control.set_paused if control is not None else None
-    routes = [
-        Route(f"{PREFIX}/health", health.health(store, started, options.scheduler_expected)),
+    return [
+        Route(
+            f"{PREFIX}/health", health.health(store, time.monotonic(), options.scheduler_expected)
+        ),
         Route(f"{PREFIX}/version", health.version),
         Route(f"{PREFIX}/dags", dags.list_dags(store)),
         Route(f"{PREFIX}/dags/:dag_id", dags.get_dag(store)),
         Route(f"{PREFIX}/dags/:dag_id", dags.patch_dag(store, on_pause), ["PATCH"]),
+        Route(f"{PREFIX}/dags/:dag_id/runs", runs.list_runs(store)),
+        Route(f"{PREFIX}/dags/:dag_id/runs", runs.trigger_run(store, control), ["POST"]),
+        Route(RUN, runs.get_run(store)),
+        Route(RUN, runs.cancel_run(store, control), ["DELETE"]),
+        Route(f"{RUN}/retry", runs.retry_run(store, control), ["POST"]),
+        Route(f"{RUN}/tasks", tasks.list_tasks(store)),
+        Route(TASK, tasks.get_task(store)),
+        Route(f"{TASK}/xcom", tasks.get_xcom(store)),
+        Route(f"{TASK}/logs", tasks.get_logs(store)),
+        Route(f"{PREFIX}/dags/:dag_id/stats", stats.dag_stats(store)),
+        Route(f"{PREFIX}/metrics", stats.metrics(options.metrics)),
+        Route(f"{PREFIX}/pools", pools.list_pools(store)),
+        Route(f"{PREFIX}/pools", pools.create_pool(store), ["POST"]),
+        Route(f"{PREFIX}/pools/:name", pools.patch_pool(store), ["PATCH"]),
+        Route(f"{PREFIX}/pools/:name", pools.delete_pool(store), ["DELETE"]),
+        Route(f"{PREFIX}/import-errors", dags.import_errors(store)),
     ]
+
+
+def build_app(options: Any) -> App:
     settings = AppSettings(options.cors_origins, options.auth_token, options.log_json)
-    return App(routes, settings)
+    return App(build_routes(options), settings)

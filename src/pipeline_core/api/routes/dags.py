@@ -83,6 +83,29 @@ def get_dag(store: Store) -> Callable[[Request], Response]:
     return handle
 
 
+def import_errors(store: Store) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        limit, offset = page(request, set())
+        errors = store.list_import_errors()
+        data = [
+            {
+                "filename": e.filename,
+                "errors": [dict(i) for i in e.issues],
+                "seen_at": iso(e.seen_at),
+            }
+            for e in errors[offset : offset + limit]
+        ]
+        meta = {
+            "total": len(errors),
+            "limit": limit,
+            "offset": offset,
+            "has_more": offset + len(data) < len(errors),
+        }
+        return envelope(data, meta)
+
+    return handle
+
+
 def patch_dag(
     store: Store, on_pause: Callable[[str, bool], DagRecord] | None
 ) -> Callable[[Request], Response]:

@@ -1,0 +1,124 @@
+"""``.../runs/:run_id/tasks``: task instances, their tries, XCom and logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pipeline_core.api.http import Request, Response, bad_request, envelope
+from pipeline_core.api.params import integer, page
+from pipeline_core.api.serialize import task_instance_dict
+from pipeline_core.store.base import Store
+from pipeline_core.store.types import EventQuery, TaskInstanceQuery, TaskKey, iso
+
+FINISHED = {"success", "failed", "up_for_retry", "cancelled", "upstream_failed", "skipped"}
+
+
+def _key(request: Request) -> TaskKey:
+    p = request.params
+    return TaskKey(p["dag_id"], p["run_id"], p["task_id"])
+
+
+def list_tasks(store: Store) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        limit, offset = page(request, set())
+        run = store.get_run(request.params["dag_id"], request.params["run_id"])
+        found = store.query_task_instances(
+            TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, limit=limit, offset=offset)
+        )
+        meta = {"total": found.total, "limit": limit, "offset": offset, "has_more": found.has_more}
+        return envelope([task_instance_dict(t) for t in found.items], meta)
+
+    return handle
+
+
+def get_task(store: Store) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        page(request, set())
+        key = _key(request)
+        ti = store.get_task_instance(key)
+        events = store.read_events(
+            EventQuery(
+                dag_id=key.dag_id,
+                run_id=key.run_id,
+                task_id=key.task_id,
+                types=("task.state_changed",),
+                limit=100_000,
+            )
+        )
+        return envelope({**task_instance_dict(ti), "tries": _tries(events)})
+
+    return handle
+
+
+def _tries(events: list[Any]) -> list[dict[str, Any]]:
+    tries: dict[int, dict[str, Any]] = {}
+    for event in events:
+        p = event.payload
+        if p["new_state"] == "running":
+            tries[p["try_number"]] = {
+                "try_number": p["try_number"],
+                "start_date": iso(event.timestamp),
+                "end_date": None,
+                "state": "running",
+                "error": None,
+            }
+        elif (
+            p["new_state"] in FINISHED
+            and p["try_number"] in tries
+            and p["previous_state"] == "running"
+        ):
+            tries[p["try_number"]].update(
+                end_date=iso(event.timestamp), state=p["new_state"], error=p.get("error")
+            )
+    return [tries[n] for n in sorted(tries)]
+
+
+def get_xcom(store: Store) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        page(request, {"key"})
+        key = _key(request)
+        store.get_task_instance(key)
+        wanted = request.query.get("key")
+        entries = [e for e in store.list_xcom(key) if not wanted or e.key in wanted]
+        data = [
+            {
+                "key": e.key,
+                "value": e.value,
+                "timestamp": iso(e.timestamp),
+                "size_bytes": e.size_bytes,
+            }
+            for e in entries
+        ]
+        return envelope(
+            data, {"total": len(data), "limit": len(data), "offset": 0, "has_more": False}
+        )
+
+    return handle
+
+
+def get_logs(store: Store) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        page(request, {"try_number"})
+        key = _key(request)
+        ti = store.get_task_instance(key)
+        try_number = integer(request, "try_number", ti.try_number)
+        offset = integer(request, "offset", 0)
+        limit = integer(request, "limit", 1024 * 1024)
+        if try_number < 1 or (ti.try_number and try_number > ti.try_number):
+            raise bad_request(f"try_number must be between 1 and {max(1, ti.try_number)}")
+        if offset < 0 or not 0 < limit <= 4 * 1024 * 1024:
+            raise bad_request("offset must be ≥ 0 and limit between 1 and 4194304 bytes")
+        chunk = store.read_log(key, try_number, offset=offset, limit=limit)
+        return envelope(
+            {
+                "try_number": try_number,
+                "text": chunk.text,
+                "offset": chunk.offset,
+                "next_offset": chunk.next_offset,
+                "size": chunk.size,
+                "truncated": chunk.truncated,
+            }
+        )
+
+    return handle

@@ -1,0 +1,51 @@
+"""API representations of store values (the shapes the OpenAPI document describes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_core.store.types import DagRun, Pool, TaskInstance, iso
+
+
+def run_dict(run: DagRun) -> dict[str, Any]:
+    return {
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "state": run.state.value,
+        "run_type": run.run_type,
+        "logical_date": iso(run.logical_date),
+        "conf": dict(run.conf),
+        "note": run.note,
+        "queued_at": iso(run.queued_at),
+        "start_date": iso(run.start_date),
+        "end_date": iso(run.end_date),
+        "duration_ms": run.duration_ms,
+    }
+
+
+def task_instance_dict(ti: TaskInstance) -> dict[str, Any]:
+    return {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "state": ti.state.value,
+        "try_number": ti.try_number,
+        "max_tries": ti.max_tries,
+        "start_date": iso(ti.start_date),
+        "end_date": iso(ti.end_date),
+        "duration_ms": ti.duration_ms,
+        "pool": ti.pool,
+        "priority_weight": ti.priority_weight,
+        "error": ti.error,
+    }
+
+
+def pool_dict(pool: Pool, running: int, queued: int) -> dict[str, Any]:
+    return {
+        "name": pool.name,
+        "slots": pool.slots,
+        "description": pool.description,
+        "running_slots": running,
+        "queued_slots": queued,
+        "open_slots": max(0, pool.slots - running),
+    }
