@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DAGS ?= examples/dags
+DB ?= .pipeline-core/pipeline.db
+HOST ?= 127.0.0.1
+PORT ?= 8080
 
 .PHONY: serve test lint format bench clean
 
@@ -17,8 +20,9 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	touch $@
 
 serve: $(VENV)/.runtime
-	$(VENV)/bin/pipeline-core dags validate --dags-folder $(DAGS)
-	$(VENV)/bin/pipeline-core dags list --dags-folder $(DAGS)
+	@mkdir -p $(dir $(DB))
+	@echo "pipeline-core: serving $(DAGS) on http://$(HOST):$(PORT)/api/v1 (database $(DB)); Ctrl-C stops it"
+	$(VENV)/bin/pipeline-core serve --dags-folder $(DAGS) --db sqlite:///$(DB) --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

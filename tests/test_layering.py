@@ -20,6 +20,7 @@ LAYERS = {
     "api": 3,
     "cli": 4,
     "cli_run": 4,
+    "cli_serve": 4,
     "__main__": 4,
     "__init__": 4,
 }

@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any, TextIO
 
 from pipeline_core.cli_run import dags_test, run_scheduler, tasks_logs
+from pipeline_core.cli_serve import add_server_options, api, serve
 from pipeline_core.dag.bag import DagBag, load_folder
 from pipeline_core.dag.graph import Graph
 from pipeline_core.dag.model import DAG
@@ -79,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=("debug", "info", "warning", "error")
     )
     scheduler.set_defaults(handler=run_scheduler)
+    serve_cmd = commands.add_parser("serve", help="engine, scheduler and REST API in one process")
+    _folder_option(serve_cmd)
+    _db_option(serve_cmd)
+    add_server_options(serve_cmd)
+    serve_cmd.add_argument(
+        "--no-scheduler", action="store_true", help="run DAGs only when triggered"
+    )
+    serve_cmd.add_argument("--rescan-interval", type=float, default=30.0)
+    serve_cmd.add_argument("--grace", type=float, default=30.0)
+    serve_cmd.set_defaults(handler=serve)
+    api_cmd = commands.add_parser(
+        "api", help="the REST API alone, beside 'pipeline-core scheduler'"
+    )
+    _db_option(api_cmd)
+    add_server_options(api_cmd)
+    api_cmd.set_defaults(handler=api)
     return parser
 
 

@@ -9,6 +9,7 @@ one store transaction before handing new tries to the executor.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -28,11 +29,13 @@ from typing import Any
 from pipeline_core.dag.model import DAG
 from pipeline_core.engine.executor import Completion, Executor, Job, LocalExecutor
 from pipeline_core.engine.pools import PoolSlots, missing_pools
+from pipeline_core.engine.remote import COMPLETED, REQUESTED
 from pipeline_core.engine.runs import RunBook
-from pipeline_core.errors import Conflict
+from pipeline_core.errors import Conflict, PipelineError
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.base import Store
+from pipeline_core.store.tail import EventTail
 from pipeline_core.store.types import (
     DEFAULT_POOL_SLOTS,
     DagRecord,
@@ -56,6 +59,8 @@ class EngineSettings:
     #: Running task instances whose engine has not beaten for this long are orphaned.
     orphan_after: float = 30.0
     command_timeout: float = 30.0
+    #: Follow the event log for runs and requests from other processes (``pipeline-core api``).
+    watch_other_processes: bool = True
 
 
 @dataclass
@@ -105,6 +110,7 @@ class Engine:
         self._draining = False
         self._thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
         self._stopped = threading.Event()
+        self._tail: EventTail | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> Engine:
@@ -112,6 +118,8 @@ class Engine:
         self.store.add_listener(self._on_store_events)
         self._thread.start()
         self.call(self._startup)
+        if self.settings.watch_other_processes:
+            self._tail = EventTail(self.store, self._on_logged_events).start()
         return self
 
     def stop(self, grace: float = 30.0) -> None:
@@ -120,6 +128,8 @@ class Engine:
         start)."""
         if not self._thread.is_alive():
             return
+        if self._tail is not None:
+            self._tail.stop()
         self._inbox.put(self._begin_drain)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and self.call(lambda: bool(self._active)):
@@ -290,6 +300,45 @@ class Engine:
                 self._schedule_requeue(run_key, ti.task_id, ti.try_number)
         for dag_id in dag_ids:
             self._start_waiting_runs(dag_id)
+
+    def _on_logged_events(self, events: list[Event]) -> None:
+        """Events from the log, other processes' included: runs created elsewhere, control
+        requests, pause changes."""
+        for event in events:
+            if event.type == REQUESTED:
+                self._inbox.put(functools.partial(self._answer, dict(event.payload)))
+            elif event.type == "run.state_changed" and event.payload.get("previous_state") is None:
+                self._inbox.put(
+                    functools.partial(self._adopt_run, event.dag_id or "", event.run_id or "")
+                )
+            elif event.type == "dag.updated" and event.payload.get("change") == "unpaused":
+                self._inbox.put(functools.partial(self._start_waiting_runs, event.dag_id or ""))
+
+    def _adopt_run(self, dag_id: str, run_id: str) -> None:
+        if dag_id not in self.book.dags or self.book.knows((dag_id, run_id)):
+            return
+        run = self.store.get_run(dag_id, run_id)
+        if run.state is RunState.QUEUED:
+            self.book.enqueue_run(run)
+            self._start_waiting_runs(dag_id)
+
+    def _answer(self, request: dict[str, Any]) -> None:
+        answer: dict[str, Any] = {"request_id": request.get("request_id")}
+        try:
+            run_key = (request["dag_id"], request["run_id"])
+            if request.get("action") == "cancel":
+                self._cancel(run_key)
+            elif request.get("action") == "retry":
+                _, answer["requeued"] = self._retry(
+                    run_key, request.get("task_ids"), request.get("include_downstream", True)
+                )
+            else:
+                raise Conflict(f"unknown action {request.get('action')!r}")
+        except PipelineError as exc:
+            answer["error"] = {"code": exc.code, "message": exc.message}
+        self.store.append_event(
+            COMPLETED, answer, dag_id=request.get("dag_id"), run_id=request.get("run_id")
+        )
 
     def _on_store_events(self, events: list[Event]) -> None:
         if any(e.type == "pool.updated" for e in events):

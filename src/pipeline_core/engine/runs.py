@@ -58,6 +58,9 @@ class RunBook:
     def run(self, dag_id: str, run_id: str) -> DagRun:
         return self._runs.get((dag_id, run_id)) or self.store.get_run(dag_id, run_id)
 
+    def knows(self, run_key: RunKey) -> bool:
+        return run_key in self._runs
+
     def task(self, key: TaskKey) -> Task:
         tracker = self._trackers.get((key.dag_id, key.run_id))
         dag = tracker.dag if tracker is not None else self.dags[key.dag_id]

@@ -1,0 +1,142 @@
+"""``pipeline-core serve`` (engine + scheduler + API in one process) and ``pipeline-core api``
+(the API alone, beside a ``pipeline-core scheduler`` on the same database)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import TextIO
+
+from pipeline_core.api.server import APIServer
+from pipeline_core.api.types import APIServerOptions
+from pipeline_core.cli_run import configure_logging
+from pipeline_core.engine import Control, Engine
+from pipeline_core.engine.remote import RemoteControl
+from pipeline_core.errors import PipelineError
+from pipeline_core.metrics import MetricsCollector
+from pipeline_core.scheduler.scheduler import Scheduler, SchedulerSettings
+from pipeline_core.scheduler.sync import DagSync
+from pipeline_core.store import Store, open_store
+
+log = logging.getLogger("pipeline_core")
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=os.environ.get("PIPELINE_CORE_HOST", "127.0.0.1"))
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("PIPELINE_CORE_PORT", "8080"))
+    )
+    parser.add_argument(
+        "--auth-token",
+        default=os.environ.get("PIPELINE_CORE_API_TOKEN"),
+        help="require 'Authorization: Bearer TOKEN' (env PIPELINE_CORE_API_TOKEN)",
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        help="allowed browser origin (repeatable, '*' for any; default: localhost origins)",
+    )
+    parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024)
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
+
+
+def serve(args: argparse.Namespace, out: TextIO) -> int:
+    """Engine, scheduler (unless ``--no-scheduler``) and API until SIGINT/SIGTERM."""
+    configure_logging(args.log_level)
+    stop = _stop_on_signals()
+    try:
+        store = open_store(args.db)
+    except PipelineError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return 1
+    metrics = MetricsCollector()
+    engine = Engine(store, metrics=metrics).start()
+    scheduler = None
+    if args.no_scheduler:
+        engine.set_dags(DagSync(store, args.dags_folder).refresh())
+    else:
+        settings = SchedulerSettings(rescan_interval=args.rescan_interval)
+        scheduler = Scheduler(
+            store, engine, args.dags_folder, metrics=metrics, settings=settings
+        ).start()
+    server = _start_api(args, store, engine, metrics, scheduler_expected=scheduler is not None)
+    if server is None:
+        engine.stop(grace=0)
+        return 1
+    stop.wait()
+    log.info("stopping")
+    server.stop()
+    if scheduler is not None:
+        scheduler.stop()
+    engine.stop(grace=args.grace)
+    store.close()
+    log.info("stopped")
+    return 0
+
+
+def api(args: argparse.Namespace, out: TextIO) -> int:
+    """The API alone: control requests go through the store to a scheduler elsewhere."""
+    configure_logging(args.log_level)
+    stop = _stop_on_signals()
+    try:
+        store = open_store(args.db)
+    except PipelineError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return 1
+    control = RemoteControl(store)
+    server = _start_api(args, store, control, None, scheduler_expected=True)
+    if server is None:
+        return 1
+    stop.wait()
+    server.stop()
+    store.close()
+    return 0
+
+
+def _start_api(
+    args: argparse.Namespace,
+    store: Store,
+    control: Control,
+    metrics: MetricsCollector | None,
+    *,
+    scheduler_expected: bool,
+) -> APIServer | None:
+    options = APIServerOptions(
+        store=store,
+        host=args.host,
+        port=args.port,
+        control=control,
+        metrics=metrics,
+        cors_origins=tuple(args.cors_origin),
+        auth_token=args.auth_token or None,
+        max_body_bytes=args.max_body_bytes,
+        log_json=args.log_format == "json",
+        scheduler_expected=scheduler_expected,
+    )
+    try:
+        server = APIServer(options).start()
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}\n")
+        return None
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    log.info("pipeline-core API on http://%s:%d/api/v1", host, server.port)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.auth_token:
+        log.warning(
+            "listening on %s without --auth-token: anyone who can reach it can drive it", args.host
+        )
+    return server
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
