@@ -8,6 +8,7 @@ import pytest
 PACKAGE = Path(__file__).parents[1] / "src" / "pipeline_core"
 LAYERS = {
     "_gc": 0,
+    "_version": 0,
     "errors": 0,
     "state": 0,
     "dag": 0,

@@ -1,7 +1,6 @@
 """pipeline-core: a small, fast workflow orchestrator."""
 
-from importlib.metadata import PackageNotFoundError, version
-
+from pipeline_core._version import __version__
 from pipeline_core.dag.authoring import (
     DAG,
     branch_task,
@@ -12,11 +11,6 @@ from pipeline_core.dag.authoring import (
     task,
 )
 from pipeline_core.state import RunState, TaskState, TriggerRule
-
-try:
-    __version__ = version("pipeline-core")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
 
 __all__ = [
     "DAG",

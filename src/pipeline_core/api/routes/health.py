@@ -6,7 +6,7 @@ import platform
 import time
 from collections.abc import Callable
 
-from pipeline_core import __version__
+from pipeline_core._version import __version__
 from pipeline_core.api.http import Request, Response, envelope
 from pipeline_core.errors import PipelineError
 from pipeline_core.store.base import Store
