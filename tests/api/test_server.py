@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -14,43 +12,7 @@ from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.store import open_store
 from pipeline_core.store.types import DagRecord
-
-OPEN_CLIENTS: list[Client] = []
-
-
-class Client:
-    def __init__(self, port: int) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        OPEN_CLIENTS.append(self)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: object = None,
-        headers: dict[str, str] | None = None,
-        raw: bytes | None = None,
-    ):  # type: ignore[no-untyped-def]
-        headers = dict(headers or {})
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json")
-        self.connection.request(method, path, body=data, headers=headers)
-        response = self.connection.getresponse()
-        payload = response.read()
-        return (
-            response.status,
-            dict(response.getheaders()),
-            json.loads(payload) if payload else None,
-        )
-
-
-@pytest.fixture(autouse=True)
-def close_clients() -> Iterator[None]:
-    yield
-    while OPEN_CLIENTS:
-        OPEN_CLIENTS.pop().connection.close()
+from tests.api.conftest import Client
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import time
 from typing import Any
 
 from pipeline_core.api.app import App, AppSettings
+from pipeline_core.api.http import Request, Response, json_bytes
+from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
 from pipeline_core.api.routes import dags, health, pools, runs, stats, tasks
 
@@ -41,7 +43,12 @@ def build_routes(options: Any) -> list[Route]:
         Route(f"{PREFIX}/pools/:name", pools.patch_pool(store), ["PATCH"]),
         Route(f"{PREFIX}/pools/:name", pools.delete_pool(store), ["DELETE"]),
         Route(f"{PREFIX}/import-errors", dags.import_errors(store)),
+        Route(f"{PREFIX}/openapi.json", _openapi),
     ]
+
+
+def _openapi(request: Request) -> Response:
+    return Response(200, json_bytes(document()))
 
 
 def build_app(options: Any) -> App:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from pipeline_core.api.http import Request, Response, bad_request, envelope
 from pipeline_core.api.params import boolean, page, strings
+from pipeline_core.dag.model import parse_datetime
+from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import DagRecord, DagRun, RunQuery, iso
+from pipeline_core.store.types import DagRecord, DagRun, RunQuery, iso, utcnow
 
 
 def dag_summary(store: Store, record: DagRecord) -> dict[str, Any]:
@@ -23,8 +26,24 @@ def dag_summary(store: Store, record: DagRecord) -> dict[str, Any]:
         "tags": list(record.tags),
         "task_count": record.task_count,
         "fileloc": record.fileloc,
+        "next_run_date": iso(next_run_date(record)),
         "last_run": _run_brief(last[0]) if last else None,
     }
+
+
+def next_run_date(record: DagRecord) -> datetime | None:
+    """When the schedule fires next (``None`` when unscheduled, paused or inactive)."""
+    if record.schedule is None or record.is_paused or not record.is_active:
+        return None
+    definition = record.definition or {}
+    start, end = definition.get("start_date"), definition.get("end_date")
+    schedule = Schedule(
+        record.schedule,
+        record.timezone,
+        parse_datetime(start) if start else None,
+        parse_datetime(end) if end else None,
+    )
+    return schedule.next_after(utcnow())
 
 
 def _run_brief(run: DagRun) -> dict[str, Any]:

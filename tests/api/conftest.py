@@ -1,0 +1,85 @@
+"""A real HTTP client whose every JSON response is validated against ``/openapi.json``."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import pytest
+
+from pipeline_core.api.openapi import document
+
+OPEN_CLIENTS: list[Client] = []
+DOC = document()
+_TEMPLATES = [
+    (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "/?$"), path) for path in DOC["paths"]
+]
+
+
+def response_schema(method: str, path: str, status: int) -> dict[str, Any] | None:
+    plain = path.split("?", maxsplit=1)[0]
+    for pattern, template in _TEMPLATES:
+        if pattern.match(plain):
+            operation = DOC["paths"][template].get(method.lower())
+            if operation is None:
+                return None
+            answer = operation["responses"].get(str(status))
+            assert answer is not None, f"{method} {template} documents no {status} response"
+            return answer.get("content", {}).get("application/json", {}).get("schema")
+    return None
+
+
+def validate(method: str, path: str, status: int, body: Any) -> None:
+    schema = response_schema(method, path, status)
+    if schema is None:
+        if status >= 400:  # unknown routes still answer with the error envelope
+            schema = {"$ref": "#/components/schemas/Error"}
+        else:
+            return
+    jsonschema.validate(body, {**schema, "components": DOC["components"]})
+
+
+class Client:
+    def __init__(self, port: int, token: str | None = None) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        self.token = token
+        OPEN_CLIENTS.append(self)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ):  # type: ignore[no-untyped-def]
+        headers = dict(headers or {})
+        if self.token:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        self.connection.request(method, path, body=data, headers=headers)
+        response = self.connection.getresponse()
+        payload = response.read()
+        content_type = response.getheader("Content-Type") or ""
+        parsed = (
+            json.loads(payload)
+            if payload and content_type.startswith("application/json")
+            else payload
+        )
+        if isinstance(parsed, dict):
+            validate(method, path, response.status, parsed)
+        return response.status, dict(response.getheaders()), parsed
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    yield
+    while OPEN_CLIENTS:
+        OPEN_CLIENTS.pop().connection.close()

@@ -1,0 +1,388 @@
+"""Runs, tasks, XCom, logs, stats, metrics and pools through the API, with a real engine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline_core.api.server import APIServer
+from pipeline_core.api.types import APIServerOptions
+from pipeline_core.engine import Engine
+from pipeline_core.metrics import MetricsCollector
+from pipeline_core.scheduler.sync import DagSync
+from pipeline_core.store import open_store
+from tests import fixtures
+from tests.api.conftest import Client
+
+DAGS = {
+    "etl.yaml": """
+        schedule: "0 6 * * *"
+        start_date: 2026-01-01
+        tasks:
+          extract: {type: shell, command: "echo '{\\"rows\\": 3}'"}
+          load: {type: python, callable: "tests.fixtures:add", kwargs: {a: "{{ xcom.extract.return_value.rows }}", b: 1}, depends_on: [extract]}
+        """,
+    "flaky.yaml": """
+        tasks:
+          first: {type: noop}
+          flaky: {type: python, callable: "tests.fixtures:fail_times", kwargs: {name: api, times: 1}, depends_on: [first]}
+          after: {depends_on: [flaky]}
+        """,
+    "slow.yaml": """
+        tasks:
+          sleepy: {type: shell, command: "sleep 30"}
+          later: {depends_on: [sleepy]}
+        """,
+    "broken.yaml": "tasks: {a: {depends_on: [ghost]}}\n",
+}
+
+
+class System:
+    def __init__(self, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        folder = tmp_path / "dags"
+        folder.mkdir()
+        for name, text in DAGS.items():
+            (folder / name).write_text(textwrap.dedent(text))
+        self.store = open_store(f"sqlite:///{tmp_path / 'api.db'}")
+        self.metrics = MetricsCollector()
+        self.engine = Engine(self.store, metrics=self.metrics).start()
+        self.engine.set_dags(DagSync(self.store, folder).refresh())
+        self.server = APIServer(
+            APIServerOptions(store=self.store, port=0, control=self.engine, metrics=self.metrics)
+        ).start()
+        self.client = Client(self.server.port)
+        self._changed = threading.Condition()
+        self.store.add_listener(self._notify)
+
+    def _notify(self, events) -> None:  # type: ignore[no-untyped-def]
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_state(self, dag_id: str, run_id: str, states: set[str], timeout: float = 15) -> dict:  # type: ignore[type-arg]
+        def current() -> str:
+            return self.store.get_run(dag_id, run_id).state.value
+
+        with self._changed:
+            assert self._changed.wait_for(lambda: current() in states, timeout), current()
+        return self.client.request("GET", f"/api/v1/dags/{dag_id}/runs/{run_id}")[2]["data"]
+
+    def close(self) -> None:
+        self.server.stop()
+        self.engine.stop(grace=0)
+        self.store.close()
+
+
+@pytest.fixture
+def system(tmp_path) -> Iterator[System]:  # type: ignore[no-untyped-def]
+    fixtures.reset()
+    created = System(tmp_path)
+    yield created
+    created.close()
+
+
+def trigger(system: System, dag_id: str, body: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
+    return system.client.request(
+        "POST", f"/api/v1/dags/{dag_id}/runs", body if body is not None else {}
+    )
+
+
+def test_trigger_returns_the_run_and_it_succeeds(system):
+    status, headers, body = trigger(
+        system, "etl", {"conf": {"k": "v"}, "run_id": "first", "note": "from CI"}
+    )
+    assert status == 201
+    assert headers["Location"] == "/api/v1/dags/etl/runs/first"
+    assert body["data"]["run_id"] == "first" and body["meta"] == {"dag_is_paused": False}
+    run = system.wait_state("etl", "first", {"success"})
+    assert run["conf"] == {"k": "v"} and run["note"] == "from CI"
+    assert [t["state"] for t in run["task_instances"]] == ["success", "success"]
+    xcom = system.client.request("GET", "/api/v1/dags/etl/runs/first/tasks/load/xcom")[2]["data"]
+    assert [(e["key"], e["value"]) for e in xcom] == [("return_value", 4)]
+    assert (
+        system.client.request("GET", "/api/v1/dags/etl/runs/first/tasks/load/xcom?key=nope")[2][
+            "data"
+        ]
+        == []
+    )
+    logs = system.client.request(
+        "GET", "/api/v1/dags/etl/runs/first/tasks/extract/logs?try_number=1"
+    )[2]["data"]
+    assert '"rows": 3' in logs["text"] and logs["next_offset"] == logs["size"]
+    tail = system.client.request(
+        "GET", f"/api/v1/dags/etl/runs/first/tasks/extract/logs?offset={logs['size'] - 5}"
+    )[2]
+    assert len(tail["data"]["text"]) == 5
+    detail = system.client.request("GET", "/api/v1/dags/etl/runs/first/tasks/extract")[2]["data"]
+    assert [t["state"] for t in detail["tries"]] == ["success"]
+    tasks = system.client.request("GET", "/api/v1/dags/etl/runs/first/tasks")[2]
+    assert [t["task_id"] for t in tasks["data"]] == ["extract", "load"] and tasks["meta"][
+        "total"
+    ] == 2
+
+
+def test_trigger_errors(system):
+    trigger(system, "etl", {"run_id": "dup"})
+    assert trigger(system, "etl", {"run_id": "dup"})[0] == 409
+    assert trigger(system, "ghost")[0] == 404
+    for body, message in (
+        ({"conf": [1]}, "'conf' must be a JSON object"),
+        ({"conf": "x"}, "'conf' must be a JSON object"),
+        ({"run_id": "bad id"}, "run_id: invalid id"),
+        ({"logical_date": "yesterday"}, "logical_date: invalid date"),
+        ({"note": 5}, "'note' must be a string"),
+        ({"colour": "red"}, "unknown field(s) colour"),
+    ):
+        status, _, answer = trigger(system, "etl", body)
+        assert status == 400 and message in answer["error"]["message"], answer
+    assert system.client.request("GET", "/api/v1/dags/etl/runs")[2]["meta"]["total"] == 1
+
+
+def test_trigger_on_a_paused_dag_queues_the_run(system):
+    system.client.request("PATCH", "/api/v1/dags/etl", {"is_paused": True})
+    status, _, body = trigger(system, "etl", {"run_id": "waits"})
+    assert status == 201 and body["data"]["state"] == "queued"
+    assert body["meta"]["dag_is_paused"] is True and "paused" in body["meta"]["message"]
+    system.client.request("PATCH", "/api/v1/dags/etl", {"is_paused": False})
+    system.wait_state("etl", "waits", {"success"})
+
+
+def test_list_runs_with_filters_and_order(system):
+    for i in range(3):
+        trigger(system, "etl", {"run_id": f"r{i}", "logical_date": f"2026-02-0{i + 1}T00:00:00Z"})
+    for i in range(3):
+        system.wait_state("etl", f"r{i}", {"success"})
+    trigger(system, "slow", {"run_id": "s"})
+    system.client.request("DELETE", "/api/v1/dags/slow/runs/s")
+
+    def ids(query: str) -> list[str]:
+        status, _, body = system.client.request("GET", f"/api/v1/dags/etl/runs?{query}")
+        assert status == 200, body
+        return [r["run_id"] for r in body["data"]]
+
+    assert ids("") == ["r2", "r1", "r0"]
+    assert ids("order_by=logical_date") == ["r0", "r1", "r2"]
+    assert ids("state=success&state=failed") == ["r2", "r1", "r0"]
+    assert ids("state=failed,cancelled") == []
+    assert ids("logical_date_gte=2026-02-02T00:00:00Z&logical_date_lte=2026-02-02T23:00:00Z") == [
+        "r1"
+    ]
+    assert ids("run_type=manual&limit=1&offset=1") == ["r1"]
+    assert ids("order_by=-duration")[0] in {"r0", "r1", "r2"}
+    for query, message in (
+        ("state=sleeping", "unknown state"),
+        ("order_by=colour", "cannot order by"),
+        ("logical_date_gte=not-a-date", "invalid date"),
+        ("run_type=weekly", "run_type must be one of"),
+    ):
+        status, _, body = system.client.request("GET", f"/api/v1/dags/etl/runs?{query}")
+        assert status == 400 and message in body["error"]["message"]
+
+
+def test_cancel_kills_the_running_task(system):
+    trigger(system, "slow", {"run_id": "c"})
+    system.wait_state("slow", "c", {"running"})
+    deadline = time.monotonic() + 10
+    while system.store.get_task_instance(_key("slow", "c", "sleepy")).state.value != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    status, _, body = system.client.request("DELETE", "/api/v1/dags/slow/runs/c")
+    assert status == 200 and body["data"]["state"] == "cancelled"
+    run = system.client.request("GET", "/api/v1/dags/slow/runs/c")[2]["data"]
+    assert {t["task_id"]: t["state"] for t in run["task_instances"]} == {
+        "sleepy": "cancelled",
+        "later": "cancelled",
+    }
+    status, _, body = system.client.request("DELETE", "/api/v1/dags/slow/runs/c")
+    assert status == 409 and body["error"]["code"] == "conflict"
+    assert system.client.request("DELETE", "/api/v1/dags/slow/runs/ghost")[0] == 404
+
+
+def _key(dag_id: str, run_id: str, task_id: str):  # type: ignore[no-untyped-def]
+    from pipeline_core.store.types import TaskKey
+
+    return TaskKey(dag_id, run_id, task_id)
+
+
+def test_retry_requeues_failed_tasks_and_the_run_succeeds(system):
+    trigger(system, "flaky", {"run_id": "f"})
+    failed = system.wait_state("flaky", "f", {"failed"})
+    assert {t["task_id"]: t["state"] for t in failed["task_instances"]}[
+        "after"
+    ] == "upstream_failed"
+    status, _, body = system.client.request("POST", "/api/v1/dags/flaky/runs/f/retry", {})
+    assert status == 200 and sorted(body["data"]["requeued_task_ids"]) == ["after", "flaky"]
+    system.wait_state("flaky", "f", {"success"})
+    tries = system.client.request("GET", "/api/v1/dags/flaky/runs/f/tasks/flaky")[2]["data"][
+        "tries"
+    ]
+    assert [t["state"] for t in tries] == ["failed", "success"]
+    status, _, body = system.client.request(
+        "POST", "/api/v1/dags/flaky/runs/f/retry", {"task_ids": []}
+    )
+    assert status == 409
+    status, _, body = system.client.request(
+        "POST", "/api/v1/dags/flaky/runs/f/retry", {"task_ids": "flaky"}
+    )
+    assert status == 400
+
+
+def test_stats_metrics_and_import_errors(system):
+    trigger(system, "etl", {"run_id": "m"})
+    system.wait_state("etl", "m", {"success"})
+    stats = system.client.request("GET", "/api/v1/dags/etl/stats")[2]["data"]
+    assert stats["runs"]["total"] == 1 and stats["runs"]["by_state"] == {"success": 1}
+    assert [t["task_id"] for t in stats["tasks"]] == ["extract", "load"]
+    assert (
+        system.client.request("GET", "/api/v1/dags/etl/stats?since=2030-01-01T00:00:00Z")[2][
+            "data"
+        ]["runs"]["total"]
+        == 0
+    )
+    assert system.client.request("GET", "/api/v1/dags/etl/stats?since=x")[0] == 400
+    snapshot = system.client.request("GET", "/api/v1/metrics")[2]["data"]
+    assert any(c["name"] == "dag_run.completed" for c in snapshot["counters"])
+    status, headers, text = system.client.request(
+        "GET", "/api/v1/metrics", headers={"Accept": "text/plain"}
+    )
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    names = {f.name for f in text_string_to_metric_families(text.decode())}
+    assert "pipeline_core_task_completed" in names
+    assert system.client.request("GET", "/api/v1/metrics?format=prometheus")[1][
+        "Content-Type"
+    ].startswith("text/plain")
+    errors = system.client.request("GET", "/api/v1/import-errors")[2]
+    assert errors["meta"]["total"] == 1 and errors["data"][0]["filename"].endswith("broken.yaml")
+    assert "ghost" in errors["data"][0]["errors"][0]["message"]
+    detail = system.client.request("GET", "/api/v1/dags/etl")[2]["data"]
+    assert (
+        detail["next_run_date"].endswith("06:00:00.000000Z") and detail["last_run"]["run_id"] == "m"
+    )
+
+
+def test_pools(system):
+    client = system.client
+    status, headers, body = client.request(
+        "POST", "/api/v1/pools", {"name": "db", "slots": 2, "description": "warehouse"}
+    )
+    assert status == 201 and headers["Location"] == "/api/v1/pools/db"
+    assert body["data"] == {
+        "name": "db",
+        "slots": 2,
+        "description": "warehouse",
+        "running_slots": 0,
+        "queued_slots": 0,
+        "open_slots": 2,
+    }
+    assert client.request("POST", "/api/v1/pools", {"name": "db", "slots": 1})[0] == 409
+    for bad in (
+        {"name": "bad name", "slots": 1},
+        {"name": "x", "slots": -1},
+        {"name": "x", "slots": "3"},
+        {"name": "x"},
+        {"name": "x", "slots": True},
+    ):
+        assert client.request("POST", "/api/v1/pools", bad)[0] == 400, bad
+    assert client.request("PATCH", "/api/v1/pools/db", {"slots": 5})[2]["data"]["slots"] == 5
+    assert client.request("PATCH", "/api/v1/pools/db", {})[0] == 400
+    assert client.request("PATCH", "/api/v1/pools/ghost", {"slots": 1})[0] == 404
+    names = [p["name"] for p in client.request("GET", "/api/v1/pools")[2]["data"]]
+    assert names == ["db", "default_pool"]
+    assert client.request("DELETE", "/api/v1/pools/default_pool")[0] == 409
+    trigger(system, "slow", {"run_id": "busy"})
+    system.wait_state("slow", "busy", {"running"})
+    deadline = time.monotonic() + 10
+    while system.store.get_task_instance(_key("slow", "busy", "sleepy")).state.value != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    status, _, body = client.request("DELETE", "/api/v1/pools/default_pool")
+    assert status == 409
+    client.request("POST", "/api/v1/pools", {"name": "spare", "slots": 1})
+    assert client.request("DELETE", "/api/v1/pools/spare")[2]["data"] == {
+        "name": "spare",
+        "deleted": True,
+    }
+    assert client.request("DELETE", "/api/v1/pools/spare")[0] == 404
+
+
+def test_openapi_document_is_served(system):
+    status, _, body = system.client.request("GET", "/api/v1/openapi.json")
+    assert status == 200 and body["openapi"] == "3.1.0"
+    assert "/api/v1/dags/{dag_id}/runs/{run_id}/retry" in body["paths"]
+
+
+def test_api_and_scheduler_as_two_processes(tmp_path):
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "two.yaml").write_text(
+        "tasks:\n  a: {type: shell, command: 'echo one'}\n  b: {type: shell, command: 'sleep 30', depends_on: [a]}\n  c: {depends_on: [b]}\n"
+    )
+    (folder / "quick.yaml").write_text(
+        "tasks:\n  hi: {type: shell, command: 'echo {{ dag_run.conf.n }}'}\n"
+    )
+    db = f"sqlite:///{tmp_path / 'two.db'}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_core", "scheduler", "--dags-folder", str(folder), "--db", db],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    api = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_core", "api", "--db", db, "--port", "0", "--log-level", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert api.stdout is not None
+        port = None
+        while port is None:
+            line = api.stdout.readline()
+            assert line, "the API process ended early"
+            if "API on http://" in line:
+                port = int(line.rsplit(":", 1)[1].split("/")[0])
+        client = Client(port)
+        deadline = time.monotonic() + 20
+        while client.request("GET", "/api/v1/dags/two")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        status, _, body = client.request(
+            "POST", "/api/v1/dags/quick/runs", {"run_id": "q", "conf": {"n": 1}}
+        )
+        assert status == 201
+        deadline = time.monotonic() + 20
+        while client.request("GET", "/api/v1/dags/quick/runs/q")[2]["data"]["state"] != "success":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        status, _, body = client.request("POST", "/api/v1/dags/two/runs", {"run_id": "x"})
+        assert status == 201
+        deadline = time.monotonic() + 20
+        while True:
+            tasks = client.request("GET", "/api/v1/dags/two/runs/x")[2]["data"]["task_instances"]
+            if tasks[1]["state"] == "running":
+                break
+            assert time.monotonic() < deadline, tasks
+            time.sleep(0.05)
+        status, _, body = client.request("DELETE", "/api/v1/dags/two/runs/x")
+        assert status == 200 and body["data"]["state"] == "cancelled"
+        status, _, body = client.request(
+            "POST",
+            "/api/v1/dags/two/runs/x/retry",
+            {"task_ids": ["a"], "include_downstream": False},
+        )
+        assert status == 200 and body["data"]["requeued_task_ids"] == ["a"]
+        deadline = time.monotonic() + 20
+        while client.request("GET", "/api/v1/dags/two/runs/x")[2]["data"]["state"] != "cancelled":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        health = client.request("GET", "/api/v1/health")[2]["data"]
+        assert health["scheduler"]["status"] == "running"
+    finally:
+        for process in (api, scheduler):
+            process.terminate()
+        api.communicate(timeout=30)
+        scheduler.wait(timeout=30)
