@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -300,5 +301,66 @@ def test_idle_clients_are_timed_out(store):
         assert idle.recv(1) == b""  # the server closed the silent connection
         idle.close()
         assert Client(server.port).request("GET", "/api/v1/version")[0] == 200
+    finally:
+        server.stop()
+
+
+def raw_exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(data)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_header_floods_and_garbage_get_json_errors(server):
+    flood = (
+        b"GET /api/v1/version HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: y\r\n" % i for i in range(150))
+        + b"\r\n"
+    )
+    answer = raw_exchange(server.port, flood)
+    assert answer.startswith(b"HTTP/1.1 431") and b'"code":"invalid_request"' in answer
+    garbage = raw_exchange(server.port, b"NONSENSE\r\n\r\n")  # read as HTTP/0.9: no status line
+    assert b'"code":"invalid_request"' in garbage and b"Bad request syntax" in garbage
+    huge_uri = raw_exchange(server.port, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")
+    assert huge_uri.startswith(b"HTTP/1.1 414")
+
+
+def test_bad_content_length(server):
+    answer = raw_exchange(
+        server.port, b"PATCH /api/v1/dags/etl HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 400") and b"invalid Content-Length" in answer
+
+
+def test_unexpected_errors_are_a_generic_500_with_the_request_id(caplog):
+    from pipeline_core.api.app import App, AppSettings
+    from pipeline_core.api.http import Request
+    from pipeline_core.api.router import Route
+
+    def broken(request: Request):  # type: ignore[no-untyped-def]
+        raise RuntimeError("secret internals")
+
+    app = App([Route("/boom", broken)], AppSettings())
+    response = app(Request("GET", "/boom", headers={"x-request-id": "req-1"}))
+    body = json.loads(response.body)
+    assert response.status == 500 and body["error"]["code"] == "internal"
+    assert "req-1" in body["error"]["message"] and "secret" not in body["error"]["message"]
+    assert "secret internals" in caplog.text
+
+
+def test_json_request_log_lines_without_tokens(store, caplog):
+    import logging
+
+    server = serve(store, log_json=True, auth_token="hunter2")
+    try:
+        with caplog.at_level(logging.INFO, logger="pipeline_core.api"):
+            Client(server.port, token="hunter2").request("GET", "/api/v1/dags?limit=1")
+        line = json.loads(next(r.message for r in caplog.records if r.name == "pipeline_core.api"))
+        assert line["method"] == "GET" and line["path"] == "/api/v1/dags" and line["status"] == 200
+        assert "duration_ms" in line and "request_id" in line
+        assert "hunter2" not in caplog.text
     finally:
         server.stop()

@@ -63,6 +63,21 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # the app logs requests itself
         pass
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors found while parsing the request line and headers (bad request line, URI too
+        long, header flood) also get the JSON error envelope, and the connection closes."""
+        self.close_connection = True
+        code_name = {400: "invalid_request", 414: "invalid_request", 431: "invalid_request"}
+        body = error_body(code_name.get(code, "invalid_request"), message or "malformed request")
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+        self.wfile.flush()
+
     def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
