@@ -120,6 +120,7 @@ def _start_api(
         max_body_bytes=args.max_body_bytes,
         log_json=args.log_format == "json",
         scheduler_expected=scheduler_expected,
+        follow_other_processes=isinstance(control, RemoteControl),
     )
     try:
         server = APIServer(options).start()

@@ -350,6 +350,8 @@ def test_api_and_scheduler_as_two_processes(tmp_path):
         while client.request("GET", "/api/v1/dags/two")[0] != 200:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        listed = {d["dag_id"]: d for d in client.request("GET", "/api/v1/dags")[2]["data"]}
+        assert listed["quick"]["last_run"] is None
         status, _, body = client.request(
             "POST", "/api/v1/dags/quick/runs", {"run_id": "q", "conf": {"n": 1}}
         )
@@ -357,6 +359,13 @@ def test_api_and_scheduler_as_two_processes(tmp_path):
         deadline = time.monotonic() + 20
         while client.request("GET", "/api/v1/dags/quick/runs/q")[2]["data"]["state"] != "success":
             assert time.monotonic() < deadline
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10  # the API process learns of runs from the event log
+        while True:
+            listed = {d["dag_id"]: d for d in client.request("GET", "/api/v1/dags")[2]["data"]}
+            if (listed["quick"]["last_run"] or {}).get("state") == "success":
+                break
+            assert time.monotonic() < deadline, listed["quick"]
             time.sleep(0.05)
         status, _, body = client.request("POST", "/api/v1/dags/two/runs", {"run_id": "x"})
         assert status == 201

@@ -364,3 +364,13 @@ def test_json_request_log_lines_without_tokens(store, caplog):
         assert "hunter2" not in caplog.text
     finally:
         server.stop()
+
+
+def test_dag_listing_is_served_from_cache_until_something_changes(client, store, server):
+    first = client.request("GET", "/api/v1/dags")[2]["data"]
+    assert client.request("GET", "/api/v1/dags")[2]["data"] == first
+    version = server.cache.version
+    store.set_paused("etl", True)  # a dag.updated event invalidates the rendered listing
+    assert server.cache.version == version + 1
+    listed = {d["dag_id"]: d for d in client.request("GET", "/api/v1/dags")[2]["data"]}
+    assert listed["etl"]["is_paused"] is True

@@ -628,3 +628,17 @@ def test_task_stats(store):
     assert (a.failure_rate, a.retry_rate) == (0.25, 0.25)
     assert a.last_success == BASE + timedelta(seconds=6)
     assert a.last_failure == BASE + timedelta(seconds=10)
+
+
+def test_latest_runs_in_one_call(store):
+    new_run(store, run_id="old", day=0)
+    new_run(store, run_id="new", day=5)
+    new_run(store, run_id="tie-first", day=5, dag_id="b")
+    new_run(store, run_id="tie-second", day=5, dag_id="b")
+    for dag_id in ("etl", "b", "empty"):
+        store.upsert_dag(DagRecord(dag_id, definition={"tasks": []}))
+    latest = store.latest_runs(["etl", "b", "empty"])
+    assert {k: v.run_id for k, v in latest.items()} == {"etl": "new", "b": "tie-second"}
+    assert store.latest_runs([]) == {}
+    assert all(d.definition is None for d in store.list_dags().items)  # listings skip definitions
+    assert store.get_dag("etl").definition == {"tasks": []}

@@ -13,7 +13,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.http import Request, Response, error_body
+from pipeline_core.api.routes.builder import build_app
+from pipeline_core.store.tail import EventTail
 
 MAX_HEADERS = 100
 
@@ -163,11 +166,11 @@ class APIServer:
     """The REST API: ``start(port)`` / ``stop()``, or use it as a context manager."""
 
     def __init__(self, options: Any) -> None:
-        from pipeline_core.api.routes.builder import build_app
-
         self.options = options
-        self.app = build_app(options)
+        self.cache = ViewCache()
+        self.app = build_app(options, self.cache)
         self._handle: HTTPServerHandle | None = None
+        self._tail: EventTail | None = None
 
     @property
     def port(self) -> int:
@@ -178,6 +181,9 @@ class APIServer:
         if port is not None:
             self.options.port = port
         self._handle = HTTPServerHandle(self.app, self.options)
+        self.options.store.add_listener(self.cache.on_events)
+        if self.options.follow_other_processes:
+            self._tail = EventTail(self.options.store, self.cache.on_events).start()
         self._handle.start()
         return self
 
@@ -185,6 +191,10 @@ class APIServer:
         if self._handle is not None:
             self._handle.stop()
             self._handle = None
+            self.options.store.remove_listener(self.cache.on_events)
+        if self._tail is not None:
+            self._tail.stop()
+            self._tail = None
 
     def __enter__(self) -> APIServer:
         return self.start()

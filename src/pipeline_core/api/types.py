@@ -23,3 +23,5 @@ class APIServerOptions:
     socket_timeout: float = 30.0
     log_json: bool = False
     scheduler_expected: bool = False
+    #: Follow the event log for changes made by other processes (``pipeline-core api``).
+    follow_other_processes: bool = False

@@ -41,6 +41,8 @@ DAG_COLUMNS = (
     "dag_id, is_paused, is_active, fileloc, schedule, timezone, description, tags, "
     "definition_hash, definition, task_count, last_parsed_at"
 )
+#: A listing leaves out the (possibly large) serialised definition.
+DAG_LIST_COLUMNS = DAG_COLUMNS.replace("definition,", "NULL,")
 RUN_COLUMNS = (
     "dag_id, run_id, state, run_type, logical_date, conf, note, queued_at, start_date, end_date"
 )
@@ -273,7 +275,7 @@ class SqlStore:
         def work(tx: Tx) -> Page[DagRecord]:
             total = int(tx.scalar(f"SELECT COUNT(*) FROM dags{clause}", params))
             rows = tx.rows(
-                f"SELECT {DAG_COLUMNS} FROM dags{clause} ORDER BY dag_id LIMIT ? OFFSET ?",
+                f"SELECT {DAG_LIST_COLUMNS} FROM dags{clause} ORDER BY dag_id LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             )
             return Page([_dag(r) for r in rows], total, limit, offset)
@@ -517,7 +519,7 @@ def _dag(row: tuple[Any, ...]) -> DagRecord:
         schedule=row[4],
         timezone=row[5],
         description=row[6],
-        tags=tuple(json.loads(row[7])),
+        tags=tuple(_decode(row[7])),
         definition_hash=row[8],
         definition=json.loads(row[9]) if row[9] is not None else None,
         task_count=int(row[10]),

@@ -190,6 +190,18 @@ class SqlRunStore(SqlStore):
         result: list[TaskStats] = self._read(lambda tx: task_stats(tx, dag_id, since, until))
         return result
 
+    def latest_runs(self, dag_ids: Sequence[str]) -> dict[str, DagRun]:
+        if not dag_ids:
+            return {}
+        marks = ", ".join("?" for _ in dag_ids)
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM dag_runs WHERE id IN (SELECT (SELECT x.id FROM dag_runs x "
+            "WHERE x.dag_id = d.dag_id ORDER BY x.logical_date DESC, x.id DESC LIMIT 1) "
+            f"FROM dags d WHERE d.dag_id IN ({marks}))"
+        )
+        rows = self._read(lambda tx: tx.rows(sql, list(dag_ids)))
+        return {run.dag_id: run for run in map(_run, rows)}
+
     def count_active_runs(self, dag_id: str) -> int:
         sql = "SELECT COUNT(*) FROM dag_runs WHERE dag_id = ? AND state = ?"
         return int(self._read(lambda tx: tx.scalar(sql, (dag_id, RunState.RUNNING.value))))

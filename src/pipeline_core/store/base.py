@@ -87,7 +87,11 @@ class Store(Protocol):
         offset: int = 0,
     ) -> Page[DagRecord]:
         """DAGs ordered by ``dag_id``; ``tags`` matches DAGs having any of them; the pattern is a
-        case-insensitive substring."""
+        case-insensitive substring. Listed records carry no ``definition`` (``get_dag`` does)."""
+        ...
+
+    def latest_runs(self, dag_ids: Sequence[str]) -> dict[str, DagRun]:
+        """The newest run (by logical date) of each DAG that has one — one query for all."""
         ...
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:

@@ -163,7 +163,8 @@ class MemoryStore:
                 and (not dag_id_pattern or dag_id_pattern.lower() in d.dag_id.lower())
                 and (not tags or any(t in d.tags for t in tags))
             ]
-        return Page(found[offset : offset + limit], len(found), limit, offset)
+        listed = [replace(d, definition=None) for d in found[offset : offset + limit]]
+        return Page(listed, len(found), limit, offset)
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         with self._lock:
@@ -365,6 +366,17 @@ class MemoryStore:
                 )
             )
         return stats
+
+    def latest_runs(self, dag_ids: Sequence[str]) -> dict[str, DagRun]:
+        wanted = set(dag_ids)
+        newest: dict[str, tuple[datetime, int, DagRun]] = {}
+        with self._lock:
+            for key, run in self._runs.items():
+                if run.dag_id in wanted:
+                    rank = (run.logical_date, self._run_order[key], run)
+                    if run.dag_id not in newest or rank[:2] > newest[run.dag_id][:2]:
+                        newest[run.dag_id] = rank
+        return {dag_id: item[2] for dag_id, item in newest.items()}
 
     def count_active_runs(self, dag_id: str) -> int:
         with self._lock:

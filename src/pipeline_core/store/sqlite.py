@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,7 +42,9 @@ class SqliteStore(SqlRunStore):
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Per thread; connections of threads that ended are closed when the next one opens
+        # (a server starts a thread per client connection).
+        self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
@@ -70,7 +73,14 @@ class SqliteStore(SqlRunStore):
             raise StoreUnavailable(f"cannot open {self.url}: {exc}") from None
         self._local.connection = connection
         with self._connections_lock:
-            self._connections.append(connection)
+            alive = []
+            for owner, other in self._connections:
+                if owner() is None:
+                    other.close()
+                else:
+                    alive.append((owner, other))
+            alive.append((weakref.ref(threading.current_thread()), connection))
+            self._connections = alive
         return connection
 
     @contextmanager
@@ -121,7 +131,7 @@ class SqliteStore(SqlRunStore):
         self._closed = True
         with self._connections_lock:
             connections, self._connections = self._connections, []
-        for connection in connections:
+        for _, connection in connections:
             connection.close()
         self._local = threading.local()
 

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from pipeline_core.api.app import App, AppSettings
+from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.http import Request, Response, json_bytes
 from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
@@ -16,7 +17,7 @@ RUN = f"{PREFIX}/dags/:dag_id/runs/:run_id"
 TASK = f"{RUN}/tasks/:task_id"
 
 
-def build_routes(options: Any) -> list[Route]:
+def build_routes(options: Any, cache: ViewCache) -> list[Route]:
     store, control = options.store, options.control
     on_pause = control.set_paused if control is not None else None
     return [
@@ -24,7 +25,7 @@ def build_routes(options: Any) -> list[Route]:
             f"{PREFIX}/health", health.health(store, time.monotonic(), options.scheduler_expected)
         ),
         Route(f"{PREFIX}/version", health.version),
-        Route(f"{PREFIX}/dags", dags.list_dags(store)),
+        Route(f"{PREFIX}/dags", dags.list_dags(store, cache)),
         Route(f"{PREFIX}/dags/:dag_id", dags.get_dag(store)),
         Route(f"{PREFIX}/dags/:dag_id", dags.patch_dag(store, on_pause), ["PATCH"]),
         Route(f"{PREFIX}/dags/:dag_id/runs", runs.list_runs(store)),
@@ -51,6 +52,6 @@ def _openapi(request: Request) -> Response:
     return Response(200, json_bytes(document()))
 
 
-def build_app(options: Any) -> App:
+def build_app(options: Any, cache: ViewCache) -> App:
     settings = AppSettings(options.cors_origins, options.auth_token, options.log_json)
-    return App(build_routes(options), settings)
+    return App(build_routes(options, cache), settings)

@@ -6,16 +6,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.http import Request, Response, bad_request, envelope
 from pipeline_core.api.params import boolean, page, strings
 from pipeline_core.dag.model import parse_datetime
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import DagRecord, DagRun, RunQuery, iso, utcnow
+from pipeline_core.store.types import DagRecord, DagRun, iso, utcnow
 
 
-def dag_summary(store: Store, record: DagRecord) -> dict[str, Any]:
-    last = store.query_runs(RunQuery(dag_id=record.dag_id, order_by="-logical_date", limit=1)).items
+def dag_summary(store: Store, record: DagRecord, last: DagRun | None) -> dict[str, Any]:
+    """A DAG as listed: its record, next scheduled run and newest run."""
     return {
         "dag_id": record.dag_id,
         "description": record.description,
@@ -26,24 +27,44 @@ def dag_summary(store: Store, record: DagRecord) -> dict[str, Any]:
         "tags": list(record.tags),
         "task_count": record.task_count,
         "fileloc": record.fileloc,
-        "next_run_date": iso(next_run_date(record)),
-        "last_run": _run_brief(last[0]) if last else None,
+        "next_run_date": iso(next_run_date(store, record)),
+        "last_run": _run_brief(last) if last is not None else None,
     }
 
 
-def next_run_date(record: DagRecord) -> datetime | None:
-    """When the schedule fires next (``None`` when unscheduled, paused or inactive)."""
+def _latest(store: Store, record: DagRecord) -> DagRun | None:
+    return store.latest_runs([record.dag_id]).get(record.dag_id)
+
+
+_NEXT_FIRES: dict[tuple[str, str, str | None], datetime | None] = {}
+
+
+def next_run_date(store: Store, record: DagRecord) -> datetime | None:
+    """When the schedule fires next (``None`` when unscheduled, paused or inactive).
+
+    Cached per schedule and definition until that moment passes, so listing DAGs does no
+    cron arithmetic and no extra read."""
     if record.schedule is None or record.is_paused or not record.is_active:
         return None
-    definition = record.definition or {}
-    start, end = definition.get("start_date"), definition.get("end_date")
+    key = (record.schedule, record.timezone, record.definition_hash)
+    now = utcnow()
+    cached = _NEXT_FIRES.get(key)
+    if cached is not None and cached > now:
+        return cached
+    definition = (
+        record.definition
+        if record.definition is not None
+        else store.get_dag(record.dag_id).definition
+    )
+    start, end = (definition or {}).get("start_date"), (definition or {}).get("end_date")
     schedule = Schedule(
         record.schedule,
         record.timezone,
         parse_datetime(start) if start else None,
         parse_datetime(end) if end else None,
     )
-    return schedule.next_after(utcnow())
+    _NEXT_FIRES[key] = fire = schedule.next_after(now)
+    return fire
 
 
 def _run_brief(run: DagRun) -> dict[str, Any]:
@@ -56,8 +77,11 @@ def _run_brief(run: DagRun) -> dict[str, Any]:
     }
 
 
-def list_dags(store: Store) -> Callable[[Request], Response]:
+def list_dags(store: Store, cache: ViewCache) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
+        return cache.get_or_render(f"dags?{request.query_string}", lambda: render(request))
+
+    def render(request: Request) -> tuple[Response, datetime | None]:
         limit, offset = page(request, {"tags", "is_paused", "dag_id_pattern"})
         found = store.list_dags(
             tags=strings(request, "tags"),
@@ -66,9 +90,11 @@ def list_dags(store: Store) -> Callable[[Request], Response]:
             limit=limit,
             offset=offset,
         )
-        data = [dag_summary(store, record) for record in found.items]
+        latest = store.latest_runs([record.dag_id for record in found.items])
+        data = [dag_summary(store, r, latest.get(r.dag_id)) for r in found.items]
         meta = {"total": found.total, "limit": limit, "offset": offset, "has_more": found.has_more}
-        return envelope(data, meta)
+        fires = [next_run_date(store, r) for r in found.items]
+        return envelope(data, meta), min((f for f in fires if f is not None), default=None)
 
     return handle
 
@@ -96,7 +122,11 @@ def get_dag(store: Store) -> Callable[[Request], Response]:
         errors = [e for e in store.list_import_errors() if e.filename == record.fileloc]
         parse_errors = [dict(issue) for e in errors for issue in e.issues]
         return envelope(
-            {**dag_summary(store, record), "tasks": tasks, "parse_errors": parse_errors}
+            {
+                **dag_summary(store, record, _latest(store, record)),
+                "tasks": tasks,
+                "parse_errors": parse_errors,
+            }
         )
 
     return handle
@@ -141,6 +171,6 @@ def patch_dag(
             if on_pause
             else store.set_paused(dag_id, body["is_paused"])
         )
-        return envelope(dag_summary(store, record))
+        return envelope(dag_summary(store, record, _latest(store, record)))
 
     return handle

@@ -1,0 +1,217 @@
+"""API benchmark: a `pipeline-core serve` process with 100 DAGs and 10,000 runs stored,
+driven by keep-alive HTTP clients (1 and 8 at once) from this process.
+
+Also measured in the same run: time from process start to a healthy /health, the server's
+RSS idle and under load, and the ceiling of the design — a bare `http.server` handler
+returning the same bytes as GET /api/v1/dags.
+Run: python benchmarks/bench_api.py [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, percentile
+
+from pipeline_core.scheduler.sync import DagSync
+from pipeline_core.state import RunState
+from pipeline_core.store import open_store
+from pipeline_core.store.types import DagRun, TaskSpec
+
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
+
+BARE_SERVER = """
+import socket, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+body = open(sys.argv[1], "rb").read()
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = -1  # the same two fixes as the real server: buffered writes, no Nagle delay
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def log_message(self, *args): pass
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Handler)
+server.daemon_threads = True
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def populate(folder: Path, db: str) -> None:
+    dags = folder / "dags"
+    dags.mkdir()
+    for i in range(100):
+        tasks = "\n".join(
+            f"  t{j}: {{type: noop{', depends_on: [t0]' if j else ''}}}"
+            for j in range(100 if i == 0 else 3)
+        )
+        (dags / f"dag_{i:03d}.yaml").write_text(f"tags: [bench, group{i % 5}]\ntasks:\n{tasks}\n")
+    (dags / "quick.yaml").write_text("max_active_runs: 100000\ntasks:\n  only: {type: noop}\n")
+    store = open_store(db)
+    DagSync(store, dags).refresh()
+    for i in range(100):
+        dag_id = f"dag_{i:03d}"
+        n_tasks = 100 if i == 0 else 3
+        for r in range(100):
+            run = DagRun(
+                dag_id, f"r{r:03d}", RunState.QUEUED, "scheduled", BASE + timedelta(hours=r)
+            )
+            store.create_run(run, [TaskSpec(f"t{j}") for j in range(n_tasks)])
+            store.transition_run(dag_id, run.run_id, RunState.QUEUED, RunState.RUNNING)
+            store.transition_run(dag_id, run.run_id, RunState.RUNNING, RunState.SUCCESS)
+    store.close()
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def load(
+    port: int, method: str, path: str, clients: int, seconds: float, body: bytes | None = None
+) -> tuple[float, float, float]:
+    """Requests per second, p50 and p99 latency (ms) with ``clients`` keep-alive connections."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    deadline = time.perf_counter() + seconds
+    headers = {"Content-Type": "application/json"} if body else {}
+
+    def worker(index: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = latencies[index]
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            mine.append((time.perf_counter() - start) * 1000)
+            assert response.status < 400, (path, response.status)
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    merged = [x for part in latencies for x in part]
+    return len(merged) / elapsed, statistics.median(merged), percentile(merged, 99)
+
+
+def start_serve(db: str, folder: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_core", "serve", "--no-scheduler", "--dags-folder", str(folder / "dags"),
+         "--db", db, "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/api/v1/health")
+            response = conn.getresponse()
+            data = json.loads(response.read())
+            conn.close()
+            if response.status == 200 and data["data"]["status"] in ("healthy", "degraded"):
+                return process, time.perf_counter() - started
+        except OSError:
+            pass
+        time.sleep(0.01)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        db = f"sqlite:///{folder / 'api.db'}"
+        populate(folder, db)
+        port = free_port()
+        server, ready_s = start_serve(db, folder, port)
+        try:
+            print(f"process start → healthy /health: {ready_s * 1000:.0f} ms")
+            time.sleep(0.5)
+            print(f"server RSS idle: {rss_kib(server.pid) / 1024:.1f} MiB")
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            conn.request("GET", "/api/v1/dags")
+            dags_body = conn.getresponse().read()
+            conn.close()
+            cases = [
+                ("GET /api/v1/dags", "GET", "/api/v1/dags", None),
+                (
+                    "GET one run with 100 task instances",
+                    "GET",
+                    "/api/v1/dags/dag_000/runs/r050",
+                    None,
+                ),
+                ("GET runs page of 100", "GET", "/api/v1/dags/dag_001/runs?limit=100", None),
+                ("POST trigger", "POST", "/api/v1/dags/quick/runs", b"{}"),
+            ]
+            peak_rss = 0
+            print(f"{'request':<38} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+            for label, method, path, body in cases:
+                for clients in (1, 8):
+                    rate, p50, p99 = load(port, method, path, clients, args.seconds, body)
+                    peak_rss = max(peak_rss, rss_kib(server.pid))
+                    print(f"{label:<38} {clients:>7} {rate:>8,.0f} {p50:>8.2f} {p99:>8.2f}")
+            print(f"server RSS under load (peak seen): {peak_rss / 1024:.1f} MiB")
+        finally:
+            server.terminate()
+            server.wait(30)
+        body_file = folder / "dags.json"
+        body_file.write_bytes(dags_body)
+        bare_port = free_port()
+        bare = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(BARE_SERVER), str(body_file), str(bare_port)],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert bare.stdout is not None and bare.stdout.readline().strip() == b"ready"
+            for clients in (1, 8):
+                rate, p50, p99 = load(bare_port, "GET", "/", clients, args.seconds)
+                print(
+                    f"{'bare http.server, same bytes':<38} {clients:>7} {rate:>8,.0f} {p50:>8.2f} {p99:>8.2f}"
+                )
+        finally:
+            bare.terminate()
+            bare.wait(30)
+            if bare.stdout:
+                bare.stdout.close()
+    print(f"(pid {os.getpid()} drove the load; both servers ran as separate processes)")
+
+
+if __name__ == "__main__":
+    main()

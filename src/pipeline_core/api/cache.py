@@ -1,0 +1,52 @@
+"""Rendered responses of read-mostly views, kept until the event log says they changed.
+
+``GET /dags`` renders every DAG with its newest run and next fire time; between changes
+(a DAG or run event) the same bytes are served again. An entry also expires at the earliest
+``next_run_date`` it shows, since that moves on by itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from pipeline_core.api.http import Response
+from pipeline_core.store.types import Event, utcnow
+
+MAX_ENTRIES = 256
+
+
+class ViewCache:
+    def __init__(self, watched: Iterable[str] = ("dag.updated", "run.state_changed")) -> None:
+        self.watched = frozenset(watched)
+        self.version = 0
+        self._entries: dict[str, tuple[int, datetime | None, Response]] = {}
+        self._lock = threading.Lock()
+
+    def on_events(self, events: list[Event]) -> None:
+        """Store listener: any watched event invalidates every entry."""
+        if any(event.type in self.watched for event in events):
+            with self._lock:
+                self.version += 1
+                self._entries.clear()
+
+    def get_or_render(
+        self, key: str, render: Callable[[], tuple[Response, datetime | None]]
+    ) -> Response:
+        with self._lock:
+            version = self.version
+            entry = self._entries.get(key)
+        if entry is not None and entry[0] == version and (entry[1] is None or entry[1] > utcnow()):
+            return _copy(entry[2])
+        response, expires = render()
+        with self._lock:
+            if self.version == version and response.status == 200:
+                if len(self._entries) >= MAX_ENTRIES:
+                    self._entries.clear()
+                self._entries[key] = (version, expires, response)
+        return _copy(response)
+
+
+def _copy(response: Response) -> Response:
+    return Response(response.status, response.body, dict(response.headers), response.content_type)
