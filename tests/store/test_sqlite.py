@@ -166,3 +166,20 @@ def test_sigkill_mid_stream_leaves_a_consistent_file(tmp_path):
     assert seqs == list(range(1, len(seqs) + 1))
     assert store.event_bounds()[1] == len(seqs)
     store.close()
+
+
+def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path):
+    code = "import sys; from pipeline_core.store import open_store; open_store(sys.argv[1]).list_pools()"
+    for attempt in range(3):
+        path = tmp_path / f"fresh{attempt}.db"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(4)
+        ]
+        outcomes = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in procs]
+        for p in procs:
+            if p.stderr:
+                p.stderr.close()
+        assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes

@@ -66,7 +66,7 @@ class SqliteStore(SqlRunStore):
                 check_same_thread=False,
             )
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(connection)
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
@@ -134,6 +134,22 @@ class SqliteStore(SqlRunStore):
         for _, connection in connections:
             connection.close()
         self._local = threading.local()
+
+
+def _enable_wal(connection: sqlite3.Connection) -> None:
+    """Switch to WAL. Two processes opening a new file at once can both need the lock that
+    switching takes, and SQLite answers "locked" without waiting: retry within the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def _same(sql: str) -> str:
