@@ -395,3 +395,19 @@ def test_api_and_scheduler_as_two_processes(tmp_path):
             process.terminate()
         api.communicate(timeout=30)
         scheduler.wait(timeout=30)
+
+
+def test_a_dag_paused_through_the_api_gets_no_scheduled_run(system):
+    from datetime import UTC, datetime
+
+    from pipeline_core.scheduler.scheduler import Scheduler
+    from pipeline_core.store.types import RunQuery
+
+    assert system.client.request("PATCH", "/api/v1/dags/etl", {"is_paused": True})[0] == 200
+    scheduler = Scheduler(system.store, system.engine)
+    scheduler.set_dags(system.engine.call(lambda: dict(system.engine.book.dags)))
+    scheduler.tick(datetime(2026, 3, 1, 7, tzinfo=UTC))
+    assert system.store.query_runs(RunQuery(dag_id="etl")).total == 0
+    system.client.request("PATCH", "/api/v1/dags/etl", {"is_paused": False})
+    scheduler.tick(datetime(2026, 3, 1, 7, tzinfo=UTC))
+    assert system.store.query_runs(RunQuery(dag_id="etl", run_types=("scheduled",))).total == 1
