@@ -258,6 +258,12 @@ def op(
     return operation
 
 
+def _health() -> dict[str, Any]:
+    operation = op("Health of the store and the scheduler", "200", envelope_of(ref("Health")))
+    operation["responses"]["503"] = response("the store is unreachable", envelope_of(ref("Health")))
+    return operation
+
+
 def document() -> dict[str, Any]:
     dag, run, task = (
         [param("dag_id")],
@@ -280,9 +286,7 @@ def document() -> dict[str, Any]:
         },
     }
     paths = {
-        "/api/v1/health": {
-            "get": op("Health of the store and the scheduler", "200", envelope_of(ref("Health")))
-        },
+        "/api/v1/health": {"get": _health()},
         "/api/v1/version": {
             "get": op("API and package versions", "200", envelope_of(ref("Version")))
         },
