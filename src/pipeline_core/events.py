@@ -55,11 +55,18 @@ class Subscription:
 
 
 class EventBus:
-    """Fan-out of events to subscriptions; safe to publish from any thread."""
+    """Fan-out of events to subscriptions; safe to publish from any thread.
+
+    ``publish`` only hands the batch to a dispatcher thread, so a committing engine pays the
+    same whatever the number of subscribers.
+    """
 
     def __init__(self) -> None:
         self._subscriptions: list[Subscription] = []
         self._lock = threading.Lock()
+        self._pending: queue.SimpleQueue[list[Event] | None] = queue.SimpleQueue()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="event-bus", daemon=True)
+        self._dispatcher.start()
 
     def subscribe(self, *, maxsize: int = 10_000, accept: Filter | None = None) -> Subscription:
         subscription = Subscription(self, maxsize, accept)
@@ -73,17 +80,25 @@ class EventBus:
                 self._subscriptions.remove(subscription)
 
     def publish(self, events: Iterable[Event]) -> None:
-        with self._lock:
-            subscriptions = list(self._subscriptions)
-        for event in events:
-            for subscription in subscriptions:
-                subscription.offer(event)
+        """Queue events for delivery; never blocks."""
+        self._pending.put(list(events))
+
+    def _dispatch(self) -> None:
+        while (events := self._pending.get()) is not None:
+            with self._lock:
+                subscriptions = list(self._subscriptions)
+            for event in events:
+                for subscription in subscriptions:
+                    subscription.offer(event)
 
     def close_all(self) -> None:
+        """End every subscription and the dispatcher."""
+        self._pending.put(None)
         with self._lock:
             subscriptions = list(self._subscriptions)
         for subscription in subscriptions:
             subscription.close()
+        self._dispatcher.join(timeout=5)
 
     @property
     def subscriber_count(self) -> int:

@@ -34,6 +34,7 @@ STATUS_BY_ERROR: dict[type[PipelineError], int] = {
     StoreUnavailable: 503,
 }
 PUBLIC_PATHS = ("/api/v1/health", "/api/v1/version")
+QUERY_TOKEN_PATHS = ("/api/v1/events",)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 _LOCALHOST = re.compile(r"^http://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$")
 CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
@@ -104,6 +105,9 @@ class App:
             return
         supplied = request.header("authorization") or ""
         scheme, _, value = supplied.partition(" ")
+        if not supplied and request.path.rstrip("/") in QUERY_TOKEN_PATHS:
+            # A browser EventSource cannot set headers: the stream also takes ?access_token=.
+            scheme, value = "bearer", (request.query.get("access_token") or [""])[-1]
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             value.strip().encode(), token.encode()
         ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -94,6 +95,8 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json; charset=utf-8"
+    #: A streamed body (Server-Sent Events): chunks written and flushed as they come.
+    stream: Iterator[bytes] | None = None
 
 
 def json_bytes(value: Any) -> bytes:

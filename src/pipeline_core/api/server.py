@@ -16,7 +16,9 @@ from typing import Any
 from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.http import Request, Response, error_body
 from pipeline_core.api.routes.builder import build_app
+from pipeline_core.events import EventBus
 from pipeline_core.store.tail import EventTail
+from pipeline_core.store.types import Event
 
 MAX_HEADERS = 100
 
@@ -126,6 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_OPTIONS = do_HEAD = _serve
 
     def _send(self, response: Response) -> None:
+        if response.stream is not None:
+            self._send_stream(response)
+            return
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -137,6 +142,27 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
         self.wfile.flush()
+
+    def _send_stream(self, response: Response) -> None:
+        """Headers, then each chunk flushed as it comes; the connection ends with the stream."""
+        assert response.stream is not None
+        self.close_connection = True
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            for chunk in response.stream:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except (OSError, ValueError):
+            pass  # the client went away
+        finally:
+            close = getattr(response.stream, "close", None)
+            if close is not None:
+                close()
 
 
 class HTTPServerHandle:
@@ -168,7 +194,8 @@ class APIServer:
     def __init__(self, options: Any) -> None:
         self.options = options
         self.cache = ViewCache()
-        self.app = build_app(options, self.cache)
+        self.bus = EventBus()
+        self.app = build_app(options, self.cache, self.bus)
         self._handle: HTTPServerHandle | None = None
         self._tail: EventTail | None = None
 
@@ -181,20 +208,31 @@ class APIServer:
         if port is not None:
             self.options.port = port
         self._handle = HTTPServerHandle(self.app, self.options)
-        self.options.store.add_listener(self.cache.on_events)
+        # Events reach the cache and the stream from this process's own commits, and — when
+        # the engine runs elsewhere — from following the store's event log.
         if self.options.follow_other_processes:
-            self._tail = EventTail(self.options.store, self.cache.on_events).start()
+            self._tail = EventTail(self.options.store, self._on_events).start()
+        else:
+            self.options.store.add_listener(self._on_events)
         self._handle.start()
         return self
 
+    def _on_events(self, events: list[Event]) -> None:
+        self.cache.on_events(events)
+        self.bus.publish(events)
+
     def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.stop()
-            self._handle = None
-            self.options.store.remove_listener(self.cache.on_events)
+        """Ends every event stream, frees the port and leaves no thread behind."""
+        if self._handle is None:
+            return
         if self._tail is not None:
             self._tail.stop()
             self._tail = None
+        else:
+            self.options.store.remove_listener(self._on_events)
+        self.bus.close_all()
+        self._handle.stop()
+        self._handle = None
 
     def __enter__(self) -> APIServer:
         return self.start()

@@ -25,3 +25,7 @@ class APIServerOptions:
     scheduler_expected: bool = False
     #: Follow the event log for changes made by other processes (``pipeline-core api``).
     follow_other_processes: bool = False
+    #: Seconds between ``: keepalive`` comments on an idle event stream.
+    sse_keepalive: float = 15.0
+    #: Events a subscriber may fall behind by before it is disconnected.
+    sse_queue_size: int = 10_000

@@ -11,13 +11,15 @@ from pipeline_core.api.http import Request, Response, json_bytes
 from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
 from pipeline_core.api.routes import dags, health, pools, runs, stats, tasks
+from pipeline_core.api.sse import events_route
+from pipeline_core.events import EventBus
 
 PREFIX = "/api/v1"
 RUN = f"{PREFIX}/dags/:dag_id/runs/:run_id"
 TASK = f"{RUN}/tasks/:task_id"
 
 
-def build_routes(options: Any, cache: ViewCache) -> list[Route]:
+def build_routes(options: Any, cache: ViewCache, bus: EventBus) -> list[Route]:
     store, control = options.store, options.control
     on_pause = control.set_paused if control is not None else None
     return [
@@ -45,6 +47,10 @@ def build_routes(options: Any, cache: ViewCache) -> list[Route]:
         Route(f"{PREFIX}/pools/:name", pools.delete_pool(store), ["DELETE"]),
         Route(f"{PREFIX}/import-errors", dags.import_errors(store)),
         Route(f"{PREFIX}/openapi.json", _openapi),
+        Route(
+            f"{PREFIX}/events",
+            events_route(store, bus, options.sse_keepalive, options.sse_queue_size),
+        ),
     ]
 
 
@@ -52,6 +58,6 @@ def _openapi(request: Request) -> Response:
     return Response(200, json_bytes(document()))
 
 
-def build_app(options: Any, cache: ViewCache) -> App:
+def build_app(options: Any, cache: ViewCache, bus: EventBus) -> App:
     settings = AppSettings(options.cors_origins, options.auth_token, options.log_json)
-    return App(build_routes(options, cache), settings)
+    return App(build_routes(options, cache, bus), settings)
