@@ -83,3 +83,63 @@ def close_clients() -> Iterator[None]:
     yield
     while OPEN_CLIENTS:
         OPEN_CLIENTS.pop().connection.close()
+
+
+class SSEClient:
+    """Reads a text/event-stream response message by message (real socket, real HTTP)."""
+
+    def __init__(
+        self,
+        port: int,
+        path: str = "/api/v1/events",
+        headers: dict[str, str] | None = None,
+        rcvbuf: int | None = None,
+    ) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        if rcvbuf is not None:
+            import socket
+
+            self.connection.sock = socket.socket()
+            self.connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.connection.sock.settimeout(10)
+            self.connection.sock.connect(("127.0.0.1", port))
+        self.connection.request("GET", path, headers=headers or {})
+        self.response = self.connection.getresponse()
+        self.status = self.response.status
+        self.headers = dict(self.response.getheaders())
+
+    def message(self) -> dict[str, str] | None:
+        """The next message as its fields (comments under ``comment``); None at the end."""
+        fields: dict[str, str] = {}
+        while True:
+            line = self.response.fp.readline()
+            if not line:
+                return None
+            text = line.decode().rstrip("\n")
+            if text == "":
+                if fields:
+                    return fields
+                continue
+            if text.startswith(":"):
+                return {"comment": text[1:].strip()}
+            name, _, value = text.partition(":")
+            fields[name] = value.lstrip(" ")
+
+    def events(self, count: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        while len(found) < count:
+            message = self.message()
+            assert message is not None, f"stream ended after {len(found)} events"
+            if "data" in message and "id" in message:
+                found.append(
+                    {
+                        "id": int(message["id"]),
+                        "event": message["event"],
+                        **json.loads(message["data"]),
+                    }
+                )
+        return found
+
+    def close(self) -> None:
+        self.response.close()
+        self.connection.close()

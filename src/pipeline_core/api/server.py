@@ -21,6 +21,7 @@ from pipeline_core.store.tail import EventTail
 from pipeline_core.store.types import Event
 
 MAX_HEADERS = 100
+STREAM_SNDBUF = 64 * 1024
 
 
 class _Server(ThreadingHTTPServer):
@@ -147,6 +148,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Headers, then each chunk flushed as it comes; the connection ends with the stream."""
         assert response.stream is not None
         self.close_connection = True
+        # A fixed, modest kernel buffer per stream: a subscriber that stops reading is noticed
+        # (its queue fills and it is dropped) instead of parking megabytes in the kernel.
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         for name, value in response.headers.items():

@@ -1,0 +1,290 @@
+"""The live event stream over real sockets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline_core.api.server import APIServer
+from pipeline_core.api.types import APIServerOptions
+from pipeline_core.dag.yaml_loader import load_dag_text
+from pipeline_core.engine import Engine
+from pipeline_core.store import open_store
+from pipeline_core.store.types import EventQuery
+from tests.api.conftest import Client, SSEClient
+
+CHAIN = "dag_id: chain\ntasks:\n  a: {type: noop}\n  b: {type: noop, depends_on: [a]}\n  c: {type: noop, depends_on: [b]}\n"
+
+
+class Live:
+    def __init__(self, tmp_path, **options) -> None:  # type: ignore[no-untyped-def]
+        self.store = open_store(f"sqlite:///{tmp_path / 'sse.db'}")
+        dags = {"chain": load_dag_text(CHAIN)}
+        wide = (
+            "dag_id: wide\nmax_active_runs: 100\nconcurrency: 64\ntasks:\n  s: {type: noop}\n"
+            + "".join(f"  t{i}: {{type: noop, depends_on: [s]}}\n" for i in range(300))
+        )
+        dags["wide"] = load_dag_text(wide)
+        self.engine = Engine(self.store, dags).start()
+        self.server = APIServer(
+            APIServerOptions(store=self.store, port=0, control=self.engine, **options)
+        ).start()
+        self.streams: list[SSEClient] = []
+
+    def stream(self, path: str = "/api/v1/events", **kw) -> SSEClient:  # type: ignore[no-untyped-def]
+        client = SSEClient(self.server.port, path, **kw)
+        self.streams.append(client)
+        return client
+
+    def wait_subscribers(self, count: int) -> None:
+        deadline = time.monotonic() + 10
+        while self.server.bus.subscriber_count < count:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        for s in self.streams:
+            s.close()
+        self.server.stop()
+        self.engine.stop(grace=0)
+        self.store.close()
+
+
+@pytest.fixture
+def live(tmp_path) -> Iterator[Live]:  # type: ignore[no-untyped-def]
+    created = Live(tmp_path)
+    yield created
+    created.close()
+
+
+def test_a_run_streams_in_commit_order(live):
+    stream = live.stream()
+    assert stream.status == 200
+    assert stream.headers["Content-Type"].startswith("text/event-stream")
+    assert (
+        stream.headers["Cache-Control"] == "no-cache"
+        and stream.headers["X-Accel-Buffering"] == "no"
+    )
+    assert stream.message() == {"retry": "3000"}
+    live.wait_subscribers(1)
+    live.engine.trigger("chain", run_id="r1")
+    events = stream.events(9)  # run queued/running, 3 x (running, success), run success
+    ids = [e["id"] for e in events]
+    assert ids == sorted(ids) and ids == [e["seq"] for e in events]
+    assert [(e["event"], e.get("task_id"), e["new_state"]) for e in events] == [
+        ("run.state_changed", None, "queued"),
+        ("run.state_changed", None, "running"),
+        ("task.state_changed", "a", "running"),
+        ("task.state_changed", "a", "success"),
+        ("task.state_changed", "b", "running"),
+        ("task.state_changed", "b", "success"),
+        ("task.state_changed", "c", "running"),
+        ("task.state_changed", "c", "success"),
+        ("run.state_changed", None, "success"),
+    ]
+    stored = [e.seq for e in live.store.read_events(EventQuery(run_id="r1"))]
+    assert ids == stored
+    assert {"dag_id", "run_id", "previous_state", "new_state", "timestamp", "seq"} <= set(events[2])
+
+
+def test_filters(live):
+    runs_only = live.stream("/api/v1/events?types=run.state_changed&run_id=r2")
+    other_dag = live.stream("/api/v1/events?dag_id=nope")
+    live.wait_subscribers(2)
+    live.engine.trigger("chain", run_id="r1")
+    live.engine.trigger("chain", run_id="r2")
+    events = runs_only.events(3)
+    assert [(e["event"], e["run_id"], e["new_state"]) for e in events] == [
+        ("run.state_changed", "r2", "queued"),
+        ("run.state_changed", "r2", "running"),
+        ("run.state_changed", "r2", "success"),
+    ]
+    live.store.append_event("pool.updated", {"pool": "x"})
+    assert other_dag.message() == {"retry": "3000"}
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "message"),
+    [
+        ("?types=task.exploded", {}, "unknown event type(s) task.exploded"),
+        ("?colour=red", {}, "unknown query parameter(s): colour"),
+        ("", {"Last-Event-ID": "999999"}, "newer than the newest event"),
+        ("?last_event_id=abc", {}, "must be an event seq"),
+    ],
+)
+def test_bad_requests_are_refused_before_the_stream_starts(live, query, headers, message):
+    status, _, body = Client(live.server.port).request(
+        "GET", f"/api/v1/events{query}", headers=headers
+    )
+    assert status == 400 and message in body["error"]["message"]
+
+
+def test_resume_after_a_disconnect_gets_exactly_the_missed_events(live):
+    first = live.stream("/api/v1/events?dag_id=wide")
+    first.message()
+    live.wait_subscribers(1)
+    live.engine.trigger("wide", run_id="w1")
+    seen = first.events(50)
+    first.close()  # dropped mid-run
+    last = seen[-1]["id"]
+    deadline = time.monotonic() + 20
+    while live.store.get_run("wide", "w1").state.value != "success":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    stored = [e.seq for e in live.store.read_events(EventQuery(dag_id="wide", limit=100_000))]
+    resumed = live.stream("/api/v1/events?dag_id=wide", headers={"Last-Event-ID": str(last)})
+    rest = resumed.events(len(stored) - 50)
+    assert [e["id"] for e in seen] + [e["id"] for e in rest] == stored
+    live.engine.trigger("chain", run_id="after")  # other DAG: filtered out
+    live.engine.trigger("wide", run_id="w2")
+    assert resumed.events(1)[0]["run_id"] == "w2"  # and then it continues live
+
+
+def test_retention_gap_starts_with_a_reset(live):
+    live.engine.trigger("chain", run_id="r1")
+    deadline = time.monotonic() + 10
+    while live.store.get_run("chain", "r1").state.value != "success":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    live.store.trim_events(5)
+    stream = live.stream("/api/v1/events?last_event_id=1")
+    assert stream.message() == {"retry": "3000"}
+    reset = stream.message()
+    assert reset is not None and reset["event"] == "reset" and '"first_seq": 5' in reset["data"]
+    assert stream.events(1)[0]["id"] == 5
+
+
+def test_keepalive_comments(tmp_path):
+    live = Live(tmp_path, sse_keepalive=0.1)
+    try:
+        stream = live.stream()
+        assert stream.message() == {"retry": "3000"}
+        assert stream.message() == {"comment": "keepalive"}
+        assert stream.message() == {"comment": "keepalive"}
+    finally:
+        live.close()
+
+
+def test_server_stop_ends_streams_promptly(tmp_path):
+    live = Live(tmp_path)
+    stream = live.stream()
+    stream.message()
+    live.wait_subscribers(1)
+    started = time.monotonic()
+    live.server.stop()
+    assert stream.message() is None
+    assert time.monotonic() - started < 3
+    live.engine.stop(grace=0)
+    stream.close()
+    live.store.close()
+
+
+def test_a_stalled_subscriber_is_dropped_and_others_get_everything(tmp_path):
+    live = Live(tmp_path, sse_queue_size=1000)
+    try:
+        healthy = live.stream("/api/v1/events?dag_id=wide")
+        healthy.message()
+        stalled = live.stream("/api/v1/events?dag_id=wide", rcvbuf=1024)  # never read from
+        live.wait_subscribers(2)
+        runs, per_run = 6, 2 + 301 * 2 + 1
+        received: list[dict] = []
+        reader = threading.Thread(target=lambda: received.extend(healthy.events(runs * per_run)))
+        reader.start()
+        started = time.monotonic()
+        for i in range(runs):
+            run = live.engine.trigger("wide", run_id=f"w{i}")
+            deadline = time.monotonic() + 30
+            while live.store.get_run("wide", run.run_id).state.value != "success":
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        duration = time.monotonic() - started
+        reader.join(60)
+        stored = [e.seq for e in live.store.read_events(EventQuery(dag_id="wide", limit=100_000))]
+        assert [e["id"] for e in received] == stored  # the healthy one missed nothing
+        deadline = time.monotonic() + 10
+        while live.server.bus.subscriber_count > 1:  # the stalled one was disconnected
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert duration < 20
+        assert stalled.status == 200
+    finally:
+        live.close()
+
+
+def test_auth_for_streams(tmp_path):
+    live = Live(tmp_path, auth_token="tok")
+    try:
+        status, headers, _ = Client(live.server.port).request("GET", "/api/v1/events")
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+        assert live.stream("/api/v1/events?access_token=wrong").status == 401
+        with_header = live.stream(headers={"Authorization": "Bearer tok"})
+        assert with_header.status == 200 and with_header.message() == {"retry": "3000"}
+        with_query = live.stream("/api/v1/events?access_token=tok")  # a browser EventSource
+        assert with_query.status == 200
+    finally:
+        live.close()
+
+
+TWO_PROCESS_DAG = (
+    "tasks:\n  a: {type: noop}\n  b: {type: shell, command: 'echo hi', depends_on: [a]}\n"
+)
+
+
+def two_processes(tmp_path, db: str) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "pair.yaml").write_text(TWO_PROCESS_DAG)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_core", "scheduler", "--dags-folder", str(folder), "--db", db],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    api = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_core", "api", "--db", db, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    stream = None
+    try:
+        assert api.stdout is not None
+        port = None
+        while port is None:
+            line = api.stdout.readline()
+            assert line, "the API process ended early"
+            if "API on http://" in line:
+                port = int(line.rsplit(":", 1)[1].split("/")[0])
+        client = Client(port)
+        deadline = time.monotonic() + 20
+        while client.request("GET", "/api/v1/dags/pair")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        stream = SSEClient(port, "/api/v1/events?dag_id=pair")
+        assert stream.message() == {"retry": "3000"}
+        time.sleep(0.3)  # let the API's follower subscribe before the run starts
+        assert client.request("POST", "/api/v1/dags/pair/runs", {"run_id": "p"})[0] == 201
+        events = stream.events(7)
+        assert [(e.get("task_id"), e["new_state"]) for e in events] == [
+            (None, "queued"), (None, "running"), ("a", "running"), ("a", "success"),
+            ("b", "running"), ("b", "success"), (None, "success"),
+        ]  # fmt: skip
+        assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+    finally:
+        if stream is not None:
+            stream.close()
+        for process in (api, scheduler):
+            process.terminate()
+        api.communicate(timeout=30)
+        scheduler.wait(timeout=30)
+
+
+def test_two_processes_over_sqlite(tmp_path):
+    two_processes(tmp_path, f"sqlite:///{tmp_path / 'pair.db'}")
+
+
+def test_two_processes_over_postgres(tmp_path, pg_url):
+    two_processes(tmp_path, pg_url)
