@@ -22,6 +22,7 @@ LAYERS = {
     "cli": 4,
     "cli_run": 4,
     "cli_serve": 4,
+    "cli_events": 4,
     "__main__": 4,
     "__init__": 4,
 }

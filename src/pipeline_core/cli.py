@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any, TextIO
 
+from pipeline_core.cli_events import add_events_command
 from pipeline_core.cli_run import dags_test, run_scheduler, tasks_logs
 from pipeline_core.cli_serve import add_server_options, api, serve
 from pipeline_core.dag.bag import DagBag, load_folder
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     _db_option(api_cmd)
     add_server_options(api_cmd)
     api_cmd.set_defaults(handler=api)
+    add_events_command(commands)
     return parser
 
 

@@ -288,3 +288,40 @@ def test_two_processes_over_sqlite(tmp_path):
 
 def test_two_processes_over_postgres(tmp_path, pg_url):
     two_processes(tmp_path, pg_url)
+
+
+def test_events_command_prints_readable_lines_and_resumes(live):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline_core",
+        "events",
+        "--server",
+        f"http://127.0.0.1:{live.server.port}",
+        "--dag-id",
+        "chain",
+    ]
+    follower = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        live.wait_subscribers(1)
+        live.engine.trigger("chain", run_id="cli")
+        assert follower.stdout is not None
+        lines = [follower.stdout.readline() for _ in range(9)]
+        assert "run chain/cli  None → queued" in lines[0]
+        assert "chain/cli/a  queued → running  (try 1)" in lines[2]
+        assert "run chain/cli  running → success" in lines[8]
+    finally:
+        follower.terminate()
+        follower.communicate(timeout=10)
+    refused = subprocess.run(
+        [*command[:-2], "--types", "nope", "--once"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert refused.returncode == 1 and "unknown event type(s) nope" in refused.stderr

@@ -464,6 +464,28 @@ def document() -> dict[str, Any]:
                 params=PAGE,
             )
         },
+        "/api/v1/events": {
+            "get": {
+                "summary": "Live event stream (Server-Sent Events); resume with Last-Event-ID",
+                "parameters": [
+                    param("dag_id", "query"),
+                    param("run_id", "query"),
+                    param("types", "query", description="comma-separated event types"),
+                    param("last_event_id", "query", {"type": "integer"}),
+                    param("access_token", "query", description="the bearer token, for EventSource"),
+                    param("Last-Event-ID", "header", {"type": "integer"}),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "messages of id, event and data (JSON) lines; "
+                        "': keepalive' comments",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": ERRORS["400"],
+                    "401": ERRORS["401"],
+                },
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {
                 "summary": "This document",
