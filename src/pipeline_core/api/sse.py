@@ -2,126 +2,149 @@
 
 Each message is ``id: <seq>``, ``event: <type>``, ``data: <one-line JSON>``. A client that
 reconnects with ``Last-Event-ID`` (or ``?last_event_id=``) first gets every stored event after
-that id, then the live ones — subscribed before the replay is read, so the seam has neither a
+that id, then the live ones — subscribed before the log is read, so the seam has neither a
 gap nor a duplicate. A subscriber that falls behind is disconnected (it resumes from its last
-id); the engine never waits for one.
+id); the engine never waits for one. Each event is encoded once per server, and subscribers
+with the same filters share one filtered, encoded batch.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from pipeline_core.api.http import HTTPError, Request, Response, bad_request
-from pipeline_core.events import EventBus
+from pipeline_core.api.http import Request, Response, bad_request
+from pipeline_core.events import EventBus, Subscription
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import EVENT_TYPES, Event, EventQuery
 
 REPLAY_PAGE = 1000
 ALLOWED = {"dag_id", "run_id", "types", "last_event_id", "access_token"}
+ENCODED_MAX = 50_000
 
 
-def format_event(event: Event) -> bytes:
-    data = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+class EventEncoder:
+    """Message bytes per event ``seq``, kept for the recent events of one store."""
+
+    def __init__(self) -> None:
+        self._encoded: dict[int, bytes] = {}
+
+    def __call__(self, event: Event) -> bytes:
+        encoded = self._encoded.get(event.seq)
+        if encoded is None:
+            data = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
+            encoded = f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+            if len(self._encoded) >= ENCODED_MAX:
+                self._encoded.clear()
+            self._encoded[event.seq] = encoded
+        return encoded
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """What a client asked for, checked before the stream starts."""
+
+    dag_id: str | None
+    run_id: str | None
+    types: tuple[str, ...]
+    last_id: int | None
+
+    def accepts(self, event: Event) -> bool:
+        return (
+            event.type in self.types
+            and (self.dag_id is None or event.dag_id == self.dag_id)
+            and (self.run_id is None or event.run_id == self.run_id)
+        )
+
+    def query(self, after: int) -> EventQuery:
+        return EventQuery(after, self.dag_id, self.run_id, None, self.types, REPLAY_PAGE)
+
+
+def parse_stream_request(request: Request) -> StreamRequest:
+    unknown = sorted(set(request.query) - ALLOWED)
+    if unknown:
+        raise bad_request(f"unknown query parameter(s): {', '.join(unknown)}")
+    types = tuple(t for value in request.query.get("types", []) for t in value.split(",") if t)
+    bad = [t for t in types if t not in EVENT_TYPES]
+    if bad:
+        raise bad_request(f"unknown event type(s) {', '.join(bad)}; use {', '.join(EVENT_TYPES)}")
+    raw = request.header("last-event-id") or _one(request, "last_event_id")
+    last_id = None
+    if raw:
+        if not raw.isdigit():
+            raise bad_request(f"Last-Event-ID must be an event seq (an integer ≥ 0), got {raw!r}")
+        last_id = int(raw)
+    return StreamRequest(
+        _one(request, "dag_id"), _one(request, "run_id"), types or EVENT_TYPES, last_id
+    )
 
 
 def events_route(
     store: Store, bus: EventBus, keepalive: float, queue_size: int
 ) -> Callable[[Request], Response]:
+    encode = EventEncoder()
+
     def handle(request: Request) -> Response:
-        unknown = sorted(set(request.query) - ALLOWED)
-        if unknown:
-            raise bad_request(f"unknown query parameter(s): {', '.join(unknown)}")
-        dag_id = _one(request, "dag_id")
-        run_id = _one(request, "run_id")
-        types = tuple(t for value in request.query.get("types", []) for t in value.split(",") if t)
-        bad = [t for t in types if t not in EVENT_TYPES]
-        if bad:
-            raise bad_request(
-                f"unknown event type(s) {', '.join(bad)}; use {', '.join(EVENT_TYPES)}"
-            )
-        wanted = types or EVENT_TYPES
-        last_id = _last_event_id(request)
+        wanted = parse_stream_request(request)
+        key = (wanted.dag_id, wanted.run_id, wanted.types)
+        # Subscribe first, then look at the log: nothing committed in between is missed.
+        subscription = bus.subscribe(
+            maxsize=queue_size, accept=wanted.accepts, key=key, encode=encode
+        )
         first, head = store.event_bounds()
-        if last_id is not None and last_id > head:
-            raise bad_request(f"Last-Event-ID {last_id} is newer than the newest event ({head})")
-
-        def accept(event: Event) -> bool:
-            return (
-                event.type in wanted
-                and (dag_id is None or event.dag_id == dag_id)
-                and (run_id is None or event.run_id == run_id)
+        if wanted.last_id is not None and wanted.last_id > head:
+            subscription.close()
+            raise bad_request(
+                f"Last-Event-ID {wanted.last_id} is newer than the newest event ({head})"
             )
-
-        subscription = bus.subscribe(maxsize=queue_size, accept=accept)  # before the replay
-        reset = last_id is not None and head and last_id + 1 < first
-
-        def stream() -> Iterator[bytes]:
-            try:
-                yield b"retry: 3000\n\n"
-                sent = last_id if last_id is not None else head
-                if reset:
-                    note = {
-                        "reason": "events after the requested id were removed by retention",
-                        "first_seq": first,
-                    }
-                    yield f"event: reset\ndata: {json.dumps(note)}\n\n".encode()
-                if last_id is not None:
-                    query = EventQuery(
-                        after_seq=last_id,
-                        dag_id=dag_id,
-                        run_id=run_id,
-                        types=wanted,
-                        limit=REPLAY_PAGE,
-                    )
-                    while True:
-                        page = store.read_events(query)
-                        for event in page:
-                            yield format_event(event)
-                            sent = event.seq
-                        if len(page) < REPLAY_PAGE:
-                            break
-                        query = EventQuery(
-                            after_seq=sent,
-                            dag_id=dag_id,
-                            run_id=run_id,
-                            types=wanted,
-                            limit=REPLAY_PAGE,
-                        )
-                while True:
-                    live = subscription.get(timeout=keepalive)
-                    if live is None:
-                        if subscription.closed:
-                            return  # fell behind, or the server is stopping: the client resumes
-                        yield b": keepalive\n\n"
-                    elif live.seq > sent:
-                        sent = live.seq
-                        yield format_event(live)
-            finally:
-                subscription.close()
-
         response = Response(200, b"", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         response.content_type = "text/event-stream; charset=utf-8"
-        response.stream = stream()
+        response.stream = _stream(store, subscription, wanted, encode, keepalive, first, head)
         return response
 
     return handle
 
 
+def _stream(
+    store: Store,
+    subscription: Subscription,
+    wanted: StreamRequest,
+    encode: EventEncoder,
+    keepalive: float,
+    first: int,
+    head: int,
+) -> Iterator[bytes]:
+    try:
+        yield b"retry: 3000\n\n"
+        sent = head if wanted.last_id is None else wanted.last_id
+        if wanted.last_id is not None:
+            if head and wanted.last_id + 1 < first:
+                note = {
+                    "reason": "events after the requested id were removed by retention",
+                    "first_seq": first,
+                }
+                yield f"event: reset\ndata: {json.dumps(note)}\n\n".encode()
+            while page := store.read_events(wanted.query(sent)):
+                yield b"".join(map(encode, page))
+                sent = page[-1].seq
+        while True:
+            delivery = subscription.get(timeout=keepalive)
+            if delivery is None:
+                if subscription.closed:
+                    return  # fell behind, or the server is stopping: the client resumes
+                yield b": keepalive\n\n"
+                continue
+            events = delivery.events
+            if events[0].seq > sent:  # the usual case: the shared bytes as they are
+                yield delivery.data
+            else:  # the seam after a replay: drop what was already sent
+                yield b"".join(encode(e) for e in events if e.seq > sent)
+            sent = max(sent, events[-1].seq)
+    finally:
+        subscription.close()
+
+
 def _one(request: Request, name: str) -> str | None:
     values = request.query.get(name)
     return values[-1] if values else None
-
-
-def _last_event_id(request: Request) -> int | None:
-    raw = request.header("last-event-id") or _one(request, "last_event_id")
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"Last-Event-ID must be an event seq (an integer), got {raw!r}") from None
-    if value < 0:
-        raise HTTPError(400, "invalid_request", "Last-Event-ID must be ≥ 0")
-    return value
