@@ -50,12 +50,8 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
 
 def serve(args: argparse.Namespace, out: TextIO) -> int:
     """Engine, scheduler (unless ``--no-scheduler``) and API until SIGINT/SIGTERM."""
-    configure_logging(args.log_level)
-    stop = _stop_on_signals()
-    try:
-        store = open_store(args.db)
-    except PipelineError as exc:
-        sys.stderr.write(f"error: {exc.message}\n")
+    store, stop = _prepare(args)
+    if store is None:
         return 1
     metrics = MetricsCollector()
     engine = Engine(store, metrics=metrics).start()
@@ -84,12 +80,8 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
 
 def api(args: argparse.Namespace, out: TextIO) -> int:
     """The API alone: control requests go through the store to a scheduler elsewhere."""
-    configure_logging(args.log_level)
-    stop = _stop_on_signals()
-    try:
-        store = open_store(args.db)
-    except PipelineError as exc:
-        sys.stderr.write(f"error: {exc.message}\n")
+    store, stop = _prepare(args)
+    if store is None:
         return 1
     control = RemoteControl(store)
     server = _start_api(args, store, control, None, scheduler_expected=True)
@@ -134,6 +126,17 @@ def _start_api(
             "listening on %s without --auth-token: anyone who can reach it can drive it", args.host
         )
     return server
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Store | None, threading.Event]:
+    """Logging, signal handling and the store every long-running command needs."""
+    configure_logging(args.log_level)
+    stop = _stop_on_signals()
+    try:
+        return open_store(args.db), stop
+    except PipelineError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return None, stop
 
 
 def _stop_on_signals() -> threading.Event:

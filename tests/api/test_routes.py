@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -20,7 +17,7 @@ from pipeline_core.metrics import MetricsCollector
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.store import open_store
 from tests import fixtures
-from tests.api.conftest import Client
+from tests.api.conftest import Client, start_pair, stop_pair
 
 DAGS = {
     "etl.yaml": """
@@ -328,23 +325,8 @@ def test_api_and_scheduler_as_two_processes(tmp_path):
         "tasks:\n  hi: {type: shell, command: 'echo {{ dag_run.conf.n }}'}\n"
     )
     db = f"sqlite:///{tmp_path / 'two.db'}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "pipeline_core", "scheduler", "--dags-folder", str(folder), "--db", db],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    api = subprocess.Popen(
-        [sys.executable, "-m", "pipeline_core", "api", "--db", db, "--port", "0", "--log-level", "info"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+    scheduler, api, port = start_pair(folder, db)
     try:
-        assert api.stdout is not None
-        port = None
-        while port is None:
-            line = api.stdout.readline()
-            assert line, "the API process ended early"
-            if "API on http://" in line:
-                port = int(line.rsplit(":", 1)[1].split("/")[0])
         client = Client(port)
         deadline = time.monotonic() + 20
         while client.request("GET", "/api/v1/dags/two")[0] != 200:
@@ -391,10 +373,7 @@ def test_api_and_scheduler_as_two_processes(tmp_path):
         health = client.request("GET", "/api/v1/health")[2]["data"]
         assert health["scheduler"]["status"] == "running"
     finally:
-        for process in (api, scheduler):
-            process.terminate()
-        api.communicate(timeout=30)
-        scheduler.wait(timeout=30)
+        stop_pair(scheduler, api)
 
 
 def test_a_dag_paused_through_the_api_gets_no_scheduled_run(system):

@@ -17,7 +17,7 @@ from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.engine import Engine
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
-from tests.api.conftest import Client, SSEClient
+from tests.api.conftest import Client, SSEClient, start_pair, stop_pair
 
 CHAIN = "dag_id: chain\ntasks:\n  a: {type: noop}\n  b: {type: noop, depends_on: [a]}\n  c: {type: noop, depends_on: [b]}\n"
 
@@ -240,24 +240,9 @@ def two_processes(tmp_path, db: str) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "dags"
     folder.mkdir()
     (folder / "pair.yaml").write_text(TWO_PROCESS_DAG)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "pipeline_core", "scheduler", "--dags-folder", str(folder), "--db", db],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    api = subprocess.Popen(
-        [sys.executable, "-m", "pipeline_core", "api", "--db", db, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+    scheduler, api, port = start_pair(folder, db)
     stream = None
     try:
-        assert api.stdout is not None
-        port = None
-        while port is None:
-            line = api.stdout.readline()
-            assert line, "the API process ended early"
-            if "API on http://" in line:
-                port = int(line.rsplit(":", 1)[1].split("/")[0])
         client = Client(port)
         deadline = time.monotonic() + 20
         while client.request("GET", "/api/v1/dags/pair")[0] != 200:
@@ -276,10 +261,7 @@ def two_processes(tmp_path, db: str) -> None:  # type: ignore[no-untyped-def]
     finally:
         if stream is not None:
             stream.close()
-        for process in (api, scheduler):
-            process.terminate()
-        api.communicate(timeout=30)
-        scheduler.wait(timeout=30)
+        stop_pair(scheduler, api)
 
 
 def test_two_processes_over_sqlite(tmp_path):
