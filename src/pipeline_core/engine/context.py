@@ -35,6 +35,8 @@ class TaskContext:
     xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES
     metrics: Metrics = field(default_factory=NullMetrics)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Where a handler parks the subprocess it starts, so the executor can kill it.
+    process_holder: Any = None
 
     @property
     def dag_id(self) -> str:

@@ -128,7 +128,7 @@ class LocalExecutor:
             self.metrics,
         )
         running = _Running(job, context)
-        context.process_holder = running  # type: ignore[attr-defined]
+        context.process_holder = running
         with self._lock:
             self._running[(job.key, job.try_number)] = running
             if job.timeout is not None:

@@ -191,7 +191,7 @@ def run_process(
     """Run ``argv`` in its own process group, streaming its output to the task log.
 
     Returns the exit code and the last non-empty line it printed. The executor kills the
-    whole group on timeout or cancel through ``holder`` (or ``ctx.process_holder``).
+    whole group on timeout or cancel through ``holder`` (default ``ctx.process_holder``).
     """
     process = subprocess.Popen(
         argv,
@@ -202,7 +202,7 @@ def run_process(
         cwd=cwd or None,
         start_new_session=True,
     )
-    target = holder or getattr(ctx, "process_holder", None)
+    target = holder or ctx.process_holder
     if target is not None:
         target.attach(process)
     last_line = None
