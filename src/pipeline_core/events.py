@@ -50,6 +50,9 @@ class Subscription:
         self._lock = threading.Lock()
         self.overflowed = False
         self.closed = False
+        #: Called (from the dispatcher) whenever a delivery is queued or the subscription
+        #: closes, for consumers that wait on many subscriptions at once.
+        self.on_ready: Callable[[], None] | None = None
 
     def offer(self, delivery: Delivery) -> None:
         """Queue an already filtered batch (the bus filters once per distinct ``key``)."""
@@ -63,6 +66,8 @@ class Subscription:
             self.close()
         else:
             self._queue.put(delivery)
+            if self.on_ready is not None:
+                self.on_ready()
 
     def get(self, timeout: float | None = None) -> Delivery | None:
         """Everything waiting (oldest first) as one delivery, or ``None`` on timeout or once
@@ -92,6 +97,8 @@ class Subscription:
         self.closed = True
         self._bus.unsubscribe(self)
         self._queue.put(None)  # wake a blocked get()
+        if self.on_ready is not None:
+            self.on_ready()
 
 
 class EventBus:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -97,6 +98,8 @@ class Response:
     content_type: str = "application/json; charset=utf-8"
     #: A streamed body (Server-Sent Events): chunks written and flushed as they come.
     stream: Iterator[bytes] | None = None
+    #: After ``stream`` is written, the connection is handed to this (and kept open).
+    handover: Callable[[socket.socket], None] | None = None
 
 
 def json_bytes(value: Any) -> bytes:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.http import Request, Response, error_body
+from pipeline_core.api.hub import StreamHub
 from pipeline_core.api.routes.builder import build_app
 from pipeline_core.events import EventBus
 from pipeline_core.store.tail import EventTail
@@ -34,6 +35,7 @@ class _Server(ThreadingHTTPServer):
     ) -> None:
         self.app, self.options = app, options
         self.connections: set[socket.socket] = set()
+        self.handed_over: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
@@ -45,7 +47,12 @@ class _Server(ThreadingHTTPServer):
     def shutdown_request(self, request: Any) -> None:
         with self.connections_lock:
             self.connections.discard(request)
-        super().shutdown_request(request)
+            handed_over = request in self.handed_over
+            self.handed_over.discard(request)
+        if handed_over:  # a live stream lives on in the hub: close this descriptor only
+            self.close_request(request)
+        else:
+            super().shutdown_request(request)
 
     def close_connections(self) -> None:
         """Wake every connection thread (idle keep-alive ones included) so it can end."""
@@ -162,6 +169,15 @@ class _Handler(BaseHTTPRequestHandler):
             for chunk in response.stream:
                 self.wfile.write(chunk)
                 self.wfile.flush()
+            if response.handover is not None:
+                kept = self.connection.dup()
+                try:
+                    response.handover(kept)
+                except BaseException:
+                    kept.close()
+                    raise
+                with self.server.connections_lock:
+                    self.server.handed_over.add(self.connection)
         except (OSError, ValueError):
             pass  # the client went away
         finally:
@@ -200,7 +216,8 @@ class APIServer:
         self.options = options
         self.cache = ViewCache()
         self.bus = EventBus()
-        self.app = build_app(options, self.cache, self.bus)
+        self.hub = StreamHub(options.sse_keepalive)
+        self.app = build_app(options, self.cache, self.bus, self.hub)
         self._handle: HTTPServerHandle | None = None
         self._tail: EventTail | None = None
 
@@ -236,6 +253,7 @@ class APIServer:
         else:
             self.options.store.remove_listener(self._on_events)
         self.bus.close_all()
+        self.hub.stop()
         self._handle.stop()
         self._handle = None
 

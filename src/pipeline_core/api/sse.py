@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pipeline_core.api.http import Request, Response, bad_request
-from pipeline_core.events import EventBus, Subscription
+from pipeline_core.api.hub import StreamHub
+from pipeline_core.events import EventBus
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import EVENT_TYPES, Event, EventQuery
 
@@ -81,7 +82,7 @@ def parse_stream_request(request: Request) -> StreamRequest:
 
 
 def events_route(
-    store: Store, bus: EventBus, keepalive: float, queue_size: int
+    store: Store, bus: EventBus, hub: StreamHub, queue_size: int
 ) -> Callable[[Request], Response]:
     encode = EventEncoder()
 
@@ -98,51 +99,41 @@ def events_route(
             raise bad_request(
                 f"Last-Event-ID {wanted.last_id} is newer than the newest event ({head})"
             )
+        replay = _Replay(store, wanted, encode, first, head)
         response = Response(200, b"", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         response.content_type = "text/event-stream; charset=utf-8"
-        response.stream = _stream(store, subscription, wanted, encode, keepalive, first, head)
+        response.stream = replay.chunks()
+        response.handover = lambda sock: hub.attach(sock, subscription, replay.sent, encode)
         return response
 
     return handle
 
 
-def _stream(
-    store: Store,
-    subscription: Subscription,
-    wanted: StreamRequest,
-    encode: EventEncoder,
-    keepalive: float,
-    first: int,
-    head: int,
-) -> Iterator[bytes]:
-    try:
+class _Replay:
+    """The start of a stream: the retry hint, a reset notice, and the stored events a
+    resuming client missed. ``sent`` is where the live part takes over."""
+
+    def __init__(
+        self, store: Store, wanted: StreamRequest, encode: EventEncoder, first: int, head: int
+    ) -> None:
+        self.store, self.wanted, self.encode = store, wanted, encode
+        self.first, self.head = first, head
+        self.sent = head if wanted.last_id is None else wanted.last_id
+
+    def chunks(self) -> Iterator[bytes]:
         yield b"retry: 3000\n\n"
-        sent = head if wanted.last_id is None else wanted.last_id
-        if wanted.last_id is not None:
-            if head and wanted.last_id + 1 < first:
-                note = {
-                    "reason": "events after the requested id were removed by retention",
-                    "first_seq": first,
-                }
-                yield f"event: reset\ndata: {json.dumps(note)}\n\n".encode()
-            while page := store.read_events(wanted.query(sent)):
-                yield b"".join(map(encode, page))
-                sent = page[-1].seq
-        while True:
-            delivery = subscription.get(timeout=keepalive)
-            if delivery is None:
-                if subscription.closed:
-                    return  # fell behind, or the server is stopping: the client resumes
-                yield b": keepalive\n\n"
-                continue
-            events = delivery.events
-            if events[0].seq > sent:  # the usual case: the shared bytes as they are
-                yield delivery.data
-            else:  # the seam after a replay: drop what was already sent
-                yield b"".join(encode(e) for e in events if e.seq > sent)
-            sent = max(sent, events[-1].seq)
-    finally:
-        subscription.close()
+        last_id = self.wanted.last_id
+        if last_id is None:
+            return
+        if self.head and last_id + 1 < self.first:
+            note = {
+                "reason": "events after the requested id were removed by retention",
+                "first_seq": self.first,
+            }
+            yield f"event: reset\ndata: {json.dumps(note)}\n\n".encode()
+        while page := self.store.read_events(self.wanted.query(self.sent)):
+            yield b"".join(map(self.encode, page))
+            self.sent = page[-1].seq
 
 
 def _one(request: Request, name: str) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any
 from pipeline_core.api.app import App, AppSettings
 from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.http import Request, Response, json_bytes
+from pipeline_core.api.hub import StreamHub
 from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
 from pipeline_core.api.routes import dags, health, pools, runs, stats, tasks
@@ -19,7 +20,7 @@ RUN = f"{PREFIX}/dags/:dag_id/runs/:run_id"
 TASK = f"{RUN}/tasks/:task_id"
 
 
-def build_routes(options: Any, cache: ViewCache, bus: EventBus) -> list[Route]:
+def build_routes(options: Any, cache: ViewCache, bus: EventBus, hub: StreamHub) -> list[Route]:
     store, control = options.store, options.control
     on_pause = control.set_paused if control is not None else None
     return [
@@ -49,7 +50,7 @@ def build_routes(options: Any, cache: ViewCache, bus: EventBus) -> list[Route]:
         Route(f"{PREFIX}/openapi.json", _openapi),
         Route(
             f"{PREFIX}/events",
-            events_route(store, bus, options.sse_keepalive, options.sse_queue_size),
+            events_route(store, bus, hub, options.sse_queue_size),
         ),
     ]
 
@@ -58,6 +59,6 @@ def _openapi(request: Request) -> Response:
     return Response(200, json_bytes(document()))
 
 
-def build_app(options: Any, cache: ViewCache, bus: EventBus) -> App:
+def build_app(options: Any, cache: ViewCache, bus: EventBus, hub: StreamHub) -> App:
     settings = AppSettings(options.cors_origins, options.auth_token, options.log_json)
-    return App(build_routes(options, cache, bus), settings)
+    return App(build_routes(options, cache, bus, hub), settings)

@@ -1,0 +1,202 @@
+"""``StreamHub``: one thread writes every live event stream over non-blocking sockets.
+
+A request thread checks the request, writes the headers and any replay, then hands its
+connection here and ends, so 500 subscribers cost one thread, not 500 — and no per-stream
+interpreter work competes with the engine. Deliveries from the event bus wake the hub, which
+appends the (shared) bytes to each stream's buffer and writes what the socket accepts; a
+stream whose backlog overflows, whose client hangs up, or whose server stops is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pipeline_core.events import Delivery, Subscription
+from pipeline_core.store.types import Event
+
+KEEPALIVE = b": keepalive\n\n"
+
+
+@dataclass(eq=False)
+class _Stream:
+    sock: socket.socket
+    subscription: Subscription
+    sent: int
+    encode: Callable[[Event], bytes]
+    out: bytearray = field(default_factory=bytearray)
+    last_write: float = field(default_factory=time.monotonic)
+
+
+class StreamHub:
+    def __init__(self, keepalive: float) -> None:
+        self.keepalive = keepalive
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._incoming: list[_Stream] = []
+        self._ready: set[_Stream] = set()
+        self._woken = False
+        self._streams: dict[int, _Stream] = {}
+        self._stopping = False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="event-streams", daemon=True)
+        self._thread.start()
+
+    @property
+    def stream_count(self) -> int:
+        return len(self._streams)
+
+    def attach(
+        self,
+        sock: socket.socket,
+        subscription: Subscription,
+        sent: int,
+        encode: Callable[[Event], bytes],
+    ) -> None:
+        """Take over ``sock`` (already past its headers and replay) from now on."""
+        stream = _Stream(sock, subscription, sent, encode)
+        with self._lock:
+            accepted = not self._stopped
+            if accepted:
+                sock.setblocking(False)
+                subscription.on_ready = lambda: self._mark_ready(stream)
+                self._incoming.append(stream)
+                self._ready.add(stream)  # anything that arrived during the replay
+        if accepted:
+            self._wake()
+        else:  # the server is stopping: end this stream now
+            subscription.close()
+            sock.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake()
+        self._thread.join(timeout=5)
+        with self._lock:
+            self._stopped = True
+            leftovers, self._incoming = self._incoming, []
+        for stream in leftovers:
+            stream.subscription.close()
+            stream.sock.close()
+
+    def _mark_ready(self, stream: _Stream) -> None:
+        with self._lock:
+            self._ready.add(stream)
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._woken:
+                return
+            self._woken = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            for key, mask in self._selector.select(timeout=self._next_timeout()):
+                if key.data is None:
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(4096)
+                    with self._lock:
+                        self._woken = False
+                    continue
+                stream: _Stream = key.data
+                if mask & selectors.EVENT_READ and not self._peer_alive(stream):
+                    self._close(stream)
+                elif mask & selectors.EVENT_WRITE:
+                    self._flush(stream)
+            self._take_incoming()
+            self._deliver_ready()
+            self._send_keepalives()
+        self._take_incoming()  # streams handed over while stopping are closed too
+        for stream in list(self._streams.values()):
+            self._close(stream)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _next_timeout(self) -> float:
+        return min(self.keepalive, 1.0)
+
+    def _take_incoming(self) -> None:
+        with self._lock:
+            incoming, self._incoming = self._incoming, []
+        for stream in incoming:
+            self._streams[stream.sock.fileno()] = stream
+            self._selector.register(stream.sock, selectors.EVENT_READ, stream)
+
+    def _deliver_ready(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, set()
+        for stream in ready:
+            if stream.sock.fileno() not in self._streams:
+                continue
+            if stream.subscription.closed:
+                self._close(stream)  # overflowed, or the server is stopping: the client resumes
+                continue
+            if stream.out:
+                continue  # the client is behind: let its backlog grow where it is bounded
+            delivery: Delivery | None = stream.subscription.get(timeout=0)
+            if delivery is not None and delivery.events:
+                events = delivery.events
+                if events[0].seq > stream.sent:
+                    stream.out += delivery.data
+                else:  # the seam after a replay
+                    stream.out += b"".join(stream.encode(e) for e in events if e.seq > stream.sent)
+                stream.sent = max(stream.sent, events[-1].seq)
+                self._flush(stream)
+
+    def _send_keepalives(self) -> None:
+        now = time.monotonic()
+        for stream in list(self._streams.values()):
+            if not stream.out and now - stream.last_write >= self.keepalive:
+                stream.out += KEEPALIVE
+                self._flush(stream)
+
+    def _flush(self, stream: _Stream) -> None:
+        try:
+            while stream.out:
+                sent = stream.sock.send(stream.out)
+                del stream.out[:sent]
+                stream.last_write = time.monotonic()
+                if not stream.out:
+                    with self._lock:
+                        self._ready.add(stream)  # more may have queued up meanwhile
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._close(stream)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if stream.out else 0)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.modify(stream.sock, events, stream)
+
+    @staticmethod
+    def _peer_alive(stream: _Stream) -> bool:
+        try:
+            return stream.sock.recv(4096) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+    def _close(self, stream: _Stream) -> None:
+        fd = stream.sock.fileno()
+        if fd in self._streams:
+            del self._streams[fd]
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(stream.sock)
+        stream.subscription.close()
+        with contextlib.suppress(OSError):
+            stream.sock.shutdown(socket.SHUT_RDWR)
+        stream.sock.close()
