@@ -60,6 +60,9 @@ class PostgresStore(SqlRunStore):
         self._listener_lock = threading.Lock()
         self._conninfo = conninfo
         try:
+            # One direct attempt first: a refused or unknown server fails at once, with the
+            # server's own message, instead of after the pool's retry timeout.
+            psycopg.connect(conninfo, connect_timeout=10).close()
             self._pool = psycopg_pool.ConnectionPool(
                 conninfo,
                 min_size=1,
