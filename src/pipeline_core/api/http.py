@@ -121,6 +121,12 @@ def envelope(
     return Response(status, json_bytes(payload), dict(headers or {}))
 
 
+def listing(data: list[Any], total: int, limit: int, offset: int) -> Response:
+    """A page of a list, with the ``meta`` every list answer carries."""
+    has_more = offset + len(data) < total
+    return envelope(data, {"total": total, "limit": limit, "offset": offset, "has_more": has_more})
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
     return json_bytes(
         {"data": None, "error": {"code": code, "message": message, "details": details or {}}}

@@ -30,7 +30,7 @@ from pipeline_core.dag.model import DAG
 from pipeline_core.engine.executor import Completion, Executor, Job, LocalExecutor
 from pipeline_core.engine.pools import PoolSlots, missing_pools
 from pipeline_core.engine.remote import COMPLETED, REQUESTED
-from pipeline_core.engine.runs import RunBook
+from pipeline_core.engine.runs import RunBook, RunKey
 from pipeline_core.errors import Conflict, PipelineError
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.state import RunState, TaskState
@@ -47,7 +47,6 @@ from pipeline_core.store.types import (
 )
 
 logger = logging.getLogger("pipeline_core.engine")
-RunKey = tuple[str, str]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline_core.api.cache import ViewCache
-from pipeline_core.api.http import Request, Response, bad_request, envelope
+from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
 from pipeline_core.api.params import boolean, page, strings
 from pipeline_core.dag.model import parse_datetime
 from pipeline_core.scheduler.schedule import Schedule
@@ -92,9 +92,9 @@ def list_dags(store: Store, cache: ViewCache) -> Callable[[Request], Response]:
         )
         latest = store.latest_runs([record.dag_id for record in found.items])
         data = [dag_summary(store, r, latest.get(r.dag_id)) for r in found.items]
-        meta = {"total": found.total, "limit": limit, "offset": offset, "has_more": found.has_more}
         fires = [next_run_date(store, r) for r in found.items]
-        return envelope(data, meta), min((f for f in fires if f is not None), default=None)
+        soonest = min((f for f in fires if f is not None), default=None)
+        return listing(data, found.total, limit, offset), soonest
 
     return handle
 
@@ -144,13 +144,7 @@ def import_errors(store: Store) -> Callable[[Request], Response]:
             }
             for e in errors[offset : offset + limit]
         ]
-        meta = {
-            "total": len(errors),
-            "limit": limit,
-            "offset": offset,
-            "has_more": offset + len(data) < len(errors),
-        }
-        return envelope(data, meta)
+        return listing(data, len(errors), limit, offset)
 
     return handle
 

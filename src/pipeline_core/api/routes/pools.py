@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline_core.api.http import Request, Response, bad_request, envelope
+from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
 from pipeline_core.api.params import page
 from pipeline_core.api.serialize import pool_dict
 from pipeline_core.dag.model import invalid_id_reason
@@ -35,13 +35,7 @@ def list_pools(store: Store) -> Callable[[Request], Response]:
             )
             for p in pools[offset : offset + limit]
         ]
-        meta = {
-            "total": len(pools),
-            "limit": limit,
-            "offset": offset,
-            "has_more": offset + len(data) < len(pools),
-        }
-        return envelope(data, meta)
+        return listing(data, len(pools), limit, offset)
 
     return handle
 

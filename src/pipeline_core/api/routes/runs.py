@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from pipeline_core.api.http import HTTPError, Request, Response, bad_request, envelope
+from pipeline_core.api.http import HTTPError, Request, Response, bad_request, envelope, listing
 from pipeline_core.api.params import date, page, strings
 from pipeline_core.api.serialize import run_dict, task_instance_dict
 from pipeline_core.dag.model import invalid_id_reason, parse_datetime
@@ -51,8 +51,7 @@ def list_runs(store: Store) -> Callable[[Request], Response]:
             **{name: date(request, name) for name in DATE_FILTERS},
         )
         found = store.query_runs(query)
-        meta = {"total": found.total, "limit": limit, "offset": offset, "has_more": found.has_more}
-        return envelope([run_dict(r) for r in found.items], meta)
+        return listing([run_dict(r) for r in found.items], found.total, limit, offset)
 
     return handle
 

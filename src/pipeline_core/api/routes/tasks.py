@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline_core.api.http import Request, Response, bad_request, envelope
+from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
 from pipeline_core.api.params import integer, page
 from pipeline_core.api.serialize import task_instance_dict
 from pipeline_core.store.base import Store
@@ -26,8 +26,7 @@ def list_tasks(store: Store) -> Callable[[Request], Response]:
         found = store.query_task_instances(
             TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, limit=limit, offset=offset)
         )
-        meta = {"total": found.total, "limit": limit, "offset": offset, "has_more": found.has_more}
-        return envelope([task_instance_dict(t) for t in found.items], meta)
+        return listing([task_instance_dict(t) for t in found.items], found.total, limit, offset)
 
     return handle
 
