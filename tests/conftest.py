@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -63,3 +64,13 @@ def sql_store(request, tmp_path):  # type: ignore[no-untyped-def]
     created = make_store(request.param, tmp_path, request)
     yield created
     created.close()
+
+
+def poll_until(
+    predicate: Callable[[], object], timeout: float = 20, interval: float = 0.02
+) -> None:
+    """For conditions seen from outside (another process, over HTTP) that no event announces."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(interval)

@@ -18,6 +18,7 @@ from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.store import open_store
 from tests import fixtures
 from tests.api.conftest import Client, start_pair, stop_pair
+from tests.conftest import poll_until
 
 DAGS = {
     "etl.yaml": """
@@ -186,10 +187,12 @@ def test_list_runs_with_filters_and_order(system):
 def test_cancel_kills_the_running_task(system):
     trigger(system, "slow", {"run_id": "c"})
     system.wait_state("slow", "c", {"running"})
-    deadline = time.monotonic() + 10
-    while system.store.get_task_instance(_key("slow", "c", "sleepy")).state.value != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    poll_until(
+        lambda: (
+            system.store.get_task_instance(_key("slow", "c", "sleepy")).state.value == "running"
+        ),
+        timeout=10,
+    )
     status, _, body = system.client.request("DELETE", "/api/v1/dags/slow/runs/c")
     assert status == 200 and body["data"]["state"] == "cancelled"
     run = system.client.request("GET", "/api/v1/dags/slow/runs/c")[2]["data"]
@@ -295,10 +298,12 @@ def test_pools(system):
     assert client.request("DELETE", "/api/v1/pools/default_pool")[0] == 409
     trigger(system, "slow", {"run_id": "busy"})
     system.wait_state("slow", "busy", {"running"})
-    deadline = time.monotonic() + 10
-    while system.store.get_task_instance(_key("slow", "busy", "sleepy")).state.value != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    poll_until(
+        lambda: (
+            system.store.get_task_instance(_key("slow", "busy", "sleepy")).state.value == "running"
+        ),
+        timeout=10,
+    )
     status, _, body = client.request("DELETE", "/api/v1/pools/default_pool")
     assert status == 409
     client.request("POST", "/api/v1/pools", {"name": "spare", "slots": 1})
@@ -328,20 +333,19 @@ def test_api_and_scheduler_as_two_processes(tmp_path):
     scheduler, api, port = start_pair(folder, db)
     try:
         client = Client(port)
-        deadline = time.monotonic() + 20
-        while client.request("GET", "/api/v1/dags/two")[0] != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        poll_until(lambda: client.request("GET", "/api/v1/dags/two")[0] == 200, timeout=20)
         listed = {d["dag_id"]: d for d in client.request("GET", "/api/v1/dags")[2]["data"]}
         assert listed["quick"]["last_run"] is None
         status, _, body = client.request(
             "POST", "/api/v1/dags/quick/runs", {"run_id": "q", "conf": {"n": 1}}
         )
         assert status == 201
-        deadline = time.monotonic() + 20
-        while client.request("GET", "/api/v1/dags/quick/runs/q")[2]["data"]["state"] != "success":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        poll_until(
+            lambda: (
+                client.request("GET", "/api/v1/dags/quick/runs/q")[2]["data"]["state"] == "success"
+            ),
+            timeout=20,
+        )
         deadline = time.monotonic() + 10  # the API process learns of runs from the event log
         while True:
             listed = {d["dag_id"]: d for d in client.request("GET", "/api/v1/dags")[2]["data"]}
@@ -366,10 +370,12 @@ def test_api_and_scheduler_as_two_processes(tmp_path):
             {"task_ids": ["a"], "include_downstream": False},
         )
         assert status == 200 and body["data"]["requeued_task_ids"] == ["a"]
-        deadline = time.monotonic() + 20
-        while client.request("GET", "/api/v1/dags/two/runs/x")[2]["data"]["state"] != "cancelled":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        poll_until(
+            lambda: (
+                client.request("GET", "/api/v1/dags/two/runs/x")[2]["data"]["state"] == "cancelled"
+            ),
+            timeout=20,
+        )
         health = client.request("GET", "/api/v1/health")[2]["data"]
         assert health["scheduler"]["status"] == "running"
     finally:

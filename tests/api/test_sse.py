@@ -18,6 +18,7 @@ from pipeline_core.engine import Engine
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
 from tests.api.conftest import Client, SSEClient, start_pair, stop_pair
+from tests.conftest import poll_until
 
 CHAIN = "dag_id: chain\ntasks:\n  a: {type: noop}\n  b: {type: noop, depends_on: [a]}\n  c: {type: noop, depends_on: [b]}\n"
 
@@ -43,10 +44,7 @@ class Live:
         return client
 
     def wait_subscribers(self, count: int) -> None:
-        deadline = time.monotonic() + 10
-        while self.server.bus.subscriber_count < count:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        poll_until(lambda: not (self.server.bus.subscriber_count < count), timeout=10)
 
     def close(self) -> None:
         for s in self.streams:
@@ -133,10 +131,7 @@ def test_resume_after_a_disconnect_gets_exactly_the_missed_events(live):
     seen = first.events(50)
     first.close()  # dropped mid-run
     last = seen[-1]["id"]
-    deadline = time.monotonic() + 20
-    while live.store.get_run("wide", "w1").state.value != "success":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    poll_until(lambda: live.store.get_run("wide", "w1").state.value == "success", timeout=20)
     stored = [e.seq for e in live.store.read_events(EventQuery(dag_id="wide", limit=100_000))]
     resumed = live.stream("/api/v1/events?dag_id=wide", headers={"Last-Event-ID": str(last)})
     rest = resumed.events(len(stored) - 50)
@@ -148,10 +143,7 @@ def test_resume_after_a_disconnect_gets_exactly_the_missed_events(live):
 
 def test_retention_gap_starts_with_a_reset(live):
     live.engine.trigger("chain", run_id="r1")
-    deadline = time.monotonic() + 10
-    while live.store.get_run("chain", "r1").state.value != "success":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    poll_until(lambda: live.store.get_run("chain", "r1").state.value == "success", timeout=10)
     live.store.trim_events(5)
     stream = live.stream("/api/v1/events?last_event_id=1")
     assert stream.message() == {"retry": "3000"}
@@ -199,10 +191,10 @@ def test_a_stalled_subscriber_is_dropped_and_others_get_everything(tmp_path):
         started = time.monotonic()
         for i in range(runs):
             run = live.engine.trigger("wide", run_id=f"w{i}")
-            deadline = time.monotonic() + 30
-            while live.store.get_run("wide", run.run_id).state.value != "success":
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            poll_until(
+                lambda run=run: live.store.get_run("wide", run.run_id).state.value == "success",
+                timeout=30,
+            )
         duration = time.monotonic() - started
         reader.join(60)
         stored = [e.seq for e in live.store.read_events(EventQuery(dag_id="wide", limit=100_000))]
@@ -244,10 +236,7 @@ def two_processes(tmp_path, db: str) -> None:  # type: ignore[no-untyped-def]
     stream = None
     try:
         client = Client(port)
-        deadline = time.monotonic() + 20
-        while client.request("GET", "/api/v1/dags/pair")[0] != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        poll_until(lambda: client.request("GET", "/api/v1/dags/pair")[0] == 200, timeout=20)
         stream = SSEClient(port, "/api/v1/events?dag_id=pair")
         assert stream.message() == {"retry": "3000"}
         time.sleep(0.3)  # let the API's follower subscribe before the run starts

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,6 +13,7 @@ from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store import open_store
 from pipeline_core.store.types import DagRun, TaskInstanceQuery, TaskKey
 from tests import fixtures
+from tests.conftest import poll_until
 
 
 def dag_from(text: str, dag_id: str = "t") -> DAG:
@@ -46,10 +46,7 @@ class Harness:
 
     def poll(self, predicate: Callable[[], bool], timeout: float = 15) -> None:
         """For conditions outside the store (files, processes) that no event announces."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, "timed out waiting"
-            time.sleep(0.02)
+        poll_until(predicate, timeout)
 
     def wait_run(self, run: DagRun, timeout: float = 15) -> DagRun:
         def done() -> bool:
