@@ -10,6 +10,7 @@ Run: python benchmarks/bench_api.py [--seconds 5]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -91,11 +92,16 @@ def populate(folder: Path, db: str) -> None:
 
 
 def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and its child processes."""
+    total = 0
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+                total += int(line.split()[1])
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            total += rss_kib(int(child))
+    return total
 
 
 def load(
@@ -129,11 +135,13 @@ def load(
     return len(merged) / elapsed, statistics.median(merged), percentile(merged, 99)
 
 
-def start_serve(db: str, folder: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
+def start_serve(
+    db: str, folder: Path, port: int, *extra: str
+) -> tuple[subprocess.Popen[bytes], float]:
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline_core", "serve", "--no-scheduler", "--dags-folder", str(folder / "dags"),
-         "--db", db, "--port", str(port), "--log-level", "warning"],
+         "--db", db, "--port", str(port), "--log-level", "warning", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     while True:

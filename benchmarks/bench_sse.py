@@ -1,7 +1,9 @@
-"""Live events benchmark: 500 concurrent subscribers on one `pipeline-core serve` process while
-a 1,000-task run executes. Reports events delivered per second, commit-to-delivery latency,
-events lost, the run's time with and without the subscribers, and the server's RSS.
-Run: python benchmarks/bench_sse.py [--subscribers 500] [--tasks 1000]
+"""Live events benchmark: 500 concurrent subscribers on one `pipeline-core serve` while
+1,000-task runs execute, with the streams written from a process of their own (the default)
+and from a thread of the engine's process. Reports events delivered per second,
+commit-to-delivery latency, events lost, the run's time with and without the subscribers,
+and the server's RSS (its processes together).
+Run: python benchmarks/bench_sse.py [--subscribers 500] [--tasks 1000] [--modes process,thread]
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, percentile
 from bench_api import free_port, rss_kib, start_serve
+
+RUNS = 3
 
 
 def api(port: int, method: str, path: str, body: dict | None = None) -> dict:  # type: ignore[type-arg]
@@ -46,58 +50,167 @@ def run_and_time(port: int, run_id: str) -> float:
 
 
 class Subscribers:
-    """Many SSE connections read by one selector loop. Every subscriber's messages are
-    counted; one in ``sample`` also has each event's arrival time recorded (parsing all of
-    them would make this client, not the server, the bottleneck)."""
+    """Many identical SSE streams read by one selector loop. A few reference streams are
+    parsed in full (every event's id and arrival time); the others are checked byte for byte
+    against them by length — the streams are identical, so a stream with as many bytes as a
+    complete reference lost nothing. Parsing all 500 in Python would make this client, not
+    the server, the bottleneck."""
 
-    def __init__(self, port: int, count: int, sample: int = 10) -> None:
+    def __init__(self, port: int, count: int, references: int = 5) -> None:
         self.selector = selectors.DefaultSelector()
-        self.buffers: dict[socket.socket, bytes] = {}
-        self.counts: dict[socket.socket, int] = {}
-        self.sampled: dict[socket.socket, list[tuple[int, float, float]]] = {}
-        request = b"GET /api/v1/events?run_id=watched HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+        self.received: dict[socket.socket, int] = {}
+        self.partial: dict[socket.socket, bytes] = {}
+        self.events: dict[socket.socket, list[tuple[int, float, float]]] = {}
+        request = b"GET /api/v1/events?dag_id=fan HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
         for index in range(count):
             sock = socket.create_connection(("127.0.0.1", port))
             sock.sendall(request)
             sock.setblocking(False)
             self.selector.register(sock, selectors.EVENT_READ)
-            self.buffers[sock] = b""
-            self.counts[sock] = 0
-            if index % sample == 0:
-                self.sampled[sock] = []
+            self.received[sock] = 0
+            if index % (count // references or 1) == 0:
+                self.events[sock] = []
+                self.partial[sock] = b""
 
-    def pump(self, until: float, expected: int) -> None:
-        """Read until every subscriber has ``expected`` events (or time runs out)."""
-        while time.monotonic() < until and min(self.counts.values()) < expected:
+    def pump(self, until: float, expected_events: int) -> None:
+        """Read until every reference stream has ``expected_events`` and every other stream
+        as many bytes (or time runs out)."""
+        scratch = memoryview(bytearray(1 << 18))
+        while time.monotonic() < until and not self.complete(expected_events):
             for key, _ in self.selector.select(timeout=0.2):
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
+                if sock not in self.events:
+                    received = sock.recv_into(scratch)
+                    self.received[sock] += received
+                    if not received:
+                        self.selector.unregister(sock)
+                    continue
                 chunk = sock.recv(1 << 18)
                 if not chunk:
                     self.selector.unregister(sock)
                     continue
                 now = time.time()
-                data = self.buffers[sock] + chunk
+                self.received[sock] += len(chunk)
+                data = self.partial[sock] + chunk
                 cut = data.rfind(b"\n\n") + 2
-                complete, self.buffers[sock] = data[:cut], data[cut:]
-                self.counts[sock] += complete.count(b"\nevent: ")
-                if sock in self.sampled:
-                    for message in complete.split(b"\n\n"):
-                        start = message.find(b"\ndata: ")
-                        if start >= 0:
-                            event = json.loads(message[start + 7 :])
-                            committed = datetime.fromisoformat(event["timestamp"]).timestamp()
-                            self.sampled[sock].append((event["seq"], now, committed))
+                complete, self.partial[sock] = data[:cut], data[cut:]
+                for message in complete.split(b"\n\n"):
+                    start = message.find(b"\ndata: ")
+                    if start >= 0:
+                        event = json.loads(message[start + 7 :])
+                        committed = datetime.fromisoformat(event["timestamp"]).timestamp()
+                        self.events[sock].append((event["seq"], now, committed))
+
+    def reference_bytes(self) -> int:
+        return max(self.received[sock] for sock in self.events)
+
+    def complete(self, expected_events: int) -> bool:
+        if any(len(got) < expected_events for got in self.events.values()):
+            return False
+        return min(self.received.values()) >= self.reference_bytes()
 
     def close(self) -> None:
-        for sock in self.counts:
+        for sock in self.received:
             sock.close()
+
+
+def measure(folder: Path, mode: str, subscriber_count: int, tasks: int) -> None:
+    """One server writing its streams from ``mode`` (``process`` or ``thread``)."""
+    port = free_port()
+    server, _ = start_serve(
+        f"sqlite:///{folder / f'sse-{mode}.db'}", folder, port, "--event-streams", mode,
+        "--sse-keepalive", "3600",
+    )  # fmt: skip
+    try:
+        api(port, "PATCH", "/api/v1/pools/default_pool", {"slots": 128})
+        run_and_time(port, "warm-up")
+        alone = [run_and_time(port, f"alone-{i}") for i in range(RUNS)]
+        subscribers = Subscribers(port, subscriber_count)
+        time.sleep(1.0)
+        rss = rss_kib(server.pid)
+        per_run = 3 + 2 * (tasks + 2)
+        watched, busy = [], 0.0
+        for i in range(RUNS):  # one run at a time, each delivered in full before the next
+            reader = threading.Thread(
+                target=subscribers.pump, args=(time.monotonic() + 120, (i + 1) * per_run)
+            )
+            reader.start()
+            started = time.time()
+            watched.append(run_and_time(port, f"watched-{i}"))
+            reader.join()
+            if not subscribers.complete((i + 1) * per_run):
+                print(
+                    "DEBUG",
+                    sorted(set(subscribers.received.values())),
+                    [len(g) for g in subscribers.events.values()],
+                    (i + 1) * per_run,
+                )
+            busy += max(a for got in subscribers.events.values() for _, a, _ in got) - started
+        peak = rss_kib(server.pid)
+        stored = [e["seq"] for r in range(RUNS) for e in run_events(port, f"watched-{r}")]
+        reference = subscribers.reference_bytes()
+        complete = sum(
+            received == reference
+            and [seq for seq, _, _ in subscribers.events.get(sock, [])] in ([], stored)
+            for sock, received in subscribers.received.items()
+        )
+        subscribers.close()
+        alone += [run_and_time(port, f"alone-after-{i}") for i in range(RUNS)]
+        latencies = [
+            (arrived - committed) * 1000
+            for got in subscribers.events.values()
+            for _, arrived, committed in got
+        ]
+        delivered = subscriber_count * len(stored)
+        baseline, duration = statistics.median(alone), statistics.median(watched)
+        print(f"[streams written from a {mode}]")
+        print(f"  run of {tasks + 2} no-op tasks alone: {baseline:.0f} ms (median of {len(alone)})")
+        print(
+            f"  the same with {subscriber_count} subscribers: {duration:.0f} ms, median of {RUNS}"
+            f" ({(duration / baseline - 1) * 100:+.1f} %)"
+        )
+        print(
+            f"  events per subscriber {len(stored)} ({RUNS} runs); streams with every event:"
+            f" {complete}/{subscriber_count}"
+        )
+        print(f"  delivery rate: {delivered / busy:,.0f} events/s across all subscribers")
+        print(
+            f"  commit → delivery latency: p50 {statistics.median(latencies):.1f} ms,"
+            f" p99 {percentile(latencies, 99):.1f} ms"
+        )
+        print(
+            f"  server RSS with {subscriber_count} subscribers: {rss / 1024:.1f} MiB"
+            f" (after the runs {peak / 1024:.1f} MiB)"
+        )
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def run_events(port: int, run_id: str) -> list[dict]:  # type: ignore[type-arg]
+    """A run's events as the server stores them (the timeline endpoint's source)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", f"/api/v1/events?run_id={run_id}&last_event_id=0")
+    response = conn.getresponse()
+    events: list[dict] = []  # type: ignore[type-arg]
+    want = None
+    while want is None or len(events) < want:
+        line = response.fp.readline()
+        if line.startswith(b"data: "):
+            event = json.loads(line[6:])
+            events.append(event)
+            if event["type"] == "run.state_changed" and event["new_state"] == "success":
+                want = len(events)
+    conn.close()
+    return events
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscribers", type=int, default=500)
     parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--modes", default="process,thread")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,53 +221,8 @@ def main() -> None:
             f"concurrency: 128\nmax_active_runs: 10\ntasks:\n  start: {{type: noop}}\n{tasks}"
             f"  end: {{type: noop, depends_on: [{', '.join(f't{i}' for i in range(args.tasks))}]}}\n"
         )
-        port = free_port()
-        server, _ = start_serve(f"sqlite:///{folder / 'sse.db'}", folder, port)
-        try:
-            api(port, "PATCH", "/api/v1/pools/default_pool", {"slots": 128})
-            run_and_time(port, "warm-up")
-            alone = statistics.median(run_and_time(port, f"alone-{i}") for i in range(3))
-            subscribers = Subscribers(port, args.subscribers)
-            time.sleep(1.0)
-            rss = rss_kib(server.pid)
-            expected = 3 + 2 * (args.tasks + 2)
-            reader = threading.Thread(
-                target=subscribers.pump, args=(time.monotonic() + 120, expected)
-            )
-            reader.start()
-            started = time.time()
-            duration = run_and_time(port, "watched")
-            reader.join()
-            watched = api(port, "GET", "/api/v1/dags/fan/runs/watched")["data"]
-            arrivals = [arrived for got in subscribers.sampled.values() for _, arrived, _ in got]
-            elapsed = max(arrivals) - started
-            counts = list(subscribers.counts.values())
-            latencies = [
-                (arrived - committed) * 1000
-                for got in subscribers.sampled.values()
-                for _, arrived, committed in got
-            ]
-            delivered = sum(counts)
-            lost = sum(max(0, expected - c) for c in counts)
-            print(f"run of {args.tasks + 2} no-op tasks alone: {alone:.0f} ms (median of 3)")
-            print(
-                f"the same with {args.subscribers} subscribers: {duration:.0f} ms ({(duration / alone - 1) * 100:+.1f} %)"
-            )
-            print(
-                f"events per subscriber expected {expected}; delivered {delivered:,} in total, lost {lost}"
-            )
-            print(f"delivery rate: {delivered / elapsed:,.0f} events/s across all subscribers")
-            print(
-                f"commit → delivery latency: p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 99):.1f} ms"
-            )
-            print(
-                f"server RSS with {args.subscribers} subscribers: {rss / 1024:.1f} MiB (peak after the run {rss_kib(server.pid) / 1024:.1f} MiB)"
-            )
-            assert watched["state"] == "success"
-            subscribers.close()
-        finally:
-            server.terminate()
-            server.wait(30)
+        for mode in args.modes.split(","):
+            measure(folder, mode, args.subscribers, args.tasks)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_cmd.add_argument("--rescan-interval", type=float, default=30.0)
     serve_cmd.add_argument("--grace", type=float, default=30.0)
+    serve_cmd.add_argument(
+        "--event-streams",
+        choices=("process", "thread"),
+        default="process",
+        help="write live event streams from a process of their own (default; keeps the "
+        "fan-out off the engine) or from a thread of this one",
+    )
     serve_cmd.set_defaults(handler=serve)
     api_cmd = commands.add_parser(
         "api", help="the REST API alone, beside 'pipeline-core scheduler'"

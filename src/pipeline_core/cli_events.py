@@ -78,6 +78,8 @@ def _stream_once(
         except (ValueError, KeyError, TypeError):
             message = body.strip()
         raise _Refused(f"{response.status}: {message}")
+    sys.stderr.write(f"following http://{host}:{port}{path}\n")
+    sys.stderr.flush()
     fields: dict[str, str] = {}
     try:
         for raw in iter(response.fp.readline, b""):

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from typing import TextIO
+from typing import Literal, TextIO
 
 from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
@@ -42,6 +42,12 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         help="allowed browser origin (repeatable, '*' for any; default: localhost origins)",
     )
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024)
+    parser.add_argument(
+        "--sse-keepalive",
+        type=float,
+        default=15.0,
+        help="seconds between keepalive comments on an idle event stream",
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument(
         "--log-level", default="info", choices=("debug", "info", "warning", "error")
@@ -110,9 +116,12 @@ def _start_api(
         cors_origins=tuple(args.cors_origin),
         auth_token=args.auth_token or None,
         max_body_bytes=args.max_body_bytes,
+        sse_keepalive=args.sse_keepalive,
         log_json=args.log_format == "json",
         scheduler_expected=scheduler_expected,
         follow_other_processes=isinstance(control, RemoteControl),
+        event_streams=_event_streams(args),
+        database_url=args.db,
     )
     try:
         server = APIServer(options).start()
@@ -126,6 +135,13 @@ def _start_api(
             "listening on %s without --auth-token: anyone who can reach it can drive it", args.host
         )
     return server
+
+
+def _event_streams(args: argparse.Namespace) -> Literal["thread", "process"]:
+    """A stream process only helps beside an engine, and needs a database it can open too."""
+    wanted = getattr(args, "event_streams", "thread")
+    in_memory = args.db.startswith("memory") or ":memory:" in args.db
+    return "process" if wanted == "process" and not in_memory else "thread"
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Store | None, threading.Event]:

@@ -69,6 +69,11 @@ class Subscription:
             if self.on_ready is not None:
                 self.on_ready()
 
+    @property
+    def pending(self) -> bool:
+        """Whether deliveries are waiting to be taken."""
+        return self._backlog > 0
+
     def get(self, timeout: float | None = None) -> Delivery | None:
         """Everything waiting (oldest first) as one delivery, or ``None`` on timeout or once
         closed."""

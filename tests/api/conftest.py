@@ -140,6 +140,16 @@ class SSEClient:
                 )
         return found
 
+    def drain(self) -> int:
+        """Read until the server ends the stream; the number of events received."""
+        count = 0
+        try:
+            while (message := self.message()) is not None:
+                count += "id" in message
+        except ConnectionResetError:
+            pass
+        return count
+
     def close(self) -> None:
         self.response.close()
         self.connection.close()

@@ -15,9 +15,10 @@ from typing import Any
 
 from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.http import Request, Response, error_body
-from pipeline_core.api.hub import StreamHub
 from pipeline_core.api.routes.builder import build_app
-from pipeline_core.events import EventBus
+from pipeline_core.api.sse import EventStreams
+from pipeline_core.api.stream_process import ProcessStreams
+from pipeline_core.api.streams import ThreadStreams
 from pipeline_core.store.tail import EventTail
 from pipeline_core.store.types import Event
 
@@ -166,6 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         try:
+            self.wfile.flush()
             for chunk in response.stream:
                 self.wfile.write(chunk)
                 self.wfile.flush()
@@ -215,9 +217,7 @@ class APIServer:
     def __init__(self, options: Any) -> None:
         self.options = options
         self.cache = ViewCache()
-        self.bus = EventBus()
-        self.hub = StreamHub(options.sse_keepalive)
-        self.app = build_app(options, self.cache, self.bus, self.hub)
+        self.streams: EventStreams | None = None
         self._handle: HTTPServerHandle | None = None
         self._tail: EventTail | None = None
 
@@ -229,7 +229,10 @@ class APIServer:
     def start(self, port: int | None = None) -> APIServer:
         if port is not None:
             self.options.port = port
-        self._handle = HTTPServerHandle(self.app, self.options)
+        self.streams = self._event_streams()
+        self._handle = HTTPServerHandle(
+            build_app(self.options, self.cache, self.streams), self.options
+        )
         # Events reach the cache and the stream from this process's own commits, and — when
         # the engine runs elsewhere — from following the store's event log.
         if self.options.follow_other_processes:
@@ -239,9 +242,23 @@ class APIServer:
         self._handle.start()
         return self
 
+    def _event_streams(self) -> EventStreams:
+        options = self.options
+        if options.event_streams == "process":
+            if not options.database_url:
+                raise ValueError("event_streams='process' needs the database_url to follow")
+            return ProcessStreams(
+                options.database_url,
+                options.sse_keepalive,
+                options.sse_queue_size,
+                options.socket_timeout,
+            )
+        return ThreadStreams(options.store, options.sse_keepalive, options.sse_queue_size)
+
     def _on_events(self, events: list[Event]) -> None:
         self.cache.on_events(events)
-        self.bus.publish(events)
+        if self.streams is not None:
+            self.streams.publish(events)
 
     def stop(self) -> None:
         """Ends every event stream, frees the port and leaves no thread behind."""
@@ -252,8 +269,8 @@ class APIServer:
             self._tail = None
         else:
             self.options.store.remove_listener(self._on_events)
-        self.bus.close_all()
-        self.hub.stop()
+        if self.streams is not None:
+            self.streams.stop()
         self._handle.stop()
         self._handle = None
 

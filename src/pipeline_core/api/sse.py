@@ -1,28 +1,29 @@
 """``GET /api/v1/events``: the event log as a Server-Sent Events stream.
 
-Each message is ``id: <seq>``, ``event: <type>``, ``data: <one-line JSON>``. A client that
-reconnects with ``Last-Event-ID`` (or ``?last_event_id=``) first gets every stored event after
-that id, then the live ones — subscribed before the log is read, so the seam has neither a
-gap nor a duplicate. A subscriber that falls behind is disconnected (it resumes from its last
-id); the engine never waits for one. Each event is encoded once per server, and subscribers
-with the same filters share one filtered, encoded batch.
+Each message is ``id: <seq>``, ``event: <type>``, ``data: <one-line JSON>``. The route checks
+the request and notes the log's head before it answers, then hands the connection to an
+``EventStreams`` backend, which sends every matching event after that point: first the stored
+ones (everything after ``Last-Event-ID`` for a resuming client), then the live ones, with
+neither a gap nor a duplicate at the seam. A subscriber that falls behind is disconnected (it
+resumes from its last id); the engine never waits for one.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from pipeline_core.api.http import Request, Response, bad_request
-from pipeline_core.api.hub import StreamHub
-from pipeline_core.events import EventBus
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import EVENT_TYPES, Event, EventQuery
 
 REPLAY_PAGE = 1000
 ALLOWED = {"dag_id", "run_id", "types", "last_event_id", "access_token"}
 ENCODED_MAX = 50_000
+RETRY = b"retry: 3000\n\n"
 
 
 class EventEncoder:
@@ -43,13 +44,21 @@ class EventEncoder:
 
 
 @dataclass(frozen=True)
-class StreamRequest:
-    """What a client asked for, checked before the stream starts."""
+class StreamStart:
+    """What a client asked for, checked before the stream starts, and where it starts:
+    every matching event after ``after``; ``reset_first`` is set when retention removed
+    events the client asked for (the stream then opens with an ``event: reset``)."""
 
     dag_id: str | None
     run_id: str | None
     types: tuple[str, ...]
-    last_id: int | None
+    after: int
+    reset_first: int | None = None
+
+    @property
+    def key(self) -> tuple[str | None, str | None, tuple[str, ...]]:
+        """Streams with equal keys accept the same events."""
+        return self.dag_id, self.run_id, self.types
 
     def accepts(self, event: Event) -> bool:
         return (
@@ -61,8 +70,49 @@ class StreamRequest:
     def query(self, after: int) -> EventQuery:
         return EventQuery(after, self.dag_id, self.run_id, None, self.types, REPLAY_PAGE)
 
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
 
-def parse_stream_request(request: Request) -> StreamRequest:
+    @classmethod
+    def from_json(cls, data: bytes) -> StreamStart:
+        fields = json.loads(data)
+        return cls(**{**fields, "types": tuple(fields["types"])})
+
+
+class EventStreams(Protocol):
+    """Where live streams are written from: this process, or a process of their own."""
+
+    def publish(self, events: list[Event]) -> None:
+        """Events this process has seen committed (never blocks)."""
+        ...
+
+    def attach(self, sock: socket.socket, start: StreamStart) -> None:
+        """Take over ``sock`` (its headers are sent) and stream to it from ``start``."""
+        ...
+
+    def stop(self) -> None:
+        """End every stream."""
+        ...
+
+
+def replay(store: Store, start: StreamStart, encode: EventEncoder) -> Iterator[tuple[int, bytes]]:
+    """The start of a stream as (last seq sent, bytes): the retry hint — sent once the stream
+    is subscribed, so a client that has it misses nothing committed later —, the reset
+    notice, then pages of the stored events after ``start.after`` until the log has no more."""
+    yield start.after, RETRY
+    if start.reset_first is not None:
+        note = {
+            "reason": "events after the requested id were removed by retention",
+            "first_seq": start.reset_first,
+        }
+        yield start.after, f"event: reset\ndata: {json.dumps(note)}\n\n".encode()
+    after = start.after
+    while page := store.read_events(start.query(after)):
+        after = page[-1].seq
+        yield after, b"".join(map(encode, page))
+
+
+def parse_stream_request(request: Request, store: Store) -> StreamStart:
     unknown = sorted(set(request.query) - ALLOWED)
     if unknown:
         raise bad_request(f"unknown query parameter(s): {', '.join(unknown)}")
@@ -71,69 +121,30 @@ def parse_stream_request(request: Request) -> StreamRequest:
     if bad:
         raise bad_request(f"unknown event type(s) {', '.join(bad)}; use {', '.join(EVENT_TYPES)}")
     raw = request.header("last-event-id") or _one(request, "last_event_id")
-    last_id = None
+    if raw and not raw.isdigit():
+        raise bad_request(f"Last-Event-ID must be an event seq (an integer ≥ 0), got {raw!r}")
+    first, head = store.event_bounds()
+    after, reset_first = head, None
     if raw:
-        if not raw.isdigit():
-            raise bad_request(f"Last-Event-ID must be an event seq (an integer ≥ 0), got {raw!r}")
-        last_id = int(raw)
-    return StreamRequest(
-        _one(request, "dag_id"), _one(request, "run_id"), types or EVENT_TYPES, last_id
-    )
+        after = int(raw)
+        if after > head:
+            raise bad_request(f"Last-Event-ID {after} is newer than the newest event ({head})")
+        if head and after + 1 < first:
+            reset_first = first
+    dag_id, run_id = _one(request, "dag_id"), _one(request, "run_id")
+    return StreamStart(dag_id, run_id, types or EVENT_TYPES, after, reset_first)
 
 
-def events_route(
-    store: Store, bus: EventBus, hub: StreamHub, queue_size: int
-) -> Callable[[Request], Response]:
-    encode = EventEncoder()
-
+def events_route(store: Store, streams: EventStreams) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        wanted = parse_stream_request(request)
-        key = (wanted.dag_id, wanted.run_id, wanted.types)
-        # Subscribe first, then look at the log: nothing committed in between is missed.
-        subscription = bus.subscribe(
-            maxsize=queue_size, accept=wanted.accepts, key=key, encode=encode
-        )
-        first, head = store.event_bounds()
-        if wanted.last_id is not None and wanted.last_id > head:
-            subscription.close()
-            raise bad_request(
-                f"Last-Event-ID {wanted.last_id} is newer than the newest event ({head})"
-            )
-        replay = _Replay(store, wanted, encode, first, head)
+        start = parse_stream_request(request, store)
         response = Response(200, b"", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         response.content_type = "text/event-stream; charset=utf-8"
-        response.stream = replay.chunks()
-        response.handover = lambda sock: hub.attach(sock, subscription, replay.sent, encode)
+        response.stream = iter(())  # the headers; the backend writes the rest
+        response.handover = lambda sock: streams.attach(sock, start)
         return response
 
     return handle
-
-
-class _Replay:
-    """The start of a stream: the retry hint, a reset notice, and the stored events a
-    resuming client missed. ``sent`` is where the live part takes over."""
-
-    def __init__(
-        self, store: Store, wanted: StreamRequest, encode: EventEncoder, first: int, head: int
-    ) -> None:
-        self.store, self.wanted, self.encode = store, wanted, encode
-        self.first, self.head = first, head
-        self.sent = head if wanted.last_id is None else wanted.last_id
-
-    def chunks(self) -> Iterator[bytes]:
-        yield b"retry: 3000\n\n"
-        last_id = self.wanted.last_id
-        if last_id is None:
-            return
-        if self.head and last_id + 1 < self.first:
-            note = {
-                "reason": "events after the requested id were removed by retention",
-                "first_seq": self.first,
-            }
-            yield f"event: reset\ndata: {json.dumps(note)}\n\n".encode()
-        while page := self.store.read_events(self.wanted.query(self.sent)):
-            yield b"".join(map(self.encode, page))
-            self.sent = page[-1].seq
 
 
 def _one(request: Request, name: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pipeline_core.engine.control import Control
 from pipeline_core.metrics import MetricsCollector
@@ -29,3 +30,8 @@ class APIServerOptions:
     sse_keepalive: float = 15.0
     #: Events a subscriber may fall behind by before it is disconnected.
     sse_queue_size: int = 10_000
+    #: Where live event streams are written from: ``thread`` (this process) or ``process``
+    #: (a process of their own that follows ``database_url``'s event log, so fanning events
+    #: out to many subscribers never competes with an engine in this process).
+    event_streams: Literal["thread", "process"] = "thread"
+    database_url: str | None = None

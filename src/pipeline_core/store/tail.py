@@ -1,7 +1,8 @@
 """``EventTail``: follow the store's event log from another process's point of view.
 
 A thread waits on the store (``wait_for_events``: a short poll of one row on SQLite,
-LISTEN/NOTIFY on PostgreSQL) and hands every new event, in ``seq`` order, to a callback.
+LISTEN/NOTIFY on PostgreSQL) — or on a caller's own signal — and hands every new event, in
+``seq`` order, to a callback.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ class EventTail:
         on_events: Callable[[list[Event]], None],
         *,
         after_seq: int | None = None,
+        wait: Callable[[int, float], bool] | None = None,
     ) -> None:
+        """``wait(after_seq, timeout)`` tells when to look for new events (default: the
+        store's ``wait_for_events``)."""
         self.store = store
         self.on_events = on_events
+        self.wait = wait or store.wait_for_events
         self.last_seq = store.event_bounds()[1] if after_seq is None else after_seq
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="event-tail", daemon=True)
@@ -42,7 +47,7 @@ class EventTail:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                if not self.store.wait_for_events(self.last_seq, 0.5):
+                if not self.wait(self.last_seq, 0.5):
                     continue
                 while not self._stop.is_set():
                     events = self.store.read_events(EventQuery(after_seq=self.last_seq, limit=PAGE))

@@ -8,19 +8,17 @@ from typing import Any
 from pipeline_core.api.app import App, AppSettings
 from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.http import Request, Response, json_bytes
-from pipeline_core.api.hub import StreamHub
 from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
 from pipeline_core.api.routes import dags, health, pools, runs, stats, tasks
-from pipeline_core.api.sse import events_route
-from pipeline_core.events import EventBus
+from pipeline_core.api.sse import EventStreams, events_route
 
 PREFIX = "/api/v1"
 RUN = f"{PREFIX}/dags/:dag_id/runs/:run_id"
 TASK = f"{RUN}/tasks/:task_id"
 
 
-def build_routes(options: Any, cache: ViewCache, bus: EventBus, hub: StreamHub) -> list[Route]:
+def build_routes(options: Any, cache: ViewCache, streams: EventStreams) -> list[Route]:
     store, control = options.store, options.control
     on_pause = control.set_paused if control is not None else None
     return [
@@ -48,10 +46,7 @@ def build_routes(options: Any, cache: ViewCache, bus: EventBus, hub: StreamHub) 
         Route(f"{PREFIX}/pools/:name", pools.delete_pool(store), ["DELETE"]),
         Route(f"{PREFIX}/import-errors", dags.import_errors(store)),
         Route(f"{PREFIX}/openapi.json", _openapi),
-        Route(
-            f"{PREFIX}/events",
-            events_route(store, bus, hub, options.sse_queue_size),
-        ),
+        Route(f"{PREFIX}/events", events_route(store, streams)),
     ]
 
 
@@ -59,6 +54,6 @@ def _openapi(request: Request) -> Response:
     return Response(200, json_bytes(document()))
 
 
-def build_app(options: Any, cache: ViewCache, bus: EventBus, hub: StreamHub) -> App:
+def build_app(options: Any, cache: ViewCache, streams: EventStreams) -> App:
     settings = AppSettings(options.cors_origins, options.auth_token, options.log_json)
-    return App(build_routes(options, cache, bus, hub), settings)
+    return App(build_routes(options, cache, streams), settings)

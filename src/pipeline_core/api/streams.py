@@ -1,0 +1,59 @@
+"""``ThreadStreams``: live event streams written from this process.
+
+Committed events reach an ``EventBus``; each stream subscribes to it, sends the stored events
+after its start (on the request's thread), then is handed to the ``StreamHub``, whose one
+thread writes every stream. Subscribing before reading the log leaves no gap at the seam;
+the hub drops what the replay already sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+
+from pipeline_core.api.hub import StreamHub
+from pipeline_core.api.sse import EventEncoder, StreamStart, replay
+from pipeline_core.events import EventBus
+from pipeline_core.store.base import Store
+from pipeline_core.store.types import Event
+
+log = logging.getLogger("pipeline_core.api")
+
+
+class ThreadStreams:
+    def __init__(self, store: Store, keepalive: float, queue_size: int) -> None:
+        self.store = store
+        self.queue_size = queue_size
+        self.bus = EventBus()
+        self.hub = StreamHub(keepalive)
+        self.encode = EventEncoder()
+
+    def publish(self, events: list[Event]) -> None:
+        self.bus.publish(events)
+
+    def attach(self, sock: socket.socket, start: StreamStart) -> None:
+        subscription = self.bus.subscribe(
+            maxsize=self.queue_size, accept=start.accepts, key=start.key, encode=self.encode
+        )
+        sent = start.after
+        try:
+            for last_seq, chunk in replay(self.store, start, self.encode):
+                sock.sendall(chunk)
+                sent = last_seq
+        except Exception as exc:  # the client went away, or the log could not be read
+            if not isinstance(exc, OSError):
+                log.exception("replaying events for a stream failed")
+            subscription.close()
+            with contextlib.suppress(OSError):
+                sock.close()
+            return
+        self.hub.attach(sock, subscription, sent, self.encode)
+
+    def stop(self) -> None:
+        self.bus.close_all()
+        self.hub.stop()
+
+    @property
+    def stream_count(self) -> int:
+        return self.hub.stream_count
