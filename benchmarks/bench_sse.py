@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
+import resource
 import selectors
 import socket
 import statistics
@@ -25,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, percentile
 from bench_api import free_port, rss_kib, start_serve
 
-RUNS = 3
+RUNS = 5
 
 
 def api(port: int, method: str, path: str, body: dict | None = None) -> dict:  # type: ignore[type-arg]
@@ -115,6 +117,16 @@ class Subscribers:
             sock.close()
 
 
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of ``pid`` and of each of its child processes."""
+    found = {}
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for each in [pid, *map(int, children)]:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        found[each] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
 def measure(folder: Path, mode: str, subscriber_count: int, tasks: int) -> None:
     """One server writing its streams from ``mode`` (``process`` or ``thread``)."""
     port = free_port()
@@ -125,12 +137,15 @@ def measure(folder: Path, mode: str, subscriber_count: int, tasks: int) -> None:
     try:
         api(port, "PATCH", "/api/v1/pools/default_pool", {"slots": 128})
         run_and_time(port, "warm-up")
+        cpu = cpu_seconds(server.pid)
         alone = [run_and_time(port, f"alone-{i}") for i in range(RUNS)]
+        cpu_alone = cpu_seconds(server.pid)[server.pid] - cpu[server.pid]
         subscribers = Subscribers(port, subscriber_count)
         time.sleep(1.0)
         rss = rss_kib(server.pid)
         per_run = 3 + 2 * (tasks + 2)
         watched, busy = [], 0.0
+        cpu, client = cpu_seconds(server.pid), resource.getrusage(resource.RUSAGE_SELF)
         for i in range(RUNS):  # one run at a time, each delivered in full before the next
             reader = threading.Thread(
                 target=subscribers.pump, args=(time.monotonic() + 120, (i + 1) * per_run)
@@ -139,14 +154,12 @@ def measure(folder: Path, mode: str, subscriber_count: int, tasks: int) -> None:
             started = time.time()
             watched.append(run_and_time(port, f"watched-{i}"))
             reader.join()
-            if not subscribers.complete((i + 1) * per_run):
-                print(
-                    "DEBUG",
-                    sorted(set(subscribers.received.values())),
-                    [len(g) for g in subscribers.events.values()],
-                    (i + 1) * per_run,
-                )
             busy += max(a for got in subscribers.events.values() for _, a, _ in got) - started
+        cpu_watched = {
+            pid: seconds - cpu.get(pid, 0.0) for pid, seconds in cpu_seconds(server.pid).items()
+        }
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_client = after.ru_utime + after.ru_stime - client.ru_utime - client.ru_stime
         peak = rss_kib(server.pid)
         stored = [e["seq"] for r in range(RUNS) for e in run_events(port, f"watched-{r}")]
         reference = subscribers.reference_bytes()
@@ -173,6 +186,13 @@ def measure(folder: Path, mode: str, subscriber_count: int, tasks: int) -> None:
         print(
             f"  events per subscriber {len(stored)} ({RUNS} runs); streams with every event:"
             f" {complete}/{subscriber_count}"
+        )
+        streams_cpu = sum(v for pid, v in cpu_watched.items() if pid != server.pid)
+        print(
+            f"  CPU per run: engine's process {cpu_alone / RUNS * 1000:.0f} ms alone,"
+            f" {cpu_watched[server.pid] / RUNS * 1000:.0f} ms with the subscribers;"
+            f" stream process {streams_cpu / RUNS * 1000:.0f} ms;"
+            f" the 500 clients {cpu_client / RUNS * 1000:.0f} ms"
         )
         print(f"  delivery rate: {delivered / busy:,.0f} events/s across all subscribers")
         print(
