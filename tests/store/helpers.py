@@ -35,3 +35,18 @@ def key(task_id: str = "a", run_id: str = "r1", dag_id: str = "etl") -> TaskKey:
 def move(store, task_id, expected, new, run_id="r1", **fields):  # type: ignore[no-untyped-def]
     change = TaskChange(key(task_id, run_id), TaskState(expected), TaskState(new), **fields)
     return store.transition_tasks([change])[0]
+
+
+def history_before_totals(store) -> None:  # type: ignore[no-untyped-def]
+    """Runs written by a schema older than the task totals (version 4)."""
+    for i in range(3):
+        new_run(store, run_id=f"r{i}", day=i, tasks=("a", "b"))
+        move(store, "a", "queued", "running", run_id=f"r{i}", try_number=1)
+        move(store, "a", "running", "failed" if i == 1 else "success", run_id=f"r{i}")
+
+
+def assert_totals_backfilled(store) -> None:  # type: ignore[no-untyped-def]
+    everything = {"since": BASE - timedelta(days=1), "until": BASE + timedelta(days=9)}
+    [a] = store.task_stats("etl")
+    assert (a.runs, a.failure_rate) == (3, 1 / 3)
+    assert store.task_stats("etl") == store.task_stats("etl", **everything)

@@ -630,6 +630,42 @@ def test_task_stats(store):
     assert a.last_failure == BASE + timedelta(seconds=10)
 
 
+def test_whole_history_task_stats_agree_with_the_rows(store):
+    """Whole-history task statistics come from running totals on the SQL backends; any
+    write — new runs, retries, failures, deleted and pruned runs — keeps them equal to what
+    the task instances themselves say (a window spanning everything reads the rows)."""
+    clock = store.clock = FakeClock()
+    for i in range(6):
+        new_run(store, run_id=f"r{i}", day=i, tasks=("a", "b", "c"))
+        move(store, "a", Q, RUN, run_id=f"r{i}", try_number=1)
+        clock.advance(seconds=1 + i)
+        if i % 3 == 0:
+            move(store, "a", RUN, RETRY, run_id=f"r{i}")
+            move(store, "a", RETRY, Q, run_id=f"r{i}")
+            move(store, "a", Q, RUN, run_id=f"r{i}", try_number=2)
+            clock.advance(seconds=1)
+        move(store, "a", RUN, FAIL if i % 2 else OK, run_id=f"r{i}")
+        if i % 2:
+            move(store, "b", Q, RUN, run_id=f"r{i}", try_number=1)  # still running
+        store.transition_run("etl", f"r{i}", RunState.QUEUED, RunState.RUNNING)
+        store.transition_run("etl", f"r{i}", RunState.RUNNING, RunState.FAILED)
+    everything = {"since": BASE - timedelta(days=1), "until": BASE + timedelta(days=99)}
+
+    def agree() -> None:
+        assert store.task_stats("etl") == store.task_stats("etl", **everything)
+
+    agree()
+    assert [t.task_id for t in store.task_stats("etl")] == ["a", "b"]
+    store.delete_run("etl", "r1")
+    agree()
+    store.prune_runs("etl", BASE + timedelta(days=3))
+    agree()
+    assert store.task_stats("etl")[0].runs == 3
+    for i in range(3, 6):
+        store.delete_run("etl", f"r{i}")
+    assert store.task_stats("etl") == []
+
+
 def test_latest_runs_in_one_call(store):
     new_run(store, run_id="old", day=0)
     new_run(store, run_id="new", day=5)

@@ -68,6 +68,8 @@ def run_stats(tx: Tx, dag_id: str, since: datetime | None, until: datetime | Non
 def task_stats(
     tx: Tx, dag_id: str, since: datetime | None, until: datetime | None
 ) -> list[TaskStats]:
+    if since is None and until is None:
+        return _task_totals(tx, dag_id)
     window, params = _window("r.", since, until)
     # With a window, walk the window's runs first (SQLite keeps CROSS JOIN's table order),
     # then reach their task instances through the run index.
@@ -87,15 +89,37 @@ def task_stats(
         "GROUP BY ti.task_id ORDER BY ti.task_id",
         [dag_id, *params],
     )
-    return [
-        TaskStats(
-            task_id=task_id,
-            runs=int(runs),
-            avg_duration_ms=float(avg) if avg is not None else None,
-            failure_rate=int(failed) / int(runs),
-            retry_rate=int(retried) / int(runs),
-            last_success=parse_ts(last_ok) if last_ok else None,
-            last_failure=parse_ts(last_bad) if last_bad else None,
-        )
-        for task_id, runs, avg, failed, retried, last_ok, last_bad in rows
-    ]
+    return [_task_stats(*row) for row in rows]
+
+
+def _task_totals(tx: Tx, dag_id: str) -> list[TaskStats]:
+    """The whole history from the totals the triggers keep, plus two index look-ups per task
+    for its latest success and failure."""
+    latest = (
+        "(SELECT ti.end_date FROM task_instances ti WHERE ti.dag_id = t.dag_id "
+        "AND ti.task_id = t.task_id AND ti.state = '{state}' AND ti.end_date IS NOT NULL "
+        "AND ti.try_number > 0 ORDER BY ti.end_date DESC LIMIT 1)"
+    )
+    rows = tx.rows(
+        "SELECT t.task_id, t.started, "
+        "CASE WHEN t.durations > 0 THEN 1.0 * t.duration_sum / t.durations END, "
+        f"t.failed, t.retried, {latest.format(state='success')}, "
+        f"{latest.format(state='failed')} "
+        "FROM task_totals t WHERE t.dag_id = ? AND t.started > 0 ORDER BY t.task_id",
+        [dag_id],
+    )
+    return [_task_stats(*row) for row in rows]
+
+
+def _task_stats(
+    task_id: str, runs: Any, avg: Any, failed: Any, retried: Any, last_ok: Any, last_bad: Any
+) -> TaskStats:
+    return TaskStats(
+        task_id=task_id,
+        runs=int(runs),
+        avg_duration_ms=float(avg) if avg is not None else None,
+        failure_rate=int(failed) / int(runs),
+        retry_rate=int(retried) / int(runs),
+        last_success=parse_ts(last_ok) if last_ok else None,
+        last_failure=parse_ts(last_bad) if last_bad else None,
+    )

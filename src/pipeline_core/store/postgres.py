@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     psycopg = None  # type: ignore[assignment]
     psycopg_pool = None  # type: ignore[assignment]
 
-TYPES = {"serial": "BIGSERIAL", "bool": "BOOLEAN", "text": "TEXT"}
+TYPES = {"serial": "BIGSERIAL", "bool": "BOOLEAN", "text": "TEXT", "dialect": "postgresql"}
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 

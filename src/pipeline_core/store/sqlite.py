@@ -21,7 +21,7 @@ from pipeline_core.store._sql import Tx
 from pipeline_core.store._sql_runs import SqlRunStore
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 
-TYPES = {"serial": "INTEGER", "bool": "INTEGER", "text": "TEXT"}
+TYPES = {"serial": "INTEGER", "bool": "INTEGER", "text": "TEXT", "dialect": "sqlite"}
 BUSY_TIMEOUT_MS = 30_000
 EVENT_POLL_INTERVAL = 0.05
 
