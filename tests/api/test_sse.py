@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -213,6 +214,24 @@ def test_a_stalled_subscriber_is_dropped_and_others_get_everything(tmp_path, str
         live.close()
 
 
+def test_a_dead_stream_process_is_replaced(tmp_path):
+    live = Live(tmp_path, "process")
+    try:
+        first = live.stream()
+        assert first.message() == {"retry": "3000"}
+        process = live.server.streams._process  # type: ignore[union-attr]
+        process.kill()
+        process.wait(10)
+        assert first.message() is None  # its streams end; clients resume from their last id
+        second = live.stream()
+        assert second.message() == {"retry": "3000"}
+        live.engine.trigger("chain", run_id="after")
+        assert second.events(1)[0]["run_id"] == "after"
+        assert live.server.streams._process is not process  # type: ignore[union-attr]
+    finally:
+        live.close()
+
+
 @pytest.mark.parametrize("streams", STREAMS)
 def test_auth_for_streams(tmp_path, streams):
     live = Live(tmp_path, streams, auth_token="tok")
@@ -301,3 +320,38 @@ def test_events_command_prints_readable_lines_and_resumes(live):
         timeout=30,
     )
     assert refused.returncode == 1 and "unknown event type(s) nope" in refused.stderr
+
+
+def test_serve_writes_streams_from_its_stream_process(tmp_path):
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "chain.yaml").write_text(CHAIN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "pipeline_core", "serve", "--no-scheduler", "--port", "0"]
+    server = subprocess.Popen(
+        [*command, "--dags-folder", str(folder), "--db", f"sqlite:///{tmp_path / 's.db'}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert server.stdout is not None
+    while "API on http://" not in (line := server.stdout.readline()):
+        assert line, "serve ended early"
+    port = int(line.rsplit(":", 1)[1].split("/")[0])
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    stream = SSEClient(port, "/api/v1/events?dag_id=chain")
+    try:
+        assert stream.message() == {"retry": "3000"}
+        assert any(
+            "stream_process" in Path(f"/proc/{pid}/cmdline").read_text()
+            for pid in children.read_text().split()
+        )
+        assert Client(port).request("POST", "/api/v1/dags/chain/runs", {"run_id": "s"})[0] == 201
+        events = stream.events(9)
+        assert (events[0]["new_state"], events[-1]["new_state"]) == ("queued", "success")
+    finally:
+        stream.close()
+        server.terminate()
+        server.communicate(timeout=30)
+    assert server.returncode == 0
