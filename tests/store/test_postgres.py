@@ -11,7 +11,7 @@ from pipeline_core.store import open_store
 from pipeline_core.store._schema import SCHEMA_VERSION
 from pipeline_core.store.postgres import PostgresStore
 from tests.conftest import postgres_or_skip
-from tests.store.helpers import assert_totals_backfilled, history_before_totals
+from tests.store.helpers import upgrading_to_task_totals_counts_the_history
 
 
 def test_unreachable_server_is_unavailable_with_a_masked_password():
@@ -43,12 +43,7 @@ def test_older_schema_is_upgraded_and_newer_refused(pg_url):
 
 
 def test_upgrading_to_task_totals_counts_the_existing_history(pg_url):
-    old = PostgresStore(pg_url, migrate_to=4)
-    history_before_totals(old)
-    old.close()
-    store = PostgresStore(pg_url)
-    assert_totals_backfilled(store)
-    store.close()
+    upgrading_to_task_totals_counts_the_history(lambda **options: PostgresStore(pg_url, **options))
 
 
 def test_notify_wakes_a_waiter_in_another_store(pg_url):

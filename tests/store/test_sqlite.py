@@ -18,7 +18,7 @@ from pipeline_core.store import open_store
 from pipeline_core.store._schema import SCHEMA_VERSION
 from pipeline_core.store.sqlite import SqliteStore
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery
-from tests.store.helpers import assert_totals_backfilled, history_before_totals
+from tests.store.helpers import upgrading_to_task_totals_counts_the_history
 
 
 @pytest.mark.parametrize("form", ["sqlite:///{p}", "{p}", "file://{p}"])
@@ -83,13 +83,9 @@ def test_older_schema_is_upgraded(tmp_path):
 
 
 def test_upgrading_to_task_totals_counts_the_existing_history(tmp_path):
-    path = tmp_path / "v4.db"
-    old = SqliteStore(path, migrate_to=4)
-    history_before_totals(old)
-    old.close()
-    store = SqliteStore(path)
-    assert_totals_backfilled(store)
-    store.close()
+    upgrading_to_task_totals_counts_the_history(
+        lambda **options: SqliteStore(tmp_path / "v4.db", **options)
+    )
 
 
 def test_newer_schema_is_refused(tmp_path):

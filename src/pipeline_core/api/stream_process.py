@@ -56,7 +56,8 @@ class ProcessStreams:
                 "log_level": logging.getLogger("pipeline_core").getEffectiveLevel(),
             }
         ).encode()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # attaching, replacing and stopping the process
+        self._wake_lock = threading.Lock()  # the wake pipe, which commits write to
         self._stopped = False
         self._spawn()
 
@@ -73,12 +74,15 @@ class ProcessStreams:
         )
         child_control.close()
         os.close(wake_r)
+        control.settimeout(STOP_WAIT)  # a stream process that stops reading counts as dead
         control.sendall(self._config)
-        self._control, self._wake = control, wake_w
+        self._control = control
+        with self._wake_lock:
+            self._wake: int | None = wake_w
 
     def publish(self, events: list[Event]) -> None:
-        with self._lock, contextlib.suppress(OSError):  # a full pipe: a wake-up is pending
-            if not self._stopped:
+        with self._wake_lock, contextlib.suppress(OSError):  # a full pipe: a wake-up is pending
+            if self._wake is not None:
                 os.write(self._wake, b"x")
 
     def attach(self, sock: socket.socket, start: StreamStart) -> None:
@@ -109,7 +113,10 @@ class ProcessStreams:
     def _end_process(self) -> None:
         """Closing the control socket tells the stream process to end its streams and exit."""
         self._control.close()
-        os.close(self._wake)
+        with self._wake_lock:
+            if self._wake is not None:
+                os.close(self._wake)
+            self._wake = None
         try:
             self._process.wait(STOP_WAIT)
         except subprocess.TimeoutExpired:

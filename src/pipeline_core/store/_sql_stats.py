@@ -44,11 +44,15 @@ def run_stats(tx: Tx, dag_id: str, since: datetime | None, until: datetime | Non
     count = int(count)
     percentiles: dict[int, int | None] = dict.fromkeys(PERCENTILES)
     for q in PERCENTILES if count else ():
+        # Walk the duration index from whichever end is nearer: p99 of 100,000 runs is the
+        # 1,000th from the top, not the 99,000th from the bottom.
+        rank = nearest_rank(count, q)
+        order, offset = ("ASC", rank) if rank < count // 2 else ("DESC", count - 1 - rank)
         percentiles[q] = int(
             tx.scalar(
                 f"SELECT duration_ms FROM dag_runs WHERE {where} "
-                "ORDER BY duration_ms LIMIT 1 OFFSET ?",
-                [dag_id, *params, nearest_rank(count, q)],
+                f"ORDER BY duration_ms {order} LIMIT 1 OFFSET ?",
+                [dag_id, *params, offset],
             )
         )
     finished = sum(n for s, n in by_state.items() if s in ("success", "failed", "cancelled"))
