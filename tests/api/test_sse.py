@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -211,6 +212,32 @@ def test_a_stalled_subscriber_is_dropped_and_others_get_everything(tmp_path, str
         assert stalled.status == 200
         assert stalled.drain() < 2 * per_run  # disconnected once it fell behind
     finally:
+        live.close()
+
+
+@pytest.mark.parametrize("streams", STREAMS)
+def test_a_burst_of_subscribers_is_accepted_at_once(tmp_path, streams):
+    """Hundreds of clients connecting together (a reconnect storm) are all subscribed
+    promptly: the accept queue holds them instead of the kernel dropping their handshakes."""
+    live = Live(tmp_path, streams)
+    clients: list[socket.socket] = []
+    try:
+        started = time.monotonic()
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", live.server.port), timeout=10)
+            sock.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: test\r\n\r\n")
+            clients.append(sock)
+        connected = time.monotonic() - started
+        for sock in clients:
+            received = b""
+            while b"retry: 3000" not in received:
+                chunk = sock.recv(4096)
+                assert chunk, "the stream ended before it started"
+                received += chunk
+        assert connected < 5  # with a backlog of 5, SYN retries made this take minutes
+    finally:
+        for sock in clients:
+            sock.close()
         live.close()
 
 

@@ -30,6 +30,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close() joins every connection thread
     allow_reuse_address = True
+    # Connections the kernel completes while the accept loop is busy (the default, 5, makes
+    # a burst of clients — hundreds of event streams reconnecting — wait seconds in SYN
+    # retries); the kernel caps it at net.core.somaxconn.
+    request_queue_size = 1024
 
     def __init__(
         self, address: tuple[str, int], app: Callable[[Request], Response], options: Any
