@@ -70,7 +70,7 @@ def dags_test(args: argparse.Namespace, out: TextIO) -> int:
         run_id.append(run.run_id)
         if run.state is RunState.QUEUED:
             out.write("run is queued (the DAG is paused or at max_active_runs)\n")
-        done.wait()
+        wait_until_set(done)
         final = store.get_run(dag.dag_id, run.run_id)
         _summary(store, final.dag_id, final.run_id, out)
         out.write(f"run {final.run_id}: {final.state.value} in {final.duration_ms} ms\n")
@@ -140,13 +140,21 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
         args.dags_folder,
         store.url,
     )
-    stop.wait()
+    wait_until_set(stop)
     log.info("stopping: waiting up to %ss for running tasks", args.grace)
     scheduler.stop()
     engine.stop(grace=args.grace)
     store.close()
     log.info("stopped")
     return EXIT_OK
+
+
+def wait_until_set(event: threading.Event) -> None:
+    """Block the main thread until ``event`` is set. Waking now and then lets Python run a
+    signal handler even when the signal was delivered to another thread, which a wait
+    without a timeout would never notice."""
+    while not event.wait(timeout=1.0):
+        pass
 
 
 def configure_logging(level: str) -> None:

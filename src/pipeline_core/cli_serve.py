@@ -13,7 +13,7 @@ from typing import Literal, TextIO
 
 from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
-from pipeline_core.cli_run import configure_logging
+from pipeline_core.cli_run import configure_logging, wait_until_set
 from pipeline_core.engine import Control, Engine
 from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.errors import PipelineError
@@ -73,7 +73,7 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
     if server is None:
         engine.stop(grace=0)
         return 1
-    stop.wait()
+    wait_until_set(stop)
     log.info("stopping")
     server.stop()
     if scheduler is not None:
@@ -93,7 +93,7 @@ def api(args: argparse.Namespace, out: TextIO) -> int:
     server = _start_api(args, store, control, None, scheduler_expected=True)
     if server is None:
         return 1
-    stop.wait()
+    wait_until_set(stop)
     server.stop()
     store.close()
     return 0
