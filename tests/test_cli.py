@@ -1,9 +1,14 @@
 """The command line, run as a real subprocess."""
 
 import json
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+
+from pipeline_core.cli_run import wait_until_set
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "dags"
 
@@ -158,3 +163,22 @@ def test_scheduler_runs_scheduled_dags_and_stops_on_sigterm(tmp_path):
     assert process.returncode == 0, output
     assert "scheduler running: 1 DAG(s)" in output and "stopped" in output
     assert "Traceback" not in output
+
+
+def test_a_signal_caught_by_another_thread_still_ends_the_wait():
+    """Long-running commands wait in the main thread for SIGINT/SIGTERM; the kernel may hand
+    the signal to any thread, and the main thread must still notice it."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGUSR1, lambda *_: stop.set())
+
+    def signal_this_thread() -> None:
+        time.sleep(0.1)
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+    try:
+        threading.Thread(target=signal_this_thread).start()
+        started = time.monotonic()
+        wait_until_set(stop)
+        assert time.monotonic() - started < 5
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
