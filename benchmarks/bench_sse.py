@@ -4,6 +4,7 @@ and from a thread of the engine's process. Reports events delivered per second,
 commit-to-delivery latency, events lost, the run's time with and without the subscribers,
 and the server's RSS (its processes together).
 Run: python benchmarks/bench_sse.py [--subscribers 500] [--tasks 1000] [--modes process,thread]
+     [--pin]
 """
 
 from __future__ import annotations
@@ -127,13 +128,26 @@ def cpu_seconds(pid: int) -> dict[int, float]:
     return found
 
 
-def measure(folder: Path, mode: str, subscriber_count: int, tasks: int) -> None:
-    """One server writing its streams from ``mode`` (``process`` or ``thread``)."""
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of ``pid`` on one CPU."""
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(thread.name), {cpu})
+
+
+def measure(folder: Path, mode: str, subscriber_count: int, tasks: int, pinned: bool) -> None:
+    """One server writing its streams from ``mode`` (``process`` or ``thread``). ``pinned``:
+    the engine's process gets CPU 0 to itself; the stream process and the clients share
+    CPU 1 — as if the clients ran on other hosts and the stream process had a core."""
     port = free_port()
     server, _ = start_serve(
         f"sqlite:///{folder / f'sse-{mode}.db'}", folder, port, "--event-streams", mode,
         "--sse-keepalive", "3600",
     )  # fmt: skip
+    if pinned:
+        pin(server.pid, 0)
+        for child in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split():
+            pin(int(child), 1)
+        os.sched_setaffinity(0, {1})
     try:
         api(port, "PATCH", "/api/v1/pools/default_pool", {"slots": 128})
         run_and_time(port, "warm-up")
@@ -177,7 +191,7 @@ def measure(folder: Path, mode: str, subscriber_count: int, tasks: int) -> None:
         ]
         delivered = subscriber_count * len(stored)
         baseline, duration = statistics.median(alone), statistics.median(watched)
-        print(f"[streams written from a {mode}]")
+        print(f"[streams written from a {mode}{', pinned' if pinned else ''}]")
         print(f"  run of {tasks + 2} no-op tasks alone: {baseline:.0f} ms (median of {len(alone)})")
         print(
             f"  the same with {subscriber_count} subscribers: {duration:.0f} ms, median of {RUNS}"
@@ -231,6 +245,11 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=500)
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--modes", default="process,thread")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="engine's process alone on CPU 0; stream process and clients on CPU 1",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,7 +261,7 @@ def main() -> None:
             f"  end: {{type: noop, depends_on: [{', '.join(f't{i}' for i in range(args.tasks))}]}}\n"
         )
         for mode in args.modes.split(","):
-            measure(folder, mode, args.subscribers, args.tasks)
+            measure(folder, mode, args.subscribers, args.tasks, args.pin)
 
 
 if __name__ == "__main__":
