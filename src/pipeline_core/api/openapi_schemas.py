@@ -1,0 +1,183 @@
+"""The component schemas of the OpenAPI document: every object the v1 API answers with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_core.state import RunState, TaskState, TriggerRule
+
+S = "#/components/schemas/"
+TS = {"type": ["string", "null"], "format": "date-time"}
+INT_OR_NULL = {"type": ["integer", "null"]}
+NUM_OR_NULL = {"type": ["number", "null"]}
+STR_OR_NULL = {"type": ["string", "null"]}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": S + name}
+
+
+def obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    schema["required"] = required if required is not None else list(props)
+    return schema
+
+
+RUN_BRIEF = obj(
+    run_id={"type": "string"}, state={"type": "string"}, logical_date=TS, start_date=TS, end_date=TS
+)
+SCHEMAS: dict[str, Any] = {
+    "Meta": obj(
+        total={"type": "integer"},
+        limit={"type": "integer"},
+        offset={"type": "integer"},
+        has_more={"type": "boolean"},
+    ),
+    "Error": obj(
+        data={"type": "null"},
+        error=obj(code={"type": "string"}, message={"type": "string"}, details={"type": "object"}),
+    ),
+    "Dag": obj(
+        dag_id={"type": "string"},
+        description=STR_OR_NULL,
+        schedule=STR_OR_NULL,
+        timezone={"type": "string"},
+        is_paused={"type": "boolean"},
+        is_active={"type": "boolean"},
+        tags={"type": "array", "items": {"type": "string"}},
+        task_count={"type": "integer"},
+        fileloc=STR_OR_NULL,
+        next_run_date=TS,
+        last_run={"oneOf": [{"type": "null"}, RUN_BRIEF]},
+    ),
+    "DagDetail": {
+        "allOf": [
+            ref("Dag"),
+            obj(
+                tasks={
+                    "type": "array",
+                    "items": obj(
+                        task_id={"type": "string"},
+                        type=STR_OR_NULL,
+                        depends_on={"type": ["array", "null"], "items": {"type": "string"}},
+                        trigger_rule={"enum": [*(r.value for r in TriggerRule), None]},
+                        retries=INT_OR_NULL,
+                        pool=STR_OR_NULL,
+                        priority_weight=INT_OR_NULL,
+                    ),
+                },
+                parse_errors={"type": "array", "items": {"type": "object"}},
+            ),
+        ]
+    },
+    "Run": obj(
+        dag_id={"type": "string"},
+        run_id={"type": "string"},
+        state={"enum": [s.value for s in RunState]},
+        run_type={"enum": ["manual", "scheduled", "backfill"]},
+        logical_date={"type": "string", "format": "date-time"},
+        conf={"type": "object"},
+        note=STR_OR_NULL,
+        queued_at=TS,
+        start_date=TS,
+        end_date=TS,
+        duration_ms=INT_OR_NULL,
+    ),
+    "TaskInstance": obj(
+        dag_id={"type": "string"},
+        run_id={"type": "string"},
+        task_id={"type": "string"},
+        state={"enum": [s.value for s in TaskState]},
+        try_number={"type": "integer"},
+        max_tries={"type": "integer"},
+        start_date=TS,
+        end_date=TS,
+        duration_ms=INT_OR_NULL,
+        pool={"type": "string"},
+        priority_weight={"type": "integer"},
+        error=STR_OR_NULL,
+    ),
+    "RunDetail": {
+        "allOf": [ref("Run"), obj(task_instances={"type": "array", "items": ref("TaskInstance")})]
+    },
+    "Try": obj(
+        try_number={"type": "integer"},
+        start_date=TS,
+        end_date=TS,
+        state={"type": "string"},
+        error=STR_OR_NULL,
+    ),
+    "TaskDetail": {
+        "allOf": [ref("TaskInstance"), obj(tries={"type": "array", "items": ref("Try")})]
+    },
+    "XCom": obj(key={"type": "string"}, value={}, timestamp=TS, size_bytes={"type": "integer"}),
+    "Log": obj(
+        try_number={"type": "integer"},
+        text={"type": "string"},
+        offset={"type": "integer"},
+        next_offset={"type": "integer"},
+        size={"type": "integer"},
+        truncated={"type": "boolean"},
+    ),
+    "Retry": obj(run=ref("Run"), requeued_task_ids={"type": "array", "items": {"type": "string"}}),
+    "Pool": obj(
+        name={"type": "string"},
+        slots={"type": "integer"},
+        description=STR_OR_NULL,
+        running_slots={"type": "integer"},
+        queued_slots={"type": "integer"},
+        open_slots={"type": "integer"},
+    ),
+    "PoolDeleted": obj(name={"type": "string"}, deleted={"type": "boolean"}),
+    "Stats": obj(
+        dag_id={"type": "string"},
+        since=TS,
+        until=TS,
+        runs=obj(
+            total={"type": "integer"},
+            by_state={"type": "object", "additionalProperties": {"type": "integer"}},
+            success_rate={"type": "number"},
+            duration_ms=obj(
+                avg=NUM_OR_NULL,
+                min=INT_OR_NULL,
+                max=INT_OR_NULL,
+                p50=INT_OR_NULL,
+                p90=INT_OR_NULL,
+                p99=INT_OR_NULL,
+            ),
+        ),
+        tasks={
+            "type": "array",
+            "items": obj(
+                task_id={"type": "string"},
+                runs={"type": "integer"},
+                avg_duration_ms=NUM_OR_NULL,
+                failure_rate={"type": "number"},
+                retry_rate={"type": "number"},
+                last_success=TS,
+                last_failure=TS,
+            ),
+        },
+    ),
+    "Metrics": obj(
+        counters={"type": "array"}, gauges={"type": "array"}, histograms={"type": "array"}
+    ),
+    "Health": obj(
+        status={"enum": ["healthy", "degraded", "unhealthy"]},
+        scheduler=obj(
+            status={"enum": ["running", "stopped", "absent"]},
+            last_heartbeat=TS,
+            heartbeat_age_s=NUM_OR_NULL,
+        ),
+        store=obj(status={"enum": ["ok", "error"]}),
+        uptime_s={"type": "number"},
+    ),
+    "Version": obj(
+        api_version={"const": "v1"}, version={"type": "string"}, python_version={"type": "string"}
+    ),
+    "ImportError": obj(
+        filename={"type": "string"},
+        errors={"type": "array", "items": {"type": "object"}},
+        seen_at=TS,
+    ),
+}
