@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, overload
+from typing import Any
 
 from pipeline_core._gc import gc_paused
 from pipeline_core.errors import Conflict, NotFound
@@ -23,6 +23,7 @@ from pipeline_core.store._common import (
     pool_event,
     to_json,
 )
+from pipeline_core.store._tx import Tx, parse_ts
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.types import (
     DagRecord,
@@ -58,45 +59,6 @@ RUN_ORDER_COLUMNS = {
     "duration": "duration_ms",
     "state": "state",
 }
-
-
-@overload
-def parse_ts(value: str) -> datetime: ...
-@overload
-def parse_ts(value: None) -> None: ...
-def parse_ts(value: str | None) -> datetime | None:
-    """The inverse of ``iso``."""
-    if value is None:
-        return None
-    return datetime.fromisoformat(value)
-
-
-class Tx:
-    """A cursor inside one transaction, with small helpers."""
-
-    def __init__(self, cursor: Any, rewrite: Callable[[str], str]) -> None:
-        self.cursor, self.rewrite = cursor, rewrite
-
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        self.cursor.execute(self.rewrite(sql), params)
-        return list(self.cursor.fetchall()) if self.cursor.description else []
-
-    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        self.cursor.execute(self.rewrite(sql), params)
-        row = self.cursor.fetchone()
-        return tuple(row) if row is not None else None
-
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        row = self.one(sql, params)
-        return row[0] if row else None
-
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        self.cursor.execute(self.rewrite(sql), params)
-        return int(self.cursor.rowcount)
-
-    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self.cursor.executemany(self.rewrite(sql), rows)
 
 
 @dataclass

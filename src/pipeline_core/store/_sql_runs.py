@@ -24,12 +24,11 @@ from pipeline_core.store._sql import (
     RUN_ORDER_COLUMNS,
     TI_COLUMNS,
     SqlStore,
-    Tx,
     _Pending,
     equal_filters,
-    parse_ts,
 )
 from pipeline_core.store._sql_stats import run_stats, task_stats
+from pipeline_core.store._tx import Tx, parse_ts
 from pipeline_core.store.types import (
     DagRun,
     LogChunk,

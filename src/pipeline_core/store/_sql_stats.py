@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pipeline_core.store._sql import Tx, parse_ts
+from pipeline_core.store._tx import Tx, parse_ts
 from pipeline_core.store.types import (
     PERCENTILES,
     RunStats,

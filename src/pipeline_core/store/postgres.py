@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pipeline_core.errors import ConfigurationError, StoreUnavailable
 from pipeline_core.store._common import masked_url
 from pipeline_core.store._schema import SCHEMA_VERSION, migrate
-from pipeline_core.store._sql import Tx
 from pipeline_core.store._sql_runs import SqlRunStore
+from pipeline_core.store._tx import Tx
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 
 try:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pipeline_core.errors import StoreUnavailable
 from pipeline_core.store._schema import SCHEMA_VERSION, migrate
-from pipeline_core.store._sql import Tx
 from pipeline_core.store._sql_runs import SqlRunStore
+from pipeline_core.store._tx import Tx
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 
 TYPES = {"serial": "INTEGER", "bool": "INTEGER", "text": "TEXT", "dialect": "sqlite"}
