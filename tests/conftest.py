@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -74,3 +77,11 @@ def poll_until(
     while not predicate():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(interval)
+
+
+def pipeline_core_process(*args: str, **popen: Any) -> subprocess.Popen[str]:
+    """``python -m pipeline_core ARGS`` as a real process that imports this checkout."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline_core", *args], text=True, env=env, **popen
+    )

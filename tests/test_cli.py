@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from pipeline_core.cli_run import wait_until_set
+from tests.conftest import pipeline_core_process
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "dags"
 
@@ -131,20 +132,14 @@ def test_scheduler_runs_scheduled_dags_and_stops_on_sigterm(tmp_path):
         "schedule: '* * * * *'\nstart_date: 2026-01-01\ntasks:\n  hello: {type: shell, command: 'echo hi'}\n"
     )
     db = f"sqlite:///{tmp_path / 'sched.db'}"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline_core",
-            "scheduler",
-            "--dags-folder",
-            str(folder),
-            "--db",
-            db,
-        ],
+    process = pipeline_core_process(
+        "scheduler",
+        "--dags-folder",
+        str(folder),
+        "--db",
+        db,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
     )
     store = open_store(db)
     try:

@@ -166,8 +166,3 @@ class EventBus:
         for subscription in subscriptions:
             subscription.close()
         self._dispatcher.join(timeout=5)
-
-    @property
-    def subscriber_count(self) -> int:
-        with self._lock:
-            return len(self._subscriptions)

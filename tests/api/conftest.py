@@ -158,39 +158,33 @@ class SSEClient:
 def start_pair(folder: Any, db: str) -> tuple[Any, Any, int]:
     """``pipeline-core scheduler`` and ``pipeline-core api`` on one database, as two processes;
     returns both and the API's port once it listens."""
-    import os
     import subprocess
-    import sys
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    scheduler = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline_core",
-            "scheduler",
-            "--dags-folder",
-            str(folder),
-            "--db",
-            db,
-        ],
+    from tests.conftest import pipeline_core_process
+
+    scheduler = pipeline_core_process(
+        "scheduler",
+        "--dags-folder",
+        str(folder),
+        "--db",
+        db,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=env,
     )
-    api = subprocess.Popen(
-        [sys.executable, "-m", "pipeline_core", "api", "--db", db, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
+    api = pipeline_core_process(
+        "api", "--db", db, "--port", "0", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    assert api.stdout is not None
+    return scheduler, api, api_port(api)
+
+
+def api_port(process: Any) -> int:
+    """The port a ``serve`` or ``api`` process (stdout piped) says it listens on."""
+    assert process.stdout is not None
     while True:
-        line = api.stdout.readline()
+        line = process.stdout.readline()
         assert line, "the API process ended early"
         if "API on http://" in line:
-            return scheduler, api, int(line.rsplit(":", 1)[1].split("/")[0])
+            return int(line.rsplit(":", 1)[1].split("/")[0])
 
 
 def stop_pair(scheduler: Any, api: Any) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +17,8 @@ from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.engine import Engine
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
-from tests.api.conftest import Client, SSEClient, start_pair, stop_pair
-from tests.conftest import poll_until
+from tests.api.conftest import Client, SSEClient, api_port, start_pair, stop_pair
+from tests.conftest import pipeline_core_process, poll_until
 
 CHAIN = "dag_id: chain\ntasks:\n  a: {type: noop}\n  b: {type: noop, depends_on: [a]}\n  c: {type: noop, depends_on: [b]}\n"
 
@@ -313,20 +311,8 @@ def test_two_processes_over_postgres(tmp_path, pg_url):
 
 
 def test_events_command_prints_readable_lines_and_resumes(live):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline_core",
-        "events",
-        "--server",
-        f"http://127.0.0.1:{live.server.port}",
-        "--dag-id",
-        "chain",
-    ]
-    follower = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    command = ["events", "--server", f"http://127.0.0.1:{live.server.port}", "--dag-id", "chain"]
+    follower = pipeline_core_process(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert follower.stderr is not None and "following" in follower.stderr.readline()
         live.engine.trigger("chain", run_id="cli")
@@ -338,34 +324,30 @@ def test_events_command_prints_readable_lines_and_resumes(live):
     finally:
         follower.terminate()
         follower.communicate(timeout=10)
-    refused = subprocess.run(
-        [*command[:-2], "--types", "nope", "--once"],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
+    refused = pipeline_core_process(
+        *command[:-2], "--types", "nope", "--once", stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert refused.returncode == 1 and "unknown event type(s) nope" in refused.stderr
+    _, errors = refused.communicate(timeout=30)
+    assert refused.returncode == 1 and "unknown event type(s) nope" in errors
 
 
 def test_serve_writes_streams_from_its_stream_process(tmp_path):
     folder = tmp_path / "dags"
     folder.mkdir()
     (folder / "chain.yaml").write_text(CHAIN)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "pipeline_core", "serve", "--no-scheduler", "--port", "0"]
-    server = subprocess.Popen(
-        [*command, "--dags-folder", str(folder), "--db", f"sqlite:///{tmp_path / 's.db'}"],
+    server = pipeline_core_process(
+        "serve",
+        "--no-scheduler",
+        "--port",
+        "0",
+        "--dags-folder",
+        str(folder),
+        "--db",
+        f"sqlite:///{tmp_path / 's.db'}",
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
     )
-    assert server.stdout is not None
-    while "API on http://" not in (line := server.stdout.readline()):
-        assert line, "serve ended early"
-    port = int(line.rsplit(":", 1)[1].split("/")[0])
+    port = api_port(server)
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
     stream = SSEClient(port, "/api/v1/events?dag_id=chain")
     try:

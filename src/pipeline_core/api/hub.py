@@ -63,10 +63,6 @@ class StreamHub:
         self._thread = threading.Thread(target=self._loop, name="event-streams", daemon=True)
         self._thread.start()
 
-    @property
-    def stream_count(self) -> int:
-        return len(self._streams)
-
     def attach(
         self,
         sock: socket.socket,

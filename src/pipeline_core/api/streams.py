@@ -53,7 +53,3 @@ class ThreadStreams:
     def stop(self) -> None:
         self.bus.close_all()
         self.hub.stop()
-
-    @property
-    def stream_count(self) -> int:
-        return self.hub.stream_count
