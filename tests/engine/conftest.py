@@ -33,6 +33,10 @@ class Harness:
             self._finished.notify_all()
 
     def start(self, *dags: DAG, **settings) -> Engine:  # type: ignore[no-untyped-def]
+        """An engine over this store. Tasks run on threads unless ``default_executor`` says
+        otherwise: most engine tests observe their callables through ``tests.fixtures``'
+        in-process state (test_executors.py runs the task-facing behaviour in every mode)."""
+        settings.setdefault("default_executor", "thread")
         self.engine = Engine(
             self.store,
             {d.dag_id: d for d in dags},

@@ -243,6 +243,7 @@ def task(
                 ref.set_upstream(upstream)
             return XComArg(ref)
 
+        add_task.__pipeline_core_body__ = fn  # type: ignore[attr-defined]  # for workers
         return add_task
 
     return decorate(function) if function is not None else decorate

@@ -18,6 +18,9 @@ from pipeline_core.state import TriggerRule
 
 DEFAULT_POOL = "default_pool"
 TASK_TYPES = ("noop", "shell", "python", "branch", "sensor")
+#: Where a task body runs: a warm worker process (default), a fresh interpreter per try
+#: (``process``), or a thread of the engine's own process (``thread``, trusted code only).
+EXECUTORS = ("worker", "process", "thread")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 MAX_ID_LENGTH = 250
 
@@ -54,6 +57,38 @@ def _parse_duration_text(text: str) -> float:
             f"invalid duration {text!r}: use seconds or units ms/s/m/h/d such as '90s' or '1h30m'"
         )
     return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|K|M|G|T)?")
+_SIZE_UNITS = {
+    None: 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+    "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4,
+    "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
+}  # fmt: skip
+
+
+def parse_size(value: object) -> int:
+    """Bytes from a whole number of bytes or a string such as ``512MiB``, ``2GB``, ``1.5G``.
+
+    Raises ``ValueError`` with a readable message for anything else, including zero.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    else:
+        raise ValueError(f"expected a size (bytes or e.g. '512MiB', '2GB'), got {value!r}")
+    if size <= 0:
+        raise ValueError(f"size must be > 0, got {value!r}")
+    return size
+
+
+def format_size(size: int) -> str:
+    """``536870912`` → ``512MiB``: the largest binary unit that divides it, else bytes."""
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        if size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return f"{size}B"
 
 
 def parse_datetime(value: object, tz: tzinfo = UTC) -> datetime:
@@ -115,6 +150,10 @@ class Task:
     pool: str = DEFAULT_POOL
     priority_weight: int = 1
     executor: str | None = None
+    #: Address-space limit of the try's process in bytes (worker and process executors).
+    memory_limit: int | None = None
+    #: CPU seconds the try may use (worker and process executors).
+    cpu_time_limit: float | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -143,6 +182,8 @@ def _task_key(task: Task) -> tuple[Any, ...]:
         task.pool,
         task.priority_weight,
         task.executor,
+        task.memory_limit,
+        task.cpu_time_limit,
         dict(task.config),
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline_core._gc import gc_paused
-from pipeline_core.dag.model import DAG, Task, parse_datetime, parse_duration
+from pipeline_core.dag.model import DAG, Task, parse_datetime, parse_duration, parse_size
 from pipeline_core.dag.validation import validate_dag
 from pipeline_core.errors import DagValidationError, Issue
 from pipeline_core.state import TriggerRule
@@ -49,6 +49,8 @@ COMMON_TASK_KEYS = (
     "pool",
     "priority_weight",
     "executor",
+    "memory_limit",
+    "cpu_time_limit",
 )
 TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "noop": (),
@@ -195,6 +197,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "int": _expect(int, "an integer"),
     "duration": parse_duration,
     "opt_duration": _optional(parse_duration),
+    "opt_size": _optional(parse_size),
     "str_list": _string_list,
     "mapping": _expect(dict, "a mapping"),
 }
@@ -306,6 +309,8 @@ def task_from_spec(
         pool=read.get("pool", "str", "default_pool"),
         priority_weight=read.get("priority_weight", "int", 1),
         executor=read.get("executor", "opt_str"),
+        memory_limit=read.get("memory_limit", "opt_size"),
+        cpu_time_limit=read.get("cpu_time_limit", "opt_duration"),
         config=config,
     )
 

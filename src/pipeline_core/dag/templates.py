@@ -75,13 +75,29 @@ def parse_reference(inner: str) -> Reference:
     return Reference(text, parts)
 
 
+def parse_template(text: str) -> tuple[str | Reference, ...]:
+    """``text`` as literal pieces and references, in order: the one parser that validation
+    and rendering share. ``TemplateError`` for a malformed reference or a stray ``{{``."""
+    pieces: list[str | Reference] = []
+    end = 0
+    for match in TEMPLATE_PATTERN.finditer(text):
+        if match.start() > end:
+            pieces.append(text[end : match.start()])
+        pieces.append(parse_reference(match.group(1)))
+        end = match.end()
+    tail = text[end:]
+    if "{{" in tail or any(isinstance(p, str) and "{{" in p for p in pieces):
+        raise TemplateError(f"unterminated template in {text!r}")
+    if tail:
+        pieces.append(tail)
+    return tuple(pieces)
+
+
 def find_references(text: str) -> Iterator[Reference]:
     """Every reference in ``text``; ``TemplateError`` for a malformed one or a stray ``{{``."""
-    for match in TEMPLATE_PATTERN.finditer(text):
-        yield parse_reference(match.group(1))
-    remainder = TEMPLATE_PATTERN.sub("", text)
-    if "{{" in remainder:
-        raise TemplateError(f"unterminated template in {text!r}")
+    for piece in parse_template(text):
+        if isinstance(piece, Reference):
+            yield piece
 
 
 def iter_strings(value: Any) -> Iterator[tuple[str, str]]:
@@ -101,15 +117,18 @@ def iter_strings(value: Any) -> Iterator[tuple[str, str]]:
 def render(text: str, resolve: Callable[[Reference], Any]) -> Any:
     """Substitute every template in ``text`` using ``resolve``.
 
-    A string that is exactly one template yields the referenced value itself (a dict stays
-    a dict); otherwise values are interpolated, non-strings as JSON.
+    A string that is exactly one template (surrounding blanks aside) yields the referenced
+    value itself (a dict stays a dict); otherwise values are interpolated, non-strings as JSON.
     """
-    whole = TEMPLATE_PATTERN.fullmatch(text.strip())
-    if whole is not None:
-        return resolve(parse_reference(whole.group(1)))
-
-    def substitute(match: re.Match[str]) -> str:
-        value = resolve(parse_reference(match.group(1)))
-        return value if isinstance(value, str) else json.dumps(value)
-
-    return TEMPLATE_PATTERN.sub(substitute, text)
+    pieces = parse_template(text.strip())
+    if len(pieces) == 1 and isinstance(pieces[0], Reference):
+        return resolve(pieces[0])
+    pieces = parse_template(text)
+    rendered = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            rendered.append(piece)
+        else:
+            value = resolve(piece)
+            rendered.append(value if isinstance(value, str) else json.dumps(value))
+    return "".join(rendered)

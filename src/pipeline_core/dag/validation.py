@@ -13,7 +13,14 @@ from croniter import croniter
 
 from pipeline_core.dag.expressions import ExpressionError, parse_condition
 from pipeline_core.dag.graph import Graph
-from pipeline_core.dag.model import DAG, TASK_TYPES, Task, invalid_id_reason, parse_datetime
+from pipeline_core.dag.model import (
+    DAG,
+    EXECUTORS,
+    TASK_TYPES,
+    Task,
+    invalid_id_reason,
+    parse_datetime,
+)
 from pipeline_core.dag.templates import TemplateError, find_references, iter_strings
 
 Keys = tuple[str | int, ...]
@@ -89,8 +96,17 @@ def _task_fields(task: Task, keys: Keys) -> Found:
         yield (*keys, "timeout"), f"must be > 0, got {task.timeout}"
     if task.pool and (reason := invalid_id_reason(task.pool)):
         yield (*keys, "pool"), reason
-    if task.executor not in (None, "thread", "process"):
-        yield (*keys, "executor"), f"unknown executor '{task.executor}' (use thread or process)"
+    if task.executor is not None and task.executor not in EXECUTORS:
+        yield (*keys, "executor"), (
+            f"unknown executor '{task.executor}' (use {', '.join(EXECUTORS)})"
+        )
+    if task.cpu_time_limit is not None and task.cpu_time_limit <= 0:
+        yield (*keys, "cpu_time_limit"), f"must be > 0, got {task.cpu_time_limit}"
+    for limit in ("memory_limit", "cpu_time_limit"):
+        if getattr(task, limit) is not None and task.executor == "thread":
+            yield (*keys, limit), (
+                "a limit needs a process of its own: use executor worker or process, not thread"
+            )
 
 
 def _task_config(dag: DAG, graph: Graph, task: Task, keys: Keys) -> Found:

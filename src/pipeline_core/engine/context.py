@@ -37,6 +37,9 @@ class TaskContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: Where a handler parks the subprocess it starts, so the executor can kill it.
     process_holder: Any = None
+    #: Whether subprocesses get a process group of their own (on a thread of the engine), or
+    #: stay in the caller's (a worker, whose whole group the executor stops).
+    children_in_own_group: bool = True
 
     @property
     def dag_id(self) -> str:

@@ -1,89 +1,73 @@
-"""Executors run task bodies away from the orchestrator thread and report completions.
+"""The local executor: task bodies run away from the orchestrator thread.
 
-The ``Executor`` protocol is submit-a-job / get-a-completion-back, so a distributed executor
-(Celery) fits it as well as the ``LocalExecutor`` here: a bounded thread pool for task bodies,
-subprocesses in their own process group for shell tasks and isolated python tasks, and one
-watchdog thread that enforces timeouts and cancels (SIGTERM, then SIGKILL after a grace).
+Code that a task brings (``python``, ``branch`` with a callable, ``sensor`` with ``poke``,
+``shell``) runs in the warm worker pool by default, one try per worker process, where a hang
+can be killed and a crash fails only that try; ``executor: process`` runs the callable in a
+fresh interpreter started by a worker. ``executor: thread`` (opt-in, for trusted tiny
+callables) and bodies without user code (``noop``, condition branches, file and time
+sensors) run on a bounded thread pool here. One watchdog thread enforces timeouts and
+cancels: SIGTERM to the try's process group, then SIGKILL after the grace period.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
+import os
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
-from pipeline_core.dag.model import DAG, Task
+from pipeline_core.dag.model import Task
 from pipeline_core.engine.context import DEFAULT_XCOM_MAX_BYTES, TaskContext, TaskFailed
-from pipeline_core.engine.handlers import HANDLERS, Handler, Result, kill_group
+from pipeline_core.engine.handlers import HANDLERS, Handler
+from pipeline_core.engine.jobs import Completion, Job, OnComplete
 from pipeline_core.engine.logs import ROUTER, TaskLog
+from pipeline_core.engine.worker_pool import Assignment, PoolSettings, WorkerPool
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import DagRun, TaskKey
+from pipeline_core.store.types import TaskKey
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One try of one task instance."""
-
-    key: TaskKey
-    try_number: int
-    dag: DAG
-    task: Task
-    run: DagRun
-    timeout: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """How a try ended: ``success``, ``failed``, ``timeout`` or ``cancelled``."""
-
-    key: TaskKey
-    try_number: int
-    outcome: str
-    error: str | None = None
-    result: Result = field(default_factory=Result)
-
-
-OnComplete = Callable[[Completion], None]
-
-
-class Executor(Protocol):
-    def start(self, on_complete: OnComplete) -> None:
-        """Begin accepting jobs; completions are reported through ``on_complete``."""
-        ...
-
-    def submit(self, job: Job) -> None: ...
-
-    def cancel(self, key: TaskKey, try_number: int) -> None:
-        """Stop a running try (its completion reports ``cancelled``)."""
-        ...
-
-    def shutdown(self, wait: bool = True) -> None: ...
+def executor_mode(task: Task, default: str = "worker") -> str:
+    """Where ``task`` runs: its own ``executor``, else the default for bodies that run user
+    code, else ``thread`` (nothing to isolate)."""
+    if task.executor is not None:
+        return task.executor
+    config = task.config
+    runs_code = (
+        task.type in ("python", "shell")
+        or (task.type == "branch" and "callable" in config)
+        or (task.type == "sensor" and "poke" in config)
+    )
+    return default if runs_code else "thread"
 
 
 @dataclass
 class _Running:
     job: Job
-    context: TaskContext
-    process: subprocess.Popen[bytes] | None = None
+    context: TaskContext | None = None
+    pgid: int | None = None  # the process group that runs it, once there is one
     ending: str | None = None  # why the executor is stopping it: timeout / cancelled
     reported: bool = False
 
-    def attach(self, process: subprocess.Popen[bytes]) -> None:
-        self.process = process
+    def attach(self, pgid: int) -> None:
+        self.pgid = pgid
         if self.ending is not None:
-            kill_group(process, signal.SIGTERM)
+            kill_group(pgid, signal.SIGTERM)
+
+
+def kill_group(pgid: int, sig: int) -> None:
+    """Signal a whole process group (a try's children too); quiet if it already exited."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 class LocalExecutor:
-    """Runs jobs on a bounded thread pool in this process."""
+    """Runs jobs on this machine: in the worker pool or on a bounded thread pool."""
 
     def __init__(
         self,
@@ -94,13 +78,19 @@ class LocalExecutor:
         xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES,
         handlers: dict[str, Handler] | None = None,
         metrics: Metrics | None = None,
+        default_mode: str = "worker",
+        pool: PoolSettings | None = None,
     ) -> None:
         self.store = store
         self.metrics: Metrics = metrics or NullMetrics()
         self.kill_grace = kill_grace
         self.xcom_max_bytes = xcom_max_bytes
         self.handlers = handlers if handlers is not None else HANDLERS
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="task")
+        self.default_mode = default_mode
+        self._threads = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="task")
+        self._pool_settings = pool or PoolSettings(max_size=max_workers)
+        self._workers: WorkerPool | None = None
+        self._workers_lock = threading.Lock()
         self._running: dict[tuple[TaskKey, int], _Running] = {}
         self._lock = threading.Lock()
         self._deadlines: list[tuple[float, int, tuple[TaskKey, int], str]] = []
@@ -112,10 +102,50 @@ class LocalExecutor:
 
     def start(self, on_complete: OnComplete) -> None:
         self._on_complete = on_complete
+        if self.default_mode != "thread":
+            self._start_workers()
         ROUTER.install()
         self._watchdog.start()
 
+    def _start_workers(self) -> WorkerPool:
+        """The worker pool, started on first need."""
+        with self._workers_lock:
+            if self._workers is None:
+                pool = WorkerPool(self.store, self._pool_settings, self.metrics)
+                self._workers = pool.start()
+            return self._workers
+
+    @property
+    def workers(self) -> WorkerPool | None:
+        """The worker pool, if it has been started."""
+        return self._workers
+
     def submit(self, job: Job) -> None:
+        running = _Running(job)
+        with self._lock:
+            self._running[(job.key, job.try_number)] = running
+            if job.timeout is not None:
+                self._schedule(time.monotonic() + job.timeout, (job.key, job.try_number), "timeout")
+        if executor_mode(job.task, self.default_mode) == "thread":
+            running.context = self._context(job, running)
+            self._threads.submit(self._run, running)
+            return
+        try:
+            workers = self._start_workers()  # a task may want workers where threads are default
+        except Exception as exc:
+            self._report(running, Completion(job.key, job.try_number, "failed", str(exc)))
+            return
+        workers.submit(
+            Assignment(
+                job,
+                self.xcom_max_bytes,
+                attach=running.attach,
+                finish=lambda completion: self._report(running, completion),
+                abandoned=lambda: running.reported,
+            )
+        )
+
+    def _context(self, job: Job, running: _Running) -> TaskContext:
         log = TaskLog(self.store, job.key, job.try_number)
         context = TaskContext(
             job.dag,
@@ -127,13 +157,8 @@ class LocalExecutor:
             self.xcom_max_bytes,
             self.metrics,
         )
-        running = _Running(job, context)
         context.process_holder = running
-        with self._lock:
-            self._running[(job.key, job.try_number)] = running
-            if job.timeout is not None:
-                self._schedule(time.monotonic() + job.timeout, (job.key, job.try_number), "timeout")
-        self._pool.submit(self._run, running)
+        return context
 
     def cancel(self, key: TaskKey, try_number: int) -> None:
         self._stop((key, try_number), "cancelled")
@@ -142,14 +167,18 @@ class LocalExecutor:
         with self._lock:
             self._stopping = True
             self._wake.notify_all()
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        with self._workers_lock:
+            if self._workers is not None:
+                self._workers.stop()
+        self._threads.shutdown(wait=wait, cancel_futures=not wait)
         if self._watchdog.is_alive():
             self._watchdog.join(timeout=5)
         ROUTER.uninstall()
 
-    # --- running a job ----------------------------------------------------------------
+    # --- running a job on a thread --------------------------------------------------------
     def _run(self, running: _Running) -> None:
         job, context = running.job, running.context
+        assert context is not None
         handler = self.handlers.get(job.task.type)
         try:
             if handler is None:
@@ -175,6 +204,8 @@ class LocalExecutor:
             running.reported = True
             self._running.pop(key, None)
             ending = running.ending
+        if ending is not None and running.pgid is not None:
+            self.metrics.counter("task.killed", reason="timeout" if ending == "timeout" else "cancel")
         if ending == "timeout":
             completion = Completion(
                 completion.key,
@@ -197,14 +228,16 @@ class LocalExecutor:
             if running is None or running.ending is not None:
                 return
             running.ending = why
-            running.context.cancelled.set()
-            process = running.process
-            if process is not None:
+            if running.context is not None:
+                running.context.cancelled.set()
+            pgid = running.pgid
+            if pgid is not None:
                 self._schedule(time.monotonic() + self.kill_grace, key, "kill")
-        if process is not None:
-            kill_group(process, signal.SIGTERM)
+        if pgid is not None:
+            kill_group(pgid, signal.SIGTERM)
         else:
-            # A thread cannot be killed: report now and ignore whatever it returns later.
+            # Nothing to kill (a thread, or a try still waiting for a worker): report now and
+            # ignore whatever comes of it later.
             self._report(running, Completion(key[0], key[1], why))
 
     def _watch(self) -> None:
@@ -223,5 +256,5 @@ class LocalExecutor:
                 continue
             if action == "timeout":
                 self._stop(key, "timeout")
-            elif action == "kill" and running.process is not None:
-                kill_group(running.process, signal.SIGKILL)
+            elif action == "kill" and running.pgid is not None:
+                kill_group(running.pgid, signal.SIGKILL)

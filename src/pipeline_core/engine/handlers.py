@@ -4,7 +4,6 @@ completion. Register more with ``HANDLERS[name] = handler``."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import json
@@ -18,11 +17,14 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline_core.dag.bag import MODULE_PREFIX
 from pipeline_core.dag.expressions import ExpressionError, parse_condition
 from pipeline_core.dag.templates import TemplateError
 from pipeline_core.dag.validation import parse_until
+from pipeline_core.engine import worker_wire as wire
 from pipeline_core.engine.context import TaskContext, TaskFailed
 from pipeline_core.engine.logs import ROUTER
+from pipeline_core.engine.worker_wire import CallableRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +41,9 @@ class Handler(Protocol):
 
 
 class ProcessHolder(Protocol):
-    """Where a handler parks the subprocess it started, so that it can be killed."""
+    """Where a handler parks the process group it started, so that it can be killed."""
 
-    def attach(self, process: subprocess.Popen[bytes]) -> None: ...
+    def attach(self, pgid: int) -> None: ...
 
 
 def run_noop(ctx: TaskContext) -> Result:
@@ -144,8 +146,14 @@ def _render(ctx: TaskContext, value: Any) -> Any:
 _CALLABLES: dict[str, Callable[..., Any]] = {}
 
 
-def resolve_callable(spec: Callable[..., Any] | str) -> Callable[..., Any]:
-    """A function from an object or ``'module:function'`` (imported once, then cached)."""
+def resolve_callable(spec: Callable[..., Any] | CallableRef | str) -> Callable[..., Any]:
+    """A function from an object, a reference sent to a worker, or ``'module:function'``
+    (imported once, then cached)."""
+    if isinstance(spec, CallableRef):
+        try:
+            return wire.resolve(spec)
+        except wire.UnresolvableCallable as exc:
+            raise TaskFailed(f"cannot import callable '{spec.spec}': {exc}") from None
     if callable(spec):
         return spec
     found = _CALLABLES.get(spec)
@@ -200,11 +208,11 @@ def run_process(
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
         cwd=cwd or None,
-        start_new_session=True,
+        start_new_session=ctx.children_in_own_group,
     )
     target = holder or ctx.process_holder
-    if target is not None:
-        target.attach(process)
+    if target is not None and ctx.children_in_own_group:
+        target.attach(process.pid)
     last_line = None
     assert process.stdout is not None
     with process.stdout:
@@ -216,19 +224,14 @@ def run_process(
     return process.wait(), last_line
 
 
-def kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    """Signal a task's whole process group (its children too); quiet if it already exited."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
-
-
 def run_callable_in_process(ctx: TaskContext, spec: Any, kwargs: dict[str, Any]) -> Any:
     """Run a python callable in a fresh interpreter (``executor: process``)."""
-    if not isinstance(spec, str):
-        module = getattr(spec, "__module__", "")
-        if module.startswith("pipeline_core_dagfile_") or module == "__main__":
-            raise TaskFailed("executor: process needs a 'module:function' callable")
-        spec = f"{module}:{spec.__qualname__}"
+    if isinstance(spec, CallableRef):
+        spec = spec.spec
+    elif not isinstance(spec, str):
+        spec = f"{getattr(spec, '__module__', '')}:{spec.__qualname__}"
+    if spec.partition(":")[0].startswith(MODULE_PREFIX) or spec.startswith("__main__:"):
+        raise TaskFailed("executor: process needs a 'module:function' callable")
     with tempfile.TemporaryDirectory(prefix="pipeline-core-") as folder:
         request = Path(folder) / "request.json"
         response = Path(folder) / "response.json"

@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline_core.dag.graph import Graph
 from pipeline_core.dag.model import DAG, Task
-from pipeline_core.engine.executor import Completion
+from pipeline_core.engine.jobs import Completion
 from pipeline_core.engine.tracker import RunTracker
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.metrics import Metrics

@@ -1,0 +1,57 @@
+"""What the orchestrator hands an executor (a ``Job``: one try) and gets back (a
+``Completion``), and the ``Executor`` protocol between them.
+
+The protocol is submit-a-job / get-a-completion-back, so a distributed executor fits it as
+well as the local one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pipeline_core.dag.model import DAG, Task
+from pipeline_core.engine.handlers import Result
+from pipeline_core.store.types import DagRun, TaskKey
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One try of one task instance."""
+
+    key: TaskKey
+    try_number: int
+    dag: DAG
+    task: Task
+    run: DagRun
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """How a try ended: ``success``, ``failed``, ``timeout`` or ``cancelled``."""
+
+    key: TaskKey
+    try_number: int
+    outcome: str
+    error: str | None = None
+    result: Result = field(default_factory=Result)
+
+
+OnComplete = Callable[[Completion], None]
+
+
+class Executor(Protocol):
+    def start(self, on_complete: OnComplete) -> None:
+        """Begin accepting jobs; completions are reported through ``on_complete``.
+        Raises ``ConfigurationError`` when it cannot run anything (nothing is started then)."""
+        ...
+
+    def submit(self, job: Job) -> None: ...
+
+    def cancel(self, key: TaskKey, try_number: int) -> None:
+        """Stop a running try (its completion reports ``cancelled``)."""
+        ...
+
+    def shutdown(self, wait: bool = True) -> None: ...
