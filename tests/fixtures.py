@@ -82,3 +82,76 @@ def flag_file_exists(path: str) -> bool:
 
 def choose(context: Any) -> list[str]:
     return [context.conf.get("go", "left")]
+
+
+# --- for worker processes: state that must be seen across processes lives in files ------------
+
+
+def count_try(path: str, fail_first: int = 0) -> int:
+    """Count this call in ``path``; fail while the count is at most ``fail_first``."""
+    with open(path, "a+", encoding="utf-8") as handle:
+        handle.write("x")
+    calls = os.path.getsize(path)
+    if calls <= fail_first:
+        raise RuntimeError(f"call {calls} fails")
+    return calls
+
+
+def write_pid(path: str) -> int:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(str(os.getpid()))
+    return os.getpid()
+
+
+def exit_hard(code: int) -> None:
+    os._exit(code)
+
+
+def kill_self(signal_number: int) -> None:
+    import signal
+
+    os.kill(os.getpid(), signal.Signals(signal_number))
+
+
+def crash_then_succeed(path: str) -> str:
+    """The first call kills its process; the next one succeeds."""
+    if count_try(path) == 1:
+        os._exit(3)
+    return "survived"
+
+
+def spin(pid_file: str | None = None) -> None:
+    """Busy forever (a hung task); writes its pid first when asked."""
+    if pid_file:
+        write_pid(pid_file)
+    while True:
+        pass
+
+
+def spin_with_child(pid_file: str) -> None:
+    """Start a child that would live for minutes, then spin: both must be killed."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"])
+    with open(pid_file, "w", encoding="utf-8") as handle:
+        handle.write(str(child.pid))
+    while True:
+        pass
+
+
+def hog_memory(megabytes: int) -> int:
+    blocks = [bytearray(1024 * 1024) for _ in range(megabytes)]
+    return len(blocks)
+
+
+def wait_for_files(folder: str, name: str, count: int, timeout: float = 20) -> int:
+    """Write ``folder/name`` and wait until ``count`` files are there (a barrier across
+    processes: it holds only if ``count`` tries run at once)."""
+    with open(os.path.join(folder, name), "w", encoding="utf-8") as handle:
+        handle.write(str(os.getpid()))
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(folder)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(os.listdir(folder))} of {count} ran at once")
+        time.sleep(0.01)
+    return os.getpid()

@@ -97,15 +97,17 @@ def _task_fields(task: Task, keys: Keys) -> Found:
     if task.pool and (reason := invalid_id_reason(task.pool)):
         yield (*keys, "pool"), reason
     if task.executor is not None and task.executor not in EXECUTORS:
-        yield (*keys, "executor"), (
-            f"unknown executor '{task.executor}' (use {', '.join(EXECUTORS)})"
+        yield (
+            (*keys, "executor"),
+            (f"unknown executor '{task.executor}' (use {', '.join(EXECUTORS)})"),
         )
     if task.cpu_time_limit is not None and task.cpu_time_limit <= 0:
         yield (*keys, "cpu_time_limit"), f"must be > 0, got {task.cpu_time_limit}"
     for limit in ("memory_limit", "cpu_time_limit"):
         if getattr(task, limit) is not None and task.executor == "thread":
-            yield (*keys, limit), (
-                "a limit needs a process of its own: use executor worker or process, not thread"
+            yield (
+                (*keys, limit),
+                ("a limit needs a process of its own: use executor worker or process, not thread"),
             )
 
 

@@ -205,7 +205,9 @@ class LocalExecutor:
             self._running.pop(key, None)
             ending = running.ending
         if ending is not None and running.pgid is not None:
-            self.metrics.counter("task.killed", reason="timeout" if ending == "timeout" else "cancel")
+            self.metrics.counter(
+                "task.killed", reason="timeout" if ending == "timeout" else "cancel"
+            )
         if ending == "timeout":
             completion = Completion(
                 completion.key,

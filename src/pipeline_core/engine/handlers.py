@@ -9,15 +9,12 @@ import inspect
 import json
 import os
 import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline_core.dag.bag import MODULE_PREFIX
 from pipeline_core.dag.expressions import ExpressionError, parse_condition
 from pipeline_core.dag.templates import TemplateError
 from pipeline_core.dag.validation import parse_until
@@ -52,10 +49,7 @@ def run_noop(ctx: TaskContext) -> Result:
 
 def run_python(ctx: TaskContext) -> Result:
     kwargs = _render(ctx, ctx.task.config.get("kwargs") or {})
-    if ctx.task.executor == "process":
-        value = run_callable_in_process(ctx, ctx.task.config["callable"], kwargs)
-    else:
-        value = call_with_context(resolve_callable(ctx.task.config["callable"]), ctx, kwargs)
+    value = call_with_context(resolve_callable(ctx.task.config["callable"]), ctx, kwargs)
     if value is not None:
         ctx.xcom_push("return_value", value)
     return Result()
@@ -222,34 +216,6 @@ def run_process(
             if line.strip():
                 last_line = line.strip()
     return process.wait(), last_line
-
-
-def run_callable_in_process(ctx: TaskContext, spec: Any, kwargs: dict[str, Any]) -> Any:
-    """Run a python callable in a fresh interpreter (``executor: process``)."""
-    if isinstance(spec, CallableRef):
-        spec = spec.spec
-    elif not isinstance(spec, str):
-        spec = f"{getattr(spec, '__module__', '')}:{spec.__qualname__}"
-    if spec.partition(":")[0].startswith(MODULE_PREFIX) or spec.startswith("__main__:"):
-        raise TaskFailed("executor: process needs a 'module:function' callable")
-    with tempfile.TemporaryDirectory(prefix="pipeline-core-") as folder:
-        request = Path(folder) / "request.json"
-        response = Path(folder) / "response.json"
-        request.write_text(json.dumps({"callable": spec, "kwargs": kwargs, "path": sys.path}))
-        argv = [
-            sys.executable,
-            "-m",
-            "pipeline_core.engine.process_runner",
-            str(request),
-            str(response),
-        ]
-        code, _ = run_process(ctx, argv)
-        if not response.exists():
-            raise TaskFailed(f"task process exited with code {code} before reporting a result")
-        outcome = json.loads(response.read_text())
-    if "error" in outcome:
-        raise TaskFailed(outcome["error"])
-    return outcome.get("value")
 
 
 def _decode_line(line: str) -> Any:

@@ -30,9 +30,9 @@ from pipeline_core.dag.model import DAG
 from pipeline_core.engine.executor import LocalExecutor
 from pipeline_core.engine.jobs import Completion, Executor, Job
 from pipeline_core.engine.pools import PoolSlots, missing_pools
-from pipeline_core.engine.worker_pool import PoolSettings
 from pipeline_core.engine.remote import COMPLETED, REQUESTED
 from pipeline_core.engine.runs import RunBook, RunKey
+from pipeline_core.engine.worker_pool import PoolSettings
 from pipeline_core.errors import Conflict, PipelineError
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.state import RunState, TaskState

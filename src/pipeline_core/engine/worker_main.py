@@ -9,7 +9,12 @@ applies in order before the try's ``done``.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import resource
+import signal
+import sys
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -22,6 +27,30 @@ from pipeline_core.engine.logs import ROUTER, TaskLog
 from pipeline_core.store.types import TaskKey, XComEntry
 
 KEEP_DAGS = 64
+PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(sig: int) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent thread exits (no-op
+    elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+
+def run_worker(fd: int, parent: int, *, one_shot: bool = False) -> int:
+    """Serve tries on connection ``fd`` as the leader of this process group; ``parent`` is
+    the process that started this one, whose death ends the group."""
+    # The parent gone means the engine is gone: take the whole group (the try's children too).
+    signal.signal(signal.SIGHUP, lambda *_: os.killpg(0, signal.SIGKILL))
+    set_parent_death_signal(signal.SIGHUP)
+    if os.getppid() != parent:
+        return 1
+    connection = Connection(fd)
+    connection.send_bytes(wire.dumps((wire.READY, os.getpid())))
+    Worker(connection, one_shot=one_shot).serve()
+    return 0
 
 
 class _StoreProxy:
@@ -62,8 +91,9 @@ class _MetricsProxy:
 
 
 class Worker:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, one_shot: bool = False) -> None:
         self.connection = connection
+        self.one_shot = one_shot
         self.store = _StoreProxy(connection)
         self.metrics = _MetricsProxy(connection)
         self.dags: dict[int, DAG] = {}
@@ -80,6 +110,8 @@ class Worker:
                 self._add_dag(message[1], message[2])
             elif message[0] == wire.RUN:
                 self.connection.send_bytes(wire.dumps((wire.DONE, *self.run(message[1]))))
+                if self.one_shot:
+                    return
 
     def _add_dag(self, token: int, data: bytes) -> None:
         if len(self.dags) >= KEEP_DAGS:
@@ -150,3 +182,7 @@ class _limits:
     def __exit__(self, *exc: object) -> None:
         for which, limits in reversed(self.saved):
             resource.setrlimit(which, limits)
+
+
+if __name__ == "__main__":  # ``executor: process``: one try in a fresh interpreter
+    sys.exit(run_worker(int(sys.argv[1]), int(sys.argv[2]), one_shot=True))

@@ -14,7 +14,6 @@ process group, and each worker has the same parent-death signal set against the 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
 import json
 import os
@@ -23,20 +22,11 @@ import signal
 import socket
 import sys
 import traceback
-from multiprocessing.connection import Connection
 from typing import Any
 
-PR_SET_PDEATHSIG = 1
+from pipeline_core.engine.worker_main import run_worker, set_parent_death_signal
+
 MAX_MESSAGE = 64 * 1024
-
-
-def set_parent_death_signal(sig: int) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent thread exits (no-op
-    elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
 def send(control: socket.socket, **message: Any) -> None:
@@ -121,18 +111,7 @@ def _become_worker(zygote: Zygote, fd: int) -> int:
     os.close(zygote.wake_r)
     os.close(zygote.wake_w)
     os.setsid()  # a group of its own: stopping a try signals exactly this group
-    # The zygote gone means the engine is gone: take the whole group (the try's children) down.
-    signal.signal(signal.SIGHUP, lambda *_: os.killpg(0, signal.SIGKILL))
-    set_parent_death_signal(signal.SIGHUP)
-    if os.getppid() != parent:
-        return 1
-    from pipeline_core.engine import worker_wire as wire
-    from pipeline_core.engine.worker_main import Worker
-
-    connection = Connection(fd)
-    connection.send_bytes(wire.dumps((wire.READY, os.getpid())))
-    Worker(connection).serve()
-    return 0
+    return run_worker(fd, parent)
 
 
 def main(argv: list[str]) -> int:
@@ -145,9 +124,9 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     set_parent_death_signal(signal.SIGTERM)
-    module = "pipeline_core.engine.worker_main"  # what every worker needs
+    module = ""
     try:
-        for module in [module, *argv[1:]]:
+        for module in argv[1:]:
             importlib.import_module(module)
     except BaseException as exc:
         send(control, error=f"cannot preload {module!r}: {type(exc).__name__}: {exc}")
