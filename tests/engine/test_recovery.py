@@ -9,8 +9,16 @@ import sys
 import textwrap
 import time
 
-from pipeline_core.state import RunState
-from pipeline_core.store.types import EventQuery, RunQuery
+from pipeline_core.state import RunState, TaskState
+from pipeline_core.store.types import (
+    DagRun,
+    EventQuery,
+    RunQuery,
+    TaskChange,
+    TaskKey,
+    TaskSpec,
+    utcnow,
+)
 from tests.engine.conftest import dag_from
 
 DAG_TEXT = """
@@ -53,20 +61,36 @@ def test_sigkilled_engine_run_finishes_after_restart(harness, tmp_path):
     os.kill(child.pid, signal.SIGKILL)
     child.wait(10)
     child.stdout.close()
-    subprocess.run(["pkill", "-f", f"{marker}"], check=False)  # the orphaned shell child
+    # The task's processes die with their engine: nothing of it runs on.
+    harness.poll(lambda: not running_with(str(marker)), timeout=5)
     run = harness.store.get_run("t", "survivor")
     assert run.state is RunState.RUNNING
     assert harness.states(run)["long"] == "running"
-    time.sleep(0.3)  # let the dead engine's heartbeat age past orphan_after
-    engine = harness.start(dag_from(DAG_TEXT.format(marker=marker)), orphan_after=0.2)
+    # Its heartbeat is fresh, but its process is gone: the new engine takes over at once.
+    started = time.monotonic()
+    engine = harness.start(dag_from(DAG_TEXT.format(marker=marker)), default_executor="worker")
     assert engine is not None
     run = harness.wait_run(run)
+    assert time.monotonic() - started < 10
     assert run.state is RunState.SUCCESS
     assert harness.states(run) == {"first": "success", "long": "success", "last": "success"}
     assert harness.ti(run, "long").try_number == 2
     events = harness.store.read_events(EventQuery(task_id="long"))
     orphaned = [e for e in events if e.payload.get("reason") == "orphaned"]
     assert len(orphaned) == 1 and orphaned[0].payload["new_state"] == "up_for_retry"
+
+
+def running_with(text: str) -> bool:
+    """Whether a process whose command line contains ``text`` still runs (zombies aside)."""
+    found = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True, check=False)
+    for pid in found.stdout.split():
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def test_graceful_stop_leaves_consistent_state_and_resumes(harness, tmp_path):
@@ -77,8 +101,32 @@ def test_graceful_stop_leaves_consistent_state_and_resumes(harness, tmp_path):
     harness.poll(marker.exists)
     engine.stop(grace=0.2)
     harness.engine = None
+    assert harness.store.list_heartbeats("engine") == []  # a clean stop releases its lease
     assert harness.states(run)["long"] == "up_for_retry"
     assert harness.store.get_run("t", run.run_id).state is RunState.RUNNING
     harness.start(dag)
     assert harness.wait_run(run).state is RunState.SUCCESS
     assert harness.store.query_runs(RunQuery(states=(RunState.RUNNING,))).total == 0
+
+
+def test_a_live_engines_runs_are_left_to_it_until_its_lease_expires(harness, tmp_path):
+    dag = dag_from(
+        """
+        tasks:
+          work: {type: noop, retries: 1}
+        """
+    )
+    store = harness.store
+    run = store.create_run(
+        DagRun("t", "contested", RunState.QUEUED, "manual", utcnow()),
+        [TaskSpec("work", "default_pool", 1, 2)],
+    )
+    store.transition_run("t", run.run_id, RunState.QUEUED, RunState.RUNNING)
+    key = TaskKey("t", run.run_id, "work")
+    store.transition_tasks([TaskChange(key, TaskState.QUEUED, TaskState.RUNNING, try_number=1)])
+    store.heartbeat("engine-elsewhere", kind="engine", hostname="elsewhere", pid=1)
+    harness.start(dag, heartbeat_interval=0.05, orphan_after=1.0)
+    assert harness.states(run) == {"work": "running"}  # not taken while the lease holds
+    run = harness.wait_run(run)  # ... and taken over once it expires
+    assert run.state is RunState.SUCCESS
+    assert harness.ti(run, "work").try_number == 2

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline_core.dag.model import DAG
+from pipeline_core.engine import ownership
 from pipeline_core.engine.executor import LocalExecutor
 from pipeline_core.engine.jobs import Completion, Executor, Job
 from pipeline_core.engine.pools import PoolSlots, missing_pools
@@ -120,6 +121,8 @@ class Engine:
         self._thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
         self._stopped = threading.Event()
         self._tail: EventTail | None = None
+        #: DAGs with runs whose running tries another engine's lease still covers.
+        self._contested: set[str] = set()
 
     def _local_executor(self) -> LocalExecutor:
         settings = self.settings
@@ -141,7 +144,10 @@ class Engine:
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> Engine:
+        """Start the executor (``ConfigurationError`` if it cannot run tasks; nothing else is
+        started then), take over what a previous engine left, and begin."""
         self.executor.start(lambda c: self._inbox.put(lambda: self._complete(c)))
+        ownership.hold(self.component_id)
         self.store.add_listener(self._on_store_events)
         self._thread.start()
         self.call(self._startup)
@@ -166,6 +172,9 @@ class Engine:
         self._thread.join(timeout=10)
         self.store.remove_listener(self._on_store_events)
         self.executor.shutdown(wait=False)
+        ownership.let_go(self.component_id)
+        with contextlib.suppress(Exception):  # a store that is gone cannot be told
+            self.store.release_heartbeat(self.component_id)
         self._stopped.set()
 
     def __enter__(self) -> Engine:
@@ -300,19 +309,31 @@ class Engine:
         except Exception:
             logger.exception("heartbeat failed")
         self._at(self.settings.heartbeat_interval, self._heartbeat)
+        if self._contested and not self._draining:
+            self._recover(self._contested & set(self.book.dags))
 
     def _recover(self, dag_ids: set[str]) -> None:
-        """Resume runs left by an earlier engine; orphaned running tries are retried."""
-        others_alive = any(
-            beat.component_id != self.component_id
-            and (utcnow() - beat.last_heartbeat).total_seconds() < self.settings.orphan_after
-            for beat in self.store.list_heartbeats("engine")
+        """Resume runs left by an earlier engine; its running tries are orphaned (retried if
+        they have tries left). Runs of another engine whose lease holds are left to it and
+        looked at again on every heartbeat, so none is skipped for good."""
+        holders = ownership.lease_holders(
+            self.store.list_heartbeats("engine"),
+            me=self.component_id,
+            hostname=socket.gethostname(),
+            now=utcnow(),
+            expire_after=self.settings.orphan_after,
         )
+        contested: set[str] = set()
         for run, tis in self.book.load_unfinished_runs(dag_ids):
             run_key = (run.dag_id, run.run_id)
+            if self.book.knows(run_key):
+                continue
             running = [ti for ti in tis if ti.state is TaskState.RUNNING]
-            if running and others_alive:
-                logger.warning("run %s has running tasks owned by another live engine", run_key)
+            if running and holders:
+                if run.dag_id not in self._contested:
+                    owners = ", ".join(b.component_id for b in holders)
+                    logger.info("run %s has tasks running under %s; waiting", run_key, owners)
+                contested.add(run.dag_id)
                 continue
             for ti in running:
                 self.book.orphan(ti, "orphaned")
@@ -325,6 +346,7 @@ class Engine:
                 self._decided(run_key, task_id, decision)
             for ti in self.book.up_for_retry(run_key):
                 self._schedule_requeue(run_key, ti.task_id, ti.try_number)
+        self._contested = (self._contested - dag_ids) | contested
         for dag_id in dag_ids:
             self._start_waiting_runs(dag_id)
 

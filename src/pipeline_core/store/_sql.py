@@ -381,6 +381,11 @@ class SqlStore:
         rows = self._read(lambda tx: tx.rows(sql + " ORDER BY component_id", params))
         return [Heartbeat(r[0], r[1], r[2], int(r[3]), parse_ts(r[4])) for r in rows]
 
+    def release_heartbeat(self, component_id: str) -> None:
+        self._write(
+            lambda tx, _: tx.run("DELETE FROM heartbeats WHERE component_id = ?", (component_id,))
+        )
+
     # --- event log ------------------------------------------------------------------
     def append_event(
         self,

@@ -234,6 +234,11 @@ class Store(Protocol):
 
     def list_heartbeats(self, kind: str | None = None) -> list[Heartbeat]: ...
 
+    def release_heartbeat(self, component_id: str) -> None:
+        """Forget ``component_id``'s heartbeat: it stopped cleanly, so whatever it owned may
+        be taken over at once. Quiet when there is none."""
+        ...
+
     # --- event log ------------------------------------------------------------------
     def append_event(
         self,

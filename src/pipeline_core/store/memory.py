@@ -571,6 +571,10 @@ class MemoryStore:
                 b for _, b in sorted(self._heartbeats.items()) if kind is None or b.kind == kind
             ]
 
+    def release_heartbeat(self, component_id: str) -> None:
+        with self._lock:
+            self._heartbeats.pop(component_id, None)
+
     # --- event log ------------------------------------------------------------------
     def append_event(
         self,
