@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any, TextIO
 
+from pipeline_core.cli_engine import add_engine_options
 from pipeline_core.cli_events import add_events_command
 from pipeline_core.cli_run import dags_test, run_scheduler, tasks_logs
 from pipeline_core.cli_serve import add_server_options, api, serve
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("dag_id")
     test.add_argument("--conf", help="run configuration as a JSON object")
     _db_option(test, default="memory://")
+    add_engine_options(test)
     tasks = commands.add_parser("tasks", help="inspect task instances").add_subparsers(
         title="tasks"
     )
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     scheduler.add_argument(
         "--log-level", default="info", choices=("debug", "info", "warning", "error")
     )
+    add_engine_options(scheduler)
     scheduler.set_defaults(handler=run_scheduler)
     serve_cmd = commands.add_parser("serve", help="engine, scheduler and REST API in one process")
     _folder_option(serve_cmd)
@@ -97,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write live event streams from a process of their own (default; keeps the "
         "fan-out off the engine) or from a thread of this one",
     )
+    add_engine_options(serve_cmd)
     serve_cmd.set_defaults(handler=serve)
     api_cmd = commands.add_parser(
         "api", help="the REST API alone, beside 'pipeline-core scheduler'"

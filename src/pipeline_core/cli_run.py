@@ -8,8 +8,8 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from pipeline_core.cli_engine import start_engine
 from pipeline_core.dag.bag import load_folder
-from pipeline_core.engine import Engine
 from pipeline_core.errors import PipelineError
 from pipeline_core.state import FINISHED_RUN_STATES, FINISHED_TASK_STATES, RunState
 from pipeline_core.store import open_store
@@ -20,13 +20,8 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def dags_test(args: argparse.Namespace, out: TextIO) -> int:
     """Run one run of a DAG in this process, printing every state change as it happens."""
-    try:
-        conf = json.loads(args.conf) if args.conf else {}
-    except ValueError as exc:
-        sys.stderr.write(f"error: --conf is not valid JSON: {exc}\n")
-        return EXIT_FAILED
-    if not isinstance(conf, dict):
-        sys.stderr.write("error: --conf must be a JSON object\n")
+    conf = _conf(args.conf)
+    if conf is None:
         return EXIT_FAILED
     bag = load_folder(args.dags_folder)
     dag = bag.dags.get(args.dag_id)
@@ -64,7 +59,10 @@ def dags_test(args: argparse.Namespace, out: TextIO) -> int:
             out.flush()
 
     store.add_listener(show)
-    engine = Engine(store, {dag.dag_id: dag}).start()
+    engine = start_engine(store, args, {dag.dag_id: dag})
+    if engine is None:
+        store.close()
+        return EXIT_FAILED
     try:
         run = engine.trigger(dag.dag_id, conf)
         run_id.append(run.run_id)
@@ -81,6 +79,19 @@ def dags_test(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         engine.stop(grace=5)
         store.close()
+
+
+def _conf(text: str | None) -> dict[str, Any] | None:
+    """``--conf`` as a JSON object; ``None`` (reason on stderr) when it is not one."""
+    try:
+        conf = json.loads(text) if text else {}
+    except ValueError as exc:
+        sys.stderr.write(f"error: --conf is not valid JSON: {exc}\n")
+        return None
+    if not isinstance(conf, dict):
+        sys.stderr.write("error: --conf must be a JSON object\n")
+        return None
+    return conf
 
 
 def _summary(store: Any, dag_id: str, run_id: str, out: TextIO) -> None:
@@ -131,7 +142,10 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
     except PipelineError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return EXIT_FAILED
-    engine = Engine(store).start()
+    engine = start_engine(store, args)
+    if engine is None:
+        store.close()
+        return EXIT_FAILED
     settings = SchedulerSettings(rescan_interval=args.rescan_interval)
     scheduler = Scheduler(store, engine, args.dags_folder, settings=settings).start()
     log.info(

@@ -13,8 +13,9 @@ from typing import Literal, TextIO
 
 from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
+from pipeline_core.cli_engine import start_engine
 from pipeline_core.cli_run import configure_logging, wait_until_set
-from pipeline_core.engine import Control, Engine
+from pipeline_core.engine import Control
 from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.errors import PipelineError
 from pipeline_core.metrics import MetricsCollector
@@ -60,7 +61,10 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
     if store is None:
         return 1
     metrics = MetricsCollector()
-    engine = Engine(store, metrics=metrics).start()
+    engine = start_engine(store, args, metrics=metrics)
+    if engine is None:
+        store.close()
+        return 1
     scheduler = None
     if args.no_scheduler:
         engine.set_dags(DagSync(store, args.dags_folder).refresh())
