@@ -48,8 +48,11 @@ def run_worker(fd: int, parent: int, *, one_shot: bool = False) -> int:
     if os.getppid() != parent:
         return 1
     connection = Connection(fd)
-    connection.send_bytes(wire.dumps((wire.READY, os.getpid())))
-    Worker(connection, one_shot=one_shot).serve()
+    try:
+        connection.send_bytes(wire.dumps((wire.READY, os.getpid())))
+        Worker(connection, one_shot=one_shot).serve()
+    except ConnectionError:  # the engine has gone: nobody is left to tell
+        return 1
     return 0
 
 
@@ -104,7 +107,7 @@ class Worker:
         while True:
             try:
                 message = wire.loads(self.connection.recv_bytes())
-            except EOFError:
+            except (EOFError, ConnectionError):  # the engine has gone
                 return
             if message[0] == wire.DAG:
                 self._add_dag(message[1], message[2])
