@@ -33,6 +33,7 @@ class Assignment:
     finish: Callable[[Completion], None]
     abandoned: Callable[[], bool]  # already reported (stopped while it waited)
     xcom_error: str | None = None
+    queued_at: float = field(default_factory=time.monotonic)
 
     def fail(self, error: str) -> None:
         self.finish(Completion(self.job.key, self.job.try_number, "failed", error))
@@ -61,6 +62,7 @@ class WorkerLink:
         self, assignment: Assignment, dag_token: int, dag_bytes: bytes, path: list[str]
     ) -> None:
         job = assignment.job
+        self.current = assignment  # before sending: its answer may come back at once
         if dag_token not in self.dags:
             self.connection.send_bytes(wire.dumps((wire.DAG, dag_token, dag_bytes, path)))
             self.dags[dag_token] = None
@@ -70,7 +72,6 @@ class WorkerLink:
             dag_token, job.task.task_id, job.run, job.try_number, assignment.xcom_max_bytes
         )
         self.connection.send_bytes(wire.dumps((wire.RUN, message)))
-        self.current = assignment
 
     def close(self) -> None:
         self.closing = self.gone = True

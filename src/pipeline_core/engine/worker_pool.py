@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import os
+import selectors
 import signal
 import socket
 import sys
@@ -21,7 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from pipeline_core.engine import worker_wire as wire
@@ -43,6 +44,9 @@ class PoolSettings:
     #: Replace a worker after this many tries (0: never).
     max_tasks_per_worker: int = 0
     idle_timeout: float = 60.0
+    #: A try that has waited this long for a busy pool makes it fork one more worker (one per
+    #: interval): short tries are served faster by the workers there are.
+    grow_after: float = 0.05
     #: Modules the zygote imports before forking, so that every worker starts with them.
     preload: tuple[str, ...] = ()
     python: str = sys.executable
@@ -65,6 +69,9 @@ class WorkerPool:
         self._failures = StartFailures()
         self._zygote: ZygoteClient | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stopping = False
         self._started = threading.Event()
         self._start_error: str | None = None
@@ -106,7 +113,8 @@ class WorkerPool:
             else:
                 self._queue.append(assignment)
                 self._assign_locked()
-                self._grow_locked()
+                if len(self._queue) == 1:
+                    self._wake()  # the supervisor decides when the pool grows
 
     def _assign_locked(self) -> None:
         while self._queue:
@@ -132,17 +140,20 @@ class WorkerPool:
         """One pickled copy per DAG version (DAGs are immutable: the object is the version)."""
         cached = self._dags.get(id(dag))
         if cached is None or cached[0] is not dag:
-            cached = (dag, next(self._tokens), wire.dumps(dag))
+            cached = (dag, next(self._tokens), wire.dumps_definition(dag))
             self._dags[id(dag)] = cached
             if len(self._dags) > 4 * KEEP_DAGS:
                 self._dags.pop(next(iter(self._dags)))
         return cached[1], cached[2]
 
     def _grow_locked(self) -> None:
-        """Fork another worker for every queued try that no idle or starting one will take."""
-        live = len(self._workers) + len(self._starting)
-        coming = len(self._starting) + sum(1 for w in self._workers.values() if w.idle)
-        for _ in range(min(len(self._queue) - coming, self.settings.max_size - live)):
+        """One more worker when the oldest queued try has waited ``grow_after`` and none is
+        starting already."""
+        if not self._queue or self._starting:
+            return
+        now = time.monotonic()
+        waited = now - self._queue[0].queued_at
+        if waited >= self.settings.grow_after and len(self._workers) < self.settings.max_size:
             self._spawn_locked()
 
     # --- the supervisor thread ----------------------------------------------------------------
@@ -160,24 +171,23 @@ class WorkerPool:
 
     def _start_zygote(self) -> None:
         self._zygote = ZygoteClient(self.settings.python, self.settings.preload)
+        self._selector.register(self._zygote.socket, selectors.EVENT_READ, "zygote")
         with self._lock:
             for _ in range(self.settings.size):
                 self._spawn_locked()
 
     def _step(self) -> None:
-        with self._lock:
-            links = {w.connection: w for w in self._workers.values() if not w.gone}
-        zygote = self._zygote.socket if self._zygote is not None else None
-        waitables: list[Any] = [self._wake_r, *links, *([zygote] if zygote else [])]
-        timeout = max(0.05, min(self.settings.idle_timeout, self._failures.retry_in() or 1.0))
-        for ready in wait(waitables, timeout):
-            if ready is zygote:
+        timeout = min(self.settings.idle_timeout, self._failures.retry_in() or 1.0)
+        if self._queue:
+            timeout = min(timeout, self.settings.grow_after)
+        for key, _ in self._selector.select(max(0.01, timeout)):
+            if key.data == "zygote":
                 self._on_zygote()
-            elif ready is self._wake_r:
+            elif key.data == "wake":
                 with contextlib.suppress(BlockingIOError):
                     self._wake_r.recv(4096)
             else:
-                self._on_worker(links[ready])  # type: ignore[index]
+                self._on_worker(key.data)
         with self._lock:
             self._start_fresh_locked()
             self._housekeep_locked()
@@ -193,19 +203,27 @@ class WorkerPool:
                 sock = self._starting.pop(message["spawned"], None)
                 if sock is not None:
                     pid = message["pid"]
-                    self._workers[pid] = WorkerLink(pid, Connection(sock.detach()))
+                    self._workers[pid] = worker = WorkerLink(pid, Connection(sock.detach()))
+                    self._selector.register(worker.connection, selectors.EVENT_READ, worker)
             elif "exited" in message:
                 self._worker_exited(message["exited"], message["code"])
 
     def _on_worker(self, worker: WorkerLink) -> None:
-        try:
-            message = wire.loads(worker.connection.recv_bytes())
-        except (EOFError, OSError):
-            worker.closing = worker.gone = True  # its exit status says why
-            if worker.process is not None:  # ours to reap
-                with self._lock:
-                    self._worker_exited(worker.pid, worker.process.wait())
-            return
+        """Every message the worker has sent so far."""
+        while not worker.gone:
+            try:
+                message = wire.loads(worker.connection.recv_bytes())
+            except (EOFError, OSError):
+                self._close(worker)  # its exit status says why
+                if worker.process is not None:  # ours to reap
+                    with self._lock:
+                        self._worker_exited(worker.pid, worker.process.wait())
+                return
+            self._on_message(worker, message)
+            if worker.gone or not worker.connection.poll(0):
+                return
+
+    def _on_message(self, worker: WorkerLink, message: tuple[Any, ...]) -> None:
         if message[0] == wire.READY:
             with self._lock:
                 worker.ready = True
@@ -225,10 +243,10 @@ class WorkerPool:
         if worker.process is not None:
             worker.closing = True  # a fresh interpreter serves one try, then exits
         elif limit and worker.tries >= limit:
-            worker.close()  # recycled: its loop ends and the zygote reports the exit
-        assignment.finish(completion)
+            self._close(worker)  # recycled: its loop ends and the zygote reports the exit
         with self._lock:
-            self._assign_locked()
+            self._assign_locked()  # the next try first: the worker waits for nothing else
+        assignment.finish(completion)
 
     # --- workers coming and going ---------------------------------------------------------
     def _worker_exited(self, pid: int, code: int) -> None:
@@ -236,7 +254,7 @@ class WorkerPool:
         _kill_group(pid, signal.SIGKILL)  # whatever the try left in its group goes too
         if worker is None:
             return
-        worker.close()
+        self._close(worker)
         assignment = worker.current
         if not worker.ready:
             self._failures.failed(f"{exit_reason(code)} while starting")
@@ -260,6 +278,7 @@ class WorkerPool:
         assert self._zygote is not None
         logger.error("the worker zygote exited (code %s); starting a new one",
                      self._zygote.process.poll())  # fmt: skip
+        self._selector.unregister(self._zygote.socket)
         self._zygote.close()
         self._zygote = None
         with self._lock:
@@ -267,7 +286,7 @@ class WorkerPool:
             for worker in forked:
                 self._workers.pop(worker.pid)
                 _kill_group(worker.pid, signal.SIGKILL)
-                worker.close()
+                self._close(worker)
                 if worker.current is not None:
                     worker.current.fail("the worker pool's zygote died")
             self._starting.clear()
@@ -299,6 +318,7 @@ class WorkerPool:
                 continue
             worker = WorkerLink(process.pid, connection, process=process, pending=assignment)
             self._workers[process.pid] = worker
+            self._selector.register(connection, selectors.EVENT_READ, worker)
             assignment.attach(process.pid)  # a stop reaches it while it starts too
 
     def _housekeep_locked(self) -> None:
@@ -309,7 +329,7 @@ class WorkerPool:
         now = time.monotonic()
         for worker in idle[self.settings.size :]:
             if now - worker.idle_since >= self.settings.idle_timeout:
-                worker.close()  # its loop ends; the zygote reports the exit
+                self._close(worker)  # its loop ends; the zygote reports the exit
         self._grow_locked()
 
     def _fail_waiting_locked(self) -> None:
@@ -322,7 +342,7 @@ class WorkerPool:
         with self._lock:
             for worker in self._workers.values():
                 _kill_group(worker.pid, signal.SIGKILL)
-                worker.close()
+                self._close(worker)
                 if worker.process is not None:
                     worker.process.wait()
             self._workers.clear()
@@ -331,8 +351,14 @@ class WorkerPool:
             self._starting.clear()
         if self._zygote is not None:
             self._zygote.close()  # the zygote kills whatever is left and exits
+        self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
+
+    def _close(self, worker: WorkerLink) -> None:
+        if not worker.gone:
+            self._selector.unregister(worker.connection)
+        worker.close()
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):

@@ -59,8 +59,14 @@ class CallableRef:
         return f"{self.module}:{self.qualname}"
 
 
-def dumps(value: Any) -> bytes:
-    """Pickle ``value`` with functions as ``CallableRef`` and mapping proxies as dicts."""
+def dumps(message: tuple[Any, ...]) -> bytes:
+    """A message of plain values (runs, XCom, log text): the C pickler's fast path."""
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def dumps_definition(value: Any) -> bytes:
+    """Pickle a DAG: functions as ``CallableRef``, mapping proxies as dicts (slower than
+    ``dumps``; done once per DAG version)."""
     buffer = io.BytesIO()
     _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
     return buffer.getvalue()
