@@ -245,10 +245,10 @@ def _report(results: dict[str, dict[str, list[float]]], memory: dict[str, tuple[
     print(f"{'':34}" + "".join(f"{m:>12}" for m in MODES))
     rows = [
         ("engine start (s)", "start", 1, "{:.3f}"),
-        ("40 × fibo(10) chain, engine (s)", "light", 1, "{:.3f}"),
-        ("40 × fibo(10) chain, API (s)", "api_light", 1, "{:.3f}"),
-        ("10 × fibo(33) chain, engine (s)", "heavy", 1, "{:.2f}"),
-        ("10 × fibo(33) chain, API (s)", "api_heavy", 1, "{:.2f}"),
+        ("40 x fibo(10) chain, engine (s)", "light", 1, "{:.3f}"),
+        ("40 x fibo(10) chain, API (s)", "api_light", 1, "{:.3f}"),
+        ("10 x fibo(33) chain, engine (s)", "heavy", 1, "{:.2f}"),
+        ("10 x fibo(33) chain, API (s)", "api_heavy", 1, "{:.2f}"),
         ("1,000 no-op fan-out (tasks/s)", "fan", -1, "{:,.0f}"),
         ("trigger → first running (ms)", "first", 1000, "{:.2f}"),
     ]
@@ -270,7 +270,7 @@ def _report(results: dict[str, dict[str, list[float]]], memory: dict[str, tuple[
     heavy_w = med("worker", "heavy")
     if heavy_w:
         print(
-            f"10 × fibo(33) on the pool vs its compute time: {(heavy_w / (10 * compute) - 1) * 100:+.1f} %"
+            f"10 x fibo(33) on the pool vs its compute time: {(heavy_w / (10 * compute) - 1) * 100:+.1f} %"
         )
     for mode, (count, rss, pss) in memory.items():
         if count:

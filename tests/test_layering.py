@@ -23,6 +23,7 @@ LAYERS = {
     "cli_run": 4,
     "cli_serve": 4,
     "cli_events": 4,
+    "cli_engine": 4,
     "__main__": 4,
     "__init__": 4,
 }

@@ -8,7 +8,8 @@ at most one bucket's width. The default buckets suit milliseconds.
 Built-in names: ``dag_run.created/started/completed/failed/cancelled``, ``dag_run.duration_ms``,
 ``task.started/completed/failed/retried``, ``task.duration_ms``, ``scheduler.tick_duration_ms``,
 ``scheduler.heartbeat``, ``scheduler.runs_created``, ``engine.heartbeat``, ``pool.slots_used``,
-``pool.slots_available``, ``pool.queued``, ``xcom.size_bytes``.
+``pool.slots_available``, ``pool.queued``, ``xcom.size_bytes``, ``workers.busy``,
+``workers.idle``, ``worker.restarts``, ``task.killed`` (label ``reason``).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ of the engine, a warm worker process, a fresh interpreter per try)."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -172,3 +173,16 @@ def test_shell_tasks_and_branches_and_sensors_in_every_mode(harness, mode, tmp_p
     }
     assert harness.store.get_xcom(TaskKey("t", run.run_id, "sh"), "return_value").value == {"n": 7}
     assert "one" in log_text(harness, run, "sh")
+
+
+@pytest.mark.parametrize(("mode", "distinct"), [("worker", 1), ("process", 3)])
+def test_an_engine_default_puts_every_try_where_it_says(harness, mode, distinct):
+    tasks = "\n".join(
+        f'  p{i}: {{type: python, callable: "os:getpid"{f", depends_on: [p{i - 1}]" if i else ""}}}'
+        for i in range(3)
+    )
+    engine = harness.start(dag_from(f"tasks:\n{tasks}\n"), default_executor=mode, workers=2)
+    run = harness.wait_run(engine.trigger("t"))
+    pids = {harness.store.get_xcom(TaskKey("t", run.run_id, f"p{i}"), "return_value").value
+            for i in range(3)}  # fmt: skip
+    assert len(pids) == distinct and os.getpid() not in pids

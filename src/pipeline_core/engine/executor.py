@@ -126,7 +126,8 @@ class LocalExecutor:
             self._running[(job.key, job.try_number)] = running
             if job.timeout is not None:
                 self._schedule(time.monotonic() + job.timeout, (job.key, job.try_number), "timeout")
-        if executor_mode(job.task, self.default_mode) == "thread":
+        mode = executor_mode(job.task, self.default_mode)
+        if mode == "thread":
             running.context = self._context(job, running)
             self._threads.submit(self._run, running)
             return
@@ -139,6 +140,7 @@ class LocalExecutor:
             Assignment(
                 job,
                 self.xcom_max_bytes,
+                fresh=mode == "process",
                 attach=running.attach,
                 finish=lambda completion: self._report(running, completion),
                 abandoned=lambda: running.reported,

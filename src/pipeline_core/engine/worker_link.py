@@ -29,11 +29,11 @@ class Assignment:
 
     job: Job
     xcom_max_bytes: int
+    fresh: bool  # a fresh interpreter for this try alone (``executor: process``)
     attach: Callable[[int], None]  # called with the process group that runs it
     finish: Callable[[Completion], None]
     abandoned: Callable[[], bool]  # already reported (stopped while it waited)
     xcom_error: str | None = None
-    queued_at: float = field(default_factory=time.monotonic)
 
     def fail(self, error: str) -> None:
         self.finish(Completion(self.job.key, self.job.try_number, "failed", error))
@@ -50,6 +50,7 @@ class WorkerLink:
     pending: Assignment | None = None  # a fresh interpreter's try, sent once it is ready
     tries: int = 0
     idle_since: float = field(default_factory=time.monotonic)
+    busy_since: float = 0.0
     dags: dict[int, None] = field(default_factory=dict)  # tokens it holds, oldest first
     closing: bool = False  # takes no more tries
     gone: bool = False  # its connection is closed
@@ -63,6 +64,7 @@ class WorkerLink:
     ) -> None:
         job = assignment.job
         self.current = assignment  # before sending: its answer may come back at once
+        self.busy_since = time.monotonic()
         if dag_token not in self.dags:
             self.connection.send_bytes(wire.dumps((wire.DAG, dag_token, dag_bytes, path)))
             self.dags[dag_token] = None

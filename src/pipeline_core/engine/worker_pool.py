@@ -35,6 +35,8 @@ from pipeline_core.store.base import Store
 
 __all__ = ["Assignment", "PoolSettings", "WorkerPool"]
 logger = logging.getLogger("pipeline_core.engine.workers")
+#: How often the supervisor replaces missing workers, lets idle ones go and reports gauges.
+HOUSEKEEPING_INTERVAL = 0.01
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,9 @@ class PoolSettings:
     #: Replace a worker after this many tries (0: never).
     max_tasks_per_worker: int = 0
     idle_timeout: float = 60.0
-    #: A try that has waited this long for a busy pool makes it fork one more worker (one per
-    #: interval): short tries are served faster by the workers there are.
+    #: When every worker has been busy with its try for this long and tries are waiting, the
+    #: pool forks one more worker (one at a time): short tries are served faster by the
+    #: workers there are, long ones need more.
     grow_after: float = 0.05
     #: Modules the zygote imports before forking, so that every worker starts with them.
     preload: tuple[str, ...] = ()
@@ -75,6 +78,7 @@ class WorkerPool:
         self._stopping = False
         self._started = threading.Event()
         self._start_error: str | None = None
+        self._next_housekeeping = 0.0
         self._thread = threading.Thread(target=self._supervise, name="worker-pool", daemon=True)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -107,7 +111,7 @@ class WorkerPool:
         with self._lock:
             if self._failures.broken is not None:
                 assignment.fail(f"no worker can start: {self._failures.broken}")
-            elif assignment.job.task.executor == "process":
+            elif assignment.fresh:
                 self._fresh.append(assignment)
                 self._wake()
             else:
@@ -122,7 +126,6 @@ class WorkerPool:
             if worker is None:
                 break
             self._send_locked(worker, self._queue.popleft())
-        self._report_gauges()
 
     def _send_locked(self, worker: WorkerLink, assignment: Assignment) -> None:
         if assignment.abandoned():
@@ -147,13 +150,13 @@ class WorkerPool:
         return cached[1], cached[2]
 
     def _grow_locked(self) -> None:
-        """One more worker when the oldest queued try has waited ``grow_after`` and none is
-        starting already."""
-        if not self._queue or self._starting:
+        """One more worker when tries wait and every worker has been busy with its current
+        try for ``grow_after`` (none starting already)."""
+        if not self._queue or self._starting or len(self._workers) >= self.settings.max_size:
             return
-        now = time.monotonic()
-        waited = now - self._queue[0].queued_at
-        if waited >= self.settings.grow_after and len(self._workers) < self.settings.max_size:
+        since = time.monotonic() - self.settings.grow_after
+        forked = [w for w in self._workers.values() if w.process is None and not w.closing]
+        if all(w.current is not None and w.busy_since <= since for w in forked):
             self._spawn_locked()
 
     # --- the supervisor thread ----------------------------------------------------------------
@@ -188,9 +191,13 @@ class WorkerPool:
                     self._wake_r.recv(4096)
             else:
                 self._on_worker(key.data)
-        with self._lock:
-            self._start_fresh_locked()
-            self._housekeep_locked()
+        now = time.monotonic()
+        if self._fresh or now >= self._next_housekeeping:
+            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
+            with self._lock:
+                self._start_fresh_locked()
+                self._housekeep_locked()
+                self._report_gauges()
 
     def _on_zygote(self) -> None:
         assert self._zygote is not None
@@ -209,19 +216,18 @@ class WorkerPool:
                 self._worker_exited(message["exited"], message["code"])
 
     def _on_worker(self, worker: WorkerLink) -> None:
-        """Every message the worker has sent so far."""
-        while not worker.gone:
-            try:
-                message = wire.loads(worker.connection.recv_bytes())
-            except (EOFError, OSError):
-                self._close(worker)  # its exit status says why
-                if worker.process is not None:  # ours to reap
-                    with self._lock:
-                        self._worker_exited(worker.pid, worker.process.wait())
-                return
-            self._on_message(worker, message)
-            if worker.gone or not worker.connection.poll(0):
-                return
+        """The worker's next message (the selector reports it again while more are there)."""
+        if worker.gone:
+            return
+        try:
+            message = wire.loads(worker.connection.recv_bytes())
+        except (EOFError, OSError):
+            self._close(worker)  # its exit status says why
+            if worker.process is not None:  # ours to reap
+                with self._lock:
+                    self._worker_exited(worker.pid, worker.process.wait())
+            return
+        self._on_message(worker, message)
 
     def _on_message(self, worker: WorkerLink, message: tuple[Any, ...]) -> None:
         if message[0] == wire.READY:
@@ -264,6 +270,7 @@ class WorkerPool:
                 self._fail_waiting_locked()
         elif assignment is not None or not worker.closing:
             self.metrics.counter("worker.restarts")
+        self._next_housekeeping = 0.0  # replace it at once
         if assignment is not None:
             reason = exit_reason(code, assignment.job.task)
             if not assignment.abandoned():
