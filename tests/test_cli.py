@@ -1,6 +1,7 @@
 """The command line, run as a real subprocess."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -177,3 +178,44 @@ def test_a_signal_caught_by_another_thread_still_ends_the_wait():
         assert time.monotonic() - started < 5
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_engine_flags_are_checked_by_name():
+    for args, message in [
+        (["--workers", "0"], "argument --workers: must be at least 1, got 0"),
+        (["--workers", "-3"], "argument --workers: must be at least 1, got -3"),
+        (["--max-tasks-per-worker", "-1"], "argument --max-tasks-per-worker: must not be negative"),
+        (["--max-workers", "x"], "argument --max-workers: expected a whole number"),
+        (["--executor", "celery"], "argument --executor: invalid choice"),
+    ]:
+        result = cli("dags", "test", "etl_daily", "--dags-folder", str(EXAMPLES), *args)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_a_pool_that_cannot_start_is_a_clear_error(tmp_path):
+    (tmp_path / "broken_module.py").write_text("raise ImportError('missing driver')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    result = cli(
+        "dags", "test", "etl_daily", "--dags-folder", str(EXAMPLES),
+        "--worker-preload", "broken_module", env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "error: the worker pool cannot start: cannot preload 'broken_module'" in result.stderr
+    assert "missing driver" in result.stderr
+
+
+def test_dags_test_survives_a_task_that_kills_its_process_and_one_that_hangs(tmp_path):
+    (tmp_path / "faults.yaml").write_text(
+        "dag_id: faults\ntasks:\n"
+        '  crash: {type: python, callable: "os:_exit", kwargs: {status: 3}}\n'
+        '  hang: {type: python, callable: "tests.fixtures:spin", timeout: 1s}\n'
+        '  fine: {type: shell, command: "echo fine"}\n'
+    )
+    started = time.monotonic()
+    result = cli("dags", "test", "faults", "--dags-folder", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "worker exited with code 3" in result.stdout
+    assert "timed out after 1s" in result.stdout
+    assert time.monotonic() - started < 30

@@ -135,6 +135,16 @@ def test_crashing_and_hanging_tasks_leave_the_server_healthy_and_idle(tmp_path):
         assert tasks["hang"]["error"] == "timed out after 1s"
         assert tasks["fine"]["state"] == "success"
         assert server.call("GET", "/health")["data"]["status"] == "healthy"
+        metrics = server.call("GET", "/metrics")["data"]
+        killed = {
+            c["labels"]["reason"]: c["value"]
+            for c in metrics["counters"]
+            if c["name"] == "task.killed"
+        }
+        assert killed == {"crash": 2, "timeout": 1}
+        assert any(c["name"] == "worker.restarts" for c in metrics["counters"])
+        gauges = {g["name"] for g in metrics["gauges"]}
+        assert {"workers.busy", "workers.idle"} <= gauges
         # A spinning task cancelled through the API: the tree is idle again within the grace.
         spinning = server.call("POST", "/dags/spinner/runs", {})["data"]
         poll_until(lambda: (tmp_path / "child").exists() and (tmp_path / "child").read_text())

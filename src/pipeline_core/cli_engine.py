@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline_core.dag.model import DAG, EXECUTORS
 from pipeline_core.engine import Engine, EngineSettings
-from pipeline_core.engine.orchestrator import default_workers
+from pipeline_core.engine.settings import default_workers
 from pipeline_core.errors import ConfigurationError
 from pipeline_core.store import Store
 

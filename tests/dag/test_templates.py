@@ -5,6 +5,7 @@ from pipeline_core.dag.templates import (
     find_references,
     iter_strings,
     parse_reference,
+    parse_template,
     render,
 )
 
@@ -56,3 +57,31 @@ def test_iter_strings_reports_paths():
         (".a[0]", "x"),
         (".a[1].b", "y"),
     ]
+
+
+def test_several_templates_in_one_string_render_as_text():
+    values = {"run_id": "r1", "task_id": "t", "try_number": 2}
+    text = "{{ run_id }} {{ task_id }} {{ try_number }}"
+    assert render(text, lambda r: values[r.text]) == "r1 t 2"
+    assert render("  {{ try_number }}  ", lambda r: values[r.text]) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{{ run_id }} {{ task_id }}", "a {{ ds }} b", "{{ ds }}{{ ds }}", "plain", "{{ ds }}"],
+)
+def test_validation_and_rendering_share_one_parser(text):
+    """What find_references accepts, render renders; what it rejects, render rejects."""
+    pieces = parse_template(text)
+    refs = [p for p in pieces if not isinstance(p, str)]
+    assert [r.text for r in find_references(text)] == [r.text for r in refs]
+    rendered = render(text, lambda r: f"<{r.text}>")
+    assert rendered in ("<ds>", "".join(p if isinstance(p, str) else f"<{p.text}>" for p in pieces))
+
+
+@pytest.mark.parametrize("text", ["{{ ds", "{{ ds }} {{", "x }} {{ run_id", "{{ a {{ b }}"])
+def test_malformed_templates_fail_in_validation_and_rendering_alike(text):
+    with pytest.raises(TemplateError):
+        list(find_references(text))
+    with pytest.raises(TemplateError):
+        render(text, lambda r: "v")

@@ -193,6 +193,41 @@ def test_templates_are_kept_verbatim():
             id="dur",
         ),
         pytest.param("tasks:\n  bad id: {}\n", "tasks.bad id", 2, "invalid id", id="task-id"),
+        pytest.param(
+            "tasks:\n  a: {executor: celery}\n",
+            "tasks.a.executor",
+            2,
+            "unknown executor 'celery' (use worker, process, thread)",
+            id="executor",
+        ),
+        pytest.param(
+            "tasks:\n  a: {memory_limit: -1}\n",
+            "tasks.a.memory_limit",
+            2,
+            "size must be > 0",
+            id="memory-negative",
+        ),
+        pytest.param(
+            "tasks:\n  a: {memory_limit: lots}\n",
+            "tasks.a.memory_limit",
+            2,
+            "expected a size",
+            id="memory-text",
+        ),
+        pytest.param(
+            "tasks:\n  a: {cpu_time_limit: 0}\n",
+            "tasks.a.cpu_time_limit",
+            2,
+            "must be > 0",
+            id="cpu-zero",
+        ),
+        pytest.param(
+            "tasks:\n  a: {executor: thread, memory_limit: 1GiB}\n",
+            "tasks.a.memory_limit",
+            2,
+            "a limit needs a process of its own",
+            id="limit-on-thread",
+        ),
         pytest.param("dag_id: x/y\ntasks: {a: {}}\n", "dag_id", 1, "invalid id", id="dag-id"),
         pytest.param(
             "tasks:\n  " + "x" * 251 + ": {}\n",
@@ -467,3 +502,20 @@ def test_schema_rejects_what_the_loader_rejects(document):
         jsonschema.validate(document, schema())
     with pytest.raises(DagValidationError):
         load(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("512MiB", 512 * 2**20), ("2GB", 2 * 10**9), ("1.5G", int(1.5 * 2**30)), (4096, 4096)],
+)
+def test_memory_limits(text, size):
+    dag = load(f"tasks: {{a: {{memory_limit: {json.dumps(text)}, cpu_time_limit: 90s}}}}")
+    assert dag.get_task("a").memory_limit == size
+    assert dag.get_task("a").cpu_time_limit == 90
+
+
+def test_several_templates_in_one_kwarg_validate_and_are_kept():
+    dag = load(
+        'tasks:\n  a: {type: python, callable: "m:f", kwargs: {s: "{{ run_id }} {{ task_id }} {{ try_number }}"}}\n'
+    )
+    assert dag.get_task("a").config["kwargs"]["s"] == "{{ run_id }} {{ task_id }} {{ try_number }}"

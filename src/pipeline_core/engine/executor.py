@@ -143,7 +143,7 @@ class LocalExecutor:
                 fresh=mode == "process",
                 attach=running.attach,
                 finish=lambda completion: self._report(running, completion),
-                abandoned=lambda: running.reported,
+                stopped=lambda: running.reported or running.ending is not None,
             )
         )
 

@@ -22,18 +22,17 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pipeline_core.dag.model import DAG
 from pipeline_core.engine import ownership
-from pipeline_core.engine.executor import LocalExecutor
 from pipeline_core.engine.jobs import Completion, Executor, Job
 from pipeline_core.engine.pools import PoolSlots, missing_pools
 from pipeline_core.engine.remote import COMPLETED, REQUESTED
 from pipeline_core.engine.runs import RunBook, RunKey
-from pipeline_core.engine.worker_pool import PoolSettings
+from pipeline_core.engine.settings import EngineSettings, local_executor
 from pipeline_core.errors import Conflict, PipelineError
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.state import RunState, TaskState
@@ -50,33 +49,6 @@ from pipeline_core.store.types import (
 )
 
 logger = logging.getLogger("pipeline_core.engine")
-
-
-def default_workers() -> int:
-    """Warm worker processes: one per core, at least two."""
-    return max(2, os.cpu_count() or 1)
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    #: Where task code runs unless a task says otherwise: worker, process or thread.
-    default_executor: str = "worker"
-    #: Worker processes kept started (the pool grows up to ``max_workers`` when all are busy).
-    workers: int = field(default_factory=default_workers)
-    #: At most this many tries at once in worker processes, and on threads.
-    max_workers: int = 32
-    #: Replace a worker process after this many tries (0: never).
-    max_tasks_per_worker: int = 0
-    #: Modules imported once before workers are forked, so every worker starts with them.
-    worker_preload: tuple[str, ...] = ()
-    xcom_max_bytes: int = 1024 * 1024
-    kill_grace: float = 5.0
-    heartbeat_interval: float = 5.0
-    #: Running task instances whose engine has not beaten for this long are orphaned.
-    orphan_after: float = 30.0
-    command_timeout: float = 30.0
-    #: Follow the event log for runs and requests from other processes (``pipeline-core api``).
-    watch_other_processes: bool = True
 
 
 @dataclass
@@ -106,7 +78,7 @@ class Engine:
         self.store = store
         self.settings = settings or EngineSettings()
         self.metrics: Metrics = metrics or NullMetrics()
-        self.executor: Executor = executor or self._local_executor()
+        self.executor: Executor = executor or local_executor(store, self.settings, self.metrics)
         self.component_id = f"engine-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.book = RunBook(store, self.metrics)
         self.book.dags = dict(dags or {})
@@ -123,24 +95,6 @@ class Engine:
         self._tail: EventTail | None = None
         #: DAGs with runs whose running tries another engine's lease still covers.
         self._contested: set[str] = set()
-
-    def _local_executor(self) -> LocalExecutor:
-        settings = self.settings
-        pool = PoolSettings(
-            size=settings.workers,
-            max_size=max(settings.workers, settings.max_workers),
-            max_tasks_per_worker=settings.max_tasks_per_worker,
-            preload=settings.worker_preload,
-        )
-        return LocalExecutor(
-            self.store,
-            max_workers=settings.max_workers,
-            kill_grace=settings.kill_grace,
-            xcom_max_bytes=settings.xcom_max_bytes,
-            metrics=self.metrics,
-            default_mode=settings.default_executor,
-            pool=pool,
-        )
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> Engine:

@@ -32,7 +32,7 @@ class Assignment:
     fresh: bool  # a fresh interpreter for this try alone (``executor: process``)
     attach: Callable[[int], None]  # called with the process group that runs it
     finish: Callable[[Completion], None]
-    abandoned: Callable[[], bool]  # already reported (stopped while it waited)
+    stopped: Callable[[], bool]  # being stopped (timeout, cancel) or already reported
     xcom_error: str | None = None
 
     def fail(self, error: str) -> None:

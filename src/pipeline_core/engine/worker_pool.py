@@ -128,7 +128,7 @@ class WorkerPool:
             self._send_locked(worker, self._queue.popleft())
 
     def _send_locked(self, worker: WorkerLink, assignment: Assignment) -> None:
-        if assignment.abandoned():
+        if assignment.stopped():
             return
         try:
             token, data = self._dag_token(assignment.job.dag)
@@ -273,7 +273,7 @@ class WorkerPool:
         self._next_housekeeping = 0.0  # replace it at once
         if assignment is not None:
             reason = exit_reason(code, assignment.job.task)
-            if not assignment.abandoned():
+            if not assignment.stopped():
                 self.metrics.counter(
                     "task.killed", reason="limit" if "limit" in reason else "crash"
                 )
@@ -316,7 +316,7 @@ class WorkerPool:
     def _start_fresh_locked(self) -> None:
         while self._fresh:
             assignment = self._fresh.popleft()
-            if assignment.abandoned():
+            if assignment.stopped():
                 continue
             try:
                 process, connection = start_fresh_worker(self.settings.python)

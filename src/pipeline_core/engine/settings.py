@@ -1,0 +1,57 @@
+"""How an engine is set up: its settings, and the local executor they describe."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from pipeline_core.engine.executor import LocalExecutor
+from pipeline_core.engine.worker_pool import PoolSettings
+from pipeline_core.metrics import Metrics
+from pipeline_core.store.base import Store
+
+
+def default_workers() -> int:
+    """Warm worker processes: one per core, at least two."""
+    return max(2, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    #: Where task code runs unless a task says otherwise: worker, process or thread.
+    default_executor: str = "worker"
+    #: Worker processes kept started (the pool grows up to ``max_workers`` when all are busy).
+    workers: int = field(default_factory=default_workers)
+    #: At most this many tries at once in worker processes, and on threads.
+    max_workers: int = 32
+    #: Replace a worker process after this many tries (0: never).
+    max_tasks_per_worker: int = 0
+    #: Modules imported once before workers are forked, so every worker starts with them.
+    worker_preload: tuple[str, ...] = ()
+    xcom_max_bytes: int = 1024 * 1024
+    kill_grace: float = 5.0
+    heartbeat_interval: float = 5.0
+    #: An engine whose heartbeat (its lease) is this old no longer owns its runs.
+    orphan_after: float = 30.0
+    command_timeout: float = 30.0
+    #: Follow the event log for runs and requests from other processes (``pipeline-core api``).
+    watch_other_processes: bool = True
+
+
+def local_executor(store: Store, settings: EngineSettings, metrics: Metrics) -> LocalExecutor:
+    """The executor of an engine that was given none: threads and the worker pool here."""
+    pool = PoolSettings(
+        size=settings.workers,
+        max_size=max(settings.workers, settings.max_workers),
+        max_tasks_per_worker=settings.max_tasks_per_worker,
+        preload=settings.worker_preload,
+    )
+    return LocalExecutor(
+        store,
+        max_workers=settings.max_workers,
+        kill_grace=settings.kill_grace,
+        xcom_max_bytes=settings.xcom_max_bytes,
+        metrics=metrics,
+        default_mode=settings.default_executor,
+        pool=pool,
+    )
