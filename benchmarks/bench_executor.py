@@ -114,20 +114,41 @@ def _smaps(pid: int, field: str) -> float:
     return 0.0
 
 
+def write_dags(folder: str) -> Path:
+    """The two chains as YAML files, for ``serve`` and ``dags test``."""
+    dags = Path(folder) / "dags"
+    dags.mkdir(exist_ok=True)
+    for name, n, fibo_n in (("light", 40, 10), ("heavy", 10, 33)):
+        lines = [f"dag_id: {name}", "tasks:"]
+        for i in range(n):
+            dep = f", depends_on: [t{i - 1}]" if i else ""
+            lines.append(
+                f'  t{i}: {{type: python, callable: "workloads:fibo", kwargs: {{n: {fibo_n}}}{dep}}}'
+            )
+        (dags / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+    return dags
+
+
+def dags_test(folder: str, mode: str, dag_id: str) -> tuple[float, float]:
+    """``pipeline-core dags test``: (the run's own duration, the whole command) in seconds."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline_core", "dags", "test", dag_id, "--dags-folder",
+         str(write_dags(folder)), "--executor", mode],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    last = done.stdout.strip().splitlines()[-1]  # run ...: success in N ms
+    assert ": success in " in last, last
+    return int(last.rsplit(" ", 2)[1]) / 1000, wall
+
+
 class ServeBench:
     """``pipeline-core serve`` with one default executor; runs triggered over HTTP."""
 
     def __init__(self, folder: str, mode: str) -> None:
-        dags = Path(folder) / "dags"
-        dags.mkdir(exist_ok=True)
-        for name, n, fibo_n in (("light", 40, 10), ("heavy", 10, 33)):
-            lines = [f"dag_id: {name}", "tasks:"]
-            for i in range(n):
-                dep = f", depends_on: [t{i - 1}]" if i else ""
-                lines.append(
-                    f'  t{i}: {{type: python, callable: "workloads:fibo", kwargs: {{n: {fibo_n}}}{dep}}}'
-                )
-            (dags / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+        dags = write_dags(folder)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         self.log = open(Path(folder) / f"serve-{mode}.log", "w+")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -223,6 +244,9 @@ def _measure_engine(folder: str, mode: str, repeat: int, args: Any, out: dict[st
 
 def _measure_serve(folder: str, mode: str, repeat: int, args: Any,
                    out: dict[str, list[float]]) -> None:  # fmt: skip
+    run_s, command_s = dags_test(tempfile.mkdtemp(dir=folder), mode, "light")
+    out.setdefault("cli_light", []).append(run_s)
+    out.setdefault("cli_wall", []).append(command_s)
     server = ServeBench(tempfile.mkdtemp(dir=folder), mode)
     try:
         server.run("light")  # warm
@@ -250,6 +274,8 @@ def _report(results: dict[str, dict[str, list[float]]], memory: dict[str, tuple[
     rows = [
         ("engine start (s)", "start", 1, "{:.3f}"),
         ("40 x fibo(10) chain, engine (s)", "light", 1, "{:.3f}"),
+        ("40 x fibo(10) chain, dags test (s)", "cli_light", 1, "{:.3f}"),
+        ("  the whole dags test command (s)", "cli_wall", 1, "{:.3f}"),
         ("40 x fibo(10) chain, API (s)", "api_light", 1, "{:.3f}"),
         ("10 x fibo(33) chain, engine (s)", "heavy", 1, "{:.2f}"),
         ("10 x fibo(33) chain, API (s)", "api_heavy", 1, "{:.2f}"),

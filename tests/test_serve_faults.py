@@ -110,6 +110,8 @@ def test_crashing_and_hanging_tasks_leave_the_server_healthy_and_idle(tmp_path):
           crash: {{type: python, callable: "os:_exit", kwargs: {{status: 3}}}}
           segfault: {{type: python, callable: "{T}:kill_self", kwargs: {{signal_number: 11}}}}
           hang: {{type: python, callable: "{T}:spin", timeout: 1s}}
+          hog: {{type: python, callable: "{T}:hog_memory", kwargs: {{megabytes: 4096}},
+                 memory_limit: 256MiB}}
           fine: {{type: shell, command: "echo fine"}}
         """,
     )
@@ -133,6 +135,7 @@ def test_crashing_and_hanging_tasks_leave_the_server_healthy_and_idle(tmp_path):
         assert tasks["crash"]["error"] == "worker exited with code 3"
         assert tasks["segfault"]["error"] == "worker killed by signal 11 (SIGSEGV)"
         assert tasks["hang"]["error"] == "timed out after 1s"
+        assert tasks["hog"]["error"] == "memory_limit 256MiB exceeded (MemoryError)"
         assert tasks["fine"]["state"] == "success"
         assert server.call("GET", "/health")["data"]["status"] == "healthy"
         metrics = server.call("GET", "/metrics")["data"]
@@ -141,7 +144,7 @@ def test_crashing_and_hanging_tasks_leave_the_server_healthy_and_idle(tmp_path):
             for c in metrics["counters"]
             if c["name"] == "task.killed"
         }
-        assert killed == {"crash": 2, "timeout": 1}
+        assert killed == {"crash": 2, "timeout": 1, "limit": 1}
         assert any(c["name"] == "worker.restarts" for c in metrics["counters"])
         gauges = {g["name"] for g in metrics["gauges"]}
         assert {"workers.busy", "workers.idle"} <= gauges

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pipeline_core.dag.model import DAG, EXECUTORS
@@ -14,25 +15,20 @@ from pipeline_core.errors import ConfigurationError
 from pipeline_core.store import Store
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number ≥ 1 (argparse names the flag in its error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number ≥ ``minimum`` (argparse names the flag in errors)."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            what = "must not be negative" if minimum == 0 else f"must be at least {minimum}"
+            raise argparse.ArgumentTypeError(f"{what}, got {value}")
+        return value
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
+    return parse
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -46,19 +42,19 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=positive_int,
+        type=whole_number(1),
         default=default_workers(),
         help=f"worker processes kept warm (default: one per core, at least 2: {default_workers()})",
     )
     parser.add_argument(
         "--max-workers",
-        type=positive_int,
+        type=whole_number(1),
         default=32,
         help="tries running at once at most; the pool grows to this when all workers are busy",
     )
     parser.add_argument(
         "--max-tasks-per-worker",
-        type=non_negative_int,
+        type=whole_number(0),
         default=0,
         help="replace a worker process after this many tries (default 0: never)",
     )

@@ -150,6 +150,8 @@ class Worker:
         except MemoryError:
             limit = task.memory_limit
             named = f"memory_limit {format_size(limit)} exceeded" if limit else "out of memory"
+            if limit:
+                self.metrics.counter("task.killed", reason="limit")
             log.info(f"MemoryError: {named}")
             return "failed", f"{named} (MemoryError)", None, True
         except BaseException as exc:  # user code: even SystemExit fails only this try
