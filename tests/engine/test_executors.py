@@ -186,3 +186,22 @@ def test_an_engine_default_puts_every_try_where_it_says(harness, mode, distinct)
     pids = {harness.store.get_xcom(TaskKey("t", run.run_id, f"p{i}"), "return_value").value
             for i in range(3)}  # fmt: skip
     assert len(pids) == distinct and os.getpid() not in pids
+
+
+def test_modules_beside_dag_files_loaded_after_the_pool_started_import_in_workers(
+    harness, tmp_path
+):
+    engine = harness.start(default_executor="worker")  # the pool starts before the folder loads
+    folder = tmp_path / "late_dags"
+    folder.mkdir()
+    (folder / "helpers_beside_dags.py").write_text("def triple(x):\n    return 3 * x\n")
+    (folder / "late.yaml").write_text(
+        "dag_id: t\ntasks:\n"
+        '  a: {type: python, callable: "helpers_beside_dags:triple", kwargs: {x: 5}}\n'
+    )
+    bag = load_folder(folder)
+    assert not bag.errors, bag.errors
+    engine.set_dags(bag.dags)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.SUCCESS, harness.ti(run, "a").error
+    assert harness.store.get_xcom(TaskKey("t", run.run_id, "a"), "return_value").value == 15

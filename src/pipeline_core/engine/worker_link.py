@@ -60,9 +60,15 @@ class WorkerLink:
         return self.ready and self.current is None and not self.closing
 
     def send(
-        self, assignment: Assignment, dag_token: int, dag_bytes: bytes, path: list[str]
+        self,
+        assignment: Assignment,
+        dag: tuple[int, bytes],
+        run_bytes: bytes,
+        path: list[str],
     ) -> None:
+        """Hand the worker a try (and first the DAG, if it does not have that version)."""
         job = assignment.job
+        dag_token, dag_bytes = dag
         self.current = assignment  # before sending: its answer may come back at once
         self.busy_since = time.monotonic()
         if dag_token not in self.dags:
@@ -71,9 +77,9 @@ class WorkerLink:
             if len(self.dags) > KEEP_DAGS:
                 self.dags.pop(next(iter(self.dags)))
         message = wire.WireJob(
-            dag_token, job.task.task_id, job.run, job.try_number, assignment.xcom_max_bytes
+            dag_token, job.task.task_id, run_bytes, job.try_number, assignment.xcom_max_bytes
         )
-        self.connection.send_bytes(wire.dumps((wire.RUN, message)))
+        self.connection.send_bytes(wire.dumps(message.to_message()))
 
     def close(self) -> None:
         self.closing = self.gone = True

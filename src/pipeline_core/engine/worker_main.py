@@ -24,7 +24,7 @@ from pipeline_core.engine import worker_wire as wire
 from pipeline_core.engine.context import TaskContext, TaskFailed
 from pipeline_core.engine.handlers import HANDLERS
 from pipeline_core.engine.logs import ROUTER, TaskLog
-from pipeline_core.store.types import TaskKey, XComEntry
+from pipeline_core.store.types import DagRun, TaskKey, XComEntry
 
 KEEP_DAGS = 64
 PR_SET_PDEATHSIG = 1
@@ -100,6 +100,7 @@ class Worker:
         self.store = _StoreProxy(connection)
         self.metrics = _MetricsProxy(connection)
         self.dags: dict[int, DAG] = {}
+        self._last_run: tuple[bytes, DagRun | None] = (b"", None)
 
     def serve(self) -> None:
         """Answer jobs until the engine closes the connection."""
@@ -110,27 +111,38 @@ class Worker:
             except (EOFError, ConnectionError):  # the engine has gone
                 return
             if message[0] == wire.DAG:
-                self._add_dag(message[1], message[2])
+                self._add_dag(*message[1:])
             elif message[0] == wire.RUN:
-                self.connection.send_bytes(wire.dumps((wire.DONE, *self.run(message[1]))))
+                job = wire.WireJob.from_message(message)
+                self.connection.send_bytes(wire.dumps((wire.DONE, *self.run(job))))
                 if self.one_shot:
                     return
 
-    def _add_dag(self, token: int, data: bytes) -> None:
+    def _add_dag(self, token: int, data: bytes, path: list[str]) -> None:
+        # Folders the engine put on its import path since (DAG folders) are needed here too.
+        sys.path[:0] = [entry for entry in path if entry not in sys.path]
         if len(self.dags) >= KEEP_DAGS:
             self.dags.pop(next(iter(self.dags)))
         self.dags[token] = wire.loads(data)
+
+    def _run_of(self, data: bytes) -> DagRun:
+        cached, run = self._last_run
+        if run is None or data != cached:
+            run = wire.loads(data)
+            self._last_run = (data, run)
+        return run
 
     def run(self, job: wire.WireJob) -> tuple[str, str | None, Any, bool]:
         """(outcome, error, follow, poke_ok) of one try."""
         dag = self.dags[job.dag_token]
         task = dag.task_dict[job.task_id]
-        key = TaskKey(dag.dag_id, job.run.run_id, task.task_id)
+        run = self._run_of(job.run_bytes)
+        key = TaskKey(dag.dag_id, run.run_id, task.task_id)
         log = TaskLog(self.store, key, job.try_number)  # type: ignore[arg-type]
         context = TaskContext(
             dag,
             task,
-            job.run,
+            run,
             job.try_number,
             self.store,  # type: ignore[arg-type]
             log,

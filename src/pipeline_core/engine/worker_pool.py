@@ -69,6 +69,7 @@ class WorkerPool:
         self._fresh: deque[Assignment] = deque()  # waiting for an interpreter of their own
         self._tokens = itertools.count(1)
         self._dags: dict[int, tuple[Any, int, bytes]] = {}
+        self._runs: dict[int, tuple[Any, bytes]] = {}
         self._failures = StartFailures()
         self._zygote: ZygoteClient | None = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -131,8 +132,8 @@ class WorkerPool:
         if assignment.stopped():
             return
         try:
-            token, data = self._dag_token(assignment.job.dag)
-            worker.send(assignment, token, data, sys.path)
+            job = assignment.job
+            worker.send(assignment, self._dag_token(job.dag), self._run_bytes(job.run), sys.path)
         except Exception as exc:  # nothing ran: the try fails, naming why
             worker.current = None
             assignment.fail(f"cannot send the task to a worker: {exc}")
@@ -148,6 +149,16 @@ class WorkerPool:
             if len(self._dags) > 4 * KEEP_DAGS:
                 self._dags.pop(next(iter(self._dags)))
         return cached[1], cached[2]
+
+    def _run_bytes(self, run: Any) -> bytes:
+        """A run pickled once per version (runs are immutable: the object is the version)."""
+        cached = self._runs.get(id(run))
+        if cached is None or cached[0] is not run:
+            cached = (run, wire.dumps(run))
+            self._runs[id(run)] = cached
+            if len(self._runs) > 1024:
+                self._runs.pop(next(iter(self._runs)))
+        return cached[1]
 
     def _grow_locked(self) -> None:
         """One more worker when tries wait and every worker has been busy with its current

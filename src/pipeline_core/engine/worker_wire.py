@@ -23,8 +23,8 @@ from typing import Any
 from pipeline_core.dag.bag import MODULE_PREFIX
 
 # Messages from the engine to a worker.
-DAG = "dag"  # (DAG, token, pickled DAG bytes): the definition later jobs refer to by token
-RUN = "run"  # (RUN, WireJob)
+DAG = "dag"  # (DAG, token, pickled DAG, sys.path): a definition later jobs refer to by token
+RUN = "run"  # WireJob.to_message()
 # Messages from a worker to the engine.
 READY = "ready"  # (READY, pid)
 LOG = "log"  # (LOG, text): timestamped log lines of the current try
@@ -36,13 +36,23 @@ DONE = "done"  # (DONE, outcome, error, follow, poke_ok)
 
 @dataclass(frozen=True, slots=True)
 class WireJob:
-    """One try as a worker receives it; the DAG comes separately, once per worker."""
+    """One try as a worker receives it. The DAG comes separately, once per worker and DAG
+    version; the run comes pickled once per run version (a frozen dataclass pickles slowly,
+    bytes do not)."""
 
     dag_token: int
     task_id: str
-    run: Any  # a DagRun
+    run_bytes: bytes
     try_number: int
     xcom_max_bytes: int
+
+    def to_message(self) -> tuple[Any, ...]:
+        return (RUN, self.dag_token, self.task_id, self.run_bytes, self.try_number,
+                self.xcom_max_bytes)  # fmt: skip
+
+    @classmethod
+    def from_message(cls, message: tuple[Any, ...]) -> WireJob:
+        return cls(*message[1:])
 
 
 @dataclass(frozen=True, slots=True)

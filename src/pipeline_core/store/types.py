@@ -25,9 +25,11 @@ def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z`` suffix and microseconds (sorts as text)."""
     if value is None:
         return None
+    if value.tzinfo is None:
+        return value.isoformat(timespec="microseconds") + "Z"
     if value.utcoffset():
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # without its "+00:00"
 
 
 def duration_ms(start: datetime | None, end: datetime | None) -> int | None:
