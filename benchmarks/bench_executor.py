@@ -31,6 +31,7 @@ from pipeline_core.dag.model import DAG, Task
 from pipeline_core.engine import Engine, EngineSettings
 from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store import open_store
+from pipeline_core.store.types import TaskInstanceQuery
 
 MODES = ("thread", "worker", "process")
 SLOTS = 128
@@ -70,6 +71,14 @@ class EngineBench:
         started = time.perf_counter()
         self.engine = Engine(self.store, {d.dag_id: d for d in DAGS}, settings=settings).start()
         self.start_s = time.perf_counter() - started
+        self.last_run: dict[str, str] = {}
+
+    def task_seconds(self, dag_id: str) -> float:
+        """The summed durations of the tasks of ``dag_id``'s last run."""
+        query = TaskInstanceQuery(dag_id=dag_id, run_id=self.last_run[dag_id], limit=1000)
+        return (
+            sum(ti.duration_ms or 0 for ti in self.store.query_task_instances(query).items) / 1000
+        )
 
     def _on_events(self, events: Any) -> None:
         now = time.perf_counter()
@@ -89,6 +98,7 @@ class EngineBench:
             self.cond.wait_for(lambda: run.run_id in self.done, timeout=600)
         state = self.store.get_run(dag_id, run.run_id).state.value
         assert state == "success", (dag_id, state)
+        self.last_run[dag_id] = run.run_id
         return self.done[run.run_id] - start, self.first_running[run.run_id] - start
 
     def worker_memory(self) -> tuple[int, float, float]:
@@ -217,7 +227,7 @@ def main() -> None:
             for mode in MODES if repeat % 2 == 0 else reversed(MODES):
                 _measure_engine(folder, mode, repeat, args, results[mode], memory)
                 _measure_serve(folder, mode, repeat, args, results[mode])
-    _report(results, memory, compute, args)
+    _report(results, memory, args)
 
 
 def _measure_engine(folder: str, mode: str, repeat: int, args: Any, out: dict[str, list[float]],
@@ -232,11 +242,14 @@ def _measure_engine(folder: str, mode: str, repeat: int, args: Any, out: dict[st
         if mode != "process":  # 1,000 interpreter starts say nothing new
             out.setdefault("fan", []).append(bench.run("fan")[0])
         if not args.no_heavy and repeat == 0:
-            # Compute time measured right before, in this process: the machine's speed drifts.
-            out.setdefault("compute", []).append(
-                10 * min(_timed(lambda: fibo(33)) for _ in range(2))
-            )
-            out.setdefault("heavy", []).append(bench.run("heavy")[0])
+            # Compute time measured just before and after, in this process (the machine's speed
+            # drifts), and the time the run spent outside its tasks.
+            before = 10 * _timed(lambda: fibo(33))
+            wall = bench.run("heavy")[0]
+            after = 10 * _timed(lambda: fibo(33))
+            out.setdefault("heavy", []).append(wall)
+            out.setdefault("compute", []).append((before + after) / 2)
+            out.setdefault("gap", []).append(wall - bench.task_seconds("heavy"))
         memory[mode] = bench.worker_memory()
     finally:
         bench.close()
@@ -264,7 +277,7 @@ def _timed(fn: Any) -> float:
 
 
 def _report(results: dict[str, dict[str, list[float]]], memory: dict[str, tuple[int, float, float]],
-            compute: float, args: Any) -> None:  # fmt: skip
+            args: Any) -> None:  # fmt: skip
     def med(mode: str, key: str) -> float | None:
         values = results[mode].get(key)
         return statistics.median(values) if values else None
@@ -297,11 +310,14 @@ def _report(results: dict[str, dict[str, list[float]]], memory: dict[str, tuple[
         print(
             f"\nworker pool overhead per task over threads: {(light_w - light_t) / 40 * 1000:.2f} ms"
         )
-    heavy_w = med("worker", "heavy")
-    if heavy_w:
-        print(
-            f"10 x fibo(33) on the pool vs its compute time: {(heavy_w / (10 * compute) - 1) * 100:+.1f} %"
-        )
+    for mode in MODES:
+        heavy, computed, gap = med(mode, "heavy"), med(mode, "compute"), med(mode, "gap")
+        if heavy and computed and gap is not None:
+            print(
+                f"10 x fibo(33), {mode}: {heavy:.2f} s against {computed:.2f} s of compute measured "
+                f"around it ({(heavy / computed - 1) * 100:+.1f} %); outside the tasks "
+                f"{gap * 1000:.0f} ms ({gap / heavy * 100:.1f} %)"
+            )
     for mode, (count, rss, pss) in memory.items():
         if count:
             print(f"{mode}: {count} worker processes, median RSS {rss:.1f} MiB, PSS {pss:.1f} MiB")
