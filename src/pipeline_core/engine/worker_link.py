@@ -20,7 +20,6 @@ from pipeline_core.store.base import Store
 from pipeline_core.store.types import TaskKey
 
 logger = logging.getLogger("pipeline_core.engine.workers")
-KEEP_DAGS = 64  # DAG versions a worker keeps; it forgets the oldest first, as we do here
 
 
 @dataclass
@@ -74,7 +73,7 @@ class WorkerLink:
         if dag_token not in self.dags:
             self.connection.send_bytes(wire.dumps((wire.DAG, dag_token, dag_bytes, path)))
             self.dags[dag_token] = None
-            if len(self.dags) > KEEP_DAGS:
+            if len(self.dags) > wire.KEEP_DAGS:
                 self.dags.pop(next(iter(self.dags)))
         message = wire.WireJob(
             dag_token, job.task.task_id, run_bytes, job.try_number, assignment.xcom_max_bytes

@@ -26,7 +26,6 @@ from pipeline_core.engine.handlers import HANDLERS
 from pipeline_core.engine.logs import ROUTER, TaskLog
 from pipeline_core.store.types import DagRun, TaskKey, XComEntry
 
-KEEP_DAGS = 64
 PR_SET_PDEATHSIG = 1
 
 
@@ -121,7 +120,7 @@ class Worker:
     def _add_dag(self, token: int, data: bytes, path: list[str]) -> None:
         # Folders the engine put on its import path since (DAG folders) are needed here too.
         sys.path[:0] = [entry for entry in path if entry not in sys.path]
-        if len(self.dags) >= KEEP_DAGS:
+        if len(self.dags) >= wire.KEEP_DAGS:
             self.dags.pop(next(iter(self.dags)))
         self.dags[token] = wire.loads(data)
 

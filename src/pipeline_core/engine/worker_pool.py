@@ -27,7 +27,7 @@ from typing import Any
 
 from pipeline_core.engine import worker_wire as wire
 from pipeline_core.engine.worker_exits import StartFailures, exit_reason
-from pipeline_core.engine.worker_link import KEEP_DAGS, Assignment, WorkerLink
+from pipeline_core.engine.worker_link import Assignment, WorkerLink
 from pipeline_core.engine.worker_spawn import START_TIMEOUT, ZygoteClient, start_fresh_worker
 from pipeline_core.errors import ConfigurationError
 from pipeline_core.metrics import Metrics, NullMetrics
@@ -146,7 +146,7 @@ class WorkerPool:
         if cached is None or cached[0] is not dag:
             cached = (dag, next(self._tokens), wire.dumps_definition(dag))
             self._dags[id(dag)] = cached
-            if len(self._dags) > 4 * KEEP_DAGS:
+            if len(self._dags) > 4 * wire.KEEP_DAGS:
                 self._dags.pop(next(iter(self._dags)))
         return cached[1], cached[2]
 

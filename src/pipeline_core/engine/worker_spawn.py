@@ -12,10 +12,10 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+from pipeline_core.engine.worker_wire import CONTROL_MESSAGE_BYTES
 from pipeline_core.errors import ConfigurationError
 
 START_TIMEOUT = 30.0
-MAX_MESSAGE = 64 * 1024
 
 
 def _child_env() -> dict[str, str]:
@@ -74,7 +74,7 @@ class ZygoteClient:
     def receive(self) -> dict[str, Any] | None:
         """The next message, ``None`` once the zygote has gone."""
         try:
-            data = self.socket.recv(MAX_MESSAGE)
+            data = self.socket.recv(CONTROL_MESSAGE_BYTES)
         except OSError:
             return None
         return json.loads(data) if data else None

@@ -22,6 +22,11 @@ from typing import Any
 
 from pipeline_core.dag.bag import MODULE_PREFIX
 
+#: DAG versions a worker keeps; it forgets the oldest first, and the engine mirrors that.
+KEEP_DAGS = 64
+#: The largest message on the zygote's control socket (small JSON objects).
+CONTROL_MESSAGE_BYTES = 64 * 1024
+
 # Messages from the engine to a worker.
 DAG = "dag"  # (DAG, token, pickled DAG, sys.path): a definition later jobs refer to by token
 RUN = "run"  # WireJob.to_message()

@@ -25,8 +25,7 @@ import traceback
 from typing import Any
 
 from pipeline_core.engine.worker_main import run_worker, set_parent_death_signal
-
-MAX_MESSAGE = 64 * 1024
+from pipeline_core.engine.worker_wire import CONTROL_MESSAGE_BYTES
 
 
 def send(control: socket.socket, **message: Any) -> None:
@@ -59,7 +58,7 @@ class Zygote:
     def _request(self) -> bool:
         """Handle one control message; ``False`` when the engine has gone."""
         try:
-            data, fds, _, _ = socket.recv_fds(self.control, MAX_MESSAGE, 1)
+            data, fds, _, _ = socket.recv_fds(self.control, CONTROL_MESSAGE_BYTES, 1)
         except OSError:
             return False
         if not data:
