@@ -42,6 +42,14 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="allowed browser origin (repeatable, '*' for any; default: localhost origins)",
     )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="accept this Host besides the loopback names when listening on loopback "
+        "(repeatable; other hosts get 421, against DNS rebinding)",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024)
     parser.add_argument(
         "--sse-keepalive",
@@ -118,6 +126,7 @@ def _start_api(
         control=control,
         metrics=metrics,
         cors_origins=tuple(args.cors_origin),
+        allowed_hosts=tuple(args.allowed_host),
         auth_token=args.auth_token or None,
         max_body_bytes=args.max_body_bytes,
         sse_keepalive=args.sse_keepalive,

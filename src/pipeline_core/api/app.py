@@ -36,9 +36,13 @@ STATUS_BY_ERROR: dict[type[PipelineError], int] = {
 PUBLIC_PATHS = ("/api/v1/health", "/api/v1/version")
 QUERY_TOKEN_PATHS = ("/api/v1/events",)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
-_LOCALHOST = re.compile(r"^http://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$")
+_LOCALHOST = re.compile(r"http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?")
 CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Request-Id"
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 @dataclass
@@ -46,6 +50,10 @@ class AppSettings:
     cors_origins: Sequence[str] = ()  # empty: localhost origins on any port
     auth_token: str | None = None
     log_json: bool = False
+    #: Only loopback names (and ``allowed_hosts``) are accepted as ``Host``: set when the
+    #: server listens on a loopback address, so a page rebound to 127.0.0.1 cannot reach it.
+    loopback_hosts_only: bool = False
+    allowed_hosts: Sequence[str] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -58,7 +66,7 @@ class App:
         started = time.perf_counter()
         supplied = request.header("x-request-id")
         request.request_id = (
-            supplied if supplied and _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+            supplied if supplied and _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         )
         response = self._handle(request)
         response.headers["X-Request-Id"] = request.request_id
@@ -68,8 +76,10 @@ class App:
 
     def _handle(self, request: Request) -> Response:
         try:
+            self._check_host(request)
             if request.method == "OPTIONS" and request.header("origin"):
                 return self._preflight(request)
+            self._check_origin(request)
             self._authorize(request)
             match, route, params, allowed = self.router.resolve(request.method, request.path)
             if match is Match.NONE:
@@ -99,6 +109,35 @@ class App:
             message = f"internal error; quote request id {request.request_id} when reporting it"
             return Response(500, error_body("internal", message))
 
+    def _check_host(self, request: Request) -> None:
+        host = request.header("host")
+        if not self.settings.loopback_hosts_only or host is None:
+            return
+        name = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host
+        name = name.rsplit(":", 1)[0] if not name.startswith("[") else name
+        allowed = self.settings.allowed_hosts
+        if name.lower() in LOOPBACK_NAMES or host in allowed or name in allowed:
+            return
+        raise HTTPError(
+            421,
+            "misdirected_request",
+            f"Host {host[:100]!r} is not a name of this server, which listens on loopback; "
+            "start it with --allowed-host NAME to accept that name",
+        )
+
+    def _check_origin(self, request: Request) -> None:
+        """A browser page of an origin CORS does not allow may not change anything (reading
+        is already refused to it by the browser)."""
+        origin = request.header("origin")
+        if origin is None or request.method in SAFE_METHODS or self._origin_allowed(origin):
+            return
+        raise HTTPError(
+            403,
+            "forbidden_origin",
+            f"requests from origin {origin[:100]!r} may not change state; allow it with "
+            "--cors-origin",
+        )
+
     def _authorize(self, request: Request) -> None:
         token = self.settings.auth_token
         if not token or request.path.rstrip("/") in PUBLIC_PATHS:
@@ -121,7 +160,7 @@ class App:
     def _origin_allowed(self, origin: str) -> bool:
         origins = self.settings.cors_origins
         if not origins:
-            return bool(_LOCALHOST.match(origin))
+            return bool(_LOCALHOST.fullmatch(origin))
         return "*" in origins or origin in origins
 
     def _cors(self, request: Request) -> dict[str, str]:
@@ -132,7 +171,7 @@ class App:
         return {
             "Access-Control-Allow-Origin": allow,
             "Vary": "Origin",
-            "Access-Control-Expose-Headers": "X-Request-Id",
+            "Access-Control-Expose-Headers": "X-Request-Id, Location",
         }
 
     def _preflight(self, request: Request) -> Response:

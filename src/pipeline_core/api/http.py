@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -59,7 +60,9 @@ class Request:
 
     @cached_property
     def json(self) -> Any:
-        """The body as JSON (``None`` when empty); 415 unless it is ``application/json``."""
+        """The body as JSON (``None`` when empty); 415 unless it is ``application/json`` and
+        not content-encoded; 400 for malformed JSON, a repeated key or nesting over
+        ``MAX_JSON_DEPTH``."""
         if not self.body:
             return None
         content_type = (self.header("content-type") or "").split(";")[0].strip().lower()
@@ -69,10 +72,22 @@ class Request:
                 "unsupported_media_type",
                 f"the body must be application/json, got {content_type or 'no Content-Type'}",
             )
+        encoding = (self.header("content-encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise HTTPError(
+                415,
+                "unsupported_media_type",
+                f"Content-Encoding {encoding!r} is not accepted; send the body as it is",
+            )
         try:
-            return json.loads(self.body)
+            value = json.loads(self.body, object_pairs_hook=_no_repeated_keys)
+        except RecursionError:
+            raise bad_request(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad_request(f"malformed JSON body: {exc}") from None
+        if _depth(value) > MAX_JSON_DEPTH:
+            raise bad_request(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+        return value
 
     def json_object(self, allowed: set[str]) -> dict[str, Any]:
         """The body as a JSON object with only ``allowed`` fields (400 naming any other)."""
@@ -88,6 +103,33 @@ class Request:
                 fields=unknown,
             )
         return body
+
+
+MAX_JSON_DEPTH = 64
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        repeated = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise ValueError(f"key {repeated!r} appears more than once")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (a scalar: 0), without recursion."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_JSON_DEPTH:
+            level.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass

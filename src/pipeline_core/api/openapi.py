@@ -33,11 +33,13 @@ def response(description: str, schema: dict[str, Any] | None = None) -> dict[str
 ERRORS = {
     "400": response("invalid request"),
     "401": response("missing or wrong bearer token"),
+    "403": response("a state change from an origin CORS does not allow"),
     "404": response("not found"),
     "405": response("method not allowed"),
     "409": response("conflict"),
     "413": response("body too large"),
-    "415": response("body is not application/json"),
+    "415": response("body is not application/json, or is content-encoded"),
+    "421": response("a Host that is not a name of this server (listening on loopback)"),
     "500": response("internal error"),
     "503": response("unavailable"),
 }
@@ -57,7 +59,7 @@ def param(
 
 PAGE = [
     param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
-    param("offset", "query", {"type": "integer", "minimum": 0}),
+    param("offset", "query", {"type": "integer", "minimum": 0, "maximum": 2**53}),
 ]
 
 
@@ -255,7 +257,7 @@ def document() -> dict[str, Any]:
                     "required": ["name", "slots"],
                     "properties": {
                         "name": {"type": "string"},
-                        "slots": {"type": "integer", "minimum": 0},
+                        "slots": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
                         "description": {"type": "string"},
                     },
                 },
@@ -271,7 +273,7 @@ def document() -> dict[str, Any]:
                     "type": "object",
                     "additionalProperties": False,
                     "properties": {
-                        "slots": {"type": "integer", "minimum": 0},
+                        "slots": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
                         "description": {"type": "string"},
                     },
                 },
@@ -295,9 +297,9 @@ def document() -> dict[str, Any]:
                     param("dag_id", "query"),
                     param("run_id", "query"),
                     param("types", "query", description="comma-separated event types"),
-                    param("last_event_id", "query", {"type": "integer"}),
+                    param("last_event_id", "query", {"type": "integer", "minimum": 0}),
                     param("access_token", "query", description="the bearer token, for EventSource"),
-                    param("Last-Event-ID", "header", {"type": "integer"}),
+                    param("Last-Event-ID", "header", {"type": "integer", "minimum": 0}),
                 ],
                 "responses": {
                     "200": {

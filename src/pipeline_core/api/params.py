@@ -2,36 +2,50 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from pipeline_core.api.http import Request, bad_request
 from pipeline_core.dag.model import parse_datetime
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+#: The largest integer any parameter takes: exact in JSON (a double) and in SQLite.
+MAX_INTEGER = 2**53
+_INTEGER = re.compile(r"-?[0-9]{1,16}")
 
 
-def page(request: Request, allowed: set[str]) -> tuple[int, int]:
+def whole_number(text: str, name: str, minimum: int = 0, maximum: int = MAX_INTEGER) -> int:
+    """``text`` as an integer of ASCII digits within [minimum, maximum]; 400 naming ``name``."""
+    value = int(text) if _INTEGER.fullmatch(text) else None
+    if value is None or not minimum <= value <= maximum:
+        raise bad_request(
+            f"'{name}' must be a whole number from {minimum} to {maximum}, got {text[:40]!r}"
+        )
+    return value
+
+
+def page(
+    request: Request, allowed: set[str], max_limit: int = MAX_LIMIT, default: int = DEFAULT_LIMIT
+) -> tuple[int, int]:
     """Check for unknown parameters; return (limit, offset)."""
-    unknown = sorted(set(request.query) - allowed - {"limit", "offset"})
+    only(request, allowed | {"limit", "offset"})
+    return integer(request, "limit", default, 1, max_limit), integer(request, "offset", 0)
+
+
+def only(request: Request, allowed: set[str]) -> None:
+    """400 naming every query parameter not in ``allowed``."""
+    unknown = sorted(set(request.query) - allowed)
     if unknown:
         raise bad_request(f"unknown query parameter(s): {', '.join(unknown)}", parameters=unknown)
-    limit = integer(request, "limit", DEFAULT_LIMIT)
-    offset = integer(request, "offset", 0)
-    if not 0 < limit <= MAX_LIMIT:
-        raise bad_request(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    if offset < 0:
-        raise bad_request(f"offset must be ≥ 0, got {offset}")
-    return limit, offset
 
 
-def integer(request: Request, name: str, default: int) -> int:
+def integer(
+    request: Request, name: str, default: int, minimum: int = 0, maximum: int = MAX_INTEGER
+) -> int:
     values = request.query.get(name)
     if not values:
         return default
-    try:
-        return int(values[-1])
-    except ValueError:
-        raise bad_request(f"'{name}' must be an integer, got {values[-1]!r}") from None
+    return whole_number(values[-1], name, minimum, maximum)
 
 
 def boolean(request: Request, name: str) -> bool | None:

@@ -50,13 +50,15 @@ class Router:
         """(match kind, route, path params, allowed methods for a PARTIAL match)."""
         segments = split_path(path)
         allowed: list[str] = []
+        wanted = "GET" if method == "HEAD" else method  # HEAD: a GET without its body
         for route in self.routes:
             params = route.match(segments)
             if params is None:
                 continue
-            if method in route.methods:
+            if wanted in route.methods:
                 return Match.FULL, route, params, []
-            allowed.extend(m for m in route.methods if m not in allowed)
+            methods = [*route.methods, "HEAD"] if "GET" in route.methods else route.methods
+            allowed.extend(m for m in methods if m not in allowed)
         if allowed:
             return Match.PARTIAL, None, {}, allowed
         return Match.NONE, None, {}, []

@@ -140,6 +140,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_OPTIONS = do_HEAD = _serve
 
+    def __getattr__(self, name: str) -> Any:
+        """Every other method (TRACE, CONNECT, made-up ones) goes to the app too, which
+        answers 405 with ``Allow`` on a known path and 404 elsewhere (not 501)."""
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
     def _send(self, response: Response) -> None:
         if response.stream is not None:
             self._send_stream(response)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from pipeline_core.api.http import Request, Response, bad_request
+from pipeline_core.api.params import whole_number
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import EVENT_TYPES, Event, EventQuery
 
@@ -121,12 +122,10 @@ def parse_stream_request(request: Request, store: Store) -> StreamStart:
     if bad:
         raise bad_request(f"unknown event type(s) {', '.join(bad)}; use {', '.join(EVENT_TYPES)}")
     raw = request.header("last-event-id") or _one(request, "last_event_id")
-    if raw and not raw.isdigit():
-        raise bad_request(f"Last-Event-ID must be an event seq (an integer ≥ 0), got {raw!r}")
     first, head = store.event_bounds()
     after, reset_first = head, None
     if raw:
-        after = int(raw)
+        after = whole_number(raw, "Last-Event-ID")
         if after > head:
             raise bad_request(f"Last-Event-ID {after} is newer than the newest event ({head})")
         if head and after + 1 < first:

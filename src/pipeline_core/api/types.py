@@ -19,6 +19,8 @@ class APIServerOptions:
     control: Control | None = None
     metrics: MetricsCollector | None = None
     cors_origins: Sequence[str] = field(default_factory=tuple)
+    #: Names accepted as ``Host`` besides the loopback ones, when listening on loopback.
+    allowed_hosts: Sequence[str] = field(default_factory=tuple)
     auth_token: str | None = None
     max_body_bytes: int = 1024 * 1024
     socket_timeout: float = 30.0

@@ -125,7 +125,7 @@ def invalid_id_reason(value: object) -> str | None:
         return "id must not be empty"
     if len(value) > MAX_ID_LENGTH:
         return f"id is {len(value)} characters long; the maximum is {MAX_ID_LENGTH}"
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         return f"invalid id {value!r}: use only letters, digits, '_', '-' and '.'"
     return None
 

@@ -52,7 +52,7 @@ def parse_reference(inner: str) -> Reference:
     text = inner.strip()
     if not text:
         raise TemplateError("empty template '{{ }}'")
-    if not _REFERENCE.match(text):
+    if not _REFERENCE.fullmatch(text):
         raise TemplateError(
             f"template '{{{{ {text} }}}}' is not a plain reference such as xcom.<task>.<key>"
         )

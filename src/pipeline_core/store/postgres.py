@@ -168,7 +168,7 @@ def _split_schema(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
     schema = next((v for k, v in query if k == "schema"), None)
-    if schema is not None and not _SCHEMA_NAME.match(schema):
+    if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
         raise ConfigurationError(f"invalid schema name {schema!r} in the database URL")
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
@@ -55,5 +56,19 @@ def _openapi(request: Request) -> Response:
 
 
 def build_app(options: Any, cache: ViewCache, streams: EventStreams) -> App:
-    settings = AppSettings(options.cors_origins, options.auth_token, options.log_json)
+    settings = AppSettings(
+        options.cors_origins,
+        options.auth_token,
+        options.log_json,
+        loopback_hosts_only=is_loopback(options.host),
+        allowed_hosts=tuple(options.allowed_hosts),
+    )
     return App(build_routes(options, cache, streams), settings)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a listen address or name) is on the loopback interface only."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"

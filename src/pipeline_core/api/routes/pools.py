@@ -15,6 +15,8 @@ from pipeline_core.store.base import Store
 from pipeline_core.store.types import Pool
 
 MAX_DESCRIPTION = 1000
+#: More slots than any machine runs tasks; bounded so that the store's integers hold it.
+MAX_SLOTS = 1_000_000
 
 
 def _describe(store: Store, pool: Pool) -> dict[str, Any]:
@@ -41,8 +43,9 @@ def list_pools(store: Store) -> Callable[[Request], Response]:
 
 
 def _slots(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise bad_request(f"'slots' must be an integer ≥ 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SLOTS:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+        raise bad_request(f"'slots' must be an integer from 0 to {MAX_SLOTS}, got {shown}")
     return value
 
 

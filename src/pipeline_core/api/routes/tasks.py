@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
+from pipeline_core.api.http import Request, Response, envelope, listing
 from pipeline_core.api.params import integer, page
 from pipeline_core.api.serialize import task_instance_dict
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery, TaskKey, iso
+
+#: The most of a log one answer carries: a try's whole log (logs are capped at 4 MiB).
+MAX_LOG_BYTES = 4 * 1024 * 1024
 
 FINISHED = {"success", "failed", "up_for_retry", "cancelled", "upstream_failed", "skipped"}
 
@@ -98,16 +101,10 @@ def get_xcom(store: Store) -> Callable[[Request], Response]:
 
 def get_logs(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        page(request, {"try_number"})
+        limit, offset = page(request, {"try_number"}, MAX_LOG_BYTES, 1024 * 1024)
         key = _key(request)
         ti = store.get_task_instance(key)
-        try_number = integer(request, "try_number", ti.try_number)
-        offset = integer(request, "offset", 0)
-        limit = integer(request, "limit", 1024 * 1024)
-        if try_number < 1 or (ti.try_number and try_number > ti.try_number):
-            raise bad_request(f"try_number must be between 1 and {max(1, ti.try_number)}")
-        if offset < 0 or not 0 < limit <= 4 * 1024 * 1024:
-            raise bad_request("offset must be ≥ 0 and limit between 1 and 4194304 bytes")
+        try_number = integer(request, "try_number", ti.try_number, 1, max(1, ti.try_number))
         chunk = store.read_log(key, try_number, offset=offset, limit=limit)
         return envelope(
             {
