@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import signal
 import subprocess
 import sys
@@ -219,3 +220,53 @@ def test_dags_test_survives_a_task_that_kills_its_process_and_one_that_hangs(tmp
     assert "worker exited with code 3" in result.stdout
     assert "timed out after 1s" in result.stdout
     assert time.monotonic() - started < 30
+
+
+def test_version():
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("pipeline-core 0.")
+
+
+def test_a_missing_dags_folder_is_a_start_up_error(tmp_path):
+    for command, extra in (("serve", ["--port", "0"]), ("scheduler", [])):
+        result = cli(command, "--dags-folder", str(tmp_path / "nope"), "--db",
+                     f"sqlite:///{tmp_path / 'x.db'}", *extra)  # fmt: skip
+        assert result.returncode == 1
+        assert "the DAGs folder" in result.stderr and "does not exist" in result.stderr
+
+
+def test_serve_on_a_port_in_use_starts_nothing(tmp_path):
+    from pipeline_core.store import open_store
+    from pipeline_core.store.types import RunQuery
+
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "often.yaml").write_text(
+        "schedule: '* * * * *'\nstart_date: 2026-01-01\ncatchup: true\n"
+        "tasks:\n  t: {type: shell, command: 'sleep 5'}\n"
+    )
+    db = tmp_path / "busy.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", "--dags-folder", str(folder), "--db", f"sqlite:///{db}",
+                     "--port", str(port))  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    if db.exists():
+        store = open_store(f"sqlite:///{db}")
+        try:
+            assert store.query_runs(RunQuery()).total == 0
+        finally:
+            store.close()
+
+
+def test_events_names_the_url_it_cannot_reach_and_gives_up():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    result = cli("events", "--server", f"http://127.0.0.1:{port}", "--max-tries", "2")
+    assert result.returncode == 1
+    assert f"error: cannot reach http://127.0.0.1:{port}/api/v1/events" in result.stderr
+    assert "gave up after 2 tries" in result.stderr

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any, TextIO
 
+from pipeline_core._version import __version__
 from pipeline_core.cli_engine import add_engine_options
 from pipeline_core.cli_events import add_events_command
 from pipeline_core.cli_run import dags_test, run_scheduler, tasks_logs
@@ -35,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline-core", description="Workflow orchestrator.")
+    parser.add_argument("--version", action="version", version=f"pipeline-core {__version__}")
     commands = parser.add_subparsers(title="commands")
     dags = commands.add_parser("dags", help="inspect DAG definitions").add_subparsers(title="dags")
 
@@ -68,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--try", dest="try_number", type=int, help="which try (default: the latest)")
     _db_option(logs)
     logs.set_defaults(handler=tasks_logs)
+    _add_long_running_commands(commands)
+    add_events_command(commands)
+    return parser
+
+
+def _add_long_running_commands(commands: Any) -> None:
+    """``scheduler``, ``serve`` and ``api``: the commands that run until stopped."""
     scheduler = commands.add_parser(
         "scheduler", help="run the scheduler and engine in the foreground"
     )
@@ -108,8 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     _db_option(api_cmd)
     add_server_options(api_cmd)
     api_cmd.set_defaults(handler=api)
-    add_events_command(commands)
-    return parser
 
 
 def _folder_option(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,8 @@ import time
 from typing import TextIO
 from urllib.parse import urlencode, urlsplit
 
+from pipeline_core.cli_engine import whole_number
+
 RETRY_SECONDS = 1.0
 
 
@@ -26,6 +28,12 @@ def add_events_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     events.add_argument(
         "--once", action="store_true", help="stop when the stream ends instead of resuming"
     )
+    events.add_argument(
+        "--max-tries",
+        type=whole_number(1),
+        default=10,
+        help="connection attempts in a row before giving up with exit code 1 (default 10)",
+    )
     events.set_defaults(handler=follow_events)
 
 
@@ -38,20 +46,29 @@ def follow_events(args: argparse.Namespace, out: TextIO) -> int:
         if v
     }
     path = "/api/v1/events" + (f"?{urlencode(query)}" if query else "")
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    where = f"http://{host}:{port}{path}"
     last_id: str | None = None
+    failures = 0
     while True:
         try:
-            last_id = _stream_once(
-                url.hostname or "127.0.0.1", url.port or 80, path, args.token, last_id, out
-            )
+            last_id = _stream_once(host, port, path, args.token, last_id, out)
+            failures = 0
         except KeyboardInterrupt:
             return 0
         except _Refused as exc:
-            sys.stderr.write(f"error: {exc}\n")
+            sys.stderr.write(f"error: {where}: {exc}\n")
             return 1
         except OSError as exc:
-            sys.stderr.write(f"connection lost ({exc}); resuming\n")
-        if args.once:
+            failures += 1
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            if failures >= args.max_tries:
+                sys.stderr.write(
+                    f"error: cannot reach {where} ({reason}); gave up after {failures} tries\n"
+                )
+                return 1
+            sys.stderr.write(f"cannot reach {where} ({reason}); trying again\n")
+        if args.once and failures == 0:
             return 0
         time.sleep(RETRY_SECONDS)
 

@@ -137,6 +137,8 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if not check_dags_folder(args.dags_folder):
+        return EXIT_FAILED
     try:
         store = open_store(args.db)
     except PipelineError as exc:
@@ -161,6 +163,26 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
     store.close()
     log.info("stopped")
     return EXIT_OK
+
+
+def check_dags_folder(folder: str) -> bool:
+    """A missing DAGs folder is an error (``False``, reason on stderr); an empty one works
+    but is worth a warning, since nothing will run."""
+    import logging
+    from pathlib import Path
+
+    path = Path(folder)
+    if not path.is_dir():
+        sys.stderr.write(
+            f"error: the DAGs folder {str(path.resolve())!r} does not exist "
+            "(set --dags-folder or PIPELINE_CORE_DAGS_FOLDER)\n"
+        )
+        return False
+    if not any(p.suffix in (".py", ".yaml", ".yml") for p in path.rglob("*") if p.is_file()):
+        logging.getLogger("pipeline_core").warning(
+            "the DAGs folder %s has no DAG files (*.py, *.yaml): nothing will run", path.resolve()
+        )
+    return True
 
 
 def wait_until_set(event: threading.Event) -> None:

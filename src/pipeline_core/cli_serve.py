@@ -9,13 +9,13 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import replace
 from typing import Literal, TextIO
 
 from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.cli_engine import start_engine
-from pipeline_core.cli_run import configure_logging, wait_until_set
-from pipeline_core.engine import Control
+from pipeline_core.cli_run import check_dags_folder, configure_logging, wait_until_set
 from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.errors import PipelineError
 from pipeline_core.metrics import MetricsCollector
@@ -66,13 +66,17 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
 def serve(args: argparse.Namespace, out: TextIO) -> int:
     """Engine, scheduler (unless ``--no-scheduler``) and API until SIGINT/SIGTERM."""
     store, stop = _prepare(args)
-    if store is None:
-        return 1
+    if store is None or not check_dags_folder(args.dags_folder):
+        return _failed(store)
     metrics = MetricsCollector()
+    # The port first: a server that cannot listen must not start running DAGs.
+    server = _bind_api(args, store, metrics, scheduler_expected=not args.no_scheduler)
+    if server is None:
+        return _failed(store)
     engine = start_engine(store, args, metrics=metrics)
     if engine is None:
-        store.close()
-        return 1
+        server.stop()
+        return _failed(store)
     scheduler = None
     if args.no_scheduler:
         engine.set_dags(DagSync(store, args.dags_folder).refresh())
@@ -81,10 +85,8 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
         scheduler = Scheduler(
             store, engine, args.dags_folder, metrics=metrics, settings=settings
         ).start()
-    server = _start_api(args, store, engine, metrics, scheduler_expected=scheduler is not None)
-    if server is None:
-        engine.stop(grace=0)
-        return 1
+    server.options = replace(server.options, control=engine)
+    _serve_api(server, args)
     wait_until_set(stop)
     log.info("stopping")
     server.stop()
@@ -101,29 +103,37 @@ def api(args: argparse.Namespace, out: TextIO) -> int:
     store, stop = _prepare(args)
     if store is None:
         return 1
-    control = RemoteControl(store)
-    server = _start_api(args, store, control, None, scheduler_expected=True)
+    server = _bind_api(args, store, None, scheduler_expected=True, remote=True)
     if server is None:
-        return 1
+        return _failed(store)
+    server.options = replace(server.options, control=RemoteControl(store))
+    _serve_api(server, args)
     wait_until_set(stop)
     server.stop()
     store.close()
     return 0
 
 
-def _start_api(
+def _failed(store: Store | None) -> int:
+    if store is not None:
+        store.close()
+    return 1
+
+
+def _bind_api(
     args: argparse.Namespace,
     store: Store,
-    control: Control,
     metrics: MetricsCollector | None,
     *,
     scheduler_expected: bool,
+    remote: bool = False,
 ) -> APIServer | None:
+    """The API server with its port taken (``None``, reason on stderr, if it cannot be).
+    ``remote``: the engine runs in another process, so follow the store's event log."""
     options = APIServerOptions(
         store=store,
         host=args.host,
         port=args.port,
-        control=control,
         metrics=metrics,
         cors_origins=tuple(args.cors_origin),
         allowed_hosts=tuple(args.allowed_host),
@@ -132,22 +142,25 @@ def _start_api(
         sse_keepalive=args.sse_keepalive,
         log_json=args.log_format == "json",
         scheduler_expected=scheduler_expected,
-        follow_other_processes=isinstance(control, RemoteControl),
+        follow_other_processes=remote,
         event_streams=_event_streams(args),
         database_url=args.db,
     )
     try:
-        server = APIServer(options).start()
+        return APIServer(options).bind()
     except OSError as exc:
         sys.stderr.write(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}\n")
         return None
+
+
+def _serve_api(server: APIServer, args: argparse.Namespace) -> None:
+    server.start()
     host = f"[{args.host}]" if ":" in args.host else args.host
     log.info("pipeline-core API on http://%s:%d/api/v1", host, server.port)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.auth_token:
         log.warning(
             "listening on %s without --auth-token: anyone who can reach it can drive it", args.host
         )
-    return server
 
 
 def _event_streams(args: argparse.Namespace) -> Literal["thread", "process"]:

@@ -74,10 +74,26 @@ def test_health_and_version(client):
         "heartbeat_age_s": None,
     }
     assert body["data"]["store"] == {"status": "ok"}
+    assert body["data"]["reasons"] == []
     assert headers["Content-Type"] == "application/json; charset=utf-8"
     assert len(headers["X-Request-Id"]) >= 8
     status, _, body = client.request("GET", "/api/v1/version")
     assert body["data"]["api_version"] == "v1" and body["data"]["version"]
+
+
+def test_health_is_degraded_with_a_reason_when_no_dags_are_loaded(tmp_path):
+    empty = open_store(f"sqlite:///{tmp_path / 'empty.db'}")
+    server = serve(empty, scheduler_expected=True)
+    try:
+        empty.heartbeat("s1", kind="scheduler", hostname="h", pid=1)
+        _, _, body = Client(server.port).request("GET", "/api/v1/health")
+        assert body["data"]["status"] == "degraded"
+        assert body["data"]["reasons"] == [
+            "no DAGs are loaded: the DAGs folder has no DAG files, or none loads"
+        ]
+    finally:
+        server.stop()
+        empty.close()
 
 
 def test_health_reports_a_running_scheduler(client, store):

@@ -170,6 +170,7 @@ SCHEMAS: dict[str, Any] = {
             heartbeat_age_s=NUM_OR_NULL,
         ),
         store=obj(status={"enum": ["ok", "error"]}),
+        reasons={"type": "array", "items": {"type": "string"}},
         uptime_s={"type": "number"},
     ),
     "Version": obj(

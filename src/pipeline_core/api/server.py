@@ -200,10 +200,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HTTPServerHandle:
-    """Starts the server on a thread; ``port`` is the bound port (useful with port 0)."""
+    """Binds the port at once (``OSError`` if it cannot); ``start(app)`` serves it on a
+    thread. ``port`` is the bound port (useful with port 0)."""
 
-    def __init__(self, app: Callable[[Request], Response], options: Any) -> None:
-        self._server = _Server((options.host, options.port), app, options)
+    def __init__(self, options: Any) -> None:
+        self._server = _Server((options.host, options.port), _not_ready, options)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -212,18 +213,27 @@ class HTTPServerHandle:
             daemon=True,
         )
 
-    def start(self) -> None:
+    def start(self, app: Callable[[Request], Response]) -> None:
+        self._server.app = app
         self._thread.start()
 
     def stop(self) -> None:
+        if not self._thread.is_alive():  # bound, never served
+            self._server.server_close()
+            return
         self._server.shutdown()
         self._server.close_connections()
         self._server.server_close()
         self._thread.join(timeout=5)
 
 
+def _not_ready(request: Request) -> Response:
+    return Response(503, error_body("unavailable", "the server is starting"))
+
+
 class APIServer:
-    """The REST API: ``start(port)`` / ``stop()``, or use it as a context manager."""
+    """The REST API: ``bind()`` (optional: take the port before anything else starts),
+    ``start()`` / ``stop()``, or use it as a context manager."""
 
     def __init__(self, options: Any) -> None:
         self.options = options
@@ -237,20 +247,26 @@ class APIServer:
         assert self._handle is not None, "the server is not started"
         return self._handle.port
 
+    def bind(self) -> APIServer:
+        """Take the port now (``OSError`` if it is in use); ``start`` serves it later."""
+        if self._handle is None:
+            self._handle = HTTPServerHandle(self.options)
+        return self
+
     def start(self, port: int | None = None) -> APIServer:
         if port is not None:
             self.options.port = port
+        self.bind()
+        assert self._handle is not None
         self.streams = self._event_streams()
-        self._handle = HTTPServerHandle(
-            build_app(self.options, self.cache, self.streams), self.options
-        )
+        app = build_app(self.options, self.cache, self.streams)
         # Events reach the cache and the stream from this process's own commits, and — when
         # the engine runs elsewhere — from following the store's event log.
         if self.options.follow_other_processes:
             self._tail = EventTail(self.options.store, self._on_events).start()
         else:
             self.options.store.add_listener(self._on_events)
-        self._handle.start()
+        self._handle.start(app)
         return self
 
     def _event_streams(self) -> EventStreams:

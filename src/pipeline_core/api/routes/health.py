@@ -23,6 +23,9 @@ def health(store: Store, started: float, scheduler_expected: bool) -> Callable[[
             store_status = "ok"
         except PipelineError:
             beats, store_status = [], "error"
+        reasons = []
+        if store_status == "ok" and scheduler_expected and _no_dags(store):
+            reasons.append("no DAGs are loaded: the DAGs folder has no DAG files, or none loads")
         latest = max((b.last_heartbeat for b in beats), default=None)
         age = (utcnow() - latest).total_seconds() if latest else None
         if latest is None:
@@ -32,6 +35,9 @@ def health(store: Store, started: float, scheduler_expected: bool) -> Callable[[
         if store_status != "ok":
             status = "unhealthy"
         elif scheduler_status == "stopped" and (scheduler_expected or latest is not None):
+            status = "degraded"
+            reasons.append("the scheduler's heartbeat has stopped")
+        elif reasons:
             status = "degraded"
         else:
             status = "healthy"
@@ -43,11 +49,19 @@ def health(store: Store, started: float, scheduler_expected: bool) -> Callable[[
                 "heartbeat_age_s": round(age, 3) if age is not None else None,
             },
             "store": {"status": store_status},
+            "reasons": reasons,
             "uptime_s": round(time.monotonic() - started, 3),
         }
         return envelope(data, status=503 if status == "unhealthy" else 200)
 
     return handle
+
+
+def _no_dags(store: Store) -> bool:
+    try:
+        return store.list_dags(is_active=True, limit=1).total == 0
+    except PipelineError:
+        return False
 
 
 def version(request: Request) -> Response:
