@@ -52,7 +52,9 @@ def test_loopback_and_listed_hosts_are_accepted(client, host):
     assert status == 200
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "127.0.0.1.evil.example"])
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "[::1", "[evil]:x"]
+)
 def test_a_foreign_host_is_refused_against_dns_rebinding(client, store, host):
     status, _, body = client.request(
         "POST", "/api/v1/pools", {"name": "rebound", "slots": 1}, headers={"Host": host}

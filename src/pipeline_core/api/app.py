@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from pipeline_core.api.http import HTTPError, Request, Response, error_body
 from pipeline_core.api.router import Match, Route, Router
@@ -41,7 +42,7 @@ CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Request-Id"
 
 
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -113,10 +114,12 @@ class App:
         host = request.header("host")
         if not self.settings.loopback_hosts_only or host is None:
             return
-        name = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host
-        name = name.rsplit(":", 1)[0] if not name.startswith("[") else name
+        try:
+            name = urlsplit(f"//{host}").hostname or ""  # lower case, port and brackets gone
+        except ValueError:  # such as an unclosed "[::1"
+            name = ""
         allowed = self.settings.allowed_hosts
-        if name.lower() in LOOPBACK_NAMES or host in allowed or name in allowed:
+        if name in LOOPBACK_NAMES or host in allowed or name in allowed:
             return
         raise HTTPError(
             421,
