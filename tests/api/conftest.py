@@ -112,7 +112,7 @@ class SSEClient:
         """The next message as its fields (comments under ``comment``); None at the end."""
         fields: dict[str, str] = {}
         while True:
-            line = self.response.fp.readline()
+            line = self.response.readline()
             if not line:
                 return None
             text = line.decode().rstrip("\n")
@@ -146,7 +146,7 @@ class SSEClient:
         try:
             while (message := self.message()) is not None:
                 count += "id" in message
-        except ConnectionResetError:
+        except (ConnectionResetError, http.client.IncompleteRead):
             pass
         return count
 

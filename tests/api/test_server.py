@@ -312,12 +312,16 @@ def test_cors(client, store):
 
 
 def test_idle_clients_are_timed_out(store):
-    server = serve(store, socket_timeout=0.3)
+    server = serve(store, head_timeout=0.3, idle_timeout=0.3)
     try:
         idle = socket.create_connection(("127.0.0.1", server.port))
         idle.settimeout(5)
         assert idle.recv(1) == b""  # the server closed the silent connection
         idle.close()
+        kept_alive = Client(server.port)
+        assert kept_alive.request("GET", "/api/v1/version")[0] == 200
+        kept_alive.connection.sock.settimeout(5)
+        assert kept_alive.connection.sock.recv(1) == b""  # closed after the idle timeout
         assert Client(server.port).request("GET", "/api/v1/version")[0] == 200
     finally:
         server.stop()
@@ -341,7 +345,7 @@ def test_header_floods_and_garbage_get_json_errors(server):
     answer = raw_exchange(server.port, flood)
     assert answer.startswith(b"HTTP/1.1 431") and b'"code":"invalid_request"' in answer
     garbage = raw_exchange(server.port, b"NONSENSE\r\n\r\n")  # read as HTTP/0.9: no status line
-    assert b'"code":"invalid_request"' in garbage and b"Bad request syntax" in garbage
+    assert garbage.startswith(b"HTTP/1.1 400") and b"malformed request" in garbage
     huge_uri = raw_exchange(server.port, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")
     assert huge_uri.startswith(b"HTTP/1.1 414")
 
@@ -351,7 +355,7 @@ def test_bad_content_length(server):
         server.port,
         b"PATCH /api/v1/dags/etl HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n",
     )
-    assert answer.startswith(b"HTTP/1.1 400") and b"invalid Content-Length" in answer
+    assert answer.startswith(b"HTTP/1.1 400") and b"Content-Length" in answer
 
 
 def test_unexpected_errors_are_a_generic_500_with_the_request_id(caplog):

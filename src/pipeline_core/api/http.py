@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -138,10 +138,9 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json; charset=utf-8"
-    #: A streamed body (Server-Sent Events): chunks written and flushed as they come.
-    stream: Iterator[bytes] | None = None
-    #: After ``stream`` is written, the connection is handed to this (and kept open).
-    handover: Callable[[socket.socket], None] | None = None
+    #: A streamed body (Server-Sent Events): the server sends the head, then hands the
+    #: connection to this with whether the body must be chunked (HTTP/1.1) or not (1.0).
+    handover: Callable[[socket.socket, bool], None] | None = None
 
 
 def json_bytes(value: Any) -> bytes:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pipeline_core.api.framing import LAST_CHUNK, chunk
 from pipeline_core.events import Delivery, Subscription
 from pipeline_core.store.types import Event
 
@@ -36,6 +37,7 @@ class _Stream:
     subscription: Subscription
     sent: int
     encode: Callable[[Event], bytes]
+    chunked: bool
     #: What is still to be written: shared delivery bytes (never copied per stream), the
     #: first one possibly a view past what the socket already took.
     out: list[bytes | memoryview] = field(default_factory=list)
@@ -69,9 +71,12 @@ class StreamHub:
         subscription: Subscription,
         sent: int,
         encode: Callable[[Event], bytes],
+        *,
+        chunked: bool = False,
     ) -> None:
-        """Take over ``sock`` (already past its headers and replay) from now on."""
-        stream = _Stream(sock, subscription, sent, encode)
+        """Take over ``sock`` (already past its headers and replay) from now on; with
+        ``chunked``, every write is framed as one chunk of a chunked body."""
+        stream = _Stream(sock, subscription, sent, encode, chunked)
         with self._lock:
             accepted = not self._stopped
             if accepted:
@@ -162,11 +167,10 @@ class StreamHub:
             if delivery is not None and delivery.events:
                 events = delivery.events
                 if events[0].seq > stream.sent:
-                    stream.out.append(delivery.data)
+                    _queue(stream, delivery.data)
                 else:  # the seam after a replay
-                    stream.out.append(
-                        b"".join(stream.encode(e) for e in events if e.seq > stream.sent)
-                    )
+                    missed = [e for e in events if e.seq > stream.sent]
+                    _queue(stream, b"".join(map(stream.encode, missed)))
                 stream.sent = max(stream.sent, events[-1].seq)
                 self._flush(stream)
 
@@ -174,7 +178,7 @@ class StreamHub:
         now = time.monotonic()
         for stream in list(self._streams.values()):
             if not stream.out and now - stream.last_write >= self.keepalive:
-                stream.out.append(KEEPALIVE)
+                _queue(stream, KEEPALIVE)
                 self._flush(stream)
 
     def _flush(self, stream: _Stream) -> None:
@@ -218,6 +222,14 @@ class StreamHub:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(stream.sock)
         stream.subscription.close()
+        if stream.chunked and not stream.out:  # end the body properly when between chunks
+            with contextlib.suppress(OSError):
+                stream.sock.send(LAST_CHUNK)
         with contextlib.suppress(OSError):
             stream.sock.shutdown(socket.SHUT_RDWR)
         stream.sock.close()
+
+
+def _queue(stream: _Stream, data: bytes) -> None:
+    if data:  # an empty chunk would end a chunked body
+        stream.out.extend(chunk(data) if stream.chunked else (data,))

@@ -1,230 +1,194 @@
-"""``APIServer``: the standard library's threading HTTP server, HTTP/1.1 keep-alive.
-
-Responses are written in one buffered write (headers and body together): split small writes
-on a keep-alive connection meet the client's delayed ACK and cost ~40 ms per request.
-"""
+"""``APIServer``: the REST API on an event-loop HTTP/1.1 server (``LoopServer``)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
+import logging
+import resource
 import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pipeline_core.api.cache import ViewCache
+from pipeline_core.api.connection import HTTPConnection
 from pipeline_core.api.http import Request, Response, error_body
 from pipeline_core.api.routes.builder import build_app
 from pipeline_core.api.sse import EventStreams
 from pipeline_core.api.stream_process import ProcessStreams
 from pipeline_core.api.streams import ThreadStreams
+from pipeline_core.api.types import APIServerOptions
 from pipeline_core.store.tail import EventTail
 from pipeline_core.store.types import Event
 
-MAX_HEADERS = 100
-STREAM_SNDBUF = 64 * 1024
+log = logging.getLogger("pipeline_core.api")
+#: Connections the kernel completes while the loop is busy (a burst of clients — hundreds of
+#: event streams reconnecting — would otherwise wait seconds in SYN retries); the kernel caps
+#: it at net.core.somaxconn.
+BACKLOG = 1024
+STOP_WAIT = 5.0
+Callback = Callable[[Request, Response], None]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True  # server_close() joins every connection thread
-    allow_reuse_address = True
-    # Connections the kernel completes while the accept loop is busy (the default, 5, makes
-    # a burst of clients — hundreds of event streams reconnecting — wait seconds in SYN
-    # retries); the kernel caps it at net.core.somaxconn.
-    request_queue_size = 1024
+class LoopServer:
+    """One event loop owns every connection — accept, read, parse, keep-alive, write,
+    deadlines — and a bounded pool of handler threads runs the routes, so an idle or slow
+    connection costs a few KiB, not a thread.
 
-    def __init__(
-        self, address: tuple[str, int], app: Callable[[Request], Response], options: Any
-    ) -> None:
-        self.app, self.options = app, options
-        self.connections: set[socket.socket] = set()
-        self.handed_over: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
+    The port is bound at construction (``OSError`` if it cannot be); ``start(app)`` serves
+    it on a thread. Above ``max_connections`` the longest-idle connection (waiting for, or
+    reading, a request head) is closed to make room; when every connection is busy the
+    newcomer gets 503 with ``Retry-After``. Running out of descriptors anyway (EMFILE) pauses
+    accepting for a second instead of spinning.
+    """
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.connections_lock:
-            self.connections.discard(request)
-            handed_over = request in self.handed_over
-            self.handed_over.discard(request)
-        if handed_over:  # a live stream lives on in the hub: close this descriptor only
-            self.close_request(request)
-        else:
-            super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Wake every connection thread (idle keep-alive ones included) so it can end."""
-        with self.connections_lock:
-            connections = list(self.connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-    wbufsize = -1  # buffered: one write per response
-
-    def setup(self) -> None:
-        self.request.settimeout(self.server.options.socket_timeout)
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:  # the app logs requests itself
-        pass
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors found while parsing the request line and headers (bad request line, URI too
-        long, header flood) also get the JSON error envelope, and the connection closes."""
-        self.close_connection = True
-        code_name = {400: "invalid_request", 414: "invalid_request", 431: "invalid_request"}
-        body = error_body(code_name.get(code, "invalid_request"), message or "malformed request")
-        self.send_response(code, message)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
-            self.wfile.write(body)
-        self.wfile.flush()
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except (TimeoutError, ConnectionError):
-            self.close_connection = True
-
-    def _serve(self) -> None:
-        if len(self.headers) > MAX_HEADERS:
-            self.close_connection = True
-            self._send(Response(431, error_body("invalid_request", "too many headers")))
-            return
-        length_header = self.headers.get("Content-Length")
-        try:
-            length = int(length_header) if length_header else 0
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self.close_connection = True
-            self._send(Response(400, error_body("invalid_request", "invalid Content-Length")))
-            return
-        if length > self.server.options.max_body_bytes:
-            limit = self.server.options.max_body_bytes
-            message = f"body of {length} bytes is over the {limit}-byte limit"
-            self.close_connection = True  # the body is not read: the connection cannot be reused
-            self._send(Response(413, error_body("payload_too_large", message)))
-            return
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self._send(
-                Response(
-                    411,
-                    error_body(
-                        "invalid_request", "send a Content-Length; chunked bodies are not accepted"
-                    ),
-                )
-            )
-            self.close_connection = True
-            return
-        body = self.rfile.read(length) if length else b""
-        path, _, query = self.path.partition("?")
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        self._send(self.server.app(Request(self.command, path, query, headers, body)))
-
-    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_OPTIONS = do_HEAD = _serve
-
-    def __getattr__(self, name: str) -> Any:
-        """Every other method (TRACE, CONNECT, made-up ones) goes to the app too, which
-        answers 405 with ``Allow`` on a known path and 404 elsewhere (not 501)."""
-        if name.startswith("do_"):
-            return self._serve
-        raise AttributeError(name)
-
-    def _send(self, response: Response) -> None:
-        if response.stream is not None:
-            self._send_stream(response)
-            return
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-        self.wfile.flush()
-
-    def _send_stream(self, response: Response) -> None:
-        """Headers, then each chunk flushed as it comes; the connection ends with the stream."""
-        assert response.stream is not None
-        self.close_connection = True
-        # A fixed, modest kernel buffer per stream: a subscriber that stops reading is noticed
-        # (its queue fills and it is dropped) instead of parking megabytes in the kernel.
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.send_header("Connection", "close")
-        self.end_headers()
-        try:
-            self.wfile.flush()
-            for chunk in response.stream:
-                self.wfile.write(chunk)
-                self.wfile.flush()
-            if response.handover is not None:
-                kept = self.connection.dup()
-                try:
-                    response.handover(kept)
-                except BaseException:
-                    kept.close()
-                    raise
-                with self.server.connections_lock:
-                    self.server.handed_over.add(self.connection)
-        except (OSError, ValueError):
-            pass  # the client went away
-        finally:
-            close = getattr(response.stream, "close", None)
-            if close is not None:
-                close()
-
-
-class HTTPServerHandle:
-    """Binds the port at once (``OSError`` if it cannot); ``start(app)`` serves it on a
-    thread. ``port`` is the bound port (useful with port 0)."""
-
-    def __init__(self, options: Any) -> None:
-        self._server = _Server((options.host, options.port), _not_ready, options)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="api",
-            daemon=True,
-        )
+    def __init__(self, options: APIServerOptions) -> None:
+        self.limits = options
+        self.max_connections = options.max_connections or default_max_connections()
+        self.app: Callable[[Request], Response] = _not_ready
+        self.stopping = False
+        self.connections: set[HTTPConnection] = set()
+        self._idle: dict[HTTPConnection, None] = {}  # oldest first
+        self._listener = _listen(options.host, options.port)
+        self.port: int = self._listener.getsockname()[1]
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(_log_loop_error)
+        self._pool = ThreadPoolExecutor(options.handler_threads, thread_name_prefix="api-handler")
+        self._thread = threading.Thread(target=self._run, name="api", daemon=True)
+        self._stopped = threading.Event()
+        self._stop_requested = asyncio.Event()
 
     def start(self, app: Callable[[Request], Response]) -> None:
-        self._server.app = app
+        self.app = app
         self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(
+            self.loop.create_server(
+                lambda: HTTPConnection(self), sock=self._listener, backlog=BACKLOG
+            )
+        )
+        try:
+            self.loop.run_until_complete(self._serve_until_stopped(server))
+        finally:
+            self.loop.close()
+            self._stopped.set()
+
+    async def _serve_until_stopped(self, server: asyncio.Server) -> None:
+        await self._stop_requested.wait()
+        server.close()
+        self.stopping = True
+        for connection in list(self.connections):
+            connection.close_idle()
+        deadline = self.loop.time() + STOP_WAIT
+        while any(c.phase != "closed" for c in self.connections) and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)  # handlers finish their answers
+        for connection in list(self.connections):
+            connection.close_idle()
+        await asyncio.sleep(0)  # let the transports close
 
     def stop(self) -> None:
         if not self._thread.is_alive():  # bound, never served
-            self._server.server_close()
+            self._listener.close()
+            self._pool.shutdown(wait=False)
             return
-        self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self.loop.call_soon_threadsafe(self._stop_requested.set)
+        self._stopped.wait(STOP_WAIT * 2)
+        self._thread.join(timeout=STOP_WAIT)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._listener.close()
+
+    # -- called by connections, on the loop ------------------------------------------------
+
+    def admit(self, connection: HTTPConnection) -> bool:
+        """Count a new connection in, making room if needed; ``False`` if it was refused."""
+        if len(self.connections) >= self.max_connections:
+            oldest = next(iter(self._idle), None)
+            if oldest is None:
+                connection.refuse_for_capacity(retry_after=1)
+                return False
+            oldest.close_idle()
+            self.forget(oldest)
+        self.connections.add(connection)
+        self._idle[connection] = None
+        return True
+
+    def busy(self, connection: HTTPConnection) -> None:
+        self._idle.pop(connection, None)
+
+    def idle(self, connection: HTTPConnection) -> None:
+        self._idle.pop(connection, None)
+        self._idle[connection] = None
+
+    def forget(self, connection: HTTPConnection) -> None:
+        self.connections.discard(connection)
+        self._idle.pop(connection, None)
+
+    def run_handler(self, request: Request, callback: Callback) -> None:
+        """Run the app on a handler thread; ``callback(request, response)`` on the loop."""
+        try:
+            self._pool.submit(self._handle, request, callback)
+        except RuntimeError:  # the pool is shut down: the server is stopping
+            callback(request, Response(503, error_body("unavailable", "the server is stopping")))
+
+    def _handle(self, request: Request, callback: Callback) -> None:
+        response = self.app(request)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to answer
+            self.loop.call_soon_threadsafe(callback, request, response)
+
+    def run_blocking(self, sock: socket.socket, function: Callable[..., None], *args: Any) -> None:
+        """Run ``function(sock, *args)`` on a handler thread (an event stream's start, which
+        replays stored events with blocking writes); ``sock`` is closed if it fails."""
+        sock.settimeout(self.limits.socket_timeout)
+        try:
+            self._pool.submit(_owning, sock, function, *args)
+        except RuntimeError:  # stopping
+            sock.close()
+
+
+def default_max_connections() -> int:
+    """Half the process's descriptor limit: the rest stays for the store, the engine's
+    workers, the scheduler's folder scans and event streams."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 10_000
+    return max(16, soft // 2)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _owning(sock: socket.socket, function: Callable[..., None], *args: Any) -> None:
+    try:
+        function(sock, *args)
+    except Exception as exc:
+        if not isinstance(exc, OSError):  # not just a client that went away
+            log.exception("handing a connection over failed")
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    exception = context.get("exception")
+    if isinstance(exception, OSError) and exception.errno in (errno.EMFILE, errno.ENFILE):
+        log.warning("out of file descriptors: not accepting connections for a second")
+        return
+    log.error("API event loop: %s", context.get("message"), exc_info=exception)
 
 
 def _not_ready(request: Request) -> Response:
@@ -239,7 +203,7 @@ class APIServer:
         self.options = options
         self.cache = ViewCache()
         self.streams: EventStreams | None = None
-        self._handle: HTTPServerHandle | None = None
+        self._handle: LoopServer | None = None
         self._tail: EventTail | None = None
 
     @property
@@ -250,7 +214,7 @@ class APIServer:
     def bind(self) -> APIServer:
         """Take the port now (``OSError`` if it is in use); ``start`` serves it later."""
         if self._handle is None:
-            self._handle = HTTPServerHandle(self.options)
+            self._handle = LoopServer(self.options)
         return self
 
     def start(self, port: int | None = None) -> APIServer:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 from pipeline_core.api.http import Request, Response, bad_request
@@ -55,6 +55,9 @@ class StreamStart:
     types: tuple[str, ...]
     after: int
     reset_first: int | None = None
+    #: Each write goes out as one chunk of a chunked body (HTTP/1.1), so a client hands every
+    #: event over as it arrives; an HTTP/1.0 stream is delimited by closing the connection.
+    chunked: bool = False
 
     @property
     def key(self) -> tuple[str | None, str | None, tuple[str, ...]]:
@@ -139,8 +142,9 @@ def events_route(store: Store, streams: EventStreams) -> Callable[[Request], Res
         start = parse_stream_request(request, store)
         response = Response(200, b"", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         response.content_type = "text/event-stream; charset=utf-8"
-        response.stream = iter(())  # the headers; the backend writes the rest
-        response.handover = lambda sock: streams.attach(sock, start)
+        response.handover = lambda sock, chunked: streams.attach(
+            sock, replace(start, chunked=chunked)
+        )
         return response
 
     return handle

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 
+from pipeline_core.api.framing import chunk
 from pipeline_core.api.hub import StreamHub
 from pipeline_core.api.sse import EventEncoder, StreamStart, replay
 from pipeline_core.events import EventBus
@@ -38,8 +39,8 @@ class ThreadStreams:
         )
         sent = start.after
         try:
-            for last_seq, chunk in replay(self.store, start, self.encode):
-                sock.sendall(chunk)
+            for last_seq, data in replay(self.store, start, self.encode):
+                sock.sendall(b"".join(chunk(data)) if start.chunked else data)
                 sent = last_seq
         except Exception as exc:  # the client went away, or the log could not be read
             if not isinstance(exc, OSError):
@@ -48,7 +49,7 @@ class ThreadStreams:
             with contextlib.suppress(OSError):
                 sock.close()
             return
-        self.hub.attach(sock, subscription, sent, self.encode)
+        self.hub.attach(sock, subscription, sent, self.encode, chunked=start.chunked)
 
     def stop(self) -> None:
         self.bus.close_all()

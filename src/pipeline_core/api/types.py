@@ -23,6 +23,17 @@ class APIServerOptions:
     allowed_hosts: Sequence[str] = field(default_factory=tuple)
     auth_token: str | None = None
     max_body_bytes: int = 1024 * 1024
+    #: Open connections at most (``None``: half the process's descriptor limit).
+    max_connections: int | None = None
+    #: Seconds a request head may take from its first byte (and a new connection to send it).
+    head_timeout: float = 10.0
+    #: Seconds a request body may take once its head has arrived.
+    body_timeout: float = 30.0
+    #: Seconds a keep-alive connection may wait for its next request.
+    idle_timeout: float = 30.0
+    #: Threads that run route handlers (connections themselves cost no thread).
+    handler_threads: int = 16
+    #: Seconds a blocked write to an event stream may wait before the stream is dropped.
     socket_timeout: float = 30.0
     log_json: bool = False
     scheduler_expected: bool = False
