@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import threading
@@ -366,3 +367,44 @@ def test_serve_writes_streams_from_its_stream_process(tmp_path):
         server.terminate()
         server.communicate(timeout=30)
     assert server.returncode == 0
+
+
+@pytest.mark.parametrize("streams", STREAMS)
+def test_a_requests_based_client_gets_each_event_as_it_is_written(tmp_path, streams):
+    """``sseclient-py`` over ``requests`` reads a chunked stream chunk by chunk: each event
+    arrives within a second of its commit, with no keepalive needed to push it through."""
+    import requests
+    import sseclient
+
+    live = Live(tmp_path, streams, sse_keepalive=60.0)
+    received: list[tuple[float, str, dict]] = []
+    try:
+        response = requests.get(
+            f"http://127.0.0.1:{live.server.port}/api/v1/events?dag_id=chain",
+            stream=True,
+            timeout=10,
+        )
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        client = sseclient.SSEClient(response)
+
+        def read() -> None:
+            for event in client.events():
+                received.append((time.monotonic(), event.event, json.loads(event.data)))
+                if event.event == "run.state_changed" and received[-1][2]["new_state"] == "success":
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        time.sleep(0.2)  # (the reader is subscribed once the head is read; nothing to wait on)
+        run = live.engine.trigger("chain")
+        poll_until(
+            lambda: live.store.get_run("chain", run.run_id).state.value == "success", timeout=10
+        )
+        finished = time.monotonic()
+        reader.join(timeout=5)
+        assert not reader.is_alive(), "the final event never reached the client"
+        assert received[-1][0] - finished < 1.0
+        assert [e for _, e, _ in received].count("task.state_changed") == 6  # 3 tasks × 2
+        response.close()
+    finally:
+        live.close()

@@ -30,6 +30,8 @@ log = logging.getLogger("pipeline_core.api")
 #: it at net.core.somaxconn.
 BACKLOG = 1024
 STOP_WAIT = 5.0
+ACCEPT_BATCH = 16
+PAUSE = 0.25  # seconds without accepting after EMFILE
 Callback = Callable[[Request, Response], None]
 
 
@@ -67,20 +69,16 @@ class LoopServer:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(
-            self.loop.create_server(
-                lambda: HTTPConnection(self), sock=self._listener, backlog=BACKLOG
-            )
-        )
         try:
-            self.loop.run_until_complete(self._serve_until_stopped(server))
+            self.loop.run_until_complete(self._serve_until_stopped())
         finally:
             self.loop.close()
             self._stopped.set()
 
-    async def _serve_until_stopped(self, server: asyncio.Server) -> None:
+    async def _serve_until_stopped(self) -> None:
+        self.loop.add_reader(self._listener, self._accept)
         await self._stop_requested.wait()
-        server.close()
+        self.loop.remove_reader(self._listener)
         self.stopping = True
         for connection in list(self.connections):
             connection.close_idle()
@@ -101,6 +99,39 @@ class LoopServer:
         self._thread.join(timeout=STOP_WAIT)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._listener.close()
+
+    def _accept(self) -> None:
+        """Accept a few connections per wake-up: each is admitted (or makes room) before the
+        next batch, so descriptors stay near ``max_connections`` even when hundreds wait in
+        the kernel's queue."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._pause_accepting(exc)
+                return
+            self.loop.create_task(self._connect(sock))
+
+    async def _connect(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        try:
+            await self.loop.connect_accepted_socket(lambda: HTTPConnection(self), sock)
+        except OSError:  # reset before it was set up
+            sock.close()
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors: stop accepting for a moment (waiting connections stay in the
+        kernel's queue) instead of spinning on a listener that stays readable."""
+        log.warning("cannot accept connections (%s); pausing for %.1f s", exc.strerror, PAUSE)
+        self.loop.remove_reader(self._listener)
+        self.loop.call_later(PAUSE, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        if not self.stopping:
+            self.loop.add_reader(self._listener, self._accept)
 
     # -- called by connections, on the loop ------------------------------------------------
 
@@ -185,9 +216,6 @@ def _owning(sock: socket.socket, function: Callable[..., None], *args: Any) -> N
 
 def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     exception = context.get("exception")
-    if isinstance(exception, OSError) and exception.errno in (errno.EMFILE, errno.ENFILE):
-        log.warning("out of file descriptors: not accepting connections for a second")
-        return
     log.error("API event loop: %s", context.get("message"), exc_info=exception)
 
 

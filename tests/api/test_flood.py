@@ -1,0 +1,82 @@
+"""A connection flood against ``pipeline-core serve`` limited to 1,024 descriptors: more idle
+connections than it may open cost it neither its health endpoint nor its scheduler."""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import api_port
+from tests.conftest import pipeline_core_process
+
+pytestmark = pytest.mark.slow
+FLOOD = 1100
+
+
+def _limit_descriptors() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no thread count")
+
+
+def test_1100_idle_connections_do_not_starve_a_1024_descriptor_server(tmp_path):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < FLOOD + 200:
+        pytest.fail(f"this test needs {FLOOD + 200} descriptors; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, FLOOD + 200), hard))
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "tick.yaml").write_text("dag_id: tick\ntasks:\n  a: {type: noop}\n")
+    server = pipeline_core_process(
+        "serve", "--dags-folder", str(folder), "--db", f"sqlite:///{tmp_path / 'f.db'}",
+        "--port", "0", "--event-streams", "thread", "--rescan-interval", "1",
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_limit_descriptors,
+    )  # fmt: skip
+    flood: list[socket.socket] = []
+    try:
+        port = api_port(server)
+        deadline = time.monotonic() + 30
+        while len(flood) < FLOOD and time.monotonic() < deadline:
+            flood.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        assert len(flood) == FLOOD
+        started = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=5) as r:
+            health = json.loads(r.read())["data"]
+        assert time.monotonic() - started < 1.0
+        assert health["status"] == "healthy", health
+        (folder / "tock.yaml").write_text("dag_id: tock\ntasks:\n  a: {type: noop}\n")
+        tock = f"http://127.0.0.1:{port}/api/v1/dags/tock"
+        found = _until_found(tock, timeout=10)  # the scheduler's folder scan still works
+        assert found, "the scheduler did not pick up a new DAG file during the flood"
+        assert _threads(server.pid) < 60  # idle connections cost no thread
+    finally:
+        for conn in flood:
+            conn.close()
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "Traceback" not in output, output[-3000:]
+
+
+def _until_found(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
