@@ -14,6 +14,7 @@ import contextlib
 import http.client
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -136,13 +137,15 @@ def load(
 
 
 def start_serve(
-    db: str, folder: Path, port: int, *extra: str
+    db: str, folder: Path, port: int, *extra: str, source: str | None = None
 ) -> tuple[subprocess.Popen[bytes], float]:
+    """``serve`` from this checkout, or from the ``src`` folder ``source`` (older code)."""
     started = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": source} if source else None
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline_core", "serve", "--no-scheduler", "--dags-folder", str(folder / "dags"),
          "--db", db, "--port", str(port), "--log-level", "warning", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     while True:
         try:
@@ -158,47 +161,110 @@ def start_serve(
         time.sleep(0.01)
 
 
+CASES = [
+    ("GET /api/v1/dags", "GET", "/api/v1/dags", None),
+    ("GET one run with 100 task instances", "GET", "/api/v1/dags/dag_000/runs/r050", None),
+    ("GET task list, finished 100-task run", "GET", "/api/v1/dags/dag_000/runs/r050/tasks", None),
+    ("GET runs page of 100", "GET", "/api/v1/dags/dag_001/runs?limit=100", None),
+    ("POST trigger", "POST", "/api/v1/dags/quick/runs", b"{}"),
+]
+
+
+def idle_connections_rss(port: int, pid: int, count: int) -> tuple[int, float]:
+    """Open ``count`` idle connections (each having sent one request); the server's RSS
+    with them open (KiB) and the seconds it took."""
+    held: list[socket.socket] = []
+    started = time.perf_counter()
+    request = b"GET /api/v1/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    try:
+        for _ in range(count):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+            conn.sendall(request)
+            held.append(conn)
+        for conn in held:
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        elapsed = time.perf_counter() - started
+        time.sleep(0.5)
+        return rss_kib(pid), elapsed
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def accept_rate(port: int, seconds: float, clients: int = 8) -> float:
+    """New connections per second, each one request and closed."""
+    counts = [0] * clients
+    deadline = time.perf_counter() + seconds
+
+    def worker(index: int) -> None:
+        while time.perf_counter() < deadline:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/api/v1/version", headers={"Connection": "close"})
+            conn.getresponse().read()
+            conn.close()
+            counts[index] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def measure(
+    label: str, db: str, folder: Path, seconds: float, idle: int, source: str | None
+) -> bytes:
+    """Every figure for one server; returns the GET /dags body (for the bare server)."""
+    port = free_port()
+    server, ready_s = start_serve(db, folder, port, source=source)
+    try:
+        print(f"[{label}] process start → healthy /health: {ready_s * 1000:.0f} ms")
+        time.sleep(0.5)
+        print(f"[{label}] server RSS idle: {rss_kib(server.pid) / 1024:.1f} MiB")
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        conn.request("GET", "/api/v1/dags")
+        dags_body = conn.getresponse().read()
+        conn.close()
+        peak_rss = 0
+        for name, method, path, body in CASES:
+            for clients in (1, 8):
+                rate, p50, p99 = load(port, method, path, clients, seconds, body)
+                peak_rss = max(peak_rss, rss_kib(server.pid))
+                print(f"[{label}] {name:<38} {clients:>7} {rate:>8,.0f} {p50:>8.2f} {p99:>8.2f}")
+        print(f"[{label}] server RSS under load (peak seen): {peak_rss / 1024:.1f} MiB")
+        print(
+            f"[{label}] new connections per second (8 clients): {accept_rate(port, seconds):,.0f}"
+        )
+        if idle:
+            rss, took = idle_connections_rss(port, server.pid, idle)
+            print(
+                f"[{label}] RSS with {idle:,} idle connections: {rss / 1024:.1f} MiB (opened in {took:.1f} s)"
+            )
+    finally:
+        server.terminate()
+        server.wait(30)
+    return dags_body
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--idle", type=int, default=10_000, help="idle connections to hold")
+    parser.add_argument("--old", help="the src folder of older code to measure in the same run")
     args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.idle * 2 + 1000)), hard))
     print(f"machine: {machine()}")
+    print(f"{'[server] request':<47} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         db = f"sqlite:///{folder / 'api.db'}"
         populate(folder, db)
-        port = free_port()
-        server, ready_s = start_serve(db, folder, port)
-        try:
-            print(f"process start → healthy /health: {ready_s * 1000:.0f} ms")
-            time.sleep(0.5)
-            print(f"server RSS idle: {rss_kib(server.pid) / 1024:.1f} MiB")
-            conn = http.client.HTTPConnection("127.0.0.1", port)
-            conn.request("GET", "/api/v1/dags")
-            dags_body = conn.getresponse().read()
-            conn.close()
-            cases = [
-                ("GET /api/v1/dags", "GET", "/api/v1/dags", None),
-                (
-                    "GET one run with 100 task instances",
-                    "GET",
-                    "/api/v1/dags/dag_000/runs/r050",
-                    None,
-                ),
-                ("GET runs page of 100", "GET", "/api/v1/dags/dag_001/runs?limit=100", None),
-                ("POST trigger", "POST", "/api/v1/dags/quick/runs", b"{}"),
-            ]
-            peak_rss = 0
-            print(f"{'request':<38} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-            for label, method, path, body in cases:
-                for clients in (1, 8):
-                    rate, p50, p99 = load(port, method, path, clients, args.seconds, body)
-                    peak_rss = max(peak_rss, rss_kib(server.pid))
-                    print(f"{label:<38} {clients:>7} {rate:>8,.0f} {p50:>8.2f} {p99:>8.2f}")
-            print(f"server RSS under load (peak seen): {peak_rss / 1024:.1f} MiB")
-        finally:
-            server.terminate()
-            server.wait(30)
+        if args.old:
+            measure("old", db, folder, args.seconds, args.idle, args.old)
+        dags_body = measure("new", db, folder, args.seconds, args.idle, None)
         body_file = folder / "dags.json"
         body_file.write_bytes(dags_body)
         bare_port = free_port()
@@ -211,14 +277,14 @@ def main() -> None:
             for clients in (1, 8):
                 rate, p50, p99 = load(bare_port, "GET", "/", clients, args.seconds)
                 print(
-                    f"{'bare http.server, same bytes':<38} {clients:>7} {rate:>8,.0f} {p50:>8.2f} {p99:>8.2f}"
+                    f"[bare] {'http.server, same bytes as /dags':<38} {clients:>7} {rate:>8,.0f} {p50:>8.2f} {p99:>8.2f}"
                 )
         finally:
             bare.terminate()
             bare.wait(30)
             if bare.stdout:
                 bare.stdout.close()
-    print(f"(pid {os.getpid()} drove the load; both servers ran as separate processes)")
+    print(f"(pid {os.getpid()} drove the load; every server ran as a separate process)")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,17 @@ def whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < 10**9:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """Where task code runs: the commands that start an engine share these."""
     parser.add_argument(

@@ -14,7 +14,7 @@ from typing import Literal, TextIO
 
 from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
-from pipeline_core.cli_engine import start_engine
+from pipeline_core.cli_engine import seconds, start_engine, whole_number
 from pipeline_core.cli_run import check_dags_folder, configure_logging, wait_until_set
 from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.errors import PipelineError
@@ -50,7 +50,34 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         help="accept this Host besides the loopback names when listening on loopback "
         "(repeatable; other hosts get 421, against DNS rebinding)",
     )
-    parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024)
+    parser.add_argument(
+        "--max-body-bytes", type=whole_number(1), default=1024 * 1024, help="request body cap"
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=whole_number(1),
+        default=None,
+        help="open connections at most; above it the longest-idle one is closed, or the "
+        "newcomer gets 503 (default: half the descriptor limit)",
+    )
+    parser.add_argument(
+        "--head-timeout", type=seconds, default=10.0, help="seconds for a whole request head"
+    )
+    parser.add_argument(
+        "--body-timeout", type=seconds, default=30.0, help="seconds for a whole request body"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=seconds,
+        default=30.0,
+        help="seconds a keep-alive connection may wait for its next request",
+    )
+    parser.add_argument(
+        "--handler-threads",
+        type=whole_number(1),
+        default=16,
+        help="threads that run route handlers (connections cost none)",
+    )
     parser.add_argument(
         "--sse-keepalive",
         type=float,
@@ -139,6 +166,11 @@ def _bind_api(
         allowed_hosts=tuple(args.allowed_host),
         auth_token=args.auth_token or None,
         max_body_bytes=args.max_body_bytes,
+        max_connections=args.max_connections,
+        head_timeout=args.head_timeout,
+        body_timeout=args.body_timeout,
+        idle_timeout=args.idle_timeout,
+        handler_threads=args.handler_threads,
         sse_keepalive=args.sse_keepalive,
         log_json=args.log_format == "json",
         scheduler_expected=scheduler_expected,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from pipeline_core.api.conditional import tagged
 from pipeline_core.api.http import HTTPError, Request, Response, error_body
 from pipeline_core.api.router import Match, Route, Router
 from pipeline_core.errors import (
@@ -64,18 +65,34 @@ class App:
         self.settings = settings
 
     def __call__(self, request: Request) -> Response:
+        response = self._answer(request, from_memory=False)
+        assert response is not None
+        return response
+
+    def from_memory(self, request: Request) -> Response | None:
+        """The answer if it needs neither the store nor a wait — refusals (404, 405, 401,
+        421, 403), a route's ``fast`` answer (cached views, constant documents) — else
+        ``None``: the server then calls the app on a handler thread. Run on the event loop,
+        this spares cheap answers the trip to a thread and back."""
+        return self._answer(request, from_memory=True)
+
+    def _answer(self, request: Request, *, from_memory: bool) -> Response | None:
         started = time.perf_counter()
-        supplied = request.header("x-request-id")
-        request.request_id = (
-            supplied if supplied and _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
-        )
-        response = self._handle(request)
+        if not request.request_id:
+            supplied = request.header("x-request-id")
+            request.request_id = (
+                supplied if supplied and _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+            )
+        answer = self._handle(request, from_memory)
+        if answer is None:
+            return None
+        response = tagged(request, answer)
         response.headers["X-Request-Id"] = request.request_id
         response.headers.update(self._cors(request))
         self._log(request, response, (time.perf_counter() - started) * 1000)
         return response
 
-    def _handle(self, request: Request) -> Response:
+    def _handle(self, request: Request, from_memory: bool) -> Response | None:
         try:
             self._check_host(request)
             if request.method == "OPTIONS" and request.header("origin"):
@@ -94,6 +111,8 @@ class App:
                 )
             assert route is not None
             request.params = params
+            if from_memory:
+                return route.fast(request) if route.fast is not None else None
             return route.handler(request)
         except HTTPError as exc:
             return Response(

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from pipeline_core.api.conditional import etag_of
 from pipeline_core.api.http import Response
 from pipeline_core.store.types import Event, utcnow
 
@@ -31,17 +32,28 @@ class ViewCache:
                 self.version += 1
                 self._entries.clear()
 
+    def peek(self, key: str) -> Response | None:
+        """The kept answer for ``key`` if it is still valid."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != self.version:
+                return None
+        if entry[1] is not None and entry[1] <= utcnow():
+            return None
+        return _copy(entry[2])
+
     def get_or_render(
         self, key: str, render: Callable[[], tuple[Response, datetime | None]]
     ) -> Response:
         with self._lock:
             version = self.version
-            entry = self._entries.get(key)
-        if entry is not None and entry[0] == version and (entry[1] is None or entry[1] > utcnow()):
-            return _copy(entry[2])
+        kept = self.peek(key)
+        if kept is not None:
+            return kept
         response, expires = render()
         with self._lock:
             if self.version == version and response.status == 200:
+                response.headers["ETag"] = etag_of(response.body)  # once, not per hit
                 if len(self._entries) >= MAX_ENTRIES:
                     self._entries.clear()
                 self._entries[key] = (version, expires, response)

@@ -44,9 +44,12 @@ class HTTPConnection(asyncio.Protocol):
         self.phase: Phase = "idle"
         self._parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        #: When the current phase's deadline passes (monotonic seconds); the server's sweep
+        #: closes connections past theirs (one timer for all, not one per request).
+        self.expires: float | None = None
         self._head_checked = False
         self._request: h11.Request | None = None
+        self._headers: dict[str, str] = {}
         self._body = bytearray()
         self._lingered = 0
         self.last_active = time.monotonic()
@@ -85,7 +88,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = "closed"
-        self._cancel_timer()
+        self.expires = None
         self.server.forget(self)
 
     # -- reading ---------------------------------------------------------------------------
@@ -135,15 +138,21 @@ class HTTPConnection(asyncio.Protocol):
 
     def _on_head(self, request: h11.Request) -> None:
         self._request = request
-        if len(request.headers) > MAX_HEADERS:
+        pairs = list(request.headers)
+        if len(pairs) > MAX_HEADERS:
             self._refuse(431, "invalid_request", f"more than {MAX_HEADERS} header lines")
             return
-        length = _content_length(request)
+        # Names are lower case; framing headers appear once (see ``refusal``).
+        self._headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in pairs}
+        length_header = self._headers.get("content-length")
+        length = int(length_header) if length_header is not None else None
         limit = self.limits.max_body_bytes
         if length is not None and length > limit:
             message = f"body of {length} bytes is over the {limit}-byte limit"
             self._refuse(413, "payload_too_large", message)
             return
+        if not length and "transfer-encoding" not in self._headers:
+            return  # no body: the end of the message follows at once
         self._enter("body", self.limits.body_timeout)
         if self._parser.they_are_waiting_for_100_continue:
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -159,12 +168,15 @@ class HTTPConnection(asyncio.Protocol):
         event = self._request
         target = event.target.decode("ascii", "replace")
         path, _, query = target.partition("?")
-        headers: dict[str, str] = {}
-        for name, value in event.headers:
-            headers[name.decode("latin-1")] = value.decode("latin-1")
-        request = Request(event.method.decode("ascii"), path, query, headers, bytes(self._body))
+        request = Request(
+            event.method.decode("ascii"), path, query, self._headers, bytes(self._body)
+        )
         self._enter("handling", None)
-        self.server.run_handler(request, self._on_response)
+        answer = self.server.from_memory(request)
+        if answer is not None:
+            self._on_response(request, answer)
+        else:
+            self.server.run_handler(request, self._on_response)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -173,7 +185,7 @@ class HTTPConnection(asyncio.Protocol):
         if self.phase != "handling" or self._transport is None:
             return  # the connection was closed while the handler ran
         assert self._request is not None
-        close = self._parser.their_http_version != b"1.1" or _wants_close(self._request)
+        close = self._parser.their_http_version != b"1.1" or _wants_close(self._headers)
         close = close or self.server.stopping
         if response.handover is not None:
             self._hand_over(response, not close)
@@ -224,7 +236,7 @@ class HTTPConnection(asyncio.Protocol):
         with contextlib.suppress(OSError):
             kept.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
         self.phase = "closed"
-        self._cancel_timer()
+        self.expires = None
         self._transport.abort()  # closes the loop's descriptor only; no FIN while ``kept`` lives
         self.server.run_blocking(kept, start_stream, head, response.handover, chunked)
 
@@ -280,17 +292,11 @@ class HTTPConnection(asyncio.Protocol):
             self.server.busy(self)
 
     def _deadline(self, timeout: float | None) -> None:
-        self._cancel_timer()
-        if timeout is not None:
-            self._timer = self.server.loop.call_later(timeout, self._timed_out)
+        self.expires = time.monotonic() + timeout if timeout is not None else None
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _timed_out(self) -> None:
-        self._timer = None
+    def timed_out(self) -> None:
+        """Called by the server's sweep once ``expires`` has passed."""
+        self.expires = None
         if self.phase in ("head", "body"):
             what = "request head" if self.phase == "head" else "request body"
             self._write(error_response(408, "request_timeout", f"the {what} took too long"))
@@ -303,7 +309,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def _close(self) -> None:
         self.phase = "closed"
-        self._cancel_timer()
+        self.expires = None
         if self._transport is not None:
             self._transport.close()
 
@@ -319,15 +325,8 @@ def start_stream(
     handover(sock, chunked)
 
 
-def _content_length(request: h11.Request) -> int | None:
-    for name, value in request.headers:
-        if name == b"content-length":
-            return int(value)
-    return None
-
-
-def _wants_close(request: h11.Request) -> bool:
-    return any(
-        name == b"connection" and b"close" in (token.strip() for token in value.lower().split(b","))
-        for name, value in request.headers
+def _wants_close(headers: dict[str, str]) -> bool:
+    connection = headers.get("connection")
+    return connection is not None and "close" in (
+        token.strip() for token in connection.lower().split(",")
     )

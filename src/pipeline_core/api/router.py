@@ -10,6 +10,8 @@ from urllib.parse import unquote
 from pipeline_core.api.http import Request, Response, bad_request
 
 Handler = Callable[[Request], Response]
+#: Answers a request from memory (no store, no waiting), or ``None`` to leave it to the handler.
+FastHandler = Callable[[Request], Response | None]
 
 
 class Match(Enum):
@@ -23,6 +25,9 @@ class Route:
     path: str
     handler: Handler
     methods: Sequence[str] = ("GET",)
+    #: Tried first on the server's event loop; the handler runs on a handler thread only if
+    #: this is missing or returns ``None`` (see ``App.from_memory``).
+    fast: FastHandler | None = None
     parts: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:

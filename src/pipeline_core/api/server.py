@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import errno
 import logging
+import queue
 import resource
 import socket
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pipeline_core.api.cache import ViewCache
+from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.connection import HTTPConnection
 from pipeline_core.api.http import Request, Response, error_body
 from pipeline_core.api.routes.builder import build_app
@@ -31,6 +33,7 @@ log = logging.getLogger("pipeline_core.api")
 BACKLOG = 1024
 STOP_WAIT = 5.0
 ACCEPT_BATCH = 16
+SWEEP = 0.1  # seconds between looks for connections past their deadline
 PAUSE = 0.25  # seconds without accepting after EMFILE
 Callback = Callable[[Request, Response], None]
 
@@ -58,13 +61,14 @@ class LoopServer:
         self.port: int = self._listener.getsockname()[1]
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(_log_loop_error)
-        self._pool = ThreadPoolExecutor(options.handler_threads, thread_name_prefix="api-handler")
+        self._pool = HandlerPool(options.handler_threads)
         self._thread = threading.Thread(target=self._run, name="api", daemon=True)
         self._stopped = threading.Event()
         self._stop_requested = asyncio.Event()
 
     def start(self, app: Callable[[Request], Response]) -> None:
         self.app = app
+        self._pool.start()
         self._thread.start()
 
     def _run(self) -> None:
@@ -77,6 +81,7 @@ class LoopServer:
 
     async def _serve_until_stopped(self) -> None:
         self.loop.add_reader(self._listener, self._accept)
+        self.loop.call_later(SWEEP, self._sweep)
         await self._stop_requested.wait()
         self.loop.remove_reader(self._listener)
         self.stopping = True
@@ -92,13 +97,21 @@ class LoopServer:
     def stop(self) -> None:
         if not self._thread.is_alive():  # bound, never served
             self._listener.close()
-            self._pool.shutdown(wait=False)
             return
         self.loop.call_soon_threadsafe(self._stop_requested.set)
         self._stopped.wait(STOP_WAIT * 2)
         self._thread.join(timeout=STOP_WAIT)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(STOP_WAIT)
         self._listener.close()
+
+    def _sweep(self) -> None:
+        """Close every connection past its deadline, then look again in ``SWEEP`` seconds."""
+        now = time.monotonic()
+        for connection in [c for c in self.connections if c.expires is not None]:
+            if connection.expires is not None and connection.expires <= now:
+                connection.timed_out()
+        if not self.stopping:
+            self.loop.call_later(SWEEP, self._sweep)
 
     def _accept(self) -> None:
         """Accept a few connections per wake-up: each is admitted (or makes room) before the
@@ -123,9 +136,16 @@ class LoopServer:
             sock.close()
 
     def _pause_accepting(self, exc: OSError) -> None:
-        """Out of descriptors: stop accepting for a moment (waiting connections stay in the
-        kernel's queue) instead of spinning on a listener that stays readable."""
-        log.warning("cannot accept connections (%s); pausing for %.1f s", exc.strerror, PAUSE)
+        """Out of descriptors: free a few held by idle connections and stop accepting for a
+        moment (waiting connections stay in the kernel's queue) instead of spinning on a
+        listener that stays readable."""
+        log.warning(
+            "cannot accept connections (%s): closing the longest-idle ones and pausing %.2f s",
+            exc.strerror,
+            PAUSE,
+        )
+        for connection in list(self._idle)[:ACCEPT_BATCH]:
+            connection.close_idle()
         self.loop.remove_reader(self._listener)
         self.loop.call_later(PAUSE, self._resume_accepting)
 
@@ -159,6 +179,12 @@ class LoopServer:
         self.connections.discard(connection)
         self._idle.pop(connection, None)
 
+    def from_memory(self, request: Request) -> Response | None:
+        """The app's answer if it can give one on the loop without waiting (see
+        ``App.from_memory``); ``None`` otherwise."""
+        answer_from_memory = getattr(self.app, "from_memory", None)
+        return answer_from_memory(request) if answer_from_memory is not None else None
+
     def run_handler(self, request: Request, callback: Callback) -> None:
         """Run the app on a handler thread; ``callback(request, response)`` on the loop."""
         try:
@@ -179,6 +205,49 @@ class LoopServer:
             self._pool.submit(_owning, sock, function, *args)
         except RuntimeError:  # stopping
             sock.close()
+
+
+class HandlerPool:
+    """Fixed threads taking calls from one queue: cheaper per call than an executor's futures,
+    which matters when every request crosses from the loop to a handler and back."""
+
+    def __init__(self, size: int) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = [
+            threading.Thread(target=self._work, name=f"api-handler-{i}", daemon=True)
+            for i in range(size)
+        ]
+        self._closed = False
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, function: Callable[..., None], *args: Any) -> None:
+        """Queue ``function(*args)``; ``RuntimeError`` once the pool is shut down."""
+        if self._closed:
+            raise RuntimeError("the handler pool is shut down")
+        self._calls.put((function, args))
+
+    def shutdown(self, timeout: float) -> None:
+        """Run what is queued, then end every thread (waiting ``timeout`` at most)."""
+        self._closed = True
+        for _ in self._threads:
+            self._calls.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            function, args = call
+            try:
+                function(*args)
+            except Exception:
+                log.exception("an API handler call failed")
 
 
 def default_max_connections() -> int:
@@ -230,6 +299,7 @@ class APIServer:
     def __init__(self, options: Any) -> None:
         self.options = options
         self.cache = ViewCache()
+        self.finished_runs = FinishedRuns(options.store)
         self.streams: EventStreams | None = None
         self._handle: LoopServer | None = None
         self._tail: EventTail | None = None
@@ -251,7 +321,7 @@ class APIServer:
         self.bind()
         assert self._handle is not None
         self.streams = self._event_streams()
-        app = build_app(self.options, self.cache, self.streams)
+        app = build_app(self.options, self.cache, self.streams, self.finished_runs)
         # Events reach the cache and the stream from this process's own commits, and — when
         # the engine runs elsewhere — from following the store's event log.
         if self.options.follow_other_processes:
@@ -276,6 +346,7 @@ class APIServer:
 
     def _on_events(self, events: list[Event]) -> None:
         self.cache.on_events(events)
+        self.finished_runs.on_events(events)
         if self.streams is not None:
             self.streams.publish(events)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 from typing import Any
 
 from pipeline_core.api.app import App, AppSettings
 from pipeline_core.api.cache import ViewCache
+from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.http import Request, Response, json_bytes
 from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
@@ -19,25 +21,32 @@ RUN = f"{PREFIX}/dags/:dag_id/runs/:run_id"
 TASK = f"{RUN}/tasks/:task_id"
 
 
-def build_routes(options: Any, cache: ViewCache, streams: EventStreams) -> list[Route]:
+def build_routes(
+    options: Any, cache: ViewCache, streams: EventStreams, finished: FinishedRuns
+) -> list[Route]:
     store, control = options.store, options.control
     on_pause = control.set_paused if control is not None else None
+    kept = finished.wrap
     return [
         Route(
             f"{PREFIX}/health", health.health(store, time.monotonic(), options.scheduler_expected)
         ),
-        Route(f"{PREFIX}/version", health.version),
-        Route(f"{PREFIX}/dags", dags.list_dags(store, cache)),
+        Route(f"{PREFIX}/version", health.version, fast=health.version),
+        Route(
+            f"{PREFIX}/dags",
+            dags.list_dags(store, cache),
+            fast=dags.listed_dags_from_memory(cache),
+        ),
         Route(f"{PREFIX}/dags/:dag_id", dags.get_dag(store)),
         Route(f"{PREFIX}/dags/:dag_id", dags.patch_dag(store, on_pause), ["PATCH"]),
         Route(f"{PREFIX}/dags/:dag_id/runs", runs.list_runs(store)),
         Route(f"{PREFIX}/dags/:dag_id/runs", runs.trigger_run(store, control), ["POST"]),
-        Route(RUN, runs.get_run(store)),
+        Route(RUN, kept(runs.get_run(store)), fast=finished.peek),
         Route(RUN, runs.cancel_run(store, control), ["DELETE"]),
         Route(f"{RUN}/retry", runs.retry_run(store, control), ["POST"]),
-        Route(f"{RUN}/tasks", tasks.list_tasks(store)),
-        Route(TASK, tasks.get_task(store)),
-        Route(f"{TASK}/xcom", tasks.get_xcom(store)),
+        Route(f"{RUN}/tasks", kept(tasks.list_tasks(store)), fast=finished.peek),
+        Route(TASK, kept(tasks.get_task(store)), fast=finished.peek),
+        Route(f"{TASK}/xcom", kept(tasks.get_xcom(store)), fast=finished.peek),
         Route(f"{TASK}/logs", tasks.get_logs(store)),
         Route(f"{PREFIX}/dags/:dag_id/stats", stats.dag_stats(store)),
         Route(f"{PREFIX}/metrics", stats.metrics(options.metrics)),
@@ -46,16 +55,21 @@ def build_routes(options: Any, cache: ViewCache, streams: EventStreams) -> list[
         Route(f"{PREFIX}/pools/:name", pools.patch_pool(store), ["PATCH"]),
         Route(f"{PREFIX}/pools/:name", pools.delete_pool(store), ["DELETE"]),
         Route(f"{PREFIX}/import-errors", dags.import_errors(store)),
-        Route(f"{PREFIX}/openapi.json", _openapi),
+        Route(f"{PREFIX}/openapi.json", _openapi, fast=_openapi),
         Route(f"{PREFIX}/events", events_route(store, streams)),
     ]
 
 
 def _openapi(request: Request) -> Response:
-    return Response(200, json_bytes(document()))
+    return Response(200, _document_bytes())
 
 
-def build_app(options: Any, cache: ViewCache, streams: EventStreams) -> App:
+@functools.cache
+def _document_bytes() -> bytes:
+    return json_bytes(document())
+
+
+def build_app(options: Any, cache: ViewCache, streams: EventStreams, finished: FinishedRuns) -> App:
     settings = AppSettings(
         options.cors_origins,
         options.auth_token,
@@ -63,7 +77,7 @@ def build_app(options: Any, cache: ViewCache, streams: EventStreams) -> App:
         loopback_hosts_only=is_loopback(options.host),
         allowed_hosts=tuple(options.allowed_hosts),
     )
-    return App(build_routes(options, cache, streams), settings)
+    return App(build_routes(options, cache, streams, finished), settings)
 
 
 def is_loopback(host: str) -> bool:

@@ -77,9 +77,17 @@ def _run_brief(run: DagRun) -> dict[str, Any]:
     }
 
 
+def _listing_key(request: Request) -> str:
+    return f"dags?{request.query_string}"
+
+
+def listed_dags_from_memory(cache: ViewCache) -> Callable[[Request], Response | None]:
+    return lambda request: cache.peek(_listing_key(request))
+
+
 def list_dags(store: Store, cache: ViewCache) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        return cache.get_or_render(f"dags?{request.query_string}", lambda: render(request))
+        return cache.get_or_render(_listing_key(request), lambda: render(request))
 
     def render(request: Request) -> tuple[Response, datetime | None]:
         limit, offset = page(request, {"tags", "is_paused", "dag_id_pattern"})
