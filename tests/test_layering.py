@@ -15,6 +15,7 @@ LAYERS = {
     "events": 1,
     "store": 1,
     "metrics": 1,
+    "exposition": 1,
     "engine": 2,
     "scheduler": 2,
     "history": 2,

@@ -6,6 +6,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline_core.exposition import exposition
 from pipeline_core.metrics import (
     MetricsCollector,
     callback_exporter,
@@ -95,13 +96,58 @@ def test_prometheus_exposition_parses_with_the_right_values():
     assert families["pipeline_core_pool_slots_available"].samples[0].value == 14
     samples = {
         (s.name, s.labels.get("le")): s.value
-        for s in families["pipeline_core_task_duration_ms"].samples
+        for s in families["pipeline_core_task_duration_seconds"].samples
     }
-    assert samples[("pipeline_core_task_duration_ms_bucket", "1")] == 1
-    assert samples[("pipeline_core_task_duration_ms_bucket", "10")] == 2
-    assert samples[("pipeline_core_task_duration_ms_bucket", "+Inf")] == 3
-    assert samples[("pipeline_core_task_duration_ms_count", None)] == 3
-    assert samples[("pipeline_core_task_duration_ms_sum", None)] == 55.5
+    assert samples[("pipeline_core_task_duration_seconds_bucket", "0.001")] == 1  # 1 ms
+    assert samples[("pipeline_core_task_duration_seconds_bucket", "0.01")] == 2
+    assert samples[("pipeline_core_task_duration_seconds_bucket", "+Inf")] == 3
+    assert samples[("pipeline_core_task_duration_seconds_count", None)] == 3
+    assert samples[("pipeline_core_task_duration_seconds_sum", None)] == pytest.approx(0.0555)
+
+
+def busy_collector() -> MetricsCollector:
+    m = MetricsCollector()
+    m.counter("task.completed", 3, dag_id="etl")
+    m.counter("my.custom_thing")
+    m.gauge("pool.slots_available", 14, pool="default_pool")
+    m.histogram("task.duration_ms", 12.5, dag_id="etl", task_id="a")
+    m.histogram("scheduler.tick_duration_ms", 0.3)
+    m.histogram("xcom.size_bytes", 2048)
+    return m
+
+
+def test_the_exposition_follows_prometheus_conventions():
+    """What ``promtool check metrics`` asks: base units, HELP on every family, counters
+    ending in ``_total``."""
+    text = busy_collector().prometheus()
+    families = list(text_string_to_metric_families(text))
+    assert families
+    for family in families:
+        assert family.documentation, f"{family.name} has no HELP"
+        assert not family.name.endswith(("_ms", "_milliseconds")), family.name
+    names = {f.name for f in families}
+    assert "pipeline_core_scheduler_tick_duration_seconds" in names
+    assert "pipeline_core_xcom_size_bytes" in names
+    assert "# TYPE pipeline_core_task_completed_total counter" in text
+    assert "# HELP pipeline_core_task_completed_total Task tries that succeeded" in text
+
+
+def test_openmetrics_exposition_parses_strictly():
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+
+    text = exposition(busy_collector().snapshot(), "openmetrics")
+    assert text.endswith("# EOF\n")
+    families = {f.name: f for f in openmetrics_families(text)}
+    assert families["pipeline_core_task_completed"].type == "counter"
+    assert families["pipeline_core_task_duration_seconds"].unit == "seconds"
+    [count] = [
+        s
+        for s in families["pipeline_core_task_duration_seconds"].samples
+        if s.name.endswith("_count")
+    ]
+    assert count.value == 1
 
 
 def test_json_file_callback_and_log_exporters(tmp_path, caplog):

@@ -173,30 +173,10 @@ class MetricsCollector:
         return hist.max
 
     def prometheus(self, prefix: str = "pipeline_core") -> str:
-        """The Prometheus text exposition format (version 0.0.4)."""
-        snap = self.snapshot()
-        lines: list[str] = []
-        for kind, suffix, items in (
-            ("counter", "_total", snap["counters"]),
-            ("gauge", "", snap["gauges"]),
-        ):
-            for name in sorted({item["name"] for item in items}):
-                metric = _metric_name(prefix, name)
-                lines += [f"# HELP {metric}{suffix} {name}", f"# TYPE {metric}{suffix} {kind}"]
-                for item in (i for i in items if i["name"] == name):
-                    lines.append(
-                        f"{metric}{suffix}{_render_labels(item['labels'])} {_number(item['value'])}"
-                    )
-        for name in sorted({item["name"] for item in snap["histograms"]}):
-            metric = _metric_name(prefix, name)
-            lines += [f"# HELP {metric} {name}", f"# TYPE {metric} histogram"]
-            for item in (i for i in snap["histograms"] if i["name"] == name):
-                for bound, count in item["buckets"].items():
-                    labels = _render_labels({**item["labels"], "le": bound})
-                    lines.append(f"{metric}_bucket{labels} {count}")
-                lines.append(f"{metric}_sum{_render_labels(item['labels'])} {_number(item['sum'])}")
-                lines.append(f"{metric}_count{_render_labels(item['labels'])} {item['count']}")
-        return "\n".join(lines) + "\n"
+        """The Prometheus text exposition format (version 0.0.4), in base units."""
+        from pipeline_core.exposition import exposition
+
+        return exposition(self.snapshot(), "prometheus", prefix)
 
 
 def _labels(labels: dict[str, str]) -> LabelKey:
@@ -209,21 +189,6 @@ def _series(table: dict[str, dict[LabelKey, float]]) -> list[dict[str, Any]]:
         for name, series in sorted(table.items())
         for key, value in sorted(series.items())
     ]
-
-
-def _metric_name(prefix: str, name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
-    return f"{prefix}_{cleaned}" if prefix else cleaned
-
-
-def _render_labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    parts = []
-    for key, value in labels.items():
-        escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        parts.append(f'{_metric_name("", key)}="{escaped}"')
-    return "{" + ",".join(parts) + "}"
 
 
 def _number(value: float) -> str:

@@ -255,9 +255,15 @@ def test_stats_metrics_and_import_errors(system):
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     names = {f.name for f in text_string_to_metric_families(text.decode())}
     assert "pipeline_core_task_completed" in names
+    assert "pipeline_core_task_duration_seconds" in names
     assert system.client.request("GET", "/api/v1/metrics?format=prometheus")[1][
         "Content-Type"
     ].startswith("text/plain")
+    status, headers, text = system.client.request(
+        "GET", "/api/v1/metrics", headers={"Accept": "application/openmetrics-text"}
+    )
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert text.endswith(b"# EOF\n")
     errors = system.client.request("GET", "/api/v1/import-errors")[2]
     assert errors["meta"]["total"] == 1 and errors["data"][0]["filename"].endswith("broken.yaml")
     assert "ghost" in errors["data"][0]["errors"][0]["message"]

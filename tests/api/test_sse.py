@@ -404,7 +404,7 @@ def test_a_requests_based_client_gets_each_event_as_it_is_written(tmp_path, stre
         reader.join(timeout=5)
         assert not reader.is_alive(), "the final event never reached the client"
         assert received[-1][0] - finished < 1.0
-        assert [e for _, e, _ in received].count("task.state_changed") == 6  # 3 tasks × 2
+        assert [e for _, e, _ in received].count("task.state_changed") == 6  # 3 tasks, 2 each
         response.close()
     finally:
         live.close()

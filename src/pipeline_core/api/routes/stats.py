@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from pipeline_core.api.http import Request, Response, bad_request, envelope
 from pipeline_core.api.params import date
+from pipeline_core.exposition import OPENMETRICS_TYPE, PROMETHEUS_TYPE, exposition
 from pipeline_core.history import History
 from pipeline_core.metrics import MetricsCollector
 from pipeline_core.store.base import Store
@@ -36,13 +37,19 @@ def metrics(collector: MetricsCollector | None) -> Callable[[Request], Response]
         if unknown:
             raise bad_request(f"unknown query parameter(s): {', '.join(unknown)}")
         wanted = (request.query.get("format") or [""])[-1]
-        if wanted not in ("", "json", "prometheus"):
-            raise bad_request("format must be json or prometheus")
+        if wanted not in ("", "json", "prometheus", "openmetrics"):
+            raise bad_request("format must be json, prometheus or openmetrics")
         accept = request.header("accept") or ""
-        if wanted == "prometheus" or (not wanted and "text/plain" in accept):
-            response = Response(200, source.prometheus().encode())
-            response.content_type = "text/plain; version=0.0.4; charset=utf-8"
-            return response
+        if not wanted and "application/openmetrics-text" in accept:
+            wanted = "openmetrics"
+        elif not wanted and "text/plain" in accept:
+            wanted = "prometheus"
+        if wanted == "openmetrics":
+            text = exposition(source.snapshot(), "openmetrics")
+            return Response(200, text.encode(), content_type=OPENMETRICS_TYPE)
+        if wanted == "prometheus":
+            text = exposition(source.snapshot(), "prometheus")
+            return Response(200, text.encode(), content_type=PROMETHEUS_TYPE)
         return envelope(source.snapshot())
 
     return handle
