@@ -15,8 +15,9 @@ $(VENV)/.runtime: pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime tools/openapi-lint/package-lock.json
 	$(PY) -m pip install --quiet -e '.[dev]'
+	cd tools/openapi-lint && npm ci --no-audit --no-fund --silent
 	touch $@
 
 serve: $(VENV)/.runtime

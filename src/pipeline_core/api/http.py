@@ -92,10 +92,11 @@ class Request:
     def json_object(self, allowed: set[str]) -> dict[str, Any]:
         """The body as a JSON object with only ``allowed`` fields (400 naming any other)."""
         body = self.json
-        if body is None:
+        if body is None and not self.body:
             return {}
         if not isinstance(body, dict):
-            raise bad_request(f"the body must be a JSON object, got {type(body).__name__}")
+            kind = "null" if body is None else type(body).__name__
+            raise bad_request(f"the body must be a JSON object, got {kind}")
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise bad_request(

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline_core.state import RunState, TaskState, TriggerRule
+from pipeline_core.store.types import EVENT_TYPES
 
 S = "#/components/schemas/"
 TS = {"type": ["string", "null"], "format": "date-time"}
 INT_OR_NULL = {"type": ["integer", "null"]}
 NUM_OR_NULL = {"type": ["number", "null"]}
 STR_OR_NULL = {"type": ["string", "null"]}
+LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -160,8 +162,36 @@ SCHEMAS: dict[str, Any] = {
         },
     ),
     "Metrics": obj(
-        counters={"type": "array"}, gauges={"type": "array"}, histograms={"type": "array"}
+        counters={"type": "array", "items": ref("Sample")},
+        gauges={"type": "array", "items": ref("Sample")},
+        histograms={"type": "array", "items": ref("HistogramSample")},
     ),
+    "Sample": obj(name={"type": "string"}, labels=LABELS, value={"type": "number"}),
+    "HistogramSample": obj(
+        name={"type": "string"},
+        labels=LABELS,
+        count={"type": "integer"},
+        sum={"type": "number"},
+        min=NUM_OR_NULL,
+        max=NUM_OR_NULL,
+        buckets={"type": "object", "additionalProperties": {"type": "integer"}},
+        p50=NUM_OR_NULL,
+        p90=NUM_OR_NULL,
+        p99=NUM_OR_NULL,
+    ),
+    "Event": {
+        **obj(
+            ["seq", "type", "timestamp"],
+            seq={"type": "integer", "minimum": 1},
+            type={"enum": list(EVENT_TYPES)},
+            timestamp={"type": "string", "format": "date-time"},
+            dag_id=STR_OR_NULL,
+            run_id=STR_OR_NULL,
+            task_id=STR_OR_NULL,
+        ),
+        "description": "One entry of the event log; the other fields depend on its type "
+        "(previous_state and new_state for state changes, try_number for tasks)",
+    },
     "Health": obj(
         status={"enum": ["healthy", "degraded", "unhealthy"]},
         scheduler=obj(

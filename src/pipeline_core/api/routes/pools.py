@@ -43,14 +43,16 @@ def list_pools(store: Store) -> Callable[[Request], Response]:
 
 
 def _slots(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 5.0 is the integer 5
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SLOTS:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
         raise bad_request(f"'slots' must be an integer from 0 to {MAX_SLOTS}, got {shown}")
     return value
 
 
-def _description(value: Any) -> str | None:
-    if value is not None and (not isinstance(value, str) or len(value) > MAX_DESCRIPTION):
+def _description(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
         raise bad_request(f"'description' must be a string of at most {MAX_DESCRIPTION} characters")
     return value
 
@@ -64,7 +66,11 @@ def create_pool(store: Store) -> Callable[[Request], Response]:
         if reason:
             raise bad_request(f"name: {reason}")
         pool = store.create_pool(
-            Pool(body["name"], _slots(body["slots"]), _description(body.get("description")))
+            Pool(
+                body["name"],
+                _slots(body["slots"]),
+                _description(body["description"]) if "description" in body else None,
+            )
         )
         return envelope(
             _describe(store, pool), status=201, headers={"Location": f"/api/v1/pools/{pool.name}"}
@@ -79,9 +85,8 @@ def patch_pool(store: Store) -> Callable[[Request], Response]:
         if not body:
             raise bad_request("the body needs 'slots' and/or 'description'")
         slots = _slots(body["slots"]) if "slots" in body else None
-        pool = store.update_pool(
-            request.params["name"], slots=slots, description=_description(body.get("description"))
-        )
+        description = _description(body["description"]) if "description" in body else None
+        pool = store.update_pool(request.params["name"], slots=slots, description=description)
         return envelope(_describe(store, pool))
 
     return handle

@@ -8,6 +8,7 @@ from typing import Any
 from pipeline_core.api.http import Request, Response, envelope, listing
 from pipeline_core.api.params import integer, page
 from pipeline_core.api.serialize import task_instance_dict
+from pipeline_core.errors import NotFound
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery, TaskKey, iso
 
@@ -104,7 +105,9 @@ def get_logs(store: Store) -> Callable[[Request], Response]:
         limit, offset = page(request, {"try_number"}, MAX_LOG_BYTES, 1024 * 1024)
         key = _key(request)
         ti = store.get_task_instance(key)
-        try_number = integer(request, "try_number", ti.try_number, 1, max(1, ti.try_number))
+        try_number = integer(request, "try_number", ti.try_number, 1)
+        if try_number > max(1, ti.try_number):
+            raise NotFound(f"task '{key.task_id}' has no try {try_number} (it has {ti.try_number})")
         chunk = store.read_log(key, try_number, offset=offset, limit=limit)
         return envelope(
             {
