@@ -106,12 +106,19 @@ def rss_kib(pid: int) -> int:
 
 
 def load(
-    port: int, method: str, path: str, clients: int, seconds: float, body: bytes | None = None
+    port: int,
+    method: str,
+    path: str,
+    clients: int,
+    seconds: float,
+    body: bytes | None = None,
+    extra: dict[str, str] | None = None,
 ) -> tuple[float, float, float]:
     """Requests per second, p50 and p99 latency (ms) with ``clients`` keep-alive connections."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     deadline = time.perf_counter() + seconds
     headers = {"Content-Type": "application/json"} if body else {}
+    headers.update(extra or {})
 
     def worker(index: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -123,6 +130,7 @@ def load(
             response.read()
             mine.append((time.perf_counter() - start) * 1000)
             assert response.status < 400, (path, response.status)
+            assert not extra or response.status == 304, "expected a 304"
         conn.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
@@ -233,6 +241,19 @@ def measure(
                 rate, p50, p99 = load(port, method, path, clients, seconds, body)
                 peak_rss = max(peak_rss, rss_kib(server.pid))
                 print(f"[{label}] {name:<38} {clients:>7} {rate:>8,.0f} {p50:>8.2f} {p99:>8.2f}")
+        tasks = "/api/v1/dags/dag_000/runs/r050/tasks"
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        conn.request("GET", tasks)
+        etag = conn.getresponse().getheader("ETag")
+        conn.close()
+        if etag:  # older code sends none
+            for clients in (1, 8):
+                rate, p50, p99 = load(
+                    port, "GET", tasks, clients, seconds, None, {"If-None-Match": etag}
+                )
+                print(
+                    f"[{label}] {'304 for the task list (If-None-Match)':<38} {clients:>7} {rate:>8,.0f} {p50:>8.2f} {p99:>8.2f}"
+                )
         print(f"[{label}] server RSS under load (peak seen): {peak_rss / 1024:.1f} MiB")
         print(
             f"[{label}] new connections per second (8 clients): {accept_rate(port, seconds):,.0f}"

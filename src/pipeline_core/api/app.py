@@ -63,6 +63,7 @@ class App:
     def __init__(self, routes: Sequence[Route], settings: AppSettings) -> None:
         self.router = Router(routes)
         self.settings = settings
+        self._good_hosts: set[str] = set()
 
     def __call__(self, request: Request) -> Response:
         response = self._answer(request, from_memory=False)
@@ -131,7 +132,7 @@ class App:
 
     def _check_host(self, request: Request) -> None:
         host = request.header("host")
-        if not self.settings.loopback_hosts_only or host is None:
+        if not self.settings.loopback_hosts_only or host is None or host in self._good_hosts:
             return
         try:
             name = urlsplit(f"//{host}").hostname or ""  # lower case, port and brackets gone
@@ -139,6 +140,8 @@ class App:
             name = ""
         allowed = self.settings.allowed_hosts
         if name in LOOPBACK_NAMES or host in allowed or name in allowed:
+            if len(self._good_hosts) < 64:  # the few names clients use, not every one sent
+                self._good_hosts.add(host)
             return
         raise HTTPError(
             421,

@@ -48,6 +48,9 @@ class HTTPConnection(asyncio.Protocol):
         #: closes connections past theirs (one timer for all, not one per request).
         self.expires: float | None = None
         self._head_checked = False
+        #: What arrived of the current request head, until it is checked; whether input ended.
+        self._unchecked = bytearray()
+        self._ended = False
         self._request: h11.Request | None = None
         self._headers: dict[str, str] = {}
         self._body = bytearray()
@@ -75,6 +78,8 @@ class HTTPConnection(asyncio.Protocol):
             return
         if self.phase == "idle":
             self._enter("head", self.limits.head_timeout)
+        if not self._head_checked:
+            self._unchecked += data
         self._parser.receive_data(data)
         self._advance()
 
@@ -82,6 +87,7 @@ class HTTPConnection(asyncio.Protocol):
         if self.phase == "lingering":
             self._close()
             return False
+        self._ended = True
         self._parser.receive_data(b"")
         self._advance()
         return True  # keep writing: a handler may still be answering
@@ -118,7 +124,7 @@ class HTTPConnection(asyncio.Protocol):
     def _check_head(self) -> bool:
         """Refuse a head the parser would accept but framing rules forbid (see ``refusal``)
         before the parser reads it; ``False`` while the head is still incomplete."""
-        buffered, closed = self._parser.trailing_data
+        buffered = self._unchecked
         end = HEAD_END.search(buffered)
         if (end.start() if end else len(buffered)) > MAX_HEAD_BYTES:
             line_end = buffered.find(b"\n")
@@ -128,12 +134,12 @@ class HTTPConnection(asyncio.Protocol):
                 self._refuse(431, "invalid_request", f"request head over {MAX_HEAD_BYTES} bytes")
             return False
         if end is None:
-            return closed  # at the end of input, the parser reports the truncated head
+            return self._ended  # at the end of input, the parser reports the truncated head
         reason = refusal(buffered[: end.start()])
         if reason is not None:
             self._refuse(400, "invalid_request", f"malformed request: {reason}")
             return False
-        self._head_checked = True
+        self._head_checked, self._unchecked = True, bytearray()
         return True
 
     def _on_head(self, request: h11.Request) -> None:
@@ -250,6 +256,7 @@ class HTTPConnection(asyncio.Protocol):
         if closed:
             self._parser.receive_data(b"")
         self._request, self._body, self._head_checked = None, bytearray(), False
+        self._unchecked = bytearray(buffered)
         self._enter("head" if buffered else "idle", self._idle_or_head_timeout(buffered))
         self.server.idle(self)
         self._advance()  # a pipelined request may be waiting already

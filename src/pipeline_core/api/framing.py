@@ -23,23 +23,20 @@ from pipeline_core.api.http import error_body
 
 #: The end of a request head (h11 also takes a bare LF as a line end).
 HEAD_END = re.compile(rb"\r?\n\r?\n")
-_LINE_END = re.compile(rb"\r?\n")
 _FRAMING_HEADERS = (b"host", b"content-length", b"transfer-encoding")
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
-def refusal(head: bytes) -> str | None:
+def refusal(head: bytes | bytearray) -> str | None:
     """Why a complete request head (request line and header lines) must be refused, or
     ``None``: obsolete line folding, a repeated ``Host``, ``Content-Length`` or
     ``Transfer-Encoding``, or ``Content-Length`` and ``Transfer-Encoding`` together."""
-    lines = _LINE_END.split(head)
-    counts = dict.fromkeys(_FRAMING_HEADERS, 0)
-    for line in lines[1:]:
-        if line[:1] in (b" ", b"\t"):
-            return "obsolete line folding (a header line starting with white space)"
-        name = line.partition(b":")[0].strip().lower()
-        if name in counts:
-            counts[name] += 1
+    if b"\n " in head or b"\n\t" in head:
+        return "obsolete line folding (a header line starting with white space)"
+    # Every header line follows a line end, and the parser refuses white space before the
+    # colon: counting "\nname:" counts the header (bytes methods: no loop in Python).
+    lowered = head.lower()
+    counts = {name: lowered.count(b"\n" + name + b":") for name in _FRAMING_HEADERS}
     for name, count in counts.items():
         if count > 1:
             return f"{name.decode()} appears {count} times"
