@@ -148,8 +148,9 @@ def measure(
     the engine's process gets CPU 0 to itself; the stream process and the clients share
     CPU 1 — as if the clients ran on other hosts and the stream process had a core."""
     port = free_port()
+    code = "old" if source else "new"
     server, _ = start_serve(
-        f"sqlite:///{folder / f'sse-{mode}.db'}", folder, port, "--event-streams", mode,
+        f"sqlite:///{folder / f'sse-{mode}-{code}.db'}", folder, port, "--event-streams", mode,
         "--sse-keepalive", "3600", source=source,
     )  # fmt: skip
     if pinned:

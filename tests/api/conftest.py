@@ -33,6 +33,22 @@ def response_schema(method: str, path: str, status: int) -> dict[str, Any] | Non
     return None
 
 
+def serve(store: Any, **options: Any) -> Any:
+    """An ``APIServer`` on an ephemeral port, started."""
+    from pipeline_core.api.server import APIServer
+    from pipeline_core.api.types import APIServerOptions
+
+    return APIServer(APIServerOptions(store=store, port=0, **options)).start()
+
+
+@pytest.fixture
+def server(store: Any) -> Iterator[Any]:
+    """The server of a test module's ``store`` fixture, with default options."""
+    started = serve(store)
+    yield started
+    started.stop()
+
+
 def validate(method: str, path: str, status: int, body: Any) -> None:
     schema = response_schema(method, path, status)
     if schema is None:

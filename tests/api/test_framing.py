@@ -9,14 +9,11 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
-from pipeline_core.api.server import APIServer
-from pipeline_core.api.types import APIServerOptions
 from pipeline_core.store import open_store
-from tests.api.conftest import Client
+from tests.api.conftest import Client, serve
 
 
 @pytest.fixture
@@ -24,17 +21,6 @@ def store(tmp_path):  # type: ignore[no-untyped-def]
     created = open_store(f"sqlite:///{tmp_path / 'api.db'}")
     yield created
     created.close()
-
-
-def serve(store, **options) -> APIServer:  # type: ignore[no-untyped-def]
-    return APIServer(APIServerOptions(store=store, port=0, **options)).start()
-
-
-@pytest.fixture
-def server(store) -> Iterator[APIServer]:  # type: ignore[no-untyped-def]
-    started = serve(store)
-    yield started
-    started.stop()
 
 
 def exchange(port: int, *parts: bytes, pause: float = 0.0, shut: bool = False) -> bytes:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 
-from pipeline_core.api.server import APIServer
-from pipeline_core.api.types import APIServerOptions
 from pipeline_core.store import open_store
 from pipeline_core.store.types import DagRecord
-from tests.api.conftest import Client
+from tests.api.conftest import Client, serve
 
 
 @pytest.fixture
@@ -32,17 +29,6 @@ def store(tmp_path):  # type: ignore[no-untyped-def]
     created.upsert_dag(DagRecord("report", tags=("report",)))
     yield created
     created.close()
-
-
-def serve(store, **options) -> APIServer:  # type: ignore[no-untyped-def]
-    return APIServer(APIServerOptions(store=store, port=0, **options)).start()
-
-
-@pytest.fixture
-def server(store) -> Iterator[APIServer]:  # type: ignore[no-untyped-def]
-    started = serve(store)
-    yield started
-    started.stop()
 
 
 @pytest.fixture
