@@ -23,6 +23,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -105,6 +106,17 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def in_threads(worker: Callable[[int], None], count: int) -> float:
+    """Run ``worker(i)`` on ``count`` threads at once; the seconds until all have ended."""
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
 def load(
     port: int,
     method: str,
@@ -133,13 +145,7 @@ def load(
             assert not extra or response.status == 304, "expected a 304"
         conn.close()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = in_threads(worker, clients)
     merged = [x for part in latencies for x in part]
     return len(merged) / elapsed, statistics.median(merged), percentile(merged, 99)
 
@@ -212,13 +218,7 @@ def accept_rate(port: int, seconds: float, clients: int = 8) -> float:
             conn.close()
             counts[index] += 1
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(counts) / (time.perf_counter() - started)
+    return sum(counts) / in_threads(worker, clients)
 
 
 def measure(

@@ -40,7 +40,7 @@ class ViewCache:
                 return None
         if entry[1] is not None and entry[1] <= utcnow():
             return None
-        return _copy(entry[2])
+        return entry[2].copy()
 
     def get_or_render(
         self, key: str, render: Callable[[], tuple[Response, datetime | None]]
@@ -57,8 +57,4 @@ class ViewCache:
                 if len(self._entries) >= MAX_ENTRIES:
                     self._entries.clear()
                 self._entries[key] = (version, expires, response)
-        return _copy(response)
-
-
-def _copy(response: Response) -> Response:
-    return Response(response.status, response.body, dict(response.headers), response.content_type)
+        return response.copy()

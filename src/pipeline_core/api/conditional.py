@@ -91,7 +91,7 @@ class FinishedRuns:
             cached = self._entries.get(key)
             if cached is not None:
                 self._entries.move_to_end(key)
-            return (_copy(cached) if cached is not None else None), self._generation.get(run, 0)
+            return (cached.copy() if cached is not None else None), self._generation.get(run, 0)
 
     def wrap(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         """``handler`` (a GET about one run) answered from here once its run is finished."""
@@ -122,7 +122,7 @@ class FinishedRuns:
         with self._lock:
             if self._generation.get(run, 0) != generation or key in self._entries:
                 return
-            self._entries[key] = _copy(response)
+            self._entries[key] = response.copy()
             self._by_run.setdefault(run, set()).add(key)
             self._bytes += len(response.body)
             while len(self._entries) > MAX_ENTRIES or self._bytes > MAX_BYTES:
@@ -134,7 +134,3 @@ class FinishedRuns:
         response = self._entries.pop(key, None)
         if response is not None:
             self._bytes -= len(response.body)
-
-
-def _copy(response: Response) -> Response:
-    return Response(response.status, response.body, dict(response.headers), response.content_type)

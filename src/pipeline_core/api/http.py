@@ -143,6 +143,10 @@ class Response:
     #: connection to this with whether the body must be chunked (HTTP/1.1) or not (1.0).
     handover: Callable[[socket.socket, bool], None] | None = None
 
+    def copy(self) -> Response:
+        """A copy whose headers can be changed without touching this one (kept answers)."""
+        return Response(self.status, self.body, dict(self.headers), self.content_type)
+
 
 def json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
