@@ -441,6 +441,14 @@ def test_sensor_times_out(harness, tmp_path):
     assert harness.ti(run, "wait").error == "sensor timed out after 0.3s"
 
 
+def test_sensor_poke_that_hangs_past_the_budget_is_a_sensor_timeout(harness):
+    dag = dag_from(f'tasks:\n  wait: {{type: sensor, poke: "{T}:spin", timeout: 0.3s}}\n')
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger("t"))
+    assert run.state is RunState.FAILED
+    assert harness.ti(run, "wait").error == "sensor timed out after 0.3s"
+
+
 def test_twenty_concurrent_runs(harness):
     dag = dag_from(
         f"""

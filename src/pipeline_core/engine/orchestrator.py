@@ -510,12 +510,13 @@ class Engine:
             return  # a late report of a try that was cancelled or timed out already
         self._release(active)
         task = self.book.task(key)
-        if (
-            task.type == "sensor"
-            and completion.outcome == "success"
-            and not completion.result.poke_ok
+        if task.type == "sensor" and (
+            completion.outcome == "timeout"  # a poke cut short by what was left of the budget
+            or (completion.outcome == "success" and not completion.result.poke_ok)
         ):
-            if task.timeout is None or time.monotonic() - active.first_started < task.timeout:
+            if completion.outcome == "success" and (
+                task.timeout is None or time.monotonic() - active.first_started < task.timeout
+            ):
                 active.sleeping = True
                 interval = float(task.config.get("poke_interval", 30.0))
                 self._at(interval, lambda: self._repoke(key, active.try_number))
