@@ -153,7 +153,8 @@ def test_ids_are_matched_whole(client, store, name):
 def test_trace_and_unknown_methods(server):
     for method, path, status, allow in [
         ("TRACE", "/api/v1/dags", 405, "GET, HEAD"),
-        ("BREW", "/api/v1/pools", 405, "GET, HEAD, POST"),
+        ("BREW", "/api/v1/pools", 501, None),
+        ("PROPFIND", "/api/v1/pools", 405, "GET, HEAD, POST"),
         ("TRACE", "/nowhere", 404, None),
     ]:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:

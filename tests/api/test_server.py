@@ -330,8 +330,14 @@ def test_header_floods_and_garbage_get_json_errors(server):
     )
     answer = raw_exchange(server.port, flood)
     assert answer.startswith(b"HTTP/1.1 431") and b'"code":"invalid_request"' in answer
-    garbage = raw_exchange(server.port, b"NONSENSE\r\n\r\n")  # read as HTTP/0.9: no status line
-    assert garbage.startswith(b"HTTP/1.1 400") and b"malformed request" in garbage
+    garbage = raw_exchange(server.port, b"NONSENSE\r\n\r\n")
+    assert garbage.startswith(b"HTTP/1.1 501") and b"unknown request method" in garbage
+    tls_hello = raw_exchange(server.port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    assert tls_hello.startswith(b"HTTP/1.1 501") and b'"error"' in tls_hello
+    http09 = raw_exchange(server.port, b"GET /\r\n\r\n")
+    assert http09.startswith(b"HTTP/1.1 505") and b"HTTP/0.9 is not supported" in http09
+    bad_line = raw_exchange(server.port, b"GET / HTTP/1.1 extra\r\n\r\n")
+    assert bad_line.startswith(b"HTTP/1.1 400") and b"malformed request" in bad_line
     huge_uri = raw_exchange(server.port, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")
     assert huge_uri.startswith(b"HTTP/1.1 414")
 

@@ -19,20 +19,19 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-import h11
-
-from pipeline_core.api.framing import HEAD_END, error_response, refusal, response_head
+from pipeline_core.api.framing import error_response, response_head
 from pipeline_core.api.http import Request, Response
+from pipeline_core.api.request_reader import Parsed, RequestReader
 
 if TYPE_CHECKING:
     from pipeline_core.api.server import LoopServer
 
 log = logging.getLogger("pipeline_core.api")
-MAX_HEADERS = 100
-MAX_HEAD_BYTES = 64 * 1024
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024 * 1024
 STREAM_SNDBUF = 64 * 1024
+#: Parsed requests waiting behind the one being handled before reading pauses.
+MAX_PIPELINED = 8
 
 Phase = Literal["idle", "head", "body", "handling", "lingering", "closed"]
 
@@ -42,18 +41,13 @@ class HTTPConnection(asyncio.Protocol):
         self.server = server
         self.limits = server.limits
         self.phase: Phase = "idle"
-        self._parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self._reader = RequestReader(self.limits.max_body_bytes)
         self._transport: asyncio.Transport | None = None
         #: When the current phase's deadline passes (monotonic seconds); the server's sweep
         #: closes connections past theirs (one timer for all, not one per request).
         self.expires: float | None = None
-        self._head_checked = False
-        #: What arrived of the current request head, until it is checked; whether input ended.
-        self._unchecked = bytearray()
-        self._ended = False
-        self._request: h11.Request | None = None
-        self._headers: dict[str, str] = {}
-        self._body = bytearray()
+        self._keep_alive = False
+        self._paused = False
         self._lingered = 0
         self.last_active = time.monotonic()
 
@@ -76,19 +70,14 @@ class HTTPConnection(asyncio.Protocol):
             if self._lingered > LINGER_BYTES:
                 self._close()
             return
-        if self.phase == "idle":
-            self._enter("head", self.limits.head_timeout)
-        if not self._head_checked:
-            self._unchecked += data
-        self._parser.receive_data(data)
+        self._reader.feed(data)
         self._advance()
 
     def eof_received(self) -> bool:
         if self.phase == "lingering":
             self._close()
             return False
-        self._ended = True
-        self._parser.receive_data(b"")
+        self._reader.end()
         self._advance()
         return True  # keep writing: a handler may still be answering
 
@@ -100,89 +89,49 @@ class HTTPConnection(asyncio.Protocol):
     # -- reading ---------------------------------------------------------------------------
 
     def _advance(self) -> None:
-        """Take parser events until one needs more data, or a request is handed over."""
-        while self.phase in ("idle", "head", "body"):
-            if not self._head_checked and not self._check_head():
-                return
-            try:
-                event = self._parser.next_event()
-            except h11.RemoteProtocolError as exc:
-                status = 431 if exc.error_status_hint == 431 else 400
-                self._refuse(status, "invalid_request", f"malformed request: {exc}")
-                return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return
-            if isinstance(event, h11.Request):
-                self._on_head(event)
-            elif isinstance(event, h11.Data):
-                self._on_data(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                self._dispatch()
-            elif isinstance(event, h11.ConnectionClosed):
-                self._close()
-
-    def _check_head(self) -> bool:
-        """Refuse a head the parser would accept but framing rules forbid (see ``refusal``)
-        before the parser reads it; ``False`` while the head is still incomplete."""
-        buffered = self._unchecked
-        end = HEAD_END.search(buffered)
-        if (end.start() if end else len(buffered)) > MAX_HEAD_BYTES:
-            line_end = buffered.find(b"\n")
-            if line_end == -1 or line_end > MAX_HEAD_BYTES:
-                self._refuse(414, "invalid_request", "the request line is too long")
+        """Hand over the next parsed request (or answer the refusal) unless one is being
+        handled; otherwise follow what the reader is reading with the matching deadline."""
+        reader = self._reader
+        if self.phase == "handling":
+            if len(reader.ready) >= MAX_PIPELINED and not self._paused:
+                self._pause(True)
+            return
+        if self.phase in ("lingering", "closed"):
+            return
+        if reader.ready:
+            item = reader.ready.popleft()
+            if isinstance(item, Parsed):
+                self._dispatch(item)
             else:
-                self._refuse(431, "invalid_request", f"request head over {MAX_HEAD_BYTES} bytes")
-            return False
-        if end is None:
-            return self._ended  # at the end of input, the parser reports the truncated head
-        reason = refusal(buffered[: end.start()])
-        if reason is not None:
-            self._refuse(400, "invalid_request", f"malformed request: {reason}")
-            return False
-        self._head_checked, self._unchecked = True, bytearray()
-        return True
-
-    def _on_head(self, request: h11.Request) -> None:
-        self._request = request
-        pairs = list(request.headers)
-        if len(pairs) > MAX_HEADERS:
-            self._refuse(431, "invalid_request", f"more than {MAX_HEADERS} header lines")
+                self._refuse(item.status, item.code, item.message)
             return
-        # Names are lower case; framing headers appear once (see ``refusal``).
-        self._headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in pairs}
-        length_header = self._headers.get("content-length")
-        length = int(length_header) if length_header is not None else None
-        limit = self.limits.max_body_bytes
-        if length is not None and length > limit:
-            message = f"body of {length} bytes is over the {limit}-byte limit"
-            self._refuse(413, "payload_too_large", message)
-            return
-        if not length and "transfer-encoding" not in self._headers:
-            return  # no body: the end of the message follows at once
-        self._enter("body", self.limits.body_timeout)
-        if self._parser.they_are_waiting_for_100_continue:
-            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if reader.ended:
+            self._close()
+        elif reader.in_body:
+            if self.phase != "body":
+                self._enter("body", self.limits.body_timeout)
+            if reader.wants_continue:
+                reader.wants_continue = False
+                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        elif reader.in_head and self.phase != "head":
+            self._enter("head", self.limits.head_timeout)
 
-    def _on_data(self, data: bytes) -> None:
-        self._body += data
-        limit = self.limits.max_body_bytes
-        if len(self._body) > limit:  # a chunked body has no length up front
-            self._refuse(413, "payload_too_large", f"body over the {limit}-byte limit")
+    def _pause(self, paused: bool) -> None:
+        self._paused = paused
+        if self._transport is not None and not self._transport.is_closing():
+            if paused:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
 
-    def _dispatch(self) -> None:
-        assert self._request is not None
-        event = self._request
-        target = event.target.decode("ascii", "replace")
-        path, _, query = target.partition("?")
-        request = Request(
-            event.method.decode("ascii"), path, query, self._headers, bytes(self._body)
-        )
+    def _dispatch(self, parsed: Parsed) -> None:
+        self._keep_alive = parsed.keep_alive
         self._enter("handling", None)
-        answer = self.server.from_memory(request)
+        answer = self.server.from_memory(parsed.request)
         if answer is not None:
-            self._on_response(request, answer)
+            self._on_response(parsed.request, answer)
         else:
-            self.server.run_handler(request, self._on_response)
+            self.server.run_handler(parsed.request, self._on_response)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -190,9 +139,7 @@ class HTTPConnection(asyncio.Protocol):
         """On the loop: write the handler's answer, then wait for the next request."""
         if self.phase != "handling" or self._transport is None:
             return  # the connection was closed while the handler ran
-        assert self._request is not None
-        close = self._parser.their_http_version != b"1.1" or _wants_close(self._headers)
-        close = close or self.server.stopping
+        close = not self._keep_alive or self.server.stopping
         if response.handover is not None:
             self._hand_over(response, not close)
             return
@@ -247,22 +194,12 @@ class HTTPConnection(asyncio.Protocol):
         self.server.run_blocking(kept, start_stream, head, response.handover, chunked)
 
     def _next_cycle(self) -> None:
-        """A new parser per request (responses are written without it), given what the
-        client has sent already."""
-        buffered, closed = self._parser.trailing_data
-        self._parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        if buffered:  # (an empty receive_data() means end of input)
-            self._parser.receive_data(buffered)
-        if closed:
-            self._parser.receive_data(b"")
-        self._request, self._body, self._head_checked = None, bytearray(), False
-        self._unchecked = bytearray(buffered)
-        self._enter("head" if buffered else "idle", self._idle_or_head_timeout(buffered))
+        """Wait for the next request: one may be parsed already (pipelined), or begun."""
+        self._enter("idle", self.limits.idle_timeout)
         self.server.idle(self)
-        self._advance()  # a pipelined request may be waiting already
-
-    def _idle_or_head_timeout(self, buffered: bytes) -> float:
-        return self.limits.head_timeout if buffered else self.limits.idle_timeout
+        if self._paused:
+            self._pause(False)
+        self._advance()
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -330,10 +267,3 @@ def start_stream(
     """On a handler thread: send the head, then let the stream backend take the socket."""
     sock.sendall(head)
     handover(sock, chunked)
-
-
-def _wants_close(headers: dict[str, str]) -> bool:
-    connection = headers.get("connection")
-    return connection is not None and "close" in (
-        token.strip() for token in connection.lower().split(",")
-    )

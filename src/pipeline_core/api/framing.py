@@ -1,48 +1,20 @@
-"""HTTP/1.1 wire rules beyond what the parser enforces, and the bytes of our own responses.
+"""The bytes of our own responses: status line, headers, errors and chunks.
 
-``h11`` parses requests and already refuses non-decimal or conflicting ``Content-Length``,
-any ``Transfer-Encoding`` but ``chunked``, a missing ``Host`` on HTTP/1.1 and oversized heads.
-It accepts, as RFC 9112 permits but does not require, what request smuggling relies on: two
-equal ``Content-Length`` headers, ``Content-Length`` beside ``Transfer-Encoding``, a second
-``Host`` and obsolete line folding. ``refusal`` reads the raw head and names any of these, so
-the server can refuse the request before it is parsed, let alone executed.
-
-Responses are written here rather than through the parser: one buffer per response (headers
+Responses are written here rather than through a library: one buffer per response (headers
 and body together — split small writes on a keep-alive connection meet the client's delayed
-ACK and cost ~40 ms a request), with a ``Date`` computed once a second.
+ACK and cost ~40 ms a request), with a ``Date`` computed once a second. Requests are read by
+``request_reader``.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
 
 from pipeline_core.api.http import error_body
 
-#: The end of a request head (h11 also takes a bare LF as a line end).
-HEAD_END = re.compile(rb"\r?\n\r?\n")
-_FRAMING_HEADERS = (b"host", b"content-length", b"transfer-encoding")
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
-
-
-def refusal(head: bytes | bytearray) -> str | None:
-    """Why a complete request head (request line and header lines) must be refused, or
-    ``None``: obsolete line folding, a repeated ``Host``, ``Content-Length`` or
-    ``Transfer-Encoding``, or ``Content-Length`` and ``Transfer-Encoding`` together."""
-    if b"\n " in head or b"\n\t" in head:
-        return "obsolete line folding (a header line starting with white space)"
-    # Every header line follows a line end, and the parser refuses white space before the
-    # colon: counting "\nname:" counts the header (bytes methods: no loop in Python).
-    lowered = head.lower()
-    counts = {name: lowered.count(b"\n" + name + b":") for name in _FRAMING_HEADERS}
-    for name, count in counts.items():
-        if count > 1:
-            return f"{name.decode()} appears {count} times"
-    if counts[b"content-length"] and counts[b"transfer-encoding"]:
-        return "Content-Length and Transfer-Encoding together"
-    return None
 
 
 class _Clock:

@@ -67,10 +67,12 @@ ERRORS = {
     "421": response("a Host that is not a name of this server (listening on loopback)"),
     "431": response("request head too large"),
     "500": response("internal error"),
+    "501": response("a request method the server does not know"),
     "503": {
         **response("unavailable: the store, no engine, or too many open connections"),
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "required": False}},
     },
+    "505": response("an HTTP version other than 1.0 and 1.1"),
 }
 NOT_MODIFIED = {
     "description": "not modified: the answer still has the ETag sent in If-None-Match",
