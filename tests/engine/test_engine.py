@@ -442,7 +442,9 @@ def test_sensor_times_out(harness, tmp_path):
 
 
 def test_sensor_poke_that_hangs_past_the_budget_is_a_sensor_timeout(harness):
-    dag = dag_from(f'tasks:\n  wait: {{type: sensor, poke: "{T}:spin", timeout: 0.3s}}\n')
+    # (a poke that ends by itself: a thread executor cannot stop code that never returns)
+    poke = f'poke: "{T}:track", kwargs: {{name: w, seconds: 1.5}}'
+    dag = dag_from(f"tasks:\n  wait: {{type: sensor, {poke}, timeout: 0.3s}}\n")
     engine = harness.start(dag)
     run = harness.wait_run(engine.trigger("t"))
     assert run.state is RunState.FAILED
