@@ -218,7 +218,8 @@ def accept_rate(port: int, seconds: float, clients: int = 8) -> float:
             conn.close()
             counts[index] += 1
 
-    return sum(counts) / in_threads(worker, clients)
+    elapsed = in_threads(worker, clients)  # (before the sum: it reads what the workers counted)
+    return sum(counts) / elapsed
 
 
 def measure(
