@@ -66,6 +66,7 @@ class RequestReader:
     def _start_message(self) -> None:
         self._url = bytearray()
         self._headers: list[tuple[str, str]] = []
+        self._header_map: dict[str, str] = {}
         self._head_bytes = 0
         self._body = bytearray()
         self._keep_alive = True
@@ -116,14 +117,14 @@ class RequestReader:
             self._stop(431, "invalid_request", f"more than {MAX_HEADERS} header lines")
         if self._head_bytes > MAX_HEAD_BYTES:
             self._refuse_oversized_head()
-            raise _Stop
+            raise _Stop  # (from a callback: the parser must not go on)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         version = self._parser.get_http_version()
         if version not in ("1.0", "1.1"):
             self._stop(505, "invalid_request", f"HTTP/{version} is not supported")
-        headers = dict(self._headers)
+        headers = self._header_map = dict(self._headers)
         reason = _framing_refusal(self._headers, headers, version)
         if reason is not None:
             self._stop(400, "invalid_request", f"malformed request: {reason}")
@@ -147,7 +148,7 @@ class RequestReader:
         target = bytes(self._url).decode("ascii", "replace")
         path, _, query = target.partition("?")
         method = self._parser.get_method().decode("ascii")
-        request = Request(method, path, query, dict(self._headers), bytes(self._body))
+        request = Request(method, path, query, self._header_map, bytes(self._body))
         self.ready.append(Parsed(request, self._keep_alive))
         self._start_message()
 
