@@ -30,10 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, percentile
 
+from pipeline_core.model import DagRun, TaskSpec
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.state import RunState
 from pipeline_core.store import open_store
-from pipeline_core.store.types import DagRun, TaskSpec
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 

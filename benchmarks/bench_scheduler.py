@@ -21,10 +21,10 @@ from bench_store import bulk_load
 
 from pipeline_core.dag.model import DAG, Task
 from pipeline_core.history import History
+from pipeline_core.model import DagRun, TaskSpec
 from pipeline_core.scheduler.scheduler import Scheduler
 from pipeline_core.state import RunState
 from pipeline_core.store import open_store
-from pipeline_core.store.types import DagRun, TaskSpec
 
 PG_DSN = os.environ.get("PIPELINE_CORE_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -21,18 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, percentile
 
+from pipeline_core.model import DagRun, TaskChange, TaskKey, TaskSpec, iso
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store import open_store
-from pipeline_core.store.types import (
-    DagRun,
-    EventQuery,
-    RunQuery,
-    TaskChange,
-    TaskInstanceQuery,
-    TaskKey,
-    TaskSpec,
-    iso,
-)
+from pipeline_core.store.types import EventQuery, RunQuery, TaskInstanceQuery
 
 PG_DSN = os.environ.get("PIPELINE_CORE_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 BASE = datetime(2020, 1, 1, tzinfo=UTC)

@@ -12,6 +12,8 @@ LAYERS = {
     "errors": 0,
     "state": 0,
     "dag": 0,
+    "model": 0,
+    "clock": 0,
     "events": 1,
     "store": 1,
     "metrics": 1,

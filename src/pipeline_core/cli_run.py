@@ -11,9 +11,10 @@ from typing import Any, TextIO
 from pipeline_core.cli_engine import start_engine
 from pipeline_core.dag.bag import load_folder
 from pipeline_core.errors import PipelineError
+from pipeline_core.model import Event, TaskKey
 from pipeline_core.state import FINISHED_RUN_STATES, FINISHED_TASK_STATES, RunState
 from pipeline_core.store import open_store
-from pipeline_core.store.types import Event, TaskInstanceQuery, TaskKey
+from pipeline_core.store.types import TaskInstanceQuery
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -58,7 +59,7 @@ def dags_test(args: argparse.Namespace, out: TextIO) -> int:
                     done.set()
             out.flush()
 
-    store.add_listener(show)
+    store.feed.subscribe(show, other_processes=False)
     engine = start_engine(store, args, {dag.dag_id: dag})
     if engine is None:
         store.close()

@@ -6,16 +6,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from pipeline_core.model import DagRun, TaskInstance, iso
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import (
-    DagRun,
-    EventQuery,
-    Page,
-    RunQuery,
-    TaskInstance,
-    TaskInstanceQuery,
-    iso,
-)
+from pipeline_core.store.types import EventQuery, Page, RunQuery, TaskInstanceQuery
 
 TIMELINE_LIMIT = 100_000
 

@@ -10,9 +10,10 @@ import pytest
 
 from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
+from pipeline_core.model import DagRun, TaskSpec
 from pipeline_core.state import RunState
 from pipeline_core.store import open_store
-from pipeline_core.store.types import DagRecord, DagRun, TaskSpec
+from pipeline_core.store.types import DagRecord
 from tests.api.conftest import Client
 
 RUN = "/api/v1/dags/etl/runs/r1"

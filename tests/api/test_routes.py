@@ -206,7 +206,7 @@ def test_cancel_kills_the_running_task(system):
 
 
 def _key(dag_id: str, run_id: str, task_id: str):  # type: ignore[no-untyped-def]
-    from pipeline_core.store.types import TaskKey
+    from pipeline_core.model import TaskKey
 
     return TaskKey(dag_id, run_id, task_id)
 

@@ -393,13 +393,13 @@ def test_dag_listing_is_served_from_cache_until_something_changes(client, store,
 
 def test_health_is_503_when_the_store_is_unreachable():
     from pipeline_core.errors import StoreUnavailable
-    from pipeline_core.store.memory import MemoryStore
+    from pipeline_core.store.sqlite import SqliteStore
 
-    class Broken(MemoryStore):
+    class Broken(SqliteStore):
         def ping(self) -> None:
             raise StoreUnavailable("database is gone")
 
-    server = serve(Broken())
+    server = serve(Broken(":memory:"))
     try:
         status, _, body = Client(server.port).request("GET", "/api/v1/health")
         assert status == 503 and body["data"]["status"] == "unhealthy"

@@ -3,21 +3,41 @@ from __future__ import annotations
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pipeline_core.dag.model import DAG
 from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.engine import Engine, EngineSettings
+from pipeline_core.model import DagRun, TaskKey
 from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store import open_store
-from pipeline_core.store.types import DagRun, TaskInstanceQuery, TaskKey
+from pipeline_core.store.types import TaskInstanceQuery
 from tests import fixtures
 from tests.conftest import poll_until
 
 
 def dag_from(text: str, dag_id: str = "t") -> DAG:
     return load_dag_text(textwrap.dedent(text), default_dag_id=dag_id)
+
+
+class ManualClock:
+    """A clock that moves only when told to (``advance``)."""
+
+    def __init__(self) -> None:
+        self._wall = datetime(2026, 1, 1, tzinfo=UTC)
+        self._monotonic = 1000.0
+
+    def now(self) -> datetime:
+        return self._wall
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def advance(self, seconds: float) -> None:
+        self._wall += timedelta(seconds=seconds)
+        self._monotonic += seconds
 
 
 class Harness:
@@ -32,7 +52,7 @@ class Harness:
         with self._finished:
             self._finished.notify_all()
 
-    def start(self, *dags: DAG, **settings) -> Engine:  # type: ignore[no-untyped-def]
+    def start(self, *dags: DAG, clock=None, **settings) -> Engine:  # type: ignore[no-untyped-def]
         """An engine over this store. Tasks run on threads unless ``default_executor`` says
         otherwise: most engine tests observe their callables through ``tests.fixtures``'
         in-process state (test_executors.py runs the task-facing behaviour in every mode)."""
@@ -41,6 +61,7 @@ class Harness:
             self.store,
             {d.dag_id: d for d in dags},
             settings=EngineSettings(kill_grace=1.0, **settings),
+            clock=clock,
         ).start()
         return self.engine
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from pipeline_core.errors import Conflict, NotFound
+from pipeline_core.model import TaskKey
 from pipeline_core.state import RunState
-from pipeline_core.store.types import EventQuery, Pool, TaskKey
+from pipeline_core.store.types import EventQuery, Pool
 from tests import fixtures
-from tests.engine.conftest import dag_from
+from tests.engine.conftest import ManualClock, dag_from
 
 T = "tests.fixtures"
 
@@ -230,7 +230,8 @@ def test_megabytes_of_output_are_capped_in_the_log(harness):
     assert log.truncated and log.size < 300 * 1024
 
 
-def test_retries_with_delay_and_backoff(harness):
+def test_retries_wait_their_delay_with_backoff_on_the_engines_clock(harness):
+    """The retry delays pass on an injected clock: the test moves it, nothing sleeps."""
     dag = dag_from(
         f"""
         tasks:
@@ -239,21 +240,30 @@ def test_retries_with_delay_and_backoff(harness):
             callable: "{T}:fail_times"
             kwargs: {{name: flaky, times: 2}}
             retries: 2
-            retry_delay: 0.2s
+            retry_delay: 60s
             retry_exponential_backoff: true
         """
     )
-    engine = harness.start(dag)
-    started = time.monotonic()
-    run = harness.wait_run(engine.trigger("t"))
-    elapsed = time.monotonic() - started
+    clock = ManualClock()
+    engine = harness.start(dag, clock=clock)
+    run = engine.trigger("t")
+
+    def flaky_events() -> list[str]:
+        events = harness.store.read_events(EventQuery(task_id="flaky"))
+        return [e.payload["new_state"] for e in events]
+
+    for try_number, delay in ((1, 60), (2, 120)):
+        harness.wait_for(lambda n=try_number: flaky_events().count("up_for_retry") == n)
+        clock.advance(delay - 1)
+        engine.call(lambda: None)  # a wake-up one second before the delay is over
+        assert harness.ti(run, "flaky").state.value == "up_for_retry"
+        clock.advance(1)
+        engine.call(lambda: None)
+    run = harness.wait_run(run)
     assert run.state is RunState.SUCCESS
     ti = harness.ti(run, "flaky")
     assert (ti.try_number, ti.max_tries) == (3, 3)
-    assert elapsed >= 0.6  # 0.2 s, then 0.4 s
-    events = harness.store.read_events(EventQuery(task_id="flaky"))
-    states = [e.payload["new_state"] for e in events]
-    assert states == [
+    assert flaky_events() == [
         "running",
         "up_for_retry",
         "queued",
@@ -263,6 +273,7 @@ def test_retries_with_delay_and_backoff(harness):
         "running",
         "success",
     ]
+    events = harness.store.read_events(EventQuery(task_id="flaky"))
     assert events[1].payload["error"].startswith("RuntimeError: attempt 1")
 
 
@@ -388,8 +399,7 @@ def test_pool_resize_takes_effect_at_once(harness):
     harness.store.create_pool(Pool("gate", 0))
     dag = dag_from("tasks:\n  a: {type: noop, pool: gate}\n")
     engine = harness.start(dag)
-    run = engine.trigger("t")
-    time.sleep(0.2)
+    run = engine.trigger("t")  # decided and committed when it returns: no slot, so it waits
     assert harness.states(run) == {"a": "queued"}
     harness.store.update_pool("gate", slots=1)
     assert harness.wait_run(run).state is RunState.SUCCESS

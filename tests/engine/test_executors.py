@@ -9,8 +9,8 @@ import textwrap
 import pytest
 
 from pipeline_core.dag.bag import load_folder
+from pipeline_core.model import TaskKey
 from pipeline_core.state import RunState
-from pipeline_core.store.types import TaskKey
 from tests.engine.conftest import dag_from
 
 T = "tests.fixtures"

@@ -9,16 +9,9 @@ import sys
 import textwrap
 import time
 
+from pipeline_core.model import DagRun, TaskChange, TaskKey, TaskSpec, utcnow
 from pipeline_core.state import RunState, TaskState
-from pipeline_core.store.types import (
-    DagRun,
-    EventQuery,
-    RunQuery,
-    TaskChange,
-    TaskKey,
-    TaskSpec,
-    utcnow,
-)
+from pipeline_core.store.types import EventQuery, RunQuery
 from tests.engine.conftest import dag_from
 
 DAG_TEXT = """

@@ -10,10 +10,11 @@ import pytest
 
 from pipeline_core.dag.model import DAG, Task
 from pipeline_core.errors import Conflict
+from pipeline_core.model import DagRun, TaskSpec
 from pipeline_core.scheduler.scheduler import Scheduler, SchedulerSettings
 from pipeline_core.state import RunState
 from pipeline_core.store import open_store
-from pipeline_core.store.types import DagRecord, DagRun, RunQuery, TaskSpec
+from pipeline_core.store.types import DagRecord, RunQuery
 
 
 def utc(*args: int) -> datetime:

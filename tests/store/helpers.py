@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from pipeline_core.model import DagRun, TaskChange, TaskKey, TaskSpec
 from pipeline_core.state import RunState, TaskState
-from pipeline_core.store.types import DagRecord, DagRun, TaskChange, TaskKey, TaskSpec
+from pipeline_core.store.types import DagRecord
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 

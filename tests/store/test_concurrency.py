@@ -6,8 +6,9 @@ import itertools
 import threading
 import time
 
+from pipeline_core.model import TaskChange
 from pipeline_core.state import TaskState
-from pipeline_core.store.types import EventQuery, RunQuery, TaskChange, TaskInstanceQuery
+from pipeline_core.store.types import EventQuery, RunQuery, TaskInstanceQuery
 from tests.store.helpers import key, new_run
 
 WRITERS, READERS, SECONDS = 8, 4, 2.0

@@ -8,15 +8,9 @@ from datetime import timedelta
 import pytest
 
 from pipeline_core.errors import Conflict, InvalidRequest, InvalidTransition, NotFound
+from pipeline_core.model import TaskChange
 from pipeline_core.state import RunState, TaskState
-from pipeline_core.store.types import (
-    DagRecord,
-    EventQuery,
-    Pool,
-    RunQuery,
-    TaskChange,
-    TaskInstanceQuery,
-)
+from pipeline_core.store.types import DagRecord, EventQuery, Pool, RunQuery, TaskInstanceQuery
 from tests.store.helpers import BASE, dag, key, move, new_run
 
 Q, RUN, OK, FAIL, RETRY = "queued", "running", "success", "failed", "up_for_retry"

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline_core.errors import ConfigurationError, StoreUnavailable
 from pipeline_core.store import open_store
-from pipeline_core.store._schema import SCHEMA_VERSION
+from pipeline_core.store.sql.schema import SCHEMA_VERSION
 from pipeline_core.store.sqlite import SqliteStore
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery
 from tests.store.helpers import upgrading_to_task_totals_counts_the_history
@@ -103,7 +103,7 @@ def test_two_processes_share_one_file(tmp_path):
     code = textwrap.dedent(
         f"""
         from pipeline_core.store import open_store
-        from pipeline_core.store.types import DagRun, TaskSpec
+        from pipeline_core.model import DagRun, TaskSpec
         from pipeline_core.state import RunState
         from datetime import datetime, UTC, timedelta
         import sys
@@ -128,7 +128,7 @@ import sys
 from datetime import UTC, datetime
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store import open_store
-from pipeline_core.store.types import DagRun, TaskChange, TaskKey, TaskSpec
+from pipeline_core.model import DagRun, TaskChange, TaskKey, TaskSpec
 
 store = open_store(sys.argv[1])
 tasks = [f"t{i}" for i in range(100000)]

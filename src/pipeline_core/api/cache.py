@@ -13,7 +13,7 @@ from datetime import datetime
 
 from pipeline_core.api.conditional import etag_of
 from pipeline_core.api.http import Response
-from pipeline_core.store.types import Event, utcnow
+from pipeline_core.model import Event, utcnow
 
 MAX_ENTRIES = 256
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from pipeline_core.api.http import Request, Response
 from pipeline_core.errors import NotFound
+from pipeline_core.model import Event
 from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import Event
 
 MAX_ENTRIES = 2048
 MAX_BYTES = 64 * 1024 * 1024

@@ -32,8 +32,9 @@ from pipeline_core.api.openapi_parts import (
     response,
 )
 from pipeline_core.api.openapi_schemas import SCHEMAS, obj, ref
+from pipeline_core.model import EVENT_TYPES, RUN_TYPES
 from pipeline_core.state import RunState
-from pipeline_core.store.types import EVENT_TYPES, RUN_ORDER_FIELDS, RUN_TYPES
+from pipeline_core.store.types import RUN_ORDER_FIELDS
 
 
 def _health() -> dict[str, Any]:

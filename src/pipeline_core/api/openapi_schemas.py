@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline_core.model import EVENT_TYPES
 from pipeline_core.state import RunState, TaskState, TriggerRule
-from pipeline_core.store.types import EVENT_TYPES
 
 S = "#/components/schemas/"
 TS = {"type": ["string", "null"], "format": "date-time"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline_core.store.types import DagRun, Pool, TaskInstance, iso
+from pipeline_core.model import DagRun, TaskInstance, iso
+from pipeline_core.store.types import Pool
 
 
 def run_dict(run: DagRun) -> dict[str, Any]:

@@ -23,8 +23,7 @@ from pipeline_core.api.sse import EventStreams
 from pipeline_core.api.stream_process import ProcessStreams
 from pipeline_core.api.streams import ThreadStreams
 from pipeline_core.api.types import APIServerOptions
-from pipeline_core.store.tail import EventTail
-from pipeline_core.store.types import Event
+from pipeline_core.model import Event
 
 log = logging.getLogger("pipeline_core.api")
 #: Connections the kernel completes while the loop is busy (a burst of clients — hundreds of
@@ -302,7 +301,6 @@ class APIServer:
         self.finished_runs = FinishedRuns(options.store)
         self.streams: EventStreams | None = None
         self._handle: LoopServer | None = None
-        self._tail: EventTail | None = None
 
     @property
     def port(self) -> int:
@@ -322,12 +320,11 @@ class APIServer:
         assert self._handle is not None
         self.streams = self._event_streams()
         app = build_app(self.options, self.cache, self.streams, self.finished_runs)
-        # Events reach the cache and the stream from this process's own commits, and — when
-        # the engine runs elsewhere — from following the store's event log.
-        if self.options.follow_other_processes:
-            self._tail = EventTail(self.options.store, self._on_events).start()
-        else:
-            self.options.store.add_listener(self._on_events)
+        # Events reach the cache and the streams through the store's feed: this process's
+        # commits at once and, when the engine runs elsewhere, other processes' as well.
+        self.options.store.feed.subscribe(
+            self._on_events, other_processes=self.options.follow_other_processes
+        )
         self._handle.start(app)
         return self
 
@@ -354,11 +351,7 @@ class APIServer:
         """Ends every event stream, frees the port and leaves no thread behind."""
         if self._handle is None:
             return
-        if self._tail is not None:
-            self._tail.stop()
-            self._tail = None
-        else:
-            self.options.store.remove_listener(self._on_events)
+        self.options.store.feed.unsubscribe(self._on_events)
         if self.streams is not None:
             self.streams.stop()
         self._handle.stop()

@@ -18,8 +18,9 @@ from typing import Protocol
 
 from pipeline_core.api.http import Request, Response, bad_request
 from pipeline_core.api.params import whole_number
+from pipeline_core.model import EVENT_TYPES, Event
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import EVENT_TYPES, Event, EventQuery
+from pipeline_core.store.types import EventQuery
 
 REPLAY_PAGE = 1000
 ALLOWED = {"dag_id", "run_id", "types", "last_event_id", "access_token"}

@@ -30,9 +30,9 @@ from pathlib import Path
 
 from pipeline_core.api.sse import StreamStart
 from pipeline_core.api.streams import ThreadStreams
+from pipeline_core.model import Event
 from pipeline_core.store.factory import open_store
-from pipeline_core.store.tail import EventTail
-from pipeline_core.store.types import Event
+from pipeline_core.store.feed import EventFeed
 
 log = logging.getLogger("pipeline_core.api")
 MESSAGE_MAX = 64 * 1024
@@ -133,7 +133,8 @@ def main(control_fd: int, wake_fd: int) -> None:
     )
     store = open_store(config["url"])
     streams = ThreadStreams(store, config["keepalive"], config["queue_size"])
-    tail = EventTail(store, streams.publish, wait=_woken_by(wake_fd)).start()
+    feed = EventFeed(store, wait=_woken_by(wake_fd))  # woken by the API process
+    feed.subscribe(streams.publish)
     try:
         while True:
             message, fds, _, _ = socket.recv_fds(control, MESSAGE_MAX, 1)
@@ -146,7 +147,7 @@ def main(control_fd: int, wake_fd: int) -> None:
             start = StreamStart.from_json(message)
             threading.Thread(target=streams.attach, args=(sock, start), daemon=True).start()
     finally:
-        tail.stop()
+        feed.close()
         streams.stop()
         store.close()
 

@@ -16,8 +16,8 @@ from pipeline_core.api.framing import chunk
 from pipeline_core.api.hub import StreamHub
 from pipeline_core.api.sse import EventEncoder, StreamStart, replay
 from pipeline_core.events import EventBus
+from pipeline_core.model import Event
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import Event
 
 log = logging.getLogger("pipeline_core.api")
 

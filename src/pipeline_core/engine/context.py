@@ -11,9 +11,9 @@ from pipeline_core.dag.templates import Reference, TemplateError, iter_strings, 
 from pipeline_core.engine.logs import TaskLog
 from pipeline_core.errors import InvalidRequest
 from pipeline_core.metrics import Metrics, NullMetrics
-from pipeline_core.store._common import to_json
+from pipeline_core.model import DagRun, TaskKey, iso
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import DagRun, TaskKey, iso
+from pipeline_core.store.sql.common import to_json
 
 DEFAULT_XCOM_MAX_BYTES = 1024 * 1024
 

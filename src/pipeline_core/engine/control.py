@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from pipeline_core.store.types import DagRecord, DagRun
+from pipeline_core.model import DagRun
+from pipeline_core.store.types import DagRecord
 
 
 class Control(Protocol):

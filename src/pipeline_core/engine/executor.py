@@ -28,8 +28,8 @@ from pipeline_core.engine.jobs import Completion, Job, OnComplete
 from pipeline_core.engine.logs import ROUTER, TaskLog
 from pipeline_core.engine.worker_pool import Assignment, PoolSettings, WorkerPool
 from pipeline_core.metrics import Metrics, NullMetrics
+from pipeline_core.model import TaskKey
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import TaskKey
 
 
 def executor_mode(task: Task, default: str = "worker") -> str:

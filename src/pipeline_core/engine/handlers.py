@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,17 +19,9 @@ from pipeline_core.dag.templates import TemplateError
 from pipeline_core.dag.validation import parse_until
 from pipeline_core.engine import worker_wire as wire
 from pipeline_core.engine.context import TaskContext, TaskFailed
+from pipeline_core.engine.jobs import Result
 from pipeline_core.engine.logs import ROUTER
 from pipeline_core.engine.worker_wire import CallableRef
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What a handler reports. ``follow``: the branch's chosen tasks. ``poke_ok``: whether a
-    sensor's condition held (``False`` asks to be poked again later)."""
-
-    follow: tuple[str, ...] | None = None
-    poke_ok: bool = True
 
 
 class Handler(Protocol):

@@ -12,8 +12,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipeline_core.dag.model import DAG, Task
-from pipeline_core.engine.handlers import Result
-from pipeline_core.store.types import DagRun, TaskKey
+from pipeline_core.model import DagRun, TaskKey
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a handler reports. ``follow``: the branch's chosen tasks. ``poke_ok``: whether a
+    sensor's condition held (``False`` asks to be poked again later)."""
+
+    follow: tuple[str, ...] | None = None
+    poke_ok: bool = True
 
 
 @dataclass(frozen=True, slots=True)

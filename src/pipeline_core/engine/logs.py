@@ -9,8 +9,8 @@ import threading
 import time
 from typing import TextIO
 
+from pipeline_core.model import TaskKey, iso, utcnow
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import TaskKey, iso, utcnow
 
 FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 1.0

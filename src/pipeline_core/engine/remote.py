@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound, PipelineError, StoreUnavailable
-from pipeline_core.state import RunState
+from pipeline_core.model import DagRun, new_run, specs_of_definition, utcnow
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import DagRecord, DagRun, EventQuery, TaskSpec, iso, utcnow
+from pipeline_core.store.types import DagRecord, EventQuery
 
 REQUESTED, COMPLETED = "control.requested", "control.completed"
 ERRORS: dict[str, type[PipelineError]] = {
@@ -44,27 +44,17 @@ class RemoteControl:
         run_type: str = "manual",
     ) -> DagRun:
         record = self.store.get_dag(dag_id)
-        now = utcnow()
-        tasks = (record.definition or {}).get("tasks", [])
-        specs = [
-            TaskSpec(
-                t["task_id"],
-                t.get("pool", "default_pool"),
-                t.get("priority_weight", 1),
-                t.get("retries", 0) + 1,
-            )
-            for t in tasks
-        ]
-        run = DagRun(
-            dag_id=dag_id,
-            run_id=run_id or f"{run_type}__{iso(logical_date or now)}",
-            state=RunState.QUEUED,
-            run_type=run_type,
-            logical_date=logical_date or now,
-            conf=dict(conf or {}),
+        write = new_run(
+            dag_id,
+            specs_of_definition(record.definition),
+            now=utcnow(),
+            conf=conf,
+            run_id=run_id,
+            logical_date=logical_date,
             note=note,
+            run_type=run_type,
         )
-        return self.store.create_run(run, specs)
+        return self.store.create_run(write.run, write.tasks)
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         return self.store.set_paused(dag_id, paused)

@@ -13,11 +13,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from pipeline_core.engine import worker_wire as wire
-from pipeline_core.engine.handlers import Result
-from pipeline_core.engine.jobs import Completion, Job
+from pipeline_core.engine.jobs import Completion, Job, Result
 from pipeline_core.metrics import Metrics
+from pipeline_core.model import TaskKey
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import TaskKey
 
 logger = logging.getLogger("pipeline_core.engine.workers")
 

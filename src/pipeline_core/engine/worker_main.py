@@ -24,7 +24,8 @@ from pipeline_core.engine import worker_wire as wire
 from pipeline_core.engine.context import TaskContext, TaskFailed
 from pipeline_core.engine.handlers import HANDLERS
 from pipeline_core.engine.logs import ROUTER, TaskLog
-from pipeline_core.store.types import DagRun, TaskKey, XComEntry
+from pipeline_core.model import DagRun, TaskKey
+from pipeline_core.store.types import XComEntry
 
 PR_SET_PDEATHSIG = 1
 

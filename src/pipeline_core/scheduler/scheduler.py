@@ -23,11 +23,12 @@ from pipeline_core.dag.model import DAG
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.metrics import Metrics, NullMetrics
+from pipeline_core.model import Event, RunType, iso, utcnow
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.state import RunState
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import Event, RunQuery, iso, utcnow
+from pipeline_core.store.types import RunQuery
 
 logger = logging.getLogger("pipeline_core.scheduler")
 _EPSILON = timedelta(microseconds=1)
@@ -104,7 +105,9 @@ class Scheduler:
 
     def _latest_scheduled(self, dag_id: str) -> datetime | None:
         page = self.store.query_runs(
-            RunQuery(dag_id=dag_id, run_types=("scheduled",), order_by="-logical_date", limit=1)
+            RunQuery(
+                dag_id=dag_id, run_types=(RunType.SCHEDULED,), order_by="-logical_date", limit=1
+            )
         )
         return page.items[0].logical_date if page.items else None
 
@@ -188,7 +191,7 @@ class Scheduler:
 
     # --- the loop --------------------------------------------------------------------------
     def start(self) -> Scheduler:
-        self.store.add_listener(self._on_events)
+        self.store.feed.subscribe(self._on_events, other_processes=False)
         self.refresh_dags()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
@@ -200,7 +203,7 @@ class Scheduler:
             self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.store.remove_listener(self._on_events)
+        self.store.feed.unsubscribe(self._on_events)
 
     def wake(self) -> None:
         with self._wake:

@@ -7,8 +7,9 @@ from pathlib import Path
 from pipeline_core.dag.bag import load_folder
 from pipeline_core.dag.model import DAG
 from pipeline_core.dag.serialize import dag_to_dict, definition_hash
+from pipeline_core.model import utcnow
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import DagRecord, ImportError_, utcnow
+from pipeline_core.store.types import DagRecord, ImportError_
 
 
 class DagSync:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from pipeline_core.model import DagRun, Event, TaskChange, TaskInstance, TaskKey, TaskSpec, Write
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.types import (
     DagRecord,
-    DagRun,
-    Event,
     EventQuery,
     Heartbeat,
     ImportError_,
@@ -31,14 +30,13 @@ from pipeline_core.store.types import (
     Pool,
     RunQuery,
     RunStats,
-    TaskChange,
-    TaskInstance,
     TaskInstanceQuery,
-    TaskKey,
-    TaskSpec,
     TaskStats,
     XComEntry,
 )
+
+if TYPE_CHECKING:
+    from pipeline_core.store.feed import EventFeed
 
 DEFAULT_LOG_CAP_BYTES = 4 * 1024 * 1024
 
@@ -65,6 +63,12 @@ class Store(Protocol):
         ...
 
     def remove_listener(self, listener: Callable[[list[Event]], None]) -> None: ...
+
+    @property
+    def feed(self) -> EventFeed:
+        """The one way consumers follow committed events (see ``store.feed``); shared by
+        every consumer of this store object, closed with it."""
+        ...
 
     # --- DAGs -----------------------------------------------------------------------
     def upsert_dag(self, record: DagRecord) -> DagRecord:
@@ -170,6 +174,12 @@ class Store(Protocol):
 
     def query_task_instances(self, query: TaskInstanceQuery) -> Page[TaskInstance]:
         """Task instances in task order within a run, newest run first across runs."""
+        ...
+
+    def apply(self, writes: Sequence[Write], *, now: datetime | None = None) -> None:
+        """Apply run creations, run moves and task moves in order, in one transaction, each
+        with its events; ``now`` stamps them all (default: the store's clock). Any failing
+        write (``Conflict``, ``NotFound``, ``InvalidTransition``) undoes them all."""
         ...
 
     def transition_tasks(self, changes: Sequence[TaskChange]) -> list[TaskInstance]:

@@ -16,7 +16,8 @@ def open_store(url: str, *, log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES) -> Store
       file path: the embedded SQLite store.
     * ``postgresql://user:password@host:5432/db`` (``postgres://`` too; ``?schema=NAME`` keeps
       the tables in that schema): PostgreSQL, with the ``postgres`` extra installed.
-    * ``memory://``: in-process only, gone when the process ends.
+    * ``memory://`` (or ``sqlite:///:memory:``): SQLite in this process's memory, shared by its
+      threads, gone when the store is closed.
     """
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("", "file", "sqlite"):
@@ -28,9 +29,9 @@ def open_store(url: str, *, log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES) -> Store
 
         return PostgresStore(url, log_cap_bytes=log_cap_bytes)
     if scheme == "memory":
-        from pipeline_core.store.memory import MemoryStore
+        from pipeline_core.store.sqlite import SqliteStore
 
-        return MemoryStore(log_cap_bytes=log_cap_bytes)
+        return SqliteStore(":memory:", log_cap_bytes=log_cap_bytes)
     raise ConfigurationError(
         f"unsupported database URL scheme {scheme!r}: use sqlite:///path.db, "
         "postgresql://user@host/db or memory://"

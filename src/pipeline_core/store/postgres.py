@@ -15,11 +15,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pipeline_core.errors import ConfigurationError, StoreUnavailable
-from pipeline_core.store._common import masked_url
-from pipeline_core.store._schema import SCHEMA_VERSION, migrate
-from pipeline_core.store._sql_runs import SqlRunStore
-from pipeline_core.store._tx import Tx
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
+from pipeline_core.store.sql import SqlStore
+from pipeline_core.store.sql.common import masked_url
+from pipeline_core.store.sql.schema import SCHEMA_VERSION, migrate
+from pipeline_core.store.sql.tx import Tx
 
 try:
     import psycopg
@@ -32,7 +32,7 @@ TYPES = {"serial": "BIGSERIAL", "bool": "BOOLEAN", "text": "TEXT", "dialect": "p
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-class PostgresStore(SqlRunStore):
+class PostgresStore(SqlStore):
     """``Store`` on PostgreSQL (``postgresql://user:password@host:5432/db[?schema=NAME]``)."""
 
     supports_notify = True
@@ -119,6 +119,7 @@ class PostgresStore(SqlRunStore):
         return self._listener.wait(after_seq, timeout)
 
     def close(self) -> None:
+        self._close_feed()
         with self._listener_lock:
             if self._listener is not None:
                 self._listener.stop()

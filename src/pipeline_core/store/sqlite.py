@@ -3,6 +3,10 @@
 Each thread gets its own connection. Writers take the database lock up front
 (``BEGIN IMMEDIATE``) and, within a process, queue on a lock rather than spin in SQLite's
 busy handler; across processes the busy timeout makes them wait instead of failing.
+
+``:memory:`` (``memory://``) is one in-memory database for the whole process: a single
+connection that every thread shares, every transaction (reads too) taken in turn, so what
+one thread commits the next one sees.
 """
 
 from __future__ import annotations
@@ -16,17 +20,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline_core.errors import StoreUnavailable
-from pipeline_core.store._schema import SCHEMA_VERSION, migrate
-from pipeline_core.store._sql_runs import SqlRunStore
-from pipeline_core.store._tx import Tx
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
+from pipeline_core.store.sql import SqlStore
+from pipeline_core.store.sql.schema import SCHEMA_VERSION, migrate
+from pipeline_core.store.sql.tx import Tx
 
 TYPES = {"serial": "INTEGER", "bool": "INTEGER", "text": "TEXT", "dialect": "sqlite"}
 BUSY_TIMEOUT_MS = 30_000
 EVENT_POLL_INTERVAL = 0.05
 
 
-class SqliteStore(SqlRunStore):
+class SqliteStore(SqlStore):
     """``Store`` on a SQLite file (``sqlite:///path/file.db`` or a plain path)."""
 
     integrity_errors = (sqlite3.IntegrityError,)
@@ -48,12 +52,16 @@ class SqliteStore(SqlRunStore):
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
+        self.in_memory = self.path == ":memory:"
+        self._shared: sqlite3.Connection | None = None
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._migrate(migrate_to)
 
     def _connect(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        connection: sqlite3.Connection | None = self._shared or getattr(
+            self._local, "connection", None
+        )
         if connection is not None:
             return connection
         if self._closed:
@@ -71,6 +79,9 @@ class SqliteStore(SqlRunStore):
             connection.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {self.url}: {exc}") from None
+        if self.in_memory:
+            self._shared = connection
+            return connection
         self._local.connection = connection
         with self._connections_lock:
             alive = []
@@ -86,7 +97,7 @@ class SqliteStore(SqlRunStore):
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Tx]:
         connection = self._connect()
-        lock = self._write_lock if write else None
+        lock = self._write_lock if write or self.in_memory else None
         if lock is not None:
             lock.acquire()
         try:
@@ -128,7 +139,12 @@ class SqliteStore(SqlRunStore):
             time.sleep(min(EVENT_POLL_INTERVAL, remaining))
 
     def close(self) -> None:
+        self._close_feed()
         self._closed = True
+        with self._write_lock:
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for _, connection in connections:

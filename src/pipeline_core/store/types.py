@@ -1,41 +1,21 @@
-"""Values the store reads and writes. Frozen dataclasses; timestamps are aware UTC datetimes."""
+"""What the store reads and writes besides the domain values of ``pipeline_core.model``:
+DAG records, pools, XCom, logs, heartbeats, queries, pages and statistics. Frozen
+dataclasses; timestamps are aware UTC datetimes."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from pipeline_core.model import RunType
 from pipeline_core.state import RunState, TaskState
 
 T = TypeVar("T")
 
-RUN_TYPES = ("manual", "scheduled", "backfill")
 RUN_ORDER_FIELDS = ("logical_date", "start_date", "end_date", "duration", "state")
-EVENT_TYPES = ("task.state_changed", "run.state_changed", "dag.updated", "pool.updated")
 DEFAULT_POOL_SLOTS = 16
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z`` suffix and microseconds (sorts as text)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.isoformat(timespec="microseconds") + "Z"
-    if value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # without its "+00:00"
-
-
-def duration_ms(start: datetime | None, end: datetime | None) -> int | None:
-    if start is None or end is None:
-        return None
-    return round((end - start).total_seconds() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,84 +43,6 @@ class ImportError_:
     filename: str
     issues: tuple[Mapping[str, Any], ...]
     seen_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class DagRun:
-    dag_id: str
-    run_id: str
-    state: RunState
-    run_type: str
-    logical_date: datetime
-    conf: Mapping[str, Any] = field(default_factory=dict)
-    note: str | None = None
-    queued_at: datetime | None = None
-    start_date: datetime | None = None
-    end_date: datetime | None = None
-
-    @property
-    def duration_ms(self) -> int | None:
-        return duration_ms(self.start_date, self.end_date)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSpec:
-    """What a new run needs to know of each task to create its task instance."""
-
-    task_id: str
-    pool: str = "default_pool"
-    priority_weight: int = 1
-    max_tries: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class TaskInstance:
-    dag_id: str
-    run_id: str
-    task_id: str
-    state: TaskState
-    try_number: int = 0
-    max_tries: int = 1
-    pool: str = "default_pool"
-    priority_weight: int = 1
-    start_date: datetime | None = None
-    end_date: datetime | None = None
-    error: str | None = None
-
-    @property
-    def duration_ms(self) -> int | None:
-        return duration_ms(self.start_date, self.end_date)
-
-    @property
-    def key(self) -> TaskKey:
-        return TaskKey(self.dag_id, self.run_id, self.task_id)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskKey:
-    dag_id: str
-    run_id: str
-    task_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TaskChange:
-    """One compare-and-set transition of a task instance.
-
-    ``try_number`` and ``max_tries`` replace the stored ones when given (the engine bumps
-    the try when it starts one, and grants more tries when a task is retried by hand).
-    ``start_date``/``end_date`` follow from the transition: entering
-    ``running`` stamps the start and clears the end, entering a finished state stamps the end,
-    going back to ``queued`` clears both.
-    """
-
-    key: TaskKey
-    expected: TaskState
-    new: TaskState
-    try_number: int | None = None
-    max_tries: int | None = None
-    error: str | None = None
-    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,27 +84,6 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One entry of the append-only event log."""
-
-    seq: int
-    type: str
-    timestamp: datetime
-    dag_id: str | None = None
-    run_id: str | None = None
-    task_id: str | None = None
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "type": self.type,
-            **self.payload,
-            "timestamp": iso(self.timestamp),
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: Sequence[T]
     total: int
@@ -220,7 +101,7 @@ class RunQuery:
 
     dag_id: str | None = None
     states: tuple[RunState, ...] = ()
-    run_types: tuple[str, ...] = ()
+    run_types: tuple[RunType, ...] = ()
     logical_date_gte: datetime | None = None
     logical_date_lte: datetime | None = None
     start_date_gte: datetime | None = None

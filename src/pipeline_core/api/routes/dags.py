@@ -10,9 +10,10 @@ from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
 from pipeline_core.api.params import boolean, page, strings
 from pipeline_core.dag.model import parse_datetime
+from pipeline_core.model import DagRun, iso, utcnow
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import DagRecord, DagRun, iso, utcnow
+from pipeline_core.store.types import DagRecord
 
 
 def dag_summary(store: Store, record: DagRecord, last: DagRun | None) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pipeline_core._version import __version__
 from pipeline_core.api.http import Request, Response, envelope
 from pipeline_core.errors import PipelineError
+from pipeline_core.model import iso, utcnow
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import iso, utcnow
 
 STALE_AFTER_S = 30.0
 

@@ -11,9 +11,10 @@ from pipeline_core.api.params import date, page, strings
 from pipeline_core.api.serialize import run_dict, task_instance_dict
 from pipeline_core.dag.model import invalid_id_reason, parse_datetime
 from pipeline_core.engine.control import Control
+from pipeline_core.model import RUN_TYPES, RunType
 from pipeline_core.state import RunState
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import RUN_ORDER_FIELDS, RUN_TYPES, RunQuery, TaskInstanceQuery
+from pipeline_core.store.types import RUN_ORDER_FIELDS, RunQuery, TaskInstanceQuery
 
 DATE_FILTERS = tuple(
     f"{c}_{s}" for c in ("logical_date", "start_date", "end_date") for s in ("gte", "lte")
@@ -44,7 +45,7 @@ def list_runs(store: Store) -> Callable[[Request], Response]:
         query = RunQuery(
             dag_id=dag_id,
             states=tuple(RunState(s) for s in states),
-            run_types=tuple(run_types),
+            run_types=tuple(RunType(t) for t in run_types),
             order_by=order_by,
             limit=limit,
             offset=offset,

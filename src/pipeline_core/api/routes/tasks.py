@@ -9,8 +9,9 @@ from pipeline_core.api.http import Request, Response, envelope, listing
 from pipeline_core.api.params import integer, page
 from pipeline_core.api.serialize import task_instance_dict
 from pipeline_core.errors import NotFound
+from pipeline_core.model import TaskKey, iso
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import EventQuery, TaskInstanceQuery, TaskKey, iso
+from pipeline_core.store.types import EventQuery, TaskInstanceQuery
 
 #: The most of a log one answer carries: a try's whole log (logs are capped at 4 MiB).
 MAX_LOG_BYTES = 4 * 1024 * 1024

@@ -5,14 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pipeline_core.store._tx import Tx, parse_ts
-from pipeline_core.store.types import (
-    PERCENTILES,
-    RunStats,
-    TaskStats,
-    iso,
-    nearest_rank,
-)
+from pipeline_core.model import iso
+from pipeline_core.store.sql.tx import Tx, parse_ts
+from pipeline_core.store.types import PERCENTILES, RunStats, TaskStats, nearest_rank
 
 
 def _window(prefix: str, since: datetime | None, until: datetime | None) -> tuple[str, list[Any]]:

@@ -1,0 +1,324 @@
+"""The domain values every layer shares: runs, task instances, the writes that change them,
+events, and what a transition stamps. Pure: no I/O, no clock (``utcnow`` is the default
+clock the edges pass in).
+
+The store persists these values and the engine decides on them; neither owns them, so both
+import them from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from pipeline_core.errors import Conflict
+from pipeline_core.state import (
+    FINISHED_RUN_STATES,
+    FINISHED_TASK_STATES,
+    RunState,
+    TaskState,
+    run_transition,
+    transition,
+)
+
+if TYPE_CHECKING:
+    from pipeline_core.dag.model import DAG
+
+
+class RunType(StrEnum):
+    """Why a run exists: triggered by hand, by its schedule, or by a backfill."""
+
+    MANUAL = "manual"
+    SCHEDULED = "scheduled"
+    BACKFILL = "backfill"
+
+
+RUN_TYPES = tuple(t.value for t in RunType)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z`` suffix and microseconds (sorts as text)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.isoformat(timespec="microseconds") + "Z"
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # without its "+00:00"
+
+
+def duration_ms(start: datetime | None, end: datetime | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskKey:
+    dag_id: str
+    run_id: str
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DagRun:
+    dag_id: str
+    run_id: str
+    state: RunState
+    run_type: RunType
+    logical_date: datetime
+    conf: Mapping[str, Any] = field(default_factory=dict)
+    note: str | None = None
+    queued_at: datetime | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+    @property
+    def duration_ms(self) -> int | None:
+        return duration_ms(self.start_date, self.end_date)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.dag_id, self.run_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """What a new run needs to know of each task to create its task instance."""
+
+    task_id: str
+    pool: str = "default_pool"
+    priority_weight: int = 1
+    max_tries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInstance:
+    dag_id: str
+    run_id: str
+    task_id: str
+    state: TaskState
+    try_number: int = 0
+    max_tries: int = 1
+    pool: str = "default_pool"
+    priority_weight: int = 1
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    error: str | None = None
+
+    @property
+    def duration_ms(self) -> int | None:
+        return duration_ms(self.start_date, self.end_date)
+
+    @property
+    def key(self) -> TaskKey:
+        return TaskKey(self.dag_id, self.run_id, self.task_id)
+
+
+def new_run(
+    dag_id: str,
+    specs: tuple[TaskSpec, ...],
+    *,
+    now: datetime,
+    conf: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    logical_date: datetime | None = None,
+    note: str | None = None,
+    run_type: RunType | str = RunType.MANUAL,
+) -> CreateRun:
+    """A queued run and its task instances, as one write. The run id defaults to
+    ``<run_type>__<logical date>`` (Airflow's form); the logical date to ``now``."""
+    kind = RunType(run_type)
+    logical = logical_date or now
+    run = DagRun(
+        dag_id=dag_id,
+        run_id=run_id or f"{kind.value}__{iso(logical)}",
+        state=RunState.QUEUED,
+        run_type=kind,
+        logical_date=logical,
+        conf=dict(conf or {}),
+        note=note,
+        queued_at=now,
+    )
+    return CreateRun(run, specs)
+
+
+def task_specs(dag: DAG) -> tuple[TaskSpec, ...]:
+    """The task instances a run of ``dag`` starts with."""
+    return tuple(TaskSpec(t.task_id, t.pool, t.priority_weight, t.retries + 1) for t in dag.tasks)
+
+
+def specs_of_definition(definition: Mapping[str, Any] | None) -> tuple[TaskSpec, ...]:
+    """The same from a stored (serialised) DAG definition, for a process without the DAG."""
+    return tuple(
+        TaskSpec(
+            t["task_id"],
+            t.get("pool", "default_pool"),
+            t.get("priority_weight", 1),
+            t.get("retries", 0) + 1,
+        )
+        for t in (definition or {}).get("tasks", [])
+    )
+
+
+# --- the writes that change runs and task instances ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRun:
+    """Create a run and all its task instances (``queued``, try 0)."""
+
+    run: DagRun
+    tasks: tuple[TaskSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MoveRun:
+    """Compare-and-set a run's state."""
+
+    dag_id: str
+    run_id: str
+    expected: RunState
+    new: RunState
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChange:
+    """One compare-and-set transition of a task instance.
+
+    ``try_number`` and ``max_tries`` replace the stored ones when given (the engine bumps
+    the try when it starts one, and grants more tries when a task is retried by hand).
+    ``start_date``/``end_date`` follow from the transition (see ``apply_task_change``).
+    """
+
+    key: TaskKey
+    expected: TaskState
+    new: TaskState
+    try_number: int | None = None
+    max_tries: int | None = None
+    error: str | None = None
+    reason: str | None = None
+
+
+Write = CreateRun | MoveRun | TaskChange
+
+
+def apply_task_change(current: TaskInstance, change: TaskChange, now: datetime) -> TaskInstance:
+    """The task instance after ``change``: entering ``running`` stamps the start and clears
+    the end, entering a finished state (or ``up_for_retry``) stamps the end, going back to
+    ``queued`` clears both. Raises ``Conflict``/``InvalidTransition``."""
+    if current.state is not change.expected:
+        raise Conflict(
+            f"task '{current.task_id}' of run '{current.run_id}' is '{current.state.value}', "
+            f"not '{change.expected.value}' (another writer changed it)",
+            details={"current_state": current.state.value, "expected": change.expected.value},
+        )
+    new = transition(current.state, change.new)
+    start, end = current.start_date, current.end_date
+    if new is TaskState.RUNNING:
+        start, end = now, None
+    elif new is TaskState.QUEUED:
+        start, end = None, None
+    elif new in FINISHED_TASK_STATES or new is TaskState.UP_FOR_RETRY:
+        end = now
+    error = change.error if new in (TaskState.FAILED, TaskState.UP_FOR_RETRY) else None
+    if new is TaskState.FAILED and change.error is None:
+        error = current.error
+    try_number = current.try_number if change.try_number is None else change.try_number
+    max_tries = current.max_tries if change.max_tries is None else change.max_tries
+    return replace(
+        current,
+        state=new,
+        start_date=start,
+        end_date=end,
+        error=error,
+        try_number=try_number,
+        max_tries=max_tries,
+    )
+
+
+def apply_run_change(current: DagRun, expected: RunState, new: RunState, now: datetime) -> DagRun:
+    """The run after a move: entering ``running`` stamps ``start_date`` (the first time only),
+    a finished state stamps ``end_date``, leaving one clears it."""
+    if current.state is not expected:
+        raise Conflict(
+            f"run '{current.run_id}' is '{current.state.value}', not '{expected.value}'",
+            details={"current_state": current.state.value, "expected": expected.value},
+        )
+    run_transition(current.state, new)
+    start, end = current.start_date, current.end_date
+    if new is RunState.RUNNING:
+        start, end = start or now, None
+    elif new is RunState.QUEUED:
+        end = None
+    elif new in FINISHED_RUN_STATES:
+        end = now
+    return replace(current, state=new, start_date=start, end_date=end)
+
+
+# --- events ------------------------------------------------------------------------------
+
+EVENT_TYPES = ("task.state_changed", "run.state_changed", "dag.updated", "pool.updated")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the append-only event log."""
+
+    seq: int
+    type: str
+    timestamp: datetime
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "type": self.type,
+            **self.payload,
+            "timestamp": iso(self.timestamp),
+        }
+
+
+def task_event_payload(
+    before: TaskInstance, after: TaskInstance, now: datetime, reason: str | None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "dag_id": after.dag_id,
+        "run_id": after.run_id,
+        "task_id": after.task_id,
+        "try_number": after.try_number,
+        "previous_state": before.state.value,
+        "new_state": after.state.value,
+        "timestamp": iso(now),
+    }
+    if after.error and after.state in (TaskState.FAILED, TaskState.UP_FOR_RETRY):
+        payload["error"] = after.error
+    if reason:
+        payload["reason"] = reason
+    return payload
+
+
+def run_event_payload(
+    run: DagRun, previous: RunState | None, now: datetime, reason: str | None = None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "previous_state": previous.value if previous else None,
+        "new_state": run.state.value,
+        "timestamp": iso(now),
+    }
+    if reason:
+        payload["reason"] = reason
+    return payload

@@ -1,0 +1,153 @@
+"""DAG records and import errors in SQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline_core.errors import NotFound
+from pipeline_core.model import iso
+from pipeline_core.store.sql.base import Pending, SqlBase
+from pipeline_core.store.sql.common import dag_event, to_json
+from pipeline_core.store.sql.rows import (
+    DAG_COLUMNS,
+    DAG_LIST_COLUMNS,
+    dag_fields,
+    dag_from_row,
+    like_escape,
+    same_dag,
+)
+from pipeline_core.store.sql.tx import Tx, parse_ts
+from pipeline_core.store.types import DagRecord, ImportError_, Page
+
+
+class DagsSql(SqlBase):
+    def upsert_dag(self, record: DagRecord) -> DagRecord:
+        tags = to_json(list(record.tags), "tags")
+        definition = None if record.definition is None else to_json(record.definition, "definition")
+
+        def work(tx: Tx, pending: Pending) -> DagRecord:
+            row = tx.one(f"SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = ?", (record.dag_id,))
+            existing = dag_from_row(row) if row else None
+            paused = existing.is_paused if existing else record.is_paused
+            stored = DagRecord(**{**dag_fields(record), "is_paused": paused})
+            if existing is not None and same_dag(existing, stored):
+                return existing
+            tx.run(
+                f"INSERT INTO dags ({DAG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dag_id) DO UPDATE SET is_active = excluded.is_active, "
+                "fileloc = excluded.fileloc, schedule = excluded.schedule, "
+                "timezone = excluded.timezone, description = excluded.description, "
+                "tags = excluded.tags, definition_hash = excluded.definition_hash, "
+                "definition = excluded.definition, task_count = excluded.task_count, "
+                "last_parsed_at = excluded.last_parsed_at",
+                (
+                    stored.dag_id, stored.is_paused, stored.is_active, stored.fileloc,
+                    stored.schedule, stored.timezone, stored.description, tags,
+                    stored.definition_hash, definition, stored.task_count,
+                    iso(stored.last_parsed_at),
+                ),
+            )  # fmt: skip
+            self._append(
+                tx,
+                pending,
+                [dag_event(stored, "created" if existing is None else "updated")],
+                self.clock(),
+            )
+            return stored
+
+        result: DagRecord = self._write(work)
+        return result
+
+    def get_dag(self, dag_id: str) -> DagRecord:
+        row = self._read(
+            lambda tx: tx.one(f"SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = ?", (dag_id,))
+        )
+        if row is None:
+            raise NotFound(f"no DAG '{dag_id}'")
+        return dag_from_row(row)
+
+    def list_dags(
+        self,
+        *,
+        tags: Sequence[str] = (),
+        is_paused: bool | None = None,
+        is_active: bool | None = None,
+        dag_id_pattern: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[DagRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if is_paused is not None:
+            where.append("is_paused = ?")
+            params.append(is_paused)
+        if is_active is not None:
+            where.append("is_active = ?")
+            params.append(is_active)
+        if dag_id_pattern:
+            where.append("LOWER(dag_id) LIKE ? ESCAPE '\\'")
+            params.append(f"%{like_escape(dag_id_pattern.lower())}%")
+        if tags:
+            where.append("(" + " OR ".join("tags LIKE ? ESCAPE '\\'" for _ in tags) + ")")
+            params.extend(f"%{like_escape(json.dumps(t))}%" for t in tags)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+
+        def work(tx: Tx) -> Page[DagRecord]:
+            total = int(tx.scalar(f"SELECT COUNT(*) FROM dags{clause}", params))
+            rows = tx.rows(
+                f"SELECT {DAG_LIST_COLUMNS} FROM dags{clause} ORDER BY dag_id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+            return Page([dag_from_row(r) for r in rows], total, limit, offset)
+
+        result: Page[DagRecord] = self._read(work)
+        return result
+
+    def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
+        def work(tx: Tx, pending: Pending) -> DagRecord:
+            row = tx.one(f"SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = ?", (dag_id,))
+            if row is None:
+                raise NotFound(f"no DAG '{dag_id}'")
+            record = dag_from_row(row)
+            if record.is_paused == paused:
+                return record
+            tx.run("UPDATE dags SET is_paused = ? WHERE dag_id = ?", (paused, dag_id))
+            updated = DagRecord(**{**dag_fields(record), "is_paused": paused})
+            self._append(
+                tx, pending, [dag_event(updated, "paused" if paused else "unpaused")], self.clock()
+            )
+            return updated
+
+        result: DagRecord = self._write(work)
+        return result
+
+    def deactivate_missing_dags(self, active_dag_ids: Sequence[str]) -> list[str]:
+        keep = set(active_dag_ids)
+
+        def work(tx: Tx, pending: Pending) -> list[str]:
+            rows = tx.rows(f"SELECT {DAG_COLUMNS} FROM dags WHERE is_active = ?", (True,))
+            gone = [dag_from_row(r) for r in rows if r[0] not in keep]
+            for record in gone:
+                tx.run("UPDATE dags SET is_active = ? WHERE dag_id = ?", (False, record.dag_id))
+            inactive = [DagRecord(**{**dag_fields(r), "is_active": False}) for r in gone]
+            self._append(tx, pending, [dag_event(r, "deactivated") for r in inactive], self.clock())
+            return [r.dag_id for r in gone]
+
+        result: list[str] = self._write(work)
+        return result
+
+    def replace_import_errors(self, errors: Sequence[ImportError_]) -> None:
+        rows = [(e.filename, to_json(list(e.issues), "issues"), iso(e.seen_at)) for e in errors]
+
+        def work(tx: Tx, _: Pending) -> None:
+            tx.run("DELETE FROM import_errors")
+            tx.many("INSERT INTO import_errors (filename, issues, seen_at) VALUES (?, ?, ?)", rows)
+
+        self._write(work)
+
+    def list_import_errors(self) -> list[ImportError_]:
+        sql = "SELECT filename, issues, seen_at FROM import_errors ORDER BY filename"
+        rows = self._read(lambda tx: tx.rows(sql))
+        return [ImportError_(r[0], tuple(json.loads(r[1])), parse_ts(r[2])) for r in rows]

@@ -1,0 +1,140 @@
+"""What tries leave behind, in SQL: XCom values and task logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_core.model import TaskKey, iso
+from pipeline_core.store.sql.base import Pending, SqlBase
+from pipeline_core.store.sql.common import clip_log, task_not_found, to_json
+from pipeline_core.store.sql.rows import KEY_WHERE, XCOM_COLUMNS, key_params, xcom_from_row
+from pipeline_core.store.sql.tx import Tx
+from pipeline_core.store.types import LogChunk, XComEntry
+
+
+class TaskDataSql(SqlBase):
+    def set_xcom(self, key: TaskKey, xcom_key: str, value: Any) -> XComEntry:
+        text = to_json(value, f"XCom value '{xcom_key}'")
+        entry = XComEntry(
+            *key_params(key), xcom_key, value, len(text.encode("utf-8")), self.clock()
+        )
+
+        def work(tx: Tx, pending: Pending) -> XComEntry:
+            if tx.one(f"SELECT 1 FROM task_instances WHERE {KEY_WHERE}", key_params(key)) is None:
+                raise task_not_found(key)
+            tx.run(
+                f"INSERT INTO xcom ({XCOM_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dag_id, run_id, task_id, key) DO UPDATE "
+                "SET value = excluded.value, size_bytes = excluded.size_bytes, "
+                "timestamp = excluded.timestamp",
+                (*key_params(key), xcom_key, text, entry.size_bytes, iso(entry.timestamp)),
+            )
+            return entry
+
+        result: XComEntry = self._write(work)
+        return result
+
+    def get_xcom(self, key: TaskKey, xcom_key: str) -> XComEntry | None:
+        row = self._read(
+            lambda tx: tx.one(
+                f"SELECT {XCOM_COLUMNS} FROM xcom WHERE {KEY_WHERE} AND key = ?",
+                (*key_params(key), xcom_key),
+            )
+        )
+        return xcom_from_row(row) if row else None
+
+    def list_xcom(self, key: TaskKey) -> list[XComEntry]:
+        rows = self._read(
+            lambda tx: tx.rows(
+                f"SELECT {XCOM_COLUMNS} FROM xcom WHERE {KEY_WHERE} ORDER BY key",
+                key_params(key),
+            )
+        )
+        return [xcom_from_row(r) for r in rows]
+
+    def list_run_xcom(self, dag_id: str, run_id: str) -> list[XComEntry]:
+        sql = (
+            f"SELECT {XCOM_COLUMNS} FROM xcom WHERE dag_id = ? AND run_id = ? "
+            "ORDER BY timestamp, task_id, key"
+        )
+        return [xcom_from_row(r) for r in self._read(lambda tx: tx.rows(sql, (dag_id, run_id)))]
+
+    def delete_xcom(self, key: TaskKey, xcom_key: str | None = None) -> int:
+        if xcom_key is None:
+            count: int = self._write(
+                lambda tx, _: tx.run(f"DELETE FROM xcom WHERE {KEY_WHERE}", key_params(key))
+            )
+        else:
+            count = self._write(
+                lambda tx, _: tx.run(
+                    f"DELETE FROM xcom WHERE {KEY_WHERE} AND key = ?", (*key_params(key), xcom_key)
+                )
+            )
+        return count
+
+    def append_log(self, key: TaskKey, try_number: int, text: str) -> None:
+        if not text:
+            return
+
+        def work(tx: Tx, pending: Pending) -> None:
+            row = tx.one(
+                f"SELECT size, truncated FROM log_sizes WHERE {KEY_WHERE} AND try_number = ?",
+                (*key_params(key), try_number),
+            )
+            size, truncated = (int(row[0]), bool(row[1])) if row else (0, False)
+            if truncated:
+                return
+            kept, cut = clip_log(text, size, self.log_cap_bytes)
+            data = kept.encode("utf-8")
+            tx.run(
+                "INSERT INTO task_logs (dag_id, run_id, task_id, try_number, byte_offset, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (*key_params(key), try_number, size, kept),
+            )
+            tx.run(
+                "INSERT INTO log_sizes (dag_id, run_id, task_id, try_number, size, truncated) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dag_id, run_id, task_id, try_number) DO UPDATE SET "
+                "size = excluded.size, truncated = excluded.truncated",
+                (*key_params(key), try_number, size + len(data), cut),
+            )
+
+        self._write(work)
+
+    def read_log(
+        self, key: TaskKey, try_number: int, *, offset: int = 0, limit: int | None = None
+    ) -> LogChunk:
+        def work(tx: Tx) -> LogChunk:
+            meta = tx.one(
+                f"SELECT size, truncated FROM log_sizes WHERE {KEY_WHERE} AND try_number = ?",
+                (*key_params(key), try_number),
+            )
+            if meta is None:
+                if (
+                    tx.one(f"SELECT 1 FROM task_instances WHERE {KEY_WHERE}", key_params(key))
+                    is None
+                ):
+                    raise task_not_found(key)
+                return LogChunk("", offset, offset, 0, False)
+            chunks = tx.rows(
+                f"SELECT byte_offset, data FROM task_logs WHERE {KEY_WHERE} AND try_number = ? "
+                "AND byte_offset + LENGTH(data) * 4 > ? ORDER BY byte_offset",
+                (*key_params(key), try_number, offset),
+            )
+            return slice_log(chunks, int(meta[0]), bool(meta[1]), offset, limit)
+
+        result: LogChunk = self._read(work)
+        return result
+
+
+def slice_log(
+    chunks: list[tuple[Any, ...]], size: int, truncated: bool, offset: int, limit: int | None
+) -> LogChunk:
+    data = b"".join(str(text).encode("utf-8") for _, text in chunks)
+    base = int(chunks[0][0]) if chunks else size
+    start = max(0, offset - base)
+    end = len(data) if limit is None else min(len(data), start + limit)
+    piece = data[start:end]
+    return LogChunk(
+        piece.decode("utf-8", errors="replace"), base + start, base + end, size, truncated
+    )

@@ -1,0 +1,77 @@
+"""The engine's loop around its core: one commit per trigger, and the event log as the one
+way news reaches it — from other processes too."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from pipeline_core.engine.jobs import Job, OnComplete
+from pipeline_core.model import TaskKey
+from pipeline_core.state import RunState
+from pipeline_core.store.types import Pool
+from tests.engine.conftest import dag_from
+
+
+class HoldingExecutor:
+    """Takes tries and never finishes them, so nothing commits after the trigger."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+
+    def start(self, on_complete: OnComplete) -> None:
+        self.on_complete = on_complete
+
+    def submit(self, job: Job) -> None:
+        self.jobs.append(job)
+
+    def cancel(self, key: TaskKey, try_number: int) -> None:
+        pass
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def test_a_trigger_is_one_commit_up_to_its_first_try(harness, monkeypatch):
+    dag = dag_from("tasks:\n  a: {type: noop}\n  b: {type: noop}\n  c: {depends_on: [a, b]}\n")
+    executor = HoldingExecutor()
+    from pipeline_core.engine import Engine, EngineSettings
+
+    engine = Engine(
+        harness.store,
+        {"t": dag},
+        executor=executor,
+        settings=EngineSettings(heartbeat_interval=3600, watch_other_processes=False),
+    ).start()
+    harness.engine = engine
+    store = harness.store
+    commits: list[bool] = []
+    begin = store._transaction
+
+    def counted(write: bool):  # type: ignore[no-untyped-def]
+        if write:
+            commits.append(True)
+        return begin(write)
+
+    monkeypatch.setattr(store, "_transaction", counted)
+    run = engine.trigger("t")
+    assert len(commits) == 1
+    assert run.state is RunState.RUNNING
+    assert sorted(job.key.task_id for job in executor.jobs) == ["a", "b"]
+    assert harness.states(run) == {"a": "running", "b": "running", "c": "queued"}
+    assert store.get_run("t", run.run_id).state is RunState.RUNNING
+
+
+def test_a_pool_resized_by_another_process_reaches_the_engine(harness):
+    """``pipeline-core api`` beside ``pipeline-core scheduler``: the resize is an event in the
+    log, and the engine follows the log."""
+    harness.store.create_pool(Pool("gate", 0))
+    engine = harness.start(dag_from("tasks:\n  a: {type: noop, pool: gate}\n"))
+    run = engine.trigger("t")
+    assert harness.states(run) == {"a": "queued"}
+    code = (
+        "import sys; from pipeline_core.store import open_store; "
+        "s = open_store(sys.argv[1]); s.update_pool('gate', slots=1); s.close()"
+    )
+    subprocess.run([sys.executable, "-c", code, harness.store.url], check=True, timeout=60)
+    assert harness.wait_run(run).state is RunState.SUCCESS
