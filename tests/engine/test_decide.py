@@ -345,3 +345,14 @@ def test_unknown_dag_is_refused_before_anything_changes():
     with pytest.raises(NotFound):
         core.send(Trigger(create))
     assert core.decider.book.runs == {} and not isinstance(core.effects, CreateRun)
+
+
+def test_a_second_trigger_with_a_run_id_in_use_is_refused_and_the_first_run_goes_on():
+    d = dag(Task("a"), max_active_runs=1)
+    core = Core(d)
+    core.trigger(d, "r")
+    with pytest.raises(Conflict, match="already exists"):
+        core.trigger(d, "r")
+    core.send(Forget("d", "r2"))  # forgetting a run never held changes nothing
+    core.finish("a")
+    assert core.run_moves() == ["success"]

@@ -36,7 +36,7 @@ from pipeline_core.engine.messages import (
     Trigger,
     TryCompleted,
 )
-from pipeline_core.errors import NotFound
+from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import CreateRun, DagRun
 from pipeline_core.state import derive_run_state
 
@@ -103,6 +103,8 @@ class Decider(RunCommands, TryDecisions):
     def _trigger(self, run: DagRun, create: CreateRun) -> DagRun:
         if run.dag_id not in self.book.dags:
             raise NotFound(f"no DAG '{run.dag_id}'")
+        if self.book.knows(run.key):  # the store would refuse it too, but only after this
+            raise Conflict(f"run '{run.run_id}' of DAG '{run.dag_id}' already exists")
         self.book.writes.append(create)
         self.book.enqueue(run, (spec.task_id for spec in create.tasks))
         self._moved[run.key] = run

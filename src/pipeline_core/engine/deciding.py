@@ -38,7 +38,8 @@ class Deciding:
         active = self.book.active_runs(dag_id)
         while waiting and active < dag.max_active_runs:
             run_key = waiting.popleft()
-            if self.book.runs[run_key].state is not RunState.QUEUED:
+            run = self.book.runs.get(run_key)
+            if run is None or run.state is not RunState.QUEUED:
                 continue
             running = self._move_run(run_key, RunState.RUNNING)
             created = self.book.waiting_tasks.pop(run_key, tuple(dag.task_dict))
