@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline_core.cli_run import wait_until_set
+from pipeline_core.cli.common import wait_until_set
 from tests.conftest import pipeline_core_process
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "dags"

@@ -14,7 +14,6 @@ LAYERS = {
     "dag": 0,
     "model": 0,
     "clock": 0,
-    "events": 1,
     "store": 1,
     "metrics": 1,
     "exposition": 1,
@@ -23,10 +22,6 @@ LAYERS = {
     "history": 2,
     "api": 3,
     "cli": 4,
-    "cli_run": 4,
-    "cli_serve": 4,
-    "cli_events": 4,
-    "cli_engine": 4,
     "__main__": 4,
     "__init__": 4,
 }

@@ -356,7 +356,7 @@ def test_serve_writes_streams_from_its_stream_process(tmp_path):
     try:
         assert stream.message() == {"retry": "3000"}
         assert any(
-            "stream_process" in Path(f"/proc/{pid}/cmdline").read_text()
+            "pipeline_core.api.sse.process" in Path(f"/proc/{pid}/cmdline").read_text()
             for pid in children.read_text().split()
         )
         assert Client(port).request("POST", "/api/v1/dags/chain/runs", {"run_id": "s"})[0] == 201

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pipeline_core.api.cache import ViewCache
@@ -19,9 +20,9 @@ from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.connection import HTTPConnection
 from pipeline_core.api.http import Request, Response, error_body
 from pipeline_core.api.routes.builder import build_app
-from pipeline_core.api.sse import EventStreams
-from pipeline_core.api.stream_process import ProcessStreams
-from pipeline_core.api.streams import ThreadStreams
+from pipeline_core.api.sse.process import ProcessStreams
+from pipeline_core.api.sse.route import EventStreams
+from pipeline_core.api.sse.threads import ThreadStreams
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.model import Event
 
@@ -295,7 +296,7 @@ class APIServer:
     """The REST API: ``bind()`` (optional: take the port before anything else starts),
     ``start()`` / ``stop()``, or use it as a context manager."""
 
-    def __init__(self, options: Any) -> None:
+    def __init__(self, options: APIServerOptions) -> None:
         self.options = options
         self.cache = ViewCache()
         self.finished_runs = FinishedRuns(options.store)
@@ -315,7 +316,7 @@ class APIServer:
 
     def start(self, port: int | None = None) -> APIServer:
         if port is not None:
-            self.options.port = port
+            self.options = replace(self.options, port=port)  # the caller's options stay as given
         self.bind()
         assert self._handle is not None
         self.streams = self._event_streams()

@@ -11,8 +11,10 @@ from pipeline_core.metrics import MetricsCollector
 from pipeline_core.store.base import Store
 
 
-@dataclass
+@dataclass(frozen=True)
 class APIServerOptions:
+    """Frozen: a server keeps the options it was given (``dataclasses.replace`` makes new ones)."""
+
     store: Store
     host: str = "127.0.0.1"
     port: int = 8080

@@ -1,12 +1,8 @@
-"""``Engine``: the loop around the engine's core, and the ``Control`` of one process.
+"""``Engine``: the ``Control`` of one process — its lifecycle, the commands, taking over
+what an earlier engine left, and following the event log — over the loop of ``engine.loop``.
 
-One thread owns the core (``engine.decide``). It sleeps on an inbox — commands, executor
-completions, events from the log — or until its next timer, never on a polling tick. Each
-wake-up reads the clock once, hands every message to the core, and gives the effects to the
-runner: the store writes of the whole wake-up in one transaction, then tries to the
-executor. A command (trigger, cancel, retry, pause) is one commit of its own, answered once
-committed: a trigger writes its run, moves it to running and starts its first tries in one
-transaction.
+A command (trigger, cancel, retry, pause) is one commit of its own, answered once committed:
+a trigger writes its run, moves it to running and starts its first tries in one transaction.
 """
 
 from __future__ import annotations
@@ -15,13 +11,10 @@ import contextlib
 import functools
 import logging
 import os
-import queue
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
@@ -29,27 +22,23 @@ from pipeline_core.clock import Clock, SystemClock
 from pipeline_core.dag.model import DAG
 from pipeline_core.engine import ownership, recovery
 from pipeline_core.engine.book import Book
-from pipeline_core.engine.decide import Decider, Outcome
 from pipeline_core.engine.jobs import Executor
+from pipeline_core.engine.loop import EngineLoop
 from pipeline_core.engine.messages import (
     Abandon,
     Cancel,
     DagsChanged,
     Drain,
-    Forget,
     Message,
-    Moment,
     Pause,
     PoolChanged,
     Resume,
-    Resync,
     Retry,
     Trigger,
     TryCompleted,
 )
 from pipeline_core.engine.pools import missing_pools
 from pipeline_core.engine.remote import COMPLETED, REQUESTED
-from pipeline_core.engine.runner import EffectRunner, Timers
 from pipeline_core.engine.settings import EngineSettings, local_executor
 from pipeline_core.engine.telemetry import RunMetrics
 from pipeline_core.errors import Conflict, NotFound, PipelineError
@@ -63,7 +52,7 @@ logger = logging.getLogger("pipeline_core.engine")
 Item = Message | Callable[[], Any] | None
 
 
-class Engine:
+class Engine(EngineLoop):
     """Runs DAG runs: the ``Control`` implementation for one process."""
 
     def __init__(
@@ -76,21 +65,13 @@ class Engine:
         settings: EngineSettings | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self.store = store
-        self.settings = settings or EngineSettings()
-        self.metrics: Metrics = metrics or NullMetrics()
-        self.clock: Clock = clock or SystemClock()
-        self.executor: Executor = executor or local_executor(store, self.settings, self.metrics)
+        settings = settings or EngineSettings()
+        metrics = metrics or NullMetrics()
+        executor = executor or local_executor(store, settings, metrics)
+        super().__init__(store, executor, settings, metrics, clock or SystemClock())
         self.component_id = f"engine-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.core = Decider()
         self._dags = dict(dags or {})
-        self._inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
-        self._timers = Timers()
-        self._runner = EffectRunner(store, self.executor, self._timers, self._resync)
-        self._pending: list[Any] = []
-        self._now = Moment(self.clock.now(), self.clock.monotonic())
         self._telemetry = RunMetrics(self.metrics)
-        self._thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
         #: DAGs with runs whose running tries another engine's lease still covers.
         self._contested: set[str] = set()
 
@@ -136,21 +117,6 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
-        """Run ``fn`` on the engine's thread and return its result (or raise its error)."""
-        if threading.current_thread() is self._thread:
-            return fn()
-        future: Future[Any] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        self._inbox.put(run)
-        return future.result(timeout or self.settings.command_timeout)
 
     # --- Control ------------------------------------------------------------------------
     def set_dags(self, dags: Mapping[str, DAG]) -> None:
@@ -225,95 +191,20 @@ class Engine:
         result: DagRecord = self.call(set_paused)
         return result
 
-    # --- the loop -------------------------------------------------------------------------
-    def _loop(self) -> None:
-        while True:
-            due = self._timers.next_due()
-            delay = None if due is None else max(0.0, due - self.clock.monotonic())
-            try:
-                batch: list[Item] = [self._inbox.get(timeout=delay)]
-            except queue.Empty:
-                batch = []
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    batch.append(self._inbox.get_nowait())
-            self._now = Moment(self.clock.now(), self.clock.monotonic())
-            for item in batch:
-                if item is None:
-                    self._flush()
-                    return
-                self._guard(item)
-            for timed in self._timers.pop_due(self._now.monotonic):
-                self._guard(timed)
-            self._flush()
-
-    def _guard(self, item: Message | Callable[[], Any]) -> None:
-        try:
-            if callable(item):
-                item()
-            else:
-                self._decide(item)
-        except Exception:
-            logger.exception("engine step failed")
-
-    def _decide(self, message: Message) -> Outcome:
-        """Decide now; the effects wait for the wake-up's commit."""
-        outcome = self.core.handle(message, self._now)
-        self._pending.extend(outcome.effects)
-        return outcome
-
-    def _command(self, message: Message) -> Any:
-        """Decide and commit at once, then answer (a refusal or a failed commit raises; a
-        trigger whose commit failed is forgotten)."""
-        self._flush()
-        self._now = Moment(self.clock.now(), self.clock.monotonic())
-        outcome = self.core.handle(message, self._now)
-        try:
-            self._act(outcome.effects, strict=isinstance(message, Trigger))
-        except PipelineError:
-            assert isinstance(message, Trigger)
-            run = message.create.run
-            self._act(self.core.handle(Forget(run.dag_id, run.run_id), self._now).effects)
-            raise
-        return outcome.reply
-
-    def _flush(self) -> None:
-        effects, self._pending = self._pending, []
-        if effects:
-            self._act(effects)
-
-    def _act(self, effects: Sequence[Any], *, strict: bool = False) -> None:
-        if self._runner.apply(effects, self._now.wall, strict=strict):
-            self._report_pools()
-
-    def _report_pools(self) -> None:
-        for pool, slots, used, queued in self.core.slots.usage():
-            self.metrics.gauge("pool.slots_used", used, pool=pool)
-            self.metrics.gauge("pool.slots_available", max(0, slots - used), pool=pool)
-            self.metrics.gauge("pool.queued", queued, pool=pool)
-
-    def _resync(self, run_key: tuple[str, str]) -> None:
-        with contextlib.suppress(NotFound):
-            self._decide(Resync(recovery.snapshot(self.store, *run_key)))
-
     # --- startup, DAGs, pools, heartbeat, recovery -------------------------------------------
     def _startup(self) -> None:
         self._sync_pools(self._dags)
-        self._decide(DagsChanged(self._dags, self._paused_dags()))
+        self._decide(DagsChanged(self._dags, recovery.paused_dags(self.store)))
         self._heartbeat()
         self._recover(set(self._dags))
         self._flush()
 
     def _set_dags(self, dags: dict[str, DAG]) -> None:
         self._sync_pools(dags)
-        new: list[str] = self._decide(DagsChanged(dags, self._paused_dags())).reply
+        new: list[str] = self._decide(DagsChanged(dags, recovery.paused_dags(self.store))).reply
         if new:
             self._recover(set(new))
         self._flush()
-
-    def _paused_dags(self) -> frozenset[str]:
-        page = self.store.list_dags(is_paused=True, limit=1_000_000)
-        return frozenset(record.dag_id for record in page.items)
 
     def _sync_pools(self, dags: Mapping[str, DAG]) -> None:
         """Create the pools DAG tasks name that nobody made (default size; resize them

@@ -54,3 +54,8 @@ def other_leases(store: Store, *, me: str, now: datetime, expire_after: float) -
         now=now,
         expire_after=expire_after,
     )
+
+
+def paused_dags(store: Store) -> frozenset[str]:
+    page = store.list_dags(is_paused=True, limit=1_000_000)
+    return frozenset(record.dag_id for record in page.items)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import time
-from typing import Any
 
 from pipeline_core.api.app import App, AppSettings
 from pipeline_core.api.cache import ViewCache
@@ -14,7 +13,8 @@ from pipeline_core.api.http import Request, Response, json_bytes
 from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
 from pipeline_core.api.routes import dags, health, pools, runs, stats, tasks
-from pipeline_core.api.sse import EventStreams, events_route
+from pipeline_core.api.sse.route import EventStreams, events_route
+from pipeline_core.api.types import APIServerOptions
 
 PREFIX = "/api/v1"
 RUN = f"{PREFIX}/dags/:dag_id/runs/:run_id"
@@ -22,7 +22,7 @@ TASK = f"{RUN}/tasks/:task_id"
 
 
 def build_routes(
-    options: Any, cache: ViewCache, streams: EventStreams, finished: FinishedRuns
+    options: APIServerOptions, cache: ViewCache, streams: EventStreams, finished: FinishedRuns
 ) -> list[Route]:
     store, control = options.store, options.control
     on_pause = control.set_paused if control is not None else None
@@ -69,7 +69,9 @@ def _document_bytes() -> bytes:
     return json_bytes(document())
 
 
-def build_app(options: Any, cache: ViewCache, streams: EventStreams, finished: FinishedRuns) -> App:
+def build_app(
+    options: APIServerOptions, cache: ViewCache, streams: EventStreams, finished: FinishedRuns
+) -> App:
     settings = AppSettings(
         options.cors_origins,
         options.auth_token,

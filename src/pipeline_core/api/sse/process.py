@@ -8,7 +8,7 @@ stream with ``ThreadStreams``. The API process wakes it through a pipe whenever 
 committed, so delivery needs no polling. If the stream process dies, the next stream starts a
 new one (clients of the old one reconnect and resume from their last id).
 
-Run as ``python -m pipeline_core.api.stream_process CONTROL_FD WAKE_FD``; the first message
+Run as ``python -m pipeline_core.api.sse.process CONTROL_FD WAKE_FD``; the first message
 on the control socket is the configuration (it carries the database URL, kept out of argv).
 """
 
@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline_core.api.sse import StreamStart
-from pipeline_core.api.streams import ThreadStreams
+from pipeline_core.api.sse.route import StreamStart
+from pipeline_core.api.sse.threads import ThreadStreams
 from pipeline_core.model import Event
 from pipeline_core.store.factory import open_store
 from pipeline_core.store.feed import EventFeed

@@ -1,18 +1,41 @@
-"""Options of the commands that start an engine: where task code runs, and how many worker
-processes it gets."""
+"""What the command groups share: exit codes, the folder, database and engine options, argparse
+types, logging and waiting for a signal."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from pipeline_core.dag.model import DAG, EXECUTORS
 from pipeline_core.engine import Engine, EngineSettings
 from pipeline_core.engine.settings import default_workers
 from pipeline_core.errors import ConfigurationError
 from pipeline_core.store import Store
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_DB = "sqlite:///.pipeline-core/pipeline.db"
+
+
+def folder_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dags-folder",
+        default=os.environ.get("PIPELINE_CORE_DAGS_FOLDER", "dags"),
+        help="folder of DAG files (env PIPELINE_CORE_DAGS_FOLDER; default ./dags)",
+    )
+
+
+def db_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("PIPELINE_CORE_DB", default or DEFAULT_DB),
+        help=f"database URL (env PIPELINE_CORE_DB; default {default or DEFAULT_DB})",
+    )
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
@@ -95,3 +118,51 @@ def start_engine(
     except ConfigurationError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return None
+
+
+def check_dags_folder(folder: str) -> bool:
+    """A missing DAGs folder is an error (``False``, reason on stderr); an empty one works
+    but is worth a warning, since nothing will run."""
+    path = Path(folder)
+    if not path.is_dir():
+        sys.stderr.write(
+            f"error: the DAGs folder {str(path.resolve())!r} does not exist "
+            "(set --dags-folder or PIPELINE_CORE_DAGS_FOLDER)\n"
+        )
+        return False
+    if not any(p.suffix in (".py", ".yaml", ".yml") for p in path.rglob("*") if p.is_file()):
+        logging.getLogger("pipeline_core").warning(
+            "the DAGs folder %s has no DAG files (*.py, *.yaml): nothing will run", path.resolve()
+        )
+    return True
+
+
+def wait_until_set(event: threading.Event) -> None:
+    """Block the main thread until ``event`` is set. Waking now and then lets Python run a
+    signal handler even when the signal was delivered to another thread, which a wait
+    without a timeout would never notice."""
+    while not event.wait(timeout=1.0):
+        pass
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def table(out: TextIO, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    cells = [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "-"
+    return str(value)

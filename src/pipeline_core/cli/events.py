@@ -11,12 +11,12 @@ import time
 from typing import TextIO
 from urllib.parse import urlencode, urlsplit
 
-from pipeline_core.cli_engine import whole_number
+from pipeline_core.cli.common import whole_number
 
 RETRY_SECONDS = 1.0
 
 
-def add_events_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     events = commands.add_parser("events", help="print the live event stream of a server")
     events.add_argument(
         "--server", default=os.environ.get("PIPELINE_CORE_SERVER", "http://127.0.0.1:8080")

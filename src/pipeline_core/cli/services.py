@@ -1,5 +1,6 @@
-"""``pipeline-core serve`` (engine + scheduler + API in one process) and ``pipeline-core api``
-(the API alone, beside a ``pipeline-core scheduler`` on the same database)."""
+"""The commands that run until stopped: ``pipeline-core scheduler`` (scheduler + engine),
+``serve`` (engine, scheduler and REST API in one process) and ``api`` (the API alone, beside a
+scheduler on the same database)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,109 @@ import signal
 import sys
 import threading
 from dataclasses import replace
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
-from pipeline_core.cli_engine import seconds, start_engine, whole_number
-from pipeline_core.cli_run import check_dags_folder, configure_logging, wait_until_set
+from pipeline_core.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_engine_options,
+    check_dags_folder,
+    configure_logging,
+    db_option,
+    folder_option,
+    seconds,
+    start_engine,
+    wait_until_set,
+    whole_number,
+)
 from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.errors import PipelineError
 from pipeline_core.metrics import MetricsCollector
 from pipeline_core.scheduler.scheduler import Scheduler, SchedulerSettings
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.store import Store, open_store
+
+
+def add_commands(commands: Any) -> None:
+    """``scheduler``, ``serve`` and ``api``: the commands that run until stopped."""
+    scheduler = commands.add_parser(
+        "scheduler", help="run the scheduler and engine in the foreground"
+    )
+    folder_option(scheduler)
+    db_option(scheduler)
+    scheduler.add_argument(
+        "--rescan-interval", type=float, default=30.0, help="seconds between folder scans"
+    )
+    scheduler.add_argument(
+        "--grace", type=float, default=30.0, help="seconds to let tasks finish on stop"
+    )
+    scheduler.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
+    add_engine_options(scheduler)
+    scheduler.set_defaults(handler=run_scheduler)
+    serve_cmd = commands.add_parser("serve", help="engine, scheduler and REST API in one process")
+    folder_option(serve_cmd)
+    db_option(serve_cmd)
+    add_server_options(serve_cmd)
+    serve_cmd.add_argument(
+        "--no-scheduler", action="store_true", help="run DAGs only when triggered"
+    )
+    serve_cmd.add_argument("--rescan-interval", type=float, default=30.0)
+    serve_cmd.add_argument("--grace", type=float, default=30.0)
+    serve_cmd.add_argument(
+        "--event-streams",
+        choices=("process", "thread"),
+        default="process",
+        help="write live event streams from a process of their own (default; keeps the "
+        "fan-out off the engine) or from a thread of this one",
+    )
+    add_engine_options(serve_cmd)
+    serve_cmd.set_defaults(handler=serve)
+    api_cmd = commands.add_parser(
+        "api", help="the REST API alone, beside 'pipeline-core scheduler'"
+    )
+    db_option(api_cmd)
+    add_server_options(api_cmd)
+    api_cmd.set_defaults(handler=api)
+
+
+def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
+    """Scheduler + engine in the foreground until SIGINT or SIGTERM."""
+    configure_logging(args.log_level)
+    log = logging.getLogger("pipeline_core")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if not check_dags_folder(args.dags_folder):
+        return EXIT_FAILED
+    try:
+        store = open_store(args.db)
+    except PipelineError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return EXIT_FAILED
+    engine = start_engine(store, args)
+    if engine is None:
+        store.close()
+        return EXIT_FAILED
+    settings = SchedulerSettings(rescan_interval=args.rescan_interval)
+    scheduler = Scheduler(store, engine, args.dags_folder, settings=settings).start()
+    log.info(
+        "scheduler running: %d DAG(s) from %s, database %s",
+        len(scheduler.dags),
+        args.dags_folder,
+        store.url,
+    )
+    wait_until_set(stop)
+    log.info("stopping: waiting up to %ss for running tasks", args.grace)
+    scheduler.stop()
+    engine.stop(grace=args.grace)
+    store.close()
+    log.info("stopped")
+    return EXIT_OK
+
 
 log = logging.getLogger("pipeline_core")
 

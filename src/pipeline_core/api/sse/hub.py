@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline_core.api.framing import LAST_CHUNK, chunk
-from pipeline_core.events import Delivery, Subscription
+from pipeline_core.api.sse.bus import Delivery, Subscription
 from pipeline_core.model import Event
 
 KEEPALIVE = b": keepalive\n\n"

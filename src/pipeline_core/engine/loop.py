@@ -1,0 +1,140 @@
+"""``EngineLoop``: the thread that owns the engine's core, and how a wake-up goes.
+
+It sleeps on an inbox — commands, executor completions, events from the log — or until its
+next timer, never on a polling tick. Each wake-up reads the clock once, hands every message
+to the core, and gives the effects to the runner: the store writes of the whole wake-up in
+one transaction, then tries to the executor. A command is one commit of its own, answered
+once committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from pipeline_core.clock import Clock
+from pipeline_core.engine import recovery
+from pipeline_core.engine.decide import Decider, Outcome
+from pipeline_core.engine.jobs import Executor
+from pipeline_core.engine.messages import Forget, Message, Moment, Resync, Trigger
+from pipeline_core.engine.runner import EffectRunner, Timers
+from pipeline_core.engine.settings import EngineSettings
+from pipeline_core.errors import NotFound, PipelineError
+from pipeline_core.metrics import Metrics
+from pipeline_core.store.base import Store
+
+logger = logging.getLogger("pipeline_core.engine")
+Item = Message | Callable[[], Any] | None
+
+
+class EngineLoop:
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        settings: EngineSettings,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.executor = executor
+        self.core = Decider()
+        self._inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self._timers = Timers()
+        self._runner = EffectRunner(store, executor, self._timers, self._resync)
+        self._pending: list[Any] = []
+        self._now = Moment(clock.now(), clock.monotonic())
+        self._thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
+
+    def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Run ``fn`` on the engine's thread and return its result (or raise its error)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._inbox.put(run)
+        return future.result(timeout or self.settings.command_timeout)
+
+    def _loop(self) -> None:
+        while True:
+            due = self._timers.next_due()
+            delay = None if due is None else max(0.0, due - self.clock.monotonic())
+            try:
+                batch: list[Item] = [self._inbox.get(timeout=delay)]
+            except queue.Empty:
+                batch = []
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._inbox.get_nowait())
+            self._now = Moment(self.clock.now(), self.clock.monotonic())
+            for item in batch:
+                if item is None:
+                    self._flush()
+                    return
+                self._guard(item)
+            for timed in self._timers.pop_due(self._now.monotonic):
+                self._guard(timed)
+            self._flush()
+
+    def _guard(self, item: Message | Callable[[], Any]) -> None:
+        try:
+            if callable(item):
+                item()
+            else:
+                self._decide(item)
+        except Exception:
+            logger.exception("engine step failed")
+
+    def _decide(self, message: Message) -> Outcome:
+        """Decide now; the effects wait for the wake-up's commit."""
+        outcome = self.core.handle(message, self._now)
+        self._pending.extend(outcome.effects)
+        return outcome
+
+    def _command(self, message: Message) -> Any:
+        """Decide and commit at once, then answer (a refusal or a failed commit raises; a
+        trigger whose commit failed is forgotten)."""
+        self._flush()
+        self._now = Moment(self.clock.now(), self.clock.monotonic())
+        outcome = self.core.handle(message, self._now)
+        try:
+            self._act(outcome.effects, strict=isinstance(message, Trigger))
+        except PipelineError:
+            assert isinstance(message, Trigger)
+            run = message.create.run
+            self._act(self.core.handle(Forget(run.dag_id, run.run_id), self._now).effects)
+            raise
+        return outcome.reply
+
+    def _flush(self) -> None:
+        effects, self._pending = self._pending, []
+        if effects:
+            self._act(effects)
+
+    def _act(self, effects: Sequence[Any], *, strict: bool = False) -> None:
+        if self._runner.apply(effects, self._now.wall, strict=strict):
+            self._report_pools()
+
+    def _report_pools(self) -> None:
+        for pool, slots, used, queued in self.core.slots.usage():
+            self.metrics.gauge("pool.slots_used", used, pool=pool)
+            self.metrics.gauge("pool.slots_available", max(0, slots - used), pool=pool)
+            self.metrics.gauge("pool.queued", queued, pool=pool)
+
+    def _resync(self, run_key: tuple[str, str]) -> None:
+        with contextlib.suppress(NotFound):
+            self._decide(Resync(recovery.snapshot(self.store, *run_key)))
