@@ -190,3 +190,22 @@ def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path):
             if p.stderr:
                 p.stderr.close()
         assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes
+
+
+def test_an_in_memory_store_is_one_database_for_every_thread():
+    import threading
+
+    from pipeline_core.store.types import Pool
+
+    store = open_store("memory://")
+    made = threading.Thread(target=lambda: store.create_pool(Pool("from_a_thread", 3)))
+    made.start()
+    made.join()
+    seen: list[list[str]] = []
+    reader = threading.Thread(target=lambda: seen.append([p.name for p in store.list_pools()]))
+    reader.start()
+    reader.join()
+    assert seen == [["default_pool", "from_a_thread"]]
+    store.close()
+    with pytest.raises(StoreUnavailable):
+        store.list_pools()

@@ -23,7 +23,7 @@ from pipeline_core.model import (
     Write,
     apply_run_change,
 )
-from pipeline_core.state import FINISHED_TASK_STATES, Readiness, RunState, TaskState
+from pipeline_core.state import Readiness, RunState, TaskState
 
 RunKey = tuple[str, str]
 
@@ -58,9 +58,6 @@ class Book:
         if tracker is not None:
             return tracker.states
         return dict.fromkeys(self.waiting_tasks.get(run_key, ()), TaskState.QUEUED)
-
-    def open_tasks(self, run_key: RunKey) -> list[tuple[str, TaskState]]:
-        return [(t, s) for t, s in self.states(run_key).items() if s not in FINISHED_TASK_STATES]
 
     def active_runs(self, dag_id: str) -> int:
         return sum(1 for key in self.trackers if key[0] == dag_id)

@@ -42,7 +42,7 @@ class Deciding:
             if run is None or run.state is not RunState.QUEUED:
                 continue
             running = self._move_run(run_key, RunState.RUNNING)
-            created = self.book.waiting_tasks.pop(run_key, tuple(dag.task_dict))
+            created = set(self.book.waiting_tasks.pop(run_key, dag.task_dict))
             for task_id in created:
                 if task_id not in dag.task_dict:  # dropped from the DAG while the run waited
                     key = TaskKey(*run_key, task_id)

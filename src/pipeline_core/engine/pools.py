@@ -17,6 +17,7 @@ T = TypeVar("T")
 class _Entry(Generic[T]):
     sort_key: tuple[int, int]
     item: T = field(compare=False)
+    pool: str = field(default="", compare=False)
     cancelled: bool = field(default=False, compare=False)
 
 
@@ -42,6 +43,9 @@ class PoolSlots(Generic[T]):
         self.slots: dict[str, int] = {}
         self.running: dict[str, int] = {}
         self._queues: dict[str, list[_Entry[T]]] = {}
+        #: Entries of each queue that are not cancelled (queues keep cancelled ones until
+        #: they come up).
+        self._live: dict[str, int] = {}
         self._order = itertools.count()
 
     def set_slots(self, pool: str, slots: int) -> None:
@@ -51,9 +55,16 @@ class PoolSlots(Generic[T]):
         self.slots.pop(pool, None)
 
     def push(self, pool: str, priority_weight: int, item: T) -> _Entry[T]:
-        entry = _Entry((-priority_weight, next(self._order)), item)
+        entry = _Entry((-priority_weight, next(self._order)), item, pool)
         heapq.heappush(self._queues.setdefault(pool, []), entry)
+        self._live[pool] = self._live.get(pool, 0) + 1
         return entry
+
+    def cancel(self, entry: _Entry[T]) -> None:
+        """Take a pushed item out of its queue (where it stays, skipped, until it comes up)."""
+        if not entry.cancelled:
+            entry.cancelled = True
+            self._live[entry.pool] -= 1
 
     def take(self, allowed: Callable[[T], bool]) -> list[tuple[str, T]]:
         """Items that may start now, each holding one slot of its pool."""
@@ -70,6 +81,7 @@ class PoolSlots(Generic[T]):
                     deferred.append(entry)
                     continue
                 self.running[pool] = self.running.get(pool, 0) + 1
+                self._live[pool] -= 1
                 started.append((pool, entry.item))
             for entry in deferred:
                 heapq.heappush(queue, entry)
@@ -79,11 +91,12 @@ class PoolSlots(Generic[T]):
         self.running[pool] = max(0, self.running.get(pool, 0) - 1)
 
     def queued(self, pool: str) -> int:
-        return sum(1 for e in self._queues.get(pool, []) if not e.cancelled)
+        return self._live.get(pool, 0)
 
     def waiting_in_unknown_pools(self) -> list[tuple[str, T]]:
         """Items queued for pools that do not exist (removed from their queues)."""
         lost: list[tuple[str, T]] = []
         for pool in [p for p in self._queues if p not in self.slots]:
             lost.extend((pool, e.item) for e in self._queues.pop(pool) if not e.cancelled)
+            self._live.pop(pool, None)
         return lost

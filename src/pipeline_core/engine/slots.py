@@ -38,7 +38,7 @@ class Slots:
     def unqueue(self, key: TaskKey) -> None:
         entry = self._queued.pop(key, None)
         if entry is not None:
-            entry.cancelled = True
+            self.pools.cancel(entry)
 
     def take(self, concurrency: Callable[[str], int]) -> list[TaskKey]:
         """Queued tasks that may start now, each holding a pool slot and one of its DAG's

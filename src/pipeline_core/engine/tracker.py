@@ -42,6 +42,8 @@ class RunTracker:
     states: dict[str, TaskState]
     waiting: set[str] = field(default_factory=set)
     tallies: dict[str, _Tally] = field(default_factory=dict)
+    #: How many tasks have not finished (kept up to date: asked after every move).
+    unfinished: int = 0
 
     @classmethod
     def build(cls, dag: DAG, states: Mapping[str, TaskState]) -> RunTracker:
@@ -49,6 +51,7 @@ class RunTracker:
         graph = Graph.of(dag)
         current = {t: states.get(t, TaskState.REMOVED) for t in graph.nodes}
         tracker = cls(dag, graph, current)
+        tracker.unfinished = sum(1 for s in current.values() if s not in FINISHED_TASK_STATES)
         for task_id in graph.nodes:
             tally = tracker.tallies[task_id] = _Tally()
             for up in graph.upstream[task_id]:
@@ -80,6 +83,7 @@ class RunTracker:
         """Record a new state; returns the decisions it causes downstream."""
         previous = self.states[task_id]
         self.states[task_id] = state
+        self.unfinished += (previous in FINISHED_TASK_STATES) - (state in FINISHED_TASK_STATES)
         if state is TaskState.QUEUED:
             self.waiting.add(task_id)
         else:
@@ -100,10 +104,6 @@ class RunTracker:
 
     def direct_downstream(self, task_id: str) -> tuple[str, ...]:
         return self.graph.downstream[task_id]
-
-    @property
-    def unfinished(self) -> int:
-        return sum(1 for s in self.states.values() if s not in FINISHED_TASK_STATES)
 
     def leaves(self) -> list[str]:
         return self.graph.leaves()

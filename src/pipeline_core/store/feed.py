@@ -82,10 +82,6 @@ class EventFeed:
         if follower is not None and follower is not threading.current_thread():
             follower.join(timeout=5)
 
-    def catch_up(self) -> None:
-        """Deliver whatever the log holds past the last event delivered."""
-        self._deliver(None)
-
     # --- paths in ----------------------------------------------------------------------------
     def _committed(self, events: list[Event]) -> None:
         try:
