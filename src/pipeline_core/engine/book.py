@@ -159,24 +159,21 @@ class Book:
                 )
         return ready
 
-    def remove_dropped_tasks(self, dag: DAG) -> list[TaskKey]:
+    def remove_dropped_tasks(self, dag: DAG) -> tuple[list[TaskKey], list[TaskKey]]:
         """Tasks ``dag`` no longer has become ``removed`` in its runs that have not started
-        them; returns tasks that became ready because an upstream went away."""
+        them. Returns those tasks, and the tasks that became ready because an upstream went
+        away."""
+        removed: list[TaskKey] = []
         ready: list[TaskKey] = []
         keep = set(dag.task_dict)
         for run_key in [k for k in self.trackers if k[0] == dag.dag_id]:
             for task_id, state in list(self.trackers[run_key].states.items()):
                 if task_id not in keep and state is TaskState.QUEUED:
-                    ready.extend(
-                        self.set_task(
-                            run_key,
-                            task_id,
-                            state,
-                            TaskState.REMOVED,
-                            reason="removed from the DAG",
-                        )
+                    removed.append(TaskKey(*run_key, task_id))
+                    ready += self.set_task(
+                        run_key, task_id, state, TaskState.REMOVED, reason="removed from the DAG"
                     )
-        return ready
+        return removed, ready
 
     def take_writes(self) -> list[Write]:
         writes, self.writes = self.writes, []

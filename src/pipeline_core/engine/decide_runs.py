@@ -182,7 +182,10 @@ class RunCommands(Deciding):
         self.book.dags = dags
         self.book.paused = paused
         for dag in changed:
-            self._queue(self.book.remove_dropped_tasks(dag))
+            removed, ready = self.book.remove_dropped_tasks(dag)
+            for key in removed:
+                self.slots.unqueue(key)  # it may have been waiting for a slot
+            self._queue(ready)
         for dag_id in dags:
             self._start_waiting_runs(dag_id)
         return new
