@@ -14,7 +14,7 @@ from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.store import open_store
 from pipeline_core.store.types import DagRecord
-from tests.api.conftest import Client
+from tests.api.conftest import Client, serve
 
 
 @pytest.fixture
@@ -171,3 +171,20 @@ def test_head_works_on_every_get_route(client):
     get_status, get_headers, _ = client.request("GET", "/api/v1/dags/etl")
     assert status == get_status == 200 and body == b""
     assert headers["Content-Length"] == get_headers["Content-Length"]
+
+
+def test_health_is_503_when_the_store_is_unreachable():
+    from pipeline_core.errors import StoreUnavailable
+    from pipeline_core.store.sqlite import SqliteStore
+
+    class Broken(SqliteStore):
+        def ping(self) -> None:
+            raise StoreUnavailable("database is gone")
+
+    server = serve(Broken(":memory:"))
+    try:
+        status, _, body = Client(server.port).request("GET", "/api/v1/health")
+        assert status == 503 and body["data"]["status"] == "unhealthy"
+        assert body["data"]["store"] == {"status": "error"}
+    finally:
+        server.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +16,7 @@ from pipeline_core.metrics import MetricsCollector
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.store import open_store
 from tests import fixtures
-from tests.api.conftest import Client, start_pair, stop_pair
+from tests.api.conftest import Client
 from tests.conftest import poll_until
 
 DAGS = {
@@ -324,68 +323,6 @@ def test_openapi_document_is_served(system):
     status, _, body = system.client.request("GET", "/api/v1/openapi.json")
     assert status == 200 and body["openapi"] == "3.1.0"
     assert "/api/v1/dags/{dag_id}/runs/{run_id}/retry" in body["paths"]
-
-
-def test_api_and_scheduler_as_two_processes(tmp_path):
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    (folder / "two.yaml").write_text(
-        "tasks:\n  a: {type: shell, command: 'echo one'}\n  b: {type: shell, command: 'sleep 30', depends_on: [a]}\n  c: {depends_on: [b]}\n"
-    )
-    (folder / "quick.yaml").write_text(
-        "tasks:\n  hi: {type: shell, command: 'echo {{ dag_run.conf.n }}'}\n"
-    )
-    db = f"sqlite:///{tmp_path / 'two.db'}"
-    scheduler, api, port = start_pair(folder, db)
-    try:
-        client = Client(port)
-        poll_until(lambda: client.request("GET", "/api/v1/dags/two")[0] == 200, timeout=20)
-        listed = {d["dag_id"]: d for d in client.request("GET", "/api/v1/dags")[2]["data"]}
-        assert listed["quick"]["last_run"] is None
-        status, _, body = client.request(
-            "POST", "/api/v1/dags/quick/runs", {"run_id": "q", "conf": {"n": 1}}
-        )
-        assert status == 201
-        poll_until(
-            lambda: (
-                client.request("GET", "/api/v1/dags/quick/runs/q")[2]["data"]["state"] == "success"
-            ),
-            timeout=20,
-        )
-        deadline = time.monotonic() + 10  # the API process learns of runs from the event log
-        while True:
-            listed = {d["dag_id"]: d for d in client.request("GET", "/api/v1/dags")[2]["data"]}
-            if (listed["quick"]["last_run"] or {}).get("state") == "success":
-                break
-            assert time.monotonic() < deadline, listed["quick"]
-            time.sleep(0.05)
-        status, _, body = client.request("POST", "/api/v1/dags/two/runs", {"run_id": "x"})
-        assert status == 201
-        deadline = time.monotonic() + 20
-        while True:
-            tasks = client.request("GET", "/api/v1/dags/two/runs/x")[2]["data"]["task_instances"]
-            if tasks[1]["state"] == "running":
-                break
-            assert time.monotonic() < deadline, tasks
-            time.sleep(0.05)
-        status, _, body = client.request("DELETE", "/api/v1/dags/two/runs/x")
-        assert status == 200 and body["data"]["state"] == "cancelled"
-        status, _, body = client.request(
-            "POST",
-            "/api/v1/dags/two/runs/x/retry",
-            {"task_ids": ["a"], "include_downstream": False},
-        )
-        assert status == 200 and body["data"]["requeued_task_ids"] == ["a"]
-        poll_until(
-            lambda: (
-                client.request("GET", "/api/v1/dags/two/runs/x")[2]["data"]["state"] == "cancelled"
-            ),
-            timeout=20,
-        )
-        health = client.request("GET", "/api/v1/health")[2]["data"]
-        assert health["scheduler"]["status"] == "running"
-    finally:
-        stop_pair(scheduler, api)
 
 
 def test_a_dag_paused_through_the_api_gets_no_scheduled_run(system):

@@ -8,7 +8,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,7 @@ from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.engine import Engine
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
-from tests.api.conftest import Client, SSEClient, api_port, start_pair, stop_pair
+from tests.api.conftest import Client, SSEClient
 from tests.conftest import pipeline_core_process, poll_until
 
 CHAIN = "dag_id: chain\ntasks:\n  a: {type: noop}\n  b: {type: noop, depends_on: [a]}\n  c: {type: noop, depends_on: [b]}\n"
@@ -275,44 +274,6 @@ def test_auth_for_streams(tmp_path, streams):
         live.close()
 
 
-TWO_PROCESS_DAG = (
-    "tasks:\n  a: {type: noop}\n  b: {type: shell, command: 'echo hi', depends_on: [a]}\n"
-)
-
-
-def two_processes(tmp_path, db: str) -> None:  # type: ignore[no-untyped-def]
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    (folder / "pair.yaml").write_text(TWO_PROCESS_DAG)
-    scheduler, api, port = start_pair(folder, db)
-    stream = None
-    try:
-        client = Client(port)
-        poll_until(lambda: client.request("GET", "/api/v1/dags/pair")[0] == 200, timeout=20)
-        stream = SSEClient(port, "/api/v1/events?dag_id=pair")
-        assert stream.message() == {"retry": "3000"}
-        time.sleep(0.3)  # let the API's follower subscribe before the run starts
-        assert client.request("POST", "/api/v1/dags/pair/runs", {"run_id": "p"})[0] == 201
-        events = stream.events(7)
-        assert [(e.get("task_id"), e["new_state"]) for e in events] == [
-            (None, "queued"), (None, "running"), ("a", "running"), ("a", "success"),
-            ("b", "running"), ("b", "success"), (None, "success"),
-        ]  # fmt: skip
-        assert [e["id"] for e in events] == sorted(e["id"] for e in events)
-    finally:
-        if stream is not None:
-            stream.close()
-        stop_pair(scheduler, api)
-
-
-def test_two_processes_over_sqlite(tmp_path):
-    two_processes(tmp_path, f"sqlite:///{tmp_path / 'pair.db'}")
-
-
-def test_two_processes_over_postgres(tmp_path, pg_url):
-    two_processes(tmp_path, pg_url)
-
-
 def test_events_command_prints_readable_lines_and_resumes(live):
     command = ["events", "--server", f"http://127.0.0.1:{live.server.port}", "--dag-id", "chain"]
     follower = pipeline_core_process(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -332,41 +293,6 @@ def test_events_command_prints_readable_lines_and_resumes(live):
     )
     _, errors = refused.communicate(timeout=30)
     assert refused.returncode == 1 and "unknown event type(s) nope" in errors
-
-
-def test_serve_writes_streams_from_its_stream_process(tmp_path):
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    (folder / "chain.yaml").write_text(CHAIN)
-    server = pipeline_core_process(
-        "serve",
-        "--no-scheduler",
-        "--port",
-        "0",
-        "--dags-folder",
-        str(folder),
-        "--db",
-        f"sqlite:///{tmp_path / 's.db'}",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    port = api_port(server)
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    stream = SSEClient(port, "/api/v1/events?dag_id=chain")
-    try:
-        assert stream.message() == {"retry": "3000"}
-        assert any(
-            "pipeline_core.api.sse.process" in Path(f"/proc/{pid}/cmdline").read_text()
-            for pid in children.read_text().split()
-        )
-        assert Client(port).request("POST", "/api/v1/dags/chain/runs", {"run_id": "s"})[0] == 201
-        events = stream.events(9)
-        assert (events[0]["new_state"], events[-1]["new_state"]) == ("queued", "success")
-    finally:
-        stream.close()
-        server.terminate()
-        server.communicate(timeout=30)
-    assert server.returncode == 0
 
 
 @pytest.mark.parametrize("streams", STREAMS)

@@ -5,13 +5,10 @@ No store, executor, thread or clock: every test states the time it decides at.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
-from pipeline_core.dag.model import DAG, Task
-from pipeline_core.engine.decide import Decider
-from pipeline_core.engine.jobs import Completion, Result
+from pipeline_core.dag.model import Task
+from pipeline_core.engine.jobs import Result
 from pipeline_core.engine.messages import (
     Abandon,
     Cancel,
@@ -19,23 +16,19 @@ from pipeline_core.engine.messages import (
     Drain,
     Forget,
     KillTry,
-    Moment,
     Pause,
     PoolChanged,
     Resume,
     Retry,
     RunSnapshot,
-    StartTimer,
     SubmitTry,
     TimerFired,
     TimerKind,
     Trigger,
-    TryCompleted,
 )
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import (
     CreateRun,
-    MoveRun,
     TaskChange,
     TaskInstance,
     TaskKey,
@@ -43,53 +36,7 @@ from pipeline_core.model import (
     task_specs,
 )
 from pipeline_core.state import RunState, TaskState, TriggerRule
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-Q, RUN, OK, FAIL = TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCESS, TaskState.FAILED
-
-
-def at(seconds: float) -> Moment:
-    return Moment(T0 + timedelta(seconds=seconds), 1000.0 + seconds)
-
-
-class Core:
-    """A ``Decider`` with helpers that say what happened in plain terms."""
-
-    def __init__(self, *dags: DAG, pools: dict[str, int] | None = None) -> None:
-        self.decider = Decider()
-        for name, slots in (pools or {"default_pool": 16}).items():
-            self.decider.handle(PoolChanged(name, slots), at(0))
-        self.decider.handle(DagsChanged({d.dag_id: d for d in dags}), at(0))
-        self.effects: list[object] = []
-
-    def send(self, message: object, seconds: float = 0.0) -> object:
-        outcome = self.decider.handle(message, at(seconds))  # type: ignore[arg-type]
-        self.effects = list(outcome.effects)
-        return outcome.reply
-
-    def trigger(self, dag: DAG, run_id: str = "r", seconds: float = 0.0, **kw: object) -> object:
-        create = new_run(dag.dag_id, task_specs(dag), now=at(seconds).wall, run_id=run_id, **kw)  # type: ignore[arg-type]
-        return self.send(Trigger(create), seconds)
-
-    def finish(self, task_id: str, outcome: str = "success", seconds: float = 0.0, run_id: str = "r", try_number: int = 1, dag_id: str = "d", **kw: object) -> object:  # fmt: skip
-        key = TaskKey(dag_id, run_id, task_id)
-        return self.send(TryCompleted(Completion(key, try_number, outcome, **kw)), seconds)  # type: ignore[arg-type]
-
-    def submitted(self) -> list[tuple[str, int]]:
-        return [(e.job.key.task_id, e.job.try_number) for e in self.effects if isinstance(e, SubmitTry)]  # fmt: skip
-
-    def moves(self) -> list[tuple[str, str]]:
-        return [(e.key.task_id, e.new.value) for e in self.effects if isinstance(e, TaskChange)]
-
-    def run_moves(self) -> list[str]:
-        return [e.new.value for e in self.effects if isinstance(e, MoveRun)]
-
-    def timers(self) -> list[tuple[float, TimerFired]]:
-        return [(e.due, e.fire) for e in self.effects if isinstance(e, StartTimer)]
-
-
-def dag(*tasks: Task, dag_id: str = "d", **kw: object) -> DAG:
-    return DAG(dag_id, tasks, **kw)  # type: ignore[arg-type]
+from tests.engine.decide_helpers import RUN, Core, at, dag
 
 
 def test_a_trigger_creates_starts_and_submits_in_one_outcome_with_writes_first():
@@ -345,60 +292,3 @@ def test_unknown_dag_is_refused_before_anything_changes():
     with pytest.raises(NotFound):
         core.send(Trigger(create))
     assert core.decider.book.runs == {} and not isinstance(core.effects, CreateRun)
-
-
-def test_a_second_trigger_with_a_run_id_in_use_is_refused_and_the_first_run_goes_on():
-    d = dag(Task("a"), max_active_runs=1)
-    core = Core(d)
-    core.trigger(d, "r")
-    with pytest.raises(Conflict, match="already exists"):
-        core.trigger(d, "r")
-    core.send(Forget("d", "r2"))  # forgetting a run never held changes nothing
-    core.finish("a")
-    assert core.run_moves() == ["success"]
-
-
-def test_a_timed_out_try_is_retried_like_a_failed_one_and_keeps_its_reason():
-    d = dag(Task("a", retries=1, retry_delay=3, timeout=1))
-    core = Core(d)
-    core.trigger(d)
-    (submit,) = [e for e in core.effects if isinstance(e, SubmitTry)]
-    assert submit.job.timeout == 1
-    core.finish("a", "timeout", seconds=1, error="timed out after 1s")
-    (change,) = [e for e in core.effects if isinstance(e, TaskChange)]
-    assert (change.new, change.error) == (TaskState.UP_FOR_RETRY, "timed out after 1s")
-    ((due, _),) = core.timers()
-    assert due == at(4).monotonic
-
-
-def test_retrying_a_chosen_successful_task_requeues_it_and_its_downstream():
-    d = dag(Task("a"), Task("b", depends_on=("a",)), Task("c"))
-    core = Core(d)
-    core.trigger(d)
-    core.finish("a")
-    core.finish("c")
-    core.finish("b")
-    assert core.run_moves() == ["success"]
-    from dataclasses import replace
-
-    run = replace(
-        new_run("d", task_specs(d), now=at(0).wall, run_id="r").run, state=RunState.SUCCESS
-    )
-    tis = tuple(TaskInstance("d", "r", t, TaskState.SUCCESS, try_number=1) for t in "abc")
-    _, requeued = core.send(Retry("d", "r", task_ids=("a",), snapshot=RunSnapshot(run, tis)))
-    assert requeued == ["a", "b"]
-    assert core.moves() == [("a", "queued"), ("b", "queued"), ("a", "running")]
-    assert core.run_moves() == ["running"]
-
-
-def test_a_task_dropped_from_the_dag_is_removed_and_its_downstream_decides_without_it():
-    first = dag(Task("gate"), Task("dropped"), Task("kept", depends_on=("dropped",)), concurrency=1)
-    core = Core(first)
-    core.trigger(first)
-    assert core.submitted() == [("gate", 1)]
-    second = dag(Task("gate"), Task("kept"))
-    core.send(DagsChanged({"d": second}))  # concurrency 16 now: kept need not wait
-    assert core.moves() == [("dropped", "removed"), ("kept", "running")]
-    core.finish("gate")
-    core.finish("kept")
-    assert core.run_moves() == ["success"]
