@@ -63,9 +63,8 @@ class RunCommands(Deciding):
         run, states = self._run_and_states(run_key, message.snapshot)
         tracked = run_key in self.book.trackers
         if tracked:
-            tries = {
-                k.task_id: v for k, v in self.book.tries.items() if (k.dag_id, k.run_id) == run_key
-            }
+            held = self.book.tries
+            tries = {t: held.get(TaskKey(*run_key, t), (0, 1)) for t in states}
         else:
             snapshot = message.snapshot or RunSnapshot(run, ())
             tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.task_instances}
