@@ -79,3 +79,20 @@ def test_a_task_dropped_from_the_dag_is_removed_and_its_downstream_decides_witho
     core.finish("gate")
     core.finish("kept")
     assert core.run_moves() == ["success"]
+
+
+def test_a_run_whose_commit_was_lost_is_held_as_the_store_has_it_and_goes_on():
+    from pipeline_core.engine.messages import Resync, RunSnapshot, SubmitTry
+    from pipeline_core.model import TaskInstance
+    from pipeline_core.state import RunState, TaskState
+
+    d = dag(Task("a", pool="p"), Task("b", pool="p"))
+    core = Core(d, pools={"default_pool": 16, "p": 1})
+    run = core.trigger(d)
+    assert core.submitted() == [("a", 1)]  # b waits for the pool's one slot
+    # The commit that started a was lost: the store still has both queued.
+    stored = tuple(TaskInstance("d", "r", t, TaskState.QUEUED) for t in "ab")
+    core.send(Resync(RunSnapshot(run, stored)))
+    submitted = [e.job.key.task_id for e in core.effects if isinstance(e, SubmitTry)]
+    assert submitted == ["a"] and core.decider.slots.usage()[-1][2:] == (1, 1)
+    assert run.state is RunState.RUNNING

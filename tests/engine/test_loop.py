@@ -10,6 +10,7 @@ from pipeline_core.engine.jobs import Job, OnComplete
 from pipeline_core.model import TaskKey
 from pipeline_core.state import RunState
 from pipeline_core.store.types import Pool
+from tests import fixtures
 from tests.engine.conftest import dag_from
 
 
@@ -75,3 +76,30 @@ def test_a_pool_resized_by_another_process_reaches_the_engine(harness):
     )
     subprocess.run([sys.executable, "-c", code, harness.store.url], check=True, timeout=60)
     assert harness.wait_run(run).state is RunState.SUCCESS
+
+
+def test_a_command_whose_commit_fails_raises_and_the_engine_goes_on(harness, monkeypatch):
+    import pytest
+
+    from pipeline_core.errors import StoreUnavailable
+
+    engine = harness.start(
+        dag_from(
+            'tasks:\n  a: {type: python, callable: "tests.fixtures:wait_gate", kwargs: {name: lost}}\n'
+        )
+    )
+    run = engine.trigger("t")
+    harness.wait_for(lambda: harness.states(run) == {"a": "running"})
+    real_apply = harness.store.apply
+
+    def unavailable(writes, now=None):  # type: ignore[no-untyped-def]
+        raise StoreUnavailable("database error: the server is restarting")
+
+    monkeypatch.setattr(harness.store, "apply", unavailable)
+    with pytest.raises(StoreUnavailable):
+        engine.cancel("t", run.run_id)
+    monkeypatch.setattr(harness.store, "apply", real_apply)
+    assert harness.store.get_run("t", run.run_id).state is RunState.RUNNING
+    assert engine.cancel("t", run.run_id).state is RunState.CANCELLED
+    assert harness.wait_run(run).state is RunState.CANCELLED
+    fixtures.open_gate("lost")  # the thread running the task ends too

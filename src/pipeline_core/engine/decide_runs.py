@@ -160,13 +160,17 @@ class RunCommands(Deciding):
                 )
 
     def _resync(self, snapshot: RunSnapshot) -> None:
+        """A write of this run was lost: hold the run as the store has it. Tries the store
+        does not show running give their slots back; ready tasks queue again."""
         run_key = snapshot.run.key
-        tracker = self.book.trackers.get(run_key)
-        if tracker is None:
+        if run_key not in self.book.trackers:
             return
         states = {ti.task_id: ti.state for ti in snapshot.task_instances}
         tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.task_instances}
-        self.book.track(self.book.runs[run_key], states, tries)
+        for task_id, state in states.items():
+            if state is not TaskState.RUNNING:
+                self.slots.drop(TaskKey(*run_key, task_id))
+        self._track(self.book.runs[run_key], states, tries)
 
     def _forget(self, run_key: RunKey) -> None:
         for task_id in self.book.states(run_key) if self.book.knows(run_key) else ():

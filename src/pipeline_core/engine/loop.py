@@ -21,8 +21,8 @@ from pipeline_core.clock import Clock
 from pipeline_core.engine import recovery
 from pipeline_core.engine.decide import Decider, Outcome
 from pipeline_core.engine.jobs import Executor
-from pipeline_core.engine.messages import Forget, Message, Moment, Resync, Trigger
-from pipeline_core.engine.runner import EffectRunner, Timers
+from pipeline_core.engine.messages import STORE_EFFECTS, Forget, Message, Moment, Resync, Trigger
+from pipeline_core.engine.runner import EffectRunner, Timers, run_key_of
 from pipeline_core.engine.settings import EngineSettings
 from pipeline_core.errors import NotFound, PipelineError
 from pipeline_core.metrics import Metrics
@@ -106,28 +106,43 @@ class EngineLoop:
         return outcome
 
     def _command(self, message: Message) -> Any:
-        """Decide and commit at once, then answer (a refusal or a failed commit raises; a
-        trigger whose commit failed is forgotten)."""
+        """Decide and commit at once, then answer. A refusal raises before anything
+        changes; a commit that fails raises too, after the core has been set back to what
+        the store holds (a trigger's run is forgotten)."""
         self._flush()
         self._now = Moment(self.clock.now(), self.clock.monotonic())
         outcome = self.core.handle(message, self._now)
         try:
             self._act(outcome.effects, strict=isinstance(message, Trigger))
         except PipelineError:
-            assert isinstance(message, Trigger)
-            run = message.create.run
-            self._act(self.core.handle(Forget(run.dag_id, run.run_id), self._now).effects)
+            if isinstance(message, Trigger):
+                run = message.create.run
+                self._act(self.core.handle(Forget(run.dag_id, run.run_id), self._now).effects)
+            else:
+                self._set_back(outcome.effects)
             raise
         return outcome.reply
 
     def _flush(self) -> None:
         effects, self._pending = self._pending, []
-        if effects:
+        if not effects:
+            return
+        try:
             self._act(effects)
+        except PipelineError:
+            logger.exception("could not commit the engine's writes; re-reading their runs")
+            self._set_back(effects)
 
     def _act(self, effects: Sequence[Any], *, strict: bool = False) -> None:
         if self._runner.apply(effects, self._now.wall, strict=strict):
             self._report_pools()
+
+    def _set_back(self, effects: Sequence[Any]) -> None:
+        """After a lost commit: what the core holds of each run it wrote is read again
+        (the next wake-up commits what follows)."""
+        for run_key in {run_key_of(e) for e in effects if isinstance(e, STORE_EFFECTS)}:
+            with contextlib.suppress(PipelineError):
+                self._resync(run_key)
 
     def _report_pools(self) -> None:
         for pool, slots, used, queued in self.core.slots.usage():

@@ -19,7 +19,7 @@ from pipeline_core.engine.messages import (
     SubmitTry,
     TimerFired,
 )
-from pipeline_core.errors import Conflict, NotFound, PipelineError
+from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import CreateRun, MoveRun, TaskChange, Write
 from pipeline_core.store.base import Store
 
@@ -63,10 +63,11 @@ class EffectRunner:
         self.resync = resync
 
     def apply(self, effects: Sequence[Effect], now: datetime, *, strict: bool = False) -> bool:
-        """Commit the writes, then act. With ``strict`` a failed commit raises (and nothing
-        acts); otherwise a conflict is settled write by write, and a store that cannot
-        commit drops this wake-up's actions (logged). Returns whether tries were handed
-        out."""
+        """Commit the writes, then act; returns whether tries were handed out. With
+        ``strict`` any failed commit raises and nothing acts (a trigger: its run must not
+        half exist). Otherwise a conflict with another writer is settled write by write
+        (each run that lost one is resynchronised), and a store that cannot commit raises
+        ``StoreUnavailable`` with nothing acted on."""
         writes: list[Write] = [e for e in effects if isinstance(e, STORE_EFFECTS)]
         try:
             self.store.apply(writes, now=now)
@@ -74,11 +75,6 @@ class EffectRunner:
             if strict:
                 raise
             self._apply_one_by_one(writes, now)
-        except PipelineError:
-            if strict:
-                raise
-            logger.exception("could not commit %d engine writes", len(writes))
-            return False
         submitted = False
         for effect in effects:
             if isinstance(effect, SubmitTry):
@@ -97,12 +93,13 @@ class EffectRunner:
                 self.store.apply([write], now=now)
             except (Conflict, NotFound) as exc:
                 logger.error("lost an engine write (%s); resynchronising its run", exc)
-                lost.add(_run_key(write))
+                lost.add(run_key_of(write))
         for run_key in lost:
             self.resync(run_key)
 
 
-def _run_key(write: Write) -> RunKey:
+def run_key_of(write: Write) -> RunKey:
+    """The run a write belongs to."""
     if isinstance(write, TaskChange):
         return (write.key.dag_id, write.key.run_id)
     if isinstance(write, MoveRun):
