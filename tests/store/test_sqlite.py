@@ -209,3 +209,30 @@ def test_an_in_memory_store_is_one_database_for_every_thread():
     store.close()
     with pytest.raises(StoreUnavailable):
         store.list_pools()
+
+
+def test_waiting_for_events_reads_nothing_while_idle_and_wakes_on_another_process(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'wake.db'}")
+    last = store.event_bounds()[1]
+    assert store.wait_for_events(last, 0.01) is False  # binds this store's wake socket
+    reads: list[object] = []
+    real_read = store._read
+
+    def counted(work):  # type: ignore[no-untyped-def]
+        reads.append(work)
+        return real_read(work)
+
+    store._read = counted  # type: ignore[method-assign]
+    assert store.wait_for_events(last, 0.2) is False
+    assert reads == []  # asleep, not polling the database
+    code = (
+        "import sys; from pipeline_core.store import open_store; s = open_store(sys.argv[1]); "
+        "s.append_event('test.wake', {}); s.close()"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", code, store.url])
+    try:
+        assert store.wait_for_events(last, 30) is True
+    finally:
+        writer.wait(60)
+    assert [e.type for e in store.read_events(EventQuery(after_seq=last))] == ["test.wake"]
+    store.close()

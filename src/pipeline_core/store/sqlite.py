@@ -7,6 +7,9 @@ busy handler; across processes the busy timeout makes them wait instead of faili
 ``:memory:`` (``memory://``) is one in-memory database for the whole process: a single
 connection that every thread shares, every transaction (reads too) taken in turn, so what
 one thread commits the next one sees.
+
+``wait_for_events`` polls nothing: waiters of this process are told of its commits
+directly, and other processes wake them through ``sqlite_wake``.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.sql import SqlStore
 from pipeline_core.store.sql.schema import SCHEMA_VERSION, migrate
 from pipeline_core.store.sql.tx import Tx
+from pipeline_core.store.sqlite_wake import SeqWaiter, WakeListener, WakeSender, wake_folder
 
 TYPES = {"serial": "INTEGER", "bool": "INTEGER", "text": "TEXT", "dialect": "sqlite"}
 BUSY_TIMEOUT_MS = 30_000
-EVENT_POLL_INTERVAL = 0.05
 
 
 class SqliteStore(SqlStore):
@@ -54,6 +57,9 @@ class SqliteStore(SqlStore):
         self._closed = False
         self.in_memory = self.path == ":memory:"
         self._shared: sqlite3.Connection | None = None
+        self._waiter: SeqWaiter | None = None
+        self._waiter_lock = threading.Lock()
+        self._wakes = None if self.in_memory else WakeSender(wake_folder(self.path))
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._migrate(migrate_to)
@@ -125,22 +131,40 @@ class SqliteStore(SqlStore):
         return int(self._read(lambda tx: tx.scalar("SELECT MAX(version) FROM schema_version")))
 
     def wait_for_events(self, after_seq: int, timeout: float) -> bool:
-        """Poll the event counter (cheap: one indexed row) until it passes ``after_seq``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if (
-                self._read(lambda tx: tx.scalar("SELECT seq FROM event_counter WHERE id = 1"))
-                > after_seq
-            ):
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(EVENT_POLL_INTERVAL, remaining))
+        """Sleep until an event after ``after_seq`` is committed, by this process or (woken
+        through ``sqlite_wake``) another one."""
+        with self._waiter_lock:
+            if self._waiter is None:
+                if self._closed:
+                    raise StoreUnavailable(f"store {self.url} is closed")
+                self._waiter = (
+                    SeqWaiter(self._counter())
+                    if self.in_memory
+                    else WakeListener(wake_folder(self.path), self._counter)
+                )
+            waiter = self._waiter
+        return waiter.wait(after_seq, timeout)
+
+    def _counter(self) -> int:
+        return int(self._read(lambda tx: tx.scalar("SELECT seq FROM event_counter WHERE id = 1")))
+
+    def _after_commit(self, last_seq: int) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.seen(last_seq)
+        if self._wakes is not None:
+            own = str(waiter.path) if isinstance(waiter, WakeListener) else None
+            self._wakes.wake(skip=own)
 
     def close(self) -> None:
         self._close_feed()
         self._closed = True
+        with self._waiter_lock:
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.close()
+        if self._wakes is not None:
+            self._wakes.close()
         with self._write_lock:
             if self._shared is not None:
                 self._shared.close()

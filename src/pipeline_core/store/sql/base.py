@@ -65,6 +65,9 @@ class SqlBase:
     def _after_events(self, tx: Tx, last_seq: int) -> None:
         """Called inside the transaction that appended events up to ``last_seq``."""
 
+    def _after_commit(self, last_seq: int) -> None:
+        """Called once a transaction that appended events up to ``last_seq`` committed."""
+
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(events)`` after every commit that appended events."""
         with self._listeners_lock:
@@ -83,6 +86,7 @@ class SqlBase:
         except self.integrity_errors as exc:
             raise Conflict(f"already exists: {first_line(exc)}") from None
         if pending.events:
+            self._after_commit(pending.events[-1].seq)
             self._publish(pending.events)
         return result
 
