@@ -87,6 +87,15 @@ def test_health_reports_a_running_scheduler(client, store):
     _, _, body = client.request("GET", "/api/v1/health")
     assert body["data"]["scheduler"]["status"] == "running"
     assert body["data"]["scheduler"]["heartbeat_age_s"] < 5
+    store.heartbeat("engine-h-1", kind="engine", hostname="h", pid=1)
+    store.heartbeat("standby-h-2", kind="standby", hostname="h", pid=2)
+    _, _, body = client.request("GET", "/api/v1/health")
+    roles = {i["id"]: (i["kind"], i["role"], i["pid"]) for i in body["data"]["instances"]}
+    assert roles == {
+        "engine-h-1": ("engine", "active", 1),
+        "s1": ("scheduler", "active", 1),
+        "standby-h-2": ("standby", "standby", 2),
+    }
 
 
 def test_unknown_route_and_wrong_method(client):

@@ -102,11 +102,17 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def start_engine(
-    store: Store, args: argparse.Namespace, dags: dict[str, DAG] | None = None, **kwargs: Any
+    store: Store,
+    args: argparse.Namespace,
+    dags: dict[str, DAG] | None = None,
+    *,
+    sole: bool = False,
+    **kwargs: Any,
 ) -> Engine | None:
     """An engine as the command line asks for it, started; ``None`` (reason on stderr) when
-    it cannot run tasks."""
+    it cannot run tasks. ``sole``: it holds the active-engine claim."""
     settings = EngineSettings(
+        sole_engine=sole,
         default_executor=args.executor,
         workers=args.workers,
         max_workers=max(args.workers, args.max_workers),

@@ -28,6 +28,7 @@ from pipeline_core.cli.common import (
     wait_until_set,
     whole_number,
 )
+from pipeline_core.cli.standby import wait_to_be_active
 from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.errors import PipelineError
 from pipeline_core.metrics import MetricsCollector
@@ -94,8 +95,19 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
     except PipelineError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return EXIT_FAILED
-    engine = start_engine(store, args)
+    lost = threading.Event()
+    try:
+        claim = wait_to_be_active(store, stop, lost)
+    except PipelineError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        store.close()
+        return EXIT_FAILED
+    if claim is None:  # stopped while standing by
+        store.close()
+        return EXIT_OK
+    engine = start_engine(store, args, sole=True)
     if engine is None:
+        claim.release()
         store.close()
         return EXIT_FAILED
     settings = SchedulerSettings(rescan_interval=args.rescan_interval)
@@ -107,12 +119,14 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
         store.url,
     )
     wait_until_set(stop)
-    log.info("stopping: waiting up to %ss for running tasks", args.grace)
+    grace = 0.0 if lost.is_set() else args.grace
+    log.info("stopping: waiting up to %ss for running tasks", grace)
     scheduler.stop()
-    engine.stop(grace=args.grace)
+    engine.stop(grace=grace)
+    claim.release()
     store.close()
     log.info("stopped")
-    return EXIT_OK
+    return EXIT_FAILED if lost.is_set() else EXIT_OK
 
 
 log = logging.getLogger("pipeline_core")

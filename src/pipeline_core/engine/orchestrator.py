@@ -233,11 +233,15 @@ class Engine(EngineLoop):
     def _recover(self, dag_ids: set[str]) -> None:
         """Resume runs left by an earlier engine. Runs of another engine whose lease holds
         are left to it and looked at again on every heartbeat, so none is skipped for good."""
-        holders = recovery.other_leases(
-            self.store,
-            me=self.component_id,
-            now=self.clock.now(),
-            expire_after=self.settings.orphan_after,
+        holders = (
+            []
+            if self.settings.sole_engine
+            else recovery.other_leases(
+                self.store,
+                me=self.component_id,
+                now=self.clock.now(),
+                expire_after=self.settings.orphan_after,
+            )
         )
         contested: set[str] = set()
         for snapshot in recovery.unfinished_runs(self.store, dag_ids):

@@ -36,6 +36,10 @@ class EngineSettings:
     command_timeout: float = 30.0
     #: Follow the event log for runs and requests from other processes (``pipeline-core api``).
     watch_other_processes: bool = True
+    #: This engine holds the ``active-engine`` claim (``pipeline-core scheduler``): no other
+    #: engine can be running, so every other engine's lease has ended and its runs are taken
+    #: over at once.
+    sole_engine: bool = False
 
 
 def local_executor(store: Store, settings: EngineSettings, metrics: Metrics) -> LocalExecutor:

@@ -36,6 +36,7 @@ from pipeline_core.store.types import (
 )
 
 if TYPE_CHECKING:
+    from pipeline_core.store.claims import Claim
     from pipeline_core.store.feed import EventFeed
 
 DEFAULT_LOG_CAP_BYTES = 4 * 1024 * 1024
@@ -238,6 +239,13 @@ class Store(Protocol):
     def read_log(
         self, key: TaskKey, try_number: int, *, offset: int = 0, limit: int | None = None
     ) -> LogChunk: ...
+
+    # --- claims ---------------------------------------------------------------------
+    def claim(self, name: str, on_lost: Callable[[], None] | None = None) -> Claim | None:
+        """Claim ``name`` for this process, or ``None`` when another holds it. The claim
+        ends with ``release()`` or with the process; ``on_lost`` is called should the
+        database end it first (a PostgreSQL connection lost)."""
+        ...
 
     # --- heartbeats -----------------------------------------------------------------
     def heartbeat(self, component_id: str, *, kind: str, hostname: str, pid: int) -> Heartbeat: ...

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pipeline_core.errors import ConfigurationError, StoreUnavailable
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
+from pipeline_core.store.claims import AdvisoryClaim, Claim
 from pipeline_core.store.sql import SqlStore
 from pipeline_core.store.sql.common import masked_url
 from pipeline_core.store.sql.schema import SCHEMA_VERSION, migrate
@@ -117,6 +118,18 @@ class PostgresStore(SqlStore):
         current = self._read(lambda tx: tx.scalar("SELECT seq FROM event_counter WHERE id = 1"))
         self._listener.seen(int(current))
         return self._listener.wait(after_seq, timeout)
+
+    def claim(self, name: str, on_lost: Callable[[], None] | None = None) -> Claim | None:
+        """A session advisory lock on a connection of its own (the server drops it with the
+        connection, so with the process)."""
+
+        def connect() -> Any:
+            return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+
+        try:
+            return AdvisoryClaim.take(connect, name, on_lost or (lambda: None))
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot claim {name!r} on {self.url}: {_cause(exc)}") from None
 
     def close(self) -> None:
         self._close_feed()

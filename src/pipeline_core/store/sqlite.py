@@ -18,12 +18,13 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline_core.errors import StoreUnavailable
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
+from pipeline_core.store.claims import Claim, FileClaim, ProcessClaim
 from pipeline_core.store.sql import SqlStore
 from pipeline_core.store.sql.schema import SCHEMA_VERSION, migrate
 from pipeline_core.store.sql.tx import Tx
@@ -144,6 +145,13 @@ class SqliteStore(SqlStore):
                 )
             waiter = self._waiter
         return waiter.wait(after_seq, timeout)
+
+    def claim(self, name: str, on_lost: Callable[[], None] | None = None) -> Claim | None:
+        """A ``flock`` on ``<file>.<name>.lock`` (the kernel drops it with the process); in
+        memory, a claim within this process."""
+        if self.in_memory:
+            return ProcessClaim.take(self, name)
+        return FileClaim.take(Path(f"{self.path}.{name}.lock"), name)
 
     def _counter(self) -> int:
         return int(self._read(lambda tx: tx.scalar("SELECT seq FROM event_counter WHERE id = 1")))

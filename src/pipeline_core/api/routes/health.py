@@ -5,12 +5,14 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from pipeline_core._version import __version__
 from pipeline_core.api.http import Request, Response, envelope
 from pipeline_core.errors import PipelineError
 from pipeline_core.model import iso, utcnow
 from pipeline_core.store.base import Store
+from pipeline_core.store.types import Heartbeat
 
 STALE_AFTER_S = 30.0
 
@@ -19,15 +21,17 @@ def health(store: Store, started: float, scheduler_expected: bool) -> Callable[[
     def handle(request: Request) -> Response:
         try:
             store.ping()
-            beats = store.list_heartbeats("scheduler")
+            every = store.list_heartbeats()
             store_status = "ok"
         except PipelineError:
-            beats, store_status = [], "error"
+            every, store_status = [], "error"
+        beats = [b for b in every if b.kind == "scheduler"]
+        now = utcnow()
         reasons = []
         if store_status == "ok" and scheduler_expected and _no_dags(store):
             reasons.append("no DAGs are loaded: the DAGs folder has no DAG files, or none loads")
         latest = max((b.last_heartbeat for b in beats), default=None)
-        age = (utcnow() - latest).total_seconds() if latest else None
+        age = (now - latest).total_seconds() if latest else None
         if latest is None:
             scheduler_status = "stopped" if scheduler_expected else "absent"
         else:
@@ -49,12 +53,30 @@ def health(store: Store, started: float, scheduler_expected: bool) -> Callable[[
                 "heartbeat_age_s": round(age, 3) if age is not None else None,
             },
             "store": {"status": store_status},
+            "instances": [_instance(beat, now) for beat in every],
             "reasons": reasons,
             "uptime_s": round(time.monotonic() - started, 3),
         }
         return envelope(data, status=503 if status == "unhealthy" else 200)
 
     return handle
+
+
+def _instance(beat: Heartbeat, now: datetime) -> dict[str, object]:
+    """One engine, scheduler or standby scheduler, and whether it is alive: ``active`` (an
+    engine or scheduler heartbeating), ``standby`` (waiting to take over) or ``stopped``."""
+    age = (now - beat.last_heartbeat).total_seconds()
+    alive = "standby" if beat.kind == "standby" else "active"
+    role = "stopped" if age > STALE_AFTER_S else alive
+    return {
+        "id": beat.component_id,
+        "kind": beat.kind,
+        "role": role,
+        "hostname": beat.hostname,
+        "pid": beat.pid,
+        "last_heartbeat": iso(beat.last_heartbeat),
+        "heartbeat_age_s": round(age, 3),
+    }
 
 
 def _no_dags(store: Store) -> bool:

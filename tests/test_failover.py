@@ -1,0 +1,120 @@
+"""Several ``pipeline-core scheduler`` processes on one database: one active, the others
+standing by; ``kill -9`` of the active one and a standby takes over — every run completes and
+no task's work is done twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline_core.engine.remote import RemoteControl
+from pipeline_core.state import FINISHED_RUN_STATES, RunState
+from pipeline_core.store import open_store
+from pipeline_core.store.types import EventQuery
+from tests.conftest import pipeline_core_process, poll_until
+
+pytestmark = pytest.mark.slow
+RUNS, TASKS = 4, 4
+
+
+def dag_text(markers: Path) -> str:
+    # The marker is written when the work is done, so a try killed with its engine leaves none.
+    command = (
+        f"sleep 0.4; echo {{{{ try_number }}}} >> {markers}/{{{{ run_id }}}}.{{{{ task_id }}}}"
+    )
+    tasks = "".join(
+        f"  t{i}: {{type: shell, command: {command!r}, retries: 2}}\n" for i in range(TASKS)
+    )
+    return f"dag_id: work\nmax_active_runs: {RUNS}\ntasks:\n{tasks}"
+
+
+class Scheduler:
+    def __init__(self, db: str, folder: Path, log: Path) -> None:
+        self.log = log
+        with log.open("w") as output:
+            self.process = pipeline_core_process(
+                "scheduler", "--dags-folder", str(folder), "--db", db, "--workers", "2",
+                "--grace", "1", "--rescan-interval", "3600",
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def says(self, text: str) -> bool:
+        assert self.process.poll() is None, self.log.read_text()
+        return text in self.log.read_text()
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)  # its workers with it
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def takeover(tmp_path: Path, db: str) -> None:
+    folder, markers = tmp_path / "dags", tmp_path / "markers"
+    folder.mkdir()
+    markers.mkdir()
+    (folder / "work.yaml").write_text(dag_text(markers))
+    first = Scheduler(db, folder, tmp_path / "first.log")
+    second: Scheduler | None = None
+    store = open_store(db)
+    try:
+        poll_until(lambda: first.says("scheduler running"), timeout=60)
+        second = Scheduler(db, folder, tmp_path / "second.log")
+        standby = second
+        poll_until(lambda: standby.says("standby:"), timeout=60)
+        control = RemoteControl(store)
+        runs = [control.trigger("work", run_id=f"r{i}") for i in range(RUNS)]
+
+        def running() -> bool:
+            return any(
+                ti.state.value == "running"
+                for run in runs
+                for ti in store.query_task_instances(_tis(run)).items
+            )
+
+        poll_until(running, timeout=60)
+        first.kill()
+        killed = time.monotonic()
+        poll_until(lambda: standby.says("taking over"), timeout=30)
+        assert time.monotonic() - killed < 5  # the standby asks twice a second
+
+        def finished() -> bool:
+            return all(store.get_run("work", r.run_id).state in FINISHED_RUN_STATES for r in runs)
+
+        poll_until(finished, timeout=120)
+        assert {store.get_run("work", r.run_id).state for r in runs} == {RunState.SUCCESS}
+        done = {p.name: p.read_text().split() for p in markers.iterdir()}
+        assert len(done) == RUNS * TASKS
+        assert all(len(tries) == 1 for tries in done.values()), done  # nothing done twice
+        events = store.read_events(EventQuery(types=("task.state_changed",), limit=100_000))
+        assert any(e.payload.get("reason") == "orphaned" for e in events)  # the kill cut a try
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        store.close()
+
+
+def _tis(run):  # type: ignore[no-untyped-def]
+    from pipeline_core.store.types import TaskInstanceQuery
+
+    return TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id)
+
+
+def test_a_standby_takes_over_on_sqlite(tmp_path):
+    takeover(tmp_path, f"sqlite:///{tmp_path / 'failover.db'}")
+
+
+def test_a_standby_takes_over_on_postgres(tmp_path, pg_url):
+    takeover(tmp_path, pg_url)
