@@ -146,3 +146,52 @@ def test_api_and_scheduler_as_two_processes(tmp_path):
         assert health["scheduler"]["status"] == "running"
     finally:
         stop_pair(scheduler, api)
+
+
+def several_api_servers(tmp_path, db: str) -> None:  # type: ignore[no-untyped-def]
+    """Two ``pipeline-core api`` servers beside one scheduler: a run triggered through one is
+    streamed live by the other, and a cancel through the other reaches the engine."""
+    import subprocess as sp
+
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "slow.yaml").write_text(
+        "tasks:\n  a: {type: noop}\n  s: {type: shell, command: 'sleep 30', depends_on: [a]}\n"
+    )
+    scheduler, first, port_a = start_pair(folder, db)
+    second = pipeline_core_process(
+        "api", "--db", db, "--port", "0", stdout=sp.PIPE, stderr=sp.STDOUT
+    )
+    stream = None
+    try:
+        port_b = api_port(second)
+        a, b = Client(port_a), Client(port_b)
+        poll_until(lambda: b.request("GET", "/api/v1/dags/slow")[0] == 200, timeout=20)
+        stream = SSEClient(port_b, "/api/v1/events?dag_id=slow")
+        assert stream.message() == {"retry": "3000"}
+        time.sleep(0.3)  # let B's follower subscribe before the run starts
+        assert a.request("POST", "/api/v1/dags/slow/runs", {"run_id": "x"})[0] == 201
+        seen = stream.events(5)
+        assert [(e.get("task_id"), e["new_state"]) for e in seen] == [
+            (None, "queued"), (None, "running"), ("a", "running"), ("a", "success"),
+            ("s", "running"),
+        ]  # fmt: skip
+        status, _, body = b.request("DELETE", "/api/v1/dags/slow/runs/x")
+        assert status == 200, body
+        assert [e["new_state"] for e in stream.events(2)] == ["cancelled", "cancelled"]
+    finally:
+        if stream is not None:
+            stream.close()
+        second.terminate()
+        second.wait(30)
+        if second.stdout:
+            second.stdout.close()
+        stop_pair(scheduler, first)
+
+
+def test_several_api_servers_over_sqlite(tmp_path):
+    several_api_servers(tmp_path, f"sqlite:///{tmp_path / 'many.db'}")
+
+
+def test_several_api_servers_over_postgres(tmp_path, pg_url):
+    several_api_servers(tmp_path, pg_url)
