@@ -1,13 +1,18 @@
-"""Scale-out benchmark. Failover: two ``pipeline-core scheduler`` processes on one database,
-``kill -9`` of the active one while a task runs, and the time until the standby has started
-that task again (its next try ``running`` in the store), on SQLite and on PostgreSQL.
+"""Scale-out benchmark.
 
-Run: python benchmarks/bench_scaleout.py [--repeat 3] [--pg postgresql://...]
+* PostgreSQL task transitions per second, one per transaction and 50 per transaction, for
+  this code and (``--old SRC``) older code, alternating in one run.
+* Failover: two ``pipeline-core scheduler`` processes on one database, ``kill -9`` of the
+  active one while a task runs, and the time until the standby has started that task again
+  (its next try ``running`` in the store), on SQLite and on PostgreSQL.
+
+Run: python benchmarks/bench_scaleout.py [--repeat 3] [--pg postgresql://host/db] [--old SRC]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import statistics
@@ -76,17 +81,77 @@ def failover_once(db: str, tmp: Path) -> float:
         store.close()
 
 
+TRANSITIONS = """
+import json, sys, uuid
+sys.path.insert(0, sys.argv[3])
+from bench_store import transitions_per_second
+from pipeline_core.store import open_store
+store = open_store(sys.argv[1])
+n = int(sys.argv[2])
+print(json.dumps([transitions_per_second(store, n, 1), transitions_per_second(store, n, 50)]))
+store.close()
+"""
+
+
+def pg_transitions(pg: str, schema: str, src: str | None, n: int) -> tuple[float, float]:
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src
+    separator = "&" if "?" in pg else "?"
+    # Older code is measured with its own copy of bench_store (it imports that code's names).
+    benchmarks = Path(src).parent / "benchmarks" if src else Path(__file__).parent
+    out = subprocess.run(
+        [sys.executable, "-c", TRANSITIONS, f"{pg}{separator}schema={schema}", str(n),
+         str(benchmarks)],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout  # fmt: skip
+    single, batched = json.loads(out.strip().splitlines()[-1])
+    return single, batched
+
+
+def drop_schemas(pg: str, prefix: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{prefix}%",)
+        ).fetchall()
+        for (name,) in rows:
+            connection.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pg", default=os.environ.get("PIPELINE_CORE_BENCH_PG"))
+    parser.add_argument("--old", help="the src folder of older code to measure in the same run")
+    parser.add_argument("--transitions", type=int, default=2000)
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.pg:
+        prefix = f"bench_{uuid.uuid4().hex[:6]}_"
+        try:
+            for round_ in range(args.repeat):
+                for label, src in (("old", args.old), ("new", None)):
+                    if label == "old" and not src:
+                        continue
+                    single, batched = pg_transitions(
+                        args.pg, f"{prefix}{label}{round_}", src, args.transitions
+                    )
+                    print(
+                        f"[{label}] PostgreSQL transitions/s: {single:,.0f} one per "
+                        f"transaction, {batched:,.0f} fifty per transaction"
+                    )
+        finally:
+            drop_schemas(args.pg, prefix)
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         backends = {"sqlite": f"sqlite:///{tmp / 'failover.db'}"}
         if args.pg:
-            backends["postgresql"] = args.pg
+            separator = "&" if "?" in args.pg else "?"
+            backends["postgresql"] = (
+                f"{args.pg}{separator}schema=bench_failover_{uuid.uuid4().hex[:6]}"
+            )
         for name, db in backends.items():
             times = [failover_once(db, tmp) for _ in range(args.repeat)]
             print(
@@ -94,6 +159,8 @@ def main() -> None:
                 f"the task again: median {statistics.median(times):.2f} s "
                 f"(min {min(times):.2f}, max {max(times):.2f}, {args.repeat} runs)"
             )
+    if args.pg:
+        drop_schemas(args.pg, "bench_failover_")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -55,9 +55,11 @@ def iso(value: datetime | None) -> str | None:
 
 
 def duration_ms(start: datetime | None, end: datetime | None) -> int | None:
+    """Whole milliseconds from ``start`` to ``end``, half a millisecond rounded up, in
+    integer arithmetic (so the database computes the very same figure)."""
     if start is None or end is None:
         return None
-    return round((end - start).total_seconds() * 1000)
+    return ((end - start) // timedelta(microseconds=1) + 500) // 1000
 
 
 @dataclass(frozen=True, slots=True)

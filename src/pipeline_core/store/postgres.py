@@ -7,18 +7,24 @@ without polling. ``?schema=NAME`` in the URL keeps every table in that schema (c
 
 from __future__ import annotations
 
+import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pipeline_core.errors import ConfigurationError, StoreUnavailable
+from pipeline_core.model import Event, TaskChange, TaskInstance, Write, iso, task_event_payload
+from pipeline_core.state import can_transition
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.claims import AdvisoryClaim, Claim
 from pipeline_core.store.sql import SqlStore
 from pipeline_core.store.sql.common import masked_url
+from pipeline_core.store.sql.rows import ti_from_row
 from pipeline_core.store.sql.schema import SCHEMA_VERSION, migrate
 from pipeline_core.store.sql.tx import Tx
 
@@ -76,6 +82,8 @@ class PostgresStore(SqlStore):
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise StoreUnavailable(f"cannot connect to {self.url}: {_cause(exc)}") from None
         self._migrate(migrate_to)
+        #: Whether the schema has ``pipeline_core_move_tasks`` (version 6 on).
+        self._moves_in_one_call = migrate_to >= 6
 
     def _configure(self, connection: Any) -> None:
         if self.schema:
@@ -98,6 +106,66 @@ class PostgresStore(SqlStore):
             raise
         except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
             raise StoreUnavailable(f"database error on {self.url}: {_cause(exc)}") from None
+
+    # --- task moves in one round trip ---------------------------------------------------
+    def transition_tasks(self, changes: Sequence[TaskChange]) -> list[TaskInstance]:
+        moved = self._move_in_one_call(changes)
+        return moved if moved is not None else super().transition_tasks(changes)
+
+    def apply(self, writes: Sequence[Write], *, now: datetime | None = None) -> None:
+        if writes and all(isinstance(w, TaskChange) for w in writes):
+            tasks = [w for w in writes if isinstance(w, TaskChange)]
+            if self._move_in_one_call(tasks, now) is not None:
+                return
+        super().apply(writes, now=now)
+
+    def _move_in_one_call(
+        self, changes: Sequence[TaskChange], now: datetime | None = None
+    ) -> list[TaskInstance] | None:
+        """The moves through ``pipeline_core_move_tasks``: one statement in autocommit. ``None``
+        when they cannot all go that way (a task moved twice in one batch, a move the state
+        machine forbids, a task not in its expected state): the ordinary path then applies
+        them, or says precisely why not."""
+        keys = {c.key for c in changes}
+        if not self._moves_in_one_call or not changes or len(keys) != len(changes):
+            return None
+        if any(not can_transition(c.expected, c.new) for c in changes):
+            return None
+        at = now or self.clock()
+        stamp = iso(at)
+        payload = json.dumps([_change_json(c) for c in changes], separators=(",", ":"))
+        try:
+            with self._pool.connection() as connection:
+                connection.autocommit = True
+                try:
+                    rows = connection.execute(
+                        "SELECT * FROM pipeline_core_move_tasks(%s::jsonb, %s, %s)",
+                        (payload, stamp, self.channel),
+                    ).fetchall()
+                finally:
+                    connection.autocommit = False
+        except psycopg.errors.RaiseException:
+            return None  # a task not as expected: nothing was written
+        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+            raise StoreUnavailable(f"database error on {self.url}: {_cause(exc)}") from None
+        after = [ti_from_row(row[:11]) for row in rows]
+        last = int(rows[-1][11])
+        first = last - len(after) + 1
+        events = [
+            Event(
+                first + i,
+                "task.state_changed",
+                at,
+                ti.dag_id,
+                ti.run_id,
+                ti.task_id,
+                task_event_payload(replace(ti, state=change.expected), ti, at, change.reason),
+            )
+            for i, (ti, change) in enumerate(zip(after, changes, strict=True))
+        ]
+        self._after_commit(last)
+        self._publish(events)
+        return after
 
     def _after_events(self, tx: Tx, last_seq: int) -> None:
         tx.rows("SELECT pg_notify(?, ?)", (self.channel, str(last_seq)))
@@ -176,6 +244,20 @@ class _Listener:
         self._stopping = True
         self._thread.join(timeout=2)
         self._connection.close()
+
+
+def _change_json(change: TaskChange) -> dict[str, Any]:
+    return {
+        "dag_id": change.key.dag_id,
+        "run_id": change.key.run_id,
+        "task_id": change.key.task_id,
+        "expected": change.expected.value,
+        "new": change.new.value,
+        "try_number": change.try_number,
+        "max_tries": change.max_tries,
+        "error": change.error,
+        "reason": change.reason,
+    }
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:

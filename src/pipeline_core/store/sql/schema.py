@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 from pipeline_core.errors import StoreUnavailable
+from pipeline_core.store.sql.pg_functions import MOVE_TASKS
 
 #: A statement, or the statements each dialect needs instead.
 Statement: TypeAlias = str | dict[str, tuple[str, ...]]
@@ -142,6 +143,10 @@ MIGRATIONS: list[list[Statement]] = [
         "DROP INDEX task_instances_stats",
         "CREATE INDEX task_instances_latest ON task_instances (dag_id, task_id, state, end_date)",
         _TOTALS_TRIGGERS,
+    ],
+    # 6: task moves in one round trip on PostgreSQL (a server-side function)
+    [
+        {"sqlite": (), "postgresql": (MOVE_TASKS,)},
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
