@@ -103,3 +103,30 @@ def test_a_command_whose_commit_fails_raises_and_the_engine_goes_on(harness, mon
     assert engine.cancel("t", run.run_id).state is RunState.CANCELLED
     assert harness.wait_run(run).state is RunState.CANCELLED
     fixtures.open_gate("lost")  # the thread running the task ends too
+
+
+def test_while_the_store_cannot_commit_writes_wait_and_no_try_goes_out(harness, monkeypatch):
+    """A store that is down for a while (a database restart): the engine keeps its writes
+    in order and retries; the run then finishes, every task run once."""
+    from pipeline_core.errors import StoreUnavailable
+
+    dag = dag_from(
+        'tasks:\n  a: {type: python, callable: "tests.fixtures:track", kwargs: {name: a}}\n'
+        '  b: {type: python, callable: "tests.fixtures:track", kwargs: {name: b}, depends_on: [a]}\n'
+        '  c: {type: python, callable: "tests.fixtures:track", kwargs: {name: c}, depends_on: [b]}\n'
+    )
+    engine = harness.start(dag)
+    real_apply = harness.store.apply
+    failures = {"left": 3}
+
+    def flaky(writes, now=None):  # type: ignore[no-untyped-def]
+        if failures["left"] > 0 and any(getattr(w, "new", None) == "success" for w in writes):
+            failures["left"] -= 1
+            raise StoreUnavailable("database error: the server is restarting")
+        return real_apply(writes, now=now)
+
+    monkeypatch.setattr(harness.store, "apply", flaky)
+    run = harness.wait_run(engine.trigger("t"), timeout=30)
+    assert run.state is RunState.SUCCESS
+    assert failures["left"] == 0
+    assert fixtures.order == ["a", "b", "c"]  # each ran once, in order

@@ -24,12 +24,14 @@ from pipeline_core.engine.jobs import Executor
 from pipeline_core.engine.messages import STORE_EFFECTS, Forget, Message, Moment, Resync, Trigger
 from pipeline_core.engine.runner import EffectRunner, Timers, run_key_of
 from pipeline_core.engine.settings import EngineSettings
-from pipeline_core.errors import NotFound, PipelineError
+from pipeline_core.errors import NotFound, PipelineError, StoreUnavailable
 from pipeline_core.metrics import Metrics
 from pipeline_core.store.base import Store
 
 logger = logging.getLogger("pipeline_core.engine")
 Item = Message | Callable[[], Any] | None
+#: The longest wait between attempts to commit while the store is unavailable.
+MAX_RETRY_DELAY = 5.0
 
 
 class EngineLoop:
@@ -52,6 +54,7 @@ class EngineLoop:
         self._runner = EffectRunner(store, executor, self._timers, self._resync)
         self._pending: list[Any] = []
         self._now = Moment(clock.now(), clock.monotonic())
+        self._retry_delay = 0.0
         self._thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
 
     def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
@@ -107,9 +110,12 @@ class EngineLoop:
 
     def _command(self, message: Message) -> Any:
         """Decide and commit at once, then answer. A refusal raises before anything
-        changes; a commit that fails raises too, after the core has been set back to what
-        the store holds (a trigger's run is forgotten)."""
+        changes; so does a store that still holds back earlier writes; a commit that fails
+        raises too, after the core has been set back to what the store holds (a trigger's
+        run is forgotten)."""
         self._flush()
+        if self._pending:
+            raise StoreUnavailable("the store cannot commit just now; try again shortly")
         self._now = Moment(self.clock.now(), self.clock.monotonic())
         outcome = self.core.handle(message, self._now)
         try:
@@ -124,11 +130,22 @@ class EngineLoop:
         return outcome.reply
 
     def _flush(self) -> None:
+        """Commit and act on what this wake-up decided. While the store is unavailable the
+        writes wait, in order, with their tries (none goes out before its commit), and a
+        timer brings the next attempt."""
         effects, self._pending = self._pending, []
         if not effects:
             return
         try:
             self._act(effects)
+            self._retry_delay = 0.0
+        except StoreUnavailable as exc:
+            self._pending = effects
+            self._retry_delay = min(max(self._retry_delay * 2, 0.1), MAX_RETRY_DELAY)
+            logger.warning(
+                "%s; %d writes wait, next attempt in %.1fs", exc, len(effects), self._retry_delay
+            )
+            self._timers.at(self.clock.monotonic() + self._retry_delay, lambda: None)
         except PipelineError:
             logger.exception("could not commit the engine's writes; re-reading their runs")
             self._set_back(effects)

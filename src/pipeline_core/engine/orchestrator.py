@@ -104,7 +104,8 @@ class Engine(EngineLoop):
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and self.call(lambda: bool(self.core.slots.active)):
             time.sleep(0.02)
-        self.call(lambda: self._command(Abandon()))
+        with contextlib.suppress(PipelineError):  # a store that is down: recovery's job
+            self.call(lambda: self._command(Abandon()))
         self._inbox.put(None)
         self._thread.join(timeout=10)
         self.executor.shutdown(wait=False)

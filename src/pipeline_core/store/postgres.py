@@ -7,9 +7,11 @@ without polling. ``?schema=NAME`` in the URL keeps every table in that schema (c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -104,8 +106,20 @@ class PostgresStore(SqlStore):
                 yield Tx(connection.cursor(), self._rewrite)
         except psycopg.IntegrityError:
             raise
-        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise _ConnectionLost(f"database error on {self.url}: {_cause(exc)}") from None
+        except psycopg_pool.PoolTimeout as exc:
             raise StoreUnavailable(f"database error on {self.url}: {_cause(exc)}") from None
+
+    def _read(self, work: Callable[[Tx], Any]) -> Any:
+        """A read on a pooled connection that the server had dropped (a restart) is tried
+        again on the next one; the pool discards the dead ones as they come back."""
+        for _ in range(self._pool.max_size):
+            try:
+                return super()._read(work)
+            except _ConnectionLost:
+                continue
+        return super()._read(work)
 
     # --- task moves in one round trip ---------------------------------------------------
     def transition_tasks(self, changes: Sequence[TaskChange]) -> list[TaskInstance]:
@@ -132,22 +146,12 @@ class PostgresStore(SqlStore):
         if any(not can_transition(c.expected, c.new) for c in changes):
             return None
         at = now or self.clock()
-        stamp = iso(at)
+        stamp = iso(at) or ""
         payload = json.dumps([_change_json(c) for c in changes], separators=(",", ":"))
         try:
-            with self._pool.connection() as connection:
-                connection.autocommit = True
-                try:
-                    rows = connection.execute(
-                        "SELECT * FROM pipeline_core_move_tasks(%s::jsonb, %s, %s)",
-                        (payload, stamp, self.channel),
-                    ).fetchall()
-                finally:
-                    connection.autocommit = False
+            rows = self._call_move_tasks(payload, stamp)
         except psycopg.errors.RaiseException:
             return None  # a task not as expected: nothing was written
-        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
-            raise StoreUnavailable(f"database error on {self.url}: {_cause(exc)}") from None
         after = [ti_from_row(row[:11]) for row in rows]
         last = int(rows[-1][11])
         first = last - len(after) + 1
@@ -166,6 +170,29 @@ class PostgresStore(SqlStore):
         self._after_commit(last)
         self._publish(events)
         return after
+
+    def _call_move_tasks(self, payload: str, stamp: str) -> list[Any]:
+        """One autocommit call; a dead pooled connection is tried again with the next (had
+        the call run, the second one finds the tasks moved and the caller falls back)."""
+        for attempt in range(self._pool.max_size + 1):
+            try:
+                with self._pool.connection() as connection:
+                    connection.autocommit = True
+                    try:
+                        rows: list[Any] = connection.execute(
+                            "SELECT * FROM pipeline_core_move_tasks(%s::jsonb, %s, %s)",
+                            (payload, stamp, self.channel),
+                        ).fetchall()
+                        return rows
+                    finally:
+                        if not connection.closed:
+                            connection.autocommit = False
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if attempt == self._pool.max_size:
+                    raise StoreUnavailable(f"database error on {self.url}: {_cause(exc)}") from None
+            except psycopg_pool.PoolTimeout as exc:
+                raise StoreUnavailable(f"database error on {self.url}: {_cause(exc)}") from None
+        raise AssertionError("unreachable")
 
     def _after_events(self, tx: Tx, last_seq: int) -> None:
         tx.rows("SELECT pg_notify(?, ?)", (self.channel, str(last_seq)))
@@ -208,17 +235,29 @@ class PostgresStore(SqlStore):
         self._pool.close()
 
 
+class _ConnectionLost(StoreUnavailable):
+    """A pooled connection failed under a statement (the server dropped it, or went away)."""
+
+
 class _Listener:
-    """A thread holding one LISTEN connection; tracks the highest ``seq`` announced."""
+    """A thread holding one LISTEN connection; tracks the highest ``seq`` announced. A lost
+    connection is opened again (waiters meanwhile fall back to their timeouts, and every
+    ``wait_for_events`` reads the counter first, so nothing announced meanwhile is missed)."""
 
     def __init__(self, conninfo: str, channel: str) -> None:
+        self._conninfo = conninfo
+        self._channel = channel
         self._condition = threading.Condition()
         self._last = 0
         self._stopping = False
-        self._connection = psycopg.Connection.connect(conninfo, autocommit=True)
-        self._connection.execute(f'LISTEN "{channel}"')
+        self._connection: Any = self._listen()
         self._thread = threading.Thread(target=self._loop, name="pg-event-listener", daemon=True)
         self._thread.start()
+
+    def _listen(self) -> Any:
+        connection = psycopg.Connection.connect(self._conninfo, autocommit=True)
+        connection.execute(f'LISTEN "{self._channel}"')
+        return connection
 
     def _loop(self) -> None:
         while not self._stopping:
@@ -228,7 +267,19 @@ class _Listener:
             except psycopg.Error:
                 if self._stopping:
                     return
-                raise
+                self._reconnect()
+
+    def _reconnect(self) -> None:
+        with contextlib.suppress(Exception):
+            self._connection.close()
+        delay = 0.1
+        while not self._stopping:
+            try:
+                self._connection = self._listen()
+                return
+            except psycopg.Error:
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def seen(self, seq: int) -> None:
         with self._condition:
@@ -242,8 +293,9 @@ class _Listener:
 
     def stop(self) -> None:
         self._stopping = True
-        self._thread.join(timeout=2)
-        self._connection.close()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self._connection.close()
 
 
 def _change_json(change: TaskChange) -> dict[str, Any]:
