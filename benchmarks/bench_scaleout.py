@@ -5,6 +5,9 @@
 * Failover: two ``pipeline-core scheduler`` processes on one database, ``kill -9`` of the
   active one while a task runs, and the time until the standby has started that task again
   (its next try ``running`` in the store), on SQLite and on PostgreSQL.
+* Live events across API servers: a scheduler and two ``pipeline-core api`` processes on one
+  PostgreSQL database; runs triggered through one server, the event stream read from the
+  other, and the delay from each event's commit to its arrival.
 
 Run: python benchmarks/bench_scaleout.py [--repeat 3] [--pg postgresql://host/db] [--old SRC]
 """
@@ -120,47 +123,156 @@ def drop_schemas(pg: str, prefix: str) -> None:
             connection.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
+FAN = "dag_id: fan\nmax_active_runs: 100\ntasks:\n  s: {type: noop}\n" + "".join(
+    f"  t{i}: {{type: noop, depends_on: [s]}}\n" for i in range(50)
+)
+
+
+def api_server(db: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline_core", "api", "--db", db, "--port", "0"],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    port: list[int] = []
+
+    def listening() -> bool:
+        for line in log.read_text().splitlines():
+            if "API on http://" in line:
+                port.append(int(line.rsplit(":", 1)[1].split("/")[0]))
+                return True
+        return False
+
+    wait_for(listening, 30)
+    return process, port[0]
+
+
+def sse_across_servers(db: str, tmp: Path, runs: int) -> list[float]:
+    import http.client
+    import threading
+    from datetime import datetime
+
+    folder = tmp / f"fan-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    (folder / "fan.yaml").write_text(FAN)
+    engine = scheduler(db, folder, tmp / "fan-scheduler.log")
+    first, port_a = api_server(db, tmp / "api-a.log")
+    second, port_b = api_server(db, tmp / "api-b.log")
+    delays: list[float] = []
+    try:
+        wait_for(lambda: "scheduler running" in (tmp / "fan-scheduler.log").read_text())
+        stream = http.client.HTTPConnection("127.0.0.1", port_b, timeout=60)
+        stream.request("GET", "/api/v1/events?dag_id=fan&types=task.state_changed")
+        response = stream.getresponse()
+        expected = runs * 51 * 2
+        done = threading.Event()
+
+        def read() -> None:
+            for raw in response.fp:
+                line = raw.decode().strip()
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    sent = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+                    delays.append(time.time() - sent.timestamp())
+                    if len(delays) >= expected:
+                        done.set()
+                        return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        time.sleep(0.5)  # the stream is subscribed
+        trigger = http.client.HTTPConnection("127.0.0.1", port_a, timeout=30)
+        for i in range(runs):
+            trigger.request("POST", "/api/v1/dags/fan/runs", json.dumps({"run_id": f"f{i}"}),
+                            {"Content-Type": "application/json"})  # fmt: skip
+            trigger.getresponse().read()
+        done.wait(120)
+        stream.close()
+    finally:
+        for process in (engine, first, second):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(30)
+    return delays
+
+
+def with_schema(pg: str, schema: str) -> str:
+    return f"{pg}{'&' if '?' in pg else '?'}schema={schema}"
+
+
+def part_transitions(args: argparse.Namespace) -> None:
+    prefix = f"bench_{uuid.uuid4().hex[:6]}_"
+    try:
+        for round_ in range(args.repeat):
+            for label, src in (("old", args.old), ("new", None)):
+                if label == "old" and not src:
+                    continue
+                single, batched = pg_transitions(
+                    args.pg, f"{prefix}{label}{round_}", src, args.transitions
+                )
+                print(
+                    f"[{label}] PostgreSQL transitions/s: {single:,.0f} one per "
+                    f"transaction, {batched:,.0f} fifty per transaction"
+                )
+    finally:
+        drop_schemas(args.pg, prefix)
+
+
+def part_failover(args: argparse.Namespace) -> None:
+    prefix = f"bench_failover_{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        backends = {"sqlite": f"sqlite:///{tmp / 'failover.db'}"}
+        if args.pg:
+            backends["postgresql"] = with_schema(args.pg, prefix)
+        try:
+            for name, db in backends.items():
+                times = [failover_once(db, tmp) for _ in range(args.repeat)]
+                print(
+                    f"failover on {name:<10}: kill -9 of the active scheduler → the standby "
+                    f"runs the task again: median {statistics.median(times):.2f} s "
+                    f"(min {min(times):.2f}, max {max(times):.2f}, {args.repeat} runs)"
+                )
+        finally:
+            if args.pg:
+                drop_schemas(args.pg, prefix)
+
+
+def part_sse(args: argparse.Namespace) -> None:
+    prefix = f"bench_sse_{uuid.uuid4().hex[:6]}"
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            found = sse_across_servers(with_schema(args.pg, prefix), Path(folder), 20)
+    finally:
+        drop_schemas(args.pg, prefix)
+    delays = sorted(d * 1000 for d in found)
+    if delays:
+        p99 = delays[max(0, int(len(delays) * 0.99) - 1)]
+        print(
+            f"SSE across two API servers (PostgreSQL): {len(delays):,} task events, commit → "
+            f"received on the other server: median {statistics.median(delays):.1f} ms, "
+            f"p99 {p99:.1f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pg", default=os.environ.get("PIPELINE_CORE_BENCH_PG"))
     parser.add_argument("--old", help="the src folder of older code to measure in the same run")
     parser.add_argument("--transitions", type=int, default=2000)
+    parser.add_argument(
+        "--parts", default="transitions,failover,sse", help="which parts, comma-separated"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    if args.pg:
-        prefix = f"bench_{uuid.uuid4().hex[:6]}_"
-        try:
-            for round_ in range(args.repeat):
-                for label, src in (("old", args.old), ("new", None)):
-                    if label == "old" and not src:
-                        continue
-                    single, batched = pg_transitions(
-                        args.pg, f"{prefix}{label}{round_}", src, args.transitions
-                    )
-                    print(
-                        f"[{label}] PostgreSQL transitions/s: {single:,.0f} one per "
-                        f"transaction, {batched:,.0f} fifty per transaction"
-                    )
-        finally:
-            drop_schemas(args.pg, prefix)
-    with tempfile.TemporaryDirectory() as folder:
-        tmp = Path(folder)
-        backends = {"sqlite": f"sqlite:///{tmp / 'failover.db'}"}
-        if args.pg:
-            separator = "&" if "?" in args.pg else "?"
-            backends["postgresql"] = (
-                f"{args.pg}{separator}schema=bench_failover_{uuid.uuid4().hex[:6]}"
-            )
-        for name, db in backends.items():
-            times = [failover_once(db, tmp) for _ in range(args.repeat)]
-            print(
-                f"failover on {name:<10}: kill -9 of the active scheduler → the standby runs "
-                f"the task again: median {statistics.median(times):.2f} s "
-                f"(min {min(times):.2f}, max {max(times):.2f}, {args.repeat} runs)"
-            )
-    if args.pg:
-        drop_schemas(args.pg, "bench_failover_")
+    parts = set(args.parts.split(","))
+    if "transitions" in parts and args.pg:
+        part_transitions(args)
+    if "failover" in parts:
+        part_failover(args)
+    if "sse" in parts and args.pg:
+        part_sse(args)
 
 
 if __name__ == "__main__":
