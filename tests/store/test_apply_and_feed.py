@@ -100,3 +100,19 @@ def test_the_feed_follows_another_processes_commits(sql_store):
     finally:
         feed.close()
         other.close()
+
+
+def test_a_failing_subscriber_does_not_stop_the_others(store, caplog):
+    got: list[int] = []
+
+    def broken(events):  # type: ignore[no-untyped-def]
+        raise RuntimeError("subscriber bug")
+
+    store.feed.subscribe(broken, other_processes=False)
+    store.feed.subscribe(lambda events: got.extend(e.seq for e in events), other_processes=False)
+    store.apply([create()])
+    store.apply([create("r2")])
+    assert len(got) == 2 and "an event subscriber failed" in caplog.text
+    store.feed.unsubscribe(broken)
+    store.apply([create("r3")])
+    assert len(got) == 3
