@@ -61,6 +61,10 @@ class EngineLoop:
         """Run ``fn`` on the engine's thread and return its result (or raise its error)."""
         if threading.current_thread() is self._thread:
             return fn()
+        return self._submit(fn).result(timeout or self.settings.command_timeout)
+
+    def _submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Queue ``fn`` for the engine's thread; its future holds the result."""
         future: Future[Any] = Future()
 
         def run() -> None:
@@ -70,7 +74,7 @@ class EngineLoop:
                 future.set_exception(exc)
 
         self._inbox.put(run)
-        return future.result(timeout or self.settings.command_timeout)
+        return future
 
     def _loop(self) -> None:
         while True:

@@ -38,7 +38,7 @@ from pipeline_core.engine.messages import (
     TryCompleted,
 )
 from pipeline_core.engine.pools import missing_pools
-from pipeline_core.engine.remote import COMPLETED, REQUESTED
+from pipeline_core.engine.remote import REQUESTED, answer_request
 from pipeline_core.engine.settings import EngineSettings, local_executor
 from pipeline_core.engine.telemetry import RunMetrics
 from pipeline_core.errors import Conflict, NotFound, PipelineError
@@ -87,10 +87,13 @@ class Engine(EngineLoop):
         self.executor.start(lambda completion: self._inbox.put(TryCompleted(completion)))
         ownership.hold(self.component_id)
         self._thread.start()
-        self.call(self._startup)
+        started = self._submit(self._startup)
+        # Subscribed once the startup is queued: what is committed from here on reaches the
+        # engine after its startup, and nothing in between is missed.
         self.store.feed.subscribe(
             self._on_events, other_processes=self.settings.watch_other_processes
         )
+        started.result(self.settings.command_timeout)
         return self
 
     def stop(self, grace: float = 30.0) -> None:
@@ -267,7 +270,7 @@ class Engine(EngineLoop):
         for event in events:
             payload = event.payload
             if event.type == REQUESTED:
-                self._inbox.put(functools.partial(self._answer, dict(payload)))
+                self._inbox.put(functools.partial(answer_request, self, self.store, dict(payload)))
             elif event.type == "run.state_changed" and payload.get("previous_state") is None:
                 self._inbox.put(
                     functools.partial(self._adopt, event.dag_id or "", event.run_id or "")
@@ -287,21 +290,3 @@ class Engine(EngineLoop):
             snapshot = recovery.snapshot(self.store, dag_id, run_id)
             if snapshot.run.state is RunState.QUEUED:
                 self._decide(Resume(snapshot))
-
-    def _answer(self, request: dict[str, Any]) -> None:
-        answer: dict[str, Any] = {"request_id": request.get("request_id")}
-        try:
-            dag_id, run_id = request["dag_id"], request["run_id"]
-            if request.get("action") == "cancel":
-                self.cancel(dag_id, run_id)
-            elif request.get("action") == "retry":
-                _, answer["requeued"] = self.retry(
-                    dag_id, run_id, request.get("task_ids"), request.get("include_downstream", True)
-                )
-            else:
-                raise Conflict(f"unknown action {request.get('action')!r}")
-        except PipelineError as exc:
-            answer["error"] = {"code": exc.code, "message": exc.message}
-        self.store.append_event(
-            COMPLETED, answer, dag_id=request.get("dag_id"), run_id=request.get("run_id")
-        )

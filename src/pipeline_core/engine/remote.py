@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound, PipelineError, StoreUnavailable
 from pipeline_core.model import DagRun, new_run, specs_of_definition, utcnow
 from pipeline_core.store.base import Store
@@ -95,6 +96,27 @@ class RemoteControl:
             if events:
                 seen = events[-1].seq
         raise StoreUnavailable(f"no engine answered the {action} request within {self.timeout:g}s")
+
+
+def answer_request(control: Control, store: Store, request: dict[str, Any]) -> None:
+    """The engine's side: carry out a ``control.requested`` and append its
+    ``control.completed`` (with the error's code and message when it was refused)."""
+    answer: dict[str, Any] = {"request_id": request.get("request_id")}
+    try:
+        dag_id, run_id = request["dag_id"], request["run_id"]
+        if request.get("action") == "cancel":
+            control.cancel(dag_id, run_id)
+        elif request.get("action") == "retry":
+            _, answer["requeued"] = control.retry(
+                dag_id, run_id, request.get("task_ids"), request.get("include_downstream", True)
+            )
+        else:
+            raise Conflict(f"unknown action {request.get('action')!r}")
+    except PipelineError as exc:
+        answer["error"] = {"code": exc.code, "message": exc.message}
+    store.append_event(
+        COMPLETED, answer, dag_id=request.get("dag_id"), run_id=request.get("run_id")
+    )
 
 
 def _result(payload: Mapping[str, Any]) -> dict[str, Any]:
