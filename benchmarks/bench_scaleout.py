@@ -85,18 +85,42 @@ def failover_once(db: str, tmp: Path) -> float:
 
 
 TRANSITIONS = """
-import json, sys, uuid
+import json, sys, time, uuid
+from datetime import UTC, datetime
 sys.path.insert(0, sys.argv[3])
 from bench_store import transitions_per_second
+from pipeline_core.state import RunState, TaskState
 from pipeline_core.store import open_store
+try:
+    from pipeline_core.model import DagRun, MoveRun, TaskChange, TaskKey, TaskSpec, new_run
+except ImportError:  # older code: the values lived in the store's types
+    from pipeline_core.store.types import DagRun, TaskChange, TaskKey, TaskSpec
 store = open_store(sys.argv[1])
 n = int(sys.argv[2])
-print(json.dumps([transitions_per_second(store, n, 1), transitions_per_second(store, n, 50)]))
+
+def triggers(count):
+    # What a trigger commits: the run with 10 task instances, its move to running, and its
+    # first try running; three transactions before, one call after.
+    specs = [TaskSpec(f"t{i}") for i in range(10)]
+    start = time.perf_counter()
+    for _ in range(count):
+        run_id = uuid.uuid4().hex
+        first = TaskChange(TaskKey("bench_tr", run_id, "t0"), TaskState.QUEUED, TaskState.RUNNING, try_number=1)
+        if hasattr(store, "apply"):
+            create = new_run("bench_tr", tuple(specs), now=datetime.now(UTC), run_id=run_id)
+            store.apply([create, MoveRun("bench_tr", run_id, RunState.QUEUED, RunState.RUNNING), first])
+        else:
+            store.create_run(DagRun("bench_tr", run_id, RunState.QUEUED, "manual", datetime.now(UTC)), specs)
+            store.transition_run("bench_tr", run_id, RunState.QUEUED, RunState.RUNNING)
+            store.transition_tasks([first])
+    return count / (time.perf_counter() - start)
+
+print(json.dumps([transitions_per_second(store, n, 1), transitions_per_second(store, n, 50), triggers(n // 4)]))
 store.close()
 """
 
 
-def pg_transitions(pg: str, schema: str, src: str | None, n: int) -> tuple[float, float]:
+def pg_transitions(pg: str, schema: str, src: str | None, n: int) -> tuple[float, float, float]:
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src
@@ -108,8 +132,8 @@ def pg_transitions(pg: str, schema: str, src: str | None, n: int) -> tuple[float
          str(benchmarks)],
         capture_output=True, text=True, env=env, check=True,
     ).stdout  # fmt: skip
-    single, batched = json.loads(out.strip().splitlines()[-1])
-    return single, batched
+    single, batched, triggers = json.loads(out.strip().splitlines()[-1])
+    return single, batched, triggers
 
 
 def drop_schemas(pg: str, prefix: str) -> None:
@@ -207,12 +231,13 @@ def part_transitions(args: argparse.Namespace) -> None:
             for label, src in (("old", args.old), ("new", None)):
                 if label == "old" and not src:
                     continue
-                single, batched = pg_transitions(
+                single, batched, triggers = pg_transitions(
                     args.pg, f"{prefix}{label}{round_}", src, args.transitions
                 )
                 print(
                     f"[{label}] PostgreSQL transitions/s: {single:,.0f} one per "
-                    f"transaction, {batched:,.0f} fifty per transaction"
+                    f"transaction, {batched:,.0f} fifty per transaction; "
+                    f"{triggers:,.0f} triggers/s (run + start + first try)"
                 )
     finally:
         drop_schemas(args.pg, prefix)

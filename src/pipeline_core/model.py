@@ -312,13 +312,18 @@ def task_event_payload(
 
 
 def run_event_payload(
-    run: DagRun, previous: RunState | None, now: datetime, reason: str | None = None
+    run: DagRun | tuple[str, str, RunState],
+    previous: RunState | None,
+    now: datetime,
+    reason: str | None = None,
 ) -> dict[str, Any]:
+    """``run`` is the run after the move, or its ``(dag_id, run_id, new state)``."""
+    dag_id, run_id, state = (run.dag_id, run.run_id, run.state) if isinstance(run, DagRun) else run
     payload: dict[str, Any] = {
-        "dag_id": run.dag_id,
-        "run_id": run.run_id,
+        "dag_id": dag_id,
+        "run_id": run_id,
         "previous_state": previous.value if previous else None,
-        "new_state": run.state.value,
+        "new_state": state.value,
         "timestamp": iso(now),
     }
     if reason:

@@ -116,3 +116,33 @@ def test_a_failing_subscriber_does_not_stop_the_others(store, caplog):
     store.feed.unsubscribe(broken)
     store.apply([create("r3")])
     assert len(got) == 3
+
+
+def test_subscribers_get_the_very_events_the_log_keeps(store):
+    got: list = []
+    store.feed.subscribe(got.extend, other_processes=False)
+    later = BASE + timedelta(seconds=3)
+    store.apply(
+        [
+            create(),
+            MoveRun("etl", "r1", RunState.QUEUED, RunState.RUNNING),
+            TaskChange(key("a"), Q, RUN, try_number=1),
+        ],
+        now=BASE,
+    )
+    store.apply(
+        [
+            TaskChange(key("a"), RUN, TaskState.FAILED, error="boom", reason="it broke"),
+            TaskChange(key("b"), Q, RUN, try_number=1),
+            TaskChange(key("b"), RUN, OK),
+            MoveRun("etl", "r1", RunState.RUNNING, RunState.FAILED, reason="done"),
+        ],
+        now=later,
+    )
+    logged = store.read_events(EventQuery())
+    assert [(e.seq, e.type, dict(e.payload), e.timestamp) for e in got] == [
+        (e.seq, e.type, dict(e.payload), e.timestamp) for e in logged
+    ]
+    a = store.get_task_instance(key("a"))
+    assert (a.state, a.error, a.duration_ms) == (TaskState.FAILED, "boom", 3000)
+    assert store.get_run("etl", "r1").duration_ms == 3000

@@ -8,22 +8,20 @@ without polling. ``?schema=NAME`` in the URL keeps every table in that schema (c
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pipeline_core.errors import ConfigurationError, StoreUnavailable
-from pipeline_core.model import Event, TaskChange, TaskInstance, Write, iso, task_event_payload
-from pipeline_core.state import can_transition
+from pipeline_core.model import TaskChange, TaskInstance, Write, iso
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.claims import AdvisoryClaim, Claim
+from pipeline_core.store.pg_writes import events_of, may_go_in_one_call, writes_json
 from pipeline_core.store.sql import SqlStore
 from pipeline_core.store.sql.common import masked_url
 from pipeline_core.store.sql.rows import ti_from_row
@@ -84,8 +82,8 @@ class PostgresStore(SqlStore):
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise StoreUnavailable(f"cannot connect to {self.url}: {_cause(exc)}") from None
         self._migrate(migrate_to)
-        #: Whether the schema has ``pipeline_core_move_tasks`` (version 6 on).
-        self._moves_in_one_call = migrate_to >= 6
+        #: Whether the schema has the one-call functions (version 6 on).
+        self._one_call = migrate_to >= 6
 
     def _configure(self, connection: Any) -> None:
         if self.schema:
@@ -121,72 +119,58 @@ class PostgresStore(SqlStore):
                 continue
         return super()._read(work)
 
-    # --- task moves in one round trip ---------------------------------------------------
+    # --- writes in one round trip -------------------------------------------------------
     def transition_tasks(self, changes: Sequence[TaskChange]) -> list[TaskInstance]:
-        moved = self._move_in_one_call(changes)
-        return moved if moved is not None else super().transition_tasks(changes)
+        if self._one_call and may_go_in_one_call(changes):
+            at = self.clock()
+            rows = self._call("pipeline_core_move_tasks", writes_json(changes, at), at)
+            if rows is not None:
+                after = [ti_from_row(row[:11]) for row in rows]
+                tries = [(ti.try_number, ti.error) for ti in after]
+                self._announce(changes, tries, int(rows[-1][11]), at)
+                return after
+        return super().transition_tasks(changes)
 
     def apply(self, writes: Sequence[Write], *, now: datetime | None = None) -> None:
-        if writes and all(isinstance(w, TaskChange) for w in writes):
-            tasks = [w for w in writes if isinstance(w, TaskChange)]
-            if self._move_in_one_call(tasks, now) is not None:
+        """A wake-up's writes in one call of ``pipeline_core_apply``: one round trip and one
+        transaction, its events and ``NOTIFY`` included."""
+        if self._one_call and may_go_in_one_call(writes):
+            at = now or self.clock()
+            rows = self._call("pipeline_core_apply", writes_json(writes, at), at)
+            if rows is not None:
+                self._announce(writes, [(r[0], r[1]) for r in rows], int(rows[-1][2]), at)
                 return
         super().apply(writes, now=now)
 
-    def _move_in_one_call(
-        self, changes: Sequence[TaskChange], now: datetime | None = None
-    ) -> list[TaskInstance] | None:
-        """The moves through ``pipeline_core_move_tasks``: one statement in autocommit. ``None``
-        when they cannot all go that way (a task moved twice in one batch, a move the state
-        machine forbids, a task not in its expected state): the ordinary path then applies
-        them, or says precisely why not."""
-        keys = {c.key for c in changes}
-        if not self._moves_in_one_call or not changes or len(keys) != len(changes):
-            return None
-        if any(not can_transition(c.expected, c.new) for c in changes):
-            return None
-        at = now or self.clock()
-        stamp = iso(at) or ""
-        payload = json.dumps([_change_json(c) for c in changes], separators=(",", ":"))
-        try:
-            rows = self._call_move_tasks(payload, stamp)
-        except psycopg.errors.RaiseException:
-            return None  # a task not as expected: nothing was written
-        after = [ti_from_row(row[:11]) for row in rows]
-        last = int(rows[-1][11])
-        first = last - len(after) + 1
-        events = [
-            Event(
-                first + i,
-                "task.state_changed",
-                at,
-                ti.dag_id,
-                ti.run_id,
-                ti.task_id,
-                task_event_payload(replace(ti, state=change.expected), ti, at, change.reason),
-            )
-            for i, (ti, change) in enumerate(zip(after, changes, strict=True))
-        ]
+    def _announce(
+        self,
+        writes: Sequence[Write],
+        tries: Sequence[tuple[int | None, str | None]],
+        last: int,
+        at: datetime,
+    ) -> None:
         self._after_commit(last)
-        self._publish(events)
-        return after
+        self._publish(events_of(writes, tries, last, at))
 
-    def _call_move_tasks(self, payload: str, stamp: str) -> list[Any]:
-        """One autocommit call; a dead pooled connection is tried again with the next (had
-        the call run, the second one finds the tasks moved and the caller falls back)."""
+    def _call(self, function: str, payload: str, at: datetime) -> list[Any] | None:
+        """One autocommit call; ``None`` when the function refused (something not as
+        expected, nothing written). A dead pooled connection is tried again with the next
+        (had the call run, the next attempt finds things moved and refuses)."""
+        sql = f"SELECT * FROM {function}(%s::jsonb, %s, %s)"
         for attempt in range(self._pool.max_size + 1):
             try:
                 with self._pool.connection() as connection:
                     connection.autocommit = True
                     try:
                         rows: list[Any] = connection.execute(
-                            "SELECT * FROM pipeline_core_move_tasks(%s::jsonb, %s, %s)",
-                            (payload, stamp, self.channel),
+                            sql, (payload, iso(at), self.channel)
                         ).fetchall()
                         return rows
                     finally:
                         if not connection.closed:
                             connection.autocommit = False
+            except psycopg.errors.RaiseException:
+                return None
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if attempt == self._pool.max_size:
                     raise StoreUnavailable(f"database error on {self.url}: {_cause(exc)}") from None
@@ -296,20 +280,6 @@ class _Listener:
         self._thread.join(timeout=5)
         with contextlib.suppress(Exception):
             self._connection.close()
-
-
-def _change_json(change: TaskChange) -> dict[str, Any]:
-    return {
-        "dag_id": change.key.dag_id,
-        "run_id": change.key.run_id,
-        "task_id": change.key.task_id,
-        "expected": change.expected.value,
-        "new": change.new.value,
-        "try_number": change.try_number,
-        "max_tries": change.max_tries,
-        "error": change.error,
-        "reason": change.reason,
-    }
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:

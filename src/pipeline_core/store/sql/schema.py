@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 from pipeline_core.errors import StoreUnavailable
-from pipeline_core.store.sql.pg_functions import MOVE_TASKS
+from pipeline_core.store.sql.pg_functions import APPLY, MOVE_TASK, MOVE_TASKS
 
 #: A statement, or the statements each dialect needs instead.
 Statement: TypeAlias = str | dict[str, tuple[str, ...]]
@@ -144,9 +144,9 @@ MIGRATIONS: list[list[Statement]] = [
         "CREATE INDEX task_instances_latest ON task_instances (dag_id, task_id, state, end_date)",
         _TOTALS_TRIGGERS,
     ],
-    # 6: task moves in one round trip on PostgreSQL (a server-side function)
+    # 6: a wake-up's writes in one round trip on PostgreSQL (server-side functions)
     [
-        {"sqlite": (), "postgresql": (MOVE_TASKS,)},
+        {"sqlite": (), "postgresql": (MOVE_TASK, MOVE_TASKS, APPLY)},
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
