@@ -65,3 +65,13 @@ def test_invalid_schema_name():
 
     with pytest.raises(ConfigurationError, match="invalid schema name"):
         open_store("postgresql://postgres@127.0.0.1/test?schema=x;drop")
+
+
+def test_the_connection_pool_is_sized_for_the_process(pg_url):
+    from pipeline_core.store import open_store
+
+    store = open_store(pg_url, connections=20)
+    try:
+        assert store._pool.max_size == 20  # type: ignore[attr-defined]
+    finally:
+        store.close()

@@ -313,7 +313,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Store | None, threading.Event]:
     configure_logging(args.log_level)
     stop = _stop_on_signals()
     try:
-        return open_store(args.db), stop
+        # A connection for each handler thread, and a few for the engine, scheduler and feed.
+        return open_store(args.db, connections=args.handler_threads + 4), stop
     except PipelineError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return None, stop

@@ -9,13 +9,18 @@ from pipeline_core.errors import ConfigurationError
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES, Store
 
 
-def open_store(url: str, *, log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES) -> Store:
+def open_store(
+    url: str, *, log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES, connections: int | None = None
+) -> Store:
     """Open the store at ``url``.
 
     * ``sqlite:///relative/or/absolute.db`` (``sqlite:////abs/path.db`` also works) or a plain
       file path: the embedded SQLite store.
     * ``postgresql://user:password@host:5432/db`` (``postgres://`` too; ``?schema=NAME`` keeps
       the tables in that schema): PostgreSQL, with the ``postgres`` extra installed.
+    ``connections`` sizes PostgreSQL's connection pool (default 8): as many as the threads
+    that use the store at once.
+
     * ``memory://`` (or ``sqlite:///:memory:``): SQLite in this process's memory, shared by its
       threads, gone when the store is closed.
     """
@@ -27,7 +32,7 @@ def open_store(url: str, *, log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES) -> Store
     if scheme in ("postgres", "postgresql"):
         from pipeline_core.store.postgres import PostgresStore
 
-        return PostgresStore(url, log_cap_bytes=log_cap_bytes)
+        return PostgresStore(url, log_cap_bytes=log_cap_bytes, pool_size=connections or 8)
     if scheme == "memory":
         from pipeline_core.store.sqlite import SqliteStore
 
