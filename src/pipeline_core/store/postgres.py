@@ -22,6 +22,7 @@ from pipeline_core.model import TaskChange, TaskInstance, Write, iso
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.claims import AdvisoryClaim, Claim
 from pipeline_core.store.pg_writes import events_of, may_go_in_one_call, writes_json
+from pipeline_core.store.seq_waiter import SeqWaiter
 from pipeline_core.store.sql import SqlStore
 from pipeline_core.store.sql.common import masked_url
 from pipeline_core.store.sql.rows import ti_from_row
@@ -223,16 +224,15 @@ class _ConnectionLost(StoreUnavailable):
     """A pooled connection failed under a statement (the server dropped it, or went away)."""
 
 
-class _Listener:
+class _Listener(SeqWaiter):
     """A thread holding one LISTEN connection; tracks the highest ``seq`` announced. A lost
     connection is opened again (waiters meanwhile fall back to their timeouts, and every
     ``wait_for_events`` reads the counter first, so nothing announced meanwhile is missed)."""
 
     def __init__(self, conninfo: str, channel: str) -> None:
+        super().__init__(0)
         self._conninfo = conninfo
         self._channel = channel
-        self._condition = threading.Condition()
-        self._last = 0
         self._stopping = False
         self._connection: Any = self._listen()
         self._thread = threading.Thread(target=self._loop, name="pg-event-listener", daemon=True)
@@ -264,16 +264,6 @@ class _Listener:
             except psycopg.Error:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-    def seen(self, seq: int) -> None:
-        with self._condition:
-            if seq > self._last:
-                self._last = seq
-                self._condition.notify_all()
-
-    def wait(self, after_seq: int, timeout: float) -> bool:
-        with self._condition:
-            return self._condition.wait_for(lambda: self._last > after_seq, timeout)
 
     def stop(self) -> None:
         self._stopping = True

@@ -25,10 +25,11 @@ from pathlib import Path
 from pipeline_core.errors import StoreUnavailable
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.claims import Claim, FileClaim, ProcessClaim
+from pipeline_core.store.seq_waiter import SeqWaiter
 from pipeline_core.store.sql import SqlStore
 from pipeline_core.store.sql.schema import SCHEMA_VERSION, migrate
 from pipeline_core.store.sql.tx import Tx
-from pipeline_core.store.sqlite_wake import SeqWaiter, WakeListener, WakeSender, wake_folder
+from pipeline_core.store.sqlite_wake import WakeListener, WakeSender, wake_folder
 
 TYPES = {"serial": "INTEGER", "bool": "INTEGER", "text": "TEXT", "dialect": "sqlite"}
 BUSY_TIMEOUT_MS = 30_000

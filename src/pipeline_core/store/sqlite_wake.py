@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline_core.store.seq_waiter import SeqWaiter
+
 #: Seconds between reads of the event counter when no wake comes.
 SAFETY_INTERVAL = 5.0
 
@@ -78,27 +80,6 @@ class WakeSender:
             if self._socket is not None:
                 self._socket.close()
                 self._socket = None
-
-
-class SeqWaiter:
-    """The highest event ``seq`` known to be committed, and waiting for it to pass one."""
-
-    def __init__(self, last: int) -> None:
-        self._condition = threading.Condition()
-        self._last = last
-
-    def seen(self, seq: int) -> None:
-        with self._condition:
-            if seq > self._last:
-                self._last = seq
-                self._condition.notify_all()
-
-    def wait(self, after_seq: int, timeout: float) -> bool:
-        with self._condition:
-            return self._condition.wait_for(lambda: self._last > after_seq, timeout)
-
-    def close(self) -> None:
-        pass
 
 
 class WakeListener(SeqWaiter):
