@@ -29,6 +29,9 @@ class HoldingExecutor:
     def cancel(self, key: TaskKey, try_number: int) -> None:
         pass
 
+    def running_elsewhere(self, tries: object) -> set[tuple[TaskKey, int]]:
+        return set()
+
     def shutdown(self, wait: bool = True) -> None:
         pass
 

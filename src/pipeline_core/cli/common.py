@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline_core.dag.model import DAG, EXECUTORS
+from pipeline_core.celery_executor.app import CelerySettings
+from pipeline_core.dag.model import DAG, EXECUTORS, LOCAL_EXECUTORS
 from pipeline_core.engine import Engine, EngineSettings
 from pipeline_core.engine.settings import default_workers
 from pipeline_core.errors import ConfigurationError
@@ -72,8 +73,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         choices=EXECUTORS,
         default="worker",
         help="where tasks run unless they say otherwise: warm worker processes (default), a "
-        "fresh interpreter per try, or threads of this process (trusted code only)",
+        "fresh interpreter per try, threads of this process (trusted code only), or Celery "
+        "workers (needs --broker)",
     )
+    add_broker_options(parser)
     parser.add_argument(
         "--workers",
         type=whole_number(1),
@@ -101,6 +104,55 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_broker_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """The Celery broker and how tries travel through it (engines and workers alike)."""
+    env = os.environ.get("PIPELINE_CORE_BROKER")
+    parser.add_argument(
+        "--broker",
+        default=env,
+        required=required and env is None,
+        metavar="URL",
+        help="Celery broker for tries of 'executor: celery' tasks: redis://HOST:6379/0 or "
+        "amqp://USER:PASSWORD@HOST:5672// (env PIPELINE_CORE_BROKER)",
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=seconds,
+        default=3600.0,
+        help="Redis: seconds before a try taken by a worker that never acknowledged it goes "
+        "out again (default 3600)",
+    )
+    parser.add_argument(
+        "--worker-lost-after",
+        type=seconds,
+        default=30.0,
+        help="a worker silent this long has lost its tries; they fail and are retried as new "
+        "tries (default 30)",
+    )
+    parser.add_argument(
+        "--queue-per-pool",
+        action="store_true",
+        help="send each try to the queue of its pool, pipeline-core.<pool>, instead of one queue",
+    )
+
+
+def celery_settings(args: argparse.Namespace) -> CelerySettings | None:
+    """The broker settings the command line asks for (``None`` without ``--broker``)."""
+    if not args.broker:
+        return None
+    return CelerySettings(
+        args.broker,
+        visibility_timeout=args.visibility_timeout,
+        queue_per_pool=args.queue_per_pool,
+        worker_lost_after=args.worker_lost_after,
+    )
+
+
+def engine_executors(args: argparse.Namespace) -> tuple[str, ...]:
+    """The executors an engine started with ``args`` has: Celery only with a broker."""
+    return EXECUTORS if args.broker else LOCAL_EXECUTORS
+
+
 def start_engine(
     store: Store,
     args: argparse.Namespace,
@@ -111,6 +163,9 @@ def start_engine(
 ) -> Engine | None:
     """An engine as the command line asks for it, started; ``None`` (reason on stderr) when
     it cannot run tasks. ``sole``: it holds the active-engine claim."""
+    if args.executor == "celery" and not args.broker:
+        sys.stderr.write("error: --executor celery needs --broker URL (or PIPELINE_CORE_BROKER)\n")
+        return None
     settings = EngineSettings(
         sole_engine=sole,
         default_executor=args.executor,
@@ -118,6 +173,7 @@ def start_engine(
         max_workers=max(args.workers, args.max_workers),
         max_tasks_per_worker=args.max_tasks_per_worker,
         worker_preload=tuple(args.worker_preload),
+        celery=celery_settings(args),
     )
     try:
         return Engine(store, dags, settings=settings, **kwargs).start()

@@ -22,6 +22,7 @@ from pipeline_core.cli.common import (
     check_dags_folder,
     configure_logging,
     db_option,
+    engine_executors,
     folder_option,
     seconds,
     start_engine,
@@ -110,7 +111,9 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
         claim.release()
         store.close()
         return EXIT_FAILED
-    settings = SchedulerSettings(rescan_interval=args.rescan_interval)
+    settings = SchedulerSettings(
+        rescan_interval=args.rescan_interval, executors=engine_executors(args)
+    )
     scheduler = Scheduler(store, engine, args.dags_folder, settings=settings).start()
     log.info(
         "scheduler running: %d DAG(s) from %s, database %s",
@@ -212,9 +215,12 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
         return _failed(store)
     scheduler = None
     if args.no_scheduler:
-        engine.set_dags(DagSync(store, args.dags_folder).refresh())
+        sync = DagSync(store, args.dags_folder, executors=engine_executors(args))
+        engine.set_dags(sync.refresh())
     else:
-        settings = SchedulerSettings(rescan_interval=args.rescan_interval)
+        settings = SchedulerSettings(
+            rescan_interval=args.rescan_interval, executors=engine_executors(args)
+        )
         scheduler = Scheduler(
             store, engine, args.dags_folder, metrics=metrics, settings=settings
         ).start()

@@ -19,8 +19,10 @@ from pipeline_core.state import TriggerRule
 DEFAULT_POOL = "default_pool"
 TASK_TYPES = ("noop", "shell", "python", "branch", "sensor")
 #: Where a task body runs: a warm worker process (default), a fresh interpreter per try
-#: (``process``), or a thread of the engine's own process (``thread``, trusted code only).
-EXECUTORS = ("worker", "process", "thread")
+#: (``process``), a thread of the engine's own process (``thread``, trusted code only), or
+#: a Celery worker (``celery``: an engine with a broker; elsewhere it runs as ``worker``).
+LOCAL_EXECUTORS = ("worker", "process", "thread")
+EXECUTORS = (*LOCAL_EXECUTORS, "celery")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 MAX_ID_LENGTH = 250
 

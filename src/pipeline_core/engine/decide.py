@@ -86,8 +86,8 @@ class Decider(RunCommands, TryDecisions):
                 return self._pause(dag_id, paused)
             case PoolChanged(name, slots):
                 return self.slots.set_pool(name, slots)
-            case Resume(snapshot):
-                return self._resume(snapshot)
+            case Resume(snapshot, adopt):
+                return self._resume(snapshot, adopt)
             case Resync(snapshot):
                 return self._resync(snapshot)
             case Forget(dag_id, run_id):

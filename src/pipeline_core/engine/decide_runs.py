@@ -15,6 +15,7 @@ from pipeline_core.engine.messages import (
     RunSnapshot,
     TimerKind,
 )
+from pipeline_core.engine.slots import Active
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import DagRun, TaskChange, TaskKey
 from pipeline_core.state import FINISHED_TASK_STATES, RunState, TaskState
@@ -123,16 +124,27 @@ class RunCommands(Deciding):
         self._track(run, states, tries)
         return run, requeue
 
-    def _resume(self, snapshot: RunSnapshot) -> None:
+    def _resume(self, snapshot: RunSnapshot, adopt: frozenset[str] = frozenset()) -> None:
         """Take over an unfinished run: running tries are orphaned (retried when they have
-        tries left), up-for-retry ones wait out their delay again."""
+        tries left) unless they still run elsewhere (``adopt``: they keep a slot and their
+        report ends them), up-for-retry ones wait out their delay again."""
         run = snapshot.run
         if self.book.knows(run.key) or run.dag_id not in self.book.dags:
             return
         states = {ti.task_id: ti.state for ti in snapshot.task_instances}
         tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.task_instances}
+        dag = self.book.dags[run.dag_id]
         for ti in snapshot.task_instances:
-            if ti.state is TaskState.RUNNING:
+            if (
+                ti.state is TaskState.RUNNING
+                and ti.task_id in adopt
+                and ti.task_id in dag.task_dict
+            ):
+                pool = dag.task_dict[ti.task_id].pool
+                self.slots.hold(Active(ti.key, ti.try_number, pool, self._now.monotonic))
+            elif ti.state is TaskState.RUNNING:
+                # Stopped wherever it may still run (a remote worker that claimed it late).
+                self._actions.append(KillTry(ti.key, ti.try_number))
                 new = TaskState.UP_FOR_RETRY if ti.try_number < ti.max_tries else TaskState.FAILED
                 self.book.writes.append(
                     TaskChange(

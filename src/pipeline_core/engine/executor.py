@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -164,6 +165,10 @@ class LocalExecutor:
 
     def cancel(self, key: TaskKey, try_number: int) -> None:
         self._stop((key, try_number), "cancelled")
+
+    def running_elsewhere(self, tries: Collection[tuple[TaskKey, int]]) -> set[tuple[TaskKey, int]]:
+        """None: a try of this machine ends with the engine that started it."""
+        return set()
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:

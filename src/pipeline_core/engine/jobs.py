@@ -7,7 +7,7 @@ well as the local one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,6 +60,12 @@ class Executor(Protocol):
 
     def cancel(self, key: TaskKey, try_number: int) -> None:
         """Stop a running try (its completion reports ``cancelled``)."""
+        ...
+
+    def running_elsewhere(self, tries: Collection[tuple[TaskKey, int]]) -> set[tuple[TaskKey, int]]:
+        """Of ``tries``, which the store shows running but no engine holds (an engine that
+        died left them), those still running out of this process's reach that will report
+        when they end: a new engine keeps them instead of counting them orphaned."""
         ...
 
     def shutdown(self, wait: bool = True) -> None: ...

@@ -97,9 +97,11 @@ class TimerFired:
 @dataclass(frozen=True, slots=True)
 class Resume:
     """Take over a run the store holds unfinished (after a restart, or created by another
-    process). Its ``running`` tries have no engine any more: they are orphaned."""
+    process). Its ``running`` tries have no engine any more: they are orphaned, except those
+    of ``adopt`` (task ids), which still run elsewhere (a Celery worker) and will report."""
 
     snapshot: RunSnapshot
+    adopt: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

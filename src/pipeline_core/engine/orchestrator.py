@@ -39,7 +39,7 @@ from pipeline_core.engine.messages import (
 )
 from pipeline_core.engine.pools import missing_pools
 from pipeline_core.engine.remote import REQUESTED, answer_request
-from pipeline_core.engine.settings import EngineSettings, local_executor
+from pipeline_core.engine.settings import EngineSettings, default_executor
 from pipeline_core.engine.telemetry import RunMetrics
 from pipeline_core.errors import Conflict, NotFound, PipelineError
 from pipeline_core.metrics import Metrics, NullMetrics
@@ -67,7 +67,7 @@ class Engine(EngineLoop):
     ) -> None:
         settings = settings or EngineSettings()
         metrics = metrics or NullMetrics()
-        executor = executor or local_executor(store, settings, metrics)
+        executor = executor or default_executor(store, settings, metrics)
         super().__init__(store, executor, settings, metrics, clock or SystemClock())
         self.component_id = f"engine-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._dags = dict(dags or {})
@@ -248,9 +248,20 @@ class Engine(EngineLoop):
             )
         )
         contested: set[str] = set()
-        for snapshot in recovery.unfinished_runs(self.store, dag_ids):
-            if self.core.book.knows(snapshot.run.key):
-                continue
+        snapshots = [
+            snapshot
+            for snapshot in recovery.unfinished_runs(self.store, dag_ids)
+            if not self.core.book.knows(snapshot.run.key)
+        ]
+        elsewhere = self.executor.running_elsewhere(
+            [
+                (ti.key, ti.try_number)
+                for snapshot in snapshots
+                for ti in snapshot.task_instances
+                if ti.state is TaskState.RUNNING
+            ]
+        )
+        for snapshot in snapshots:
             running = any(ti.state is TaskState.RUNNING for ti in snapshot.task_instances)
             if running and holders:
                 if snapshot.run.dag_id not in self._contested:
@@ -260,7 +271,10 @@ class Engine(EngineLoop):
                     )
                 contested.add(snapshot.run.dag_id)
                 continue
-            self._decide(Resume(snapshot))
+            adopt = frozenset(
+                ti.task_id for ti in snapshot.task_instances if (ti.key, ti.try_number) in elsewhere
+            )
+            self._decide(Resume(snapshot, adopt))
         self._contested = (self._contested - dag_ids) | contested
 
     # --- the event log ---------------------------------------------------------------------

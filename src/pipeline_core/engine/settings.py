@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pipeline_core.engine.executor import LocalExecutor
+from pipeline_core.engine.jobs import Executor
 from pipeline_core.engine.worker_pool import PoolSettings
 from pipeline_core.metrics import Metrics
 from pipeline_core.store.base import Store
+
+if TYPE_CHECKING:
+    from pipeline_core.celery_executor.app import CelerySettings
 
 
 def default_workers() -> int:
@@ -18,7 +23,7 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    #: Where task code runs unless a task says otherwise: worker, process or thread.
+    #: Where task code runs unless a task says otherwise: worker, process, thread or celery.
     default_executor: str = "worker"
     #: Worker processes kept started (the pool grows up to ``max_workers`` when all are busy).
     workers: int = field(default_factory=default_workers)
@@ -40,10 +45,31 @@ class EngineSettings:
     #: engine can be running, so every other engine's lease has ended and its runs are taken
     #: over at once.
     sole_engine: bool = False
+    #: Send tries of ``executor: celery`` tasks (all that run code, with ``default_executor``
+    #: celery) to Celery workers through this broker.
+    celery: CelerySettings | None = None
 
 
-def local_executor(store: Store, settings: EngineSettings, metrics: Metrics) -> LocalExecutor:
-    """The executor of an engine that was given none: threads and the worker pool here."""
+def default_executor(store: Store, settings: EngineSettings, metrics: Metrics) -> Executor:
+    """The executor of an engine that was given none: threads and the worker pool here, and
+    Celery workers when the settings name a broker."""
+    if settings.celery is None:
+        return local_executor(store, settings, metrics)
+    from pipeline_core.celery_executor.executor import CeleryExecutor
+    from pipeline_core.engine.routing import RoutingExecutor
+
+    # Tasks that run code go to Celery by default there, so the local default is threads:
+    # the worker pool starts only for a task that asks for it.
+    local_default = "thread" if settings.default_executor == "celery" else None
+    local = local_executor(store, settings, metrics, default_mode=local_default)
+    remote = CeleryExecutor(store, settings.celery, metrics=metrics)
+    return RoutingExecutor(local, remote, default_mode=settings.default_executor)
+
+
+def local_executor(
+    store: Store, settings: EngineSettings, metrics: Metrics, *, default_mode: str | None = None
+) -> LocalExecutor:
+    """Threads and the worker pool here."""
     pool = PoolSettings(
         size=settings.workers,
         max_size=max(settings.workers, settings.max_workers),
@@ -56,6 +82,6 @@ def local_executor(store: Store, settings: EngineSettings, metrics: Metrics) -> 
         kill_grace=settings.kill_grace,
         xcom_max_bytes=settings.xcom_max_bytes,
         metrics=metrics,
-        default_mode=settings.default_executor,
+        default_mode=default_mode or settings.default_executor,
         pool=pool,
     )

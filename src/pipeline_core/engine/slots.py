@@ -55,6 +55,13 @@ class Slots:
             self._queued.pop(key, None)
         return started
 
+    def hold(self, active: Active) -> None:
+        """Count a try that is already running (taken over from an engine that died) as
+        holding its pool slot and DAG place, even past the pool's size."""
+        self.active[active.key] = active
+        self.pools.running[active.pool] = self.pools.running.get(active.pool, 0) + 1
+        self.dag_running[active.key.dag_id] += 1
+
     def release(self, active: Active) -> None:
         if not active.sleeping:
             self.pools.release(active.pool)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from pipeline_core.dag.model import DAG
+from pipeline_core.dag.model import DAG, EXECUTORS
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.metrics import Metrics, NullMetrics
@@ -44,6 +44,8 @@ class Runner(Control, Protocol):
 class SchedulerSettings:
     rescan_interval: float = 30.0
     heartbeat_interval: float = 5.0
+    #: The executors the engine has: a DAG needing another one does not load.
+    executors: tuple[str, ...] = EXECUTORS
 
 
 @dataclass
@@ -66,10 +68,12 @@ class Scheduler:
     ) -> None:
         self.store = store
         self.runner = runner
-        self.sync = DagSync(store, dags_folder) if dags_folder else None
+        self.settings = settings or SchedulerSettings()
+        self.sync = (
+            DagSync(store, dags_folder, executors=self.settings.executors) if dags_folder else None
+        )
         self.clock = clock
         self.metrics: Metrics = metrics or NullMetrics()
-        self.settings = settings or SchedulerSettings()
         self.component_id = f"scheduler-{socket.gethostname()}-{os.getpid()}"
         self.dags: dict[str, DAG] = {}
         self._states: dict[str, _DagState] = {}

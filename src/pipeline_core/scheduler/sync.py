@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from pathlib import Path
 
-from pipeline_core.dag.bag import load_folder
-from pipeline_core.dag.model import DAG
+from pipeline_core.dag.bag import DagFile, load_folder
+from pipeline_core.dag.model import DAG, EXECUTORS
 from pipeline_core.dag.serialize import dag_to_dict, definition_hash
+from pipeline_core.errors import Issue
 from pipeline_core.model import utcnow
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord, ImportError_
@@ -14,11 +17,16 @@ from pipeline_core.store.types import DagRecord, ImportError_
 
 class DagSync:
     """Loads the folder and writes what changed. A file that stops loading keeps its last
-    good DAGs (and its errors are reported); a DAG whose file is gone becomes inactive."""
+    good DAGs (and its errors are reported); a DAG whose file is gone becomes inactive.
+    A DAG with a task for an executor the engine does not have (``celery`` without a broker)
+    does not load: its file reports why."""
 
-    def __init__(self, store: Store, folder: str | Path) -> None:
+    def __init__(
+        self, store: Store, folder: str | Path, *, executors: Collection[str] = EXECUTORS
+    ) -> None:
         self.store = store
         self.folder = str(folder)
+        self.executors = tuple(executors)
         self._last_good: dict[str, tuple[DAG, ...]] = {}
         self.dags: dict[str, DAG] = {}
 
@@ -27,7 +35,7 @@ class DagSync:
         dags: dict[str, DAG] = {}
         errors = []
         now = utcnow()
-        for file in bag.files:
+        for file in map(self._usable, bag.files):
             if file.issues:
                 errors.append(ImportError_(file.path, tuple(i.to_dict() for i in file.issues), now))
             kept = file.dags or (self._last_good.get(file.path, ()) if file.issues else ())
@@ -43,6 +51,28 @@ class DagSync:
         self.store.replace_import_errors(errors)
         self.dags = dags
         return dags
+
+    def _usable(self, file: DagFile) -> DagFile:
+        kept: list[DAG] = []
+        issues = list(file.issues)
+        for dag in file.dags:
+            unusable = [
+                Issue(
+                    f"task '{task.task_id}' of DAG '{dag.dag_id}' uses executor "
+                    f"'{task.executor}', which this engine does not have"
+                    + (" (start it with --broker URL)" if task.executor == "celery" else ""),
+                    f"tasks.{task.task_id}.executor",
+                    file.path,
+                )
+                for task in dag.tasks
+                if task.executor is not None and task.executor not in self.executors
+            ]
+            issues += unusable
+            if not unusable:
+                kept.append(dag)
+        if len(kept) == len(file.dags):
+            return file
+        return dataclasses.replace(file, dags=tuple(kept), issues=tuple(issues))
 
 
 def dag_record(dag: DAG) -> DagRecord:

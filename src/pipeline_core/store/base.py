@@ -32,6 +32,8 @@ from pipeline_core.store.types import (
     RunStats,
     TaskInstanceQuery,
     TaskStats,
+    TryClaim,
+    TryReport,
     XComEntry,
 )
 
@@ -255,6 +257,30 @@ class Store(Protocol):
     def release_heartbeat(self, component_id: str) -> None:
         """Forget ``component_id``'s heartbeat: it stopped cleanly, so whatever it owned may
         be taken over at once. Quiet when there is none."""
+        ...
+
+    # --- tries on remote workers ---------------------------------------------------
+    def claim_try(
+        self, key: TaskKey, try_number: int, submission: str, worker_id: str
+    ) -> TryClaim | None:
+        """Claim one delivery of a try for ``worker_id`` while the task instance is running
+        that try. Returns the claim that holds it, another worker's if that one came first;
+        ``None`` when the instance is no longer running that try (cancelled, or a newer one),
+        so there is nothing to run. A won claim appends ``task.claimed``."""
+        ...
+
+    def report_try(self, key: TaskKey, try_number: int, report: TryReport) -> Event:
+        """Record how a remote try ended: its claim (``report.submission``) is marked
+        reported and ``task.reported`` appended, in one transaction. The engine learns of
+        the end from that event; the task instance's state is the engine's to write."""
+        ...
+
+    def list_claims(self, worker_id: str | None = None) -> list[TryClaim]:
+        """Claims not yet pruned, oldest first (``worker_id``'s only, if given)."""
+        ...
+
+    def prune_claims(self) -> int:
+        """Drop reported claims of tries the task instance has moved past; returns how many."""
         ...
 
     # --- event log ------------------------------------------------------------------

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pipeline_core.model import RunType
+from pipeline_core.model import RunType, TaskKey
 from pipeline_core.state import RunState, TaskState
 
 T = TypeVar("T")
@@ -81,6 +81,36 @@ class Heartbeat:
     hostname: str
     pid: int
     last_heartbeat: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TryClaim:
+    """A remote worker's hold on one delivery of a try (``submission``: a sensor's try is
+    sent once per poke): only the holder runs it. ``reported_at`` is set once its end is
+    reported; the claim stays until the task instance moves on, so a late duplicate of the
+    message finds it and is dropped."""
+
+    key: TaskKey
+    try_number: int
+    submission: str
+    worker_id: str
+    claimed_at: datetime
+    reported_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TryReport:
+    """How a try that ran elsewhere ended, as its worker (or whoever saw it lost) tells it:
+    ``outcome`` is ``success``, ``failed``, ``timeout`` or ``cancelled``; ``follow`` and
+    ``poke_ok`` are a branch's and a sensor's result."""
+
+    outcome: str
+    error: str | None = None
+    follow: tuple[str, ...] | None = None
+    poke_ok: bool = True
+    worker_id: str | None = None
+    #: The delivery this report ends (``TryClaim.submission``).
+    submission: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,10 @@ from pipeline_core.store.sql.events import EventsSql
 from pipeline_core.store.sql.pools import PoolsSql
 from pipeline_core.store.sql.runs import RunsSql
 from pipeline_core.store.sql.taskdata import TaskDataSql
+from pipeline_core.store.sql.tries import TriesSql
 
 
-class SqlStore(RunsSql, DagsSql, TaskDataSql, PoolsSql, EventsSql):
+class SqlStore(RunsSql, DagsSql, TaskDataSql, PoolsSql, TriesSql, EventsSql):
     """The whole ``Store`` protocol in SQL, over a backend's ``_transaction``."""
 
 

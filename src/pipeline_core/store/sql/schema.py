@@ -148,6 +148,14 @@ MIGRATIONS: list[list[Statement]] = [
     [
         {"sqlite": (), "postgresql": (MOVE_TASK, MOVE_TASKS, APPLY)},
     ],
+    # 7: tries claimed by remote workers (the Celery executor)
+    [
+        "CREATE TABLE try_claims (dag_id {text} NOT NULL, run_id {text} NOT NULL, "
+        "task_id {text} NOT NULL, try_number INTEGER NOT NULL, submission {text} NOT NULL, "
+        "worker_id {text} NOT NULL, claimed_at {text} NOT NULL, reported_at {text}, "
+        "PRIMARY KEY (dag_id, run_id, task_id, try_number, submission))",
+        "CREATE INDEX try_claims_by_worker ON try_claims (worker_id)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
