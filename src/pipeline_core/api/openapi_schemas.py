@@ -213,6 +213,29 @@ SCHEMAS: dict[str, Any] = {
             ),
             "description": "every engine, scheduler and standby scheduler that heartbeats",
         },
+        workers={
+            "type": "array",
+            "items": obj(
+                id={"type": "string"},
+                kind={"const": "worker"},
+                role={"enum": ["active", "stopped"]},
+                hostname={"type": "string"},
+                pid={"type": "integer"},
+                last_heartbeat={"type": "string", "format": "date-time"},
+                heartbeat_age_s={"type": "number"},
+                running={
+                    "type": "array",
+                    "items": obj(
+                        dag_id={"type": "string"},
+                        run_id={"type": "string"},
+                        task_id={"type": "string"},
+                        try_number={"type": "integer"},
+                    ),
+                },
+            ),
+            "description": "every Celery worker (pipeline-core worker) that heartbeats, with "
+            "the tries it runs",
+        },
         reasons={"type": "array", "items": {"type": "string"}},
         uptime_s={"type": "number"},
     ),

@@ -12,7 +12,7 @@ from pipeline_core.api.http import Request, Response, envelope
 from pipeline_core.errors import PipelineError
 from pipeline_core.model import iso, utcnow
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import Heartbeat
+from pipeline_core.store.types import Heartbeat, TryClaim
 
 STALE_AFTER_S = 30.0
 
@@ -22,9 +22,10 @@ def health(store: Store, started: float, scheduler_expected: bool) -> Callable[[
         try:
             store.ping()
             every = store.list_heartbeats()
+            claims = store.list_claims() if any(b.kind == "worker" for b in every) else []
             store_status = "ok"
         except PipelineError:
-            every, store_status = [], "error"
+            every, claims, store_status = [], [], "error"
         beats = [b for b in every if b.kind == "scheduler"]
         now = utcnow()
         reasons = []
@@ -53,7 +54,8 @@ def health(store: Store, started: float, scheduler_expected: bool) -> Callable[[
                 "heartbeat_age_s": round(age, 3) if age is not None else None,
             },
             "store": {"status": store_status},
-            "instances": [_instance(beat, now) for beat in every],
+            "instances": [_instance(beat, now) for beat in every if beat.kind != "worker"],
+            "workers": [_worker(beat, claims, now) for beat in every if beat.kind == "worker"],
             "reasons": reasons,
             "uptime_s": round(time.monotonic() - started, 3),
         }
@@ -77,6 +79,21 @@ def _instance(beat: Heartbeat, now: datetime) -> dict[str, object]:
         "last_heartbeat": iso(beat.last_heartbeat),
         "heartbeat_age_s": round(age, 3),
     }
+
+
+def _worker(beat: Heartbeat, claims: list[TryClaim], now: datetime) -> dict[str, object]:
+    """A Celery worker (``pipeline-core worker``) and the tries it runs now."""
+    running = [
+        {
+            "dag_id": claim.key.dag_id,
+            "run_id": claim.key.run_id,
+            "task_id": claim.key.task_id,
+            "try_number": claim.try_number,
+        }
+        for claim in claims
+        if claim.worker_id == beat.component_id and claim.reported_at is None
+    ]
+    return {**_instance(beat, now), "running": running}
 
 
 def _no_dags(store: Store) -> bool:
