@@ -84,7 +84,7 @@ def test_a_worker_killed_mid_task_has_its_try_run_again(tmp_path, pg_url, broker
         poll_until(lambda: engine.says("scheduler running"), timeout=60)
         poll_until(lambda: len(store.list_heartbeats("worker")) == 1, timeout=60)
         RemoteControl(store).trigger("slow", run_id="r1")
-        poll_until(lambda: (pids / "try1").exists(), timeout=60)
+        poll_until((pids / "try1").exists, timeout=60)
         second = worker(tmp_path, "w2", folder, pg_url, broker_url)
         poll_until(lambda: len(store.list_heartbeats("worker")) == 2, timeout=60)
         first.kill()
