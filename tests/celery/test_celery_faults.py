@@ -5,7 +5,6 @@ messages, and the active scheduler killed while its tries run on workers."""
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
