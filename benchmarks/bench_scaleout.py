@@ -8,8 +8,11 @@
 * Live events across API servers: a scheduler and two ``pipeline-core api`` processes on one
   PostgreSQL database; runs triggered through one server, the event stream read from the
   other, and the delay from each event's commit to its arrival.
+* Celery (``--broker``): 1,000 short tasks with 1, 2 and 4 ``pipeline-core worker``
+  processes against the local worker pool, on PostgreSQL.
 
 Run: python benchmarks/bench_scaleout.py [--repeat 3] [--pg postgresql://host/db] [--old SRC]
+     [--broker redis://127.0.0.1:6379/12] [--parts transitions,failover,sse,celery]
 """
 
 from __future__ import annotations
@@ -287,8 +290,9 @@ def main() -> None:
     parser.add_argument("--old", help="the src folder of older code to measure in the same run")
     parser.add_argument("--transitions", type=int, default=2000)
     parser.add_argument(
-        "--parts", default="transitions,failover,sse", help="which parts, comma-separated"
+        "--parts", default="transitions,failover,sse,celery", help="which parts, comma-separated"
     )
+    parser.add_argument("--broker", default=os.environ.get("PIPELINE_CORE_BENCH_BROKER"))
     args = parser.parse_args()
     print(f"machine: {machine()}")
     parts = set(args.parts.split(","))
@@ -298,6 +302,24 @@ def main() -> None:
         part_failover(args)
     if "sse" in parts and args.pg:
         part_sse(args)
+    if "celery" in parts and args.pg and args.broker:
+        part_celery(args)
+
+
+def part_celery(args: argparse.Namespace) -> None:
+    import _celery_part
+
+    prefix = f"bench_celery_{uuid.uuid4().hex[:6]}"
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            _celery_part.report(
+                lambda label: with_schema(args.pg, f"{prefix}_{label}"),
+                args.broker,
+                Path(folder),
+                args.repeat,
+            )
+    finally:
+        drop_schemas(args.pg, prefix)
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def test_engine_flags_are_checked_by_name():
         (["--workers", "-3"], "argument --workers: must be at least 1, got -3"),
         (["--max-tasks-per-worker", "-1"], "argument --max-tasks-per-worker: must not be negative"),
         (["--max-workers", "x"], "argument --max-workers: expected a whole number"),
-        (["--executor", "celery"], "argument --executor: invalid choice"),
+        (["--executor", "gpu"], "argument --executor: invalid choice"),
     ]:
         result = cli("dags", "test", "etl_daily", "--dags-folder", str(EXAMPLES), *args)
         assert result.returncode == 2, result.stderr

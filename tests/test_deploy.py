@@ -14,6 +14,7 @@ VALUES = {
     "${PIPELINE_CORE_DB}": "postgresql://pipeline_core@db.example.com/pipeline_core",
     "${PIPELINE_CORE_DAGS_FOLDER}": "/srv/pipeline-core/dags",
     "${PIPELINE_CORE_API_TOKEN}": "secret",
+    "${PIPELINE_CORE_BROKER}": "redis://redis.example.com:6379/0",
     "%i": "8080",
 }
 

@@ -18,6 +18,7 @@ LAYERS = {
     "metrics": 1,
     "exposition": 1,
     "engine": 2,
+    "celery_executor": 2,
     "scheduler": 2,
     "history": 2,
     "api": 3,

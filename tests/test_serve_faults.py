@@ -273,3 +273,28 @@ def test_sigterm_then_immediate_restart_loses_nothing_and_waits_for_nothing(tmp_
     finally:
         server.stop()
         store.close()
+
+
+@pytest.mark.parametrize("command", ["scheduler", "serve"])
+def test_a_burst_of_stop_signals_still_stops_the_process(tmp_path, command):
+    """A second SIGTERM while the first is handled (``timeout``, a supervisor and a user all
+    asking) must not deadlock the signal handler."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("dag_id: a\ntasks:\n  t: {type: noop}\n")
+    log = tmp_path / "out.log"
+    extra = ("--port", "0") if command == "serve" else ()
+    with log.open("w") as output:
+        process = pipeline_core_process(
+            command, "--dags-folder", str(folder), "--db", f"sqlite:///{tmp_path / 'db'}",
+            "--workers", "1", *extra, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        poll_until(lambda: "running" in log.read_text() or "API on" in log.read_text(), 60)
+        for _ in range(20):
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()
+        assert "stopped" in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()

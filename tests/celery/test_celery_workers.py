@@ -120,6 +120,13 @@ def test_cancel_kills_a_task_running_on_a_worker(tmp_path, pg_url, redis_url):
         control.trigger("hang", run_id="r1")
         poll_until(lambda: (pids / "spin").exists() and (pids / "spin").read_text(), timeout=60)
         pid = int((pids / "spin").read_text())
+        health = _health(store)
+        (seen,) = health["workers"]
+        assert seen["role"] == "active" and seen["pid"] == remote.process.pid
+        assert seen["running"] == [
+            {"dag_id": "hang", "run_id": "r1", "task_id": "spin", "try_number": 1}
+        ]
+        assert all(i["kind"] != "worker" for i in health["instances"])
         assert control.cancel("hang", "r1").state is RunState.CANCELLED
         poll_until(lambda: not _alive(pid), timeout=30)
         poll_until(
@@ -135,6 +142,23 @@ def test_cancel_kills_a_task_running_on_a_worker(tmp_path, pg_url, redis_url):
         engine.stop()
         remote.stop()
         store.close()
+
+
+def _health(store) -> dict:  # type: ignore[no-untyped-def]
+    """``/api/v1/health`` of an API server on ``store``, through ``requests``, checked
+    against the OpenAPI document."""
+    import requests
+
+    from tests.api.conftest import serve, validate
+
+    server = serve(store)
+    try:
+        answer = requests.get(f"http://127.0.0.1:{server.port}/api/v1/health", timeout=10)
+        validate("GET", "/api/v1/health", answer.status_code, answer.json())
+        data: dict = answer.json()["data"]
+        return data
+    finally:
+        server.stop()
 
 
 def _alive(pid: int) -> bool:

@@ -58,10 +58,10 @@ from tests.dag.yaml_helpers import EXAMPLES, FULL, issues, load, only_issue
         ),
         pytest.param("tasks:\n  bad id: {}\n", "tasks.bad id", 2, "invalid id", id="task-id"),
         pytest.param(
-            "tasks:\n  a: {executor: celery}\n",
+            "tasks:\n  a: {executor: gpu}\n",
             "tasks.a.executor",
             2,
-            "unknown executor 'celery' (use worker, process, thread)",
+            "unknown executor 'gpu' (use worker, process, thread, celery)",
             id="executor",
         ),
         pytest.param(

@@ -58,3 +58,26 @@ def test_an_in_memory_claim_is_per_store():
     held.release()
     a.close()
     b.close()
+
+
+def test_postgres_claims_of_two_schemas_in_one_database_are_apart(request):
+    """Advisory locks belong to the database: each schema's store must have its own."""
+    first_url, second_url = request.getfixturevalue("pg_url"), None
+    from tests.conftest import PG_DSN
+
+    second_url = f"{PG_DSN}?schema=t_apart_{os.getpid()}"
+    first, second = open_store(first_url), open_store(second_url)
+    try:
+        held = first.claim("active-engine")
+        other = second.claim("active-engine")
+        assert held is not None and other is not None
+        assert first.claim("active-engine") is None
+        held.release()
+        other.release()
+    finally:
+        first.close()
+        second.close()
+        import psycopg
+
+        with psycopg.connect(PG_DSN, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "t_apart_{os.getpid()}" CASCADE')

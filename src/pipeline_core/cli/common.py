@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -197,6 +198,20 @@ def check_dags_folder(folder: str) -> bool:
             "the DAGs folder %s has no DAG files (*.py, *.yaml): nothing will run", path.resolve()
         )
     return True
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set on SIGINT or SIGTERM. The handler only starts a thread that sets it: a
+    handler that set it itself runs on the main thread, and a second signal arriving while
+    the first one's ``set`` holds the event's lock would deadlock the process."""
+    stop = threading.Event()
+
+    def handler(*_: object) -> None:
+        threading.Thread(target=stop.set, name="stop-signal", daemon=True).start()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return stop
 
 
 def wait_until_set(event: threading.Event) -> None:

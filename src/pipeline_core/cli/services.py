@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 from dataclasses import replace
@@ -26,6 +25,7 @@ from pipeline_core.cli.common import (
     folder_option,
     seconds,
     start_engine,
+    stop_on_signals,
     wait_until_set,
     whole_number,
 )
@@ -86,9 +86,7 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
     """Scheduler + engine in the foreground until SIGINT or SIGTERM."""
     configure_logging(args.log_level)
     log = logging.getLogger("pipeline_core")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     if not check_dags_folder(args.dags_folder):
         return EXIT_FAILED
     try:
@@ -317,17 +315,10 @@ def _event_streams(args: argparse.Namespace) -> Literal["thread", "process"]:
 def _prepare(args: argparse.Namespace) -> tuple[Store | None, threading.Event]:
     """Logging, signal handling and the store every long-running command needs."""
     configure_logging(args.log_level)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     try:
         # A connection for each handler thread, and a few for the engine, scheduler and feed.
         return open_store(args.db, connections=args.handler_threads + 4), stop
     except PipelineError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return None, stop
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop

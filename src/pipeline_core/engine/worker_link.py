@@ -96,7 +96,9 @@ class WorkerLink:
             except Exception as exc:  # a log that cannot be written must not fail the task
                 logger.error("could not write the log of %s: %s", job.key, exc)
         elif kind == wire.GET_XCOM:
-            self.connection.send_bytes(wire.dumps((self._xcom(store, job, *message[1:]),)))
+            answer = wire.dumps((self._xcom(store, job, *message[1:]),))
+            with contextlib.suppress(OSError):  # a worker killed meanwhile: its exit tells
+                self.connection.send_bytes(answer)
         elif kind == wire.SET_XCOM:
             try:
                 store.set_xcom(job.key, message[1], message[2])

@@ -11,6 +11,7 @@ owns every connection and turns a ``done``, or a worker's death, into the try's
 from __future__ import annotations
 
 import contextlib
+import logging
 import selectors
 import sys
 import threading
@@ -26,6 +27,7 @@ from pipeline_core.errors import ConfigurationError
 from pipeline_core.metrics import Metrics
 from pipeline_core.store.base import Store
 
+logger = logging.getLogger("pipeline_core.engine")
 __all__ = ["Assignment", "PoolSettings", "WorkerPool"]
 
 
@@ -121,7 +123,11 @@ class WorkerPool(WorkerRoster):
             self._shutdown()
             return
         while not self._stopping:
-            self._step()
+            try:
+                self._step()
+            except Exception:  # the one thread every try depends on must not end
+                logger.exception("the worker pool's supervisor hit an error; going on")
+                time.sleep(0.1)
         self._shutdown()
 
     def _step(self) -> None:

@@ -96,11 +96,13 @@ class AdvisoryClaim:
         name: str,
         on_lost: Callable[[], None],
         check_every: float = 1.0,
+        scope: str | None = None,
     ) -> AdvisoryClaim | None:
+        """``scope``: the schema the store lives in. Advisory locks belong to the whole
+        database, so stores in two schemas of one database must not share a key."""
         connection = connect()
-        row = connection.execute(
-            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"pipeline_core:{name}",)
-        ).fetchone()
+        key = f"pipeline_core:{name}" if scope is None else f"pipeline_core:{scope}:{name}"
+        row = connection.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
         if not row or not row[0]:
             connection.close()
             return None

@@ -207,7 +207,7 @@ class PostgresStore(SqlStore):
             return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
 
         try:
-            return AdvisoryClaim.take(connect, name, on_lost or (lambda: None))
+            return AdvisoryClaim.take(connect, name, on_lost or (lambda: None), scope=self.schema)
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot claim {name!r} on {self.url}: {_cause(exc)}") from None
 
