@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -12,12 +13,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.engine import Engine
+from pipeline_core.engine.control import Control
+from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.metrics import MetricsCollector
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.store import open_store
 from tests import fixtures
 from tests.api.conftest import Client
-from tests.conftest import poll_until
+from tests.conftest import pipeline_core_process, poll_until
 
 DAGS = {
     "etl.yaml": """
@@ -43,17 +46,36 @@ DAGS = {
 
 
 class System:
-    def __init__(self, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The API over a real engine: in one process on SQLite (``split`` false), or — as a
+    deployment runs it — an API-only server on PostgreSQL whose commands reach a
+    ``pipeline-core scheduler`` process through the store (``split``)."""
+
+    def __init__(self, tmp_path, db: str | None = None) -> None:  # type: ignore[no-untyped-def]
         folder = tmp_path / "dags"
         folder.mkdir()
         for name, text in DAGS.items():
             (folder / name).write_text(textwrap.dedent(text))
-        self.store = open_store(f"sqlite:///{tmp_path / 'api.db'}")
+        self.split = db is not None
+        self.store = open_store(db or f"sqlite:///{tmp_path / 'api.db'}")
         self.metrics = MetricsCollector()
-        self.engine = Engine(self.store, metrics=self.metrics).start()
-        self.engine.set_dags(DagSync(self.store, folder).refresh())
+        self.engine: Engine | None = None
+        self.scheduler: subprocess.Popen[str] | None = None
+        if db is None:
+            self.engine = Engine(self.store, metrics=self.metrics).start()
+            self.engine.set_dags(DagSync(self.store, folder).refresh())
+            control: Control = self.engine
+        else:
+            log = tmp_path / "scheduler.log"
+            with log.open("w") as output:
+                self.scheduler = pipeline_core_process(
+                    "scheduler", "--dags-folder", str(folder), "--db", db, "--workers", "2",
+                    "--grace", "0", "--rescan-interval", "3600",
+                    stdout=output, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            poll_until(lambda: "scheduler running" in log.read_text(), timeout=60)
+            control = RemoteControl(self.store)
         self.server = APIServer(
-            APIServerOptions(store=self.store, port=0, control=self.engine, metrics=self.metrics)
+            APIServerOptions(store=self.store, port=0, control=control, metrics=self.metrics)
         ).start()
         self.client = Client(self.server.port)
         self._changed = threading.Condition()
@@ -73,14 +95,19 @@ class System:
 
     def close(self) -> None:
         self.server.stop()
-        self.engine.stop(grace=0)
+        if self.engine is not None:
+            self.engine.stop(grace=0)
+        if self.scheduler is not None:
+            self.scheduler.terminate()
+            self.scheduler.wait(30)
         self.store.close()
 
 
-@pytest.fixture
-def system(tmp_path) -> Iterator[System]:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["one-process", "api-beside-scheduler-on-postgres"])
+def system(request, tmp_path) -> Iterator[System]:  # type: ignore[no-untyped-def]
     fixtures.reset()
-    created = System(tmp_path)
+    split = request.param != "one-process"
+    created = System(tmp_path, request.getfixturevalue("pg_url") if split else None)
     yield created
     created.close()
 

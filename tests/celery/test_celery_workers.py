@@ -175,3 +175,36 @@ def _key(dag_id: str, run_id: str, task_id: str):  # type: ignore[no-untyped-def
     from pipeline_core.model import TaskKey
 
     return TaskKey(dag_id, run_id, task_id)
+
+
+def test_per_pool_queues_send_each_try_to_the_workers_of_its_pool(tmp_path, pg_url, redis_url):
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "mixed.yaml").write_text(
+        "dag_id: mixed\ndefault_args: {executor: celery}\ntasks:\n"
+        "  light: {type: shell, command: 'echo light'}\n"
+        "  heavy: {type: shell, command: 'echo heavy', pool: heavy}\n"
+    )
+    store = open_store(pg_url)
+    per_pool = ("--queue-per-pool",)
+    heavy = worker(tmp_path, "heavy", folder, pg_url, redis_url, "--queues", "pipeline-core.heavy")
+    light = worker(
+        tmp_path, "light", folder, pg_url, redis_url, "--queues", "pipeline-core.default_pool"
+    )
+    engine = scheduler(tmp_path, "scheduler", folder, pg_url, redis_url, *per_pool)
+    try:
+        poll_until(lambda: engine.says("scheduler running"), timeout=60)
+        poll_until(lambda: len(store.list_heartbeats("worker")) == 2, timeout=60)
+        RemoteControl(store).trigger("mixed", run_id="r1")
+        poll_until(finished(store, "mixed", "r1"), timeout=60)
+        assert store.get_run("mixed", "r1").state is RunState.SUCCESS
+        claimed = store.read_events(EventQuery(types=("task.claimed",), run_id="r1"))
+        by_task = {e.task_id: e.payload["worker"] for e in claimed}
+        pids = {b.component_id: b.pid for b in store.list_heartbeats("worker")}
+        assert pids[by_task["heavy"]] == heavy.process.pid
+        assert pids[by_task["light"]] == light.process.pid
+    finally:
+        engine.stop()
+        heavy.stop()
+        light.stop()
+        store.close()
