@@ -12,9 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
+from pipeline_core.dag.bag import load_folder
 from pipeline_core.engine import Engine
 from pipeline_core.engine.control import Control
 from pipeline_core.engine.remote import RemoteControl
+from pipeline_core.engine.telemetry import RunMetrics
 from pipeline_core.metrics import MetricsCollector
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.store import open_store
@@ -56,6 +58,7 @@ class System:
         for name, text in DAGS.items():
             (folder / name).write_text(textwrap.dedent(text))
         self.split = db is not None
+        self.folder = folder
         self.store = open_store(db or f"sqlite:///{tmp_path / 'api.db'}")
         self.metrics = MetricsCollector()
         self.engine: Engine | None = None
@@ -65,21 +68,24 @@ class System:
             self.engine.set_dags(DagSync(self.store, folder).refresh())
             control: Control = self.engine
         else:
-            log = tmp_path / "scheduler.log"
+            # An engine with nothing scheduled, as the one-process engine here has none.
+            log = tmp_path / "engine.log"
             with log.open("w") as output:
                 self.scheduler = pipeline_core_process(
-                    "scheduler", "--dags-folder", str(folder), "--db", db, "--workers", "2",
-                    "--grace", "0", "--rescan-interval", "3600",
+                    "serve", "--no-scheduler", "--port", "0", "--dags-folder", str(folder),
+                    "--db", db, "--workers", "2", "--grace", "0", "--event-streams", "thread",
                     stdout=output, stderr=subprocess.STDOUT,
                 )  # fmt: skip
-            poll_until(lambda: "scheduler running" in log.read_text(), timeout=60)
+            poll_until(lambda: "API on" in log.read_text(), timeout=60)
             control = RemoteControl(self.store)
+            # As `pipeline-core api` does: run and task counters from the event log.
+            self.store.feed.subscribe(RunMetrics(self.metrics), other_processes=True)
         self.server = APIServer(
             APIServerOptions(store=self.store, port=0, control=control, metrics=self.metrics)
         ).start()
         self.client = Client(self.server.port)
         self._changed = threading.Condition()
-        self.store.add_listener(self._notify)
+        self.store.feed.subscribe(self._notify, other_processes=self.split)
 
     def _notify(self, events) -> None:  # type: ignore[no-untyped-def]
         with self._changed:
@@ -110,6 +116,13 @@ def system(request, tmp_path) -> Iterator[System]:  # type: ignore[no-untyped-de
     created = System(tmp_path, request.getfixturevalue("pg_url") if split else None)
     yield created
     created.close()
+
+
+class _RemoteRunner(RemoteControl):
+    """A scheduler's runner in the API's process: commands go to the engine elsewhere."""
+
+    def set_dags(self, dags: object) -> None:
+        pass
 
 
 def trigger(system: System, dag_id: str, body: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
@@ -359,8 +372,8 @@ def test_a_dag_paused_through_the_api_gets_no_scheduled_run(system):
     from pipeline_core.store.types import RunQuery
 
     assert system.client.request("PATCH", "/api/v1/dags/etl", {"is_paused": True})[0] == 200
-    scheduler = Scheduler(system.store, system.engine)
-    scheduler.set_dags(system.engine.call(lambda: dict(system.engine.book.dags)))
+    scheduler = Scheduler(system.store, system.engine or _RemoteRunner(system.store))
+    scheduler.set_dags(load_folder(system.folder).dags)
     scheduler.tick(datetime(2026, 3, 1, 7, tzinfo=UTC))
     assert system.store.query_runs(RunQuery(dag_id="etl")).total == 0
     system.client.request("PATCH", "/api/v1/dags/etl", {"is_paused": False})

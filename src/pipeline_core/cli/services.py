@@ -31,6 +31,7 @@ from pipeline_core.cli.common import (
 )
 from pipeline_core.cli.standby import wait_to_be_active
 from pipeline_core.engine.remote import RemoteControl
+from pipeline_core.engine.telemetry import RunMetrics
 from pipeline_core.errors import PipelineError
 from pipeline_core.metrics import MetricsCollector
 from pipeline_core.scheduler.scheduler import Scheduler, SchedulerSettings
@@ -240,13 +241,18 @@ def api(args: argparse.Namespace, out: TextIO) -> int:
     store, stop = _prepare(args)
     if store is None:
         return 1
-    server = _bind_api(args, store, None, scheduler_expected=True, remote=True)
+    # Run and task counters follow from the event log, so every API server shows them.
+    metrics = MetricsCollector()
+    telemetry = RunMetrics(metrics)
+    server = _bind_api(args, store, metrics, scheduler_expected=True, remote=True)
     if server is None:
         return _failed(store)
+    store.feed.subscribe(telemetry, other_processes=True)
     server.options = replace(server.options, control=RemoteControl(store))
     _serve_api(server, args)
     wait_until_set(stop)
     server.stop()
+    store.feed.unsubscribe(telemetry)
     store.close()
     return 0
 
