@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -29,6 +30,33 @@ def postgres_or_skip() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return PG_DSN
+
+
+REDIS_URL = os.environ.get("PIPELINE_CORE_REDIS_URL", "redis://127.0.0.1:6379/11")
+RABBITMQ_URL = os.environ.get("PIPELINE_CORE_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+QUEUES = ("pipeline-core", "pipeline-core.default_pool", "pipeline-core.heavy")
+
+
+def broker_or_skip(url: str) -> str:
+    """``url`` once it answers, with the test queues emptied of other tests' leftovers."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1, timeout=3)
+            if url.startswith("redis"):
+                connection.default_channel.client.flushdb()
+            else:
+                for queue in QUEUES:
+                    channel = connection.channel()  # a purge of a missing queue closes it
+                    with contextlib.suppress(Exception):
+                        channel.queue_purge(queue)
+    except Exception as exc:
+        message = f"broker {url} is not reachable ({exc})"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store import open_store
 from pipeline_core.store.types import TaskInstanceQuery
 from tests import fixtures
-from tests.conftest import poll_until
+from tests.conftest import REDIS_URL, broker_or_skip, poll_until
 
 
 def dag_from(text: str, dag_id: str = "t") -> DAG:
@@ -45,6 +46,7 @@ class Harness:
         self.store = store
         self.tmp_path = tmp_path
         self.engine: Engine | None = None
+        self._stops: list[Callable[[], object]] = []
         self._finished = threading.Condition()
         store.add_listener(self._on_events)
 
@@ -57,6 +59,8 @@ class Harness:
         otherwise: most engine tests observe their callables through ``tests.fixtures``'
         in-process state (test_executors.py runs the task-facing behaviour in every mode)."""
         settings.setdefault("default_executor", "thread")
+        if settings["default_executor"] == "celery":
+            settings["celery"] = self._celery_worker(dags)
         self.engine = Engine(
             self.store,
             {d.dag_id: d for d in dags},
@@ -64,6 +68,37 @@ class Harness:
             clock=clock,
         ).start()
         return self.engine
+
+    def _celery_worker(self, dags: tuple[DAG, ...]) -> Any:
+        """A Celery worker of this process on Redis (Celery's own embedded test worker),
+        running tries of ``dags`` through ``TryWorker`` as ``pipeline-core worker`` does."""
+        from celery.contrib.testing.worker import start_worker
+
+        from pipeline_core.celery_executor.app import CelerySettings
+        from pipeline_core.celery_executor.runtime import TryWorker, WorkerSettings
+        from pipeline_core.celery_executor.worker import worker_app
+        from pipeline_core.engine.executor import LocalExecutor
+        from pipeline_core.engine.worker_pool import PoolSettings
+
+        celery = CelerySettings(broker_or_skip(REDIS_URL))
+        executor = LocalExecutor(self.store, kill_grace=1.0, pool=PoolSettings(size=2))
+        by_id = {dag.dag_id: dag for dag in dags}
+        runtime = TryWorker(
+            self.store, executor, WorkerSettings(str(self.tmp_path)), load=lambda: by_id
+        ).start()
+        embedded = start_worker(
+            worker_app(celery, runtime), pool="threads", concurrency=2, perform_ping_check=False
+        )
+        embedded.__enter__()
+        self._stops.append(lambda: embedded.__exit__(None, None, None))
+        self._stops.append(runtime.stop)
+        return celery
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.stop(grace=0)
+        for stop in self._stops:
+            stop()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 15) -> None:
         with self._finished:
@@ -96,6 +131,5 @@ def harness(tmp_path) -> Iterator[Harness]:
     store = open_store(f"sqlite:///{tmp_path / 'engine.db'}")
     h = Harness(store, tmp_path)
     yield h
-    if h.engine is not None:
-        h.engine.stop(grace=0)
+    h.stop()
     store.close()

@@ -1,5 +1,6 @@
 """What a task sees is the same wherever it runs: one suite over every executor mode (a thread
-of the engine, a warm worker process, a fresh interpreter per try)."""
+of the engine, a warm worker process, a fresh interpreter per try, a Celery worker on
+Redis)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pipeline_core.state import RunState
 from tests.engine.conftest import dag_from
 
 T = "tests.fixtures"
-MODES = [pytest.param(m, id=m) for m in ("thread", "worker", "process")]
+MODES = [pytest.param(m, id=m) for m in ("thread", "worker", "process", "celery")]
 
 
 def log_text(harness, run, task_id: str, try_number: int = 1) -> str:  # type: ignore[no-untyped-def]

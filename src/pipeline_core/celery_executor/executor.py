@@ -54,8 +54,11 @@ class CeleryExecutor:
         metrics: Metrics | None = None,
         clock: Clock | None = None,
         watch_interval: float = 2.0,
+        xcom_max_bytes: int | None = None,
     ) -> None:
+        """``xcom_max_bytes``: the limit the engine has, sent with every try."""
         self.store = store
+        self.xcom_max_bytes = xcom_max_bytes
         self.settings = settings
         self.metrics: Metrics = metrics or NullMetrics()
         self.clock: Clock = clock or SystemClock()
@@ -84,7 +87,12 @@ class CeleryExecutor:
 
     def submit(self, job: Job) -> None:
         message = TryMessage(
-            job.key, job.try_number, uuid.uuid4().hex, self._version(job), job.timeout
+            job.key,
+            job.try_number,
+            uuid.uuid4().hex,
+            self._version(job),
+            job.timeout,
+            job.xcom_max_bytes or self.xcom_max_bytes,
         )
         with self._lock:
             self._outbox[(job.key, job.try_number)] = message

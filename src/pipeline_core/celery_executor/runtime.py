@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,8 +67,11 @@ class TryWorker:
         settings: WorkerSettings,
         *,
         clock: Clock | None = None,
+        load: Callable[[], Mapping[str, DAG]] | None = None,
     ) -> None:
+        """``load``: where the DAGs come from (default: the DAGs folder of ``settings``)."""
         self.store = store
+        self._load = load or self._load_folder
         self.executor = executor
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -170,7 +174,7 @@ class TryWorker:
             run = self.store.get_run(key.dag_id, key.run_id)
         except NotFound:
             return f"run '{key.run_id}' of DAG '{key.dag_id}' is not in the store"
-        return Job(key, message.try_number, dag, task, run, message.timeout)
+        return Job(key, message.try_number, dag, task, run, message.timeout, message.xcom_max_bytes)
 
     def _dag(self, dag_id: str, version: str) -> DAG | str:
         held = self._dags.get(dag_id)
@@ -194,10 +198,13 @@ class TryWorker:
             if not force and now - self._loaded_at < self.settings.reload_interval:
                 return
             self._loaded_at = now
+        self._dags = {dag_id: (dag, dag_version(dag)) for dag_id, dag in self._load().items()}
+
+    def _load_folder(self) -> Mapping[str, DAG]:
         bag = load_folder(self.settings.dags_folder)
         for path, issues in bag.errors.items():
             logger.warning("%s: %s", path, "; ".join(issue.message for issue in issues))
-        self._dags = {dag_id: (dag, dag_version(dag)) for dag_id, dag in bag.dags.items()}
+        return bag.dags
 
     def _report(self, key: TaskKey, try_number: int, report: TryReport) -> None:
         """Report, retrying while the store is unreachable: an end must not be lost."""

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from pipeline_core.dag.model import DAG
 from pipeline_core.dag.serialize import dag_to_dict, definition_hash
@@ -36,6 +36,8 @@ class TryMessage:
     submission: str
     dag_version: str
     timeout: float | None = None
+    #: The engine's limit on XCom values, which the worker applies.
+    xcom_max_bytes: int | None = None
 
     def to_kwargs(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class TryMessage:
             "submission": self.submission,
             "dag_version": self.dag_version,
             "timeout": self.timeout,
+            "xcom_max_bytes": self.xcom_max_bytes,
         }
 
     @classmethod
@@ -58,7 +61,7 @@ class TryMessage:
                 raise ValueError(f"try message: '{name}' must be a non-empty string")
             ids[name] = value
         try_number = data.get("try_number")
-        if not isinstance(try_number, int) or isinstance(try_number, bool) or try_number < 1:
+        if not _positive_int(try_number):
             raise ValueError("try message: 'try_number' must be a positive integer")
         timeout = data.get("timeout")
         if timeout is not None and (
@@ -68,6 +71,11 @@ class TryMessage:
             or timeout <= 0
         ):
             raise ValueError("try message: 'timeout' must be a positive number or null")
+        limit = data.get("xcom_max_bytes")
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+        ):
+            raise ValueError("try message: 'xcom_max_bytes' must be a positive integer or null")
         key = TaskKey(ids["dag_id"], ids["run_id"], ids["task_id"])
         return cls(
             key,
@@ -75,7 +83,12 @@ class TryMessage:
             ids["submission"],
             ids["dag_version"],
             None if timeout is None else float(timeout),
+            limit,
         )
+
+
+def _positive_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def report_of(completion: Completion, worker_id: str, submission: str) -> TryReport:

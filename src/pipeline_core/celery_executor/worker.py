@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline_core.celery_executor.app import (
     DEFAULT_QUEUE,
@@ -24,6 +25,9 @@ from pipeline_core.celery_executor.runtime import TryWorker, WorkerSettings
 from pipeline_core.engine.executor import LocalExecutor
 from pipeline_core.engine.worker_pool import PoolSettings
 from pipeline_core.store.base import Store
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 logger = logging.getLogger("pipeline_core.worker")
 
@@ -41,11 +45,21 @@ class WorkerProcess:
     loglevel: str = "INFO"
 
 
+def worker_app(settings: CelerySettings, runtime: TryWorker) -> Celery:
+    """The Celery app of a worker process: its one task hands each try to ``runtime``."""
+    app = make_app(settings)
+
+    @app.task(name=TASK_NAME, acks_late=True, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
+    def run_try(**kwargs: object) -> str:
+        return runtime.run(dict(kwargs))
+
+    return app
+
+
 def run_worker(store: Store, options: WorkerProcess) -> int:
     """Run until shut down; the exit code of the Celery worker. ``ConfigurationError`` when
     the broker does not answer (nothing is taken then)."""
-    app = make_app(options.celery)
-    check_broker(app, options.celery)
+    check_broker(make_app(options.celery), options.celery)
     pool = PoolSettings(
         size=options.concurrency,
         max_size=options.concurrency,
@@ -55,11 +69,7 @@ def run_worker(store: Store, options: WorkerProcess) -> int:
         store, max_workers=options.concurrency, kill_grace=options.kill_grace, pool=pool
     )
     runtime = TryWorker(store, executor, options.worker).start()
-
-    @app.task(name=TASK_NAME, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
-    def run_try(**kwargs: object) -> str:
-        return runtime.run(dict(kwargs))
-
+    app = worker_app(options.celery, runtime)
     logger.info(
         "worker %s: %d DAG(s) from %s, queues %s, concurrency %d",
         runtime.worker_id,

@@ -140,7 +140,7 @@ class LocalExecutor:
         workers.submit(
             Assignment(
                 job,
-                self.xcom_max_bytes,
+                job.xcom_max_bytes or self.xcom_max_bytes,
                 fresh=mode == "process",
                 attach=running.attach,
                 finish=lambda completion: self._report(running, completion),
@@ -157,7 +157,7 @@ class LocalExecutor:
             job.try_number,
             self.store,
             log,
-            self.xcom_max_bytes,
+            job.xcom_max_bytes or self.xcom_max_bytes,
             self.metrics,
         )
         context.process_holder = running

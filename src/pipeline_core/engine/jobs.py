@@ -34,6 +34,9 @@ class Job:
     task: Task
     run: DagRun
     timeout: float | None = None
+    #: The largest XCom value this try may write (``None``: the executor's own limit); set
+    #: where the limit comes from elsewhere (a remote worker runs with the engine's).
+    xcom_max_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

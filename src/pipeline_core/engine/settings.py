@@ -62,7 +62,9 @@ def default_executor(store: Store, settings: EngineSettings, metrics: Metrics) -
     # the worker pool starts only for a task that asks for it.
     local_default = "thread" if settings.default_executor == "celery" else None
     local = local_executor(store, settings, metrics, default_mode=local_default)
-    remote = CeleryExecutor(store, settings.celery, metrics=metrics)
+    remote = CeleryExecutor(
+        store, settings.celery, metrics=metrics, xcom_max_bytes=settings.xcom_max_bytes
+    )
     return RoutingExecutor(local, remote, default_mode=settings.default_executor)
 
 
