@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,3 +115,31 @@ def pipeline_core_process(*args: str, **popen: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline_core", *args], text=True, env=env, **popen
     )
+
+
+class LoggedProcess:
+    """A ``pipeline-core`` process in a session of its own, its output in ``log``."""
+
+    def __init__(self, log: Path, *args: str) -> None:
+        self.log = log
+        with log.open("w") as output:
+            self.process = pipeline_core_process(
+                *args, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def says(self, text: str) -> bool:
+        assert self.process.poll() is None, self.log.read_text()
+        return text in self.log.read_text()
+
+    def kill(self) -> None:
+        """``kill -9`` of the process and its worker pool."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()

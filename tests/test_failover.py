@@ -4,9 +4,6 @@ no task's work is done twice."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.state import FINISHED_RUN_STATES, RunState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
-from tests.conftest import pipeline_core_process, poll_until
+from tests.conftest import LoggedProcess, poll_until
 
 pytestmark = pytest.mark.slow
 RUNS, TASKS = 4, 4
@@ -33,31 +30,12 @@ def dag_text(markers: Path) -> str:
     return f"dag_id: work\nmax_active_runs: {RUNS}\ntasks:\n{tasks}"
 
 
-class Scheduler:
+class Scheduler(LoggedProcess):
     def __init__(self, db: str, folder: Path, log: Path) -> None:
-        self.log = log
-        with log.open("w") as output:
-            self.process = pipeline_core_process(
-                "scheduler", "--dags-folder", str(folder), "--db", db, "--workers", "2",
-                "--grace", "1", "--rescan-interval", "3600",
-                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-
-    def says(self, text: str) -> bool:
-        assert self.process.poll() is None, self.log.read_text()
-        return text in self.log.read_text()
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)  # its workers with it
-        self.process.wait(30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        super().__init__(
+            log, "scheduler", "--dags-folder", str(folder), "--db", db, "--workers", "2",
+            "--grace", "1", "--rescan-interval", "3600",
+        )  # fmt: skip
 
 
 def takeover(tmp_path: Path, db: str) -> None:
