@@ -147,33 +147,11 @@ def test_a_malformed_message_is_dropped_with_a_reason(tmp_path, pg_url):
         store, LocalExecutor(store, default_mode="thread"), WorkerSettings(str(tmp_path))
     )
     try:
+        message = {"dag_id": "x", "run_id": "r", "task_id": "t", "submission": "s"}
         assert runtime.run({"dag_id": "x"}) == "malformed"
-        assert (
-            runtime.run(
-                {
-                    "dag_id": "x",
-                    "run_id": "r",
-                    "task_id": "t",
-                    "submission": "s",
-                    "dag_version": "v",
-                    "try_number": 0,
-                }
-            )
-            == "malformed"
-        )
-        assert (
-            runtime.run(
-                {
-                    "dag_id": "x",
-                    "run_id": "r",
-                    "task_id": "t",
-                    "submission": "s",
-                    "dag_version": "v",
-                    "try_number": 1,
-                }
-            )
-            == "not running any more"
-        )
+        assert runtime.run({**message, "dag_version": "v", "try_number": 0}) == "malformed"
+        running = runtime.run({**message, "dag_version": "v", "try_number": 1})
+        assert running == "not running any more"
         assert store.read_events(EventQuery()) == []
     finally:
         store.close()

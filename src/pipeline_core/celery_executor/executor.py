@@ -36,7 +36,7 @@ from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.model import Event, TaskKey
 from pipeline_core.store.base import Store
 from pipeline_core.store.sql.common import masked_url
-from pipeline_core.store.types import TryReport
+from pipeline_core.store.types import TryClaim, TryReport
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -65,8 +65,10 @@ class CeleryExecutor:
         self.watch_interval = watch_interval
         self._app: Celery | None = None
         self._on_complete: OnComplete = lambda completion: None
-        self._outbox: collections.OrderedDict[TryId, TryMessage] = collections.OrderedDict()
-        self._pools: dict[TryId, str] = {}
+        #: Tries waiting to be sent, in order, each with its queue.
+        self._outbox: collections.OrderedDict[TryId, tuple[TryMessage, str]] = (
+            collections.OrderedDict()
+        )
         self._versions: dict[int, tuple[object, str]] = {}
         self._lock = threading.Condition()
         self._stopping = False
@@ -94,9 +96,9 @@ class CeleryExecutor:
             job.timeout,
             job.xcom_max_bytes or self.xcom_max_bytes,
         )
+        queue = queue_for(job.task.pool, self.settings)
         with self._lock:
-            self._outbox[(job.key, job.try_number)] = message
-            self._pools[(job.key, job.try_number)] = job.task.pool
+            self._outbox[(job.key, job.try_number)] = (message, queue)
             self._lock.notify_all()
 
     def cancel(self, key: TaskKey, try_number: int) -> None:
@@ -104,7 +106,6 @@ class CeleryExecutor:
         the worker running it, which follows ``task.kill_requested``."""
         with self._lock:
             unsent = self._outbox.pop((key, try_number), None)
-            self._pools.pop((key, try_number), None)
         if unsent is not None:
             self._on_complete(Completion(key, try_number, "cancelled", "cancelled"))
             return
@@ -121,17 +122,10 @@ class CeleryExecutor:
         wanted = set(tries)
         if not wanted:
             return set()
-        beats = {beat.component_id: beat for beat in self.store.list_heartbeats("worker")}
-        now = self.clock.now()
         return {
             (claim.key, claim.try_number)
-            for claim in self.store.list_claims()
-            if (claim.key, claim.try_number) in wanted
-            and claim.reported_at is None
-            and lost_claim_error(
-                claim, beats.get(claim.worker_id), now, self.settings.worker_lost_after
-            )
-            is None
+            for claim, lost in self._judged_claims()
+            if (claim.key, claim.try_number) in wanted and claim.reported_at is None and not lost
         }
 
     def shutdown(self, wait: bool = True) -> None:
@@ -171,10 +165,9 @@ class CeleryExecutor:
                     delay = 0.0
                 if self._stopping:
                     return
-                try_id, message = next(iter(self._outbox.items()))
-                pool = self._pools.get(try_id, "default_pool")
+                try_id, (message, queue) = next(iter(self._outbox.items()))
             try:
-                self._send(message, pool)
+                self._send(message, queue)
             except Exception as exc:  # the broker is down: keep the try, try again soon
                 if not delay:
                     logger.warning(
@@ -186,17 +179,16 @@ class CeleryExecutor:
                 delay = 1.0
                 continue
             with self._lock:
-                if self._outbox.get(try_id) is message:
+                if self._outbox.get(try_id, (None,))[0] is message:
                     del self._outbox[try_id]
-                    self._pools.pop(try_id, None)
             self.metrics.counter("celery.sent")
 
-    def _send(self, message: TryMessage, pool: str) -> None:
+    def _send(self, message: TryMessage, queue: str) -> None:
         assert self._app is not None
         self._app.send_task(
             TASK_NAME,
             kwargs=message.to_kwargs(),
-            queue=queue_for(pool, self.settings),
+            queue=queue,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
         )
@@ -214,13 +206,17 @@ class CeleryExecutor:
             except Exception:
                 logger.exception("checking Celery workers failed; will check again")
 
-    def _report_lost(self) -> None:
+    def _judged_claims(self) -> list[tuple[TryClaim, str | None]]:
+        """Every claim, with why it is lost (``None`` while its worker lives)."""
         beats = {beat.component_id: beat for beat in self.store.list_heartbeats("worker")}
-        now = self.clock.now()
-        for claim in self.store.list_claims():
-            error = lost_claim_error(
-                claim, beats.get(claim.worker_id), now, self.settings.worker_lost_after
-            )
+        now, lost_after = self.clock.now(), self.settings.worker_lost_after
+        return [
+            (claim, lost_claim_error(claim, beats.get(claim.worker_id), now, lost_after))
+            for claim in self.store.list_claims()
+        ]
+
+    def _report_lost(self) -> None:
+        for claim, error in self._judged_claims():
             if error is None:
                 continue
             logger.warning("%s; try %d of %s fails", error, claim.try_number, claim.key)
