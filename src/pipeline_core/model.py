@@ -134,6 +134,7 @@ def new_run(
     logical_date: datetime | None = None,
     note: str | None = None,
     run_type: RunType | str = RunType.MANUAL,
+    idempotency: IdempotencyKey | None = None,
 ) -> CreateRun:
     """A queued run and its task instances, as one write. The run id defaults to
     ``<run_type>__<logical date>`` (Airflow's form); the logical date to ``now``."""
@@ -149,7 +150,7 @@ def new_run(
         note=note,
         queued_at=now,
     )
-    return CreateRun(run, specs)
+    return CreateRun(run, specs, idempotency)
 
 
 def task_specs(dag: DAG) -> tuple[TaskSpec, ...]:
@@ -174,11 +175,24 @@ def specs_of_definition(definition: Mapping[str, Any] | None) -> tuple[TaskSpec,
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A trigger's idempotency key: stored with the run it creates, in the same transaction,
+    and held for ``ttl_seconds``. ``fingerprint`` identifies the request's body, so a repeat
+    can be told from a different request that reuses the key."""
+
+    key: str
+    fingerprint: str
+    ttl_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class CreateRun:
-    """Create a run and all its task instances (``queued``, try 0)."""
+    """Create a run and all its task instances (``queued``, try 0); with ``idempotency``,
+    ``Conflict`` if another live run holds the key."""
 
     run: DagRun
     tasks: tuple[TaskSpec, ...]
+    idempotency: IdempotencyKey | None = None
 
 
 @dataclass(frozen=True, slots=True)

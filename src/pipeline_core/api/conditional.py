@@ -33,7 +33,9 @@ def etag_of(body: bytes) -> str:
 def tagged(request: Request, response: Response) -> Response:
     """``response`` with its ``ETag`` (unless it has one), or a 304 if the client's
     ``If-None-Match`` names it. Only successful GET and HEAD answers are tagged."""
-    if request.method not in ("GET", "HEAD") or response.status != 200 or response.handover:
+    if request.method not in ("GET", "HEAD") or response.status != 200:
+        return response
+    if response.handover is not None or response.later is not None:
         return response
     etag = response.headers.get("ETag")
     if etag is None:

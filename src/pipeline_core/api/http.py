@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ class Request:
     body: bytes = b""
     params: dict[str, str] = field(default_factory=dict)
     request_id: str = ""
+    #: Set when a held request is handed back to its route (see ``Response.later``): why
+    #: it was woken (``api.waits``: ended, timed_out, stopping).
+    woken: str | None = None
+    #: When it arrived (monotonic seconds), for routes whose answer may be held.
+    arrived: float = field(default_factory=time.monotonic)
 
     @cached_property
     def query(self) -> dict[str, list[str]]:
@@ -142,6 +148,10 @@ class Response:
     #: A streamed body (Server-Sent Events): the server sends the head, then hands the
     #: connection to this with whether the body must be chunked (HTTP/1.1) or not (1.0).
     handover: Callable[[socket.socket, bool], None] | None = None
+    #: A held request (no answer yet): the server calls this with ``resume``; whoever holds
+    #: it calls ``resume(reason)`` once, from any thread, and the server runs the request's
+    #: route again with ``Request.woken = reason``. No thread waits meanwhile.
+    later: Callable[[Callable[[str], None]], None] | None = None
 
     def copy(self) -> Response:
         """A copy whose headers can be changed without touching this one (kept answers)."""

@@ -31,7 +31,8 @@ from pipeline_core.api.openapi_parts import (
     param,
     response,
 )
-from pipeline_core.api.openapi_schemas import SCHEMAS, obj, ref
+from pipeline_core.api.openapi_runops import IDEMPOTENCY_KEY, run_operation_paths, trigger_operation
+from pipeline_core.api.openapi_schemas import SCHEMAS, ref
 from pipeline_core.model import EVENT_TYPES, RUN_TYPES
 from pipeline_core.state import RunState
 from pipeline_core.store.types import RUN_ORDER_FIELDS
@@ -119,6 +120,7 @@ def document() -> dict[str, Any]:
         run_id={**ID, "type": ["string", "null"]},
         logical_date={**DATE_TIME, "type": ["string", "null"]},
         note=note,
+        idempotency_key=IDEMPOTENCY_KEY,
     )
     paths = {
         "/api/v1/health": {"get": _health()},
@@ -186,22 +188,7 @@ def document() -> dict[str, Any]:
                 ],
                 get=True,
             ),
-            "post": op(
-                "trigger_run",
-                "runs",
-                "Trigger a run",
-                "201",
-                envelope_of(
-                    ref("Run"),
-                    meta=obj(
-                        ["dag_is_paused"],
-                        dag_is_paused={"type": "boolean"},
-                        message={"type": "string"},
-                    ),
-                ),
-                params=dag,
-                body=trigger_body,
-            ),
+            "post": trigger_operation(dag, trigger_body),
         },
         "/api/v1/dags/{dag_id}/runs/{run_id}": {
             "get": op(
@@ -236,6 +223,7 @@ def document() -> dict[str, Any]:
                 ),
             )
         },
+        **run_operation_paths(run),
         "/api/v1/dags/{dag_id}/runs/{run_id}/tasks": {
             "get": op(
                 "list_task_instances",

@@ -161,7 +161,13 @@ OPERATIONS = {
     "patch_dag": "Pause a DAG (no new runs start; queued ones wait) or unpause it.",
     "list_runs": "A DAG's runs, filtered by state, type and dates, ordered by a field.",
     "trigger_run": "Create a manual run with an optional conf, run id, logical date and note. "
-    "The answer's Location is the run's URL; a paused DAG's run waits until it is unpaused.",
+    "The answer's Location is the run's URL; a paused DAG's run waits until it is unpaused. "
+    "With an Idempotency-Key header (or idempotency_key), a repeat with the same key and body "
+    "answers the first request's run with 200 and meta.idempotent_replay; the same key with "
+    "another body is a 409. Keys are held 24 hours by default.",
+    "wait_run": "Hold the request until the run is success, failed or cancelled, then answer "
+    "it with its task instances; woken by the run's end in the event log, not by polling. "
+    "When the timeout passes first: 408 with the run as it is.",
     "get_run": "A run with all its task instances. A finished run's answer is kept, so "
     "asking again costs almost nothing.",
     "cancel_run": "Cancel a run: running tries are killed, unfinished tasks are cancelled. "

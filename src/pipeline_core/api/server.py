@@ -24,6 +24,7 @@ from pipeline_core.api.sse.process import ProcessStreams
 from pipeline_core.api.sse.route import EventStreams
 from pipeline_core.api.sse.threads import ThreadStreams
 from pipeline_core.api.types import APIServerOptions
+from pipeline_core.api.waits import RunWaiters
 from pipeline_core.model import Event
 
 log = logging.getLogger("pipeline_core.api")
@@ -190,12 +191,21 @@ class LoopServer:
         try:
             self._pool.submit(self._handle, request, callback)
         except RuntimeError:  # the pool is shut down: the server is stopping
-            callback(request, Response(503, error_body("unavailable", "the server is stopping")))
+            stopping = Response(503, error_body("unavailable", "the server is stopping"))
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(callback, request, stopping)
 
     def _handle(self, request: Request, callback: Callback) -> None:
         response = self.app(request)
+        if response.later is not None:  # held: its route runs again once it is woken
+            response.later(lambda reason: self._resume(request, reason, callback))
+            return
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to answer
             self.loop.call_soon_threadsafe(callback, request, response)
+
+    def _resume(self, request: Request, reason: str, callback: Callback) -> None:
+        request.woken = reason
+        self.run_handler(request, callback)
 
     def run_blocking(self, sock: socket.socket, function: Callable[..., None], *args: Any) -> None:
         """Run ``function(sock, *args)`` on a handler thread (an event stream's start, which
@@ -300,6 +310,7 @@ class APIServer:
         self.options = options
         self.cache = ViewCache()
         self.finished_runs = FinishedRuns(options.store)
+        self.waiters: RunWaiters | None = None
         self.streams: EventStreams | None = None
         self._handle: LoopServer | None = None
 
@@ -320,7 +331,8 @@ class APIServer:
         self.bind()
         assert self._handle is not None
         self.streams = self._event_streams()
-        app = build_app(self.options, self.cache, self.streams, self.finished_runs)
+        self.waiters = RunWaiters()
+        app = build_app(self.options, self.cache, self.streams, self.finished_runs, self.waiters)
         # Events reach the cache and the streams through the store's feed: this process's
         # commits at once and, when the engine runs elsewhere, other processes' as well.
         self.options.store.feed.subscribe(
@@ -345,6 +357,8 @@ class APIServer:
     def _on_events(self, events: list[Event]) -> None:
         self.cache.on_events(events)
         self.finished_runs.on_events(events)
+        if self.waiters is not None:
+            self.waiters.on_events(events)
         if self.streams is not None:
             self.streams.publish(events)
 
@@ -355,6 +369,8 @@ class APIServer:
         self.options.store.feed.unsubscribe(self._on_events)
         if self.streams is not None:
             self.streams.stop()
+        if self.waiters is not None:
+            self.waiters.stop()
         self._handle.stop()
         self._handle = None
 

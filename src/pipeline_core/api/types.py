@@ -38,6 +38,8 @@ class APIServerOptions:
     #: Seconds a blocked write to an event stream may wait before the stream is dropped.
     socket_timeout: float = 30.0
     log_json: bool = False
+    #: Seconds a trigger's idempotency key is held by the run it created.
+    idempotency_ttl: float = 24 * 3600.0
     scheduler_expected: bool = False
     #: Follow the event log for changes made by other processes (``pipeline-core api``).
     follow_other_processes: bool = False

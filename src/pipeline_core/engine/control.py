@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from pipeline_core.model import DagRun
+from pipeline_core.model import DagRun, IdempotencyKey
 from pipeline_core.store.types import DagRecord
 
 
@@ -20,6 +20,7 @@ class Control(Protocol):
         logical_date: datetime | None = None,
         note: str | None = None,
         run_type: str = "manual",
+        idempotency: IdempotencyKey | None = None,
     ) -> DagRun:
         """Create a run (``Conflict`` if its id or scheduled date is taken) and start it when
         the DAG is unpaused and below ``max_active_runs``."""

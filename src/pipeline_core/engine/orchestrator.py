@@ -43,7 +43,7 @@ from pipeline_core.engine.settings import EngineSettings, default_executor
 from pipeline_core.engine.telemetry import RunMetrics
 from pipeline_core.errors import Conflict, NotFound, PipelineError
 from pipeline_core.metrics import Metrics, NullMetrics
-from pipeline_core.model import DagRun, Event, RunType, new_run, task_specs
+from pipeline_core.model import DagRun, Event, IdempotencyKey, RunType, new_run, task_specs
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DEFAULT_POOL_SLOTS, DagRecord, Pool
@@ -136,6 +136,7 @@ class Engine(EngineLoop):
         logical_date: datetime | None = None,
         note: str | None = None,
         run_type: RunType | str = RunType.MANUAL,
+        idempotency: IdempotencyKey | None = None,
     ) -> DagRun:
         def trigger() -> DagRun:
             dag = self.core.book.dags.get(dag_id)
@@ -150,6 +151,7 @@ class Engine(EngineLoop):
                 logical_date=logical_date,
                 note=note,
                 run_type=run_type,
+                idempotency=idempotency,
             )
             run: DagRun = self._command(Trigger(create))
             return run

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound, PipelineError, StoreUnavailable
-from pipeline_core.model import DagRun, new_run, specs_of_definition, utcnow
+from pipeline_core.model import DagRun, IdempotencyKey, new_run, specs_of_definition, utcnow
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord, EventQuery
 
@@ -43,6 +43,7 @@ class RemoteControl:
         logical_date: datetime | None = None,
         note: str | None = None,
         run_type: str = "manual",
+        idempotency: IdempotencyKey | None = None,
     ) -> DagRun:
         record = self.store.get_dag(dag_id)
         write = new_run(
@@ -54,8 +55,9 @@ class RemoteControl:
             logical_date=logical_date,
             note=note,
             run_type=run_type,
+            idempotency=idempotency,
         )
-        return self.store.create_run(write.run, write.tasks)
+        return self.store.create_run(write.run, write.tasks, idempotency=write.idempotency)
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         return self.store.set_paused(dag_id, paused)

@@ -18,12 +18,22 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pipeline_core.model import DagRun, Event, TaskChange, TaskInstance, TaskKey, TaskSpec, Write
+from pipeline_core.model import (
+    DagRun,
+    Event,
+    IdempotencyKey,
+    TaskChange,
+    TaskInstance,
+    TaskKey,
+    TaskSpec,
+    Write,
+)
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.types import (
     DagRecord,
     EventQuery,
     Heartbeat,
+    IdempotencyRecord,
     ImportError_,
     LogChunk,
     Page,
@@ -118,12 +128,23 @@ class Store(Protocol):
         ...
 
     # --- runs -----------------------------------------------------------------------
-    def create_run(self, run: DagRun, tasks: Sequence[TaskSpec]) -> DagRun:
+    def create_run(
+        self,
+        run: DagRun,
+        tasks: Sequence[TaskSpec],
+        *,
+        idempotency: IdempotencyKey | None = None,
+    ) -> DagRun:
         """Create a run and all its task instances (``queued``, try 0) atomically.
 
         ``Conflict`` if ``(dag_id, run_id)`` exists, or a scheduled run with the same
-        ``(dag_id, logical_date)`` exists. Appends ``run.state_changed`` (from ``null``).
+        ``(dag_id, logical_date)`` exists, or another live run holds ``idempotency``'s key
+        (stored with the run otherwise). Appends ``run.state_changed`` (from ``null``).
         """
+        ...
+
+    def find_idempotency_key(self, dag_id: str, key: str) -> IdempotencyRecord | None:
+        """The live record of ``key`` on ``dag_id``: not expired, and its run still exists."""
         ...
 
     def get_run(self, dag_id: str, run_id: str) -> DagRun: ...

@@ -36,6 +36,8 @@ def may_go_in_one_call(writes: Sequence[Write]) -> bool:
             return False
         if isinstance(write, MoveRun) and write.new not in RUN_ALLOWED[write.expected]:
             return False
+        if isinstance(write, CreateRun) and write.idempotency is not None:
+            return False  # the key's checks are the ordinary path's
     return bool(writes)
 
 

@@ -84,6 +84,18 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A live idempotency key: the run it created and the fingerprint of the request."""
+
+    dag_id: str
+    key: str
+    run_id: str
+    fingerprint: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class TryClaim:
     """A remote worker's hold on one delivery of a try (``submission``: a sensor's try is
     sent once per poke): only the holder runs it. ``reported_at`` is set once its end is

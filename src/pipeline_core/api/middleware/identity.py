@@ -32,8 +32,8 @@ def access_log(as_json: bool) -> Middleware:
     def log(request: Request, call_next: Handler) -> Response | None:
         started = time.perf_counter()
         response = call_next(request)
-        if response is None:
-            return None
+        if response is None or response.later is not None:  # held: logged when answered
+            return response
         duration_ms = (time.perf_counter() - started) * 1000
         if as_json:
             line = {

@@ -12,9 +12,10 @@ from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.http import Request, Response, json_bytes
 from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
-from pipeline_core.api.routes import dags, health, pools, runs, stats, tasks
+from pipeline_core.api.routes import dags, health, pools, runs, stats, tasks, triggers, waiting
 from pipeline_core.api.sse.route import EventStreams, events_route
 from pipeline_core.api.types import APIServerOptions
+from pipeline_core.api.waits import RunWaiters
 
 PREFIX = "/api/v1"
 RUN = f"{PREFIX}/dags/:dag_id/runs/:run_id"
@@ -22,7 +23,11 @@ TASK = f"{RUN}/tasks/:task_id"
 
 
 def build_routes(
-    options: APIServerOptions, cache: ViewCache, streams: EventStreams, finished: FinishedRuns
+    options: APIServerOptions,
+    cache: ViewCache,
+    streams: EventStreams,
+    finished: FinishedRuns,
+    waiters: RunWaiters,
 ) -> list[Route]:
     store, control = options.store, options.control
     on_pause = control.set_paused if control is not None else None
@@ -40,10 +45,15 @@ def build_routes(
         Route(f"{PREFIX}/dags/:dag_id", dags.get_dag(store)),
         Route(f"{PREFIX}/dags/:dag_id", dags.patch_dag(store, on_pause), ["PATCH"]),
         Route(f"{PREFIX}/dags/:dag_id/runs", runs.list_runs(store)),
-        Route(f"{PREFIX}/dags/:dag_id/runs", runs.trigger_run(store, control), ["POST"]),
+        Route(
+            f"{PREFIX}/dags/:dag_id/runs",
+            triggers.trigger_run(store, control, options.idempotency_ttl),
+            ["POST"],
+        ),
         Route(RUN, kept(runs.get_run(store)), fast=finished.peek),
         Route(RUN, runs.cancel_run(store, control), ["DELETE"]),
         Route(f"{RUN}/retry", runs.retry_run(store, control), ["POST"]),
+        Route(f"{RUN}/wait", waiting.wait_run(store, waiters)),
         Route(f"{RUN}/tasks", kept(tasks.list_tasks(store)), fast=finished.peek),
         Route(TASK, kept(tasks.get_task(store)), fast=finished.peek),
         Route(f"{TASK}/xcom", kept(tasks.get_xcom(store)), fast=finished.peek),
@@ -70,7 +80,11 @@ def _document_bytes() -> bytes:
 
 
 def build_app(
-    options: APIServerOptions, cache: ViewCache, streams: EventStreams, finished: FinishedRuns
+    options: APIServerOptions,
+    cache: ViewCache,
+    streams: EventStreams,
+    finished: FinishedRuns,
+    waiters: RunWaiters,
 ) -> App:
     settings = AppSettings(
         options.cors_origins,
@@ -79,7 +93,7 @@ def build_app(
         loopback_hosts_only=is_loopback(options.host),
         allowed_hosts=tuple(options.allowed_hosts),
     )
-    return App(build_routes(options, cache, streams, finished), settings)
+    return App(build_routes(options, cache, streams, finished, waiters), settings)
 
 
 def is_loopback(host: str) -> bool:

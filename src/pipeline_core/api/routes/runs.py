@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 from pipeline_core.api.http import HTTPError, Request, Response, bad_request, envelope, listing
 from pipeline_core.api.params import date, page, strings
 from pipeline_core.api.serialize import run_dict, task_instance_dict
-from pipeline_core.dag.model import invalid_id_reason, parse_datetime
 from pipeline_core.engine.control import Control
-from pipeline_core.model import RUN_TYPES, RunType
+from pipeline_core.model import RUN_TYPES, DagRun, RunType
 from pipeline_core.state import RunState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import RUN_ORDER_FIELDS, RunQuery, TaskInstanceQuery
@@ -57,63 +55,27 @@ def list_runs(store: Store) -> Callable[[Request], Response]:
     return handle
 
 
-def trigger_run(store: Store, control: Control | None) -> Callable[[Request], Response]:
-    def handle(request: Request) -> Response:
-        body = request.json_object({"conf", "run_id", "logical_date", "note"})
-        dag_id = request.params["dag_id"]
-        record = store.get_dag(dag_id)
-        options = _trigger_options(body)
-        run = _control(control).trigger(dag_id, body.get("conf") or {}, **options)
-        meta: dict[str, Any] = {"dag_is_paused": record.is_paused}
-        if record.is_paused:
-            meta["message"] = f"DAG '{dag_id}' is paused: the run stays queued until it is unpaused"
-        location = f"/api/v1/dags/{quote(dag_id)}/runs/{quote(run.run_id, safe='')}"
-        return envelope(run_dict(run), meta, status=201, headers={"Location": location})
-
-    return handle
-
-
-def _trigger_options(body: dict[str, Any]) -> dict[str, Any]:
-    if "conf" in body and body["conf"] is not None and not isinstance(body["conf"], dict):
-        raise bad_request("'conf' must be a JSON object")
-    options: dict[str, Any] = {}
-    if body.get("run_id") is not None:
-        reason = invalid_id_reason(body["run_id"])
-        if reason:
-            raise bad_request(f"run_id: {reason}")
-        options["run_id"] = body["run_id"]
-    if body.get("logical_date") is not None:
-        try:
-            if not isinstance(body["logical_date"], str):
-                raise ValueError(f"expected an ISO 8601 string, got {body['logical_date']!r}")
-            options["logical_date"] = parse_datetime(body["logical_date"])
-        except ValueError as exc:
-            raise bad_request(f"logical_date: {exc}") from None
-    if body.get("note") is not None:
-        if not isinstance(body["note"], str) or len(body["note"]) > MAX_NOTE:
-            raise bad_request(f"'note' must be a string of at most {MAX_NOTE} characters")
-        options["note"] = body["note"]
-    return options
-
-
 def get_run(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         page(request, set())
         run = store.get_run(request.params["dag_id"], request.params["run_id"])
-        tis = store.query_task_instances(
-            TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, limit=100_000)
-        )
-        return envelope(
-            {**run_dict(run), "task_instances": [task_instance_dict(t) for t in tis.items]}
-        )
+        return envelope(run_with_tasks(store, run))
 
     return handle
+
+
+def run_with_tasks(store: Store, run: DagRun) -> dict[str, Any]:
+    """A run's answer with its task instances."""
+    tis = store.query_task_instances(
+        TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, limit=100_000)
+    )
+    return {**run_dict(run), "task_instances": [task_instance_dict(t) for t in tis.items]}
 
 
 def cancel_run(store: Store, control: Control | None) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         run = store.get_run(request.params["dag_id"], request.params["run_id"])
-        return envelope(run_dict(_control(control).cancel(run.dag_id, run.run_id)))
+        return envelope(run_dict(control_of(control).cancel(run.dag_id, run.run_id)))
 
     return handle
 
@@ -130,13 +92,13 @@ def retry_run(store: Store, control: Control | None) -> Callable[[Request], Resp
         if not isinstance(downstream, bool):
             raise bad_request("'include_downstream' must be true or false")
         run = store.get_run(request.params["dag_id"], request.params["run_id"])
-        retried, requeued = _control(control).retry(run.dag_id, run.run_id, task_ids, downstream)
+        retried, requeued = control_of(control).retry(run.dag_id, run.run_id, task_ids, downstream)
         return envelope({"run": run_dict(retried), "requeued_task_ids": requeued})
 
     return handle
 
 
-def _control(control: Control | None) -> Control:
+def control_of(control: Control | None) -> Control:
     if control is None:
         raise HTTPError(503, "unavailable", "no engine is connected to carry this out")
     return control

@@ -4,13 +4,14 @@ queries and statistics."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline_core.errors import Conflict
 from pipeline_core.model import (
     CreateRun,
     DagRun,
+    IdempotencyKey,
     MoveRun,
     RunType,
     TaskChange,
@@ -39,8 +40,15 @@ from pipeline_core.store.sql.rows import (
     ti_from_row,
 )
 from pipeline_core.store.sql.stats import run_stats, task_stats
-from pipeline_core.store.sql.tx import Tx
-from pipeline_core.store.types import Page, RunQuery, RunStats, TaskInstanceQuery, TaskStats
+from pipeline_core.store.sql.tx import Tx, parse_ts
+from pipeline_core.store.types import (
+    IdempotencyRecord,
+    Page,
+    RunQuery,
+    RunStats,
+    TaskInstanceQuery,
+    TaskStats,
+)
 
 
 class RunsSql(SqlBase):
@@ -60,7 +68,7 @@ class RunsSql(SqlBase):
                 self._move_tasks(tx, pending, tasks, at)
                 tasks = []
                 if isinstance(write, CreateRun):
-                    self._insert_run(tx, pending, write.run, write.tasks, at)
+                    self._insert_run(tx, pending, write.run, write.tasks, at, write.idempotency)
                 else:
                     self._move_run(tx, pending, write, at)
             self._move_tasks(tx, pending, tasks, at)
@@ -68,12 +76,33 @@ class RunsSql(SqlBase):
         if writes:
             self._write(work)
 
-    def create_run(self, run: DagRun, tasks: Sequence[TaskSpec]) -> DagRun:
+    def create_run(
+        self,
+        run: DagRun,
+        tasks: Sequence[TaskSpec],
+        *,
+        idempotency: IdempotencyKey | None = None,
+    ) -> DagRun:
         to_json(dict(run.conf), "conf")
         result: DagRun = self._write(
-            lambda tx, pending: self._insert_run(tx, pending, run, tasks, self.clock())
+            lambda tx, pending: self._insert_run(tx, pending, run, tasks, self.clock(), idempotency)
         )
         return result
+
+    def find_idempotency_key(self, dag_id: str, key: str) -> IdempotencyRecord | None:
+        now = iso(self.clock())
+        row = self._read(
+            lambda tx: tx.one(
+                "SELECT k.run_id, k.fingerprint, k.created_at, k.expires_at "
+                "FROM idempotency_keys k JOIN dag_runs r "
+                "ON r.dag_id = k.dag_id AND r.run_id = k.run_id "
+                "WHERE k.dag_id = ? AND k.key = ? AND k.expires_at > ?",
+                (dag_id, key, now),
+            )
+        )
+        if row is None:
+            return None
+        return IdempotencyRecord(dag_id, key, row[0], row[1], parse_ts(row[2]), parse_ts(row[3]))
 
     def get_run(self, dag_id: str, run_id: str) -> DagRun:
         row = self._read(
@@ -109,9 +138,17 @@ class RunsSql(SqlBase):
 
     # --- inside a transaction -------------------------------------------------------------
     def _insert_run(
-        self, tx: Tx, pending: Pending, run: DagRun, tasks: Sequence[TaskSpec], now: datetime
+        self,
+        tx: Tx,
+        pending: Pending,
+        run: DagRun,
+        tasks: Sequence[TaskSpec],
+        now: datetime,
+        idempotency: IdempotencyKey | None = None,
     ) -> DagRun:
         conf = to_json(dict(run.conf), "conf")
+        if idempotency is not None:
+            _hold_key(tx, run, idempotency, now)
         stored = DagRun(**{**run_fields(run), "queued_at": run.queued_at or now})
         kind = RunType(run.run_type).value
         if tx.one(
@@ -293,12 +330,38 @@ class RunsSql(SqlBase):
         return result
 
 
+def _hold_key(tx: Tx, run: DagRun, idempotency: IdempotencyKey, now: datetime) -> None:
+    """Store the key for ``run``, or ``Conflict`` while a live run holds it. Expired keys,
+    and keys whose run was deleted, are dropped on the way."""
+    at = iso(now)
+    tx.run("DELETE FROM idempotency_keys WHERE expires_at <= ?", (at,))
+    held = tx.one(
+        "SELECT k.run_id FROM idempotency_keys k JOIN dag_runs r "
+        "ON r.dag_id = k.dag_id AND r.run_id = k.run_id WHERE k.dag_id = ? AND k.key = ?",
+        (run.dag_id, idempotency.key),
+    )
+    if held is not None:
+        raise Conflict(
+            f"idempotency key {idempotency.key!r} is held by run '{held[0]}' of DAG '{run.dag_id}'"
+        )
+    tx.run(
+        "DELETE FROM idempotency_keys WHERE dag_id = ? AND key = ?", (run.dag_id, idempotency.key)
+    )
+    expires = now + timedelta(seconds=idempotency.ttl_seconds)
+    tx.run(
+        "INSERT INTO idempotency_keys (dag_id, key, run_id, fingerprint, created_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (run.dag_id, idempotency.key, run.run_id, idempotency.fingerprint, at, iso(expires)),
+    )
+
+
 def delete_runs(tx: Tx, where: str, params: Sequence[Any]) -> int:
     runs = tx.rows(f"SELECT id, dag_id, run_id FROM dag_runs WHERE {where}", params)
     for run_pk, dag_id, run_id in runs:
         for table in ("xcom", "task_logs", "log_sizes"):
             tx.run(f"DELETE FROM {table} WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
         tx.run("DELETE FROM task_instances WHERE run_pk = ?", (run_pk,))
+        tx.run("DELETE FROM idempotency_keys WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
         tx.run("DELETE FROM dag_runs WHERE id = ?", (run_pk,))
     return len(runs)
 

@@ -156,6 +156,13 @@ MIGRATIONS: list[list[Statement]] = [
         "PRIMARY KEY (dag_id, run_id, task_id, try_number, submission))",
         "CREATE INDEX try_claims_by_worker ON try_claims (worker_id)",
     ],
+    # 8: idempotency keys of triggers, each held by the run it created until it expires
+    [
+        "CREATE TABLE idempotency_keys (dag_id {text} NOT NULL, key {text} NOT NULL, "
+        "run_id {text} NOT NULL, fingerprint {text} NOT NULL, created_at {text} NOT NULL, "
+        "expires_at {text} NOT NULL, PRIMARY KEY (dag_id, key))",
+        "CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

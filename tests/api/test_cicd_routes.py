@@ -1,0 +1,142 @@
+"""Idempotent triggers and held waits, against a real engine in both deployments."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+import urllib.request
+
+import requests
+
+from tests.api.conftest import Client
+from tests.api.test_routes import System, system, trigger  # noqa: F401  (the fixture)
+
+
+def test_a_repeated_key_answers_the_same_run(system: System) -> None:
+    body = {"conf": {"sha": "abc"}, "idempotency_key": "build-1"}
+    first = trigger(system, "etl", body)
+    assert first[0] == 201 and "idempotent_replay" not in first[2]["meta"]
+    run_id = first[2]["data"]["run_id"]
+    again = trigger(system, "etl", body)
+    assert again[0] == 200 and again[2]["meta"]["idempotent_replay"] is True
+    assert again[2]["data"]["run_id"] == run_id
+    assert again[1]["Location"] == first[1]["Location"]
+    # the header is the same key; a missing conf and {} are alike, null and missing too
+    header = system.client.request(
+        "POST",
+        "/api/v1/dags/etl/runs",
+        {"conf": {"sha": "abc"}, "note": None},
+        headers={"Idempotency-Key": "build-1"},
+    )
+    assert header[0] == 200 and header[2]["data"]["run_id"] == run_id
+    other = trigger(system, "etl", {"conf": {"sha": "def"}, "idempotency_key": "build-1"})
+    assert other[0] == 409 and other[2]["error"]["code"] == "conflict"
+    assert "'build-1'" in other[2]["error"]["message"]
+    assert other[2]["error"]["details"] == {"idempotency_key": "build-1", "run_id": run_id}
+    # keys are per DAG
+    assert trigger(system, "flaky", {"idempotency_key": "build-1"})[0] == 201
+    assert system.client.request("GET", "/api/v1/dags/etl/runs")[2]["meta"]["total"] == 1
+
+
+def test_bad_keys_are_refused(system: System) -> None:
+    for headers, body, message in (
+        ({"Idempotency-Key": ""}, {}, "1 to 255 printable ASCII"),
+        ({"Idempotency-Key": "x" * 256}, {}, "1 to 255 printable ASCII"),
+        ({}, {"idempotency_key": " padded "}, "1 to 255 printable ASCII"),
+        ({}, {"idempotency_key": 7}, "'idempotency_key' must be a string"),
+        ({"Idempotency-Key": "a"}, {"idempotency_key": "b"}, "differ"),
+    ):
+        status, _, answer = system.client.request(
+            "POST", "/api/v1/dags/etl/runs", body, headers=headers
+        )
+        assert status == 400 and message in answer["error"]["message"], answer
+    assert system.client.request("GET", "/api/v1/dags/etl/runs")[2]["meta"]["total"] == 0
+
+
+def test_twenty_concurrent_identical_triggers_create_one_run(system: System) -> None:
+    url = f"http://127.0.0.1:{system.server.port}/api/v1/dags/etl/runs"
+    body = {"conf": {"sha": "c0ffee"}}
+
+    def post(_: int) -> tuple[int, str]:
+        answer = requests.post(url, json=body, headers={"Idempotency-Key": "deploy-42"}, timeout=30)
+        return answer.status_code, answer.json()["data"]["run_id"]
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(post, range(20)))
+    assert sorted(status for status, _ in answers) == [200] * 19 + [201]
+    assert len({run_id for _, run_id in answers}) == 1
+    runs = system.client.request("GET", "/api/v1/dags/etl/runs")[2]
+    assert runs["meta"]["total"] == 1
+
+
+def test_a_key_outlives_its_run_only_while_the_run_exists(system: System) -> None:
+    run_id = trigger(system, "etl", {"idempotency_key": "k"})[2]["data"]["run_id"]
+    system.wait_state("etl", run_id, {"success"})
+    system.store.delete_run("etl", run_id)
+    again = trigger(system, "etl", {"idempotency_key": "k"})
+    assert again[0] == 201 and "idempotent_replay" not in again[2]["meta"]
+
+
+def test_wait_answers_when_the_run_ends(system: System) -> None:
+    trigger(system, "etl", {"run_id": "w"})
+    started = time.monotonic()
+    status, _, body = system.client.request("GET", "/api/v1/dags/etl/runs/w/wait?timeout=30")
+    assert status == 200 and body["data"]["state"] == "success"
+    assert [t["state"] for t in body["data"]["task_instances"]] == ["success", "success"]
+    assert time.monotonic() - started < 15
+    # a finished run answers at once
+    assert system.client.request("GET", "/api/v1/dags/etl/runs/w/wait")[0] == 200
+
+
+def test_wait_times_out_with_the_current_state(system: System) -> None:
+    trigger(system, "slow", {"run_id": "s"})
+    started = time.monotonic()
+    status, _, body = system.client.request("GET", "/api/v1/dags/slow/runs/s/wait?timeout=0.5")
+    assert 0.45 <= time.monotonic() - started < 5
+    assert status == 408 and body["error"]["code"] == "wait_timeout"
+    assert body["data"]["state"] in ("queued", "running")
+    assert body["error"]["details"]["timeout"] == 0.5
+    system.client.request("DELETE", "/api/v1/dags/slow/runs/s")
+
+
+def test_wait_is_woken_by_the_end_not_a_timer(system: System) -> None:
+    """Many held waits cost no thread each, and each is answered within 100 ms of the end
+    (a cancel, here, so the end is a moment the test chooses)."""
+    for i in range(20):
+        trigger(system, "slow", {"run_id": f"s{i}"})
+    url = f"http://127.0.0.1:{system.server.port}/api/v1/dags/slow/runs/{{}}/wait?timeout=60"
+
+    def wait(i: int) -> tuple[float, dict]:  # type: ignore[type-arg]
+        with urllib.request.urlopen(url.format(f"s{i}"), timeout=60) as answer:
+            return time.monotonic(), json.loads(answer.read())
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        waits = [pool.submit(wait, i) for i in range(20)]
+        deadline = time.monotonic() + 10
+        while system.server.waiters.held() < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert system.server.waiters.held() == 20  # more than the 16 handler threads
+        assert not any(w.done() for w in waits)
+        for i in range(20):
+            client = Client(system.server.port)
+            client.request("DELETE", f"/api/v1/dags/slow/runs/s{i}")
+            ended = time.monotonic()
+            answered, body = waits[i].result(timeout=10)
+            assert body["data"]["state"] == "cancelled"
+            assert answered - ended < 0.1
+
+
+def test_wait_errors(system: System) -> None:
+    trigger(system, "etl", {"run_id": "e"})
+    for query, message in (
+        ("timeout=0", "'timeout' must be a number of seconds"),
+        ("timeout=3601", "at most 3600"),
+        ("timeout=nan", "'timeout' must be"),
+        ("timeout=soon", "'timeout' must be"),
+        ("colour=red", "unknown query parameter"),
+    ):
+        status, _, body = system.client.request("GET", f"/api/v1/dags/etl/runs/e/wait?{query}")
+        assert status == 400 and message in body["error"]["message"], body
+    assert system.client.request("GET", "/api/v1/dags/etl/runs/ghost/wait")[0] == 404
+    assert system.client.request("GET", "/api/v1/dags/ghost/runs/e/wait")[0] == 404
