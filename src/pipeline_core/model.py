@@ -204,6 +204,8 @@ class MoveRun:
     expected: RunState
     new: RunState
     reason: str | None = None
+    #: A mark made by hand: any ``MARKABLE_RUN_STATES`` move.
+    by_hand: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,8 @@ class TaskChange:
     max_tries: int | None = None
     error: str | None = None
     reason: str | None = None
+    #: A mark made by hand: any ``MARKABLE_TASK_STATES`` move.
+    by_hand: bool = False
 
 
 Write = CreateRun | MoveRun | TaskChange
@@ -237,7 +241,7 @@ def apply_task_change(current: TaskInstance, change: TaskChange, now: datetime) 
             f"not '{change.expected.value}' (another writer changed it)",
             details={"current_state": current.state.value, "expected": change.expected.value},
         )
-    new = transition(current.state, change.new)
+    new = transition(current.state, change.new, by_hand=change.by_hand)
     start, end = current.start_date, current.end_date
     if new is TaskState.RUNNING:
         start, end = now, None
@@ -261,7 +265,9 @@ def apply_task_change(current: TaskInstance, change: TaskChange, now: datetime) 
     )
 
 
-def apply_run_change(current: DagRun, expected: RunState, new: RunState, now: datetime) -> DagRun:
+def apply_run_change(
+    current: DagRun, expected: RunState, new: RunState, now: datetime, *, by_hand: bool = False
+) -> DagRun:
     """The run after a move: entering ``running`` stamps ``start_date`` (the first time only),
     a finished state stamps ``end_date``, leaving one clears it."""
     if current.state is not expected:
@@ -269,7 +275,7 @@ def apply_run_change(current: DagRun, expected: RunState, new: RunState, now: da
             f"run '{current.run_id}' is '{current.state.value}', not '{expected.value}'",
             details={"current_state": current.state.value, "expected": expected.value},
         )
-    run_transition(current.state, new)
+    run_transition(current.state, new, by_hand=by_hand)
     start, end = current.start_date, current.end_date
     if new is RunState.RUNNING:
         start, end = start or now, None
@@ -282,7 +288,13 @@ def apply_run_change(current: DagRun, expected: RunState, new: RunState, now: da
 
 # --- events ------------------------------------------------------------------------------
 
-EVENT_TYPES = ("task.state_changed", "run.state_changed", "dag.updated", "pool.updated")
+EVENT_TYPES = (
+    "task.state_changed",
+    "run.state_changed",
+    "run.updated",
+    "dag.updated",
+    "pool.updated",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,11 @@ RUN_ALLOWED: dict[RunState, frozenset[RunState]] = {
     _R.CANCELLED: frozenset({_R.RUNNING, _R.QUEUED}),
 }
 
+#: States a person may set by hand (``PATCH``: mark a task or a run), from any state but
+#: ``removed``, beyond the moves the engine itself makes.
+MARKABLE_TASK_STATES = frozenset({_T.SUCCESS, _T.FAILED, _T.SKIPPED})
+MARKABLE_RUN_STATES = frozenset({_R.SUCCESS, _R.FAILED})
+
 #: States a task instance never leaves without an explicit clear/retry.
 FINISHED_TASK_STATES = frozenset(
     {_T.SUCCESS, _T.FAILED, _T.UPSTREAM_FAILED, _T.SKIPPED, _T.CANCELLED, _T.REMOVED}
@@ -90,9 +95,11 @@ def valid_transitions(current: TaskState) -> frozenset[TaskState]:
     return ALLOWED[current]
 
 
-def transition(current: TaskState, new: TaskState) -> TaskState:
-    """Return ``new`` if the move is legal, else raise ``InvalidTransition`` naming both."""
-    if new not in ALLOWED[current]:
+def transition(current: TaskState, new: TaskState, *, by_hand: bool = False) -> TaskState:
+    """Return ``new`` if the move is legal (``by_hand``: or a mark, see
+    ``MARKABLE_TASK_STATES``), else raise ``InvalidTransition`` naming both."""
+    marked = by_hand and new in MARKABLE_TASK_STATES and current not in (new, _T.REMOVED)
+    if new not in ALLOWED[current] and not marked:
         raise InvalidTransition(
             f"task cannot go from '{current.value}' to '{new.value}'",
             details={"from": current.value, "to": new.value},
@@ -100,9 +107,11 @@ def transition(current: TaskState, new: TaskState) -> TaskState:
     return new
 
 
-def run_transition(current: RunState, new: RunState) -> RunState:
-    """Return ``new`` if a run may move from ``current`` to it, else raise ``InvalidTransition``."""
-    if new not in RUN_ALLOWED[current]:
+def run_transition(current: RunState, new: RunState, *, by_hand: bool = False) -> RunState:
+    """Return ``new`` if a run may move from ``current`` to it (``by_hand``: or a mark, see
+    ``MARKABLE_RUN_STATES``), else raise ``InvalidTransition``."""
+    marked = by_hand and new in MARKABLE_RUN_STATES and current is not new
+    if new not in RUN_ALLOWED[current] and not marked:
         raise InvalidTransition(
             f"run cannot go from '{current.value}' to '{new.value}'",
             details={"from": current.value, "to": new.value},

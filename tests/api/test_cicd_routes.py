@@ -140,3 +140,101 @@ def test_wait_errors(system: System) -> None:
         assert status == 400 and message in body["error"]["message"], body
     assert system.client.request("GET", "/api/v1/dags/etl/runs/ghost/wait")[0] == 404
     assert system.client.request("GET", "/api/v1/dags/ghost/runs/e/wait")[0] == 404
+
+
+def test_mark_a_running_run_failed_kills_its_try(system: System) -> None:
+    trigger(system, "slow", {"run_id": "m"})
+    system.wait_state("slow", "m", {"running"})
+    poll = time.monotonic() + 15
+    while system.store.get_task_instance(_key("slow", "m", "sleepy")).state.value != "running":
+        assert time.monotonic() < poll
+        time.sleep(0.02)
+    status, _, body = system.client.request(
+        "PATCH", "/api/v1/dags/slow/runs/m", {"state": "failed", "note": "stopped by hand"}
+    )
+    assert status == 200, body
+    assert body["data"]["state"] == "failed" and body["data"]["note"] == "stopped by hand"
+    states = {t["task_id"]: t["state"] for t in body["data"]["task_instances"]}
+    assert states == {"sleepy": "failed", "later": "failed"}
+    again = system.client.request("PATCH", "/api/v1/dags/slow/runs/m", {"state": "failed"})
+    assert again[0] == 409 and "already" in again[2]["error"]["message"]
+    # marked success: every task that did not succeed succeeds
+    done = system.client.request("PATCH", "/api/v1/dags/slow/runs/m", {"state": "success"})[2]
+    assert {t["state"] for t in done["data"]["task_instances"]} == {"success"}
+
+
+def test_patch_run_errors(system: System) -> None:
+    trigger(system, "etl", {"run_id": "p"})
+    for body, message in (
+        ({}, "give 'state'"),
+        ({"state": "cancelled"}, "'state' must be one of failed, success"),
+        ({"note": 3}, "'note' must be a string"),
+        ({"note": "x" * 1001}, "at most 1000"),
+        ({"colour": "red"}, "unknown field(s) colour"),
+    ):
+        status, _, answer = system.client.request("PATCH", "/api/v1/dags/etl/runs/p", body)
+        assert status == 400 and message in answer["error"]["message"], answer
+    assert system.client.request("PATCH", "/api/v1/dags/etl/runs/ghost", {"note": "n"})[0] == 404
+    note = system.client.request("PATCH", "/api/v1/dags/etl/runs/p", {"note": "only a note"})
+    assert note[0] == 200 and note[2]["data"]["note"] == "only a note"
+
+
+def test_mark_a_task_and_its_downstream_follows(system: System) -> None:
+    trigger(system, "slow", {"run_id": "t"})
+    poll = time.monotonic() + 15
+    while system.store.get_task_instance(_key("slow", "t", "sleepy")).state.value != "running":
+        assert time.monotonic() < poll
+        time.sleep(0.02)
+    status, _, body = system.client.request(
+        "PATCH", "/api/v1/dags/slow/runs/t/tasks/sleepy", {"state": "success"}
+    )
+    assert status == 200 and body["data"]["state"] == "success", body
+    run = system.wait_state("slow", "t", {"success"})
+    assert [t["state"] for t in run["task_instances"]] == ["success", "success"]
+    # a finished run follows its tasks: marking its leaf failed fails it
+    system.client.request("PATCH", "/api/v1/dags/slow/runs/t/tasks/later", {"state": "failed"})
+    assert system.store.get_run("slow", "t").state.value == "failed"
+    for body, status in (({"state": "queued"}, 400), ({}, 400), ({"state": "failed"}, 409)):
+        answer = system.client.request("PATCH", "/api/v1/dags/slow/runs/t/tasks/later", body)
+        assert answer[0] == status, answer
+    assert (
+        system.client.request(
+            "PATCH", "/api/v1/dags/slow/runs/t/tasks/ghost", {"state": "success"}
+        )[0]
+        == 404
+    )
+
+
+def test_clear_with_a_dry_run_first(system: System) -> None:
+    trigger(system, "etl", {"run_id": "c"})
+    system.wait_state("etl", "c", {"success"})
+    path = "/api/v1/dags/etl/runs/c/clear"
+    dry = system.client.request("POST", path, {"task_ids": ["extract"], "dry_run": True})[2]
+    assert dry["data"]["dry_run"] is True and dry["data"]["task_ids"] == ["extract"]
+    assert system.store.get_run("etl", "c").state.value == "success"  # nothing changed
+    down = system.client.request(
+        "POST", path, {"task_ids": ["extract"], "include_downstream": True, "dry_run": True}
+    )[2]
+    assert down["data"]["task_ids"] == ["extract", "load"]
+    failed_only = system.client.request("POST", path, {"only_failed": True, "dry_run": True})
+    assert failed_only[2]["data"]["task_ids"] == []
+    assert system.client.request("POST", path, {"only_failed": True})[0] == 409
+    status, _, cleared = system.client.request("POST", path, {"task_ids": ["load"]})
+    assert status == 200 and cleared["data"]["task_ids"] == ["load"], cleared
+    assert cleared["data"]["dry_run"] is False
+    run = system.wait_state("etl", "c", {"success"})
+    load = next(t for t in run["task_instances"] if t["task_id"] == "load")
+    assert load["try_number"] == 2
+    for body, message in (
+        ({"task_ids": ["ghost"]}, "no task(s) ghost"),
+        ({"task_ids": "load"}, "'task_ids' must be a list"),
+        ({"dry_run": "yes"}, "'dry_run' must be true or false"),
+    ):
+        answer = system.client.request("POST", path, body)
+        assert answer[0] in (400, 404) and message in answer[2]["error"]["message"], answer
+
+
+def _key(dag_id: str, run_id: str, task_id: str):  # type: ignore[no-untyped-def]
+    from pipeline_core.model import TaskKey
+
+    return TaskKey(dag_id, run_id, task_id)

@@ -76,7 +76,7 @@ def test_schemathesis_finds_no_failure_against_a_served_instance(tmp_path):
         port = _port_in(log)
         # The stream never ends, so a fuzzer cannot read a whole answer: tests/api/test_sse.py
         # covers it. Every other operation gets every check (tools/schemathesis.toml names the
-        # two turned off for specific operations, and why).
+        # ones turned off for specific operations, and the held wait it leaves out, and why).
         result = subprocess.run(
             [str(fuzzer), "--no-color", "--config-file", str(ROOT / "tools" / "schemathesis.toml"), "run",
              f"http://127.0.0.1:{port}/api/v1/openapi.json", "--max-time", str(FUZZ_SECONDS),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ENGINE = Path(__file__).parents[2] / "src" / "pipeline_core" / "engine"
-CORE = ("decide", "deciding", "decide_runs", "decide_tries", "book", "slots", "tracker", "pools", "messages", "jobs")  # fmt: skip
+CORE = ("decide", "deciding", "decide_runs", "decide_marks", "decide_tries", "book", "slots", "tracker", "pools", "messages", "jobs")  # fmt: skip
 ALLOWED = {
     "__future__",
     "collections",

@@ -50,7 +50,7 @@ class Request:
     #: it was woken (``api.waits``: ended, timed_out, stopping).
     woken: str | None = None
     #: When it arrived (monotonic seconds), for routes whose answer may be held.
-    arrived: float = field(default_factory=time.monotonic)
+    arrived: float = field(default_factory=time.monotonic, compare=False)
 
     @cached_property
     def query(self) -> dict[str, list[str]]:

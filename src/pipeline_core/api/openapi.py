@@ -223,7 +223,6 @@ def document() -> dict[str, Any]:
                 ),
             )
         },
-        **run_operation_paths(run),
         "/api/v1/dags/{dag_id}/runs/{run_id}/tasks": {
             "get": op(
                 "list_task_instances",
@@ -359,6 +358,8 @@ def document() -> dict[str, Any]:
             )
         },
     }
+    for path, operations in run_operation_paths(run, task).items():
+        paths.setdefault(path, {}).update(operations)
     return {
         "openapi": "3.1.0",
         "info": {

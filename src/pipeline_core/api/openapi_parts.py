@@ -174,6 +174,14 @@ OPERATIONS = {
     "The run stays in the history, readable, as cancelled.",
     "retry_run": "Queue failed, cancelled or upstream-failed tasks again (all, or the given "
     "ones with or without their downstream tasks).",
+    "patch_run": "Mark a run success (its unfinished and failed tasks become success) or "
+    "failed (its unfinished tasks fail; running tries are killed), and/or set its note.",
+    "patch_task_instance": "Mark one task instance success, failed or skipped; a running try "
+    "is killed, and the downstream tasks follow their trigger rules. In a finished run, the "
+    "run's state follows its tasks' (marking its failed leaf success makes it succeed).",
+    "clear_run": "Queue finished tasks again: the given ones (default: all), with their "
+    "downstream when asked, only the failed ones when asked; the run runs again. A dry run "
+    "lists what would be cleared and changes nothing.",
     "list_task_instances": "The task instances of one run, a page at a time.",
     "get_task_instance": "One task instance with every try: start, end, state and error.",
     "get_xcom": "The XCom values a task pushed, optionally only the given keys.",

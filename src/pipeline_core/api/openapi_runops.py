@@ -1,12 +1,14 @@
-"""The OpenAPI operations CI/CD jobs drive runs with: the idempotent trigger and the held
-wait."""
+"""The OpenAPI operations CI/CD jobs and operators drive runs with: the idempotent trigger,
+the held wait, marks made by hand and clearing tasks."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipeline_core.api.openapi_parts import envelope_of, op, param, response
+from pipeline_core.api.openapi_parts import ID, MAX_NOTE, closed, envelope_of, op, param, response
 from pipeline_core.api.openapi_schemas import obj, ref
+
+RUN_PATH = "/api/v1/dags/{dag_id}/runs/{run_id}"
 
 IDEMPOTENCY_KEY = {"type": ["string", "null"], "pattern": r"^[!-~]([ -~]{0,253}[!-~])?$"}
 
@@ -40,7 +42,10 @@ def trigger_operation(dag: list[dict[str, Any]], body: dict[str, Any]) -> dict[s
     return operation
 
 
-def run_operation_paths(run: list[dict[str, Any]]) -> dict[str, Any]:
+def run_operation_paths(
+    run: list[dict[str, Any]], task: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Operations by path and method, merged into the document's paths."""
     wait = op(
         "wait_run",
         "runs",
@@ -68,4 +73,57 @@ def run_operation_paths(run: list[dict[str, Any]]) -> dict[str, Any]:
             ),
         ),
     )
-    return {"/api/v1/dags/{dag_id}/runs/{run_id}/wait": {"get": wait}}
+    patch_run = op(
+        "patch_run",
+        "runs",
+        "Mark a run success or failed, or set its note",
+        "200",
+        envelope_of(ref("RunDetail")),
+        params=run,
+        body={
+            **closed(
+                state={"enum": ["success", "failed"]},
+                note={"type": ["string", "null"], "maxLength": MAX_NOTE},
+            ),
+            "minProperties": 1,
+        },
+        body_required=True,
+    )
+    patch_task = op(
+        "patch_task_instance",
+        "tasks",
+        "Mark a task instance success, failed or skipped",
+        "200",
+        envelope_of(ref("TaskInstance")),
+        params=task,
+        body=closed(["state"], state={"enum": ["success", "failed", "skipped"]}),
+        body_required=True,
+    )
+    clear = op(
+        "clear_run",
+        "runs",
+        "Clear tasks so they run again (or list them: dry_run)",
+        "200",
+        envelope_of(
+            obj(
+                ["dry_run", "task_ids", "task_instances"],
+                dry_run={"type": "boolean"},
+                task_ids={"type": "array", "items": {"type": "string"}},
+                task_instances={"type": "array", "items": ref("TaskInstance")},
+                run=ref("Run"),
+            )
+        ),
+        params=run,
+        body=closed(
+            task_ids={"type": ["array", "null"], "items": ID},
+            only_failed={"type": "boolean"},
+            include_downstream={"type": "boolean"},
+            dry_run={"type": "boolean"},
+        ),
+    )
+    return {
+        f"{RUN_PATH}/wait": {"get": wait},
+        RUN_PATH: {"patch": patch_run},
+        f"{RUN_PATH}/clear": {"post": clear},
+        f"{RUN_PATH}/tasks/{{task_id}}": {"patch": patch_task},
+    }

@@ -71,11 +71,16 @@ class Book:
         self.waiting.setdefault(run.dag_id, deque()).append(run.key)
 
     def move_run(
-        self, run_key: RunKey, new: RunState, now: datetime, reason: str | None = None
+        self,
+        run_key: RunKey,
+        new: RunState,
+        now: datetime,
+        reason: str | None = None,
+        by_hand: bool = False,
     ) -> DagRun:
         current = self.runs[run_key]
-        moved = apply_run_change(current, current.state, new, now)
-        self.writes.append(MoveRun(run_key[0], run_key[1], current.state, new, reason))
+        moved = apply_run_change(current, current.state, new, now, by_hand=by_hand)
+        self.writes.append(MoveRun(run_key[0], run_key[1], current.state, new, reason, by_hand))
         self.runs[run_key] = moved
         return moved
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from pipeline_core.model import DagRun, IdempotencyKey
+from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.types import DagRecord
 
 
@@ -40,6 +41,17 @@ class Control(Protocol):
         """Re-queue failed, upstream_failed and cancelled tasks (or ``task_ids``) and, by
         default, their downstream; returns the run and the re-queued ids. ``Conflict`` when
         there is nothing to retry."""
+        ...
+
+    def mark_run(self, dag_id: str, run_id: str, state: RunState) -> DagRun:
+        """Set a run to ``success`` or ``failed`` by hand: its unfinished tasks (and, for
+        ``success``, its failed ones) take the matching state, running tries are killed.
+        ``Conflict`` when it is in that state already."""
+        ...
+
+    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: TaskState) -> DagRun:
+        """Set a task instance to ``success``, ``failed`` or ``skipped`` by hand (a running
+        try is killed); its downstream follows the trigger rules. Returns the run."""
         ...
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord: ...

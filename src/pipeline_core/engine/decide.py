@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_core.engine.decide_marks import MarkCommands
 from pipeline_core.engine.decide_runs import RunCommands
 from pipeline_core.engine.decide_tries import TryDecisions
 from pipeline_core.engine.messages import (
@@ -24,6 +25,8 @@ from pipeline_core.engine.messages import (
     Drain,
     Effect,
     Forget,
+    MarkRun,
+    MarkTask,
     Message,
     Moment,
     Pause,
@@ -50,7 +53,7 @@ class Outcome:
     reply: Any = None
 
 
-class Decider(RunCommands, TryDecisions):
+class Decider(RunCommands, MarkCommands, TryDecisions):
     """The engine's core: ``handle(message, now)`` → ``Outcome``."""
 
     def handle(self, message: Message, now: Moment) -> Outcome:
@@ -76,6 +79,10 @@ class Decider(RunCommands, TryDecisions):
                 return self._cancel(message)
             case Retry():
                 return self._retry(message)
+            case MarkRun():
+                return self._mark_run(message)
+            case MarkTask():
+                return self._mark_task(message)
             case TryCompleted(completion):
                 return self._complete(completion)
             case TimerFired(TimerKind.RETRY, key, try_number):

@@ -47,15 +47,6 @@ class RunCommands(Deciding):
         self._start_waiting_runs(run_key[0])
         return cancelled
 
-    def _run_and_states(
-        self, run_key: RunKey, snapshot: RunSnapshot | None
-    ) -> tuple[DagRun, dict[str, TaskState]]:
-        if self.book.knows(run_key):
-            return self.book.runs[run_key], dict(self.book.states(run_key))
-        if snapshot is None:
-            raise NotFound(f"no run '{run_key[1]}' of DAG '{run_key[0]}'")
-        return snapshot.run, {ti.task_id: ti.state for ti in snapshot.task_instances}
-
     def _retry(self, message: Retry) -> tuple[DagRun, list[str]]:
         run_key = (message.dag_id, message.run_id)
         dag = self.book.dags.get(run_key[0])

@@ -1,5 +1,5 @@
 """What the engine's core holds and the moves every part of it makes: the shared base of
-``Decider`` and its mixins (``decide_runs``, ``decide_tries``). Pure."""
+``Decider`` and its mixins (``decide_runs``, ``decide_marks``, ``decide_tries``). Pure."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pipeline_core.engine.book import Book, RunKey
 from pipeline_core.engine.messages import (
     Effect,
     Moment,
+    RunSnapshot,
     StartTimer,
     TimerFired,
     TimerKind,
 )
 from pipeline_core.engine.slots import Slots
+from pipeline_core.errors import NotFound
 from pipeline_core.model import DagRun, TaskChange, TaskKey
 from pipeline_core.state import RunState, TaskState
 
@@ -57,14 +59,27 @@ class Deciding:
             self._track(running, states, tries)
             active += 1
 
+    def _run_and_states(
+        self, run_key: RunKey, snapshot: RunSnapshot | None
+    ) -> tuple[DagRun, dict[str, TaskState]]:
+        if self.book.knows(run_key):
+            return self.book.runs[run_key], dict(self.book.states(run_key))
+        if snapshot is None:
+            raise NotFound(f"no run '{run_key[1]}' of DAG '{run_key[0]}'")
+        return snapshot.run, {ti.task_id: ti.state for ti in snapshot.task_instances}
+
     def _track(
         self, run: DagRun, states: dict[str, TaskState], tries: dict[str, tuple[int, int]]
     ) -> None:
         decisions = self.book.track(run, states, tries)
         self._queue(self.book.follow(run.key, decisions))
 
-    def _move_run(self, run_key: RunKey, new: RunState, reason: str | None = None) -> DagRun:
-        moved = self._moved[run_key] = self.book.move_run(run_key, new, self._now.wall, reason)
+    def _move_run(
+        self, run_key: RunKey, new: RunState, reason: str | None = None, by_hand: bool = False
+    ) -> DagRun:
+        moved = self._moved[run_key] = self.book.move_run(
+            run_key, new, self._now.wall, reason, by_hand
+        )
         return moved
 
     def _queue(self, keys: list[TaskKey]) -> None:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from pipeline_core.dag.model import DAG
 from pipeline_core.engine.jobs import Completion, Job
 from pipeline_core.model import CreateRun, DagRun, MoveRun, TaskChange, TaskInstance, TaskKey
+from pipeline_core.state import RunState, TaskState
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,29 @@ class Retry:
     run_id: str
     task_ids: tuple[str, ...] | None = None
     include_downstream: bool = True
+    snapshot: RunSnapshot | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRun:
+    """Set a run's state by hand: its unfinished tasks (and, marking ``success``, its failed
+    ones) take the matching state; running tries are killed."""
+
+    dag_id: str
+    run_id: str
+    state: RunState
+    snapshot: RunSnapshot | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkTask:
+    """Set one task instance's state by hand; a running try is killed, and its downstream
+    follows the trigger rules."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    state: TaskState
     snapshot: RunSnapshot | None = None
 
 
@@ -142,6 +166,8 @@ Message = (
     Trigger
     | Cancel
     | Retry
+    | MarkRun
+    | MarkTask
     | Pause
     | PoolChanged
     | TryCompleted

@@ -29,11 +29,14 @@ from pipeline_core.engine.messages import (
     Cancel,
     DagsChanged,
     Drain,
+    MarkRun,
+    MarkTask,
     Message,
     Pause,
     PoolChanged,
     Resume,
     Retry,
+    RunSnapshot,
     Trigger,
     TryCompleted,
 )
@@ -161,9 +164,7 @@ class Engine(EngineLoop):
 
     def cancel(self, dag_id: str, run_id: str) -> DagRun:
         def cancel() -> DagRun:
-            held = self.core.book.knows((dag_id, run_id))
-            snapshot = None if held else recovery.snapshot(self.store, dag_id, run_id)
-            run: DagRun = self._command(Cancel(dag_id, run_id, snapshot))
+            run: DagRun = self._command(Cancel(dag_id, run_id, self._snapshot(dag_id, run_id)))
             return run
 
         result: DagRun = self.call(cancel)
@@ -177,8 +178,7 @@ class Engine(EngineLoop):
         include_downstream: bool = True,
     ) -> tuple[DagRun, list[str]]:
         def retry() -> tuple[DagRun, list[str]]:
-            held = self.core.book.knows((dag_id, run_id))
-            snapshot = None if held else recovery.snapshot(self.store, dag_id, run_id)
+            snapshot = self._snapshot(dag_id, run_id)
             chosen = tuple(task_ids) if task_ids is not None else None
             answer: tuple[DagRun, list[str]] = self._command(
                 Retry(dag_id, run_id, chosen, include_downstream, snapshot)
@@ -187,6 +187,31 @@ class Engine(EngineLoop):
 
         result: tuple[DagRun, list[str]] = self.call(retry)
         return result
+
+    def mark_run(self, dag_id: str, run_id: str, state: RunState) -> DagRun:
+        def mark() -> DagRun:
+            run: DagRun = self._command(
+                MarkRun(dag_id, run_id, state, self._snapshot(dag_id, run_id))
+            )
+            return run
+
+        result: DagRun = self.call(mark)
+        return result
+
+    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: TaskState) -> DagRun:
+        def mark() -> DagRun:
+            snapshot = self._snapshot(dag_id, run_id)
+            run: DagRun = self._command(MarkTask(dag_id, run_id, task_id, state, snapshot))
+            return run
+
+        result: DagRun = self.call(mark)
+        return result
+
+    def _snapshot(self, dag_id: str, run_id: str) -> RunSnapshot | None:
+        """The run as stored, for a command on a run the core does not hold."""
+        if self.core.book.knows((dag_id, run_id)):
+            return None
+        return recovery.snapshot(self.store, dag_id, run_id)
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         def set_paused() -> DagRecord:

@@ -17,6 +17,7 @@ from typing import Any
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound, PipelineError, StoreUnavailable
 from pipeline_core.model import DagRun, IdempotencyKey, new_run, specs_of_definition, utcnow
+from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord, EventQuery
 
@@ -82,6 +83,14 @@ class RemoteControl:
         )
         return self.store.get_run(dag_id, run_id), list(answer.get("requeued", []))
 
+    def mark_run(self, dag_id: str, run_id: str, state: RunState) -> DagRun:
+        self._request("mark_run", dag_id=dag_id, run_id=run_id, state=state.value)
+        return self.store.get_run(dag_id, run_id)
+
+    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: TaskState) -> DagRun:
+        self._request("mark_task", dag_id=dag_id, run_id=run_id, task_id=task_id, state=state.value)
+        return self.store.get_run(dag_id, run_id)
+
     def _request(self, action: str, **arguments: Any) -> dict[str, Any]:
         request_id = uuid.uuid4().hex
         event = self.store.append_event(
@@ -112,6 +121,10 @@ def answer_request(control: Control, store: Store, request: dict[str, Any]) -> N
             _, answer["requeued"] = control.retry(
                 dag_id, run_id, request.get("task_ids"), request.get("include_downstream", True)
             )
+        elif request.get("action") == "mark_run":
+            control.mark_run(dag_id, run_id, RunState(request["state"]))
+        elif request.get("action") == "mark_task":
+            control.mark_task(dag_id, run_id, request["task_id"], TaskState(request["state"]))
         else:
             raise Conflict(f"unknown action {request.get('action')!r}")
     except PipelineError as exc:

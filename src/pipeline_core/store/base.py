@@ -143,6 +143,10 @@ class Store(Protocol):
         """
         ...
 
+    def set_run_note(self, dag_id: str, run_id: str, note: str | None) -> DagRun:
+        """Replace a run's note; appends ``run.updated`` when it changed."""
+        ...
+
     def find_idempotency_key(self, dag_id: str, key: str) -> IdempotencyRecord | None:
         """The live record of ``key`` on ``dag_id``: not expired, and its run still exists."""
         ...

@@ -12,7 +12,17 @@ from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.http import Request, Response, json_bytes
 from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
-from pipeline_core.api.routes import dags, health, pools, runs, stats, tasks, triggers, waiting
+from pipeline_core.api.routes import (
+    dags,
+    health,
+    pools,
+    run_ops,
+    runs,
+    stats,
+    tasks,
+    triggers,
+    waiting,
+)
 from pipeline_core.api.sse.route import EventStreams, events_route
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.api.waits import RunWaiters
@@ -52,10 +62,13 @@ def build_routes(
         ),
         Route(RUN, kept(runs.get_run(store)), fast=finished.peek),
         Route(RUN, runs.cancel_run(store, control), ["DELETE"]),
+        Route(RUN, run_ops.patch_run(store, control), ["PATCH"]),
+        Route(f"{RUN}/clear", run_ops.clear_run(store, control), ["POST"]),
         Route(f"{RUN}/retry", runs.retry_run(store, control), ["POST"]),
         Route(f"{RUN}/wait", waiting.wait_run(store, waiters)),
         Route(f"{RUN}/tasks", kept(tasks.list_tasks(store)), fast=finished.peek),
         Route(TASK, kept(tasks.get_task(store)), fast=finished.peek),
+        Route(TASK, run_ops.patch_task(store, control), ["PATCH"]),
         Route(f"{TASK}/xcom", kept(tasks.get_xcom(store)), fast=finished.peek),
         Route(f"{TASK}/logs", tasks.get_logs(store)),
         Route(f"{PREFIX}/dags/:dag_id/stats", stats.dag_stats(store)),

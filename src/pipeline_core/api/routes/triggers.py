@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pipeline_core.api.http import HTTPError, Request, Response, bad_request, envelope
-from pipeline_core.api.routes.runs import control_of
+from pipeline_core.api.routes.runs import MAX_NOTE, control_of
 from pipeline_core.api.serialize import run_dict
 from pipeline_core.dag.model import invalid_id_reason, parse_datetime
 from pipeline_core.engine.control import Control
@@ -27,7 +27,6 @@ from pipeline_core.model import DagRun, IdempotencyKey
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord
 
-MAX_NOTE = 1000
 #: Printable ASCII without spaces at the ends, as the IETF draft's keys are (a UUID fits).
 _KEY = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
 FIELDS = {"conf", "run_id", "logical_date", "note", "idempotency_key"}

@@ -89,6 +89,30 @@ class RunsSql(SqlBase):
         )
         return result
 
+    def set_run_note(self, dag_id: str, run_id: str, note: str | None) -> DagRun:
+        def work(tx: Tx, pending: Pending) -> DagRun:
+            row = tx.one(
+                f"SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND run_id = ?",
+                (dag_id, run_id),
+            )
+            if row is None:
+                raise run_not_found(dag_id, run_id)
+            current = run_from_row(row)
+            if current.note == note:
+                return current
+            tx.run(
+                "UPDATE dag_runs SET note = ? WHERE dag_id = ? AND run_id = ?",
+                (note, dag_id, run_id),
+            )
+            payload = {"note": note, "previous_note": current.note}
+            self._append(
+                tx, pending, [("run.updated", payload, dag_id, run_id, None)], self.clock()
+            )
+            return DagRun(**{**run_fields(current), "note": note})
+
+        result: DagRun = self._write(work)
+        return result
+
     def find_idempotency_key(self, dag_id: str, key: str) -> IdempotencyRecord | None:
         now = iso(self.clock())
         row = self._read(
@@ -196,7 +220,7 @@ class RunsSql(SqlBase):
         if row is None:
             raise run_not_found(dag_id, run_id)
         current = run_from_row(row)
-        updated = apply_run_change(current, expected, new, now)
+        updated = apply_run_change(current, expected, new, now, by_hand=move.by_hand)
         changed = tx.run(
             "UPDATE dag_runs SET state = ?, start_date = ?, end_date = ?, duration_ms = ? "
             "WHERE dag_id = ? AND run_id = ? AND state = ?",
