@@ -208,3 +208,6 @@ def stop_pair(scheduler: Any, api: Any) -> None:
         process.terminate()
     api.communicate(timeout=30)
     scheduler.wait(timeout=30)
+
+
+from tests.api.engine_system import system  # noqa: E402, F401  (the fixture, for every module)

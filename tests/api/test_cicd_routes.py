@@ -10,7 +10,8 @@ import urllib.request
 import requests
 
 from tests.api.conftest import Client
-from tests.api.test_routes import System, system, trigger  # noqa: F401  (the fixture)
+from tests.api.engine_system import System, trigger
+from tests.conftest import poll_until
 
 
 def test_a_repeated_key_answers_the_same_run(system: System) -> None:
@@ -113,10 +114,7 @@ def test_wait_is_woken_by_the_end_not_a_timer(system: System) -> None:
 
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         waits = [pool.submit(wait, i) for i in range(20)]
-        deadline = time.monotonic() + 10
-        while system.server.waiters.held() < 20 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert system.server.waiters.held() == 20  # more than the 16 handler threads
+        poll_until(lambda: system.server.waiters.held() == 20)  # more than 16 handler threads
         assert not any(w.done() for w in waits)
         for i in range(20):
             client = Client(system.server.port)
@@ -144,11 +142,7 @@ def test_wait_errors(system: System) -> None:
 
 def test_mark_a_running_run_failed_kills_its_try(system: System) -> None:
     trigger(system, "slow", {"run_id": "m"})
-    system.wait_state("slow", "m", {"running"})
-    poll = time.monotonic() + 15
-    while system.store.get_task_instance(_key("slow", "m", "sleepy")).state.value != "running":
-        assert time.monotonic() < poll
-        time.sleep(0.02)
+    system.wait_task_running("slow", "m", "sleepy")
     status, _, body = system.client.request(
         "PATCH", "/api/v1/dags/slow/runs/m", {"state": "failed", "note": "stopped by hand"}
     )
@@ -181,10 +175,7 @@ def test_patch_run_errors(system: System) -> None:
 
 def test_mark_a_task_and_its_downstream_follows(system: System) -> None:
     trigger(system, "slow", {"run_id": "t"})
-    poll = time.monotonic() + 15
-    while system.store.get_task_instance(_key("slow", "t", "sleepy")).state.value != "running":
-        assert time.monotonic() < poll
-        time.sleep(0.02)
+    system.wait_task_running("slow", "t", "sleepy")
     status, _, body = system.client.request(
         "PATCH", "/api/v1/dags/slow/runs/t/tasks/sleepy", {"state": "success"}
     )
@@ -232,9 +223,3 @@ def test_clear_with_a_dry_run_first(system: System) -> None:
     ):
         answer = system.client.request("POST", path, body)
         assert answer[0] in (400, 404) and message in answer[2]["error"]["message"], answer
-
-
-def _key(dag_id: str, run_id: str, task_id: str):  # type: ignore[no-untyped-def]
-    from pipeline_core.model import TaskKey
-
-    return TaskKey(dag_id, run_id, task_id)

@@ -26,7 +26,9 @@ def test_marking_a_running_run_failed_kills_its_try_and_fails_what_is_unfinished
     assert core.submitted() == [("a", 1)]
     run = core.send(MarkRun("d", "r", RunState.FAILED))
     assert run.state is RunState.FAILED  # type: ignore[attr-defined]
-    assert [e for e in core.effects if isinstance(e, KillTry)] == [KillTry(TaskKey("d", "r", "a"), 1)]
+    assert [e for e in core.effects if isinstance(e, KillTry)] == [
+        KillTry(TaskKey("d", "r", "a"), 1)
+    ]
     assert core.moves() == [("a", "failed"), ("b", "failed"), ("c", "failed")]
     assert all(e.by_hand for e in core.effects if isinstance(e, TaskChange | MoveRun))
     assert core.run_moves() == ["failed"]
@@ -36,7 +38,9 @@ def test_marking_a_running_run_failed_kills_its_try_and_fails_what_is_unfinished
 
 def test_marking_a_run_success_marks_failed_and_unfinished_tasks_but_keeps_skips():
     core, d = _chain()
-    run = replace(new_run("d", task_specs(d), now=at(0).wall, run_id="f").run, state=RunState.FAILED)  # type: ignore[arg-type]
+    run = replace(
+        new_run("d", task_specs(d), now=at(0).wall, run_id="f").run, state=RunState.FAILED
+    )  # type: ignore[arg-type]
     states = {"a": TaskState.SUCCESS, "b": TaskState.FAILED, "c": TaskState.UPSTREAM_FAILED}
     tis = tuple(TaskInstance("d", "f", t, s, try_number=1) for t, s in states.items())
     moved = core.send(MarkRun("d", "f", RunState.SUCCESS, RunSnapshot(run, tis)))
@@ -73,7 +77,9 @@ def test_marking_a_task_failed_fails_its_downstream_by_the_trigger_rules():
 
 def test_marking_a_task_of_a_finished_run_settles_the_run_state():
     core, d = _chain()
-    run = replace(new_run("d", task_specs(d), now=at(0).wall, run_id="f").run, state=RunState.FAILED)  # type: ignore[arg-type]
+    run = replace(
+        new_run("d", task_specs(d), now=at(0).wall, run_id="f").run, state=RunState.FAILED
+    )  # type: ignore[arg-type]
     states = {"a": TaskState.SUCCESS, "b": TaskState.SUCCESS, "c": TaskState.FAILED}
     tis = tuple(TaskInstance("d", "f", t, s, try_number=1) for t, s in states.items())
     moved = core.send(MarkTask("d", "f", "c", TaskState.SUCCESS, RunSnapshot(run, tis)))
