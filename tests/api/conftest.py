@@ -210,4 +210,15 @@ def stop_pair(scheduler: Any, api: Any) -> None:
     scheduler.wait(timeout=30)
 
 
-from tests.api.engine_system import system  # noqa: E402, F401  (the fixture, for every module)
+@pytest.fixture(params=["one-process", "api-beside-scheduler-on-postgres"])
+def system(request, tmp_path) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """The API over a real engine: in one process on SQLite, or an API-only server on
+    PostgreSQL beside an engine process (tests/api/engine_system.py)."""
+    from tests import fixtures
+    from tests.api.engine_system import System
+
+    fixtures.reset()
+    split = request.param != "one-process"
+    created = System(tmp_path, request.getfixturevalue("pg_url") if split else None)
+    yield created
+    created.close()

@@ -1,14 +1,11 @@
-"""The API over a real engine, in the two deployments every route is tested in: the
-``system`` fixture (registered by tests/api/conftest.py)."""
+"""The API over a real engine, in the two deployments every route is tested in (the
+``system`` fixture of tests/api/conftest.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import textwrap
 import threading
-from collections.abc import Iterator
-
-import pytest
 
 from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
@@ -20,7 +17,6 @@ from pipeline_core.metrics import MetricsCollector
 from pipeline_core.model import TaskKey
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.store import open_store
-from tests import fixtures
 from tests.api.conftest import Client
 from tests.conftest import pipeline_core_process, poll_until
 
@@ -42,6 +38,10 @@ DAGS = {
         tasks:
           sleepy: {type: shell, command: "sleep 30"}
           later: {depends_on: [sleepy]}
+        """,
+    "ticker.yaml": """
+        tasks:
+          tick: {type: shell, command: "for i in 1 2 3 4 5; do echo tick $i; sleep 0.5; done"}
         """,
     "broken.yaml": "tasks: {a: {depends_on: [ghost]}}\n",
 }
@@ -117,15 +117,6 @@ class System:
             self.scheduler.terminate()
             self.scheduler.wait(30)
         self.store.close()
-
-
-@pytest.fixture(params=["one-process", "api-beside-scheduler-on-postgres"])
-def system(request, tmp_path) -> Iterator[System]:  # type: ignore[no-untyped-def]
-    fixtures.reset()
-    split = request.param != "one-process"
-    created = System(tmp_path, request.getfixturevalue("pg_url") if split else None)
-    yield created
-    created.close()
 
 
 def trigger(system: System, dag_id: str, body: dict | None = None):  # type: ignore[no-untyped-def,type-arg]

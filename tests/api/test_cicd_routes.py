@@ -223,3 +223,43 @@ def test_clear_with_a_dry_run_first(system: System) -> None:
     ):
         answer = system.client.request("POST", path, body)
         assert answer[0] in (400, 404) and message in answer[2]["error"]["message"], answer
+
+
+def test_follow_a_running_log_until_the_try_ends(system: System) -> None:
+    trigger(system, "ticker", {"run_id": "f"})
+    url = (
+        f"http://127.0.0.1:{system.server.port}"
+        "/api/v1/dags/ticker/runs/f/tasks/tick/logs?follow=true"
+    )
+    arrivals: list[tuple[float, str]] = []
+    with requests.get(url, stream=True, timeout=30) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert answer.headers["Transfer-Encoding"] == "chunked"
+        for line in answer.iter_lines(decode_unicode=True):
+            if "] tick " in line:  # each line is stamped with when it was written
+                arrivals.append((time.monotonic(), line.split("] ", 1)[1]))
+    ended = time.monotonic()
+    assert [text for _, text in arrivals] == [f"tick {i}" for i in range(1, 6)]
+    assert arrivals[-1][0] - arrivals[0][0] > 1.0  # streamed as written, not at the end
+    assert ended - arrivals[-1][0] < 2  # the body ends with the try
+    # a finished try: the whole log, then the end; an offset skips the start
+    with requests.get(url, stream=True, timeout=10) as answer:
+        assert "tick 5" in answer.text
+    with requests.get(url + "&offset=30", timeout=10) as answer:
+        assert answer.text.startswith("tick 1\n[")  # the stamp of tick 1 is 30 bytes
+
+
+def test_follow_errors(system: System) -> None:
+    trigger(system, "ticker", {"run_id": "e"})
+    base = "/api/v1/dags/ticker/runs/e/tasks/tick/logs"
+    for query, status in (
+        ("follow=maybe", 400),
+        ("follow=true&limit=5", 400),
+        ("follow=true&try_number=9", 404),
+    ):
+        assert system.client.request("GET", f"{base}?{query}")[0] == status, query
+    assert (
+        system.client.request("GET", "/api/v1/dags/ticker/runs/e/tasks/ghost/logs?follow=true")[0]
+        == 404
+    )

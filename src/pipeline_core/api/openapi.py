@@ -31,7 +31,12 @@ from pipeline_core.api.openapi_parts import (
     param,
     response,
 )
-from pipeline_core.api.openapi_runops import IDEMPOTENCY_KEY, run_operation_paths, trigger_operation
+from pipeline_core.api.openapi_runops import (
+    IDEMPOTENCY_KEY,
+    followed_log,
+    run_operation_paths,
+    trigger_operation,
+)
 from pipeline_core.api.openapi_schemas import SCHEMAS, ref
 from pipeline_core.model import EVENT_TYPES, RUN_TYPES
 from pipeline_core.state import RunState
@@ -260,23 +265,31 @@ def document() -> dict[str, Any]:
             )
         },
         "/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs": {
-            "get": op(
-                "get_log",
-                "tasks",
-                "A task's log (a byte range of one try)",
-                "200",
-                envelope_of(ref("Log")),
-                params=[
-                    *task,
-                    param(
-                        "try_number", "query", {"type": "integer", "minimum": 1, "maximum": 2**53}
-                    ),
-                    param("offset", "query", {"type": "integer", "minimum": 0, "maximum": 2**53}),
-                    param(
-                        "limit", "query", {"type": "integer", "minimum": 1, "maximum": 4 * 2**20}
-                    ),
-                ],
-                get=True,
+            "get": followed_log(
+                op(
+                    "get_log",
+                    "tasks",
+                    "A task's log (a byte range of one try)",
+                    "200",
+                    envelope_of(ref("Log")),
+                    params=[
+                        *task,
+                        param(
+                            "try_number",
+                            "query",
+                            {"type": "integer", "minimum": 1, "maximum": 2**53},
+                        ),
+                        param(
+                            "offset", "query", {"type": "integer", "minimum": 0, "maximum": 2**53}
+                        ),
+                        param(
+                            "limit",
+                            "query",
+                            {"type": "integer", "minimum": 1, "maximum": 4 * 2**20},
+                        ),
+                    ],
+                    get=True,
+                )
             )
         },
         "/api/v1/dags/{dag_id}/stats": {

@@ -185,7 +185,9 @@ OPERATIONS = {
     "list_task_instances": "The task instances of one run, a page at a time.",
     "get_task_instance": "One task instance with every try: start, end, state and error.",
     "get_xcom": "The XCom values a task pushed, optionally only the given keys.",
-    "get_log": "A byte range of one try's log (default: the latest try, from the start).",
+    "get_log": "A byte range of one try's log (default: the latest try, from the start); "
+    "with follow=true, the log from offset on as text/plain, streamed as it is written, "
+    "ending when the try ends.",
     "get_dag_stats": "Run counts by state, success rate and duration percentiles of a DAG, "
     "and per-task failure and retry rates, over an optional time range.",
     "get_metrics": "Counters, gauges and histograms of the engine, scheduler and pools.",

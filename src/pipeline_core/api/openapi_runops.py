@@ -127,3 +127,18 @@ def run_operation_paths(
         f"{RUN_PATH}/clear": {"post": clear},
         f"{RUN_PATH}/tasks/{{task_id}}": {"patch": patch_task},
     }
+
+
+def followed_log(operation: dict[str, Any]) -> dict[str, Any]:
+    """``get_log`` with ``follow``: the try's log as plain text, streamed while it runs."""
+    operation["parameters"].insert(
+        -1,
+        param(
+            "follow",
+            "query",
+            {"type": "boolean"},
+            "stream the try's log as text/plain while it is written; ends when the try ends",
+        ),
+    )
+    operation["responses"]["200"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    return operation

@@ -19,6 +19,7 @@ from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.connection import HTTPConnection
 from pipeline_core.api.http import Request, Response, error_body
+from pipeline_core.api.log_follow import LogFollowers
 from pipeline_core.api.routes.builder import build_app
 from pipeline_core.api.sse.process import ProcessStreams
 from pipeline_core.api.sse.route import EventStreams
@@ -311,6 +312,7 @@ class APIServer:
         self.cache = ViewCache()
         self.finished_runs = FinishedRuns(options.store)
         self.waiters: RunWaiters | None = None
+        self.followers: LogFollowers | None = None
         self.streams: EventStreams | None = None
         self._handle: LoopServer | None = None
 
@@ -332,7 +334,15 @@ class APIServer:
         assert self._handle is not None
         self.streams = self._event_streams()
         self.waiters = RunWaiters()
-        app = build_app(self.options, self.cache, self.streams, self.finished_runs, self.waiters)
+        self.followers = LogFollowers(self.options.store, self.options.max_log_followers)
+        app = build_app(
+            self.options,
+            self.cache,
+            self.streams,
+            self.finished_runs,
+            self.waiters,
+            self.followers,
+        )
         # Events reach the cache and the streams through the store's feed: this process's
         # commits at once and, when the engine runs elsewhere, other processes' as well.
         self.options.store.feed.subscribe(
@@ -371,6 +381,8 @@ class APIServer:
             self.streams.stop()
         if self.waiters is not None:
             self.waiters.stop()
+        if self.followers is not None:
+            self.followers.stop()
         self._handle.stop()
         self._handle = None
 

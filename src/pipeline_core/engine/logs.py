@@ -1,12 +1,18 @@
 """Task logs: timestamped lines buffered per try and appended to the store in chunks, and a
-router that sends what a thread-run task prints to its own log."""
+router that sends what a thread-run task prints to its own log.
+
+A line reaches the store within about ``FLUSH_SECONDS`` of being written even when the task
+writes nothing after it (a follower of the log sees it then): ``_FLUSHER`` looks at the open
+logs of its process twice a second."""
 
 from __future__ import annotations
 
 import io
+import os
 import sys
 import threading
 import time
+import weakref
 from typing import TextIO
 
 from pipeline_core.model import TaskKey, iso, utcnow
@@ -27,6 +33,7 @@ class TaskLog:
         self._partial = ""
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
+        _FLUSHER.watch(self)
 
     def info(self, message: str) -> None:
         self.write(message if message.endswith("\n") else message + "\n")
@@ -48,7 +55,14 @@ class TaskLog:
         with self._lock:
             self._flush_locked()
 
+    def flush_if_due(self) -> None:
+        """Flush lines that have waited ``FLUSH_SECONDS`` (the flusher's call)."""
+        with self._lock:
+            if self._buffer and time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+                self._flush_locked()
+
     def close(self) -> None:
+        _FLUSHER.forget(self)
         with self._lock:
             if self._partial:
                 self._buffer.append(f"[{iso(utcnow())}] {self._partial}\n")
@@ -68,6 +82,40 @@ class TaskLog:
                 sys.__stderr__.write(
                     f"pipeline-core: could not write the log of {self.key}: {exc}\n"
                 )
+
+
+class _Flusher:
+    """The open logs of this process, flushed when due by one daemon thread, started on the
+    first log (again in a forked worker, whose parent's thread did not survive the fork)."""
+
+    INTERVAL = FLUSH_SECONDS / 2
+
+    def __init__(self) -> None:
+        self._logs: weakref.WeakSet[TaskLog] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._pid = 0
+
+    def watch(self, log: TaskLog) -> None:
+        with self._lock:
+            self._logs.add(log)
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="task-log-flush", daemon=True).start()
+
+    def forget(self, log: TaskLog) -> None:
+        with self._lock:
+            self._logs.discard(log)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.INTERVAL)
+            with self._lock:
+                logs = list(self._logs)
+            for log in logs:
+                log.flush_if_due()
+
+
+_FLUSHER = _Flusher()
 
 
 class _RoutedStream(io.TextIOBase):

@@ -15,6 +15,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -57,31 +58,37 @@ def run_worker(fd: int, parent: int, *, one_shot: bool = False) -> int:
 
 
 class _StoreProxy:
-    """The part of ``Store`` a task context uses, forwarded to the engine."""
+    """The part of ``Store`` a task context uses, forwarded to the engine. ``lock`` keeps
+    whole messages (and an XCom read's question and answer) together: the log flusher and
+    a task's own threads send too."""
 
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
+    def __init__(self, connection: Connection, lock: threading.Lock) -> None:
+        self.connection, self.lock = connection, lock
 
     def append_log(self, key: TaskKey, try_number: int, text: str) -> None:
-        self.connection.send_bytes(wire.dumps((wire.LOG, text)))
+        with self.lock:
+            self.connection.send_bytes(wire.dumps((wire.LOG, text)))
 
     def set_xcom(self, key: TaskKey, name: str, value: Any) -> None:
-        self.connection.send_bytes(wire.dumps((wire.SET_XCOM, name, value)))
+        with self.lock:
+            self.connection.send_bytes(wire.dumps((wire.SET_XCOM, name, value)))
 
     def get_xcom(self, key: TaskKey, name: str) -> XComEntry | None:
-        self.connection.send_bytes(wire.dumps((wire.GET_XCOM, key.task_id, name)))
-        (entry,) = wire.loads(self.connection.recv_bytes())
+        with self.lock:
+            self.connection.send_bytes(wire.dumps((wire.GET_XCOM, key.task_id, name)))
+            (entry,) = wire.loads(self.connection.recv_bytes())
         return entry  # type: ignore[no-any-return]
 
 
 class _MetricsProxy:
     """Metrics recorded by task code, forwarded to the engine's collector."""
 
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
+    def __init__(self, connection: Connection, lock: threading.Lock) -> None:
+        self.connection, self.lock = connection, lock
 
     def _send(self, kind: str, name: str, value: float, labels: dict[str, str]) -> None:
-        self.connection.send_bytes(wire.dumps((wire.METRIC, kind, name, value, labels)))
+        with self.lock:
+            self.connection.send_bytes(wire.dumps((wire.METRIC, kind, name, value, labels)))
 
     def counter(self, name: str, value: float = 1, /, **labels: str) -> None:
         self._send("counter", name, value, labels)
@@ -97,8 +104,9 @@ class Worker:
     def __init__(self, connection: Connection, *, one_shot: bool = False) -> None:
         self.connection = connection
         self.one_shot = one_shot
-        self.store = _StoreProxy(connection)
-        self.metrics = _MetricsProxy(connection)
+        self.sending = threading.Lock()
+        self.store = _StoreProxy(connection, self.sending)
+        self.metrics = _MetricsProxy(connection, self.sending)
         self.dags: dict[int, DAG] = {}
         self._last_run: tuple[bytes, DagRun | None] = (b"", None)
 
@@ -114,7 +122,9 @@ class Worker:
                 self._add_dag(*message[1:])
             elif message[0] == wire.RUN:
                 job = wire.WireJob.from_message(message)
-                self.connection.send_bytes(wire.dumps((wire.DONE, *self.run(job))))
+                done = wire.dumps((wire.DONE, *self.run(job)))
+                with self.sending:
+                    self.connection.send_bytes(done)
                 if self.one_shot:
                     return
 

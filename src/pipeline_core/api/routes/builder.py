@@ -10,6 +10,7 @@ from pipeline_core.api.app import App, AppSettings
 from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.http import Request, Response, json_bytes
+from pipeline_core.api.log_follow import LogFollowers
 from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
 from pipeline_core.api.routes import (
@@ -38,6 +39,7 @@ def build_routes(
     streams: EventStreams,
     finished: FinishedRuns,
     waiters: RunWaiters,
+    followers: LogFollowers,
 ) -> list[Route]:
     store, control = options.store, options.control
     on_pause = control.set_paused if control is not None else None
@@ -70,7 +72,7 @@ def build_routes(
         Route(TASK, kept(tasks.get_task(store)), fast=finished.peek),
         Route(TASK, run_ops.patch_task(store, control), ["PATCH"]),
         Route(f"{TASK}/xcom", kept(tasks.get_xcom(store)), fast=finished.peek),
-        Route(f"{TASK}/logs", tasks.get_logs(store)),
+        Route(f"{TASK}/logs", tasks.get_logs(store, followers)),
         Route(f"{PREFIX}/dags/:dag_id/stats", stats.dag_stats(store)),
         Route(f"{PREFIX}/metrics", stats.metrics(options.metrics)),
         Route(f"{PREFIX}/pools", pools.list_pools(store)),
@@ -98,6 +100,7 @@ def build_app(
     streams: EventStreams,
     finished: FinishedRuns,
     waiters: RunWaiters,
+    followers: LogFollowers,
 ) -> App:
     settings = AppSettings(
         options.cors_origins,
@@ -106,7 +109,7 @@ def build_app(
         loopback_hosts_only=is_loopback(options.host),
         allowed_hosts=tuple(options.allowed_hosts),
     )
-    return App(build_routes(options, cache, streams, finished, waiters), settings)
+    return App(build_routes(options, cache, streams, finished, waiters, followers), settings)
 
 
 def is_loopback(host: str) -> bool:

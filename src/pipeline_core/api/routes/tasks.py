@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline_core.api.http import Request, Response, envelope, listing
-from pipeline_core.api.params import integer, page
+from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
+from pipeline_core.api.log_follow import LogFollowers
+from pipeline_core.api.params import boolean, integer, page
 from pipeline_core.api.serialize import task_instance_dict
 from pipeline_core.errors import NotFound
 from pipeline_core.model import TaskKey, iso
@@ -101,14 +102,24 @@ def get_xcom(store: Store) -> Callable[[Request], Response]:
     return handle
 
 
-def get_logs(store: Store) -> Callable[[Request], Response]:
+def get_logs(store: Store, followers: LogFollowers) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        limit, offset = page(request, {"try_number"}, MAX_LOG_BYTES, 1024 * 1024)
+        limit, offset = page(request, {"try_number", "follow"}, MAX_LOG_BYTES, 1024 * 1024)
         key = _key(request)
         ti = store.get_task_instance(key)
-        try_number = integer(request, "try_number", ti.try_number, 1)
+        try_number = integer(request, "try_number", max(1, ti.try_number), 1)
         if try_number > max(1, ti.try_number):
             raise NotFound(f"task '{key.task_id}' has no try {try_number} (it has {ti.try_number})")
+        if boolean(request, "follow"):
+            if "limit" in request.query:
+                raise bad_request("'limit' does not apply to a followed log")
+            followers.check()
+            response = Response(200, b"", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            response.content_type = "text/plain; charset=utf-8"
+            response.handover = lambda sock, chunked: followers.start(
+                sock, chunked, key, try_number, offset
+            )
+            return response
         chunk = store.read_log(key, try_number, offset=offset, limit=limit)
         return envelope(
             {
