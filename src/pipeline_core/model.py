@@ -294,6 +294,7 @@ EVENT_TYPES = (
     "run.updated",
     "dag.updated",
     "pool.updated",
+    "backfill.updated",
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline_core._version import __version__
+from pipeline_core.api.openapi_backfills import backfill_paths
 from pipeline_core.api.openapi_parts import (
     DATE_TIME,
     DESCRIPTION,
@@ -371,7 +372,7 @@ def document() -> dict[str, Any]:
             )
         },
     }
-    for path, operations in run_operation_paths(run, task).items():
+    for path, operations in [*run_operation_paths(run, task).items(), *backfill_paths(dag).items()]:
         paths.setdefault(path, {}).update(operations)
     return {
         "openapi": "3.1.0",

@@ -182,6 +182,15 @@ OPERATIONS = {
     "clear_run": "Queue finished tasks again: the given ones (default: all), with their "
     "downstream when asked, only the failed ones when asked; the run runs again. A dry run "
     "lists what would be cleared and changes nothing.",
+    "create_backfill": "Create backfill runs for the DAG's fire times from 'from' to 'to' "
+    "(plain dates cover whole days in the DAG's timezone). reprocess: none skips dates that "
+    "have a run, failed runs again the ones whose newest run failed, all runs every date. "
+    "The scheduler starts them max_active_runs at a time. dry_run lists the dates and what "
+    "would happen to each (200), creating nothing. At most --max-backfill-runs fire times.",
+    "list_backfills": "A DAG's backfills, oldest first, with their run counts by state.",
+    "get_backfill": "A backfill with every date's run and its state.",
+    "cancel_backfill": "Cancel a running backfill: dates without a run get none, and its "
+    "queued and running runs are cancelled.",
     "list_task_instances": "The task instances of one run, a page at a time.",
     "get_task_instance": "One task instance with every try: start, end, state and error.",
     "get_xcom": "The XCom values a task pushed, optionally only the given keys.",

@@ -38,6 +38,8 @@ class APIServerOptions:
     #: Seconds a blocked write to an event stream may wait before the stream is dropped.
     socket_timeout: float = 30.0
     log_json: bool = False
+    #: Fire times one backfill may cover at most.
+    max_backfill_runs: int = 1000
     #: Task logs followed at once (``?follow=true``), each on a thread of its own.
     max_log_followers: int = 64
     #: Seconds a trigger's idempotency key is held by the run it created.

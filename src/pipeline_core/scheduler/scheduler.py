@@ -24,6 +24,7 @@ from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.model import Event, RunType, iso, utcnow
+from pipeline_core.scheduler.backfills import BackfillDriver
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.state import RunState
@@ -84,6 +85,7 @@ class Scheduler:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.last_heartbeat: datetime | None = None
+        self.backfills = BackfillDriver(store, runner)
 
     # --- DAGs ----------------------------------------------------------------------------
     def set_dags(self, dags: dict[str, DAG]) -> None:
@@ -195,7 +197,8 @@ class Scheduler:
 
     # --- the loop --------------------------------------------------------------------------
     def start(self) -> Scheduler:
-        self.store.feed.subscribe(self._on_events, other_processes=False)
+        # Other processes' events too: a backfill created through an API-only server.
+        self.store.feed.subscribe(self._on_events, other_processes=True)
         self.refresh_dags()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
@@ -225,8 +228,10 @@ class Scheduler:
                 "failed",
                 "cancelled",
             )
-            if finished or (
-                event.type == "dag.updated" and event.payload.get("change") == "unpaused"
+            if (
+                finished
+                or event.type == "backfill.updated"
+                or (event.type == "dag.updated" and event.payload.get("change") == "unpaused")
             ):
                 self.wake()
                 return
@@ -246,6 +251,7 @@ class Scheduler:
                 next_due = self.tick(self.clock())
             except Exception:
                 logger.exception("scheduler tick failed")
+            self._guard(self.backfills.step)
             wait = min(next_heartbeat, next_rescan) - time.monotonic()
             if next_due is not None:
                 wait = min(wait, (next_due - self.clock()).total_seconds())

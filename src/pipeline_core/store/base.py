@@ -30,6 +30,7 @@ from pipeline_core.model import (
 )
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.types import (
+    Backfill,
     DagRecord,
     EventQuery,
     Heartbeat,
@@ -125,6 +126,38 @@ class Store(Protocol):
 
     def list_import_errors(self) -> list[ImportError_]:
         """Files that failed to load, by file name."""
+        ...
+
+    # --- backfills ------------------------------------------------------------------
+    def create_backfill(
+        self,
+        dag_id: str,
+        from_date: datetime,
+        to_date: datetime,
+        *,
+        reprocess: str,
+        max_active_runs: int,
+        dates: Sequence[datetime],
+    ) -> Backfill:
+        """A ``running`` backfill of ``dates`` (its runs are made later, by the scheduler);
+        appends ``backfill.updated``."""
+        ...
+
+    def get_backfill(self, backfill_id: int) -> Backfill:
+        """The backfill with each date's run and run state (``NotFound``)."""
+        ...
+
+    def list_backfills(self, dag_id: str | None = None, state: str | None = None) -> list[Backfill]:
+        """Backfills, oldest first, optionally of one DAG or in one state."""
+        ...
+
+    def set_backfill_run(self, backfill_id: int, logical_date: datetime, run_id: str) -> None:
+        """Record the run made for a date (``Conflict`` if it has one)."""
+        ...
+
+    def end_backfill(self, backfill_id: int, state: str) -> Backfill:
+        """``completed`` or ``cancelled``; ``Conflict`` unless running. Appends
+        ``backfill.updated``."""
         ...
 
     # --- runs -----------------------------------------------------------------------

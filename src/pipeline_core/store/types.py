@@ -95,6 +95,47 @@ class IdempotencyRecord:
     expires_at: datetime
 
 
+BACKFILL_STATES = ("running", "completed", "cancelled")
+REPROCESS = ("none", "failed", "all")
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillDate:
+    """One logical date of a backfill and the run made for it (``None``: not yet)."""
+
+    logical_date: datetime
+    run_id: str | None = None
+    run_state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """Runs of a DAG for past fire times, started ``max_active_runs`` at a time by the
+    scheduler: ``running`` until each date has a finished run (``completed``), or
+    ``cancelled``."""
+
+    id: int
+    dag_id: str
+    from_date: datetime
+    to_date: datetime
+    reprocess: str
+    max_active_runs: int
+    state: str
+    created_at: datetime
+    completed_at: datetime | None
+    dates: tuple[BackfillDate, ...] = ()
+
+    @property
+    def active(self) -> int:
+        """Its runs that are queued or running."""
+        return sum(1 for d in self.dates if d.run_state in ("queued", "running"))
+
+    @property
+    def waiting(self) -> list[datetime]:
+        """Its dates with no run yet, in order."""
+        return [d.logical_date for d in self.dates if d.run_id is None]
+
+
 @dataclass(frozen=True, slots=True)
 class TryClaim:
     """A remote worker's hold on one delivery of a try (``submission``: a sensor's try is

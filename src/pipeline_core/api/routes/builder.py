@@ -14,6 +14,7 @@ from pipeline_core.api.log_follow import LogFollowers
 from pipeline_core.api.openapi import document
 from pipeline_core.api.router import Route
 from pipeline_core.api.routes import (
+    backfills,
     dags,
     health,
     pools,
@@ -31,6 +32,7 @@ from pipeline_core.api.waits import RunWaiters
 PREFIX = "/api/v1"
 RUN = f"{PREFIX}/dags/:dag_id/runs/:run_id"
 TASK = f"{RUN}/tasks/:task_id"
+BACKFILLS = f"{PREFIX}/dags/:dag_id/backfills"
 
 
 def build_routes(
@@ -74,6 +76,12 @@ def build_routes(
         Route(f"{TASK}/xcom", kept(tasks.get_xcom(store)), fast=finished.peek),
         Route(f"{TASK}/logs", tasks.get_logs(store, followers)),
         Route(f"{PREFIX}/dags/:dag_id/stats", stats.dag_stats(store)),
+        Route(f"{BACKFILLS}", backfills.list_backfills(store)),
+        Route(
+            f"{BACKFILLS}", backfills.create_backfill(store, options.max_backfill_runs), ["POST"]
+        ),
+        Route(f"{BACKFILLS}/:backfill_id", backfills.get_backfill(store)),
+        Route(f"{BACKFILLS}/:backfill_id", backfills.cancel_backfill(store, control), ["DELETE"]),
         Route(f"{PREFIX}/metrics", stats.metrics(options.metrics)),
         Route(f"{PREFIX}/pools", pools.list_pools(store)),
         Route(f"{PREFIX}/pools", pools.create_pool(store), ["POST"]),

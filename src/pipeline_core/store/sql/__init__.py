@@ -8,6 +8,7 @@ stored as fixed-width ISO 8601 text (``iso``), so text order is time order.
 
 from __future__ import annotations
 
+from pipeline_core.store.sql.backfills import BackfillsSql
 from pipeline_core.store.sql.dags import DagsSql
 from pipeline_core.store.sql.events import EventsSql
 from pipeline_core.store.sql.pools import PoolsSql
@@ -16,7 +17,7 @@ from pipeline_core.store.sql.taskdata import TaskDataSql
 from pipeline_core.store.sql.tries import TriesSql
 
 
-class SqlStore(RunsSql, DagsSql, TaskDataSql, PoolsSql, TriesSql, EventsSql):
+class SqlStore(RunsSql, DagsSql, TaskDataSql, PoolsSql, TriesSql, BackfillsSql, EventsSql):
     """The whole ``Store`` protocol in SQL, over a backend's ``_transaction``."""
 
 

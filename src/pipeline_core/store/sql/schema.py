@@ -163,6 +163,17 @@ MIGRATIONS: list[list[Statement]] = [
         "expires_at {text} NOT NULL, PRIMARY KEY (dag_id, key))",
         "CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)",
     ],
+    # 9: backfills, and the logical dates each one runs (with the run made for each)
+    [
+        "CREATE TABLE backfills (id {serial} PRIMARY KEY, dag_id {text} NOT NULL, "
+        "from_date {text} NOT NULL, to_date {text} NOT NULL, reprocess {text} NOT NULL, "
+        "max_active_runs INTEGER NOT NULL, state {text} NOT NULL, created_at {text} NOT NULL, "
+        "completed_at {text})",
+        "CREATE INDEX backfills_by_state ON backfills (state, id)",
+        "CREATE TABLE backfill_dates (backfill_id BIGINT NOT NULL REFERENCES backfills (id), "
+        "ordinal INTEGER NOT NULL, logical_date {text} NOT NULL, run_id {text}, "
+        "PRIMARY KEY (backfill_id, ordinal))",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

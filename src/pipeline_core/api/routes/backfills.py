@@ -1,0 +1,191 @@
+"""``/dags/:dag_id/backfills``: runs for a range of past fire times, with a dry run that only
+lists them; the scheduler makes the runs, ``max_active_runs`` at a time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
+from pipeline_core.api.params import page, whole_number
+from pipeline_core.dag.model import parse_datetime
+from pipeline_core.engine.control import Control
+from pipeline_core.errors import Conflict
+from pipeline_core.model import DagRun, iso
+from pipeline_core.scheduler.backfill_plan import RUN, plan_backfill
+from pipeline_core.scheduler.backfills import cancel_active
+from pipeline_core.scheduler.schedule import Schedule
+from pipeline_core.store.base import Store
+from pipeline_core.store.types import BACKFILL_STATES, REPROCESS, Backfill, RunQuery
+
+FIELDS = {"from", "to", "max_active_runs", "reprocess", "dry_run"}
+_PLAIN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+DEFAULT_ACTIVE = 10
+MAX_ACTIVE = 1000
+
+
+def create_backfill(store: Store, max_runs: int) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        body = request.json_object(FIELDS)
+        record = store.get_dag(request.params["dag_id"])
+        zone = ZoneInfo(record.timezone)
+        start, end = _date(body, "from", zone), _date(body, "to", zone, end_of_day=True)
+        reprocess = body.get("reprocess", "none")
+        if reprocess not in REPROCESS:
+            raise bad_request(f"'reprocess' must be one of {', '.join(REPROCESS)}")
+        active = body.get("max_active_runs", DEFAULT_ACTIVE)
+        if type(active) is not int or not 1 <= active <= MAX_ACTIVE:
+            raise bad_request(f"'max_active_runs' must be a whole number from 1 to {MAX_ACTIVE}")
+        dry_run = body.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise bad_request("'dry_run' must be true or false")
+        schedule = Schedule(record.schedule, record.timezone) if record.schedule else None
+        planned = plan_backfill(
+            schedule,
+            start,
+            end,
+            reprocess,
+            _runs_between(store, record.dag_id, start, end),
+            max_runs=max_runs,
+            dag_id=record.dag_id,
+        )
+        dates = [p.logical_date for p in planned if p.action == RUN]
+        if dry_run:
+            listed = [
+                {
+                    "logical_date": iso(p.logical_date),
+                    "action": p.action,
+                    "existing_run_id": p.existing.run_id if p.existing else None,
+                    "existing_state": p.existing.state.value if p.existing else None,
+                }
+                for p in planned
+            ]
+            return envelope({"dry_run": True, "runs": len(dates), "dates": listed})
+        if not dates:
+            raise Conflict(
+                f"no date in the range needs a run (reprocess={reprocess}: "
+                f"{len(planned)} fire time(s), each with a run already)"
+            )
+        backfill = store.create_backfill(
+            record.dag_id, start, end, reprocess=reprocess, max_active_runs=active, dates=dates
+        )
+        location = f"/api/v1/dags/{quote(record.dag_id)}/backfills/{backfill.id}"
+        return envelope(backfill_dict(backfill), status=201, headers={"Location": location})
+
+    return handle
+
+
+def list_backfills(store: Store) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        limit, offset = page(request, {"state"})
+        states = request.query.get("state")
+        state = states[-1] if states else None
+        if state is not None and state not in BACKFILL_STATES:
+            raise bad_request(f"'state' must be one of {', '.join(BACKFILL_STATES)}")
+        dag_id = request.params["dag_id"]
+        store.get_dag(dag_id)
+        found = store.list_backfills(dag_id, state)
+        shown = [backfill_dict(b, dates=False) for b in found[offset : offset + limit]]
+        return listing(shown, len(found), limit, offset)
+
+    return handle
+
+
+def get_backfill(store: Store) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        page(request, set())
+        return envelope(backfill_dict(_backfill(store, request)))
+
+    return handle
+
+
+def cancel_backfill(store: Store, control: Control | None) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        backfill = _backfill(store, request)
+        store.end_backfill(backfill.id, "cancelled")
+        if control is not None:
+            cancel_active(store, control, backfill.id)
+        return envelope(backfill_dict(store.get_backfill(backfill.id)))
+
+    return handle
+
+
+def backfill_dict(backfill: Backfill, *, dates: bool = True) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for each in backfill.dates:
+        state = each.run_state or "waiting"
+        counts[state] = counts.get(state, 0) + 1
+    answer: dict[str, Any] = {
+        "id": backfill.id,
+        "dag_id": backfill.dag_id,
+        "from": iso(backfill.from_date),
+        "to": iso(backfill.to_date),
+        "reprocess": backfill.reprocess,
+        "max_active_runs": backfill.max_active_runs,
+        "state": backfill.state,
+        "created_at": iso(backfill.created_at),
+        "completed_at": iso(backfill.completed_at),
+        "total": len(backfill.dates),
+        "counts": counts,
+    }
+    if dates:
+        answer["dates"] = [
+            {"logical_date": iso(d.logical_date), "run_id": d.run_id, "state": d.run_state}
+            for d in backfill.dates
+        ]
+    return answer
+
+
+def _backfill(store: Store, request: Request) -> Backfill:
+    backfill_id = whole_number(request.params["backfill_id"], "backfill_id", 1)
+    backfill = store.get_backfill(backfill_id)
+    if backfill.dag_id != request.params["dag_id"]:
+        store.get_dag(request.params["dag_id"])
+        raise bad_request(
+            f"backfill {backfill_id} is of DAG '{backfill.dag_id}', "
+            f"not '{request.params['dag_id']}'"
+        )
+    return backfill
+
+
+def _runs_between(
+    store: Store, dag_id: str, start: datetime, end: datetime
+) -> dict[datetime, DagRun]:
+    """The newest run of each logical date in the range."""
+    runs: dict[datetime, DagRun] = {}
+    offset = 0
+    while True:
+        found = store.query_runs(
+            RunQuery(
+                dag_id=dag_id,
+                logical_date_gte=start,
+                logical_date_lte=end,
+                order_by="logical_date",
+                limit=1000,
+                offset=offset,
+            )
+        )
+        for run in found.items:
+            runs[run.logical_date] = run
+        offset += len(found.items)
+        if not found.items or offset >= found.total:
+            return runs
+
+
+def _date(body: dict[str, Any], name: str, zone: ZoneInfo, *, end_of_day: bool = False) -> datetime:
+    """A date-time (naive ones in the DAG's timezone); a plain date is the start of that
+    day, or for ``to`` its end, so a range of dates covers whole days."""
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise bad_request(f"'{name}' must be an ISO 8601 date or date-time")
+    try:
+        if end_of_day and _PLAIN_DATE.fullmatch(value.strip()):
+            next_day = date.fromisoformat(value.strip()) + timedelta(days=1)
+            return parse_datetime(next_day.isoformat(), zone) - timedelta(microseconds=1)
+        return parse_datetime(value, zone)
+    except ValueError as exc:
+        raise bad_request(f"'{name}': {exc}") from None

@@ -1,0 +1,81 @@
+"""Which dates a backfill runs: fire times in the range, DST, reprocess, and the limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline_core.errors import InvalidRequest
+from pipeline_core.model import DagRun
+from pipeline_core.scheduler.backfill_plan import RUN, SKIP, plan_backfill
+from pipeline_core.scheduler.schedule import Schedule
+from pipeline_core.state import RunState
+
+BERLIN = Schedule("30 2 * * *", "Europe/Berlin")
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
+def test_a_range_across_the_spring_change_keeps_the_local_time_or_moves_past_the_gap():
+    planned = plan_backfill(BERLIN, utc(2026, 3, 27), utc(2026, 3, 31), "none", {})
+    assert [p.logical_date for p in planned] == [
+        utc(2026, 3, 27, 1, 30),  # 02:30 CET
+        utc(2026, 3, 28, 1, 30),
+        utc(2026, 3, 29, 1, 30),  # 02:30 does not exist: 03:30 CEST
+        utc(2026, 3, 30, 0, 30),  # 02:30 CEST
+    ]
+    autumn = plan_backfill(BERLIN, utc(2026, 10, 24), utc(2026, 10, 27), "none", {})
+    # 02:30 CEST; on the 25th 02:30 comes twice and fires at its first (CEST); then CET
+    assert [p.logical_date.hour for p in autumn] == [0, 0, 1]
+
+
+def test_both_ends_are_inclusive():
+    hourly = Schedule("0 * * * *")
+    planned = plan_backfill(hourly, utc(2026, 1, 1, 1), utc(2026, 1, 1, 3), "none", {})
+    assert [p.logical_date.hour for p in planned] == [1, 2, 3]
+
+
+def _run(day: int, state: RunState) -> DagRun:
+    date = utc(2026, 1, day, 6)
+    return DagRun("d", f"r{day}", state, "scheduled", date)
+
+
+def test_reprocess_decides_what_happens_to_dates_with_runs():
+    daily = Schedule("0 6 * * *")
+    existing = {r.logical_date: r for r in (_run(1, RunState.SUCCESS), _run(2, RunState.FAILED))}
+
+    def actions(reprocess: str) -> list[str]:
+        planned = plan_backfill(daily, utc(2026, 1, 1), utc(2026, 1, 3, 23), reprocess, existing)
+        return [p.action for p in planned]
+
+    assert actions("none") == [SKIP, SKIP, RUN]
+    assert actions("failed") == [SKIP, RUN, RUN]
+    assert actions("all") == [RUN, RUN, RUN]
+    planned = plan_backfill(daily, utc(2026, 1, 1), utc(2026, 1, 1, 23), "none", existing)
+    assert planned[0].existing is existing[utc(2026, 1, 1, 6)]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "start", "end", "message"),
+    [
+        (None, utc(2026, 1, 1), utc(2026, 1, 2), "no cron schedule"),
+        (Schedule("@once"), utc(2026, 1, 1), utc(2026, 1, 2), "no cron schedule"),
+        (Schedule("@daily"), utc(2026, 1, 2), utc(2026, 1, 1), "the range is reversed"),
+        (Schedule("* * * * *"), utc(2026, 1, 1), utc(2026, 1, 2), "more than 1000 fire times"),
+    ],
+)
+def test_refusals(schedule, start, end, message):  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidRequest, match=message):
+        plan_backfill(schedule, start, end, "none", {}, dag_id="d")
+
+
+def test_the_cap_is_configurable():
+    daily = Schedule("@daily")
+    assert (
+        len(plan_backfill(daily, utc(2026, 1, 1), utc(2026, 1, 10), "none", {}, max_runs=10)) == 10
+    )
+    with pytest.raises(InvalidRequest, match="more than 9"):
+        plan_backfill(daily, utc(2026, 1, 1), utc(2026, 1, 10), "none", {}, max_runs=9)
