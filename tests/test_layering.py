@@ -14,6 +14,7 @@ LAYERS = {
     "dag": 0,
     "model": 0,
     "clock": 0,
+    "client": 0,
     "store": 1,
     "metrics": 1,
     "exposition": 1,

@@ -10,6 +10,7 @@ import threading
 from importlib import resources
 from typing import Any, TextIO
 
+from pipeline_core.cli import admin
 from pipeline_core.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -31,7 +32,7 @@ from pipeline_core.store.types import TaskInstanceQuery
 
 
 def add_commands(commands: Any) -> None:
-    """``dags list | validate | show | schema | test``."""
+    """``dags list | validate | show | schema | test``, and ``pause | unpause`` on a server."""
     dags = commands.add_parser("dags", help="inspect DAG definitions").add_subparsers(title="dags")
 
     def dag_command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
@@ -54,6 +55,7 @@ def add_commands(commands: Any) -> None:
     test.add_argument("--conf", help="run configuration as a JSON object")
     db_option(test, default="memory://")
     add_engine_options(test)
+    admin.add_dag_commands(dags)
 
 
 def _dags_list(args: argparse.Namespace, out: TextIO) -> int:

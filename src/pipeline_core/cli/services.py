@@ -192,6 +192,24 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         default=15.0,
         help="seconds between keepalive comments on an idle event stream",
     )
+    parser.add_argument(
+        "--idempotency-ttl",
+        type=seconds,
+        default=24 * 3600.0,
+        help="seconds a trigger's idempotency key is held by its run (default 86400)",
+    )
+    parser.add_argument(
+        "--max-backfill-runs",
+        type=whole_number(1),
+        default=1000,
+        help="fire times one backfill may cover at most (default 1000)",
+    )
+    parser.add_argument(
+        "--max-log-followers",
+        type=whole_number(1),
+        default=64,
+        help="task logs followed at once (?follow=true), a thread each (default 64)",
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument(
         "--log-level", default="info", choices=("debug", "info", "warning", "error")
@@ -288,6 +306,9 @@ def _bind_api(
         idle_timeout=args.idle_timeout,
         handler_threads=args.handler_threads,
         sse_keepalive=args.sse_keepalive,
+        idempotency_ttl=args.idempotency_ttl,
+        max_backfill_runs=args.max_backfill_runs,
+        max_log_followers=args.max_log_followers,
         log_json=args.log_format == "json",
         scheduler_expected=scheduler_expected,
         follow_other_processes=remote,

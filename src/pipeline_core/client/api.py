@@ -1,0 +1,327 @@
+"""``Client``: a method for every route of the v1 API.
+
+Methods answer the envelope's ``data`` (a dict, or a list for listings) and raise
+``APIError`` with the envelope's ``code``, ``message`` and ``details`` when the server
+refuses, ``ServerUnreachable`` when it does not answer. A client holds one keep-alive
+connection: use one per thread. Triggers always carry an idempotency key (a fresh one unless
+given), so a trigger retried after a lost answer cannot start a second run.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from pipeline_core.client.events import Event, stream
+from pipeline_core.client.transport import Transport, error_of
+
+Data = dict[str, Any]
+#: Seconds a followed log may stay silent (a quiet task) before the client gives up.
+FOLLOW_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True)
+class Triggered:
+    run: Data
+    #: The key was used before with the same body: ``run`` is the one it created.
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Waited:
+    run: Data
+    #: The timeout passed first; ``run`` is as it is now.
+    timed_out: bool
+
+
+def _p(value: str) -> str:
+    return quote(value, safe="")
+
+
+class Client:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8080",
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        self.transport = Transport(base_url, token, timeout, retries, backoff)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _one(self, method: str, path: str, **options: Any) -> Data:
+        data: Data = self.transport.request(method, path, **options).body["data"]
+        return data
+
+    def _many(self, method: str, path: str, **options: Any) -> list[Data]:
+        data: list[Data] = self.transport.request(method, path, **options).body["data"]
+        return data
+
+    # --- health and DAGs -------------------------------------------------------------
+    def health(self) -> Data:
+        """The server's health; answered (with ``status``) even while it is degraded."""
+        answer = self.transport.request("GET", "/api/v1/health", accept=(503,))
+        data: Data = answer.body["data"]
+        return data
+
+    def version(self) -> Data:
+        return self._one("GET", "/api/v1/version")
+
+    def list_dags(
+        self,
+        *,
+        tags: Sequence[str] = (),
+        is_paused: bool | None = None,
+        dag_id_pattern: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Data]:
+        query = {"tags": list(tags) or None, "is_paused": is_paused,
+                 "dag_id_pattern": dag_id_pattern, "limit": limit, "offset": offset}  # fmt: skip
+        return self._many("GET", "/api/v1/dags", query=query)
+
+    def get_dag(self, dag_id: str) -> Data:
+        return self._one("GET", f"/api/v1/dags/{_p(dag_id)}")
+
+    def set_paused(self, dag_id: str, paused: bool) -> Data:
+        path = f"/api/v1/dags/{_p(dag_id)}"
+        return self._one("PATCH", path, body={"is_paused": paused})
+
+    def import_errors(self) -> list[Data]:
+        return self._many("GET", "/api/v1/import-errors", query={"limit": 1000})
+
+    def dag_stats(self, dag_id: str, *, since: str | None = None, until: str | None = None) -> Data:
+        query = {"since": since, "until": until}
+        return self._one("GET", f"/api/v1/dags/{_p(dag_id)}/stats", query=query)
+
+    def metrics(self) -> Data:
+        return self._one("GET", "/api/v1/metrics")
+
+    def openapi(self) -> Data:
+        document: Data = self.transport.request("GET", "/api/v1/openapi.json").body
+        return document
+
+    # --- runs --------------------------------------------------------------------------
+    def list_runs(
+        self,
+        dag_id: str,
+        *,
+        state: Sequence[str] = (),
+        run_type: Sequence[str] = (),
+        order_by: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Data]:
+        query = {"state": list(state) or None, "run_type": list(run_type) or None,
+                 "order_by": order_by, "limit": limit, "offset": offset}  # fmt: skip
+        return self._many("GET", f"/api/v1/dags/{_p(dag_id)}/runs", query=query)
+
+    def trigger_run(
+        self,
+        dag_id: str,
+        conf: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        logical_date: str | None = None,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Triggered:
+        body = {"conf": dict(conf or {}), "run_id": run_id, "logical_date": logical_date,
+                "note": note}  # fmt: skip
+        key = idempotency_key or f"client-{uuid.uuid4()}"
+        answer = self.transport.request(
+            "POST",
+            f"/api/v1/dags/{_p(dag_id)}/runs",
+            body={k: v for k, v in body.items() if v is not None},
+            headers={"Idempotency-Key": key},
+        )
+        meta = answer.body.get("meta") or {}
+        return Triggered(answer.body["data"], bool(meta.get("idempotent_replay")))
+
+    def _run(self, dag_id: str, run_id: str) -> str:
+        return f"/api/v1/dags/{_p(dag_id)}/runs/{_p(run_id)}"
+
+    def get_run(self, dag_id: str, run_id: str) -> Data:
+        return self._one("GET", self._run(dag_id, run_id))
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> Waited:
+        """Hold until the run ends or ``timeout`` (≤ 3,600 s) passes, without polling."""
+        answer = self.transport.request(
+            "GET",
+            f"{self._run(dag_id, run_id)}/wait",
+            query={"timeout": f"{timeout:g}"},
+            timeout=timeout + self.transport.timeout,
+            accept=(408,),
+        )
+        return Waited(answer.body["data"], answer.status == 408)
+
+    def cancel_run(self, dag_id: str, run_id: str) -> Data:
+        return self._one("DELETE", self._run(dag_id, run_id))
+
+    def retry_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_ids: Sequence[str] | None = None,
+        *,
+        downstream: bool = True,
+    ) -> Data:
+        body = {"task_ids": list(task_ids) if task_ids is not None else None,
+                "include_downstream": downstream}  # fmt: skip
+        return self._one("POST", f"{self._run(dag_id, run_id)}/retry", body=body)
+
+    def mark_run(self, dag_id: str, run_id: str, state: str) -> Data:
+        return self._one("PATCH", self._run(dag_id, run_id), body={"state": state})
+
+    def set_note(self, dag_id: str, run_id: str, note: str | None) -> Data:
+        return self._one("PATCH", self._run(dag_id, run_id), body={"note": note})
+
+    def clear_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_ids: Sequence[str] | None = None,
+        *,
+        only_failed: bool = False,
+        include_downstream: bool = False,
+        dry_run: bool = False,
+    ) -> Data:
+        body = {"task_ids": list(task_ids) if task_ids is not None else None,
+                "only_failed": only_failed, "include_downstream": include_downstream,
+                "dry_run": dry_run}  # fmt: skip
+        return self._one("POST", f"{self._run(dag_id, run_id)}/clear", body=body)
+
+    # --- task instances ------------------------------------------------------------------
+    def list_task_instances(self, dag_id: str, run_id: str) -> list[Data]:
+        path = f"{self._run(dag_id, run_id)}/tasks"
+        return self._many("GET", path, query={"limit": 1000})
+
+    def _task(self, dag_id: str, run_id: str, task_id: str) -> str:
+        return f"{self._run(dag_id, run_id)}/tasks/{_p(task_id)}"
+
+    def get_task_instance(self, dag_id: str, run_id: str, task_id: str) -> Data:
+        return self._one("GET", self._task(dag_id, run_id, task_id))
+
+    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: str) -> Data:
+        path = self._task(dag_id, run_id, task_id)
+        return self._one("PATCH", path, body={"state": state})
+
+    def get_xcom(
+        self, dag_id: str, run_id: str, task_id: str, keys: Sequence[str] = ()
+    ) -> list[Data]:
+        path = f"{self._task(dag_id, run_id, task_id)}/xcom"
+        return self._many("GET", path, query={"key": list(keys) or None})
+
+    def get_log(
+        self, dag_id: str, run_id: str, task_id: str, *, try_number: int | None = None,
+        offset: int = 0, limit: int | None = None,
+    ) -> Data:  # fmt: skip
+        query = {"try_number": try_number, "offset": offset, "limit": limit}
+        path = f"{self._task(dag_id, run_id, task_id)}/logs"
+        return self._one("GET", path, query=query)
+
+    def follow_log(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        *,
+        try_number: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[str]:
+        """The try's log as it is written, piece by piece, until the try ends."""
+        path = f"{self._task(dag_id, run_id, task_id)}/logs"
+        query = {"follow": True, "try_number": try_number, "offset": offset}
+        connection = self.transport.connect(FOLLOW_TIMEOUT)
+        try:
+            target = self.transport.path(path, query)
+            connection.request("GET", target, headers=self.transport.headers())
+            response = connection.getresponse()
+            if response.status != 200:
+                body = response.read()
+                payload = json.loads(body) if body.startswith(b"{") else body
+                headers = {k.lower(): v for k, v in response.getheaders()}
+                raise error_of(response.status, payload, headers)
+            while piece := response.read1(65536):
+                yield piece.decode("utf-8", errors="replace")
+        finally:
+            connection.close()
+
+    # --- pools -----------------------------------------------------------------------------
+    def list_pools(self) -> list[Data]:
+        return self._many("GET", "/api/v1/pools", query={"limit": 1000})
+
+    def create_pool(self, name: str, slots: int, description: str | None = None) -> Data:
+        body = {
+            "name": name,
+            "slots": slots,
+            **({"description": description} if description else {}),
+        }
+        return self._one("POST", "/api/v1/pools", body=body)
+
+    def update_pool(
+        self, name: str, *, slots: int | None = None, description: str | None = None
+    ) -> Data:
+        body = {k: v for k, v in (("slots", slots), ("description", description)) if v is not None}
+        return self._one("PATCH", f"/api/v1/pools/{_p(name)}", body=body)
+
+    def delete_pool(self, name: str) -> Data:
+        return self._one("DELETE", f"/api/v1/pools/{_p(name)}")
+
+    # --- backfills -------------------------------------------------------------------------
+    def create_backfill(
+        self, dag_id: str, start: str, end: str, *, max_active_runs: int = 10,
+        reprocess: str = "none", dry_run: bool = False,
+    ) -> Data:  # fmt: skip
+        body = {"from": start, "to": end, "max_active_runs": max_active_runs,
+                "reprocess": reprocess, "dry_run": dry_run}  # fmt: skip
+        return self._one("POST", f"/api/v1/dags/{_p(dag_id)}/backfills", body=body)
+
+    def list_backfills(self, dag_id: str, *, state: str | None = None) -> list[Data]:
+        path = f"/api/v1/dags/{_p(dag_id)}/backfills"
+        return self._many("GET", path, query={"state": state, "limit": 1000})
+
+    def get_backfill(self, dag_id: str, backfill_id: int) -> Data:
+        return self._one("GET", f"/api/v1/dags/{_p(dag_id)}/backfills/{backfill_id}")
+
+    def cancel_backfill(self, dag_id: str, backfill_id: int) -> Data:
+        return self._one("DELETE", f"/api/v1/dags/{_p(dag_id)}/backfills/{backfill_id}")
+
+    # --- the event stream ----------------------------------------------------------------
+    def events(
+        self,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        types: Sequence[str] = (),
+        last_event_id: int | None = None,
+        max_tries: int = 10,
+        read_timeout: float = 60.0,
+        until: float | None = None,
+    ) -> Iterator[Event]:
+        """Events as they happen (after ``last_event_id`` when given), resumed from the last
+        id after a dropped connection; ends only when the caller stops reading, or with
+        ``StreamTimedOut`` once ``until`` (a ``time.monotonic()`` deadline) passes."""
+        query = {"dag_id": dag_id, "run_id": run_id, "types": ",".join(types) or None}
+        return stream(
+            self.transport,
+            query,
+            last_event_id,
+            max_tries=max_tries,
+            read_timeout=read_timeout,
+            until=until,
+        )
