@@ -151,7 +151,7 @@ def document() -> dict[str, Any]:
                     *PAGE,
                     param("tags", "query", {"type": "array", "items": {"type": "string"}}),
                     param("is_paused", "query", {"type": "boolean"}),
-                    param("dag_id_pattern", "query", description="SQL LIKE pattern on dag_id"),
+                    param("dag_id_pattern", "query", description="a part of dag_id (any case)"),
                 ],
                 get=True,
             )
