@@ -189,3 +189,27 @@ def test_events_resume_across_a_server_restart(tmp_path: Path) -> None:
                     pass
     finally:
         restarting.stop()
+
+
+def test_a_backfill_runs_at_most_max_active_runs_at_once(client: Client) -> None:
+    backfill = client.create_backfill(
+        "hourly", "2026-01-01T00:00:00Z", "2026-01-01T05:00:00Z", max_active_runs=2
+    )
+    active, most = set(), 0
+    for event in client.events(dag_id="hourly", types=("run.state_changed",), last_event_id=0,
+                               until=time.monotonic() + 60):  # fmt: skip
+        run_id, state = event.data.get("run_id"), event.data.get("new_state")
+        if event.type != "run.state_changed" or not str(run_id).startswith("backfill__"):
+            continue
+        if state in ("queued", "running"):
+            active.add(run_id)
+        else:
+            active.discard(run_id)
+        most = max(most, len(active))
+        done = client.get_backfill("hourly", backfill["id"])
+        if done["state"] == "completed" and not active:
+            break
+    assert most == 2
+    assert done["counts"] == {"success": 6}
+    assert [d["logical_date"][11:13] for d in done["dates"]] == ["00", "01", "02", "03", "04", "05"]
+    assert all(d["run_id"].startswith("backfill__2026-01-01T") for d in done["dates"])

@@ -37,6 +37,12 @@ DAGS = {
           first: {type: shell, command: "sleep 2", retries: 2, retry_delay: 0}
           second: {type: noop, depends_on: [first]}
         """,
+    "hourly.yaml": """
+        schedule: "0 * * * *"
+        start_date: 2026-01-01
+        tasks:
+          nap: {type: shell, command: "sleep 0.3"}
+        """,
     "berlin.yaml": """
         schedule: "30 2 * * *"
         timezone: Europe/Berlin
