@@ -2,9 +2,10 @@
 driven by keep-alive HTTP clients (1 and 8 at once) from this process.
 
 Also measured in the same run: time from process start to a healthy /health, the server's
-RSS idle and under load, and the ceiling of the design — a bare `http.server` handler
-returning the same bytes as GET /api/v1/dags.
-Run: python benchmarks/bench_api.py [--seconds 5]
+RSS idle and under load, the ceiling of the design — a bare `http.server` handler
+returning the same bytes as GET /api/v1/dags —, and trigger-and-wait latency (run end →
+client) for /wait, SSE and the CLI (benchmarks/_trigger_wait.py).
+Run: python benchmarks/bench_api.py [--seconds 5] [--waits 100] [--only-waits]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, percentile
+from _trigger_wait import report
 
 from pipeline_core.model import DagRun, TaskSpec
 from pipeline_core.scheduler.sync import DagSync
@@ -275,6 +277,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections to hold")
     parser.add_argument("--old", help="the src folder of older code to measure in the same run")
+    parser.add_argument("--waits", type=int, default=100, help="runs per trigger-and-wait way")
+    parser.add_argument("--only-waits", action="store_true", help="measure trigger-and-wait only")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.idle * 2 + 1000)), hard))
@@ -284,6 +288,16 @@ def main() -> None:
         folder = Path(tmp)
         db = f"sqlite:///{folder / 'api.db'}"
         populate(folder, db)
+        if args.waits:
+            port = free_port()
+            server, _ = start_serve(db, folder, port)
+            try:
+                report(f"http://127.0.0.1:{port}", "quick", args.waits)
+            finally:
+                server.terminate()
+                server.wait(30)
+            if args.only_waits:
+                return
         if args.old:
             measure("old", db, folder, args.seconds, args.idle, args.old)
         dags_body = measure("new", db, folder, args.seconds, args.idle, None)

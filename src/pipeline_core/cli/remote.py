@@ -47,6 +47,7 @@ def server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", choices=("text", "json"), default="text", help="text (default) or JSON"
     )
+    parser.set_defaults(quick_exit=True)
 
 
 def client_of(args: argparse.Namespace) -> Client:

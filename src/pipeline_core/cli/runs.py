@@ -124,8 +124,11 @@ def watch(client: Client, args: argparse.Namespace, out: TextIO, dag_id: str, ru
             last_event_id=0,  # the run's whole story: nothing between trigger and now is lost
             until=deadline,
         ):
-            if _follow(event, lines, progress) and _ended_by(client.get_run(dag_id, run_id), event):
-                break
+            if _follow(event, lines, progress):
+                latest = client.get_run(dag_id, run_id)
+                if _ended_by(latest, event):
+                    run = latest
+                    break
     except StreamTimedOut:
         if run["state"] not in FINISHED:
             progress.clear()
@@ -135,7 +138,6 @@ def watch(client: Client, args: argparse.Namespace, out: TextIO, dag_id: str, ru
             )
             return EXIT_CANCELLED
     progress.clear()
-    run = client.get_run(dag_id, run_id)
     show(args, out, run, _describe_run)
     return FINISHED.get(run["state"], EXIT_FAILED)
 
