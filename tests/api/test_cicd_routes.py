@@ -263,3 +263,17 @@ def test_follow_errors(system: System) -> None:
         system.client.request("GET", "/api/v1/dags/ticker/runs/e/tasks/ghost/logs?follow=true")[0]
         == 404
     )
+
+
+def test_a_held_wait_is_answered_503_when_the_server_stops(system: System) -> None:
+    trigger(system, "slow", {"run_id": "held"})
+    url = f"http://127.0.0.1:{system.server.port}/api/v1/dags/slow/runs/held/wait?timeout=60"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(requests.get, url, timeout=30)
+        poll_until(lambda: system.server.waiters.held() == 1)
+        started = time.monotonic()
+        system.server.stop()
+        status = answer.result(timeout=10)
+    assert status.status_code == 503 and status.headers["Retry-After"] == "1"
+    assert "wait again" in status.json()["error"]["message"]
+    assert time.monotonic() - started < 5

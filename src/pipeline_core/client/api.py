@@ -14,12 +14,12 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
-from pipeline_core.client.events import Event, stream
-from pipeline_core.client.transport import Transport, error_of
+from pipeline_core.client.admin import AdminRoutes
+from pipeline_core.client.base import Data
+from pipeline_core.client.base import quoted as _p
+from pipeline_core.client.transport import error_of
 
-Data = dict[str, Any]
 #: Seconds a followed log may stay silent (a quiet task) before the client gives up.
 FOLLOW_TIMEOUT = 3600.0
 
@@ -38,39 +38,7 @@ class Waited:
     timed_out: bool
 
 
-def _p(value: str) -> str:
-    return quote(value, safe="")
-
-
-class Client:
-    def __init__(
-        self,
-        base_url: str = "http://127.0.0.1:8080",
-        token: str | None = None,
-        *,
-        timeout: float = 30.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-    ) -> None:
-        self.transport = Transport(base_url, token, timeout, retries, backoff)
-
-    def close(self) -> None:
-        self.transport.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _one(self, method: str, path: str, **options: Any) -> Data:
-        data: Data = self.transport.request(method, path, **options).body["data"]
-        return data
-
-    def _many(self, method: str, path: str, **options: Any) -> list[Data]:
-        data: list[Data] = self.transport.request(method, path, **options).body["data"]
-        return data
-
+class Client(AdminRoutes):
     # --- health and DAGs -------------------------------------------------------------
     def health(self) -> Data:
         """The server's health; answered (with ``status``) even while it is degraded."""
@@ -260,68 +228,3 @@ class Client:
                 yield piece.decode("utf-8", errors="replace")
         finally:
             connection.close()
-
-    # --- pools -----------------------------------------------------------------------------
-    def list_pools(self) -> list[Data]:
-        return self._many("GET", "/api/v1/pools", query={"limit": 1000})
-
-    def create_pool(self, name: str, slots: int, description: str | None = None) -> Data:
-        body = {
-            "name": name,
-            "slots": slots,
-            **({"description": description} if description else {}),
-        }
-        return self._one("POST", "/api/v1/pools", body=body)
-
-    def update_pool(
-        self, name: str, *, slots: int | None = None, description: str | None = None
-    ) -> Data:
-        body = {k: v for k, v in (("slots", slots), ("description", description)) if v is not None}
-        return self._one("PATCH", f"/api/v1/pools/{_p(name)}", body=body)
-
-    def delete_pool(self, name: str) -> Data:
-        return self._one("DELETE", f"/api/v1/pools/{_p(name)}")
-
-    # --- backfills -------------------------------------------------------------------------
-    def create_backfill(
-        self, dag_id: str, start: str, end: str, *, max_active_runs: int = 10,
-        reprocess: str = "none", dry_run: bool = False,
-    ) -> Data:  # fmt: skip
-        body = {"from": start, "to": end, "max_active_runs": max_active_runs,
-                "reprocess": reprocess, "dry_run": dry_run}  # fmt: skip
-        return self._one("POST", f"/api/v1/dags/{_p(dag_id)}/backfills", body=body)
-
-    def list_backfills(self, dag_id: str, *, state: str | None = None) -> list[Data]:
-        path = f"/api/v1/dags/{_p(dag_id)}/backfills"
-        return self._many("GET", path, query={"state": state, "limit": 1000})
-
-    def get_backfill(self, dag_id: str, backfill_id: int) -> Data:
-        return self._one("GET", f"/api/v1/dags/{_p(dag_id)}/backfills/{backfill_id}")
-
-    def cancel_backfill(self, dag_id: str, backfill_id: int) -> Data:
-        return self._one("DELETE", f"/api/v1/dags/{_p(dag_id)}/backfills/{backfill_id}")
-
-    # --- the event stream ----------------------------------------------------------------
-    def events(
-        self,
-        *,
-        dag_id: str | None = None,
-        run_id: str | None = None,
-        types: Sequence[str] = (),
-        last_event_id: int | None = None,
-        max_tries: int = 10,
-        read_timeout: float = 60.0,
-        until: float | None = None,
-    ) -> Iterator[Event]:
-        """Events as they happen (after ``last_event_id`` when given), resumed from the last
-        id after a dropped connection; ends only when the caller stops reading, or with
-        ``StreamTimedOut`` once ``until`` (a ``time.monotonic()`` deadline) passes."""
-        query = {"dag_id": dag_id, "run_id": run_id, "types": ",".join(types) or None}
-        return stream(
-            self.transport,
-            query,
-            last_event_id,
-            max_tries=max_tries,
-            read_timeout=read_timeout,
-            until=until,
-        )
