@@ -97,15 +97,21 @@ def test_pools_and_backfills(client: Client) -> None:
     assert client.delete_pool("client")["name"] == "client"
     plan = client.create_backfill("berlin", "2026-02-01", "2026-02-03", dry_run=True)
     assert plan["runs"] == 3
-    backfill = client.create_backfill("berlin", "2026-02-01", "2026-02-02", max_active_runs=1)
-    assert backfill["total"] == 2 and backfill["state"] == "running"
-    assert [b["id"] for b in client.list_backfills("berlin")].count(backfill["id"]) == 1
-    cancelled = client.cancel_backfill("berlin", backfill["id"])
+    # 0.3 s a run, one at a time: cancelled long before its sixth run could end
+    backfill = client.create_backfill(
+        "hourly", "2026-02-01T00:00:00Z", "2026-02-01T05:00:00Z", max_active_runs=1
+    )
+    assert backfill["total"] == 6 and backfill["state"] == "running"
+    assert [b["id"] for b in client.list_backfills("hourly")].count(backfill["id"]) == 1
+    cancelled = client.cancel_backfill("hourly", backfill["id"])
     assert cancelled["state"] == "cancelled"
-    assert client.get_backfill("berlin", backfill["id"])["state"] == "cancelled"
+    assert client.get_backfill("hourly", backfill["id"])["state"] == "cancelled"
     with pytest.raises(APIError) as again:
-        client.cancel_backfill("berlin", backfill["id"])
+        client.cancel_backfill("hourly", backfill["id"])
     assert again.value.status == 409
+    with pytest.raises(APIError) as elsewhere:
+        client.get_backfill("berlin", backfill["id"])
+    assert elsewhere.value.status == 404
 
 
 def test_errors_carry_the_envelope(client: Client) -> None:
@@ -196,7 +202,8 @@ def test_a_backfill_runs_at_most_max_active_runs_at_once(client: Client) -> None
         "hourly", "2026-01-01T00:00:00Z", "2026-01-01T05:00:00Z", max_active_runs=2
     )
     active, most = set(), 0
-    for event in client.events(dag_id="hourly", types=("run.state_changed",), last_event_id=0,
+    for event in client.events(dag_id="hourly", types=("run.state_changed", "backfill.updated"),
+                               last_event_id=0,
                                until=time.monotonic() + 60):  # fmt: skip
         run_id, state = event.data.get("run_id"), event.data.get("new_state")
         if event.type != "run.state_changed" or not str(run_id).startswith("backfill__"):

@@ -2,9 +2,9 @@
 
 The answer is ``text/plain``, chunked (HTTP/1.1; an HTTP/1.0 answer ends by closing): first
 what the log holds from ``offset``, then each new piece as the engine stores it, and the body
-ends once the try has ended and its last line is sent. A task that has not started its first
-try yet is waited for. Each follower has a thread of its own, outside the handler pool, and
-there are at most ``limit`` at once (503 above that).
+ends once the try has ended and its last line is sent (or ``limit`` bytes are). A task that
+has not started its first try yet is waited for. Each follower has a thread of its own,
+outside the handler pool, and there are at most ``LogFollowers.limit`` at once (503 above).
 
 Log writes announce nothing, so a follower reads the log again every ``POLL`` seconds, or at
 once when the event log moves (a try that ends ends its stream without waiting a poll).
@@ -49,14 +49,21 @@ class LogFollowers:
                 )
 
     def start(
-        self, sock: socket.socket, chunked: bool, key: TaskKey, try_number: int, offset: int
+        self,
+        sock: socket.socket,
+        chunked: bool,
+        key: TaskKey,
+        try_number: int,
+        offset: int,
+        limit: int | None = None,
     ) -> None:
-        """Stream to ``sock`` (its head sent) on a thread of its own."""
+        """Stream to ``sock`` (its head sent) on a thread of its own; ``limit``: end the body
+        after that many bytes of log."""
         with self._lock:
             self._count += 1
         thread = threading.Thread(
             target=self._follow,
-            args=(sock, chunked, key, try_number, offset),
+            args=(sock, chunked, key, try_number, offset, limit),
             name="api-log-follow",
             daemon=True,
         )
@@ -66,10 +73,16 @@ class LogFollowers:
         self._stopped.set()
 
     def _follow(
-        self, sock: socket.socket, chunked: bool, key: TaskKey, try_number: int, offset: int
+        self,
+        sock: socket.socket,
+        chunked: bool,
+        key: TaskKey,
+        try_number: int,
+        offset: int,
+        limit: int | None,
     ) -> None:
         try:
-            self._stream(sock, chunked, key, try_number, offset)
+            self._stream(sock, chunked, key, try_number, offset, limit)
             if chunked:
                 sock.sendall(LAST_CHUNK)
         except OSError:
@@ -84,23 +97,31 @@ class LogFollowers:
             sock.close()
 
     def _stream(
-        self, sock: socket.socket, chunked: bool, key: TaskKey, try_number: int, offset: int
+        self,
+        sock: socket.socket,
+        chunked: bool,
+        key: TaskKey,
+        try_number: int,
+        offset: int,
+        limit: int | None,
     ) -> None:
         store = self.store
         seen = store.event_bounds()[1]
+        end = offset + limit if limit is not None else None
         while not self._stopped.is_set():
             ti = store.get_task_instance(key)
             going_on = (ti.try_number == try_number and ti.state is TaskState.RUNNING) or (
                 ti.try_number < try_number and ti.state not in FINISHED_TASK_STATES
             )
-            while True:  # everything written so far, in pieces
-                piece = store.read_log(key, try_number, offset=offset, limit=PIECE)
+            while end is None or offset < end:  # everything written so far, in pieces
+                most = PIECE if end is None else min(PIECE, end - offset)
+                piece = store.read_log(key, try_number, offset=offset, limit=most)
                 if not piece.text:
                     break
                 data = piece.text.encode()
                 sock.sendall(b"".join(chunk(data)) if chunked else data)
                 offset = piece.next_offset
-            if not going_on or not _peer_alive(sock):
+            if not going_on or (end is not None and offset >= end) or not _peer_alive(sock):
                 return
             store.wait_for_events(seen, POLL)
             seen = store.event_bounds()[1]

@@ -196,7 +196,7 @@ OPERATIONS = {
     "get_xcom": "The XCom values a task pushed, optionally only the given keys.",
     "get_log": "A byte range of one try's log (default: the latest try, from the start); "
     "with follow=true, the log from offset on as text/plain, streamed as it is written, "
-    "ending when the try ends.",
+    "ending when the try ends (or after limit bytes).",
     "get_dag_stats": "Run counts by state, success rate and duration percentiles of a DAG, "
     "and per-task failure and retry rates, over an optional time range.",
     "get_metrics": "Counters, gauges and histograms of the engine, scheduler and pools.",

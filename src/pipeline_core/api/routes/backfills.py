@@ -14,7 +14,7 @@ from pipeline_core.api.http import Request, Response, bad_request, envelope, lis
 from pipeline_core.api.params import page, whole_number
 from pipeline_core.dag.model import parse_datetime
 from pipeline_core.engine.control import Control
-from pipeline_core.errors import Conflict
+from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import DagRun, iso
 from pipeline_core.scheduler.backfill_plan import RUN, plan_backfill
 from pipeline_core.scheduler.backfills import cancel_active
@@ -145,10 +145,7 @@ def _backfill(store: Store, request: Request) -> Backfill:
     backfill = store.get_backfill(backfill_id)
     if backfill.dag_id != request.params["dag_id"]:
         store.get_dag(request.params["dag_id"])
-        raise bad_request(
-            f"backfill {backfill_id} is of DAG '{backfill.dag_id}', "
-            f"not '{request.params['dag_id']}'"
-        )
+        raise NotFound(f"DAG '{request.params['dag_id']}' has no backfill {backfill_id}")
     return backfill
 
 

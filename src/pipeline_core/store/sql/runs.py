@@ -368,8 +368,13 @@ def _hold_key(tx: Tx, run: DagRun, idempotency: IdempotencyKey, now: datetime) -
         raise Conflict(
             f"idempotency key {idempotency.key!r} is held by run '{held[0]}' of DAG '{run.dag_id}'"
         )
+    # Only a dead key (its run deleted without it): a live one a concurrent trigger just
+    # committed must stay, so this trigger's insert conflicts with it.
     tx.run(
-        "DELETE FROM idempotency_keys WHERE dag_id = ? AND key = ?", (run.dag_id, idempotency.key)
+        "DELETE FROM idempotency_keys WHERE dag_id = ? AND key = ? AND NOT EXISTS "
+        "(SELECT 1 FROM dag_runs r WHERE r.dag_id = idempotency_keys.dag_id "
+        "AND r.run_id = idempotency_keys.run_id)",
+        (run.dag_id, idempotency.key),
     )
     expires = now + timedelta(seconds=idempotency.ttl_seconds)
     tx.run(
