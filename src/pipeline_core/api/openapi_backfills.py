@@ -50,7 +50,7 @@ DAGS = "/api/v1/dags/{dag_id}/backfills"
 
 
 def backfill_paths(dag: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    one = [*dag, param("backfill_id", schema={"type": "integer", "minimum": 1})]
+    one = [*dag, param("backfill_id", schema={"type": "integer", "minimum": 1, "maximum": 2**53})]
     create = op(
         "create_backfill",
         "runs",

@@ -140,5 +140,11 @@ def followed_log(operation: dict[str, Any]) -> dict[str, Any]:
             "stream the try's log as text/plain while it is written; ends when the try ends",
         ),
     )
-    operation["responses"]["200"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    success = operation["responses"]["200"]
+    success["content"]["text/plain"] = {"schema": {"type": "string"}}
+    success["headers"]["ETag"] = {
+        "schema": {"type": "string"},
+        "required": False,
+        "description": "on the JSON answer; a followed log is still being written",
+    }
     return operation
