@@ -18,11 +18,19 @@ $(VENV)/.runtime: pyproject.toml
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime tools/openapi-lint/package-lock.json
 	$(PY) -m pip install --quiet -e '.[dev]'
 	cd tools/openapi-lint && npm ci --no-audit --no-fund --silent
+	$(MAKE) --no-print-directory chromium
 	touch $@
+
+# The dashboard's browser tests drive Debian's Chromium (Playwright downloads no browser).
+.PHONY: chromium
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make: the dashboard tests need Debian's chromium: sudo apt-get install chromium" >&2; fi; }
 
 serve: $(VENV)/.runtime
 	@mkdir -p $(dir $(DB))
-	@echo "pipeline-core: serving $(DAGS) on http://$(HOST):$(PORT)/api/v1 (database $(DB)); Ctrl-C stops it"
+	@echo "pipeline-core: serving $(DAGS) on http://$(HOST):$(PORT)/ (dashboard; API under /api/v1, database $(DB)); Ctrl-C stops it"
 	$(VENV)/bin/pipeline-core serve --dags-folder $(DAGS) --db sqlite:///$(DB) --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev

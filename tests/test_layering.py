@@ -23,6 +23,7 @@ LAYERS = {
     "scheduler": 2,
     "history": 2,
     "api": 3,
+    "ui": 3,
     "cli": 4,
     "__main__": 4,
     "__init__": 4,

@@ -50,8 +50,8 @@ class BearerAuth:
 
     def __call__(self, request: Request, call_next: Handler) -> Response | None:
         path = request.path.rstrip("/")
-        if path in PUBLIC_PATHS:
-            return call_next(request)
+        if path in PUBLIC_PATHS or path in ("", "/ui") or path.startswith("/ui/"):
+            return call_next(request)  # the dashboard's files: the page asks for the token
         supplied = request.header("authorization") or ""
         scheme, _, value = supplied.partition(" ")
         if not supplied and path in QUERY_TOKEN_PATHS:

@@ -27,6 +27,7 @@ from pipeline_core.api.routes import (
 )
 from pipeline_core.api.sse.route import EventStreams, events_route
 from pipeline_core.api.types import APIServerOptions
+from pipeline_core.api.ui import MAX_DEPTH, UIAssets
 from pipeline_core.api.waits import RunWaiters
 
 PREFIX = "/api/v1"
@@ -90,7 +91,14 @@ def build_routes(
         Route(f"{PREFIX}/import-errors", dags.import_errors(store)),
         Route(f"{PREFIX}/openapi.json", _openapi, fast=_openapi),
         Route(f"{PREFIX}/events", events_route(store, streams)),
+        *ui_routes(UIAssets()),
     ]
+
+
+def ui_routes(assets: UIAssets) -> list[Route]:
+    """``/`` and every depth of ``/ui/...`` (a view of the page, or one of its files)."""
+    paths = ["/", "/ui", *("/ui" + "/:p" * depth for depth in range(1, MAX_DEPTH + 1))]
+    return [Route(path, assets.answer, fast=assets.answer) for path in paths]
 
 
 def _openapi(request: Request) -> Response:

@@ -1,0 +1,91 @@
+// A DAG: its graph, the grid of its last runs by tasks (Airflow's grid view), run
+// durations and statistics. Task and run events update the grid in place.
+
+import { get } from "../api.js";
+import { clear, duration, enc, h, link, runPath, square } from "../dom.js";
+import { durations, graph, levels } from "./charts.js";
+import { pauseButton, triggerButton } from "./trigger.js";
+
+const GRID_RUNS = 25;
+
+export async function dagView(main, [dagId]) {
+  const base = `/api/v1/dags/${enc(dagId)}`;
+  const dag = await get(base);
+  const tasks = dag.tasks || [];
+  const level = levels(tasks);
+  const ordered = tasks.slice().sort((a, b) => level.get(a.task_id) - level.get(b.task_id));
+  const gridBox = h("div", { class: "scroll" });
+  const chartBox = h("div");
+  const statsBox = h("div", { class: "cards" });
+  const graphBox = h("div", { class: "scroll" });
+  const pauseBox = h("span");
+  const setPaused = (updated) => { dag.is_paused = updated.is_paused; clear(pauseBox, pauseButton(dag, setPaused)); };
+  setPaused(dag);
+  let runs = [];
+  const cells = new Map();
+
+  async function loadGrid() {
+    runs = (await get(`${base}/runs?limit=${GRID_RUNS}`)).reverse();
+    const details = await Promise.all(runs.map((r) => get(`${base}/runs/${enc(r.run_id)}`)));
+    cells.clear();
+    const head = h("tr", {}, h("th", { scope: "col", class: "task" }, "task \\ run"),
+      runs.map((r, i) => h("th", { scope: "col" },
+        square(details[i].state, `${r.run_id}: ${details[i].state}`, runPath(dagId, r.run_id)))));
+    const rows = ordered.map((t) => h("tr", {}, h("th", { scope: "row", class: "task" }, t.task_id),
+      details.map((run) => {
+        const ti = (run.task_instances || []).find((x) => x.task_id === t.task_id);
+        const state = ti ? ti.state : "removed";
+        const cell = h("td", {}, square(state, `${t.task_id} in ${run.run_id}: ${state}`, runPath(dagId, run.run_id)));
+        cells.set(`${run.run_id}/${t.task_id}`, cell);
+        return cell;
+      })));
+    clear(gridBox, runs.length
+      ? h("table", { class: "grid", "aria-label": "task states by run" }, h("thead", {}, head), h("tbody", {}, rows))
+      : h("p", { class: "muted" }, "No runs yet."));
+    clear(chartBox, durations(details) || h("p", { class: "muted" }, "No finished runs yet."));
+    clear(graphBox, graph(tasks, Object.fromEntries(
+      ((details[details.length - 1] || {}).task_instances || []).map((t) => [t.task_id, t.state]))));
+  }
+
+  async function loadStats() {
+    const stats = await get(`${base}/stats`);
+    const d = stats.runs.duration_ms;
+    clear(statsBox,
+      card("Runs", stats.runs.total),
+      card("Success rate", `${Math.round(stats.runs.success_rate * 100)} %`),
+      card("Duration p50", duration(d.p50)), card("p90", duration(d.p90)), card("p99", duration(d.p99)));
+  }
+
+  clear(main,
+    h("h1", {}, dagId, pauseBox, triggerButton(dagId)),
+    dag.description ? h("p", {}, dag.description) : null,
+    h("p", { class: "muted" }, `schedule ${dag.schedule || "none"} (${dag.timezone})`,
+      dag.next_run_date ? ` · next ${new Date(dag.next_run_date).toLocaleString()}` : ""),
+    h("h2", {}, "Grid"), gridBox,
+    h("h2", {}, "Graph"), graphBox,
+    h("h2", {}, "Run durations"), chartBox,
+    h("h2", {}, "Statistics"), statsBox,
+    h("p", {}, link("/ui/", "← all DAGs")));
+  await Promise.all([loadGrid(), loadStats()]);
+  return {
+    onEvents(batch) {
+      const mine = batch.filter((e) => e.dag_id === dagId);
+      let reload = false;
+      for (const event of mine) {
+        if (event.type === "task.state_changed" && cells.has(`${event.run_id}/${event.task_id}`)) {
+          const label = `${event.task_id} in ${event.run_id}: ${event.new_state}`;
+          clear(cells.get(`${event.run_id}/${event.task_id}`), square(event.new_state, label, runPath(dagId, event.run_id)));
+        } else if (event.type === "run.state_changed") {
+          reload = true;
+        } else if (event.type === "dag.updated" && "is_paused" in event) {
+          setPaused(event);
+        }
+      }
+      if (reload || batch.some((e) => e.type === "reset")) { loadGrid(); loadStats(); }
+    },
+  };
+}
+
+function card(name, value) {
+  return h("div", { class: "card" }, h("div", { class: "muted" }, name), h("div", { class: "value" }, String(value)));
+}

@@ -1,0 +1,85 @@
+// DAGs: every DAG with its schedule, tags, pause toggle, last runs and a trigger button;
+// import errors on top. Runs change live: a run event refreshes its DAG's squares.
+
+import { get } from "../api.js";
+import { clear, enc, h, link, notice, runPath, square, when } from "../dom.js";
+import { pauseButton, triggerButton } from "./trigger.js";
+
+const LAST_RUNS = 10;
+
+export async function dagsView(main) {
+  const [dags, errors] = await Promise.all([
+    get("/api/v1/dags?limit=1000"), get("/api/v1/import-errors?limit=1000"),
+  ]);
+  const rows = new Map();
+  const status = h("p", { class: "muted", role: "status", "aria-live": "polite" });
+  const filter = h("select", { id: "tag-filter" }, h("option", { value: "" }, "all tags"),
+    [...new Set(dags.flatMap((d) => d.tags))].sort().map((t) => h("option", { value: t }, t)));
+  const body = h("tbody");
+  const table = h("table", { class: "dags" },
+    h("caption", { class: "muted" }, `${dags.length} DAGs`),
+    h("thead", {}, h("tr", {},
+      h("th", { scope: "col" }, "DAG"), h("th", { scope: "col", class: "hide-narrow" }, "Schedule"),
+      h("th", { scope: "col", class: "hide-narrow" }, "Tags"), h("th", { scope: "col" }, "Last runs"),
+      h("th", { scope: "col" }, "Paused"), h("th", { scope: "col" }, ""))),
+    body);
+  for (const dag of dags) {
+    const squares = h("div", { class: "squares", "data-dag": dag.dag_id });
+    const paused = h("td");
+    const setPaused = (updated) => {
+      dag.is_paused = updated.is_paused;
+      clear(paused, pauseButton(dag, setPaused));
+    };
+    setPaused(dag);
+    const row = h("tr", { "data-dag": dag.dag_id, "data-tags": dag.tags.join(" ") },
+      h("td", {}, link(`/ui/dags/${enc(dag.dag_id)}`, dag.dag_id),
+        dag.description ? h("div", { class: "muted" }, dag.description) : null),
+      h("td", { class: "hide-narrow" }, dag.schedule || h("span", { class: "muted" }, "none"),
+        dag.next_run_date ? h("div", { class: "muted" }, `next ${when(dag.next_run_date)}`) : null),
+      h("td", { class: "hide-narrow" }, dag.tags.map((t) => h("span", { class: "tag" }, t))),
+      h("td", {}, squares), paused,
+      h("td", {}, triggerButton(dag.dag_id, (run) => {
+        status.textContent = "";
+        status.append("Triggered ", link(runPath(dag.dag_id, run.run_id), run.run_id), ".");
+        refresh(dag.dag_id);
+      })));
+    rows.set(dag.dag_id, { row, squares, dag, setPaused });
+    body.append(row);
+  }
+  filter.addEventListener("change", () => {
+    for (const { row } of rows.values()) {
+      row.hidden = Boolean(filter.value) && !row.dataset.tags.split(" ").includes(filter.value);
+    }
+  });
+  async function refresh(dagId) {
+    const entry = rows.get(dagId);
+    if (!entry) return;
+    const runs = await get(`/api/v1/dags/${enc(dagId)}/runs?limit=${LAST_RUNS}`);
+    clear(entry.squares, runs.slice().reverse().map((r) =>
+      square(r.state, `${r.run_id}: ${r.state}`, runPath(dagId, r.run_id))));
+    if (!runs.length) entry.squares.append(h("span", { class: "muted" }, "no runs"));
+  }
+  clear(main,
+    h("h1", {}, "DAGs"),
+    errors.length ? h("section", { class: "banner", "aria-labelledby": "errors-title" },
+      h("strong", { id: "errors-title" }, `${errors.length} DAG file(s) failed to load`),
+      h("ul", {}, errors.flatMap((e) => e.errors.map((issue) =>
+        h("li", { class: "import-error" }, h("code", {}, e.filename),
+          issue.line ? `:${issue.line}` : "", " — ", issue.message))))) : null,
+    h("div", { class: "toolbar" }, h("label", { for: "tag-filter", class: "inline" }, "Tag "), filter),
+    status,
+    dags.length ? h("div", { class: "scroll" }, table) : notice("No DAGs are loaded."));
+  await Promise.all(dags.map((d) => refresh(d.dag_id)));
+  return {
+    onEvents(batch) {
+      const touched = new Set(batch.filter((e) => e.type === "run.state_changed").map((e) => e.dag_id));
+      for (const dagId of touched) refresh(dagId);
+      for (const event of batch) {
+        if (event.type === "dag.updated" && rows.has(event.dag_id) && "is_paused" in event) {
+          rows.get(event.dag_id).setPaused({ is_paused: event.is_paused });
+        }
+      }
+      if (batch.some((e) => e.type === "reset")) for (const id of rows.keys()) refresh(id);
+    },
+  };
+}

@@ -1,0 +1,36 @@
+// Health: the store, the scheduler and every engine and worker, the version, a few key
+// metrics. Heartbeats are not events, so this page reads again only when asked.
+
+import { api, get } from "../api.js";
+import { clear, h, when } from "../dom.js";
+
+export async function healthView(main) {
+  const box = h("div");
+  async function load() {
+    const [health, version, metrics] = await Promise.all([
+      api("GET", "/api/v1/health").then((p) => p.data), get("/api/v1/version"), get("/api/v1/metrics"),
+    ]);
+    const count = (name) => (metrics.counters || []).filter((c) => c.name === name)
+      .reduce((sum, c) => sum + c.value, 0);
+    clear(box,
+      h("div", { class: "cards" },
+        card("Status", health.status), card("Store", health.store.status),
+        card("Scheduler", health.scheduler.status), card("Version", version.version || version.package_version || ""),
+        card("Runs finished", count("runs.finished") || count("run.finished") || "–"),
+        card("Tasks finished", count("tasks.finished") || count("task.finished") || "–")),
+      health.reasons && health.reasons.length ? h("ul", {}, health.reasons.map((r) => h("li", {}, r))) : null,
+      h("h2", {}, "Instances"),
+      h("div", { class: "scroll" }, h("table", {},
+        h("thead", {}, h("tr", {}, ["Id", "Kind", "Role", "Host", "PID", "Last heartbeat"].map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, (health.instances || []).map((i) => h("tr", {},
+          h("td", {}, i.id), h("td", {}, i.kind), h("td", {}, i.role), h("td", {}, i.hostname),
+          h("td", {}, i.pid), h("td", {}, when(i.last_heartbeat))))))));
+  }
+  await load();
+  clear(main, h("h1", {}, "Health", h("button", { type: "button", onclick: load }, "Refresh")), box);
+  return {};
+}
+
+function card(name, value) {
+  return h("div", { class: "card" }, h("div", { class: "muted" }, name), h("div", { class: "value" }, String(value)));
+}

@@ -1,0 +1,237 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium (headless) against a
+real ``serve`` process. Screenshots of every view go to the test's tmp path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from pipeline_core.client import Client
+from tests.test_remote_cli import Server
+
+CHROMIUM = os.environ.get("PIPELINE_CORE_CHROMIUM", "/usr/bin/chromium")
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+BROKEN = "tasks:\n  a: {type: noop, depends_on: [ghost]}\n"
+TIMEOUT = 15_000  # ms for anything the page should show
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("ui")
+    server = Server(tmp)
+    (server.folder / "broken.yaml").write_text(BROKEN)
+    server.start()
+    yield server
+    server.stop()
+
+
+class Watched:
+    """A page that records console errors and every host it asks."""
+
+    def __init__(self, browser: Any, base: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT)
+        self.errors: list[str] = []
+        self.hosts: set[str] = set()
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.hosts.add(urlsplit(r.url).netloc))
+        self.base = base
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def watched(browser: Any, served: Server) -> Iterator[Watched]:
+    page = Watched(browser, served.url)
+    yield page
+    page.close()
+    assert page.errors == []
+    assert page.hosts <= {urlsplit(served.url).netloc}
+
+
+def shot(watched: Watched, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    watched.page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_the_dags_view_lists_the_dags_and_the_import_error(
+    watched: Watched, tmp_path: Path
+) -> None:
+    page = watched.page
+    page.goto(watched.base + "/")
+    assert page.url.endswith("/ui/")
+    for dag_id in ("ok", "fails", "slow", "steps"):
+        page.get_by_role("link", name=dag_id, exact=True).wait_for()
+    banner = page.locator(".banner")
+    banner.wait_for()
+    assert "broken.yaml" in banner.inner_text() and "ghost" in banner.inner_text()
+    page.locator("#live[data-state=live]").wait_for()
+    shot(watched, tmp_path, "dags")
+
+
+def test_trigger_with_conf_and_watch_the_squares_change_without_reload(
+    watched: Watched, tmp_path: Path
+) -> None:
+    page = watched.page
+    page.goto(watched.base + "/ui/")
+    page.get_by_role("button", name="Trigger steps").click()
+    conf = page.locator("#trigger-conf")
+    conf.fill("{sha: 1}")
+    page.get_by_role("alert").filter(has_text="Not JSON").wait_for()
+    assert page.get_by_role("button", name="Trigger", exact=True).is_disabled()
+    conf.fill('{"sha": "abc"}')
+    page.get_by_role("button", name="Trigger", exact=True).click()
+    squares = page.locator('.squares[data-dag="steps"]')
+    squares.locator(".s-running").wait_for()  # the page was not reloaded: it followed events
+    squares.locator(".s-success").wait_for(timeout=30_000)
+    status = page.get_by_role("status").filter(has_text="Triggered")
+    run_id = status.locator("a").inner_text()
+    with Client(watched.base) as api:
+        assert api.get_run("steps", run_id)["conf"] == {"sha": "abc"}
+    shot(watched, tmp_path, "dags-after-trigger")
+
+
+def test_cancel_a_long_run_and_retry_a_failed_one(watched: Watched, tmp_path: Path) -> None:
+    page = watched.page
+    with Client(watched.base) as api:
+        api.trigger_run("slow", run_id="ui_cancel")
+        api.trigger_run("fails", run_id="ui_retry")
+        api.wait_run("fails", "ui_retry", 30)
+    page.goto(watched.base + "/ui/dags/slow/runs/ui_cancel")
+    page.locator('tr[data-task="sleepy"] .s-running').wait_for()
+    page.get_by_role("button", name="■ Cancel").click()
+    page.locator("h1 .s-cancelled").wait_for()
+    shot(watched, tmp_path, "run-cancelled")
+    page.goto(watched.base + "/ui/dags/fails/runs/ui_retry")
+    page.get_by_role("button", name="boom").click()
+    page.locator("pre.log").filter(has_text="going down").wait_for()
+    page.get_by_role("button", name="↻ Retry failed").click()
+    page.locator('tr[data-task="boom"]').filter(has_text="2 / 2").wait_for()
+    shot(watched, tmp_path, "run-retried")
+
+
+def test_pause_a_dag_and_see_its_detail(watched: Watched, tmp_path: Path) -> None:
+    page = watched.page
+    page.goto(watched.base + "/ui/dags/ok")
+    page.locator("table.grid").or_(page.get_by_text("No runs yet.")).first.wait_for()
+    page.locator("svg.graph").wait_for()
+    page.get_by_role("button", name="Pause ok").click()
+    page.get_by_role("button", name="Unpause ok").wait_for()
+    with Client(watched.base) as api:
+        assert api.get_dag("ok")["is_paused"] is True
+        api.set_paused("ok", False)
+    page.get_by_role("button", name="Pause ok").wait_for()  # the event came back to the page
+    path = shot(watched, tmp_path, "dag-detail")
+    docs = Path(__file__).parents[2] / "docs" / "dashboard-dag.png"
+    if os.environ.get("PIPELINE_CORE_UPDATE_SCREENSHOT"):
+        shutil.copy(path, docs)
+
+
+def test_pools_and_health(watched: Watched, tmp_path: Path) -> None:
+    page = watched.page
+    page.goto(watched.base + "/ui/pools")
+    row = page.locator('tr[data-pool="default_pool"]')
+    row.locator("input").fill("12")
+    row.get_by_role("button", name="Save").click()
+    page.get_by_role("status").filter(has_text="12 slots").wait_for()
+    shot(watched, tmp_path, "pools")
+    with Client(watched.base) as api:
+        assert {p["name"]: p["slots"] for p in api.list_pools()}["default_pool"] == 12
+    page.get_by_role("link", name="Health").click()
+    page.get_by_text("healthy").first.wait_for()
+    assert page.url.endswith("/ui/health")
+    page.go_back()
+    page.locator('tr[data-pool="default_pool"]').wait_for()
+    shot(watched, tmp_path, "health")
+
+
+def test_the_page_reconnects_after_a_server_restart(browser: Any, tmp_path: Path) -> None:
+    server = Server(tmp_path).start()
+    page = Watched(browser, server.url)
+    try:
+        page.page.goto(server.url + "/ui/")
+        page.page.locator("#live[data-state=live]").wait_for()
+        server.stop()
+        page.page.locator("#live[data-state=reconnecting]").wait_for()
+        server.start()
+        page.page.locator("#live[data-state=live]").wait_for(timeout=30_000)
+        with Client(server.url) as api:
+            api.trigger_run("ok", run_id="after_restart")
+        page.page.locator('.squares[data-dag="ok"] .s-success').wait_for()
+        # the console reports the refused connections while the server was away
+        page.errors = [e for e in page.errors if "ERR_CONNECTION_REFUSED" not in e]
+        assert page.errors == []
+    finally:
+        page.close()
+        server.stop()
+
+
+def test_a_server_with_a_token(browser: Any, tmp_path: Path) -> None:
+    server = Server(tmp_path, "--auth-token", "s3cret").start()
+    page = Watched(browser, server.url)
+    try:
+        page.page.goto(server.url + "/ui/")
+        dialog = page.page.get_by_role("dialog")
+        dialog.wait_for()
+        page.page.locator("#token-input").fill("s3cret")
+        page.page.get_by_role("button", name="Use token").click()
+        page.page.get_by_role("link", name="ok", exact=True).wait_for()
+        page.page.locator("#live[data-state=live]").wait_for()
+        stored = page.page.evaluate("sessionStorage.getItem('pipeline-core-token')")
+        assert stored == "s3cret"
+        page.errors = [e for e in page.errors if "401" not in e]
+        assert page.errors == []
+    finally:
+        page.close()
+        server.stop()
+
+
+def test_the_files_have_a_strict_policy_and_cache_headers(served: Server) -> None:
+    import requests
+
+    page = requests.get(served.url + "/ui/", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-cache"
+    css = next(p for p in page.text.split('"') if p.startswith("/ui/app.css?v="))
+    hashed = requests.get(served.url + css, timeout=10)
+    assert "immutable" in hashed.headers["Cache-Control"]
+    again = requests.get(
+        served.url + "/ui/app.js", headers={"If-None-Match": hashed.headers["ETag"]}, timeout=10
+    )
+    assert again.status_code == 200  # another file's tag
+    tag = requests.get(served.url + "/ui/app.js", timeout=10).headers["ETag"]
+    assert (
+        requests.get(
+            served.url + "/ui/app.js", headers={"If-None-Match": tag}, timeout=10
+        ).status_code
+        == 304
+    )
+    assert requests.get(served.url + "/ui/nope.js", timeout=10).status_code == 404
+    assert requests.get(served.url + "/ui/dags/ok/runs/x", timeout=10).text == page.text  # a view
