@@ -235,3 +235,20 @@ def test_the_files_have_a_strict_policy_and_cache_headers(served: Server) -> Non
     )
     assert requests.get(served.url + "/ui/nope.js", timeout=10).status_code == 404
     assert requests.get(served.url + "/ui/dags/ok/runs/x", timeout=10).text == page.text  # a view
+
+
+def test_keyboard_and_a_phone_width(watched: Watched, tmp_path: Path) -> None:
+    page = watched.page
+    page.goto(watched.base + "/ui/")
+    page.locator("main[data-ready]").wait_for()
+    page.keyboard.press("Tab")  # the skip link comes first
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.get_by_role("link", name="steps", exact=True).focus()
+    page.keyboard.press("Enter")
+    page.locator("main[data-ready] svg.graph").wait_for()
+    assert page.url.endswith("/ui/dags/steps")
+    page.go_back()
+    page.locator("main[data-ready] table.dags").wait_for()
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    shot(watched, tmp_path, "dags-phone")

@@ -30,6 +30,7 @@ async function render() {
   if (unsubscribe) unsubscribe();
   current = null;
   const mine = ++generation;
+  delete main.dataset.ready;
   for (const a of document.querySelectorAll("[data-nav]")) {
     a.toggleAttribute("aria-current", false);
     if (found && a.dataset.nav === found[1]) a.setAttribute("aria-current", "page");
@@ -48,6 +49,10 @@ async function render() {
     }
     current = shown;
     if (shown && shown.onEvents) unsubscribe = onEvents(shown.onEvents);
+    main.dataset.ready = "true";  // the view has its data (tests and benchmarks wait on it)
+    if (!performance.getEntriesByName("pipeline-core:rendered").length) {
+      performance.mark("pipeline-core:rendered");  // the first view is on the screen
+    }
   } catch (error) {
     if (mine === generation) clear(main, notice(`Could not load this page: ${error.message}`, "error"));
   }

@@ -75,3 +75,24 @@ export function runPath(dagId, runId) {
 export function notice(text, kind = "") {
   return h("p", { class: `notice ${kind}`.trim(), role: kind === "error" ? "alert" : null }, text);
 }
+
+// ``fn(key)`` at most once at a time per key: a call while one runs asks for one more run
+// after it, so a burst of events costs two reads, not one per event.
+export function coalesced(fn) {
+  const running = new Map();
+  const call = (key) => {
+    const state = running.get(key);
+    if (state) {
+      state.again = true;
+      return state.done;
+    }
+    const mine = { again: false };
+    mine.done = Promise.resolve().then(() => fn(key)).finally(() => {
+      running.delete(key);
+      if (mine.again) call(key);
+    });
+    running.set(key, mine);
+    return mine.done;
+  };
+  return call;
+}

@@ -49,7 +49,10 @@ export function connect() {
   const bearer = token();
   const url = "/api/v1/events" + (bearer ? `?access_token=${encodeURIComponent(bearer)}` : "");
   source = new EventSource(url);
-  source.addEventListener("open", () => badge("live", "live"));
+  source.addEventListener("open", () => {
+    badge("live", "live");
+    if (!performance.getEntriesByName("pipeline-core:live").length) performance.mark("pipeline-core:live");
+  });
   source.addEventListener("error", () => {
     badge("reconnecting", source.readyState === EventSource.CLOSED ? "disconnected" : "reconnecting…");
   });

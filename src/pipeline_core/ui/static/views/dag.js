@@ -2,7 +2,7 @@
 // durations and statistics. Task and run events update the grid in place.
 
 import { get } from "../api.js";
-import { clear, duration, enc, h, link, runPath, square } from "../dom.js";
+import { clear, coalesced, duration, enc, h, link, runPath, square } from "../dom.js";
 import { durations, graph, levels } from "./charts.js";
 import { pauseButton, triggerButton } from "./trigger.js";
 
@@ -24,7 +24,7 @@ export async function dagView(main, [dagId]) {
   let runs = [];
   const cells = new Map();
 
-  async function loadGrid() {
+  const loadGrid = coalesced(async () => {
     runs = (await get(`${base}/runs?limit=${GRID_RUNS}`)).reverse();
     const details = await Promise.all(runs.map((r) => get(`${base}/runs/${enc(r.run_id)}`)));
     cells.clear();
@@ -45,16 +45,16 @@ export async function dagView(main, [dagId]) {
     clear(chartBox, durations(details) || h("p", { class: "muted" }, "No finished runs yet."));
     clear(graphBox, graph(tasks, Object.fromEntries(
       ((details[details.length - 1] || {}).task_instances || []).map((t) => [t.task_id, t.state]))));
-  }
+  });
 
-  async function loadStats() {
+  const loadStats = coalesced(async () => {
     const stats = await get(`${base}/stats`);
     const d = stats.runs.duration_ms;
     clear(statsBox,
       card("Runs", stats.runs.total),
       card("Success rate", `${Math.round(stats.runs.success_rate * 100)} %`),
       card("Duration p50", duration(d.p50)), card("p90", duration(d.p90)), card("p99", duration(d.p99)));
-  }
+  });
 
   clear(main,
     h("h1", {}, dagId, pauseBox, triggerButton(dagId)),

@@ -2,7 +2,7 @@
 // import errors on top. Runs change live: a run event refreshes its DAG's squares.
 
 import { get } from "../api.js";
-import { clear, enc, h, link, notice, runPath, square, when } from "../dom.js";
+import { clear, coalesced, enc, h, link, notice, runPath, square, when } from "../dom.js";
 import { pauseButton, triggerButton } from "./trigger.js";
 
 const LAST_RUNS = 10;
@@ -51,14 +51,17 @@ export async function dagsView(main) {
       row.hidden = Boolean(filter.value) && !row.dataset.tags.split(" ").includes(filter.value);
     }
   });
-  async function refresh(dagId) {
+  const refresh = coalesced(async (dagId) => {
     const entry = rows.get(dagId);
     if (!entry) return;
     const runs = await get(`/api/v1/dags/${enc(dagId)}/runs?limit=${LAST_RUNS}`);
+    const signature = runs.map((r) => `${r.run_id}:${r.state}`).join(" ");
+    if (signature === entry.signature) return;  // nothing to redraw
+    entry.signature = signature;
     clear(entry.squares, runs.slice().reverse().map((r) =>
       square(r.state, `${r.run_id}: ${r.state}`, runPath(dagId, r.run_id))));
     if (!runs.length) entry.squares.append(h("span", { class: "muted" }, "no runs"));
-  }
+  });
   clear(main,
     h("h1", {}, "DAGs"),
     errors.length ? h("section", { class: "banner", "aria-labelledby": "errors-title" },

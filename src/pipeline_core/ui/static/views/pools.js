@@ -2,12 +2,12 @@
 // refresh the table.
 
 import { get, send } from "../api.js";
-import { clear, h, notice } from "../dom.js";
+import { clear, coalesced, h, notice } from "../dom.js";
 
 export async function poolsView(main) {
   const box = h("div", { class: "scroll" });
   const message = h("div", { role: "status", "aria-live": "polite" });
-  async function load() {
+  const load = coalesced(async () => {
     const pools = await get("/api/v1/pools?limit=1000");
     clear(box, h("table", {},
       h("thead", {}, h("tr", {}, ["Pool", "Slots", "Running", "Queued", "Open", "Description"]
@@ -27,7 +27,7 @@ export async function poolsView(main) {
           h("td", {}, input, " ", save), h("td", {}, p.running_slots), h("td", {}, p.queued_slots),
           h("td", {}, p.open_slots), h("td", { class: "muted" }, p.description || ""));
       }))));
-  }
+  });
   await load();
   clear(main, h("h1", {}, "Pools"), message, box);
   return {

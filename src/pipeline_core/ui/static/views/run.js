@@ -3,7 +3,7 @@
 // retry (all failed tasks or the chosen ones), mark success or failed.
 
 import { followLog, get, send } from "../api.js";
-import { clear, duration, enc, h, link, notice, state, when } from "../dom.js";
+import { clear, coalesced, duration, enc, h, link, notice, state, when } from "../dom.js";
 import { gantt } from "./charts.js";
 
 const FINISHED = ["success", "failed", "cancelled"];
@@ -65,11 +65,11 @@ export async function runView(main, [dagId, runId]) {
     clear(timeline, gantt(tis) || h("p", { class: "muted" }, "Nothing has started yet."));
   }
 
-  async function reload() {
+  const reload = coalesced(async () => {
     run = await get(base);
     draw();
-    if (chosen) showTask(chosen, { keepLog: true });
-  }
+    if (chosen) await showTask(chosen, { keepLog: true });
+  });
 
   async function showTask(taskId, { keepLog = false } = {}) {
     const sameTask = chosen === taskId;
