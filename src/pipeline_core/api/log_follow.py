@@ -16,6 +16,7 @@ import contextlib
 import logging
 import socket
 import threading
+from dataclasses import dataclass
 
 from pipeline_core.api.framing import LAST_CHUNK, chunk
 from pipeline_core.api.http import HTTPError
@@ -27,6 +28,16 @@ from pipeline_core.store.base import Store
 log = logging.getLogger("pipeline_core.api")
 POLL = 0.25
 PIECE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class FollowedLog:
+    """What a follower streams: one try's log from ``offset``, ``limit`` bytes at most."""
+
+    key: TaskKey
+    try_number: int
+    offset: int = 0
+    limit: int | None = None
 
 
 class LogFollowers:
@@ -48,47 +59,27 @@ class LogFollowers:
                     headers={"Retry-After": "1"},
                 )
 
-    def start(
-        self,
-        sock: socket.socket,
-        chunked: bool,
-        key: TaskKey,
-        try_number: int,
-        offset: int,
-        limit: int | None = None,
-    ) -> None:
-        """Stream to ``sock`` (its head sent) on a thread of its own; ``limit``: end the body
-        after that many bytes of log."""
+    def start(self, sock: socket.socket, chunked: bool, wanted: FollowedLog) -> None:
+        """Stream to ``sock`` (its head sent) on a thread of its own."""
         with self._lock:
             self._count += 1
         thread = threading.Thread(
-            target=self._follow,
-            args=(sock, chunked, key, try_number, offset, limit),
-            name="api-log-follow",
-            daemon=True,
+            target=self._follow, args=(sock, chunked, wanted), name="api-log-follow", daemon=True
         )
         thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
 
-    def _follow(
-        self,
-        sock: socket.socket,
-        chunked: bool,
-        key: TaskKey,
-        try_number: int,
-        offset: int,
-        limit: int | None,
-    ) -> None:
+    def _follow(self, sock: socket.socket, chunked: bool, wanted: FollowedLog) -> None:
         try:
-            self._stream(sock, chunked, key, try_number, offset, limit)
+            self._stream(sock, chunked, wanted)
             if chunked:
                 sock.sendall(LAST_CHUNK)
         except OSError:
             pass  # the client went away
         except PipelineError as exc:  # the store went away, or the run was deleted
-            log.warning("following the log of %s ended: %s", key, exc.message)
+            log.warning("following the log of %s ended: %s", wanted.key, exc.message)
         finally:
             with self._lock:
                 self._count -= 1
@@ -96,18 +87,11 @@ class LogFollowers:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
-    def _stream(
-        self,
-        sock: socket.socket,
-        chunked: bool,
-        key: TaskKey,
-        try_number: int,
-        offset: int,
-        limit: int | None,
-    ) -> None:
-        store = self.store
+    def _stream(self, sock: socket.socket, chunked: bool, wanted: FollowedLog) -> None:
+        store, key, try_number = self.store, wanted.key, wanted.try_number
         seen = store.event_bounds()[1]
-        end = offset + limit if limit is not None else None
+        offset = wanted.offset
+        end = offset + wanted.limit if wanted.limit is not None else None
         while not self._stopped.is_set():
             ti = store.get_task_instance(key)
             going_on = (ti.try_number == try_number and ti.state is TaskState.RUNNING) or (

@@ -20,7 +20,7 @@ from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.connection import HTTPConnection
 from pipeline_core.api.http import Request, Response, error_body
 from pipeline_core.api.log_follow import LogFollowers
-from pipeline_core.api.routes.builder import build_app
+from pipeline_core.api.routes.builder import ServerParts, build_app
 from pipeline_core.api.sse.process import ProcessStreams
 from pipeline_core.api.sse.route import EventStreams
 from pipeline_core.api.sse.threads import ThreadStreams
@@ -335,14 +335,10 @@ class APIServer:
         self.streams = self._event_streams()
         self.waiters = RunWaiters()
         self.followers = LogFollowers(self.options.store, self.options.max_log_followers)
-        app = build_app(
-            self.options,
-            self.cache,
-            self.streams,
-            self.finished_runs,
-            self.waiters,
-            self.followers,
+        parts = ServerParts(
+            self.cache, self.streams, self.finished_runs, self.waiters, self.followers
         )
+        app = build_app(self.options, parts)
         # Events reach the cache and the streams through the store's feed: this process's
         # commits at once and, when the engine runs elsewhere, other processes' as well.
         self.options.store.feed.subscribe(

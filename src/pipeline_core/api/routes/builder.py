@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import time
+from dataclasses import dataclass
 
 from pipeline_core.api.app import App, AppSettings
 from pipeline_core.api.cache import ViewCache
@@ -36,15 +37,22 @@ TASK = f"{RUN}/tasks/:task_id"
 BACKFILLS = f"{PREFIX}/dags/:dag_id/backfills"
 
 
-def build_routes(
-    options: APIServerOptions,
-    cache: ViewCache,
-    streams: EventStreams,
-    finished: FinishedRuns,
-    waiters: RunWaiters,
-    followers: LogFollowers,
-) -> list[Route]:
+@dataclass(frozen=True)
+class ServerParts:
+    """What the routes share with the server that runs them: the views kept ready, the
+    event streams, the held waits and the followed logs, all fed by the store's feed."""
+
+    cache: ViewCache
+    streams: EventStreams
+    finished: FinishedRuns
+    waiters: RunWaiters
+    followers: LogFollowers
+
+
+def build_routes(options: APIServerOptions, parts: ServerParts) -> list[Route]:
     store, control = options.store, options.control
+    cache, streams, finished = parts.cache, parts.streams, parts.finished
+    waiters, followers = parts.waiters, parts.followers
     on_pause = control.set_paused if control is not None else None
     kept = finished.wrap
     return [
@@ -110,14 +118,7 @@ def _document_bytes() -> bytes:
     return json_bytes(document())
 
 
-def build_app(
-    options: APIServerOptions,
-    cache: ViewCache,
-    streams: EventStreams,
-    finished: FinishedRuns,
-    waiters: RunWaiters,
-    followers: LogFollowers,
-) -> App:
+def build_app(options: APIServerOptions, parts: ServerParts) -> App:
     settings = AppSettings(
         options.cors_origins,
         options.auth_token,
@@ -125,7 +126,7 @@ def build_app(
         loopback_hosts_only=is_loopback(options.host),
         allowed_hosts=tuple(options.allowed_hosts),
     )
-    return App(build_routes(options, cache, streams, finished, waiters, followers), settings)
+    return App(build_routes(options, parts), settings)
 
 
 def is_loopback(host: str) -> bool:

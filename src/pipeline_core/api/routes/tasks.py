@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline_core.api.http import Request, Response, envelope, listing
-from pipeline_core.api.log_follow import LogFollowers
+from pipeline_core.api.log_follow import FollowedLog, LogFollowers
 from pipeline_core.api.params import boolean, integer, page
 from pipeline_core.api.serialize import task_instance_dict
 from pipeline_core.errors import NotFound
@@ -111,13 +111,13 @@ def get_logs(store: Store, followers: LogFollowers) -> Callable[[Request], Respo
         if try_number > max(1, ti.try_number):
             raise NotFound(f"task '{key.task_id}' has no try {try_number} (it has {ti.try_number})")
         if boolean(request, "follow"):
-            most = limit if "limit" in request.query else None
+            wanted = FollowedLog(
+                key, try_number, offset, limit if "limit" in request.query else None
+            )
             followers.check()
             response = Response(200, b"", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
             response.content_type = "text/plain; charset=utf-8"
-            response.handover = lambda sock, chunked: followers.start(
-                sock, chunked, key, try_number, offset, most
-            )
+            response.handover = lambda sock, chunked: followers.start(sock, chunked, wanted)
             return response
         chunk = store.read_log(key, try_number, offset=offset, limit=limit)
         return envelope(

@@ -11,13 +11,16 @@ from __future__ import annotations
 from pipeline_core.store.sql.backfills import BackfillsSql
 from pipeline_core.store.sql.dags import DagsSql
 from pipeline_core.store.sql.events import EventsSql
+from pipeline_core.store.sql.idempotency import IdempotencySql
 from pipeline_core.store.sql.pools import PoolsSql
 from pipeline_core.store.sql.runs import RunsSql
 from pipeline_core.store.sql.taskdata import TaskDataSql
 from pipeline_core.store.sql.tries import TriesSql
 
 
-class SqlStore(RunsSql, DagsSql, TaskDataSql, PoolsSql, TriesSql, BackfillsSql, EventsSql):
+class SqlStore(
+    RunsSql, IdempotencySql, DagsSql, TaskDataSql, PoolsSql, TriesSql, BackfillsSql, EventsSql
+):
     """The whole ``Store`` protocol in SQL, over a backend's ``_transaction``."""
 
 

@@ -4,7 +4,7 @@ queries and statistics."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pipeline_core.errors import Conflict
@@ -28,6 +28,7 @@ from pipeline_core.model import (
 from pipeline_core.state import FINISHED_RUN_STATES, RunState, TaskState
 from pipeline_core.store.sql.base import Pending, SqlBase
 from pipeline_core.store.sql.common import run_not_found, task_not_found, to_json
+from pipeline_core.store.sql.idempotency import hold_key
 from pipeline_core.store.sql.rows import (
     KEY_WHERE,
     RUN_COLUMNS,
@@ -40,9 +41,8 @@ from pipeline_core.store.sql.rows import (
     ti_from_row,
 )
 from pipeline_core.store.sql.stats import run_stats, task_stats
-from pipeline_core.store.sql.tx import Tx, parse_ts
+from pipeline_core.store.sql.tx import Tx
 from pipeline_core.store.types import (
-    IdempotencyRecord,
     Page,
     RunQuery,
     RunStats,
@@ -91,13 +91,7 @@ class RunsSql(SqlBase):
 
     def set_run_note(self, dag_id: str, run_id: str, note: str | None) -> DagRun:
         def work(tx: Tx, pending: Pending) -> DagRun:
-            row = tx.one(
-                f"SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND run_id = ?",
-                (dag_id, run_id),
-            )
-            if row is None:
-                raise run_not_found(dag_id, run_id)
-            current = run_from_row(row)
+            current = _run_in(tx, dag_id, run_id)
             if current.note == note:
                 return current
             tx.run(
@@ -112,21 +106,6 @@ class RunsSql(SqlBase):
 
         result: DagRun = self._write(work)
         return result
-
-    def find_idempotency_key(self, dag_id: str, key: str) -> IdempotencyRecord | None:
-        now = iso(self.clock())
-        row = self._read(
-            lambda tx: tx.one(
-                "SELECT k.run_id, k.fingerprint, k.created_at, k.expires_at "
-                "FROM idempotency_keys k JOIN dag_runs r "
-                "ON r.dag_id = k.dag_id AND r.run_id = k.run_id "
-                "WHERE k.dag_id = ? AND k.key = ? AND k.expires_at > ?",
-                (dag_id, key, now),
-            )
-        )
-        if row is None:
-            return None
-        return IdempotencyRecord(dag_id, key, row[0], row[1], parse_ts(row[2]), parse_ts(row[3]))
 
     def get_run(self, dag_id: str, run_id: str) -> DagRun:
         row = self._read(
@@ -172,7 +151,7 @@ class RunsSql(SqlBase):
     ) -> DagRun:
         conf = to_json(dict(run.conf), "conf")
         if idempotency is not None:
-            _hold_key(tx, run, idempotency, now)
+            hold_key(tx, run, idempotency, now)
         stored = DagRun(**{**run_fields(run), "queued_at": run.queued_at or now})
         kind = RunType(run.run_type).value
         if tx.one(
@@ -213,13 +192,7 @@ class RunsSql(SqlBase):
 
     def _move_run(self, tx: Tx, pending: Pending, move: MoveRun, now: datetime) -> DagRun:
         dag_id, run_id, expected, new = move.dag_id, move.run_id, move.expected, move.new
-        row = tx.one(
-            f"SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND run_id = ?",
-            (dag_id, run_id),
-        )
-        if row is None:
-            raise run_not_found(dag_id, run_id)
-        current = run_from_row(row)
+        current = _run_in(tx, dag_id, run_id)
         updated = apply_run_change(current, expected, new, now, by_hand=move.by_hand)
         changed = tx.run(
             "UPDATE dag_runs SET state = ?, start_date = ?, end_date = ?, duration_ms = ? "
@@ -354,34 +327,13 @@ class RunsSql(SqlBase):
         return result
 
 
-def _hold_key(tx: Tx, run: DagRun, idempotency: IdempotencyKey, now: datetime) -> None:
-    """Store the key for ``run``, or ``Conflict`` while a live run holds it. Expired keys,
-    and keys whose run was deleted, are dropped on the way."""
-    at = iso(now)
-    tx.run("DELETE FROM idempotency_keys WHERE expires_at <= ?", (at,))
-    held = tx.one(
-        "SELECT k.run_id FROM idempotency_keys k JOIN dag_runs r "
-        "ON r.dag_id = k.dag_id AND r.run_id = k.run_id WHERE k.dag_id = ? AND k.key = ?",
-        (run.dag_id, idempotency.key),
+def _run_in(tx: Tx, dag_id: str, run_id: str) -> DagRun:
+    row = tx.one(
+        f"SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)
     )
-    if held is not None:
-        raise Conflict(
-            f"idempotency key {idempotency.key!r} is held by run '{held[0]}' of DAG '{run.dag_id}'"
-        )
-    # Only a dead key (its run deleted without it): a live one a concurrent trigger just
-    # committed must stay, so this trigger's insert conflicts with it.
-    tx.run(
-        "DELETE FROM idempotency_keys WHERE dag_id = ? AND key = ? AND NOT EXISTS "
-        "(SELECT 1 FROM dag_runs r WHERE r.dag_id = idempotency_keys.dag_id "
-        "AND r.run_id = idempotency_keys.run_id)",
-        (run.dag_id, idempotency.key),
-    )
-    expires = now + timedelta(seconds=idempotency.ttl_seconds)
-    tx.run(
-        "INSERT INTO idempotency_keys (dag_id, key, run_id, fingerprint, created_at, expires_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (run.dag_id, idempotency.key, run.run_id, idempotency.fingerprint, at, iso(expires)),
-    )
+    if row is None:
+        raise run_not_found(dag_id, run_id)
+    return run_from_row(row)
 
 
 def delete_runs(tx: Tx, where: str, params: Sequence[Any]) -> int:
