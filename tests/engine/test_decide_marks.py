@@ -21,6 +21,14 @@ def _chain() -> tuple[Core, object]:
     return core, d
 
 
+def _failed_run(d, states):  # type: ignore[no-untyped-def]
+    """Run "f" of ``d`` as the store holds it after it failed, its tasks in ``states``."""
+    run = replace(
+        new_run("d", task_specs(d), now=at(0).wall, run_id="f").run, state=RunState.FAILED
+    )
+    return run, tuple(TaskInstance("d", "f", t, s, try_number=1) for t, s in states.items())
+
+
 def test_marking_a_running_run_failed_kills_its_try_and_fails_what_is_unfinished():
     core, _ = _chain()
     assert core.submitted() == [("a", 1)]
@@ -38,11 +46,9 @@ def test_marking_a_running_run_failed_kills_its_try_and_fails_what_is_unfinished
 
 def test_marking_a_run_success_marks_failed_and_unfinished_tasks_but_keeps_skips():
     core, d = _chain()
-    run = replace(
-        new_run("d", task_specs(d), now=at(0).wall, run_id="f").run, state=RunState.FAILED
-    )  # type: ignore[arg-type]
-    states = {"a": TaskState.SUCCESS, "b": TaskState.FAILED, "c": TaskState.UPSTREAM_FAILED}
-    tis = tuple(TaskInstance("d", "f", t, s, try_number=1) for t, s in states.items())
+    run, tis = _failed_run(
+        d, {"a": TaskState.SUCCESS, "b": TaskState.FAILED, "c": TaskState.UPSTREAM_FAILED}
+    )
     moved = core.send(MarkRun("d", "f", RunState.SUCCESS, RunSnapshot(run, tis)))
     assert moved.state is RunState.SUCCESS  # type: ignore[attr-defined]
     assert core.moves() == [("b", "success"), ("c", "success")]
@@ -77,11 +83,9 @@ def test_marking_a_task_failed_fails_its_downstream_by_the_trigger_rules():
 
 def test_marking_a_task_of_a_finished_run_settles_the_run_state():
     core, d = _chain()
-    run = replace(
-        new_run("d", task_specs(d), now=at(0).wall, run_id="f").run, state=RunState.FAILED
-    )  # type: ignore[arg-type]
-    states = {"a": TaskState.SUCCESS, "b": TaskState.SUCCESS, "c": TaskState.FAILED}
-    tis = tuple(TaskInstance("d", "f", t, s, try_number=1) for t, s in states.items())
+    run, tis = _failed_run(
+        d, {"a": TaskState.SUCCESS, "b": TaskState.SUCCESS, "c": TaskState.FAILED}
+    )
     moved = core.send(MarkTask("d", "f", "c", TaskState.SUCCESS, RunSnapshot(run, tis)))
     assert core.moves() == [("c", "success")] and core.run_moves() == ["success"]
     assert moved.state is RunState.SUCCESS  # type: ignore[attr-defined]

@@ -98,6 +98,8 @@ def test_trigger_with_conf_and_watch_the_squares_change_without_reload(
     watched: Watched, tmp_path: Path
 ) -> None:
     page = watched.page
+    with Client(watched.base) as api:
+        api.set_paused("steps", True)  # its run waits, queued, until the page unpauses it
     page.goto(watched.base + "/ui/")
     page.get_by_role("button", name="Trigger steps").click()
     conf = page.locator("#trigger-conf")
@@ -107,6 +109,8 @@ def test_trigger_with_conf_and_watch_the_squares_change_without_reload(
     conf.fill('{"sha": "abc"}')
     page.get_by_role("button", name="Trigger", exact=True).click()
     squares = page.locator('.squares[data-dag="steps"]')
+    squares.locator(".s-queued").wait_for()
+    page.get_by_role("button", name="Unpause steps").click()
     squares.locator(".s-running").wait_for()  # the page was not reloaded: it followed events
     squares.locator(".s-success").wait_for(timeout=30_000)
     status = page.get_by_role("status").filter(has_text="Triggered")

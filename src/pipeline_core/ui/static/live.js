@@ -1,7 +1,9 @@
 // One EventSource for the whole page. Events are handed to the current view in batches,
 // once per animation frame, so a burst of hundreds of events costs one round of DOM
 // updates. A dropped stream reconnects by itself with Last-Event-ID (EventSource does);
-// the badge in the header says when it does. Nothing here polls.
+// the badge in the header says when it does. Nothing here polls: the one timer is the
+// watchdog, which opens the stream again (from the last id) after a silence longer than
+// any the server's keepalives allow, in case the connection died without a word.
 
 import { token } from "./api.js";
 
@@ -11,6 +13,16 @@ const listeners = new Set();
 let queue = [];
 let scheduled = false;
 let source = null;
+let lastId = null;
+let watchdog = null;
+// The server's keepalive comments come every 15 s; EventSource does not show comments, so
+// a quiet stream and a dead one look alike until this long has passed.
+const SILENCE_MS = 60_000;
+
+function rearm() {
+  clearTimeout(watchdog);
+  watchdog = setTimeout(connect, SILENCE_MS);
+}
 
 export function onEvents(listener) {
   listeners.add(listener);
@@ -37,6 +49,8 @@ function flush() {
 }
 
 function take(message) {
+  if (message.lastEventId) lastId = message.lastEventId;
+  rearm();
   queue.push({ type: message.type, id: Number(message.lastEventId), ...JSON.parse(message.data) });
   if (!scheduled) {
     scheduled = true;
@@ -46,11 +60,15 @@ function take(message) {
 
 export function connect() {
   if (source) source.close();
+  const query = new URLSearchParams();
   const bearer = token();
-  const url = "/api/v1/events" + (bearer ? `?access_token=${encodeURIComponent(bearer)}` : "");
-  source = new EventSource(url);
+  if (bearer) query.set("access_token", bearer);
+  if (lastId) query.set("last_event_id", lastId);  // a new EventSource sends no Last-Event-ID
+  source = new EventSource("/api/v1/events" + (query.size ? `?${query}` : ""));
+  rearm();
   source.addEventListener("open", () => {
     badge("live", "live");
+    rearm();
     if (!performance.getEntriesByName("pipeline-core:live").length) performance.mark("pipeline-core:live");
   });
   source.addEventListener("error", () => {
