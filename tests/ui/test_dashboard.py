@@ -169,9 +169,13 @@ def test_pools_and_health(watched: Watched, tmp_path: Path) -> None:
     page.get_by_role("link", name="Health").click()
     page.get_by_text("healthy").first.wait_for()
     assert page.url.endswith("/ui/health")
+    with Client(watched.base) as api:
+        before = page.locator(".card").filter(has_text="Tasks completed").inner_text()
+        api.trigger_run("ok", run_id="health_counts")
+    page.locator(".card").filter(has_text="Tasks completed").filter(has_not_text=before).wait_for()
+    shot(watched, tmp_path, "health")
     page.go_back()
     page.locator('tr[data-pool="default_pool"]').wait_for()
-    shot(watched, tmp_path, "health")
 
 
 def test_the_page_reconnects_after_a_server_restart(browser: Any, tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
 // Health: the store, the scheduler and every engine and worker, the version, a few key
-// metrics. Heartbeats are not events, so this page reads again only when asked.
+// metrics. Run and task events bring the counts up to date; heartbeats are not events, so
+// the instances' ages are read again with the counts, or when asked.
 
 import { api, get } from "../api.js";
-import { clear, h, when } from "../dom.js";
+import { clear, coalesced, h, when } from "../dom.js";
 
 export async function healthView(main) {
   const box = h("div");
-  async function load() {
+  const load = coalesced(async () => {
     const [health, version, metrics] = await Promise.all([
       api("GET", "/api/v1/health").then((p) => p.data), get("/api/v1/version"), get("/api/v1/metrics"),
     ]);
@@ -25,10 +26,14 @@ export async function healthView(main) {
         h("tbody", {}, (health.instances || []).map((i) => h("tr", {},
           h("td", {}, i.id), h("td", {}, i.kind), h("td", {}, i.role), h("td", {}, i.hostname),
           h("td", {}, i.pid), h("td", {}, when(i.last_heartbeat))))))));
-  }
+  });
   await load();
-  clear(main, h("h1", {}, "Health", h("button", { type: "button", onclick: load }, "Refresh")), box);
-  return {};
+  clear(main, h("h1", {}, "Health", h("button", { type: "button", onclick: () => load() }, "Refresh")), box);
+  return {
+    onEvents(batch) {
+      if (batch.some((e) => e.type === "run.state_changed" || e.type === "task.state_changed")) load();
+    },
+  };
 }
 
 function card(name, value) {
