@@ -61,6 +61,7 @@ class AdminRoutes(ClientBase):
         max_tries: int = 10,
         read_timeout: float = 60.0,
         until: float | None = None,
+        resume: bool = True,
     ) -> Iterator[Event]:
         """Events as they happen (after ``last_event_id`` when given), resumed from the last
         id after a dropped connection; ends only when the caller stops reading, or with
@@ -73,4 +74,5 @@ class AdminRoutes(ClientBase):
             max_tries=max_tries,
             read_timeout=read_timeout,
             until=until,
+            resume=resume,
         )

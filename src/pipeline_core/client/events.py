@@ -47,11 +47,13 @@ def stream(
     max_tries: int,
     read_timeout: float,
     until: float | None = None,
+    resume: bool = True,
 ) -> Iterator[Event]:
     """Every event after ``last_event_id`` (or from now), live, for as long as the caller
     reads. A dropped connection is opened again with ``Last-Event-ID``; ``ServerUnreachable``
     after ``max_tries`` failed connections in a row; ``APIError`` when the server refuses;
-    ``StreamTimedOut`` once ``until`` (monotonic) passes."""
+    ``StreamTimedOut`` once ``until`` (monotonic) passes. Without ``resume`` it ends when
+    the server ends the stream."""
     failures = 0
     retry = 1.0
 
@@ -79,6 +81,8 @@ def stream(
                     if event.id is not None:
                         last_event_id = event.id
                     yield event
+            if not resume:
+                return
         except APIError:
             raise
         except CONNECTION_ERRORS as exc:
@@ -87,8 +91,9 @@ def stream(
             failures += 1
             if failures >= max_tries:
                 raise ServerUnreachable(
-                    f"the event stream of {transport.base_url} dropped and could not be opened "
-                    f"again ({exc or type(exc).__name__}) after {failures} tries"
+                    f"cannot reach {transport.base_url}/api/v1/events "
+                    f"({getattr(exc, 'strerror', None) or exc or type(exc).__name__}); "
+                    f"gave up after {failures} tries"
                 ) from None
         finally:
             connection.close()
