@@ -110,6 +110,7 @@ class System:
             assert self._changed.wait_for(running, timeout)
 
     def close(self) -> None:
+        self.client.connection.close()
         self.server.stop()
         if self.engine is not None:
             self.engine.stop(grace=0)

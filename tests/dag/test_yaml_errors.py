@@ -230,6 +230,26 @@ from tests.dag.yaml_helpers import EXAMPLES, FULL, issues, load, only_issue
             "HH:MM",
             id="sensor-until",
         ),
+        pytest.param(
+            "tasks:\n  ..: {}\n", "tasks...", 2, "cannot be addressed in a URL", id="dot-dot-task"
+        ),
+        pytest.param(
+            "dag_id: '.'\ntasks: {a: {}}\n", "dag_id", 1, "cannot be addressed", id="dot-dag"
+        ),
+        pytest.param(
+            "start_date: '0001-01-01T00:00:00+01:00'\ntasks: {a: {}}\n",
+            "start_date",
+            1,
+            "outside the supported range",
+            id="start-date-range",
+        ),
+        pytest.param(
+            "tasks:\n  s: {type: sensor, until: '9999-12-31T23:00:00-05:00'}\n",
+            "tasks.s.until",
+            2,
+            "outside the supported range",
+            id="sensor-until-range",
+        ),
         pytest.param("tasks: []\n", "tasks", 1, "expected a mapping of task id", id="tasks-list"),
         pytest.param("dag_id: x\n", "tasks", 1, "missing tasks", id="no-tasks"),
         pytest.param("tasks: {}\n", "tasks", 1, "at least one task", id="empty-tasks"),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pipeline_core.dag.model import EARLIEST, LATEST
 from pipeline_core.errors import InvalidRequest
 from pipeline_core.model import DagRun
 from pipeline_core.scheduler.backfill_plan import RUN, SKIP, plan_backfill
@@ -79,3 +80,22 @@ def test_the_cap_is_configurable():
     )
     with pytest.raises(InvalidRequest, match="more than 9"):
         plan_backfill(daily, utc(2026, 1, 1), utc(2026, 1, 10), "none", {}, max_runs=9)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Pacific/Kiritimati"])
+@pytest.mark.parametrize("cron", ["@yearly", "0 6 * * *", "*/15 * * * *"])
+def test_ranges_at_the_ends_of_the_supported_range_plan_without_overflow(zone, cron):
+    schedule = Schedule(cron, zone)
+    first = plan_backfill(schedule, EARLIEST, utc(1, 1, 3), "none", {})
+    assert all(EARLIEST <= p.logical_date <= utc(1, 1, 3) for p in first)
+    last = plan_backfill(schedule, utc(9999, 12, 30, 12), LATEST, "none", {})
+    assert all(p.logical_date <= LATEST for p in last)
+    if cron == "*/15 * * * *":
+        assert first and last[-1].logical_date == utc(9999, 12, 30, 23, 45)
+    latest = schedule.latest_at_or_before(EARLIEST, EARLIEST - timedelta(days=1))
+    assert latest is None or latest <= EARLIEST
+
+
+def test_the_first_supported_instant_is_planned_when_it_is_a_fire_time():
+    planned = plan_backfill(Schedule("0 0 * * *"), EARLIEST, utc(1, 1, 3), "none", {})
+    assert [p.logical_date for p in planned] == [EARLIEST, utc(1, 1, 3)]

@@ -140,17 +140,22 @@ class HTTPConnection(asyncio.Protocol):
         if self.phase != "handling" or self._transport is None:
             return  # the connection was closed while the handler ran
         close = not self._keep_alive or self.server.stopping
-        if response.handover is not None:
+        streamed = response.handover is not None
+        if streamed and request.method != "HEAD":
             self._hand_over(response, not close)
             return
+        # HEAD gets the head a GET would, a stream's included, and never a body.
         body_allowed = request.method != "HEAD" and response.status not in (204, 304)
         try:
             head = response_head(
                 response.status,
                 response.headers,
                 content_type=response.content_type if response.status != 304 else None,
-                content_length=len(response.body) if response.status != 304 else None,
+                content_length=(
+                    len(response.body) if response.status != 304 and not streamed else None
+                ),
                 close=close,
+                chunked=streamed and not close,
             )
         except ValueError:
             log.exception("a handler answered an unusable header")

@@ -93,6 +93,13 @@ class Request:
             raise bad_request(f"malformed JSON body: {exc}") from None
         if _depth(value) > MAX_JSON_DEPTH:
             raise bad_request(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+        where = _unstorable_string(value)
+        if where is not None:
+            raise bad_request(
+                f"the JSON body holds a string that is not storable text at {where}: "
+                "a lone surrogate escape (\\ud800-\\udfff) or a NUL (\\u0000)",
+                field=where,
+            )
         return value
 
     def json_object(self, allowed: set[str]) -> dict[str, Any]:
@@ -139,6 +146,36 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _unstorable_string(value: Any) -> str | None:
+    """Where ``value`` holds a key or string that no store keeps as text (a lone UTF-16
+    surrogate, which UTF-8 cannot encode, or a NUL, which PostgreSQL refuses), as a path
+    such as ``conf.x[2]``; ``None`` when there is none. Without recursion."""
+    pending: list[tuple[Any, str]] = [(value, "")]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, str):
+            if not _storable(item):
+                return path or "the top level"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not _storable(key):
+                    return f"a key of {path or 'the top level'}"
+                pending.append((child, f"{path}.{key}" if path else key))
+        elif isinstance(item, list):
+            pending.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+    return None
+
+
+def _storable(text: str) -> bool:
+    if "\0" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass
 class Response:
     status: int = 200
@@ -159,9 +196,13 @@ class Response:
 
 
 def json_bytes(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
+    """Compact UTF-8 JSON. Text that UTF-8 cannot carry (a lone surrogate a message quotes)
+    is sent as JSON escapes instead, so an answer can always be encoded."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 def envelope(

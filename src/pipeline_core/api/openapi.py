@@ -261,6 +261,7 @@ def document() -> dict[str, Any]:
                 params=[
                     *task,
                     param("key", "query", {"type": "array", "items": {"type": "string"}}),
+                    *PAGE,
                 ],
                 get=True,
             )

@@ -34,7 +34,7 @@ BACKFILL = obj(
     },
 )
 DRY_RUN = obj(
-    dry_run={"const": True},
+    dry_run={"type": "boolean", "const": True},
     runs={"type": "integer"},
     dates={
         "type": "array",

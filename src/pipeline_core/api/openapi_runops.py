@@ -18,7 +18,7 @@ def trigger_operation(dag: list[dict[str, Any]], body: dict[str, Any]) -> dict[s
         ["dag_is_paused"],
         dag_is_paused={"type": "boolean"},
         message={"type": "string"},
-        idempotent_replay={"const": True},
+        idempotent_replay={"type": "boolean", "const": True},
     )
     key = param(
         "Idempotency-Key",
@@ -67,7 +67,7 @@ def run_operation_paths(
         obj(
             data=ref("RunDetail"),
             error=obj(
-                code={"const": "wait_timeout"},
+                code={"type": "string", "const": "wait_timeout"},
                 message={"type": "string"},
                 details=obj(state={"type": "string"}, timeout={"type": "number"}),
             ),

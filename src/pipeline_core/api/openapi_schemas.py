@@ -217,7 +217,7 @@ SCHEMAS: dict[str, Any] = {
             "type": "array",
             "items": obj(
                 id={"type": "string"},
-                kind={"const": "worker"},
+                kind={"type": "string", "const": "worker"},
                 role={"enum": ["active", "stopped"]},
                 hostname={"type": "string"},
                 pid={"type": "integer"},
@@ -240,7 +240,9 @@ SCHEMAS: dict[str, Any] = {
         uptime_s={"type": "number"},
     ),
     "Version": obj(
-        api_version={"const": "v1"}, version={"type": "string"}, python_version={"type": "string"}
+        api_version={"type": "string", "const": "v1"},
+        version={"type": "string"},
+        python_version={"type": "string"},
     ),
     "ImportError": obj(
         filename={"type": "string"},

@@ -24,6 +24,17 @@ def whole_number(text: str, name: str, minimum: int = 0, maximum: int = MAX_INTE
     return value
 
 
+def body_integer(value: object, name: str, minimum: int, maximum: int) -> int:
+    """A body field's whole number within [minimum, maximum]: JSON has one number type, so
+    ``5.0`` is the integer 5, as JSON Schema's ``integer`` says; 400 naming ``name``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+        raise bad_request(f"'{name}' must be an integer from {minimum} to {maximum}, got {shown}")
+    return value
+
+
 def page(
     request: Request, allowed: set[str], max_limit: int = MAX_LIMIT, default: int = DEFAULT_LIMIT
 ) -> tuple[int, int]:

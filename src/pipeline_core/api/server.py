@@ -197,7 +197,12 @@ class LoopServer:
                 self.loop.call_soon_threadsafe(callback, request, stopping)
 
     def _handle(self, request: Request, callback: Callback) -> None:
-        response = self.app(request)
+        try:
+            response = self.app(request)
+        except Exception:  # the app's own error handling failed: still answer the client
+            log.exception("the API failed to answer request %s", request.request_id)
+            message = f"internal error; quote request id {request.request_id} when reporting it"
+            response = Response(500, error_body("internal", message))
         if response.later is not None:  # held: its route runs again once it is woken
             response.later(lambda reason: self._resume(request, reason, callback))
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
@@ -23,8 +23,16 @@ TASK_TYPES = ("noop", "shell", "python", "branch", "sensor")
 #: a Celery worker (``celery``: an engine with a broker; elsewhere it runs as ``worker``).
 LOCAL_EXECUTORS = ("worker", "process", "thread")
 EXECUTORS = (*LOCAL_EXECUTORS, "celery")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
+#: Ids are path segments: ``.`` and ``..`` alone could never be addressed in a URL.
+ID_PATTERN = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.\-]{1,250}$")
+#: A run id may also hold ``:`` and ``+`` (the ones the scheduler makes carry a timestamp).
+RUN_ID_PATTERN = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.:+\-]{1,250}$")
 MAX_ID_LENGTH = 250
+#: The date-times every input may name: what a ``datetime`` holds, a day clear of either
+#: end, so that a value seen in any timezone (offsets up to ±24 h) or moved by a step stays
+#: representable. Anything else is refused where it is parsed.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -116,7 +124,16 @@ def parse_datetime(value: object, tz: tzinfo = UTC) -> datetime:
         raise ValueError(f"expected an ISO 8601 date/time, got {value!r}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
-    return parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        parsed = EARLIEST - timedelta(days=1) if parsed.year == 1 else LATEST + timedelta(days=1)
+    if not EARLIEST <= parsed <= LATEST:
+        raise ValueError(
+            f"date/time {value!r:.60} is outside the supported range "
+            "0001-01-02T00:00:00Z to 9999-12-30T23:59:59.999999Z"
+        )
+    return parsed
 
 
 def invalid_id_reason(value: object) -> str | None:
@@ -127,9 +144,18 @@ def invalid_id_reason(value: object) -> str | None:
         return "id must not be empty"
     if len(value) > MAX_ID_LENGTH:
         return f"id is {len(value)} characters long; the maximum is {MAX_ID_LENGTH}"
+    if value in (".", ".."):
+        return f"id {value!r} cannot be addressed in a URL"
     if not ID_PATTERN.fullmatch(value):
-        return f"invalid id {value!r}: use only letters, digits, '_', '-' and '.'"
+        return f"invalid id {value!r:.60}: use only letters, digits, '_', '-' and '.'"
     return None
+
+
+def invalid_run_id_reason(value: object) -> str | None:
+    """Why ``value`` is not a run id any run can have (``RUN_ID_PATTERN``), or ``None``."""
+    if isinstance(value, str) and RUN_ID_PATTERN.fullmatch(value):
+        return None
+    return f"invalid run id {value!r:.60}: use 1 to 250 letters, digits, '_', '-', '.', ':', '+'"
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:

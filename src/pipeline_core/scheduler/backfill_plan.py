@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pipeline_core.errors import InvalidRequest
 from pipeline_core.model import DagRun, iso
@@ -51,7 +51,7 @@ def plan_backfill(
         raise InvalidRequest(f"the range is reversed: 'from' {iso(start)} is after 'to' {iso(end)}")
     planned: list[PlannedDate] = []
     unbounded = Schedule(schedule.expression, schedule.timezone)  # the range bounds it
-    for fire in unbounded.fires_between(start - timedelta(microseconds=1), end):
+    for fire in unbounded.fires_between(start, end, inclusive=True):
         run = existing.get(fire)
         again = run is None or reprocess == "all"
         if reprocess == "failed" and run is not None:

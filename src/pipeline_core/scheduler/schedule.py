@@ -51,8 +51,14 @@ class Schedule:
             return fire
         return None
 
-    def fires_between(self, after: datetime, until: datetime) -> Iterator[datetime]:
-        """Fire times ``t`` with ``after < t <= until``, oldest first."""
+    def fires_between(
+        self, after: datetime, until: datetime, *, inclusive: bool = False
+    ) -> Iterator[datetime]:
+        """Fire times ``t`` with ``after < t <= until`` (``after <= t`` when ``inclusive``),
+        oldest first."""
+        if inclusive:  # fire times are whole seconds: t >= after <=> t > ceil(after) - 1 s
+            ceiling = after + timedelta(microseconds=-after.microsecond % 1_000_000)
+            after = ceiling - timedelta(seconds=1)
         for fire in self._fires(after):
             if fire > until:
                 return
@@ -67,13 +73,17 @@ class Schedule:
             return start if start is not None and after < start <= moment else None
         tz = ZoneInfo(self.timezone)
         probe = moment + timedelta(seconds=1)  # croniter's get_prev excludes its start
-        if self._hour_is_wildcard(cron):
-            candidate = croniter(cron, probe.astimezone(tz)).get_prev(datetime).astimezone(UTC)
-        else:
-            it = croniter(cron, probe.astimezone(tz).replace(tzinfo=None))
-            candidate = _localize(it.get_prev(datetime), tz)
-            while candidate > moment:  # a wall-clock time the DST change moved past ``moment``
+        try:
+            if self._hour_is_wildcard(cron):
+                candidate = croniter(cron, probe.astimezone(tz)).get_prev(datetime)
+                candidate = candidate.astimezone(UTC)
+            else:
+                it = croniter(cron, probe.astimezone(tz).replace(tzinfo=None))
                 candidate = _localize(it.get_prev(datetime), tz)
+                while candidate > moment:  # a wall-clock time DST moved past ``moment``
+                    candidate = _localize(it.get_prev(datetime), tz)
+        except (OverflowError, ValueError):  # no fire time in year 1 or before
+            return None
         if self.start_date is not None and candidate < self.start_date:
             return None
         if candidate <= after or self._bounded(candidate) is None:
@@ -95,10 +105,13 @@ class Schedule:
             if not self._hour_is_wildcard(cron)
             else self._real_clock(cron, tz, after)
         )
-        for fire in raw:
-            if self.end_date is not None and fire > self.end_date:
-                return
-            yield fire
+        try:
+            for fire in raw:
+                if self.end_date is not None and fire > self.end_date:
+                    return
+                yield fire
+        except (OverflowError, ValueError):  # the next fire time is past year 9999: none
+            return
 
     @staticmethod
     def _hour_is_wildcard(cron: str) -> bool:

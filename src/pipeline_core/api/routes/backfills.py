@@ -11,8 +11,8 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
-from pipeline_core.api.params import page, whole_number
-from pipeline_core.dag.model import parse_datetime
+from pipeline_core.api.params import body_integer, page, whole_number
+from pipeline_core.dag.model import LATEST, parse_datetime
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import DagRun, iso
@@ -26,6 +26,7 @@ FIELDS = {"from", "to", "max_active_runs", "reprocess", "dry_run"}
 _PLAIN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 DEFAULT_ACTIVE = 10
 MAX_ACTIVE = 1000
+_TINY = timedelta(microseconds=1)
 
 
 def create_backfill(store: Store, max_runs: int) -> Callable[[Request], Response]:
@@ -37,9 +38,9 @@ def create_backfill(store: Store, max_runs: int) -> Callable[[Request], Response
         reprocess = body.get("reprocess", "none")
         if reprocess not in REPROCESS:
             raise bad_request(f"'reprocess' must be one of {', '.join(REPROCESS)}")
-        active = body.get("max_active_runs", DEFAULT_ACTIVE)
-        if type(active) is not int or not 1 <= active <= MAX_ACTIVE:
-            raise bad_request(f"'max_active_runs' must be a whole number from 1 to {MAX_ACTIVE}")
+        active = body_integer(
+            body.get("max_active_runs", DEFAULT_ACTIVE), "max_active_runs", 1, MAX_ACTIVE
+        )
         dry_run = body.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise bad_request("'dry_run' must be true or false")
@@ -65,6 +66,11 @@ def create_backfill(store: Store, max_runs: int) -> Callable[[Request], Response
                 for p in planned
             ]
             return envelope({"dry_run": True, "runs": len(dates), "dates": listed})
+        if not planned:
+            raise bad_request(
+                f"the range {iso(start)} to {iso(end)} holds no fire time of the DAG's "
+                f"schedule {record.schedule!r}"
+            )
         if not dates:
             raise Conflict(
                 f"no date in the range needs a run (reprocess={reprocess}: "
@@ -181,8 +187,12 @@ def _date(body: dict[str, Any], name: str, zone: ZoneInfo, *, end_of_day: bool =
         raise bad_request(f"'{name}' must be an ISO 8601 date or date-time")
     try:
         if end_of_day and _PLAIN_DATE.fullmatch(value.strip()):
-            next_day = date.fromisoformat(value.strip()) + timedelta(days=1)
-            return parse_datetime(next_day.isoformat(), zone) - timedelta(microseconds=1)
+            parse_datetime(value, zone)  # the day itself must be in the supported range
+            day = date.fromisoformat(value.strip())
+            try:
+                return parse_datetime((day + timedelta(days=1)).isoformat(), zone) - _TINY
+            except (ValueError, OverflowError):  # the day ends past the range: up to its end
+                return LATEST
         return parse_datetime(value, zone)
     except ValueError as exc:
         raise bad_request(f"'{name}': {exc}") from None

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
-from pipeline_core.api.params import page
+from pipeline_core.api.params import body_integer, page
 from pipeline_core.api.serialize import pool_dict
 from pipeline_core.dag.model import invalid_id_reason
 from pipeline_core.errors import Conflict
@@ -43,12 +43,7 @@ def list_pools(store: Store) -> Callable[[Request], Response]:
 
 
 def _slots(value: Any) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # JSON has one number type: 5.0 is the integer 5
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SLOTS:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
-        raise bad_request(f"'slots' must be an integer from 0 to {MAX_SLOTS}, got {shown}")
-    return value
+    return body_integer(value, "slots", 0, MAX_SLOTS)
 
 
 def _description(value: Any) -> str:

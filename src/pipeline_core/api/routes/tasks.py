@@ -81,7 +81,7 @@ def _tries(events: list[Any]) -> list[dict[str, Any]]:
 
 def get_xcom(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        page(request, {"key"})
+        limit, offset = page(request, {"key"})
         key = _key(request)
         store.get_task_instance(key)
         wanted = request.query.get("key")
@@ -93,11 +93,9 @@ def get_xcom(store: Store) -> Callable[[Request], Response]:
                 "timestamp": iso(e.timestamp),
                 "size_bytes": e.size_bytes,
             }
-            for e in entries
+            for e in entries[offset : offset + limit]
         ]
-        return envelope(
-            data, {"total": len(data), "limit": len(data), "offset": 0, "has_more": False}
-        )
+        return listing(data, len(entries), limit, offset)
 
     return handle
 

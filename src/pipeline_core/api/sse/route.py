@@ -18,6 +18,7 @@ from typing import Protocol
 
 from pipeline_core.api.http import Request, Response, bad_request
 from pipeline_core.api.params import whole_number
+from pipeline_core.dag.model import invalid_id_reason, invalid_run_id_reason
 from pipeline_core.model import EVENT_TYPES, Event
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import EventQuery
@@ -135,6 +136,13 @@ def parse_stream_request(request: Request, store: Store) -> StreamStart:
         if head and after + 1 < first:
             reset_first = first
     dag_id, run_id = _one(request, "dag_id"), _one(request, "run_id")
+    for name, value, rule in (
+        ("dag_id", dag_id, invalid_id_reason),
+        ("run_id", run_id, invalid_run_id_reason),
+    ):
+        reason = rule(value) if value is not None else None
+        if reason:
+            raise bad_request(f"'{name}': {reason}")
     return StreamStart(dag_id, run_id, types or EVENT_TYPES, after, reset_first)
 
 
