@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pipeline_core.api.openapi import document
+from pipeline_core.api.openapi.document import document
 
 OPEN_CLIENTS: list[Client] = []
 DOC = document()

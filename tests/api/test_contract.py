@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from openapi_spec_validator import validate
 
-from pipeline_core.api.openapi import document
+from pipeline_core.api.openapi.document import document
 from tests.conftest import pipeline_core_process, poll_until
 
 ROOT = Path(__file__).parents[2]

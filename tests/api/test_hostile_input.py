@@ -175,7 +175,7 @@ def test_head_works_on_every_get_route(client):
 
 def test_health_is_503_when_the_store_is_unreachable():
     from pipeline_core.errors import StoreUnavailable
-    from pipeline_core.store.sqlite import SqliteStore
+    from pipeline_core.store.sqlite.store import SqliteStore
 
     class Broken(SqliteStore):
         def ping(self) -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_core.api.request_reader import MAX_HEAD_BYTES, Parsed, Refusal, RequestReader
+from pipeline_core.api.transport.request_reader import (
+    MAX_HEAD_BYTES,
+    Parsed,
+    Refusal,
+    RequestReader,
+)
 
 GET = b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
 CHUNKED = b"POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from pipeline_core.celery_executor.app import CelerySettings
 from pipeline_core.dag.bag import load_folder
 from pipeline_core.engine import Engine, EngineSettings
+from pipeline_core.engine.executors.celery.app import CelerySettings
 from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.state import FINISHED_RUN_STATES, RunState
 from pipeline_core.store import open_store
@@ -139,8 +139,8 @@ def test_a_worker_with_another_version_of_the_dag_refuses_the_try(tmp_path, pg_u
 
 
 def test_a_malformed_message_is_dropped_with_a_reason(tmp_path, pg_url):
-    from pipeline_core.celery_executor.runtime import TryWorker, WorkerSettings
-    from pipeline_core.engine.executor import LocalExecutor
+    from pipeline_core.engine.executors.celery.runtime import TryWorker, WorkerSettings
+    from pipeline_core.engine.executors.local import LocalExecutor
 
     store = open_store(pg_url)
     runtime = TryWorker(

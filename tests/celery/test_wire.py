@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline_core.celery_executor.wire import (
+from pipeline_core.engine.executors.celery.wire import (
     REPORTED,
     TryMessage,
     completion_of,

@@ -74,11 +74,11 @@ class Harness:
         running tries of ``dags`` through ``TryWorker`` as ``pipeline-core worker`` does."""
         from celery.contrib.testing.worker import start_worker
 
-        from pipeline_core.celery_executor.app import CelerySettings
-        from pipeline_core.celery_executor.runtime import TryWorker, WorkerSettings
-        from pipeline_core.celery_executor.worker import worker_app
-        from pipeline_core.engine.executor import LocalExecutor
-        from pipeline_core.engine.worker_pool import PoolSettings
+        from pipeline_core.engine.executors.celery.app import CelerySettings
+        from pipeline_core.engine.executors.celery.runtime import TryWorker, WorkerSettings
+        from pipeline_core.engine.executors.celery.worker import worker_app
+        from pipeline_core.engine.executors.local import LocalExecutor
+        from pipeline_core.engine.executors.workers.pool import PoolSettings
 
         celery = CelerySettings(broker_or_skip(REDIS_URL))
         executor = LocalExecutor(self.store, kill_grace=1.0, pool=PoolSettings(size=2))

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pipeline_core.dag.model import DAG, Task
-from pipeline_core.engine.decide import Decider
-from pipeline_core.engine.jobs import Completion
-from pipeline_core.engine.messages import (
+from pipeline_core.engine.core.decide import Decider
+from pipeline_core.engine.core.jobs import Completion
+from pipeline_core.engine.core.messages import (
     DagsChanged,
     Moment,
     PoolChanged,

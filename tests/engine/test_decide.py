@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline_core.dag.model import Task
-from pipeline_core.engine.jobs import Result
-from pipeline_core.engine.messages import (
+from pipeline_core.engine.core.jobs import Result
+from pipeline_core.engine.core.messages import (
     Abandon,
     Cancel,
     DagsChanged,

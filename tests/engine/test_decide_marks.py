@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from pipeline_core.dag.model import Task
-from pipeline_core.engine.messages import KillTry, MarkRun, MarkTask, RunSnapshot
+from pipeline_core.engine.core.messages import KillTry, MarkRun, MarkTask, RunSnapshot
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound
 from pipeline_core.model import MoveRun, TaskChange, TaskInstance, TaskKey, new_run, task_specs
 from pipeline_core.state import RunState, TaskState

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline_core.dag.model import Task
-from pipeline_core.engine.messages import (
+from pipeline_core.engine.core.messages import (
     DagsChanged,
     Forget,
     Retry,
@@ -82,7 +82,7 @@ def test_a_task_dropped_from_the_dag_is_removed_and_its_downstream_decides_witho
 
 
 def test_a_run_whose_commit_was_lost_is_held_as_the_store_has_it_and_goes_on():
-    from pipeline_core.engine.messages import Resync, RunSnapshot, SubmitTry
+    from pipeline_core.engine.core.messages import Resync, RunSnapshot, SubmitTry
     from pipeline_core.model import TaskInstance
     from pipeline_core.state import RunState, TaskState
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from pipeline_core.engine.jobs import Job, OnComplete
+from pipeline_core.engine.core.jobs import Job, OnComplete
 from pipeline_core.model import TaskKey
 from pipeline_core.state import RunState
 from pipeline_core.store.types import Pool

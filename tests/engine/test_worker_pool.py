@@ -260,7 +260,7 @@ def test_workers_that_die_while_starting_stop_the_engine_at_start(harness, tmp_p
 
 
 def test_an_interpreter_that_cannot_run_is_a_start_up_error(harness):
-    from pipeline_core.engine.worker_pool import PoolSettings, WorkerPool
+    from pipeline_core.engine.executors.workers.pool import PoolSettings, WorkerPool
 
     for python, reason in [("/nonexistent/python3", "cannot run"), ("/bin/false", "exited")]:
         with pytest.raises(ConfigurationError, match=reason):

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline_core.errors import StoreUnavailable
 from pipeline_core.store import open_store
-from pipeline_core.store.postgres import PostgresStore
+from pipeline_core.store.postgres.store import PostgresStore
 from pipeline_core.store.sql.schema import SCHEMA_VERSION
 from tests.conftest import postgres_or_skip
 from tests.store.helpers import upgrading_to_task_totals_counts_the_history

@@ -16,7 +16,7 @@ import pytest
 from pipeline_core.errors import ConfigurationError, StoreUnavailable
 from pipeline_core.store import open_store
 from pipeline_core.store.sql.schema import SCHEMA_VERSION
-from pipeline_core.store.sqlite import SqliteStore
+from pipeline_core.store.sqlite.store import SqliteStore
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery
 from tests.store.helpers import upgrading_to_task_totals_counts_the_history
 

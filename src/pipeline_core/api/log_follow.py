@@ -18,8 +18,8 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from pipeline_core.api.framing import LAST_CHUNK, chunk
 from pipeline_core.api.http import HTTPError
+from pipeline_core.api.transport.framing import LAST_CHUNK, chunk
 from pipeline_core.errors import PipelineError
 from pipeline_core.model import TaskKey
 from pipeline_core.state import FINISHED_TASK_STATES, TaskState

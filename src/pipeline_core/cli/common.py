@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline_core.celery_executor.app import CelerySettings
 from pipeline_core.dag.model import DAG, EXECUTORS, LOCAL_EXECUTORS
 from pipeline_core.engine import Engine, EngineSettings
+from pipeline_core.engine.executors.celery.app import CelerySettings
 from pipeline_core.engine.settings import default_workers
 from pipeline_core.errors import ConfigurationError
 from pipeline_core.store import Store

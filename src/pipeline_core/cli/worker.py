@@ -8,8 +8,6 @@ import logging
 import sys
 from typing import Any, TextIO
 
-from pipeline_core.celery_executor.app import DEFAULT_QUEUE
-from pipeline_core.celery_executor.runtime import WorkerSettings
 from pipeline_core.cli.common import (
     EXIT_FAILED,
     add_broker_options,
@@ -21,6 +19,8 @@ from pipeline_core.cli.common import (
     seconds,
     whole_number,
 )
+from pipeline_core.engine.executors.celery.app import DEFAULT_QUEUE
+from pipeline_core.engine.executors.celery.runtime import WorkerSettings
 from pipeline_core.engine.settings import default_workers
 from pipeline_core.errors import PipelineError
 from pipeline_core.store import open_store
@@ -65,7 +65,7 @@ def add_commands(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    from pipeline_core.celery_executor.worker import WorkerProcess, run_worker
+    from pipeline_core.engine.executors.celery.worker import WorkerProcess, run_worker
 
     configure_logging(args.log_level)
     if not check_dags_folder(args.dags_folder):

@@ -19,9 +19,16 @@ from typing import Any
 
 from pipeline_core.clock import Clock
 from pipeline_core.engine import recovery
-from pipeline_core.engine.decide import Decider, Outcome
-from pipeline_core.engine.jobs import Executor
-from pipeline_core.engine.messages import STORE_EFFECTS, Forget, Message, Moment, Resync, Trigger
+from pipeline_core.engine.core.decide import Decider, Outcome
+from pipeline_core.engine.core.jobs import Executor
+from pipeline_core.engine.core.messages import (
+    STORE_EFFECTS,
+    Forget,
+    Message,
+    Moment,
+    Resync,
+    Trigger,
+)
 from pipeline_core.engine.runner import EffectRunner, Timers, run_key_of
 from pipeline_core.engine.settings import EngineSettings
 from pipeline_core.errors import NotFound, PipelineError, StoreUnavailable

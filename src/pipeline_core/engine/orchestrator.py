@@ -21,10 +21,9 @@ from typing import Any
 from pipeline_core.clock import Clock, SystemClock
 from pipeline_core.dag.model import DAG
 from pipeline_core.engine import ownership, recovery
-from pipeline_core.engine.book import Book
-from pipeline_core.engine.jobs import Executor
-from pipeline_core.engine.loop import EngineLoop
-from pipeline_core.engine.messages import (
+from pipeline_core.engine.core.book import Book
+from pipeline_core.engine.core.jobs import Executor
+from pipeline_core.engine.core.messages import (
     Abandon,
     Cancel,
     DagsChanged,
@@ -40,7 +39,8 @@ from pipeline_core.engine.messages import (
     Trigger,
     TryCompleted,
 )
-from pipeline_core.engine.pools import missing_pools
+from pipeline_core.engine.core.pools import missing_pools
+from pipeline_core.engine.loop import EngineLoop
 from pipeline_core.engine.remote import REQUESTED, answer_request
 from pipeline_core.engine.settings import EngineSettings, default_executor
 from pipeline_core.engine.telemetry import RunMetrics

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from pipeline_core.engine import ownership
-from pipeline_core.engine.messages import RunSnapshot
+from pipeline_core.engine.core.messages import RunSnapshot
 from pipeline_core.state import RunState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import Heartbeat, RunQuery, TaskInstanceQuery

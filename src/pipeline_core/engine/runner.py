@@ -10,8 +10,8 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from pipeline_core.engine.jobs import Executor
-from pipeline_core.engine.messages import (
+from pipeline_core.engine.core.jobs import Executor
+from pipeline_core.engine.core.messages import (
     STORE_EFFECTS,
     Effect,
     KillTry,

@@ -6,14 +6,14 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pipeline_core.engine.executor import LocalExecutor
-from pipeline_core.engine.jobs import Executor
-from pipeline_core.engine.worker_pool import PoolSettings
+from pipeline_core.engine.core.jobs import Executor
+from pipeline_core.engine.executors.local import LocalExecutor
+from pipeline_core.engine.executors.workers.pool import PoolSettings
 from pipeline_core.metrics import Metrics
 from pipeline_core.store.base import Store
 
 if TYPE_CHECKING:
-    from pipeline_core.celery_executor.app import CelerySettings
+    from pipeline_core.engine.executors.celery.app import CelerySettings
 
 
 def default_workers() -> int:
@@ -55,8 +55,8 @@ def default_executor(store: Store, settings: EngineSettings, metrics: Metrics) -
     Celery workers when the settings name a broker."""
     if settings.celery is None:
         return local_executor(store, settings, metrics)
-    from pipeline_core.celery_executor.executor import CeleryExecutor
-    from pipeline_core.engine.routing import RoutingExecutor
+    from pipeline_core.engine.executors.celery.executor import CeleryExecutor
+    from pipeline_core.engine.executors.routing import RoutingExecutor
 
     # Tasks that run code go to Celery by default there, so the local default is threads:
     # the worker pool starts only for a task that asks for it.

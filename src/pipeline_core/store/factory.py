@@ -26,15 +26,15 @@ def open_store(
     """
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("", "file", "sqlite"):
-        from pipeline_core.store.sqlite import SqliteStore
+        from pipeline_core.store.sqlite.store import SqliteStore
 
         return SqliteStore(_sqlite_path(url), log_cap_bytes=log_cap_bytes)
     if scheme in ("postgres", "postgresql"):
-        from pipeline_core.store.postgres import PostgresStore
+        from pipeline_core.store.postgres.store import PostgresStore
 
         return PostgresStore(url, log_cap_bytes=log_cap_bytes, pool_size=connections or 8)
     if scheme == "memory":
-        from pipeline_core.store.sqlite import SqliteStore
+        from pipeline_core.store.sqlite.store import SqliteStore
 
         return SqliteStore(":memory:", log_cap_bytes=log_cap_bytes)
     raise ConfigurationError(

@@ -12,7 +12,7 @@ from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.http import Request, Response, json_bytes
 from pipeline_core.api.log_follow import LogFollowers
-from pipeline_core.api.openapi import document
+from pipeline_core.api.openapi.document import document
 from pipeline_core.api.router import Route
 from pipeline_core.api.routes import (
     backfills,

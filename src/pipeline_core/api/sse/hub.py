@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline_core.api.framing import LAST_CHUNK, chunk
 from pipeline_core.api.sse.bus import Delivery, Subscription
+from pipeline_core.api.transport.framing import LAST_CHUNK, chunk
 from pipeline_core.model import Event
 
 KEEPALIVE = b": keepalive\n\n"

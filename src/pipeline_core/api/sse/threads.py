@@ -12,10 +12,10 @@ import contextlib
 import logging
 import socket
 
-from pipeline_core.api.framing import chunk
 from pipeline_core.api.sse.bus import EventBus
 from pipeline_core.api.sse.hub import StreamHub
 from pipeline_core.api.sse.route import EventEncoder, StreamStart, replay
+from pipeline_core.api.transport.framing import chunk
 from pipeline_core.model import Event
 from pipeline_core.store.base import Store
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 from pipeline_core.errors import StoreUnavailable
-from pipeline_core.store.sql.pg_functions import APPLY, MOVE_TASK, MOVE_TASKS
+from pipeline_core.store.postgres.functions import APPLY, MOVE_TASK, MOVE_TASKS
 
 #: A statement, or the statements each dialect needs instead.
 Statement: TypeAlias = str | dict[str, tuple[str, ...]]

@@ -1,0 +1,1 @@
+"""The OpenAPI 3.1 document served at ``/api/v1/openapi.json``."""

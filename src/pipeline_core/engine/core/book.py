@@ -1,0 +1,196 @@
+"""The core's book of active runs: each run's readiness tracker and tries, the runs waiting
+to start, and the writes decided so far. Pure: nothing here reads or writes the store.
+
+Every state a task instance is moved to is recorded twice at once: as a ``TaskChange`` in
+``writes`` (for the loop to commit) and in the run's tracker, whose trigger-rule tallies say
+which tasks that move made ready, skipped or upstream-failed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pipeline_core.dag.model import DAG, Task
+from pipeline_core.engine.core.tracker import RunTracker
+from pipeline_core.model import (
+    DagRun,
+    MoveRun,
+    TaskChange,
+    TaskKey,
+    Write,
+    apply_run_change,
+)
+from pipeline_core.state import Readiness, RunState, TaskState
+
+RunKey = tuple[str, str]
+
+
+class Book:
+    def __init__(self) -> None:
+        self.dags: dict[str, DAG] = {}
+        self.paused: set[str] = set()
+        self.runs: dict[RunKey, DagRun] = {}
+        self.trackers: dict[RunKey, RunTracker] = {}
+        self.waiting: dict[str, deque[RunKey]] = {}
+        #: The task instances each waiting run was created with (all queued).
+        self.waiting_tasks: dict[RunKey, tuple[str, ...]] = {}
+        #: (try_number, max_tries) of every task instance of a started run.
+        self.tries: dict[TaskKey, tuple[int, int]] = {}
+        self.writes: list[Write] = []
+        #: Runs whose tasks moved since their completion was last checked.
+        self.dirty: set[RunKey] = set()
+
+    # --- reading --------------------------------------------------------------------------
+    def knows(self, run_key: RunKey) -> bool:
+        return run_key in self.runs
+
+    def task(self, key: TaskKey) -> Task:
+        tracker = self.trackers.get((key.dag_id, key.run_id))
+        dag = tracker.dag if tracker is not None else self.dags[key.dag_id]
+        return dag.task_dict[key.task_id]
+
+    def states(self, run_key: RunKey) -> dict[str, TaskState]:
+        """Task states of a run the book holds (a waiting run has never started a task)."""
+        tracker = self.trackers.get(run_key)
+        if tracker is not None:
+            return tracker.states
+        return dict.fromkeys(self.waiting_tasks.get(run_key, ()), TaskState.QUEUED)
+
+    def active_runs(self, dag_id: str) -> int:
+        return sum(1 for key in self.trackers if key[0] == dag_id)
+
+    # --- runs -------------------------------------------------------------------------------
+    def enqueue(self, run: DagRun, task_ids: Iterable[str]) -> None:
+        """Hold a queued run (created with these task instances) until its DAG's limits let
+        it start."""
+        self.runs[run.key] = run
+        self.waiting_tasks[run.key] = tuple(task_ids)
+        self.waiting.setdefault(run.dag_id, deque()).append(run.key)
+
+    def move_run(
+        self,
+        run_key: RunKey,
+        new: RunState,
+        now: datetime,
+        reason: str | None = None,
+        by_hand: bool = False,
+    ) -> DagRun:
+        current = self.runs[run_key]
+        moved = apply_run_change(current, current.state, new, now, by_hand=by_hand)
+        self.writes.append(MoveRun(run_key[0], run_key[1], current.state, new, reason, by_hand))
+        self.runs[run_key] = moved
+        return moved
+
+    def track(
+        self, run: DagRun, states: dict[str, TaskState], tries: dict[str, tuple[int, int]]
+    ) -> list[tuple[str, Readiness]]:
+        """Hold a started run from now on (task states and ``(try_number, max_tries)`` by task
+        id); returns its first readiness decisions."""
+        self.runs[run.key] = run
+        tracker = self.trackers[run.key] = RunTracker.build(self.dags[run.dag_id], states)
+        self.dirty.add(run.key)
+        for task_id, pair in tries.items():
+            self.tries[TaskKey(run.dag_id, run.run_id, task_id)] = pair
+        return tracker.decide()
+
+    def forget(self, run_key: RunKey) -> None:
+        tracker = self.trackers.pop(run_key, None)
+        self.runs.pop(run_key, None)
+        self.waiting_tasks.pop(run_key, None)
+        self.dirty.discard(run_key)
+        if tracker is not None:
+            for task_id in tracker.states:
+                self.tries.pop(TaskKey(run_key[0], run_key[1], task_id), None)
+        waiting = self.waiting.get(run_key[0])
+        if waiting and run_key in waiting:
+            waiting.remove(run_key)
+
+    # --- task moves ---------------------------------------------------------------------------
+    def set_task(
+        self, run_key: RunKey, task_id: str, expected: TaskState, new: TaskState, **fields: Any
+    ) -> list[TaskKey]:
+        """Move a task and follow the trigger rules downstream (skips and upstream failures
+        cascade here); returns the tasks the move made ready."""
+        key = TaskKey(run_key[0], run_key[1], task_id)
+        self.writes.append(TaskChange(key, expected, new, **fields))
+        if "try_number" in fields or "max_tries" in fields:
+            tries, max_tries = self.tries.get(key, (0, 1))
+            self.tries[key] = (fields.get("try_number", tries), fields.get("max_tries", max_tries))
+        tracker = self.trackers.get(run_key)
+        if tracker is None:
+            return []
+        self.dirty.add(run_key)
+        return self.follow(run_key, tracker.set_state(task_id, new))
+
+    def follow(self, run_key: RunKey, decisions: Iterable[tuple[str, Readiness]]) -> list[TaskKey]:
+        """Act on readiness decisions: ready tasks are returned, the others move (and their
+        own downstream is decided in turn)."""
+        tracker = self.trackers[run_key]
+        ready: list[TaskKey] = []
+        work = deque(decisions)
+        while work:
+            child, decision = work.popleft()
+            if decision is Readiness.READY:
+                ready.append(TaskKey(run_key[0], run_key[1], child))
+                continue
+            outcome = TaskState.SKIPPED if decision is Readiness.SKIP else TaskState.UPSTREAM_FAILED
+            key = TaskKey(run_key[0], run_key[1], child)
+            self.writes.append(TaskChange(key, TaskState.QUEUED, outcome))
+            self.dirty.add(run_key)
+            work.extend(tracker.set_state(child, outcome))
+        return ready
+
+    def skip_unfollowed(
+        self, run_key: RunKey, branch_id: str, follow: Iterable[str], ready: list[TaskKey]
+    ) -> list[TaskKey]:
+        """A branch chose ``follow``: its other direct downstream tasks are skipped."""
+        tracker = self.trackers[run_key]
+        chosen = set(follow)
+        skipped = [t for t in tracker.direct_downstream(branch_id) if t not in chosen]
+        ready = [k for k in ready if k.task_id not in skipped]
+        for task_id in skipped:
+            if tracker.states[task_id] is TaskState.QUEUED:
+                ready.extend(
+                    self.set_task(
+                        run_key,
+                        task_id,
+                        TaskState.QUEUED,
+                        TaskState.SKIPPED,
+                        reason=f"not followed by branch '{branch_id}'",
+                    )
+                )
+        return ready
+
+    def remove_dropped_tasks(self, dag: DAG) -> tuple[list[TaskKey], list[TaskKey]]:
+        """Tasks ``dag`` no longer has become ``removed`` in its runs that have not started
+        them. Returns those tasks, and the tasks that became ready because an upstream went
+        away."""
+        removed: list[TaskKey] = []
+        ready: list[TaskKey] = []
+        keep = set(dag.task_dict)
+        for run_key in [k for k in self.trackers if k[0] == dag.dag_id]:
+            for task_id, state in list(self.trackers[run_key].states.items()):
+                if task_id not in keep and state is TaskState.QUEUED:
+                    removed.append(TaskKey(*run_key, task_id))
+                    ready += self.set_task(
+                        run_key, task_id, state, TaskState.REMOVED, reason="removed from the DAG"
+                    )
+        return removed, ready
+
+    def take_writes(self) -> list[Write]:
+        writes, self.writes = self.writes, []
+        return writes
+
+
+def retry_delay(task: Task, try_number: int) -> float:
+    """Seconds before try ``try_number + 1``: the task's delay, doubled per try with
+    exponential backoff, capped by ``max_retry_delay``."""
+    delay = task.retry_delay
+    if task.retry_exponential_backoff:
+        delay = delay * (2 ** max(0, try_number - 1))
+    if task.max_retry_delay is not None:
+        delay = min(delay, task.max_retry_delay)
+    return delay

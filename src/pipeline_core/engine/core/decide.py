@@ -1,0 +1,157 @@
+"""The engine's decisions: one message and the current moment in, effects out. Pure.
+
+``Decider.handle`` is the whole of what the engine decides — which runs start, which tasks
+are ready, skipped or upstream-failed, which tries start under the pool and concurrency
+limits, what a try's end means (success, retry after a delay, failure, a sensor's next poke),
+cancel, retry, pause, pool changes and recovery. It reads no store, runs no task, calls no
+clock and records no metric: tests drive it with explicit moments, and the engine's loop
+applies what it returns.
+
+A message that is refused (``NotFound``, ``Conflict``) raises before anything changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_core.engine.core.marks import MarkCommands
+from pipeline_core.engine.core.messages import (
+    Abandon,
+    Cancel,
+    DagsChanged,
+    Drain,
+    Effect,
+    Forget,
+    MarkRun,
+    MarkTask,
+    Message,
+    Moment,
+    Pause,
+    PoolChanged,
+    Resume,
+    Resync,
+    Retry,
+    TimerFired,
+    TimerKind,
+    Trigger,
+    TryCompleted,
+)
+from pipeline_core.engine.core.runs import RunCommands
+from pipeline_core.engine.core.tries import TryDecisions
+from pipeline_core.errors import Conflict, NotFound
+from pipeline_core.model import CreateRun, DagRun
+from pipeline_core.state import derive_run_state
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one message decided: the effects, in order (store writes first), and the answer
+    for whoever sent it."""
+
+    effects: tuple[Effect, ...] = ()
+    reply: Any = None
+
+
+class Decider(RunCommands, MarkCommands, TryDecisions):
+    """The engine's core: ``handle(message, now)`` → ``Outcome``."""
+
+    def handle(self, message: Message, now: Moment) -> Outcome:
+        self._now, self._actions, self._moved = now, [], {}
+        reply = self._handle(message)
+        self._settle()
+        writes = self.book.take_writes()
+        return Outcome((*writes, *self._actions), self._latest(reply))
+
+    def _latest(self, reply: Any) -> Any:
+        """A run in a reply as it is after settling (it may have started, or even ended)."""
+        if isinstance(reply, DagRun):
+            return self._moved.get(reply.key, reply)
+        if isinstance(reply, tuple) and reply and isinstance(reply[0], DagRun):
+            return (self._latest(reply[0]), *reply[1:])
+        return reply
+
+    def _handle(self, message: Message) -> Any:
+        match message:
+            case Trigger(create):
+                return self._trigger(create.run, create)
+            case Cancel():
+                return self._cancel(message)
+            case Retry():
+                return self._retry(message)
+            case MarkRun():
+                return self._mark_run(message)
+            case MarkTask():
+                return self._mark_task(message)
+            case TryCompleted(completion):
+                return self._complete(completion)
+            case TimerFired(TimerKind.RETRY, key, try_number):
+                return self._requeue(key, try_number)
+            case TimerFired(TimerKind.POKE, key, try_number):
+                return self._repoke(key, try_number)
+            case Pause(dag_id, paused):
+                return self._pause(dag_id, paused)
+            case PoolChanged(name, slots):
+                return self.slots.set_pool(name, slots)
+            case Resume(snapshot, adopt):
+                return self._resume(snapshot, adopt)
+            case Resync(snapshot):
+                return self._resync(snapshot)
+            case Forget(dag_id, run_id):
+                return self._forget((dag_id, run_id))
+            case DagsChanged(dags, paused):
+                return self._set_dags(dict(dags), set(paused))
+            case Drain():
+                self.draining = True
+            case Abandon(reason):
+                return self._abandon(reason)
+        return None
+
+    def _trigger(self, run: DagRun, create: CreateRun) -> DagRun:
+        if run.dag_id not in self.book.dags:
+            raise NotFound(f"no DAG '{run.dag_id}'")
+        if self.book.knows(run.key):  # the store would refuse it too, but only after this
+            raise Conflict(f"run '{run.run_id}' of DAG '{run.dag_id}' already exists")
+        self.book.writes.append(create)
+        self.book.enqueue(run, (spec.task_id for spec in create.tasks))
+        self._moved[run.key] = run
+        self._start_waiting_runs(run.dag_id)
+        return run
+
+    def _pause(self, dag_id: str, paused: bool) -> None:
+        if paused:
+            self.book.paused.add(dag_id)
+        else:
+            self.book.paused.discard(dag_id)
+            self._start_waiting_runs(dag_id)
+
+    def _settle(self) -> None:
+        """Start what may start, fail what can never start, finish what is done — until
+        nothing more follows."""
+        while True:
+            started = [] if self.draining else self.slots.take(self._concurrency)
+            for key in started:
+                self._start_try(key)
+            lost = self.slots.lost_to_unknown_pools()
+            for pool, key in lost:
+                self._fail_waiting(key, f"pool '{pool}' does not exist")
+            finished = self._finish_runs()
+            if not (started or lost or finished):
+                return
+
+    def _concurrency(self, dag_id: str) -> int:
+        dag = self.book.dags.get(dag_id)
+        return dag.concurrency if dag is not None else 1
+
+    def _finish_runs(self) -> bool:
+        finished = False
+        for run_key in list(self.book.dirty):
+            self.book.dirty.discard(run_key)
+            tracker = self.book.trackers.get(run_key)
+            if tracker is None or tracker.unfinished:
+                continue
+            self._move_run(run_key, derive_run_state(tracker.states, tracker.leaves()))
+            self.book.forget(run_key)
+            self._start_waiting_runs(run_key[0])
+            finished = True
+        return finished

@@ -1,0 +1,93 @@
+"""What the engine's core holds and the moves every part of it makes: the shared base of
+``Decider`` and its mixins (``decide_runs``, ``decide_marks``, ``decide_tries``). Pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pipeline_core.engine.core.book import Book, RunKey
+from pipeline_core.engine.core.messages import (
+    Effect,
+    Moment,
+    RunSnapshot,
+    StartTimer,
+    TimerFired,
+    TimerKind,
+)
+from pipeline_core.engine.core.slots import Slots
+from pipeline_core.errors import NotFound
+from pipeline_core.model import DagRun, TaskChange, TaskKey
+from pipeline_core.state import RunState, TaskState
+
+_EPOCH = Moment(datetime(1970, 1, 1, tzinfo=UTC), 0.0)  # replaced by every message
+
+
+class Deciding:
+    def __init__(self) -> None:
+        self.book = Book()
+        self.slots = Slots()
+        self.draining = False
+        self._now = _EPOCH
+        self._actions: list[Effect] = []
+        self._moved: dict[RunKey, DagRun] = {}
+
+    def _start_waiting_runs(self, dag_id: str) -> None:
+        """Start the oldest queued runs of ``dag_id`` that its limits allow."""
+        waiting = self.book.waiting.get(dag_id)
+        dag = self.book.dags.get(dag_id)
+        if self.draining or not waiting or dag is None or dag_id in self.book.paused:
+            return
+        active = self.book.active_runs(dag_id)
+        while waiting and active < dag.max_active_runs:
+            run_key = waiting.popleft()
+            run = self.book.runs.get(run_key)
+            if run is None or run.state is not RunState.QUEUED:
+                continue
+            running = self._move_run(run_key, RunState.RUNNING)
+            created = set(self.book.waiting_tasks.pop(run_key, dag.task_dict))
+            for task_id in created:
+                if task_id not in dag.task_dict:  # dropped from the DAG while the run waited
+                    key = TaskKey(*run_key, task_id)
+                    self.book.writes.append(
+                        TaskChange(
+                            key, TaskState.QUEUED, TaskState.REMOVED, reason="removed from the DAG"
+                        )
+                    )
+            kept = [t for t in dag.tasks if t.task_id in created]
+            states = {t.task_id: TaskState.QUEUED for t in kept}  # a queued run never ran
+            tries = {t.task_id: (0, t.retries + 1) for t in kept}
+            self._track(running, states, tries)
+            active += 1
+
+    def _run_and_states(
+        self, run_key: RunKey, snapshot: RunSnapshot | None
+    ) -> tuple[DagRun, dict[str, TaskState]]:
+        if self.book.knows(run_key):
+            return self.book.runs[run_key], dict(self.book.states(run_key))
+        if snapshot is None:
+            raise NotFound(f"no run '{run_key[1]}' of DAG '{run_key[0]}'")
+        return snapshot.run, {ti.task_id: ti.state for ti in snapshot.task_instances}
+
+    def _track(
+        self, run: DagRun, states: dict[str, TaskState], tries: dict[str, tuple[int, int]]
+    ) -> None:
+        decisions = self.book.track(run, states, tries)
+        self._queue(self.book.follow(run.key, decisions))
+
+    def _move_run(
+        self, run_key: RunKey, new: RunState, reason: str | None = None, by_hand: bool = False
+    ) -> DagRun:
+        moved = self._moved[run_key] = self.book.move_run(
+            run_key, new, self._now.wall, reason, by_hand
+        )
+        return moved
+
+    def _queue(self, keys: list[TaskKey]) -> None:
+        for key in keys:
+            task = self.book.task(key)
+            self.slots.queue(key, task.pool, task.priority_weight)
+
+    def _timer(self, delay: float, kind: TimerKind, key: TaskKey, try_number: int) -> None:
+        self._actions.append(
+            StartTimer(self._now.monotonic + delay, TimerFired(kind, key, try_number))
+        )

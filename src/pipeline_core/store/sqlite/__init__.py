@@ -1,0 +1,2 @@
+"""The SQLite backend: the store over one file (or memory), and waking followers in other
+processes through Unix sockets."""
