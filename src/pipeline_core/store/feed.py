@@ -72,13 +72,19 @@ class EventFeed:
         if follower is not threading.current_thread():
             follower.join(timeout=5)
 
-    def close(self) -> None:
-        """Stop following; subscribers get nothing more."""
+    def stop(self) -> None:
+        """Subscribers get nothing more; the follower leaves at its next wake-up (a store
+        that closes wakes it at once by closing its waiter)."""
         with self._lock:
             self._subscribers = []
-            follower, self._follower = self._follower, None
             self._stop.set()
         self.store.remove_listener(self._committed)
+
+    def close(self) -> None:
+        """Stop following, and wait for the follower to leave."""
+        self.stop()
+        with self._lock:
+            follower, self._follower = self._follower, None
         if follower is not None and follower is not threading.current_thread():
             follower.join(timeout=5)
 

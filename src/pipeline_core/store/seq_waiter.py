@@ -13,6 +13,7 @@ class SeqWaiter:
     def __init__(self, last: int) -> None:
         self._condition = threading.Condition()
         self._last = last
+        self._closed = False
 
     def seen(self, seq: int) -> None:
         with self._condition:
@@ -21,8 +22,16 @@ class SeqWaiter:
                 self._condition.notify_all()
 
     def wait(self, after_seq: int, timeout: float) -> bool:
+        """Whether ``seq`` passed ``after_seq`` within ``timeout``; ``False`` at once, and
+        for every waiter, once the waiter is closed."""
         with self._condition:
-            return self._condition.wait_for(lambda: self._last > after_seq, timeout)
+            passed = self._condition.wait_for(
+                lambda: self._last > after_seq or self._closed, timeout
+            )
+            return passed and self._last > after_seq
 
     def close(self) -> None:
-        pass
+        """Wake every wait, now and later: a store that closes keeps nobody sleeping."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()

@@ -66,6 +66,7 @@ class PostgresStore(SqlStore):
         self._rewrites: dict[str, str] = {}
         self._listener: _Listener | None = None
         self._listener_lock = threading.Lock()
+        self._closed = False
         self._conninfo = conninfo
         try:
             # One direct attempt first: a refused or unknown server fails at once, with the
@@ -193,11 +194,14 @@ class PostgresStore(SqlStore):
     def wait_for_events(self, after_seq: int, timeout: float) -> bool:
         """Block on LISTEN/NOTIFY (one listening connection per store) until ``seq`` passes."""
         with self._listener_lock:
+            if self._closed:
+                raise StoreUnavailable(f"store {self.url} is closed")
             if self._listener is None:
                 self._listener = _Listener(self._conninfo, self.channel)
+            listener = self._listener
         current = self._read(lambda tx: tx.scalar("SELECT seq FROM event_counter WHERE id = 1"))
-        self._listener.seen(int(current))
-        return self._listener.wait(after_seq, timeout)
+        listener.seen(int(current))
+        return listener.wait(after_seq, timeout)
 
     def claim(self, name: str, on_lost: Callable[[], None] | None = None) -> Claim | None:
         """A session advisory lock on a connection of its own (the server drops it with the
@@ -212,12 +216,15 @@ class PostgresStore(SqlStore):
             raise StoreUnavailable(f"cannot claim {name!r} on {self.url}: {_cause(exc)}") from None
 
     def close(self) -> None:
-        self._close_feed()
-        with self._listener_lock:
-            if self._listener is not None:
-                self._listener.stop()
-                self._listener = None
+        self._close_feed(wake=self._stop_listening)
         self._pool.close()
+
+    def _stop_listening(self) -> None:
+        with self._listener_lock:
+            self._closed = True
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
 
 
 class _ConnectionLost(StoreUnavailable):
@@ -250,8 +257,10 @@ class _Listener(SeqWaiter):
                     self.seen(int(notify.payload))
             except psycopg.Error:
                 if self._stopping:
-                    return
+                    break
                 self._reconnect()
+        with contextlib.suppress(Exception):
+            self._connection.close()
 
     def _reconnect(self) -> None:
         with contextlib.suppress(Exception):
@@ -266,10 +275,10 @@ class _Listener(SeqWaiter):
                 delay = min(delay * 2, 2.0)
 
     def stop(self) -> None:
+        """Wake every wait at once; the thread closes its connection within its next poll
+        (half a second), on its own."""
         self._stopping = True
-        self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self._connection.close()
+        self.close()
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:

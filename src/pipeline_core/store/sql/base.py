@@ -53,9 +53,14 @@ class SqlBase:
                 self._feed = EventFeed(self)  # type: ignore[arg-type]  # a whole Store by now
             return self._feed
 
-    def _close_feed(self) -> None:
+    def _close_feed(self, wake: Callable[[], None] = lambda: None) -> None:
+        """Stop the feed, then ``wake`` (the backend closes its waiter, so a follower asleep
+        in ``wait_for_events`` returns at once), then wait for its follower to leave."""
         with self._feed_lock:
             feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.stop()
+        wake()
         if feed is not None:
             feed.close()
 

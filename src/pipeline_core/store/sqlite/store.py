@@ -132,6 +132,13 @@ class SqliteStore(SqlStore):
     def schema_version(self) -> int:
         return int(self._read(lambda tx: tx.scalar("SELECT MAX(version) FROM schema_version")))
 
+    def _close_waiter(self) -> None:
+        self._closed = True
+        with self._waiter_lock:
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.close()
+
     def wait_for_events(self, after_seq: int, timeout: float) -> bool:
         """Sleep until an event after ``after_seq`` is committed, by this process or (woken
         through ``sqlite_wake``) another one."""
@@ -166,12 +173,7 @@ class SqliteStore(SqlStore):
             self._wakes.wake(skip=own)
 
     def close(self) -> None:
-        self._close_feed()
-        self._closed = True
-        with self._waiter_lock:
-            waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.close()
+        self._close_feed(wake=self._close_waiter)
         if self._wakes is not None:
             self._wakes.close()
         with self._write_lock:

@@ -112,6 +112,7 @@ class WakeListener(SeqWaiter):
                 self.seen(self._read_counter())
 
     def close(self) -> None:
+        super().close()
         self._stopping = True
         os.write(self._stop_w, b"x")
         self._thread.join(timeout=5)
