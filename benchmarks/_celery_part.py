@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from pipeline_core.engine.remote import RemoteControl
+from pipeline_core.model import TriggerRequest
 from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store import open_store
 from pipeline_core.store.types import Pool
@@ -69,7 +70,7 @@ def one_setup(db: str, broker: str, tmp: Path, workers: int, runs: int) -> list[
         for i in range(runs):
             run_id = f"w{workers}-{i}-{time.time_ns()}"
             start = time.perf_counter()
-            control.trigger("many", run_id=run_id)
+            control.trigger(TriggerRequest("many", run_id=run_id))
             _wait(lambda: store.get_run("many", run_id).state in FINISHED_RUN_STATES, 300)
             took.append(time.perf_counter() - start)
             assert store.get_run("many", run_id).state.value == "success"

@@ -20,6 +20,7 @@ from _common import machine
 
 from pipeline_core.dag.model import DAG, Task
 from pipeline_core.engine import Engine
+from pipeline_core.model import TriggerRequest
 from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store import open_store
 
@@ -67,7 +68,7 @@ class Bench:
         triggered = []
         for _ in range(count):
             t0 = time.perf_counter()
-            run = self.engine.trigger(dag_id)
+            run = self.engine.trigger(TriggerRequest(dag_id))
             triggered.append(((run.dag_id, run.run_id), t0))
         with self.cond:
             self.cond.wait_for(lambda: all(k in self.finished for k, _ in triggered), timeout=600)

@@ -29,6 +29,7 @@ from workloads import fibo
 
 from pipeline_core.dag.model import DAG, Task
 from pipeline_core.engine import Engine, EngineSettings
+from pipeline_core.model import TriggerRequest
 from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store import open_store
 from pipeline_core.store.types import TaskInstanceQuery
@@ -93,7 +94,7 @@ class EngineBench:
     def run(self, dag_id: str) -> tuple[float, float]:
         """Seconds trigger → finished, and trigger → first task running."""
         start = time.perf_counter()
-        run = self.engine.trigger(dag_id)
+        run = self.engine.trigger(TriggerRequest(dag_id))
         with self.cond:
             self.cond.wait_for(lambda: run.run_id in self.done, timeout=600)
         state = self.store.get_run(dag_id, run.run_id).state.value

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine
 
 from pipeline_core.engine.remote import RemoteControl
+from pipeline_core.model import TriggerRequest
 from pipeline_core.store import open_store
 from pipeline_core.store.types import TaskInstanceQuery
 
@@ -67,7 +68,9 @@ def failover_once(db: str, tmp: Path) -> float:
     wait_for(lambda: "standby:" in second_log.read_text())
     store = open_store(db)
     try:
-        run = RemoteControl(store).trigger("slow", run_id=f"r-{uuid.uuid4().hex[:8]}")
+        run = RemoteControl(store).trigger(
+            TriggerRequest("slow", run_id=f"r-{uuid.uuid4().hex[:8]}")
+        )
         query = TaskInstanceQuery(dag_id="slow", run_id=run.run_id)
 
         def try_running(number: int) -> bool:

@@ -40,12 +40,12 @@ class Recorder:
     def set_dags(self, dags):  # type: ignore[no-untyped-def]
         self.dags = dict(dags)
 
-    def trigger(
-        self, dag_id, conf=None, *, run_id=None, logical_date=None, note=None, run_type="manual"
-    ):  # type: ignore[no-untyped-def]
-        run = DagRun(dag_id, run_id, RunState.QUEUED, run_type, logical_date)
+    def trigger(self, request):  # type: ignore[no-untyped-def]
+        run = DagRun(
+            request.dag_id, request.run_id, RunState.QUEUED, request.run_type, request.logical_date
+        )
         run = self.store.create_run(run, [TaskSpec("a")])
-        self.store.transition_run(dag_id, run.run_id, RunState.QUEUED, RunState.CANCELLED)
+        self.store.transition_run(request.dag_id, run.run_id, RunState.QUEUED, RunState.CANCELLED)
         return run
 
     def cancel(self, *a):  # type: ignore[no-untyped-def]

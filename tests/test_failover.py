@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_core.engine.remote import RemoteControl
+from pipeline_core.model import TriggerRequest
 from pipeline_core.state import FINISHED_RUN_STATES, RunState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
@@ -52,7 +53,7 @@ def takeover(tmp_path: Path, db: str) -> None:
         standby = second
         poll_until(lambda: standby.says("standby:"), timeout=60)
         control = RemoteControl(store)
-        runs = [control.trigger("work", run_id=f"r{i}") for i in range(RUNS)]
+        runs = [control.trigger(TriggerRequest("work", run_id=f"r{i}")) for i in range(RUNS)]
 
         def running() -> bool:
             return any(

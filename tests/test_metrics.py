@@ -14,6 +14,7 @@ from pipeline_core.metrics import (
     log_summary_exporter,
     timer,
 )
+from pipeline_core.model import TriggerRequest
 
 
 def test_counters_gauges_and_labels():
@@ -207,7 +208,7 @@ def test_engine_reports_metrics(tmp_path):
         )
     )
     engine = Engine(store, {"m": dag}, metrics=m).start()
-    engine.trigger("m")
+    engine.trigger(TriggerRequest("m"))
     assert done.wait(10)
     engine.stop()
     counters = {

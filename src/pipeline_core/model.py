@@ -9,7 +9,7 @@ import them from here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -122,6 +122,37 @@ class TaskInstance:
     @property
     def key(self) -> TaskKey:
         return TaskKey(self.dag_id, self.run_id, self.task_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRequest:
+    """What starts a run, whoever asks — the API, the CLI, the scheduler, a backfill, a
+    process without the engine —: one value through every ``Control``. ``conf`` and
+    ``run_id`` may be given by position, the rest by name."""
+
+    dag_id: str
+    conf: Mapping[str, Any] | None = None
+    _: KW_ONLY
+    run_id: str | None = None
+    #: Defaults to the moment the run is made.
+    logical_date: datetime | None = None
+    note: str | None = None
+    run_type: RunType | str = RunType.MANUAL
+    idempotency: IdempotencyKey | None = None
+
+    def create(self, specs: tuple[TaskSpec, ...], now: datetime) -> CreateRun:
+        """The write that makes the run, with ``specs`` as its task instances."""
+        return new_run(
+            self.dag_id,
+            specs,
+            now=now,
+            conf=self.conf,
+            run_id=self.run_id,
+            logical_date=self.logical_date,
+            note=self.note,
+            run_type=self.run_type,
+            idempotency=self.idempotency,
+        )
 
 
 def new_run(

@@ -15,6 +15,7 @@ from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.engine import Engine
+from pipeline_core.model import TriggerRequest
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
 from tests.api.conftest import Client, SSEClient
@@ -78,7 +79,7 @@ def test_a_run_streams_in_commit_order(live):
         and stream.headers["X-Accel-Buffering"] == "no"
     )
     assert stream.message() == {"retry": "3000"}
-    live.engine.trigger("chain", run_id="r1")
+    live.engine.trigger(TriggerRequest("chain", run_id="r1"))
     events = stream.events(9)  # run queued/running, 3 x (running, success), run success
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and ids == [e["seq"] for e in events]
@@ -101,8 +102,8 @@ def test_a_run_streams_in_commit_order(live):
 def test_filters(live):
     runs_only = live.stream("/api/v1/events?types=run.state_changed&run_id=r2")
     other_dag = live.stream("/api/v1/events?dag_id=nope")
-    live.engine.trigger("chain", run_id="r1")
-    live.engine.trigger("chain", run_id="r2")
+    live.engine.trigger(TriggerRequest("chain", run_id="r1"))
+    live.engine.trigger(TriggerRequest("chain", run_id="r2"))
     events = runs_only.events(3)
     assert [(e["event"], e["run_id"], e["new_state"]) for e in events] == [
         ("run.state_changed", "r2", "queued"),
@@ -134,7 +135,7 @@ def test_bad_requests_are_refused_before_the_stream_starts(live, query, headers,
 def test_resume_after_a_disconnect_gets_exactly_the_missed_events(live):
     first = live.stream("/api/v1/events?dag_id=wide")
     first.message()
-    live.engine.trigger("wide", run_id="w1")
+    live.engine.trigger(TriggerRequest("wide", run_id="w1"))
     seen = first.events(50)
     first.close()  # dropped mid-run
     last = seen[-1]["id"]
@@ -143,13 +144,13 @@ def test_resume_after_a_disconnect_gets_exactly_the_missed_events(live):
     resumed = live.stream("/api/v1/events?dag_id=wide", headers={"Last-Event-ID": str(last)})
     rest = resumed.events(len(stored) - 50)
     assert [e["id"] for e in seen] + [e["id"] for e in rest] == stored
-    live.engine.trigger("chain", run_id="after")  # other DAG: filtered out
-    live.engine.trigger("wide", run_id="w2")
+    live.engine.trigger(TriggerRequest("chain", run_id="after"))  # other DAG: filtered out
+    live.engine.trigger(TriggerRequest("wide", run_id="w2"))
     assert resumed.events(1)[0]["run_id"] == "w2"  # and then it continues live
 
 
 def test_retention_gap_starts_with_a_reset(live):
-    live.engine.trigger("chain", run_id="r1")
+    live.engine.trigger(TriggerRequest("chain", run_id="r1"))
     poll_until(lambda: live.store.get_run("chain", "r1").state.value == "success", timeout=10)
     live.store.trim_events(5)
     stream = live.stream("/api/v1/events?last_event_id=1")
@@ -199,7 +200,7 @@ def test_a_stalled_subscriber_is_dropped_and_others_get_everything(tmp_path, str
         reader.start()
         started = time.monotonic()
         for i in range(runs):
-            run = live.engine.trigger("wide", run_id=f"w{i}")
+            run = live.engine.trigger(TriggerRequest("wide", run_id=f"w{i}"))
             poll_until(
                 lambda run=run: live.store.get_run("wide", run.run_id).state.value == "success",
                 timeout=30,
@@ -252,7 +253,7 @@ def test_a_dead_stream_process_is_replaced(tmp_path):
         assert first.message() is None  # its streams end; clients resume from their last id
         second = live.stream()
         assert second.message() == {"retry": "3000"}
-        live.engine.trigger("chain", run_id="after")
+        live.engine.trigger(TriggerRequest("chain", run_id="after"))
         assert second.events(1)[0]["run_id"] == "after"
         assert live.server.streams._process is not process  # type: ignore[union-attr]
     finally:
@@ -279,7 +280,7 @@ def test_events_command_prints_readable_lines_and_resumes(live):
     follower = pipeline_core_process(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert follower.stderr is not None and "following" in follower.stderr.readline()
-        live.engine.trigger("chain", run_id="cli")
+        live.engine.trigger(TriggerRequest("chain", run_id="cli"))
         assert follower.stdout is not None
         lines = [follower.stdout.readline() for _ in range(9)]
         assert "run chain/cli  None → queued" in lines[0]
@@ -322,7 +323,7 @@ def test_a_requests_based_client_gets_each_event_as_it_is_written(tmp_path, stre
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         time.sleep(0.2)  # (the reader is subscribed once the head is read; nothing to wait on)
-        run = live.engine.trigger("chain")
+        run = live.engine.trigger(TriggerRequest("chain"))
         poll_until(
             lambda: live.store.get_run("chain", run.run_id).state.value == "success", timeout=10
         )

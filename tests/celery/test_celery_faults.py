@@ -12,6 +12,7 @@ from pipeline_core.dag.bag import load_folder
 from pipeline_core.engine import Engine, EngineSettings
 from pipeline_core.engine.executors.celery.app import CelerySettings
 from pipeline_core.engine.remote import RemoteControl
+from pipeline_core.model import TriggerRequest
 from pipeline_core.state import FINISHED_RUN_STATES, RunState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
@@ -97,7 +98,7 @@ def test_tries_wait_while_the_broker_is_away_and_go_out_when_it_is_back(
     try:
         poll_until(lambda: len(store.list_heartbeats("worker")) == 1, timeout=60)
         proxy.cut()
-        run = engine.trigger("two", run_id="r1")
+        run = engine.trigger(TriggerRequest("two", run_id="r1"))
         sender = engine.executor.remote  # type: ignore[attr-defined]
         poll_until(lambda: sender.waiting == 1, timeout=10)
         assert store.list_claims() == []  # nothing reached a worker
@@ -125,7 +126,7 @@ def test_a_worker_with_another_version_of_the_dag_refuses_the_try(tmp_path, pg_u
     engine = scheduler(tmp_path, "scheduler", ours, pg_url, redis_url)
     try:
         poll_until(lambda: engine.says("scheduler running"), timeout=60)
-        RemoteControl(store).trigger("v", run_id="r1")
+        RemoteControl(store).trigger(TriggerRequest("v", run_id="r1"))
         poll_until(lambda: store.get_run("v", "r1").state in FINISHED_RUN_STATES, timeout=60)
         ti = store.get_task_instance(_key("v", "r1", "t"))
         assert ti.state.value == "failed"
@@ -179,7 +180,7 @@ def test_a_standby_takes_over_tries_running_on_workers_without_running_them_twic
         second = scheduler(tmp_path, "second", folder, pg_url, redis_url)
         standby = second
         poll_until(lambda: standby.says("standby:"), timeout=60)
-        RemoteControl(store).trigger("work", run_id="r1")
+        RemoteControl(store).trigger(TriggerRequest("work", run_id="r1"))
         poll_until(lambda: len(store.list_claims()) == 4, timeout=60)
         first.kill()
         poll_until(lambda: standby.says("taking over"), timeout=30)

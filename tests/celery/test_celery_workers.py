@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_core.engine.remote import RemoteControl
+from pipeline_core.model import TriggerRequest
 from pipeline_core.state import FINISHED_RUN_STATES, RunState, TaskState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery
@@ -48,7 +49,7 @@ def test_a_200_task_dag_runs_across_two_workers(tmp_path, pg_url, broker_url):
     try:
         poll_until(lambda: engine.says("scheduler running"), timeout=60)
         poll_until(lambda: len(store.list_heartbeats("worker")) == 2, timeout=60)
-        run = RemoteControl(store).trigger("wide", run_id="r1")
+        run = RemoteControl(store).trigger(TriggerRequest("wide", run_id="r1"))
         poll_until(finished(store, "wide", "r1"), timeout=120)
         assert store.get_run("wide", run.run_id).state is RunState.SUCCESS
         tis = store.query_task_instances(TaskInstanceQuery(dag_id="wide", run_id="r1", limit=500))
@@ -83,7 +84,7 @@ def test_a_worker_killed_mid_task_has_its_try_run_again(tmp_path, pg_url, broker
     try:
         poll_until(lambda: engine.says("scheduler running"), timeout=60)
         poll_until(lambda: len(store.list_heartbeats("worker")) == 1, timeout=60)
-        RemoteControl(store).trigger("slow", run_id="r1")
+        RemoteControl(store).trigger(TriggerRequest("slow", run_id="r1"))
         poll_until((pids / "try1").exists, timeout=60)
         second = worker(tmp_path, "w2", folder, pg_url, broker_url)
         poll_until(lambda: len(store.list_heartbeats("worker")) == 2, timeout=60)
@@ -117,7 +118,7 @@ def test_cancel_kills_a_task_running_on_a_worker(tmp_path, pg_url, redis_url):
     try:
         poll_until(lambda: engine.says("scheduler running"), timeout=60)
         control = RemoteControl(store)
-        control.trigger("hang", run_id="r1")
+        control.trigger(TriggerRequest("hang", run_id="r1"))
         poll_until(lambda: (pids / "spin").exists() and (pids / "spin").read_text(), timeout=60)
         pid = int((pids / "spin").read_text())
         health = _health(store)
@@ -195,7 +196,7 @@ def test_per_pool_queues_send_each_try_to_the_workers_of_its_pool(tmp_path, pg_u
     try:
         poll_until(lambda: engine.says("scheduler running"), timeout=60)
         poll_until(lambda: len(store.list_heartbeats("worker")) == 2, timeout=60)
-        RemoteControl(store).trigger("mixed", run_id="r1")
+        RemoteControl(store).trigger(TriggerRequest("mixed", run_id="r1"))
         poll_until(finished(store, "mixed", "r1"), timeout=60)
         assert store.get_run("mixed", "r1").state is RunState.SUCCESS
         claimed = store.read_events(EventQuery(types=("task.claimed",), run_id="r1"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_core.model import TaskKey
+from pipeline_core.model import TaskKey, TriggerRequest
 from pipeline_core.state import RunState
 from pipeline_core.store.types import EventQuery
 from tests import fixtures
@@ -23,7 +23,7 @@ def test_linear_chain_runs_in_order(harness):
         """
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
     assert fixtures.order == ["a", "b", "c"]
     events = harness.store.read_events(EventQuery(run_id=run.run_id))
@@ -47,7 +47,7 @@ def test_diamond_runs_middle_tasks_in_parallel(harness):
         """
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
     assert fixtures.counts["peak"] == 2
     d, b, c = harness.ti(run, "d"), harness.ti(run, "b"), harness.ti(run, "c")
@@ -65,7 +65,7 @@ def test_failure_marks_downstream_upstream_failed(harness):
         """
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.FAILED
     assert harness.states(run) == {
         "a": "failed",
@@ -106,7 +106,7 @@ def test_trigger_rules_end_to_end(harness, rule, upstream, expected):
         """
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.states(run)["target"] == expected
 
 
@@ -125,7 +125,7 @@ def test_none_skipped_sees_a_skip(harness):
         """
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.states(run) == {
         "pick": "success",
         "left": "skipped",
@@ -146,7 +146,7 @@ def test_branch_callable_reads_conf(harness):
         """
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t", {"go": "right"}))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t", {"go": "right"})))
     assert harness.states(run) == {"pick": "success", "left": "skipped", "right": "success"}
 
 
@@ -164,7 +164,7 @@ def test_xcom_flows_through_templates(harness):
         """
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t", {"suffix": "z"}, run_id="r-1"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t", {"suffix": "z"}, run_id="r-1")))
     assert run.state is RunState.SUCCESS, harness.states(run)
     xcom = harness.store.get_xcom
     assert xcom(TaskKey("t", "r-1", "b"), "return_value").value == 13
@@ -189,7 +189,7 @@ def test_missing_template_value_fails_naming_it(harness):
         """
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.FAILED
     assert "dag_run.conf.missing" in harness.ti(run, "a").error
 
@@ -210,7 +210,7 @@ def test_missing_template_value_fails_naming_it(harness):
 def test_bad_task_outcomes_fail_only_that_task(harness, body, message):
     dag = dag_from(f"tasks:\n  bad: {body}\n  good: {{type: noop}}\n")
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.states(run) == {"bad": "failed", "good": "success"}
     assert message in harness.ti(run, "bad").error
 
@@ -221,7 +221,7 @@ def test_megabytes_of_output_are_capped_in_the_log(harness):
         'tasks:\n  loud: {type: shell, command: "yes line-of-output | head -c 5000000"}\n'
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"), timeout=30)
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
     assert run.state is RunState.SUCCESS
     log = harness.store.read_log(TaskKey("t", run.run_id, "loud"), 1)
     assert log.truncated and log.size < 300 * 1024
@@ -243,7 +243,7 @@ def test_retries_wait_their_delay_with_backoff_on_the_engines_clock(harness):
     )
     clock = ManualClock()
     engine = harness.start(dag, clock=clock)
-    run = engine.trigger("t")
+    run = engine.trigger(TriggerRequest("t"))
 
     def flaky_events() -> list[str]:
         events = harness.store.read_events(EventQuery(task_id="flaky"))
@@ -277,7 +277,7 @@ def test_retries_wait_their_delay_with_backoff_on_the_engines_clock(harness):
 def test_out_of_retries_fails(harness):
     dag = dag_from(f'tasks:\n  f: {{type: python, callable: "{T}:boom", retries: 1}}\n')
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.FAILED
     assert harness.ti(run, "f").try_number == 2
 
@@ -295,7 +295,7 @@ def test_timeout_kills_the_shell_task_and_retries(harness, tmp_path):
         """
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
     events = harness.store.read_events(EventQuery(task_id="slow", types=("task.state_changed",)))
     retry = next(e for e in events if e.payload["new_state"] == "up_for_retry")

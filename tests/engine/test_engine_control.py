@@ -8,7 +8,7 @@ import os
 import pytest
 
 from pipeline_core.errors import Conflict, NotFound
-from pipeline_core.model import TaskKey
+from pipeline_core.model import TaskKey, TriggerRequest
 from pipeline_core.state import RunState
 from pipeline_core.store.types import Pool
 from tests import fixtures
@@ -29,7 +29,7 @@ def test_cancel_kills_the_running_shell_task(harness, tmp_path):
     )
     harness.store.create_pool(Pool("tiny", 0))
     engine = harness.start(dag)
-    run = engine.trigger("t")
+    run = engine.trigger(TriggerRequest("t"))
     harness.poll(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
     child = int(pid_file.read_text())
     cancelled = engine.cancel("t", run.run_id)
@@ -59,7 +59,7 @@ def test_retry_requeues_failed_tasks_and_the_run_succeeds(harness):
         """
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.FAILED
     with pytest.raises(Conflict, match="no finished task"):
         engine.retry("t", run.run_id, task_ids=[])
@@ -83,7 +83,7 @@ def test_dag_concurrency_is_never_exceeded(harness):
     )
     dag = dag_from(f"concurrency: 2\ntasks:\n{tasks}\n")
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
     assert fixtures.counts["peak"] == 2
 
@@ -100,7 +100,7 @@ def test_pool_limits_and_priority(harness):
         )
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
     assert fixtures.counts["peak"] == 2
     assert fixtures.order == ["p9", "p5", "p3", "p1"]
@@ -110,7 +110,9 @@ def test_pool_resize_takes_effect_at_once(harness):
     harness.store.create_pool(Pool("gate", 0))
     dag = dag_from("tasks:\n  a: {type: noop, pool: gate}\n")
     engine = harness.start(dag)
-    run = engine.trigger("t")  # decided and committed when it returns: no slot, so it waits
+    run = engine.trigger(
+        TriggerRequest("t")
+    )  # decided and committed when it returns: no slot, so it waits
     assert harness.states(run) == {"a": "queued"}
     harness.store.update_pool("gate", slots=1)
     assert harness.wait_run(run).state is RunState.SUCCESS
@@ -120,14 +122,14 @@ def test_pools_named_by_dags_are_created(harness):
     engine = harness.start(dag_from("tasks:\n  a: {type: noop, pool: warehouse}\n"))
     pool = harness.store.get_pool("warehouse")
     assert (pool.slots, pool.description) == (16, "created for DAG 't'")
-    assert harness.wait_run(engine.trigger("t")).state is RunState.SUCCESS
+    assert harness.wait_run(engine.trigger(TriggerRequest("t"))).state is RunState.SUCCESS
 
 
 def test_deleted_pool_fails_the_task_clearly(harness):
     engine = harness.start(dag_from("tasks:\n  a: {type: noop, pool: nowhere}\n"))
     harness.store.delete_pool("nowhere")
     engine.call(lambda: None)  # let the engine see the pool event
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.ti(run, "a").error == "pool 'nowhere' does not exist"
 
 
@@ -142,7 +144,7 @@ def test_sensor_reschedules_without_holding_a_slot(harness, tmp_path):
         """
     )
     engine = harness.start(dag)
-    run = engine.trigger("t")
+    run = engine.trigger(TriggerRequest("t"))
     harness.wait_for(lambda: harness.states(run)["work"] == "success")
     assert harness.states(run)["wait"] == "running"
     flag.write_text("go")
@@ -157,7 +159,7 @@ def test_sensor_times_out(harness, tmp_path):
         f'tasks:\n  wait: {{type: sensor, file: "{tmp_path}/never", poke_interval: 0.05s, timeout: 0.3s}}\n'
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.FAILED
     assert harness.ti(run, "wait").error == "sensor timed out after 0.3s"
 
@@ -167,7 +169,7 @@ def test_sensor_poke_that_hangs_past_the_budget_is_a_sensor_timeout(harness):
     poke = f'poke: "{T}:track", kwargs: {{name: w, seconds: 1.5}}'
     dag = dag_from(f"tasks:\n  wait: {{type: sensor, {poke}, timeout: 0.3s}}\n")
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.FAILED
     assert harness.ti(run, "wait").error == "sensor timed out after 0.3s"
 
@@ -183,7 +185,7 @@ def test_twenty_concurrent_runs(harness):
         """
     )
     engine = harness.start(dag)
-    runs = [engine.trigger("t", run_id=f"r{i}") for i in range(20)]
+    runs = [engine.trigger(TriggerRequest("t", run_id=f"r{i}")) for i in range(20)]
     finished = [harness.wait_run(r) for r in runs]
     assert all(r.state is RunState.SUCCESS for r in finished)
 
@@ -193,8 +195,8 @@ def test_max_active_runs_queues_extra_runs_oldest_first(harness):
         f'max_active_runs: 1\ntasks:\n  a: {{type: python, callable: "{T}:track", kwargs: {{name: a, seconds: 0.2}}}}\n'
     )
     engine = harness.start(dag)
-    first = engine.trigger("t", run_id="first")
-    second = engine.trigger("t", run_id="second")
+    first = engine.trigger(TriggerRequest("t", run_id="first"))
+    second = engine.trigger(TriggerRequest("t", run_id="second"))
     assert first.state is RunState.RUNNING and second.state is RunState.QUEUED
     assert harness.wait_run(second).start_date >= harness.wait_run(first).end_date
 
@@ -205,7 +207,7 @@ def test_paused_dag_keeps_runs_queued_until_unpaused(harness):
     dag = dag_from("tasks:\n  a: {type: noop}\n")
     harness.store.upsert_dag(DagRecord("t", is_paused=True))
     engine = harness.start(dag)
-    run = engine.trigger("t")
+    run = engine.trigger(TriggerRequest("t"))
     assert run.state is RunState.QUEUED
     engine.set_paused("t", False)
     assert harness.wait_run(run).state is RunState.SUCCESS
@@ -214,10 +216,10 @@ def test_paused_dag_keeps_runs_queued_until_unpaused(harness):
 def test_trigger_errors(harness):
     engine = harness.start(dag_from("tasks:\n  a: {type: noop}\n"))
     with pytest.raises(NotFound, match="no DAG 'ghost'"):
-        engine.trigger("ghost")
-    engine.trigger("t", run_id="same")
+        engine.trigger(TriggerRequest("ghost"))
+    engine.trigger(TriggerRequest("t", run_id="same"))
     with pytest.raises(Conflict, match="already exists"):
-        engine.trigger("t", run_id="same")
+        engine.trigger(TriggerRequest("t", run_id="same"))
 
 
 def test_unknown_type_at_run_time_fails_clearly(harness):
@@ -225,7 +227,7 @@ def test_unknown_type_at_run_time_fails_clearly(harness):
 
     dag = DAG("t", tasks=(Task("odd", type="teleport"),))
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.ti(run, "odd").error == "no handler for task type 'teleport'"
 
 
@@ -234,7 +236,7 @@ def test_process_executor_isolates_a_python_task(harness):
         f'tasks:\n  iso: {{type: python, callable: "{T}:add", kwargs: {{a: 2, b: 3}}, executor: process}}\n'
     )
     engine = harness.start(dag)
-    run = harness.wait_run(engine.trigger("t"), timeout=30)
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
     assert run.state is RunState.SUCCESS
     assert harness.store.get_xcom(TaskKey("t", run.run_id, "iso"), "return_value").value == 5
 
@@ -250,8 +252,8 @@ def test_tasks_removed_from_the_dag_are_marked_removed_in_unstarted_runs(harness
         """
     )
     engine = harness.start(first)
-    running = engine.trigger("t", run_id="running")
-    waiting = engine.trigger("t", run_id="waiting")
+    running = engine.trigger(TriggerRequest("t", run_id="running"))
+    waiting = engine.trigger(TriggerRequest("t", run_id="waiting"))
     second = dag_from(
         """
         max_active_runs: 1

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from pipeline_core.dag.bag import load_folder
-from pipeline_core.model import TaskKey
+from pipeline_core.model import TaskKey, TriggerRequest
 from pipeline_core.state import RunState
 from tests.engine.conftest import dag_from
 
@@ -31,7 +31,7 @@ def test_the_task_context_works_in_every_mode(harness, mode):
         """
     )
     engine = harness.start(dag, default_executor=mode)
-    run = harness.wait_run(engine.trigger("t", {"colour": "blue"}))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t", {"colour": "blue"})))
     assert run.state is RunState.SUCCESS
     key = TaskKey("t", run.run_id, "ctx")
     returned = harness.store.get_xcom(key, "return_value").value
@@ -62,7 +62,7 @@ def test_templates_and_xcom_pull_work_in_every_mode(harness, mode):
         """
     )
     engine = harness.start(dag, default_executor=mode)
-    run = harness.wait_run(engine.trigger("t", run_id="r1"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t", run_id="r1")))
     assert run.state is RunState.SUCCESS, harness.states(run)
     assert harness.store.get_xcom(TaskKey("t", "r1", "b"), "return_value").value == 15
     assert harness.store.get_xcom(TaskKey("t", "r1", "c"), "return_value").value == "r1 c 1"
@@ -90,7 +90,7 @@ def test_bad_callables_fail_their_try_with_the_same_message_in_every_mode(
         """
     )
     engine = harness.start(dag, default_executor=mode, xcom_max_bytes=1000)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.FAILED
     assert harness.states(run) == {"bad": "failed", "fine": "success"}
     assert message in harness.ti(run, "bad").error
@@ -111,7 +111,7 @@ def test_retries_count_tries_across_processes(harness, mode, tmp_path):
         """
     )
     engine = harness.start(dag, default_executor=mode)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
     assert harness.ti(run, "flaky").try_number == 3
     assert "call 1 fails" in log_text(harness, run, "flaky", 1) or mode == "thread"
@@ -143,7 +143,7 @@ def test_functions_of_a_python_dag_file_run_in_every_mode(harness, mode, tmp_pat
     bag = load_folder(folder)
     assert not bag.errors, bag.errors
     engine = harness.start(bag.dags["t"], default_executor=mode)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS, harness.ti(run, "extract").error
     assert harness.store.get_xcom(TaskKey("t", run.run_id, "load"), "return_value").value == 6
     assert "extracting" in log_text(harness, run, "extract")
@@ -165,7 +165,7 @@ def test_shell_tasks_and_branches_and_sensors_in_every_mode(harness, mode, tmp_p
         """
     )
     engine = harness.start(dag, default_executor=mode)
-    run = harness.wait_run(engine.trigger("t", {"go": "left"}))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t", {"go": "left"})))
     assert harness.states(run) == {
         "sh": "success",
         "pick": "success",
@@ -183,7 +183,7 @@ def test_an_engine_default_puts_every_try_where_it_says(harness, mode, distinct)
         for i in range(3)
     )
     engine = harness.start(dag_from(f"tasks:\n{tasks}\n"), default_executor=mode, workers=2)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     pids = {harness.store.get_xcom(TaskKey("t", run.run_id, f"p{i}"), "return_value").value
             for i in range(3)}  # fmt: skip
     assert len(pids) == distinct and os.getpid() not in pids
@@ -203,6 +203,6 @@ def test_modules_beside_dag_files_loaded_after_the_pool_started_import_in_worker
     bag = load_folder(folder)
     assert not bag.errors, bag.errors
     engine.set_dags(bag.dags)
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS, harness.ti(run, "a").error
     assert harness.store.get_xcom(TaskKey("t", run.run_id, "a"), "return_value").value == 15

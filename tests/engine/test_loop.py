@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from pipeline_core.engine.core.jobs import Job, OnComplete
-from pipeline_core.model import TaskKey
+from pipeline_core.model import TaskKey, TriggerRequest
 from pipeline_core.state import RunState
 from pipeline_core.store.types import Pool
 from tests import fixtures
@@ -58,7 +58,7 @@ def test_a_trigger_is_one_commit_up_to_its_first_try(harness, monkeypatch):
         return begin(write)
 
     monkeypatch.setattr(store, "_transaction", counted)
-    run = engine.trigger("t")
+    run = engine.trigger(TriggerRequest("t"))
     assert len(commits) == 1
     assert run.state is RunState.RUNNING
     assert sorted(job.key.task_id for job in executor.jobs) == ["a", "b"]
@@ -71,7 +71,7 @@ def test_a_pool_resized_by_another_process_reaches_the_engine(harness):
     log, and the engine follows the log."""
     harness.store.create_pool(Pool("gate", 0))
     engine = harness.start(dag_from("tasks:\n  a: {type: noop, pool: gate}\n"))
-    run = engine.trigger("t")
+    run = engine.trigger(TriggerRequest("t"))
     assert harness.states(run) == {"a": "queued"}
     code = (
         "import sys; from pipeline_core.store import open_store; "
@@ -91,7 +91,7 @@ def test_a_command_whose_commit_fails_raises_and_the_engine_goes_on(harness, mon
             'tasks:\n  a: {type: python, callable: "tests.fixtures:wait_gate", kwargs: {name: lost}}\n'
         )
     )
-    run = engine.trigger("t")
+    run = engine.trigger(TriggerRequest("t"))
     harness.wait_for(lambda: harness.states(run) == {"a": "running"})
     real_apply = harness.store.apply
 
@@ -129,7 +129,7 @@ def test_while_the_store_cannot_commit_writes_wait_and_no_try_goes_out(harness, 
         return real_apply(writes, now=now)
 
     monkeypatch.setattr(harness.store, "apply", flaky)
-    run = harness.wait_run(engine.trigger("t"), timeout=30)
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
     assert run.state is RunState.SUCCESS
     assert failures["left"] == 0
     assert fixtures.order == ["a", "b", "c"]  # each ran once, in order

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import time
 
-from pipeline_core.model import DagRun, TaskChange, TaskKey, TaskSpec, utcnow
+from pipeline_core.model import DagRun, TaskChange, TaskKey, TaskSpec, TriggerRequest, utcnow
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.types import EventQuery, RunQuery
 from tests.engine.conftest import dag_from
@@ -31,10 +31,11 @@ import sys, time
 from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.engine import Engine, EngineSettings
 from pipeline_core.store import open_store
+from pipeline_core.model import TriggerRequest
 store = open_store(sys.argv[1])
 dag = load_dag_text(open(sys.argv[2]).read())
 engine = Engine(store, {"t": dag}, settings=EngineSettings(heartbeat_interval=0.2)).start()
-run = engine.trigger("t", run_id="survivor")
+run = engine.trigger(TriggerRequest("t", run_id="survivor"))
 print("triggered", flush=True)
 time.sleep(120)
 """
@@ -90,7 +91,7 @@ def test_graceful_stop_leaves_consistent_state_and_resumes(harness, tmp_path):
     marker = tmp_path / "marker"
     dag = dag_from(DAG_TEXT.format(marker=marker))
     engine = harness.start(dag)
-    run = engine.trigger("t", run_id="paused-by-stop")
+    run = engine.trigger(TriggerRequest("t", run_id="paused-by-stop"))
     harness.poll(marker.exists)
     engine.stop(grace=0.2)
     harness.engine = None

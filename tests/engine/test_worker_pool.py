@@ -14,6 +14,7 @@ import pytest
 from pipeline_core.engine import Engine, EngineSettings
 from pipeline_core.errors import ConfigurationError
 from pipeline_core.metrics import MetricsCollector
+from pipeline_core.model import TriggerRequest
 from pipeline_core.state import RunState
 from tests.engine.conftest import dag_from
 
@@ -67,11 +68,11 @@ def test_a_crashing_task_fails_only_its_own_try(harness, call, error):
     harness.engine = Engine(
         harness.store, {"t": dag}, metrics=metrics, settings=EngineSettings(kill_grace=1.0)
     ).start()
-    run = harness.wait_run(harness.engine.trigger("t"))
+    run = harness.wait_run(harness.engine.trigger(TriggerRequest("t")))
     assert harness.states(run) == {"crash": "failed", "sibling": "success", "after": "success"}
     assert harness.ti(run, "crash").error == error
     # The engine carries on: the next run gets a fresh worker.
-    again = harness.wait_run(harness.engine.trigger("t", run_id="again"))
+    again = harness.wait_run(harness.engine.trigger(TriggerRequest("t", run_id="again")))
     assert harness.states(again)["after"] == "success"
     counters = {
         (c["name"], c["labels"].get("reason")): c["value"] for c in metrics.snapshot()["counters"]
@@ -92,7 +93,7 @@ def test_a_crash_is_retried_by_the_tasks_retries(harness, tmp_path):
         """
     )
     engine = harness.start(dag, default_executor="worker")
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
     assert harness.ti(run, "phoenix").try_number == 2
 
@@ -114,7 +115,7 @@ def test_a_spinning_task_is_killed_at_its_timeout(harness, tmp_path, mode):
         """
     )
     engine = harness.start(dag, default_executor="worker")
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.states(run) == {"hang": "failed", "fine": "success"}
     assert harness.ti(run, "hang").error == "timed out after 1s"
     harness.poll(lambda: not alive(read_pid(pid_file)), timeout=2)
@@ -129,7 +130,7 @@ def test_cancel_kills_a_spinning_callable_and_its_children(harness, tmp_path):
         """
     )
     engine = harness.start(dag, default_executor="worker")
-    run = engine.trigger("t")
+    run = engine.trigger(TriggerRequest("t"))
     harness.poll(lambda: pid_file.exists() and pid_file.read_text() != "")
     child = read_pid(pid_file)
     assert alive(child)
@@ -139,7 +140,10 @@ def test_cancel_kills_a_spinning_callable_and_its_children(harness, tmp_path):
     # The pool replaced the killed worker: the next try runs.
     nxt = dag_from(f'tasks:\n  ok: {{type: python, callable: "{T}:add", kwargs: {{a: 1, b: 1}}}}\n')
     engine.set_dags({"t": nxt})
-    assert harness.wait_run(engine.trigger("t", run_id="next")).state is RunState.SUCCESS
+    assert (
+        harness.wait_run(engine.trigger(TriggerRequest("t", run_id="next"))).state
+        is RunState.SUCCESS
+    )
 
 
 def test_a_shell_task_timeout_kills_its_whole_tree(harness, tmp_path):
@@ -151,7 +155,7 @@ def test_a_shell_task_timeout_kills_its_whole_tree(harness, tmp_path):
         """
     )
     engine = harness.start(dag, default_executor="worker")
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.ti(run, "sh").error == "timed out after 1s"
     harness.poll(lambda: not alive(read_pid(pid_file)), timeout=2)
 
@@ -167,7 +171,7 @@ def test_memory_limit_fails_the_try_naming_the_limit(harness):
         """
     )
     engine = harness.start(dag, default_executor="worker")
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.states(run) == {"hog": "failed", "small": "success"}
     assert harness.ti(run, "hog").error.startswith("memory_limit 512MiB exceeded")
 
@@ -180,7 +184,7 @@ def test_cpu_time_limit_fails_the_try_naming_the_limit(harness, tmp_path):
         """
     )
     engine = harness.start(dag, default_executor="worker")
-    run = harness.wait_run(engine.trigger("t"), timeout=20)
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=20)
     assert run.state is RunState.FAILED
     assert harness.ti(run, "burn").error.startswith("cpu_time_limit 1s exceeded")
 
@@ -194,7 +198,7 @@ def test_the_pool_grows_when_every_worker_is_busy(harness, tmp_path):
         for i in range(5)
     )
     engine = harness.start(dag_from(f"tasks:\n{tasks}\n"), default_executor="worker", workers=2)
-    run = harness.wait_run(engine.trigger("t"), timeout=30)
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
     assert run.state is RunState.SUCCESS, harness.states(run)
     pids = {harness.store.get_xcom(ti.key, "return_value").value for ti in _tis(harness, run)}
     assert len(pids) == 5
@@ -210,7 +214,7 @@ def test_max_tasks_per_worker_recycles_workers(harness):
     engine = harness.start(
         dag_from(f"tasks:\n{tasks}\n"), default_executor="worker", max_tasks_per_worker=1
     )
-    run = harness.wait_run(engine.trigger("t"))
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
     pids = [harness.store.get_xcom(ti.key, "return_value").value for ti in _tis(harness, run)]
     assert len(set(pids)) == 4
@@ -270,7 +274,7 @@ def test_an_interpreter_that_cannot_run_is_a_start_up_error(harness):
 def test_the_engine_stops_its_workers_when_it_stops(harness):
     dag = dag_from(f'tasks:\n  a: {{type: python, callable: "{T}:add", kwargs: {{a: 1, b: 1}}}}\n')
     engine = harness.start(dag, default_executor="worker")
-    harness.wait_run(engine.trigger("t"))
+    harness.wait_run(engine.trigger(TriggerRequest("t")))
     pool = engine.executor.workers  # type: ignore[attr-defined]
     pids = list(pool._workers)
     assert pids and all(alive(p) for p in pids)
@@ -287,4 +291,4 @@ def test_a_killed_zygote_is_replaced(harness):
     old = pool._zygote.process.pid
     os.kill(old, signal.SIGKILL)
     harness.poll(lambda: pool._zygote is not None and pool._zygote.process.pid != old, timeout=10)
-    assert harness.wait_run(engine.trigger("t")).state is RunState.SUCCESS
+    assert harness.wait_run(engine.trigger(TriggerRequest("t"))).state is RunState.SUCCESS

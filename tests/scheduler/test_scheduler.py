@@ -10,7 +10,7 @@ import pytest
 
 from pipeline_core.dag.model import DAG, Task
 from pipeline_core.errors import Conflict
-from pipeline_core.model import DagRun, TaskSpec
+from pipeline_core.model import DagRun, TaskSpec, TriggerRequest
 from pipeline_core.scheduler.scheduler import Scheduler, SchedulerSettings
 from pipeline_core.state import RunState
 from pipeline_core.store import open_store
@@ -31,11 +31,16 @@ class FakeRunner:
     def set_dags(self, dags):  # type: ignore[no-untyped-def]
         self.dags = dags
 
-    def trigger(
-        self, dag_id, conf=None, *, run_id=None, logical_date=None, run_type="manual", note=None
-    ):  # type: ignore[no-untyped-def]
-        run = DagRun(dag_id, run_id, RunState.QUEUED, run_type, logical_date)
-        return self.store.create_run(run, [TaskSpec(t.task_id) for t in self.dags[dag_id].tasks])
+    def trigger(self, request: TriggerRequest):  # type: ignore[no-untyped-def]
+        run = DagRun(
+            request.dag_id,
+            request.run_id,
+            RunState.QUEUED,
+            request.run_type,
+            request.logical_date,
+        )
+        tasks = [TaskSpec(t.task_id) for t in self.dags[request.dag_id].tasks]
+        return self.store.create_run(run, tasks)
 
 
 @pytest.fixture
@@ -125,7 +130,9 @@ def test_paused_dags_get_no_scheduled_runs(store):
 
 def test_manual_runs_beside_the_schedule(store):
     s = scheduler_for(store, dag(catchup=False, max_active_runs=5))
-    s.runner.trigger("d", run_id="manual-1", logical_date=utc(2026, 1, 2, 6), run_type="manual")
+    s.runner.trigger(
+        TriggerRequest("d", run_id="manual-1", logical_date=utc(2026, 1, 2, 6), run_type="manual")
+    )
     s.tick(utc(2026, 1, 2, 7))
     runs = store.query_runs(RunQuery(dag_id="d")).items
     assert sorted((r.run_type, r.logical_date) for r in runs) == [
@@ -185,11 +192,15 @@ def test_two_schedulers_on_one_file_create_each_run_once(tmp_path):
 
 def test_conflicts_are_quiet(store):
     s = scheduler_for(store, dag(catchup=False))
-    s.runner.trigger("d", run_id="x", logical_date=utc(2026, 1, 2, 6), run_type="scheduled")
+    s.runner.trigger(
+        TriggerRequest("d", run_id="x", logical_date=utc(2026, 1, 2, 6), run_type="scheduled")
+    )
     s.tick(utc(2026, 1, 2, 7))  # the run for 06:00 exists: no error, nothing new
     assert logical_dates(store) == [utc(2026, 1, 2, 6)]
     with pytest.raises(Conflict):
-        s.runner.trigger("d", run_id="y", logical_date=utc(2026, 1, 2, 6), run_type="scheduled")
+        s.runner.trigger(
+            TriggerRequest("d", run_id="y", logical_date=utc(2026, 1, 2, 6), run_type="scheduled")
+        )
 
 
 def test_folder_rescan_picks_up_added_changed_and_deleted_files(store, tmp_path):

@@ -7,6 +7,7 @@ import psycopg
 
 from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.engine import Engine, EngineSettings
+from pipeline_core.model import TriggerRequest
 from pipeline_core.state import FINISHED_RUN_STATES, RunState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import TaskInstanceQuery
@@ -37,7 +38,7 @@ def test_a_run_goes_on_after_the_server_drops_every_connection(pg_url):
         store, {"t": load_dag_text(DAG)}, settings=EngineSettings(default_executor="thread")
     ).start()
     try:
-        run = engine.trigger("t")
+        run = engine.trigger(TriggerRequest("t"))
 
         def done(task_id: str) -> bool:
             query = TaskInstanceQuery(dag_id="t", run_id=run.run_id, task_id=task_id)

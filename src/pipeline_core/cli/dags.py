@@ -25,7 +25,7 @@ from pipeline_core.dag.bag import DagBag, load_folder
 from pipeline_core.dag.graph import Graph
 from pipeline_core.dag.model import DAG
 from pipeline_core.errors import PipelineError
-from pipeline_core.model import Event
+from pipeline_core.model import Event, TriggerRequest
 from pipeline_core.state import FINISHED_RUN_STATES, FINISHED_TASK_STATES, RunState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import TaskInstanceQuery
@@ -180,7 +180,7 @@ def dags_test(args: argparse.Namespace, out: TextIO) -> int:
         store.close()
         return EXIT_FAILED
     try:
-        run = engine.trigger(dag.dag_id, conf)
+        run = engine.trigger(TriggerRequest(dag.dag_id, conf))
         run_id.append(run.run_id)
         if run.state is RunState.QUEUED:
             out.write("run is queued (the DAG is paused or at max_active_runs)\n")

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
-from pipeline_core.model import DagRun, IdempotencyKey
+from pipeline_core.model import DagRun, TriggerRequest
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.types import DagRecord
 
 
 class Control(Protocol):
-    def trigger(
-        self,
-        dag_id: str,
-        conf: Mapping[str, Any] | None = None,
-        *,
-        run_id: str | None = None,
-        logical_date: datetime | None = None,
-        note: str | None = None,
-        run_type: str = "manual",
-        idempotency: IdempotencyKey | None = None,
-    ) -> DagRun:
+    def trigger(self, request: TriggerRequest) -> DagRun:
         """Create a run (``Conflict`` if its id or scheduled date is taken) and start it when
         the DAG is unpaused and below ``max_active_runs``."""
         ...

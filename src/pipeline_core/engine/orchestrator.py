@@ -15,7 +15,6 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from pipeline_core.clock import Clock, SystemClock
@@ -46,7 +45,7 @@ from pipeline_core.engine.settings import EngineSettings, default_executor
 from pipeline_core.engine.telemetry import RunMetrics
 from pipeline_core.errors import Conflict, NotFound, PipelineError
 from pipeline_core.metrics import Metrics, NullMetrics
-from pipeline_core.model import DagRun, Event, IdempotencyKey, RunType, new_run, task_specs
+from pipeline_core.model import DagRun, Event, TriggerRequest, task_specs
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DEFAULT_POOL_SLOTS, DagRecord, Pool
@@ -130,32 +129,12 @@ class Engine(EngineLoop):
         """Replace the DAG definitions the engine runs (new runs use the new definitions)."""
         self.call(lambda: self._set_dags(dict(dags)))
 
-    def trigger(
-        self,
-        dag_id: str,
-        conf: Mapping[str, Any] | None = None,
-        *,
-        run_id: str | None = None,
-        logical_date: datetime | None = None,
-        note: str | None = None,
-        run_type: RunType | str = RunType.MANUAL,
-        idempotency: IdempotencyKey | None = None,
-    ) -> DagRun:
+    def trigger(self, request: TriggerRequest) -> DagRun:
         def trigger() -> DagRun:
-            dag = self.core.book.dags.get(dag_id)
+            dag = self.core.book.dags.get(request.dag_id)
             if dag is None:
-                raise NotFound(f"no DAG '{dag_id}'")
-            create = new_run(
-                dag_id,
-                task_specs(dag),
-                now=self.clock.now(),
-                conf=conf,
-                run_id=run_id,
-                logical_date=logical_date,
-                note=note,
-                run_type=run_type,
-                idempotency=idempotency,
-            )
+                raise NotFound(f"no DAG '{request.dag_id}'")
+            create = request.create(task_specs(dag), self.clock.now())
             run: DagRun = self._command(Trigger(create))
             return run
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
+from pipeline_core.clock import Clock, SystemClock
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound, PipelineError, StoreUnavailable
-from pipeline_core.model import DagRun, IdempotencyKey, new_run, specs_of_definition, utcnow
+from pipeline_core.model import DagRun, TriggerRequest, specs_of_definition
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord, EventQuery
@@ -31,33 +31,14 @@ ERRORS: dict[str, type[PipelineError]] = {
 
 
 class RemoteControl:
-    def __init__(self, store: Store, *, timeout: float = 10.0) -> None:
+    def __init__(self, store: Store, *, timeout: float = 10.0, clock: Clock | None = None) -> None:
         self.store = store
         self.timeout = timeout
+        self.clock: Clock = clock or SystemClock()
 
-    def trigger(
-        self,
-        dag_id: str,
-        conf: Mapping[str, Any] | None = None,
-        *,
-        run_id: str | None = None,
-        logical_date: datetime | None = None,
-        note: str | None = None,
-        run_type: str = "manual",
-        idempotency: IdempotencyKey | None = None,
-    ) -> DagRun:
-        record = self.store.get_dag(dag_id)
-        write = new_run(
-            dag_id,
-            specs_of_definition(record.definition),
-            now=utcnow(),
-            conf=conf,
-            run_id=run_id,
-            logical_date=logical_date,
-            note=note,
-            run_type=run_type,
-            idempotency=idempotency,
-        )
+    def trigger(self, request: TriggerRequest) -> DagRun:
+        record = self.store.get_dag(request.dag_id)
+        write = request.create(specs_of_definition(record.definition), self.clock.now())
         return self.store.create_run(write.run, write.tasks, idempotency=write.idempotency)
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:

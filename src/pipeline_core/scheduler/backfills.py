@@ -14,7 +14,7 @@ from datetime import datetime
 
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound, PipelineError
-from pipeline_core.model import RunType, iso
+from pipeline_core.model import RunType, TriggerRequest, iso
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import Backfill
 
@@ -47,11 +47,13 @@ class BackfillDriver:
             run_id = backfill_run_id(backfill.id, logical_date)
             try:
                 self.runner.trigger(
-                    backfill.dag_id,
-                    run_id=run_id,
-                    logical_date=logical_date,
-                    run_type=RunType.BACKFILL,
-                    note=f"backfill {backfill.id}",
+                    TriggerRequest(
+                        backfill.dag_id,
+                        run_id=run_id,
+                        logical_date=logical_date,
+                        run_type=RunType.BACKFILL,
+                        note=f"backfill {backfill.id}",
+                    )
                 )
             except Conflict:
                 self.store.get_run(backfill.dag_id, run_id)  # made before a restart: ours

@@ -23,7 +23,7 @@ from pipeline_core.dag.model import DAG, EXECUTORS
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.metrics import Metrics, NullMetrics
-from pipeline_core.model import Event, RunType, iso, utcnow
+from pipeline_core.model import Event, RunType, TriggerRequest, iso, utcnow
 from pipeline_core.scheduler.backfills import BackfillDriver
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.scheduler.sync import DagSync
@@ -178,7 +178,12 @@ class Scheduler:
     def _create(self, dag_id: str, fire: datetime) -> None:
         try:
             self.runner.trigger(
-                dag_id, run_id=f"scheduled__{iso(fire)}", logical_date=fire, run_type="scheduled"
+                TriggerRequest(
+                    dag_id,
+                    run_id=f"scheduled__{iso(fire)}",
+                    logical_date=fire,
+                    run_type=RunType.SCHEDULED,
+                )
             )
             self.metrics.counter("scheduler.runs_created", dag_id=dag_id)
             logger.info("created scheduled run of %s for %s", dag_id, iso(fire))

@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +24,7 @@ from pipeline_core.api.serialize import run_dict
 from pipeline_core.dag.model import invalid_id_reason, parse_datetime
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
-from pipeline_core.model import DagRun, IdempotencyKey
+from pipeline_core.model import DagRun, IdempotencyKey, TriggerRequest
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord
 
@@ -40,16 +41,16 @@ def trigger_run(
         body = request.json_object(FIELDS)
         dag_id = request.params["dag_id"]
         record = store.get_dag(dag_id)
-        options = trigger_options(body)
+        wanted = trigger_request(dag_id, body)
         key = _idempotency_key(request, body)
         if key is not None:
             fingerprint = _fingerprint(body)
             replay = _replay(store, record, key, fingerprint)
             if replay is not None:
                 return replay
-            options["idempotency"] = IdempotencyKey(key, fingerprint, key_ttl)
+            wanted = replace(wanted, idempotency=IdempotencyKey(key, fingerprint, key_ttl))
         try:
-            run = control_of(control).trigger(dag_id, body.get("conf") or {}, **options)
+            run = control_of(control).trigger(wanted)
         except Conflict:
             replay = _replay(store, record, key, fingerprint) if key is not None else None
             if replay is None:
@@ -60,8 +61,8 @@ def trigger_run(
     return handle
 
 
-def trigger_options(body: dict[str, Any]) -> dict[str, Any]:
-    """The trigger's keyword arguments from a request body (400 naming a bad field)."""
+def trigger_request(dag_id: str, body: dict[str, Any]) -> TriggerRequest:
+    """The trigger a request body asks for (400 naming a bad field)."""
     if "conf" in body and body["conf"] is not None and not isinstance(body["conf"], dict):
         raise bad_request("'conf' must be a JSON object")
     options: dict[str, Any] = {}
@@ -81,7 +82,7 @@ def trigger_options(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body["note"], str) or len(body["note"]) > MAX_NOTE:
             raise bad_request(f"'note' must be a string of at most {MAX_NOTE} characters")
         options["note"] = body["note"]
-    return options
+    return TriggerRequest(dag_id, body.get("conf") or {}, **options)
 
 
 def _idempotency_key(request: Request, body: dict[str, Any]) -> str | None:
