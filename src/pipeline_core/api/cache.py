@@ -13,13 +13,19 @@ from datetime import datetime
 
 from pipeline_core.api.conditional import etag_of
 from pipeline_core.api.http import Response
-from pipeline_core.model import Event, utcnow
+from pipeline_core.clock import Clock, SystemClock
+from pipeline_core.model import Event
 
 MAX_ENTRIES = 256
 
 
 class ViewCache:
-    def __init__(self, watched: Iterable[str] = ("dag.updated", "run.state_changed")) -> None:
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        watched: Iterable[str] = ("dag.updated", "run.state_changed"),
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
         self.watched = frozenset(watched)
         self.version = 0
         self._entries: dict[str, tuple[int, datetime | None, Response]] = {}
@@ -38,7 +44,7 @@ class ViewCache:
             entry = self._entries.get(key)
             if entry is None or entry[0] != self.version:
                 return None
-        if entry[1] is not None and entry[1] <= utcnow():
+        if entry[1] is not None and entry[1] <= self.clock.now():
             return None
         return entry[2].copy()
 

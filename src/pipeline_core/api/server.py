@@ -24,7 +24,7 @@ class APIServer:
 
     def __init__(self, options: APIServerOptions) -> None:
         self.options = options
-        self.cache = ViewCache()
+        self.cache = ViewCache(options.clock)
         self.finished_runs = FinishedRuns(options.store)
         self.waiters: RunWaiters | None = None
         self.followers: LogFollowers | None = None

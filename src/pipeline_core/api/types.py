@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipeline_core.clock import Clock, SystemClock
 from pipeline_core.engine.control import Control
 from pipeline_core.metrics import MetricsCollector
 from pipeline_core.store.base import Store
@@ -20,6 +21,8 @@ class APIServerOptions:
     port: int = 8080
     control: Control | None = None
     metrics: MetricsCollector | None = None
+    #: Where routes read the time (next fire times, health, cache expiry).
+    clock: Clock = field(default_factory=SystemClock)
     cors_origins: Sequence[str] = field(default_factory=tuple)
     #: Names accepted as ``Host`` besides the loopback ones, when listening on loopback.
     allowed_hosts: Sequence[str] = field(default_factory=tuple)

@@ -71,7 +71,9 @@ class Scheduler:
         self.runner = runner
         self.settings = settings or SchedulerSettings()
         self.sync = (
-            DagSync(store, dags_folder, executors=self.settings.executors) if dags_folder else None
+            DagSync(store, dags_folder, executors=self.settings.executors, clock=clock)
+            if dags_folder
+            else None
         )
         self.clock = clock
         self.metrics: Metrics = metrics or NullMetrics()
@@ -120,7 +122,7 @@ class Scheduler:
     def _rebuild_due(self, now: datetime) -> None:
         self._due, self._parked = [], []
         for dag_id, state in self._states.items():
-            state.next_fire = state.schedule.next_after(state.last or _before(state.schedule))
+            state.next_fire = state.schedule.next_after(state.last or _before(state.schedule, now))
             if state.next_fire is not None:
                 self._due.append((state.next_fire, dag_id))
         heapq.heapify(self._due)
@@ -155,7 +157,7 @@ class Scheduler:
         capacity = dag.max_active_runs - self._active_runs(dag_id)
         if capacity <= 0:
             return False
-        after = state.last or _before(state.schedule)
+        after = state.last or _before(state.schedule, now)
         if dag.catchup:
             fires = []
             for fire in state.schedule.fires_between(after, now):
@@ -285,6 +287,8 @@ class Scheduler:
             logger.exception("scheduler housekeeping failed")
 
 
-def _before(schedule: Schedule) -> datetime:
+def _before(schedule: Schedule, now: datetime) -> datetime:
+    """Where a DAG with no scheduled run yet starts: just before its ``start_date``, or
+    ``now`` without one."""
     start = schedule.start_date
-    return (start - _EPSILON) if start is not None else utcnow()
+    return (start - _EPSILON) if start is not None else now

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from datetime import datetime
 from pathlib import Path
 
 from pipeline_core.dag.bag import DagFile, load_folder
@@ -22,9 +23,15 @@ class DagSync:
     does not load: its file reports why."""
 
     def __init__(
-        self, store: Store, folder: str | Path, *, executors: Collection[str] = EXECUTORS
+        self,
+        store: Store,
+        folder: str | Path,
+        *,
+        executors: Collection[str] = EXECUTORS,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
+        self.clock = clock
         self.folder = str(folder)
         self.executors = tuple(executors)
         self._last_good: dict[str, tuple[DAG, ...]] = {}
@@ -34,7 +41,7 @@ class DagSync:
         bag = load_folder(self.folder)
         dags: dict[str, DAG] = {}
         errors = []
-        now = utcnow()
+        now = self.clock()
         for file in map(self._usable, bag.files):
             if file.issues:
                 errors.append(ImportError_(file.path, tuple(i.to_dict() for i in file.issues), now))
@@ -46,7 +53,7 @@ class DagSync:
         for path in [p for p in self._last_good if not Path(p).exists()]:
             del self._last_good[path]
         for dag in dags.values():
-            self.store.upsert_dag(dag_record(dag))
+            self.store.upsert_dag(dag_record(dag, now))
         self.store.deactivate_missing_dags(list(dags))
         self.store.replace_import_errors(errors)
         self.dags = dags
@@ -75,7 +82,7 @@ class DagSync:
         return dataclasses.replace(file, dags=tuple(kept), issues=tuple(issues))
 
 
-def dag_record(dag: DAG) -> DagRecord:
+def dag_record(dag: DAG, parsed_at: datetime) -> DagRecord:
     definition = dag_to_dict(dag)
     return DagRecord(
         dag_id=dag.dag_id,
@@ -89,5 +96,5 @@ def dag_record(dag: DAG) -> DagRecord:
         definition_hash=definition_hash(definition),
         definition=definition,
         task_count=len(dag.tasks),
-        last_parsed_at=utcnow(),
+        last_parsed_at=parsed_at,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import time
 from dataclasses import dataclass
 
 from pipeline_core.api.app import App, AppSettings
@@ -56,17 +55,15 @@ def build_routes(options: APIServerOptions, parts: ServerParts) -> list[Route]:
     on_pause = control.set_paused if control is not None else None
     kept = finished.wrap
     return [
-        Route(
-            f"{PREFIX}/health", health.health(store, time.monotonic(), options.scheduler_expected)
-        ),
+        Route(f"{PREFIX}/health", health.health(store, options.clock, options.scheduler_expected)),
         Route(f"{PREFIX}/version", health.version, fast=health.version),
         Route(
             f"{PREFIX}/dags",
-            dags.list_dags(store, cache),
+            dags.list_dags(store, cache, options.clock),
             fast=dags.listed_dags_from_memory(cache),
         ),
-        Route(f"{PREFIX}/dags/:dag_id", dags.get_dag(store)),
-        Route(f"{PREFIX}/dags/:dag_id", dags.patch_dag(store, on_pause), ["PATCH"]),
+        Route(f"{PREFIX}/dags/:dag_id", dags.get_dag(store, options.clock)),
+        Route(f"{PREFIX}/dags/:dag_id", dags.patch_dag(store, on_pause, options.clock), ["PATCH"]),
         Route(f"{PREFIX}/dags/:dag_id/runs", runs.list_runs(store)),
         Route(
             f"{PREFIX}/dags/:dag_id/runs",

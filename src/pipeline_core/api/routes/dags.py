@@ -9,15 +9,18 @@ from typing import Any
 from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
 from pipeline_core.api.params import boolean, page, strings
+from pipeline_core.clock import Clock
 from pipeline_core.dag.model import parse_datetime
-from pipeline_core.model import DagRun, iso, utcnow
+from pipeline_core.model import DagRun, iso
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord
 
 
-def dag_summary(store: Store, record: DagRecord, last: DagRun | None) -> dict[str, Any]:
-    """A DAG as listed: its record, next scheduled run and newest run."""
+def dag_summary(
+    store: Store, record: DagRecord, last: DagRun | None, now: datetime
+) -> dict[str, Any]:
+    """A DAG as listed at ``now``: its record, next scheduled run and newest run."""
     return {
         "dag_id": record.dag_id,
         "description": record.description,
@@ -28,7 +31,7 @@ def dag_summary(store: Store, record: DagRecord, last: DagRun | None) -> dict[st
         "tags": list(record.tags),
         "task_count": record.task_count,
         "fileloc": record.fileloc,
-        "next_run_date": iso(next_run_date(store, record)),
+        "next_run_date": iso(next_run_date(store, record, now)),
         "last_run": _run_brief(last) if last is not None else None,
     }
 
@@ -40,15 +43,14 @@ def _latest(store: Store, record: DagRecord) -> DagRun | None:
 _NEXT_FIRES: dict[tuple[str, str, str | None], datetime | None] = {}
 
 
-def next_run_date(store: Store, record: DagRecord) -> datetime | None:
-    """When the schedule fires next (``None`` when unscheduled, paused or inactive).
+def next_run_date(store: Store, record: DagRecord, now: datetime) -> datetime | None:
+    """When the schedule fires next after ``now`` (``None`` when unscheduled, paused or inactive).
 
     Cached per schedule and definition until that moment passes, so listing DAGs does no
     cron arithmetic and no extra read."""
     if record.schedule is None or record.is_paused or not record.is_active:
         return None
     key = (record.schedule, record.timezone, record.definition_hash)
-    now = utcnow()
     cached = _NEXT_FIRES.get(key)
     if cached is not None and cached > now:
         return cached
@@ -86,7 +88,7 @@ def listed_dags_from_memory(cache: ViewCache) -> Callable[[Request], Response | 
     return lambda request: cache.peek(_listing_key(request))
 
 
-def list_dags(store: Store, cache: ViewCache) -> Callable[[Request], Response]:
+def list_dags(store: Store, cache: ViewCache, clock: Clock) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         return cache.get_or_render(_listing_key(request), lambda: render(request))
 
@@ -100,15 +102,16 @@ def list_dags(store: Store, cache: ViewCache) -> Callable[[Request], Response]:
             offset=offset,
         )
         latest = store.latest_runs([record.dag_id for record in found.items])
-        data = [dag_summary(store, r, latest.get(r.dag_id)) for r in found.items]
-        fires = [next_run_date(store, r) for r in found.items]
+        now = clock.now()
+        data = [dag_summary(store, r, latest.get(r.dag_id), now) for r in found.items]
+        fires = [next_run_date(store, r, now) for r in found.items]
         soonest = min((f for f in fires if f is not None), default=None)
         return listing(data, found.total, limit, offset), soonest
 
     return handle
 
 
-def get_dag(store: Store) -> Callable[[Request], Response]:
+def get_dag(store: Store, clock: Clock) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         page(request, set())
         record = store.get_dag(request.params["dag_id"])
@@ -132,7 +135,7 @@ def get_dag(store: Store) -> Callable[[Request], Response]:
         parse_errors = [dict(issue) for e in errors for issue in e.issues]
         return envelope(
             {
-                **dag_summary(store, record, _latest(store, record)),
+                **dag_summary(store, record, _latest(store, record), clock.now()),
                 "tasks": tasks,
                 "parse_errors": parse_errors,
             }
@@ -159,7 +162,7 @@ def import_errors(store: Store) -> Callable[[Request], Response]:
 
 
 def patch_dag(
-    store: Store, on_pause: Callable[[str, bool], DagRecord] | None
+    store: Store, on_pause: Callable[[str, bool], DagRecord] | None, clock: Clock
 ) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         body = request.json_object({"is_paused"})
@@ -174,6 +177,6 @@ def patch_dag(
             if on_pause
             else store.set_paused(dag_id, body["is_paused"])
         )
-        return envelope(dag_summary(store, record, _latest(store, record)))
+        return envelope(dag_summary(store, record, _latest(store, record), clock.now()))
 
     return handle

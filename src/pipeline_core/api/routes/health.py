@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import platform
-import time
 from collections.abc import Callable
 from datetime import datetime
 
 from pipeline_core._version import __version__
 from pipeline_core.api.http import Request, Response, envelope
+from pipeline_core.clock import Clock
 from pipeline_core.errors import PipelineError
-from pipeline_core.model import iso, utcnow
+from pipeline_core.model import iso
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import Heartbeat, TryClaim
 
 STALE_AFTER_S = 30.0
 
 
-def health(store: Store, started: float, scheduler_expected: bool) -> Callable[[Request], Response]:
+def health(store: Store, clock: Clock, scheduler_expected: bool) -> Callable[[Request], Response]:
+    started = clock.monotonic()
+
     def handle(request: Request) -> Response:
         try:
             store.ping()
@@ -27,7 +29,7 @@ def health(store: Store, started: float, scheduler_expected: bool) -> Callable[[
         except PipelineError:
             every, claims, store_status = [], [], "error"
         beats = [b for b in every if b.kind == "scheduler"]
-        now = utcnow()
+        now = clock.now()
         reasons = []
         if store_status == "ok" and scheduler_expected and _no_dags(store):
             reasons.append("no DAGs are loaded: the DAGs folder has no DAG files, or none loads")
@@ -57,7 +59,7 @@ def health(store: Store, started: float, scheduler_expected: bool) -> Callable[[
             "instances": [_instance(beat, now) for beat in every if beat.kind != "worker"],
             "workers": [_worker(beat, claims, now) for beat in every if beat.kind == "worker"],
             "reasons": reasons,
-            "uptime_s": round(time.monotonic() - started, 3),
+            "uptime_s": round(clock.monotonic() - started, 3),
         }
         return envelope(data, status=503 if status == "unhealthy" else 200)
 
