@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pipeline_core.errors import InvalidRequest, NotFound
-from pipeline_core.model import TaskKey, iso, utcnow
+from pipeline_core.model import TaskKey, iso
 from pipeline_core.store.types import DagRecord, Pool
 
 TRUNCATION_MARKER = "\n[log truncated: the cap for one try was reached]\n"
@@ -48,23 +49,27 @@ def masked_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def dag_event(record: DagRecord, change: str) -> tuple[str, dict[str, Any], str, None, None]:
+def dag_event(
+    record: DagRecord, change: str, now: datetime
+) -> tuple[str, dict[str, Any], str, None, None]:
     payload = {
         "dag_id": record.dag_id,
         "change": change,
         "is_paused": record.is_paused,
         "is_active": record.is_active,
-        "timestamp": iso(utcnow()),
+        "timestamp": iso(now),
     }
     return ("dag.updated", payload, record.dag_id, None, None)
 
 
-def pool_event(pool: Pool, change: str) -> tuple[str, dict[str, Any], None, None, None]:
+def pool_event(
+    pool: Pool, change: str, now: datetime
+) -> tuple[str, dict[str, Any], None, None, None]:
     payload = {
         "pool": pool.name,
         "change": change,
         "slots": pool.slots,
         "description": pool.description,
-        "timestamp": iso(utcnow()),
+        "timestamp": iso(now),
     }
     return ("pool.updated", payload, None, None, None)

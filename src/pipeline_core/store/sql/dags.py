@@ -28,6 +28,7 @@ class DagsSql(SqlBase):
         definition = None if record.definition is None else to_json(record.definition, "definition")
 
         def work(tx: Tx, pending: Pending) -> DagRecord:
+            now = self.clock()
             row = tx.one(f"SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = ?", (record.dag_id,))
             existing = dag_from_row(row) if row else None
             paused = existing.is_paused if existing else record.is_paused
@@ -52,8 +53,8 @@ class DagsSql(SqlBase):
             self._append(
                 tx,
                 pending,
-                [dag_event(stored, "created" if existing is None else "updated")],
-                self.clock(),
+                [dag_event(stored, "created" if existing is None else "updated", now)],
+                now,
             )
             return stored
 
@@ -107,6 +108,7 @@ class DagsSql(SqlBase):
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         def work(tx: Tx, pending: Pending) -> DagRecord:
+            now = self.clock()
             row = tx.one(f"SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = ?", (dag_id,))
             if row is None:
                 raise NotFound(f"no DAG '{dag_id}'")
@@ -116,7 +118,7 @@ class DagsSql(SqlBase):
             tx.run("UPDATE dags SET is_paused = ? WHERE dag_id = ?", (paused, dag_id))
             updated = DagRecord(**{**dag_fields(record), "is_paused": paused})
             self._append(
-                tx, pending, [dag_event(updated, "paused" if paused else "unpaused")], self.clock()
+                tx, pending, [dag_event(updated, "paused" if paused else "unpaused", now)], now
             )
             return updated
 
@@ -127,12 +129,13 @@ class DagsSql(SqlBase):
         keep = set(active_dag_ids)
 
         def work(tx: Tx, pending: Pending) -> list[str]:
+            now = self.clock()
             rows = tx.rows(f"SELECT {DAG_COLUMNS} FROM dags WHERE is_active = ?", (True,))
             gone = [dag_from_row(r) for r in rows if r[0] not in keep]
             for record in gone:
                 tx.run("UPDATE dags SET is_active = ? WHERE dag_id = ?", (False, record.dag_id))
             inactive = [DagRecord(**{**dag_fields(r), "is_active": False}) for r in gone]
-            self._append(tx, pending, [dag_event(r, "deactivated") for r in inactive], self.clock())
+            self._append(tx, pending, [dag_event(r, "deactivated", now) for r in inactive], now)
             return [r.dag_id for r in gone]
 
         result: list[str] = self._write(work)

@@ -17,13 +17,14 @@ from pipeline_core.store.types import Heartbeat, Pool
 class PoolsSql(SqlBase):
     def create_pool(self, pool: Pool) -> Pool:
         def work(tx: Tx, pending: Pending) -> Pool:
+            now = self.clock()
             if tx.one("SELECT name FROM pools WHERE name = ?", (pool.name,)):
                 raise Conflict(f"pool '{pool.name}' already exists")
             tx.run(
                 "INSERT INTO pools (name, slots, description) VALUES (?, ?, ?)",
                 (pool.name, pool.slots, pool.description),
             )
-            self._append(tx, pending, [pool_event(pool, "created")], self.clock())
+            self._append(tx, pending, [pool_event(pool, "created", now)], now)
             return pool
 
         result: Pool = self._write(work)
@@ -47,6 +48,7 @@ class PoolsSql(SqlBase):
         self, name: str, *, slots: int | None = None, description: str | None = None
     ) -> Pool:
         def work(tx: Tx, pending: Pending) -> Pool:
+            now = self.clock()
             row = tx.one("SELECT name, slots, description FROM pools WHERE name = ?", (name,))
             if row is None:
                 raise NotFound(f"no pool '{name}'")
@@ -62,7 +64,7 @@ class PoolsSql(SqlBase):
                 "UPDATE pools SET slots = ?, description = ? WHERE name = ?",
                 (updated.slots, updated.description, name),
             )
-            self._append(tx, pending, [pool_event(updated, "updated")], self.clock())
+            self._append(tx, pending, [pool_event(updated, "updated", now)], now)
             return updated
 
         result: Pool = self._write(work)
@@ -73,11 +75,12 @@ class PoolsSql(SqlBase):
             raise Conflict("default_pool cannot be deleted")
 
         def work(tx: Tx, pending: Pending) -> None:
+            now = self.clock()
             row = tx.one("SELECT name, slots, description FROM pools WHERE name = ?", (name,))
             if row is None:
                 raise NotFound(f"no pool '{name}'")
             tx.run("DELETE FROM pools WHERE name = ?", (name,))
-            self._append(tx, pending, [pool_event(Pool(*row), "deleted")], self.clock())
+            self._append(tx, pending, [pool_event(Pool(*row), "deleted", now)], now)
 
         self._write(work)
 
