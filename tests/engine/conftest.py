@@ -86,9 +86,12 @@ class Harness:
         runtime = TryWorker(
             self.store, executor, WorkerSettings(str(self.tmp_path)), load=lambda: by_id
         ).start()
-        embedded = start_worker(
-            worker_app(celery, runtime), pool="threads", concurrency=2, perform_ping_check=False
-        )
+        app = worker_app(celery, runtime)
+        # Redis is polled with BRPOP for this long (kombu's default: 1 s), and a stopping
+        # worker waits for the poll to end: a tenth of a second keeps every teardown short.
+        options = app.conf.broker_transport_options
+        app.conf.broker_transport_options = {**options, "polling_interval": 0.1}
+        embedded = start_worker(app, pool="threads", concurrency=2, perform_ping_check=False)
         embedded.__enter__()
         self._stops.append(lambda: embedded.__exit__(None, None, None))
         self._stops.append(runtime.stop)

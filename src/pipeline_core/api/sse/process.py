@@ -24,7 +24,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,7 +132,8 @@ def main(control_fd: int, wake_fd: int) -> None:
     )
     store = open_store(config["url"])
     streams = ThreadStreams(store, config["keepalive"], config["queue_size"])
-    feed = EventFeed(store, wait=_woken_by(wake_fd))  # woken by the API process
+    ended = threading.Event()
+    feed = EventFeed(store, wait=_woken_by(wake_fd, ended))  # woken by the API process
     feed.subscribe(streams.publish)
     try:
         while True:
@@ -147,19 +147,24 @@ def main(control_fd: int, wake_fd: int) -> None:
             start = StreamStart.from_json(message)
             threading.Thread(target=streams.attach, args=(sock, start), daemon=True).start()
     finally:
+        ended.set()
         feed.close()
         streams.stop()
         store.close()
 
 
-def _woken_by(wake_fd: int) -> Callable[[int, float], bool]:
+def _woken_by(wake_fd: int, ended: threading.Event) -> Callable[[int, float], bool]:
+    """The feed's wait: the API process writes to ``wake_fd`` after each commit. Once it
+    closes the pipe (stopping, or gone) the control socket ends this process, which sets
+    ``ended``; until then an empty read must not spin."""
+
     def wait(after_seq: int, timeout: float) -> bool:
         readable, _, _ = select.select([wake_fd], [], [], timeout)
         if not readable:
             return False
         if os.read(wake_fd, 4096):
             return True
-        time.sleep(timeout)  # the API process is gone; the control socket ends us
+        ended.wait(timeout)
         return False
 
     return wait
