@@ -42,6 +42,9 @@ MAX_RETRY_DELAY = 5.0
 
 
 class EngineLoop:
+    """The engine's thread and what it owns: the core, the timers, the effect runner and
+    the writes a wake-up has decided. ``Engine`` drives it; only this thread touches them."""
+
     def __init__(
         self,
         store: Store,
@@ -57,20 +60,34 @@ class EngineLoop:
         self.executor = executor
         self.core = Decider()
         self._inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
-        self._timers = Timers()
-        self._runner = EffectRunner(store, executor, self._timers, self._resync)
+        self.timers = Timers()
+        self._runner = EffectRunner(store, executor, self.timers, self._resync)
         self._pending: list[Any] = []
         self._now = Moment(clock.now(), clock.monotonic())
         self._retry_delay = 0.0
         self._thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
 
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout=timeout)
+
+    def put(self, item: Item) -> None:
+        """Queue a message, a call for the engine's thread, or ``None`` (stop) for it."""
+        self._inbox.put(item)
+
     def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Run ``fn`` on the engine's thread and return its result (or raise its error)."""
         if threading.current_thread() is self._thread:
             return fn()
-        return self._submit(fn).result(timeout or self.settings.command_timeout)
+        return self.submit(fn).result(timeout or self.settings.command_timeout)
 
-    def _submit(self, fn: Callable[[], Any]) -> Future[Any]:
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
         """Queue ``fn`` for the engine's thread; its future holds the result."""
         future: Future[Any] = Future()
 
@@ -85,7 +102,7 @@ class EngineLoop:
 
     def _loop(self) -> None:
         while True:
-            due = self._timers.next_due()
+            due = self.timers.next_due()
             delay = None if due is None else max(0.0, due - self.clock.monotonic())
             try:
                 batch: list[Item] = [self._inbox.get(timeout=delay)]
@@ -97,34 +114,34 @@ class EngineLoop:
             self._now = Moment(self.clock.now(), self.clock.monotonic())
             for item in batch:
                 if item is None:
-                    self._flush()
+                    self.flush()
                     return
                 self._guard(item)
-            for timed in self._timers.pop_due(self._now.monotonic):
+            for timed in self.timers.pop_due(self._now.monotonic):
                 self._guard(timed)
-            self._flush()
+            self.flush()
 
     def _guard(self, item: Message | Callable[[], Any]) -> None:
         try:
             if callable(item):
                 item()
             else:
-                self._decide(item)
+                self.decide(item)
         except Exception:
             logger.exception("engine step failed")
 
-    def _decide(self, message: Message) -> Outcome:
+    def decide(self, message: Message) -> Outcome:
         """Decide now; the effects wait for the wake-up's commit."""
         outcome = self.core.handle(message, self._now)
         self._pending.extend(outcome.effects)
         return outcome
 
-    def _command(self, message: Message) -> Any:
+    def command(self, message: Message) -> Any:
         """Decide and commit at once, then answer. A refusal raises before anything
         changes; so does a store that still holds back earlier writes; a commit that fails
         raises too, after the core has been set back to what the store holds (a trigger's
         run is forgotten)."""
-        self._flush()
+        self.flush()
         if self._pending:
             raise StoreUnavailable("the store cannot commit just now; try again shortly")
         self._now = Moment(self.clock.now(), self.clock.monotonic())
@@ -140,7 +157,7 @@ class EngineLoop:
             raise
         return outcome.reply
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Commit and act on what this wake-up decided. While the store is unavailable the
         writes wait, in order, with their tries (none goes out before its commit), and a
         timer brings the next attempt."""
@@ -156,7 +173,7 @@ class EngineLoop:
             logger.warning(
                 "%s; %d writes wait, next attempt in %.1fs", exc, len(effects), self._retry_delay
             )
-            self._timers.at(self.clock.monotonic() + self._retry_delay, lambda: None)
+            self.timers.at(self.clock.monotonic() + self._retry_delay, lambda: None)
         except PipelineError:
             logger.exception("could not commit the engine's writes; re-reading their runs")
             self._set_back(effects)
@@ -180,4 +197,4 @@ class EngineLoop:
 
     def _resync(self, run_key: tuple[str, str]) -> None:
         with contextlib.suppress(NotFound):
-            self._decide(Resync(recovery.snapshot(self.store, *run_key)))
+            self.decide(Resync(recovery.snapshot(self.store, *run_key)))

@@ -40,6 +40,7 @@ from pipeline_core.engine.core.messages import (
 )
 from pipeline_core.engine.core.pools import missing_pools
 from pipeline_core.engine.loop import EngineLoop
+from pipeline_core.engine.recovery import Takeover
 from pipeline_core.engine.remote import REQUESTED, answer_request
 from pipeline_core.engine.settings import EngineSettings, default_executor
 from pipeline_core.engine.telemetry import RunMetrics
@@ -54,8 +55,9 @@ logger = logging.getLogger("pipeline_core.engine")
 Item = Message | Callable[[], Any] | None
 
 
-class Engine(EngineLoop):
-    """Runs DAG runs: the ``Control`` implementation for one process."""
+class Engine:
+    """Runs DAG runs: the ``Control`` implementation for one process, over the loop it owns
+    (``engine.loop``: the thread, the core and what a wake-up commits)."""
 
     def __init__(
         self,
@@ -70,26 +72,32 @@ class Engine(EngineLoop):
         settings = settings or EngineSettings()
         metrics = metrics or NullMetrics()
         executor = executor or default_executor(store, settings, metrics)
-        super().__init__(store, executor, settings, metrics, clock or SystemClock())
+        self.store, self.settings, self.metrics = store, settings, metrics
+        self.clock: Clock = clock or SystemClock()
+        self.executor = executor
+        self.loop = EngineLoop(store, executor, settings, metrics, self.clock)
         self.component_id = f"engine-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._dags = dict(dags or {})
         self._telemetry = RunMetrics(self.metrics)
-        #: DAGs with runs whose running tries another engine's lease still covers.
-        self._contested: set[str] = set()
+        self.takeover = Takeover(store, settings, self.component_id, self.clock, executor)
 
     @property
     def book(self) -> Book:
         """What the core holds (read it on the engine's thread, through ``call``)."""
-        return self.core.book
+        return self.loop.core.book
+
+    def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Run ``fn`` on the engine's thread and return its result (or raise its error)."""
+        return self.loop.call(fn, timeout)
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> Engine:
         """Start the executor (``ConfigurationError`` if it cannot run tasks; nothing else is
         started then), take over what a previous engine left, and begin."""
-        self.executor.start(lambda completion: self._inbox.put(TryCompleted(completion)))
+        self.executor.start(lambda completion: self.loop.put(TryCompleted(completion)))
         ownership.hold(self.component_id)
-        self._thread.start()
-        started = self._submit(self._startup)
+        self.loop.start()
+        started = self.loop.submit(self._startup)
         # Subscribed once the startup is queued: what is committed from here on reaches the
         # engine after its startup, and nothing in between is missed.
         self.store.feed.subscribe(
@@ -102,17 +110,18 @@ class Engine(EngineLoop):
         """Stop starting tasks, wait up to ``grace`` for running ones, then stop the rest
         (they become ``up_for_retry``, or ``failed`` when out of tries, and resume on the next
         start)."""
-        if not self._thread.is_alive():
+        if not self.loop.alive:
             return
         self.store.feed.unsubscribe(self._on_events)
-        self._inbox.put(Drain())
+        self.loop.put(Drain())
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self.call(lambda: bool(self.core.slots.active)):
+        core = self.loop.core
+        while time.monotonic() < deadline and self.loop.call(lambda: bool(core.slots.active)):
             time.sleep(0.02)
         with contextlib.suppress(PipelineError):  # a store that is down: recovery's job
-            self.call(lambda: self._command(Abandon()))
-        self._inbox.put(None)
-        self._thread.join(timeout=10)
+            self.loop.call(lambda: self.loop.command(Abandon()))
+        self.loop.put(None)
+        self.loop.join(10)
         self.executor.shutdown(wait=False)
         ownership.let_go(self.component_id)
         with contextlib.suppress(Exception):  # a store that is gone cannot be told
@@ -127,26 +136,26 @@ class Engine(EngineLoop):
     # --- Control ------------------------------------------------------------------------
     def set_dags(self, dags: Mapping[str, DAG]) -> None:
         """Replace the DAG definitions the engine runs (new runs use the new definitions)."""
-        self.call(lambda: self._set_dags(dict(dags)))
+        self.loop.call(lambda: self._set_dags(dict(dags)))
 
     def trigger(self, request: TriggerRequest) -> DagRun:
         def trigger() -> DagRun:
-            dag = self.core.book.dags.get(request.dag_id)
+            dag = self.loop.core.book.dags.get(request.dag_id)
             if dag is None:
                 raise NotFound(f"no DAG '{request.dag_id}'")
             create = request.create(task_specs(dag), self.clock.now())
-            run: DagRun = self._command(Trigger(create))
+            run: DagRun = self.loop.command(Trigger(create))
             return run
 
-        result: DagRun = self.call(trigger)
+        result: DagRun = self.loop.call(trigger)
         return result
 
     def cancel(self, dag_id: str, run_id: str) -> DagRun:
         def cancel() -> DagRun:
-            run: DagRun = self._command(Cancel(dag_id, run_id, self._snapshot(dag_id, run_id)))
+            run: DagRun = self.loop.command(Cancel(dag_id, run_id, self._snapshot(dag_id, run_id)))
             return run
 
-        result: DagRun = self.call(cancel)
+        result: DagRun = self.loop.call(cancel)
         return result
 
     def retry(
@@ -159,62 +168,62 @@ class Engine(EngineLoop):
         def retry() -> tuple[DagRun, list[str]]:
             snapshot = self._snapshot(dag_id, run_id)
             chosen = tuple(task_ids) if task_ids is not None else None
-            answer: tuple[DagRun, list[str]] = self._command(
+            answer: tuple[DagRun, list[str]] = self.loop.command(
                 Retry(dag_id, run_id, chosen, include_downstream, snapshot)
             )
             return answer
 
-        result: tuple[DagRun, list[str]] = self.call(retry)
+        result: tuple[DagRun, list[str]] = self.loop.call(retry)
         return result
 
     def mark_run(self, dag_id: str, run_id: str, state: RunState) -> DagRun:
         def mark() -> DagRun:
-            run: DagRun = self._command(
+            run: DagRun = self.loop.command(
                 MarkRun(dag_id, run_id, state, self._snapshot(dag_id, run_id))
             )
             return run
 
-        result: DagRun = self.call(mark)
+        result: DagRun = self.loop.call(mark)
         return result
 
     def mark_task(self, dag_id: str, run_id: str, task_id: str, state: TaskState) -> DagRun:
         def mark() -> DagRun:
             snapshot = self._snapshot(dag_id, run_id)
-            run: DagRun = self._command(MarkTask(dag_id, run_id, task_id, state, snapshot))
+            run: DagRun = self.loop.command(MarkTask(dag_id, run_id, task_id, state, snapshot))
             return run
 
-        result: DagRun = self.call(mark)
+        result: DagRun = self.loop.call(mark)
         return result
 
     def _snapshot(self, dag_id: str, run_id: str) -> RunSnapshot | None:
         """The run as stored, for a command on a run the core does not hold."""
-        if self.core.book.knows((dag_id, run_id)):
+        if self.loop.core.book.knows((dag_id, run_id)):
             return None
         return recovery.snapshot(self.store, dag_id, run_id)
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         def set_paused() -> DagRecord:
             record = self.store.set_paused(dag_id, paused)
-            self._command(Pause(dag_id, paused))
+            self.loop.command(Pause(dag_id, paused))
             return record
 
-        result: DagRecord = self.call(set_paused)
+        result: DagRecord = self.loop.call(set_paused)
         return result
 
     # --- startup, DAGs, pools, heartbeat, recovery -------------------------------------------
     def _startup(self) -> None:
         self._sync_pools(self._dags)
-        self._decide(DagsChanged(self._dags, recovery.paused_dags(self.store)))
+        self.loop.decide(DagsChanged(self._dags, recovery.paused_dags(self.store)))
         self._heartbeat()
-        self._recover(set(self._dags))
-        self._flush()
+        self.takeover.recover(set(self._dags), self.loop)
+        self.loop.flush()
 
     def _set_dags(self, dags: dict[str, DAG]) -> None:
         self._sync_pools(dags)
-        new: list[str] = self._decide(DagsChanged(dags, recovery.paused_dags(self.store))).reply
+        new: list[str] = self.loop.decide(DagsChanged(dags, recovery.paused_dags(self.store))).reply
         if new:
-            self._recover(set(new))
-        self._flush()
+            self.takeover.recover(set(new), self.loop)
+        self.loop.flush()
 
     def _sync_pools(self, dags: Mapping[str, DAG]) -> None:
         """Create the pools DAG tasks name that nobody made (default size; resize them
@@ -226,7 +235,7 @@ class Engine(EngineLoop):
                     Pool(name, DEFAULT_POOL_SLOTS, f"created for DAG '{dag_id}'")
                 )
         for pool in self.store.list_pools():
-            self._decide(PoolChanged(pool.name, pool.slots))
+            self.loop.decide(PoolChanged(pool.name, pool.slots))
 
     def _heartbeat(self) -> None:
         try:
@@ -236,52 +245,12 @@ class Engine(EngineLoop):
             self.metrics.counter("engine.heartbeat")
         except Exception:
             logger.exception("heartbeat failed")
-        self._timers.at(self.clock.monotonic() + self.settings.heartbeat_interval, self._heartbeat)
-        if self._contested and not self.core.draining:
-            self._recover(self._contested & set(self.core.book.dags))
-
-    def _recover(self, dag_ids: set[str]) -> None:
-        """Resume runs left by an earlier engine. Runs of another engine whose lease holds
-        are left to it and looked at again on every heartbeat, so none is skipped for good."""
-        holders = (
-            []
-            if self.settings.sole_engine
-            else recovery.other_leases(
-                self.store,
-                me=self.component_id,
-                now=self.clock.now(),
-                expire_after=self.settings.orphan_after,
+        next_beat = self.clock.monotonic() + self.settings.heartbeat_interval
+        self.loop.timers.at(next_beat, self._heartbeat)
+        if self.takeover.contested and not self.loop.core.draining:
+            self.takeover.recover(
+                self.takeover.contested & set(self.loop.core.book.dags), self.loop
             )
-        )
-        contested: set[str] = set()
-        snapshots = [
-            snapshot
-            for snapshot in recovery.unfinished_runs(self.store, dag_ids)
-            if not self.core.book.knows(snapshot.run.key)
-        ]
-        elsewhere = self.executor.running_elsewhere(
-            [
-                (ti.key, ti.try_number)
-                for snapshot in snapshots
-                for ti in snapshot.task_instances
-                if ti.state is TaskState.RUNNING
-            ]
-        )
-        for snapshot in snapshots:
-            running = any(ti.state is TaskState.RUNNING for ti in snapshot.task_instances)
-            if running and holders:
-                if snapshot.run.dag_id not in self._contested:
-                    owners = ", ".join(b.component_id for b in holders)
-                    logger.info(
-                        "run %s has tasks running under %s; waiting", snapshot.run.key, owners
-                    )
-                contested.add(snapshot.run.dag_id)
-                continue
-            adopt = frozenset(
-                ti.task_id for ti in snapshot.task_instances if (ti.key, ti.try_number) in elsewhere
-            )
-            self._decide(Resume(snapshot, adopt))
-        self._contested = (self._contested - dag_ids) | contested
 
     # --- the event log ---------------------------------------------------------------------
     def _on_events(self, events: list[Event]) -> None:
@@ -290,23 +259,23 @@ class Engine(EngineLoop):
         for event in events:
             payload = event.payload
             if event.type == REQUESTED:
-                self._inbox.put(functools.partial(answer_request, self, self.store, dict(payload)))
+                self.loop.put(functools.partial(answer_request, self, self.store, dict(payload)))
             elif event.type == "run.state_changed" and payload.get("previous_state") is None:
-                self._inbox.put(
+                self.loop.put(
                     functools.partial(self._adopt, event.dag_id or "", event.run_id or "")
                 )
             elif event.type == "dag.updated" and "is_paused" in payload:
-                self._inbox.put(Pause(event.dag_id or "", bool(payload["is_paused"])))
+                self.loop.put(Pause(event.dag_id or "", bool(payload["is_paused"])))
             elif event.type == "pool.updated":
                 deleted = payload.get("change") == "deleted"
-                self._inbox.put(PoolChanged(payload["pool"], None if deleted else payload["slots"]))
+                self.loop.put(PoolChanged(payload["pool"], None if deleted else payload["slots"]))
         self._telemetry(events)
 
     def _adopt(self, dag_id: str, run_id: str) -> None:
         """A run created by another process (``pipeline-core api``): run it if still queued."""
-        if dag_id not in self.core.book.dags or self.core.book.knows((dag_id, run_id)):
+        if dag_id not in self.loop.core.book.dags or self.loop.core.book.knows((dag_id, run_id)):
             return
         with contextlib.suppress(NotFound):
             snapshot = recovery.snapshot(self.store, dag_id, run_id)
             if snapshot.run.state is RunState.QUEUED:
-                self._decide(Resume(snapshot))
+                self.loop.decide(Resume(snapshot))
