@@ -18,6 +18,7 @@ from pipeline_core.model import TaskKey
 from pipeline_core.scheduler.sync import DagSync
 from pipeline_core.store import open_store
 from tests.api.conftest import Client
+from tests.api.inprocess import AppClient
 from tests.conftest import pipeline_core_process, poll_until
 
 DAGS = {
@@ -83,7 +84,9 @@ class System:
         self.server = APIServer(
             APIServerOptions(store=self.store, port=0, control=control, metrics=self.metrics)
         ).start()
-        self.client = Client(self.server.port)
+        #: Routes are called in process; ``wire`` is a real connection, for what needs one.
+        self.client = AppClient(self.server)
+        self.wire = Client(self.server.port)
         self._changed = threading.Condition()
         self.store.feed.subscribe(self._notify, other_processes=self.split)
 
@@ -110,7 +113,7 @@ class System:
             assert self._changed.wait_for(running, timeout)
 
     def close(self) -> None:
-        self.client.connection.close()
+        self.wire.connection.close()
         self.server.stop()
         if self.engine is not None:
             self.engine.stop(grace=0)

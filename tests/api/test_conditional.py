@@ -14,7 +14,7 @@ from pipeline_core.model import DagRun, TaskSpec
 from pipeline_core.state import RunState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import DagRecord
-from tests.api.conftest import Client
+from tests.api.inprocess import AppClient
 
 RUN = "/api/v1/dags/etl/runs/r1"
 
@@ -38,8 +38,8 @@ def server(store) -> Iterator[APIServer]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def client(server) -> Client:  # type: ignore[no-untyped-def]
-    return Client(server.port)
+def client(server) -> AppClient:  # type: ignore[no-untyped-def]
+    return AppClient(server)
 
 
 class Counting:

@@ -11,6 +11,7 @@ import pytest
 from pipeline_core.store import open_store
 from pipeline_core.store.types import DagRecord
 from tests.api.conftest import Client, serve
+from tests.api.inprocess import AppClient
 
 
 @pytest.fixture
@@ -32,8 +33,8 @@ def store(tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def client(server) -> Client:  # type: ignore[no-untyped-def]
-    return Client(server.port)
+def client(server) -> AppClient:  # type: ignore[no-untyped-def]
+    return AppClient(server)
 
 
 def test_starts_and_stops_cleanly_and_frees_the_port(store):

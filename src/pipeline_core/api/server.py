@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from pipeline_core.api.app import App
 from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.log_follow import LogFollowers
@@ -29,6 +30,9 @@ class APIServer:
         self.waiters: RunWaiters | None = None
         self.followers: LogFollowers | None = None
         self.streams: EventStreams | None = None
+        #: The application the server hands requests to, once started (an in-process client
+        #: calls it directly, as the server does).
+        self.app: App | None = None
         self._handle: LoopServer | None = None
 
     @property
@@ -53,7 +57,7 @@ class APIServer:
         parts = ServerParts(
             self.cache, self.streams, self.finished_runs, self.waiters, self.followers
         )
-        app = build_app(self.options, parts)
+        app = self.app = build_app(self.options, parts)
         # Events reach the cache and the streams through the store's feed: this process's
         # commits at once and, when the engine runs elsewhere, other processes' as well.
         self.options.store.feed.subscribe(
