@@ -141,10 +141,12 @@ class EventBus:
         self._pending.put(list(events))
 
     def _dispatch(self) -> None:
-        while (events := self._pending.get()) is not None:
+        closing = False
+        while not closing and (events := self._pending.get()) is not None:
             with contextlib.suppress(queue.Empty):  # coalesce what piled up meanwhile
                 while (more := self._pending.get_nowait()) is not None:
                     events = events + more
+                closing = True  # the stop came while coalescing: deliver these, then end
             with self._lock:
                 subscriptions = list(self._subscriptions)
             prepared: dict[Hashable, Delivery] = {}
