@@ -73,25 +73,35 @@ class Client:
         headers: dict[str, str] | None = None,
         raw: bytes | None = None,
     ):  # type: ignore[no-untyped-def]
-        headers = dict(headers or {})
-        if self.token:
-            headers.setdefault("Authorization", f"Bearer {self.token}")
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json")
-        self.connection.request(method, path, body=data, headers=headers)
+        sent, data = outgoing(self.token, body, headers, raw)
+        self.connection.request(method, path, body=data, headers=sent)
         response = self.connection.getresponse()
-        payload = response.read()
         content_type = response.getheader("Content-Type") or ""
-        parsed = (
-            json.loads(payload)
-            if payload and content_type.startswith("application/json")
-            else payload
-        )
-        if isinstance(parsed, dict):
-            validate(method, path, response.status, parsed)
+        parsed = checked(method, path, response.status, content_type, response.read())
         return response.status, dict(response.getheaders()), parsed
+
+
+def outgoing(
+    token: str | None, body: object, headers: dict[str, str] | None, raw: bytes | None
+) -> tuple[dict[str, str], bytes | None]:
+    """The headers and bytes a test request sends: ``body`` as JSON, or ``raw`` as given."""
+    sent = dict(headers or {})
+    if token:
+        sent.setdefault("Authorization", f"Bearer {token}")
+    if body is None:
+        return sent, raw
+    sent.setdefault("Content-Type", "application/json")
+    return sent, json.dumps(body).encode()
+
+
+def checked(method: str, path: str, status: int, content_type: str, payload: bytes) -> Any:
+    """The answer's body, parsed when it is JSON and then validated against the document."""
+    if not payload or not content_type.startswith("application/json"):
+        return payload
+    parsed = json.loads(payload)
+    if isinstance(parsed, dict):
+        validate(method, path, status, parsed)
+    return parsed
 
 
 @pytest.fixture(autouse=True)

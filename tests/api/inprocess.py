@@ -5,13 +5,12 @@ limits, pipelining) keeps a real connection (``tests.api.conftest.Client``)."""
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline_core.api.http import Request, Response
-from tests.api.conftest import validate
+from tests.api.conftest import checked, outgoing
 
 HELD_FOR = 60.0
 
@@ -32,25 +31,19 @@ class AppClient:
         headers: dict[str, str] | None = None,
         raw: bytes | None = None,
     ) -> tuple[int, dict[str, str], Any]:
-        sent = {"host": "127.0.0.1", **{k.lower(): v for k, v in (headers or {}).items()}}
-        if self.token:
-            sent.setdefault("authorization", f"Bearer {self.token}")
-        data = raw or b""
-        if body is not None:
-            data = json.dumps(body).encode()
-            sent.setdefault("content-type", "application/json")
+        given, data = outgoing(self.token, body, headers, raw)
+        sent = {"host": "127.0.0.1", **{name.lower(): value for name, value in given.items()}}
         parts = urlsplit(path)
-        request = Request(method, parts.path, parts.query, sent, data)
+        request = Request(method, parts.path, parts.query, sent, data or b"")
         response = self._answer(request)
         assert response.handover is None, f"{method} {path} streams: test it over a socket"
         answered = {**response.headers, "Content-Type": response.content_type}
         payload = b"" if method == "HEAD" else response.body
-        parsed: Any = payload
-        if payload and response.content_type.startswith("application/json"):
-            parsed = json.loads(payload)
-        if isinstance(parsed, dict):
-            validate(method, path, response.status, parsed)
-        return response.status, answered, parsed
+        return (
+            response.status,
+            answered,
+            checked(method, path, response.status, response.content_type, payload),
+        )
 
     def _answer(self, request: Request) -> Response:
         """As the server does: the answer from memory if there is one, else the full app;
