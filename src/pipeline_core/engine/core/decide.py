@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_core.engine.core.book import Book
+from pipeline_core.engine.core.deciding import CoreState
 from pipeline_core.engine.core.marks import MarkCommands
 from pipeline_core.engine.core.messages import (
     Abandon,
@@ -38,6 +40,7 @@ from pipeline_core.engine.core.messages import (
     TryCompleted,
 )
 from pipeline_core.engine.core.runs import RunCommands
+from pipeline_core.engine.core.slots import Slots
 from pipeline_core.engine.core.tries import TryDecisions
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import CreateRun, DagRun
@@ -53,20 +56,40 @@ class Outcome:
     reply: Any = None
 
 
-class Decider(RunCommands, MarkCommands, TryDecisions):
-    """The engine's core: ``handle(message, now)`` → ``Outcome``."""
+class Decider:
+    """The engine's core: ``handle(message, now)`` → ``Outcome``. It owns the state and the
+    parts that decide on runs, marks and tries, each over that one state."""
+
+    def __init__(self) -> None:
+        self.state = CoreState()
+        self.runs = RunCommands(self.state)
+        self.marks = MarkCommands(self.state)
+        self.tries = TryDecisions(self.state)
+
+    @property
+    def book(self) -> Book:
+        return self.state.book
+
+    @property
+    def slots(self) -> Slots:
+        return self.state.slots
+
+    @property
+    def draining(self) -> bool:
+        return self.state.draining
 
     def handle(self, message: Message, now: Moment) -> Outcome:
-        self._now, self._actions, self._moved = now, [], {}
+        state = self.state
+        state.now, state.actions, state.moved = now, [], {}
         reply = self._handle(message)
         self._settle()
         writes = self.book.take_writes()
-        return Outcome((*writes, *self._actions), self._latest(reply))
+        return Outcome((*writes, *state.actions), self._latest(reply))
 
     def _latest(self, reply: Any) -> Any:
         """A run in a reply as it is after settling (it may have started, or even ended)."""
         if isinstance(reply, DagRun):
-            return self._moved.get(reply.key, reply)
+            return self.state.moved.get(reply.key, reply)
         if isinstance(reply, tuple) and reply and isinstance(reply[0], DagRun):
             return (self._latest(reply[0]), *reply[1:])
         return reply
@@ -76,35 +99,35 @@ class Decider(RunCommands, MarkCommands, TryDecisions):
             case Trigger(create):
                 return self._trigger(create.run, create)
             case Cancel():
-                return self._cancel(message)
+                return self.runs.cancel(message)
             case Retry():
-                return self._retry(message)
+                return self.runs.retry(message)
             case MarkRun():
-                return self._mark_run(message)
+                return self.marks.mark_run(message)
             case MarkTask():
-                return self._mark_task(message)
+                return self.marks.mark_task(message)
             case TryCompleted(completion):
-                return self._complete(completion)
+                return self.tries.complete(completion)
             case TimerFired(TimerKind.RETRY, key, try_number):
-                return self._requeue(key, try_number)
+                return self.tries.requeue(key, try_number)
             case TimerFired(TimerKind.POKE, key, try_number):
-                return self._repoke(key, try_number)
+                return self.tries.repoke(key, try_number)
             case Pause(dag_id, paused):
                 return self._pause(dag_id, paused)
             case PoolChanged(name, slots):
                 return self.slots.set_pool(name, slots)
             case Resume(snapshot, adopt):
-                return self._resume(snapshot, adopt)
+                return self.runs.resume(snapshot, adopt)
             case Resync(snapshot):
-                return self._resync(snapshot)
+                return self.runs.resync(snapshot)
             case Forget(dag_id, run_id):
-                return self._forget((dag_id, run_id))
+                return self.runs.forget((dag_id, run_id))
             case DagsChanged(dags, paused):
-                return self._set_dags(dict(dags), set(paused))
+                return self.runs.set_dags(dict(dags), set(paused))
             case Drain():
-                self.draining = True
+                self.state.draining = True
             case Abandon(reason):
-                return self._abandon(reason)
+                return self.tries.abandon(reason)
         return None
 
     def _trigger(self, run: DagRun, create: CreateRun) -> DagRun:
@@ -114,8 +137,8 @@ class Decider(RunCommands, MarkCommands, TryDecisions):
             raise Conflict(f"run '{run.run_id}' of DAG '{run.dag_id}' already exists")
         self.book.writes.append(create)
         self.book.enqueue(run, (spec.task_id for spec in create.tasks))
-        self._moved[run.key] = run
-        self._start_waiting_runs(run.dag_id)
+        self.state.moved[run.key] = run
+        self.state.start_waiting_runs(run.dag_id)
         return run
 
     def _pause(self, dag_id: str, paused: bool) -> None:
@@ -123,7 +146,7 @@ class Decider(RunCommands, MarkCommands, TryDecisions):
             self.book.paused.add(dag_id)
         else:
             self.book.paused.discard(dag_id)
-            self._start_waiting_runs(dag_id)
+            self.state.start_waiting_runs(dag_id)
 
     def _settle(self) -> None:
         """Start what may start, fail what can never start, finish what is done — until
@@ -131,10 +154,10 @@ class Decider(RunCommands, MarkCommands, TryDecisions):
         while True:
             started = [] if self.draining else self.slots.take(self._concurrency)
             for key in started:
-                self._start_try(key)
+                self.tries.start_try(key)
             lost = self.slots.lost_to_unknown_pools()
             for pool, key in lost:
-                self._fail_waiting(key, f"pool '{pool}' does not exist")
+                self.tries.fail_waiting(key, f"pool '{pool}' does not exist")
             finished = self._finish_runs()
             if not (started or lost or finished):
                 return
@@ -150,8 +173,8 @@ class Decider(RunCommands, MarkCommands, TryDecisions):
             tracker = self.book.trackers.get(run_key)
             if tracker is None or tracker.unfinished:
                 continue
-            self._move_run(run_key, derive_run_state(tracker.states, tracker.leaves()))
+            self.state.move_run(run_key, derive_run_state(tracker.states, tracker.leaves()))
             self.book.forget(run_key)
-            self._start_waiting_runs(run_key[0])
+            self.state.start_waiting_runs(run_key[0])
             finished = True
         return finished

@@ -1,5 +1,5 @@
-"""What the engine's core holds and the moves every part of it makes: the shared base of
-``Decider`` and its mixins (``decide_runs``, ``decide_marks``, ``decide_tries``). Pure."""
+"""What the engine's core holds and the moves every part of it makes: ``CoreState``, which
+``Decider`` owns and hands to each of its parts (``runs``, ``marks``, ``tries``). Pure."""
 
 from __future__ import annotations
 
@@ -22,16 +22,19 @@ from pipeline_core.state import RunState, TaskState
 _EPOCH = Moment(datetime(1970, 1, 1, tzinfo=UTC), 0.0)  # replaced by every message
 
 
-class Deciding:
+class CoreState:
+    """The book of active runs, the slots, and what the message being handled has decided
+    so far (its moment, its actions, the runs it moved)."""
+
     def __init__(self) -> None:
         self.book = Book()
         self.slots = Slots()
         self.draining = False
-        self._now = _EPOCH
-        self._actions: list[Effect] = []
-        self._moved: dict[RunKey, DagRun] = {}
+        self.now = _EPOCH
+        self.actions: list[Effect] = []
+        self.moved: dict[RunKey, DagRun] = {}
 
-    def _start_waiting_runs(self, dag_id: str) -> None:
+    def start_waiting_runs(self, dag_id: str) -> None:
         """Start the oldest queued runs of ``dag_id`` that its limits allow."""
         waiting = self.book.waiting.get(dag_id)
         dag = self.book.dags.get(dag_id)
@@ -43,7 +46,7 @@ class Deciding:
             run = self.book.runs.get(run_key)
             if run is None or run.state is not RunState.QUEUED:
                 continue
-            running = self._move_run(run_key, RunState.RUNNING)
+            running = self.move_run(run_key, RunState.RUNNING)
             created = set(self.book.waiting_tasks.pop(run_key, dag.task_dict))
             for task_id in created:
                 if task_id not in dag.task_dict:  # dropped from the DAG while the run waited
@@ -56,10 +59,10 @@ class Deciding:
             kept = [t for t in dag.tasks if t.task_id in created]
             states = {t.task_id: TaskState.QUEUED for t in kept}  # a queued run never ran
             tries = {t.task_id: (0, t.retries + 1) for t in kept}
-            self._track(running, states, tries)
+            self.track(running, states, tries)
             active += 1
 
-    def _run_and_states(
+    def run_and_states(
         self, run_key: RunKey, snapshot: RunSnapshot | None
     ) -> tuple[DagRun, dict[str, TaskState]]:
         if self.book.knows(run_key):
@@ -68,26 +71,26 @@ class Deciding:
             raise NotFound(f"no run '{run_key[1]}' of DAG '{run_key[0]}'")
         return snapshot.run, {ti.task_id: ti.state for ti in snapshot.task_instances}
 
-    def _track(
+    def track(
         self, run: DagRun, states: dict[str, TaskState], tries: dict[str, tuple[int, int]]
     ) -> None:
         decisions = self.book.track(run, states, tries)
-        self._queue(self.book.follow(run.key, decisions))
+        self.queue(self.book.follow(run.key, decisions))
 
-    def _move_run(
+    def move_run(
         self, run_key: RunKey, new: RunState, reason: str | None = None, by_hand: bool = False
     ) -> DagRun:
-        moved = self._moved[run_key] = self.book.move_run(
-            run_key, new, self._now.wall, reason, by_hand
+        moved = self.moved[run_key] = self.book.move_run(
+            run_key, new, self.now.wall, reason, by_hand
         )
         return moved
 
-    def _queue(self, keys: list[TaskKey]) -> None:
+    def queue(self, keys: list[TaskKey]) -> None:
         for key in keys:
             task = self.book.task(key)
             self.slots.queue(key, task.pool, task.priority_weight)
 
-    def _timer(self, delay: float, kind: TimerKind, key: TaskKey, try_number: int) -> None:
-        self._actions.append(
-            StartTimer(self._now.monotonic + delay, TimerFired(kind, key, try_number))
+    def timer(self, delay: float, kind: TimerKind, key: TaskKey, try_number: int) -> None:
+        self.actions.append(
+            StartTimer(self.now.monotonic + delay, TimerFired(kind, key, try_number))
         )

@@ -4,7 +4,7 @@ as Airflow's "mark success / mark failed" do. Each refuses (``NotFound``, ``Conf
 
 from __future__ import annotations
 
-from pipeline_core.engine.core.deciding import Deciding
+from pipeline_core.engine.core.deciding import CoreState
 from pipeline_core.engine.core.messages import KillTry, MarkRun, MarkTask
 from pipeline_core.engine.core.tracker import RunTracker
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound
@@ -20,38 +20,41 @@ from pipeline_core.state import (
 )
 
 
-class MarkCommands(Deciding):
-    def _mark_run(self, message: MarkRun) -> DagRun:
+class MarkCommands:
+    def __init__(self, state: CoreState) -> None:
+        self.state = state
+
+    def mark_run(self, message: MarkRun) -> DagRun:
         if message.state not in MARKABLE_RUN_STATES:
             raise InvalidRequest(f"a run can be marked success or failed, not {message.state}")
         run_key = (message.dag_id, message.run_id)
-        run, states = self._run_and_states(run_key, message.snapshot)
+        run, states = self.state.run_and_states(run_key, message.snapshot)
         if run.state is message.state:
             raise Conflict(f"run '{run.run_id}' is {run.state.value} already")
         success = message.state is RunState.SUCCESS
         target = TaskState.SUCCESS if success else TaskState.FAILED
-        self.book.runs[run_key] = run
+        self.state.book.runs[run_key] = run
         for task_id, state in states.items():
             keep = (TaskState.SUCCESS, TaskState.SKIPPED, TaskState.REMOVED)
             if (success and state in keep) or (not success and state in FINISHED_TASK_STATES):
                 continue
             key = TaskKey(*run_key, task_id)
             self._stop(key)
-            self.book.writes.append(_marked(key, state, target, "the run was marked"))
-        moved = self._move_run(
+            self.state.book.writes.append(_marked(key, state, target, "the run was marked"))
+        moved = self.state.move_run(
             run_key, message.state, reason=f"marked {message.state.value}", by_hand=True
         )
-        self.book.forget(run_key)
-        self._start_waiting_runs(run_key[0])
+        self.state.book.forget(run_key)
+        self.state.start_waiting_runs(run_key[0])
         return moved
 
-    def _mark_task(self, message: MarkTask) -> DagRun:
+    def mark_task(self, message: MarkTask) -> DagRun:
         if message.state not in MARKABLE_TASK_STATES:
             raise InvalidRequest(
                 f"a task can be marked success, failed or skipped, not {message.state}"
             )
         run_key = (message.dag_id, message.run_id)
-        run, states = self._run_and_states(run_key, message.snapshot)
+        run, states = self.state.run_and_states(run_key, message.snapshot)
         current = states.get(message.task_id)
         if current is None:
             raise NotFound(f"run '{run.run_id}' has no task '{message.task_id}'")
@@ -60,10 +63,10 @@ class MarkCommands(Deciding):
         if current is TaskState.REMOVED:
             raise Conflict(f"task '{message.task_id}' was removed from the DAG")
         key = TaskKey(*run_key, message.task_id)
-        if run_key in self.book.trackers:  # running here: the downstream follows at once
+        if run_key in self.state.book.trackers:  # running here: the downstream follows at once
             self._stop(key)
             fields = _marked(key, current, message.state, "marked")
-            ready = self.book.set_task(
+            ready = self.state.book.set_task(
                 run_key,
                 message.task_id,
                 current,
@@ -72,35 +75,35 @@ class MarkCommands(Deciding):
                 reason=fields.reason,
                 by_hand=True,
             )
-            self._queue(ready)
-            return self.book.runs[run_key]
+            self.state.queue(ready)
+            return self.state.book.runs[run_key]
         if run.state not in FINISHED_RUN_STATES:
             raise Conflict(
                 f"run '{run.run_id}' is {run.state.value} and not started by this engine; "
                 "mark the run, or wait until it starts"
             )
-        self.book.writes.append(_marked(key, current, message.state, "marked"))
+        self.state.book.writes.append(_marked(key, current, message.state, "marked"))
         states[message.task_id] = message.state
         return self._settle_finished(run, states)
 
     def _settle_finished(self, run: DagRun, states: dict[str, TaskState]) -> DagRun:
         """A finished run whose task was marked: its state follows its tasks' (a failed run
         whose failed leaf was marked success succeeds)."""
-        dag = self.book.dags.get(run.dag_id)
+        dag = self.state.book.dags.get(run.dag_id)
         leaves = RunTracker.build(dag, states).leaves() if dag is not None else None
         derived = derive_run_state(states, leaves)
         if derived is run.state or derived not in MARKABLE_RUN_STATES:
             return run
-        self.book.runs[run.key] = run
-        moved = self._move_run(run.key, derived, reason="a task was marked", by_hand=True)
-        self.book.forget(run.key)
+        self.state.book.runs[run.key] = run
+        moved = self.state.move_run(run.key, derived, reason="a task was marked", by_hand=True)
+        self.state.book.forget(run.key)
         return moved
 
     def _stop(self, key: TaskKey) -> None:
         """Give back what the task holds, killing its try if one runs."""
-        active = self.slots.drop(key)
+        active = self.state.slots.drop(key)
         if active is not None and not active.sleeping:
-            self._actions.append(KillTry(key, active.try_number))
+            self.state.actions.append(KillTry(key, active.try_number))
 
 
 def _marked(key: TaskKey, current: TaskState, new: TaskState, why: str) -> TaskChange:

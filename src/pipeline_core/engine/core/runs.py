@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline_core.dag.graph import Graph
 from pipeline_core.engine.core.book import RunKey, retry_delay
-from pipeline_core.engine.core.deciding import Deciding
+from pipeline_core.engine.core.deciding import CoreState
 from pipeline_core.engine.core.messages import (
     Cancel,
     KillTry,
@@ -23,39 +23,42 @@ from pipeline_core.state import FINISHED_TASK_STATES, RunState, TaskState
 RETRYABLE = (TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED)
 
 
-class RunCommands(Deciding):
-    def _cancel(self, message: Cancel) -> DagRun:
+class RunCommands:
+    def __init__(self, state: CoreState) -> None:
+        self.state = state
+
+    def cancel(self, message: Cancel) -> DagRun:
         run_key = (message.dag_id, message.run_id)
-        run, states = self._run_and_states(run_key, message.snapshot)
+        run, states = self.state.run_and_states(run_key, message.snapshot)
         if run.state not in (RunState.QUEUED, RunState.RUNNING):
             raise Conflict(
                 f"run '{run.run_id}' already finished ({run.state.value}); nothing to cancel"
             )
-        self.book.runs[run_key] = run
+        self.state.book.runs[run_key] = run
         for task_id, state in states.items():
             if state in FINISHED_TASK_STATES:
                 continue
             key = TaskKey(*run_key, task_id)
-            active = self.slots.drop(key)
+            active = self.state.slots.drop(key)
             if active is not None and not active.sleeping:
-                self._actions.append(KillTry(key, active.try_number))
-            self.book.writes.append(
+                self.state.actions.append(KillTry(key, active.try_number))
+            self.state.book.writes.append(
                 TaskChange(key, state, TaskState.CANCELLED, reason="run cancelled")
             )
-        cancelled = self._move_run(run_key, RunState.CANCELLED, reason="cancelled")
-        self.book.forget(run_key)
-        self._start_waiting_runs(run_key[0])
+        cancelled = self.state.move_run(run_key, RunState.CANCELLED, reason="cancelled")
+        self.state.book.forget(run_key)
+        self.state.start_waiting_runs(run_key[0])
         return cancelled
 
-    def _retry(self, message: Retry) -> tuple[DagRun, list[str]]:
+    def retry(self, message: Retry) -> tuple[DagRun, list[str]]:
         run_key = (message.dag_id, message.run_id)
-        dag = self.book.dags.get(run_key[0])
+        dag = self.state.book.dags.get(run_key[0])
         if dag is None:
             raise NotFound(f"no DAG '{run_key[0]}' loaded to run the retry")
-        run, states = self._run_and_states(run_key, message.snapshot)
-        tracked = run_key in self.book.trackers
+        run, states = self.state.run_and_states(run_key, message.snapshot)
+        tracked = run_key in self.state.book.trackers
         if tracked:
-            held = self.book.tries
+            held = self.state.book.tries
             tries = {t: held.get(TaskKey(*run_key, t), (0, 1)) for t in states}
         else:
             snapshot = message.snapshot or RunSnapshot(run, ())
@@ -84,7 +87,7 @@ class RunCommands(Deciding):
         if tracked:
             ready: list[TaskKey] = []
             for task_id in requeue:
-                ready += self.book.set_task(
+                ready += self.state.book.set_task(
                     run_key,
                     task_id,
                     states[task_id],
@@ -92,13 +95,14 @@ class RunCommands(Deciding):
                     max_tries=grants[task_id],
                     reason="retry",
                 )
-            self._queue(
-                ready + self.book.follow(run_key, self.book.trackers[run_key].decide(requeue))
+            self.state.queue(
+                ready
+                + self.state.book.follow(run_key, self.state.book.trackers[run_key].decide(requeue))
             )
-            return self.book.runs[run_key], requeue
+            return self.state.book.runs[run_key], requeue
         for task_id in requeue:
             key = TaskKey(*run_key, task_id)
-            self.book.writes.append(
+            self.state.book.writes.append(
                 TaskChange(
                     key,
                     states[task_id],
@@ -109,22 +113,22 @@ class RunCommands(Deciding):
             )
             states[task_id] = TaskState.QUEUED
             tries[task_id] = (tries.get(task_id, (0, 1))[0], grants[task_id])
-        self.book.runs[run_key] = run
+        self.state.book.runs[run_key] = run
         if run.state in (RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED):
-            run = self._move_run(run_key, RunState.RUNNING, reason="retry")
-        self._track(run, states, tries)
+            run = self.state.move_run(run_key, RunState.RUNNING, reason="retry")
+        self.state.track(run, states, tries)
         return run, requeue
 
-    def _resume(self, snapshot: RunSnapshot, adopt: frozenset[str] = frozenset()) -> None:
+    def resume(self, snapshot: RunSnapshot, adopt: frozenset[str] = frozenset()) -> None:
         """Take over an unfinished run: running tries are orphaned (retried when they have
         tries left) unless they still run elsewhere (``adopt``: they keep a slot and their
         report ends them), up-for-retry ones wait out their delay again."""
         run = snapshot.run
-        if self.book.knows(run.key) or run.dag_id not in self.book.dags:
+        if self.state.book.knows(run.key) or run.dag_id not in self.state.book.dags:
             return
         states = {ti.task_id: ti.state for ti in snapshot.task_instances}
         tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.task_instances}
-        dag = self.book.dags[run.dag_id]
+        dag = self.state.book.dags[run.dag_id]
         for ti in snapshot.task_instances:
             if (
                 ti.state is TaskState.RUNNING
@@ -132,12 +136,12 @@ class RunCommands(Deciding):
                 and ti.task_id in dag.task_dict
             ):
                 pool = dag.task_dict[ti.task_id].pool
-                self.slots.hold(Active(ti.key, ti.try_number, pool, self._now.monotonic))
+                self.state.slots.hold(Active(ti.key, ti.try_number, pool, self.state.now.monotonic))
             elif ti.state is TaskState.RUNNING:
                 # Stopped wherever it may still run (a remote worker that claimed it late).
-                self._actions.append(KillTry(ti.key, ti.try_number))
+                self.state.actions.append(KillTry(ti.key, ti.try_number))
                 new = TaskState.UP_FOR_RETRY if ti.try_number < ti.max_tries else TaskState.FAILED
-                self.book.writes.append(
+                self.state.book.writes.append(
                     TaskChange(
                         ti.key,
                         TaskState.RUNNING,
@@ -148,50 +152,55 @@ class RunCommands(Deciding):
                 )
                 states[ti.task_id] = new
         if run.state is RunState.QUEUED:
-            self.book.enqueue(run, states)
-            self._start_waiting_runs(run.dag_id)
+            self.state.book.enqueue(run, states)
+            self.state.start_waiting_runs(run.dag_id)
             return
-        self._track(run, states, tries)
+        self.state.track(run, states, tries)
         for task_id, state in states.items():
-            if state is TaskState.UP_FOR_RETRY and task_id in self.book.dags[run.dag_id].task_dict:
+            if (
+                state is TaskState.UP_FOR_RETRY
+                and task_id in self.state.book.dags[run.dag_id].task_dict
+            ):
                 key = TaskKey(*run.key, task_id)
-                self._timer(
-                    retry_delay(self.book.task(key), tries[task_id][0]),
+                self.state.timer(
+                    retry_delay(self.state.book.task(key), tries[task_id][0]),
                     TimerKind.RETRY,
                     key,
                     tries[task_id][0],
                 )
 
-    def _resync(self, snapshot: RunSnapshot) -> None:
+    def resync(self, snapshot: RunSnapshot) -> None:
         """A write of this run was lost: hold the run as the store has it. Tries the store
         does not show running give their slots back; ready tasks queue again."""
         run_key = snapshot.run.key
-        if run_key not in self.book.trackers:
+        if run_key not in self.state.book.trackers:
             return
         states = {ti.task_id: ti.state for ti in snapshot.task_instances}
         tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.task_instances}
         for task_id, state in states.items():
             if state is not TaskState.RUNNING:
-                self.slots.drop(TaskKey(*run_key, task_id))
-        self._track(self.book.runs[run_key], states, tries)
+                self.state.slots.drop(TaskKey(*run_key, task_id))
+        self.state.track(self.state.book.runs[run_key], states, tries)
 
-    def _forget(self, run_key: RunKey) -> None:
-        for task_id in self.book.states(run_key) if self.book.knows(run_key) else ():
-            self.slots.drop(TaskKey(*run_key, task_id))
-        self.book.forget(run_key)
+    def forget(self, run_key: RunKey) -> None:
+        for task_id in self.state.book.states(run_key) if self.state.book.knows(run_key) else ():
+            self.state.slots.drop(TaskKey(*run_key, task_id))
+        self.state.book.forget(run_key)
 
-    def _set_dags(self, dags: dict[str, Any], paused: set[str]) -> list[str]:
-        new = sorted(set(dags) - set(self.book.dags))
+    def set_dags(self, dags: dict[str, Any], paused: set[str]) -> list[str]:
+        new = sorted(set(dags) - set(self.state.book.dags))
         changed = [
-            d for d in dags.values() if d.dag_id in self.book.dags and d != self.book.dags[d.dag_id]
+            d
+            for d in dags.values()
+            if d.dag_id in self.state.book.dags and d != self.state.book.dags[d.dag_id]
         ]
-        self.book.dags = dags
-        self.book.paused = paused
+        self.state.book.dags = dags
+        self.state.book.paused = paused
         for dag in changed:
-            removed, ready = self.book.remove_dropped_tasks(dag)
+            removed, ready = self.state.book.remove_dropped_tasks(dag)
             for key in removed:
-                self.slots.unqueue(key)  # it may have been waiting for a slot
-            self._queue(ready)
+                self.state.slots.unqueue(key)  # it may have been waiting for a slot
+            self.state.queue(ready)
         for dag_id in dags:
-            self._start_waiting_runs(dag_id)
+            self.state.start_waiting_runs(dag_id)
         return new

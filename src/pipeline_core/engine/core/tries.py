@@ -4,7 +4,7 @@ after its delay, failure, a sensor's next poke), and the timers that bring tasks
 from __future__ import annotations
 
 from pipeline_core.engine.core.book import retry_delay
-from pipeline_core.engine.core.deciding import Deciding
+from pipeline_core.engine.core.deciding import CoreState
 from pipeline_core.engine.core.jobs import Completion, Job
 from pipeline_core.engine.core.messages import (
     KillTry,
@@ -16,49 +16,52 @@ from pipeline_core.model import TaskChange, TaskKey
 from pipeline_core.state import TaskState
 
 
-class TryDecisions(Deciding):
-    def _start_try(self, key: TaskKey) -> None:
+class TryDecisions:
+    def __init__(self, state: CoreState) -> None:
+        self.state = state
+
+    def start_try(self, key: TaskKey) -> None:
         run_key = (key.dag_id, key.run_id)
-        task = self.book.task(key)
-        active = self.slots.active.get(key)
+        task = self.state.book.task(key)
+        active = self.state.slots.active.get(key)
         if active is not None and active.sleeping:  # a sensor's next poke: the same try
             active.sleeping = False
         else:
-            try_number = self.book.tries.get(key, (0, 1))[0] + 1
-            self.book.set_task(
+            try_number = self.state.book.tries.get(key, (0, 1))[0] + 1
+            self.state.book.set_task(
                 run_key, key.task_id, TaskState.QUEUED, TaskState.RUNNING, try_number=try_number
             )
-            active = self.slots.active[key] = Active(
-                key, try_number, task.pool, self._now.monotonic
+            active = self.state.slots.active[key] = Active(
+                key, try_number, task.pool, self.state.now.monotonic
             )
         timeout = task.timeout
         if task.type == "sensor" and timeout is not None:
-            timeout = max(0.001, timeout - (self._now.monotonic - active.first_started))
-        dag = self.book.trackers[run_key].dag
-        job = Job(key, active.try_number, dag, task, self.book.runs[run_key], timeout)
-        self._actions.append(SubmitTry(job))
+            timeout = max(0.001, timeout - (self.state.now.monotonic - active.first_started))
+        dag = self.state.book.trackers[run_key].dag
+        job = Job(key, active.try_number, dag, task, self.state.book.runs[run_key], timeout)
+        self.state.actions.append(SubmitTry(job))
 
-    def _complete(self, completion: Completion) -> None:
+    def complete(self, completion: Completion) -> None:
         key = completion.key
-        active = self.slots.active.get(key)
+        active = self.state.slots.active.get(key)
         if active is None or active.try_number != completion.try_number or active.sleeping:
             return  # a late report of a try that was cancelled or timed out already
-        self.slots.release(active)
-        task = self.book.task(key)
+        self.state.slots.release(active)
+        task = self.state.book.task(key)
         if task.type == "sensor" and (
             completion.outcome == "timeout"  # a poke cut short by what was left of the budget
             or (completion.outcome == "success" and not completion.result.poke_ok)
         ):
-            elapsed = self._now.monotonic - active.first_started
+            elapsed = self.state.now.monotonic - active.first_started
             if completion.outcome == "success" and (task.timeout is None or elapsed < task.timeout):
                 active.sleeping = True
                 interval = float(task.config.get("poke_interval", 30.0))
-                self._timer(interval, TimerKind.POKE, key, active.try_number)
+                self.state.timer(interval, TimerKind.POKE, key, active.try_number)
                 return
             completion = Completion(
                 key, completion.try_number, "timeout", f"sensor timed out after {task.timeout:g}s"
             )
-        del self.slots.active[key]
+        del self.state.slots.active[key]
         self._finish_try(key, completion)
 
     def _finish_try(self, key: TaskKey, completion: Completion) -> None:
@@ -66,68 +69,72 @@ class TryDecisions(Deciding):
             return  # the cancel itself already recorded the state
         run_key = (key.dag_id, key.run_id)
         if completion.outcome == "success":
-            ready = self.book.set_task(run_key, key.task_id, TaskState.RUNNING, TaskState.SUCCESS)
+            ready = self.state.book.set_task(
+                run_key, key.task_id, TaskState.RUNNING, TaskState.SUCCESS
+            )
             if completion.result.follow is not None:
-                ready = self.book.skip_unfollowed(
+                ready = self.state.book.skip_unfollowed(
                     run_key, key.task_id, completion.result.follow, ready
                 )
-            self._queue(ready)
+            self.state.queue(ready)
             return
         error = completion.error or completion.outcome
-        try_number, max_tries = self.book.tries.get(key, (completion.try_number, 1))
+        try_number, max_tries = self.state.book.tries.get(key, (completion.try_number, 1))
         if try_number < max_tries:
-            self._queue(
-                self.book.set_task(
+            self.state.queue(
+                self.state.book.set_task(
                     run_key, key.task_id, TaskState.RUNNING, TaskState.UP_FOR_RETRY, error=error
                 )
             )
-            self._timer(
-                retry_delay(self.book.task(key), try_number), TimerKind.RETRY, key, try_number
+            self.state.timer(
+                retry_delay(self.state.book.task(key), try_number), TimerKind.RETRY, key, try_number
             )
             return
-        self._queue(
-            self.book.set_task(
+        self.state.queue(
+            self.state.book.set_task(
                 run_key, key.task_id, TaskState.RUNNING, TaskState.FAILED, error=error
             )
         )
 
-    def _requeue(self, key: TaskKey, try_number: int) -> None:
+    def requeue(self, key: TaskKey, try_number: int) -> None:
         """A retry delay is over: up_for_retry → queued, and onto a pool queue when ready."""
         run_key = (key.dag_id, key.run_id)
-        tracker = self.book.trackers.get(run_key)
+        tracker = self.state.book.trackers.get(run_key)
         if tracker is None or tracker.states.get(key.task_id) is not TaskState.UP_FOR_RETRY:
             return
-        if self.book.tries.get(key, (0, 0))[0] != try_number:
+        if self.state.book.tries.get(key, (0, 0))[0] != try_number:
             return
-        ready = self.book.set_task(run_key, key.task_id, TaskState.UP_FOR_RETRY, TaskState.QUEUED)
-        self._queue(ready + self.book.follow(run_key, tracker.decide([key.task_id])))
+        ready = self.state.book.set_task(
+            run_key, key.task_id, TaskState.UP_FOR_RETRY, TaskState.QUEUED
+        )
+        self.state.queue(ready + self.state.book.follow(run_key, tracker.decide([key.task_id])))
 
-    def _repoke(self, key: TaskKey, try_number: int) -> None:
-        active = self.slots.active.get(key)
+    def repoke(self, key: TaskKey, try_number: int) -> None:
+        active = self.state.slots.active.get(key)
         if active is not None and active.sleeping and active.try_number == try_number:
-            self._queue([key])
+            self.state.queue([key])
 
-    def _fail_waiting(self, key: TaskKey, error: str) -> None:
+    def fail_waiting(self, key: TaskKey, error: str) -> None:
         """A queued task that can never run (its pool does not exist) fails at once."""
         run_key = (key.dag_id, key.run_id)
-        try_number = self.book.tries.get(key, (0, 1))[0] + 1
-        self.book.set_task(
+        try_number = self.state.book.tries.get(key, (0, 1))[0] + 1
+        self.state.book.set_task(
             run_key, key.task_id, TaskState.QUEUED, TaskState.RUNNING, try_number=try_number
         )
-        self._queue(
-            self.book.set_task(
+        self.state.queue(
+            self.state.book.set_task(
                 run_key, key.task_id, TaskState.RUNNING, TaskState.FAILED, error=error
             )
         )
 
-    def _abandon(self, reason: str) -> None:
-        for key, active in list(self.slots.active.items()):
+    def abandon(self, reason: str) -> None:
+        for key, active in list(self.state.slots.active.items()):
             if not active.sleeping:
-                self._actions.append(KillTry(key, active.try_number))
-            self.slots.release(active)
-            try_number, max_tries = self.book.tries.get(key, (active.try_number, 1))
+                self.state.actions.append(KillTry(key, active.try_number))
+            self.state.slots.release(active)
+            try_number, max_tries = self.state.book.tries.get(key, (active.try_number, 1))
             new = TaskState.UP_FOR_RETRY if try_number < max_tries else TaskState.FAILED
-            self.book.writes.append(
+            self.state.book.writes.append(
                 TaskChange(key, TaskState.RUNNING, new, error=reason, reason=reason)
             )
-        self.slots.active.clear()
+        self.state.slots.active.clear()
