@@ -39,6 +39,16 @@ RABBITMQ_URL = os.environ.get("PIPELINE_CORE_RABBITMQ_URL", "amqp://guest:guest@
 QUEUES = ("pipeline-core", "pipeline-core.default_pool", "pipeline-core.heavy")
 
 
+def needs_tool(tool: Path, what: str) -> None:
+    """A test tool that ``make test`` installs: a failure in CI, a skip elsewhere."""
+    if tool.exists():
+        return
+    message = f"{what} is not installed ({tool}); `make test` installs it"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def broker_or_skip(url: str) -> str:
     """``url`` once it answers, with the test queues emptied of other tests' leftovers."""
     from kombu import Connection

@@ -15,7 +15,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from pipeline_core.api.openapi.document import document
-from tests.conftest import pipeline_core_process, poll_until
+from tests.conftest import needs_tool, pipeline_core_process, poll_until
 
 ROOT = Path(__file__).parents[2]
 LINTER = ROOT / "tools" / "openapi-lint"
@@ -24,15 +24,6 @@ SPECTRAL = LINTER / "node_modules" / ".bin" / "spectral"
 #: any machine and any day (a budget makes the count, and so the cases, follow the clock).
 FUZZ_EXAMPLES = 40
 FUZZ_TIMEOUT = 600
-
-
-def needs(tool: Path, what: str) -> None:
-    if tool.exists():
-        return
-    message = f"{what} is not installed ({tool}); `make test` installs it"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def test_the_document_is_valid_openapi_3_1():
@@ -50,7 +41,7 @@ def test_every_operation_has_an_id_a_tag_and_a_description():
 
 
 def test_a_real_linter_finds_nothing(tmp_path):
-    needs(SPECTRAL, "the Spectral OpenAPI linter")
+    needs_tool(SPECTRAL, "the Spectral OpenAPI linter")
     spec = tmp_path / "openapi.json"
     spec.write_text(json.dumps(document()))
     result = subprocess.run(
@@ -65,7 +56,7 @@ def test_a_real_linter_finds_nothing(tmp_path):
 @pytest.mark.timeout(FUZZ_TIMEOUT)
 def test_schemathesis_finds_no_failure_against_a_served_instance(tmp_path):
     fuzzer = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
-    needs(Path(fuzzer or "schemathesis"), "schemathesis")
+    needs_tool(Path(fuzzer or "schemathesis"), "schemathesis")
     log = tmp_path / "serve.log"
     with log.open("w") as output:  # a file, not a pipe nobody reads once the port is known
         server = pipeline_core_process(
