@@ -276,7 +276,7 @@ def test_the_engine_stops_its_workers_when_it_stops(harness):
     engine = harness.start(dag, default_executor="worker")
     harness.wait_run(engine.trigger(TriggerRequest("t")))
     pool = engine.executor.workers  # type: ignore[attr-defined]
-    pids = list(pool._workers)
+    pids = list(pool.roster.workers)
     assert pids and all(alive(p) for p in pids)
     engine.stop(grace=0)
     harness.engine = None
@@ -288,7 +288,7 @@ def test_a_killed_zygote_is_replaced(harness):
     dag = dag_from(f'tasks:\n  a: {{type: python, callable: "{T}:add", kwargs: {{a: 1, b: 1}}}}\n')
     engine = harness.start(dag, default_executor="worker")
     pool = engine.executor.workers  # type: ignore[attr-defined]
-    old = pool._zygote.process.pid
+    old = pool.roster.zygote.process.pid
     os.kill(old, signal.SIGKILL)
-    harness.poll(lambda: pool._zygote is not None and pool._zygote.process.pid != old, timeout=10)
+    harness.poll(lambda: (z := pool.roster.zygote) is not None and z.process.pid != old, timeout=10)
     assert harness.wait_run(engine.trigger(TriggerRequest("t"))).state is RunState.SUCCESS

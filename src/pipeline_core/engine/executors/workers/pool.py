@@ -11,12 +11,14 @@ owns every connection and turns a ``done``, or a worker's death, into the try's
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import selectors
+import socket
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
+from collections import deque
 from typing import Any
 
 from pipeline_core.engine.executors.workers import wire
@@ -28,48 +30,66 @@ from pipeline_core.engine.executors.workers.roster import (
 )
 from pipeline_core.engine.executors.workers.spawn import START_TIMEOUT
 from pipeline_core.errors import ConfigurationError
-from pipeline_core.metrics import Metrics
+from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.store.base import Store
 
 logger = logging.getLogger("pipeline_core.engine")
 __all__ = ["Assignment", "PoolSettings", "WorkerPool"]
 
 
-class WorkerPool(WorkerRoster):
+class WorkerPool:
+    """Tries handed to warm workers: the queue of tries waiting, and the supervisor thread
+    that owns every connection. Its ``roster`` keeps the processes."""
+
     def __init__(
         self, store: Store, settings: PoolSettings, metrics: Metrics | None = None
     ) -> None:
-        super().__init__(store, settings, metrics)
+        self.store = store
+        self.settings = settings
+        self.metrics: Metrics = metrics or NullMetrics()
+        self._lock = threading.RLock()
+        self._queue: deque[Assignment] = deque()
+        self._fresh: deque[Assignment] = deque()  # waiting for an interpreter of their own
+        self._tokens = itertools.count(1)
+        self._dags: dict[int, tuple[Any, int, bytes]] = {}
+        self._runs: dict[int, tuple[Any, bytes]] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.roster = WorkerRoster(
+            settings, self.metrics, self._lock, self._selector, self._assign_locked, self._fail_all
+        )
         self._thread = threading.Thread(target=self._supervise, name="worker-pool", daemon=True)
 
     def start(self) -> WorkerPool:
         """Start the zygote and ``size`` workers; ``ConfigurationError`` if they cannot."""
+        roster = self.roster
         self._thread.start()
-        if not self._started.wait(START_TIMEOUT):
-            self._start_error = f"workers did not start within {START_TIMEOUT:g}s"
-        if self._start_error is not None:
+        if not roster.started.wait(START_TIMEOUT):
+            roster.start_error = f"workers did not start within {START_TIMEOUT:g}s"
+        if roster.start_error is not None:
             self.stop()
-            raise ConfigurationError(f"the worker pool cannot start: {self._start_error}")
+            raise ConfigurationError(f"the worker pool cannot start: {roster.start_error}")
         return self
 
     def stop(self) -> None:
         """Kill every worker (with whatever its try started) and the zygote."""
         with self._lock:
-            self._stopping = True
+            self.roster.stopping = True
         self._wake()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
     def stats(self) -> tuple[int, int]:
         """(busy, idle) workers."""
-        with self._lock:
-            busy = sum(1 for w in self._workers.values() if w.current is not None)
-            return busy, sum(1 for w in self._workers.values() if w.idle)
+        return self.roster.stats()
 
     def submit(self, assignment: Assignment) -> None:
         with self._lock:
-            if self._failures.broken is not None:
-                assignment.fail(f"no worker can start: {self._failures.broken}")
+            broken = self.roster.failures.broken
+            if broken is not None:
+                assignment.fail(f"no worker can start: {broken}")
             elif assignment.fresh:
                 self._fresh.append(assignment)
                 self._wake()
@@ -81,10 +101,15 @@ class WorkerPool(WorkerRoster):
 
     def _assign_locked(self) -> None:
         while self._queue:
-            worker = next((w for w in self._workers.values() if w.idle and not w.process), None)
+            worker = self.roster.idle_worker()
             if worker is None:
                 break
             self._send_locked(worker, self._queue.popleft())
+
+    def _fail_all(self, broken: str) -> None:
+        """No worker can start: every waiting try fails, naming why (under the lock)."""
+        while self._queue:
+            self._queue.popleft().fail(f"no worker can start: {broken}")
 
     def _send_locked(self, worker: WorkerLink, assignment: Assignment) -> None:
         if assignment.stopped():
@@ -119,14 +144,15 @@ class WorkerPool(WorkerRoster):
         return cached[1]
 
     def _supervise(self) -> None:
+        roster = self.roster
         try:
-            self._start_zygote()
+            roster.start_zygote()
         except ConfigurationError as exc:
-            self._start_error = exc.message
-            self._started.set()
+            roster.start_error = exc.message
+            roster.started.set()
             self._shutdown()
             return
-        while not self._stopping:
+        while not roster.stopping:
             try:
                 self._step()
             except Exception:  # the one thread every try depends on must not end
@@ -134,8 +160,15 @@ class WorkerPool(WorkerRoster):
                 time.sleep(0.1)
         self._shutdown()
 
+    def _shutdown(self) -> None:
+        self.roster.shutdown()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
     def _step(self) -> None:
-        timeout = min(self.settings.idle_timeout, self._failures.retry_in() or 1.0)
+        roster = self.roster
+        timeout = min(self.settings.idle_timeout, roster.failures.retry_in() or 1.0)
         if self._queue:
             timeout = min(timeout, self.settings.grow_after)
         for key, _ in self._selector.select(max(0.01, timeout)):
@@ -147,28 +180,25 @@ class WorkerPool(WorkerRoster):
             else:
                 self._on_worker(key.data)
         now = time.monotonic()
-        if self._fresh or now >= self._next_housekeeping:
-            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
+        if self._fresh or now >= roster.next_housekeeping:
+            roster.next_housekeeping = now + HOUSEKEEPING_INTERVAL
             with self._lock:
-                self._start_fresh_locked()
-                self._housekeep_locked()
+                roster.start_fresh_locked(self._fresh)
+                roster.housekeep_locked(waiting=bool(self._queue))
                 self._report_gauges()
 
     def _on_zygote(self) -> None:
-        assert self._zygote is not None
-        message = self._zygote.receive()
+        roster = self.roster
+        assert roster.zygote is not None
+        message = roster.zygote.receive()
         if message is None:
-            self._zygote_died()
+            roster.zygote_died()
             return
         with self._lock:
             if "spawned" in message:
-                sock = self._starting.pop(message["spawned"], None)
-                if sock is not None:
-                    pid = message["pid"]
-                    self._workers[pid] = worker = WorkerLink(pid, Connection(sock.detach()))
-                    self._selector.register(worker.connection, selectors.EVENT_READ, worker)
+                roster.spawned(message["spawned"], message["pid"])
             elif "exited" in message:
-                self._worker_exited(message["exited"], message["code"])
+                roster.worker_exited(message["exited"], message["code"])
 
     def _on_worker(self, worker: WorkerLink) -> None:
         """The worker's next message (the selector reports it again while more are there)."""
@@ -177,10 +207,10 @@ class WorkerPool(WorkerRoster):
         try:
             message = wire.loads(worker.connection.recv_bytes())
         except (EOFError, OSError):
-            self._close(worker)  # its exit status says why
+            self.roster.close(worker)  # its exit status says why
             if worker.process is not None:  # ours to reap
                 with self._lock:
-                    self._worker_exited(worker.pid, worker.process.wait())
+                    self.roster.worker_exited(worker.pid, worker.process.wait())
             return
         self._on_message(worker, message)
 
@@ -189,8 +219,8 @@ class WorkerPool(WorkerRoster):
             with self._lock:
                 worker.ready = True
                 if worker.process is None:
-                    self._failures.started()
-                    self._started.set()
+                    self.roster.failures.started()
+                    self.roster.started.set()
                 elif worker.pending is not None:
                     self._send_locked(worker, worker.pending)
                     worker.pending = None
@@ -204,7 +234,7 @@ class WorkerPool(WorkerRoster):
         if worker.process is not None:
             worker.closing = True  # a fresh interpreter serves one try, then exits
         elif limit and worker.tries >= limit:
-            self._close(worker)  # recycled: its loop ends and the zygote reports the exit
+            self.roster.close(worker)  # recycled: its loop ends and the zygote reports the exit
         with self._lock:
             self._assign_locked()  # the next try first: the worker waits for nothing else
         assignment.finish(completion)
