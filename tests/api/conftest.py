@@ -220,6 +220,18 @@ def stop_pair(scheduler: Any, api: Any) -> None:
     scheduler.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def module_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The one-process deployment, shared by a module whose tests do not interfere."""
+    from tests import fixtures
+    from tests.api.engine_system import System
+
+    fixtures.reset()
+    created = System(tmp_path_factory.mktemp("system"))
+    yield created
+    created.close()
+
+
 @pytest.fixture(params=["one-process", "api-beside-scheduler-on-postgres"])
 def system(request, tmp_path) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     """The API over a real engine: in one process on SQLite, or an API-only server on

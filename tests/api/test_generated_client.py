@@ -56,13 +56,9 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    from tests import fixtures
-
-    fixtures.reset()
-    created = System(tmp_path_factory.mktemp("served"))
-    yield created
-    created.close()
+def system(module_system: System) -> System:
+    """One deployment for the whole module: its tests do not depend on each other's runs."""
+    return module_system
 
 
 class Calls:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -30,13 +29,9 @@ EDGE_DATES = [
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    from tests import fixtures
-
-    fixtures.reset()
-    created = System(tmp_path_factory.mktemp("edges"))
-    yield created
-    created.close()
+def system(module_system: System) -> System:
+    """One deployment for the whole module: its tests do not depend on each other's runs."""
+    return module_system
 
 
 @pytest.fixture
