@@ -96,3 +96,29 @@ def _port_in(log: Path) -> int | None:
         if "API on http://" in line:
             return int(line.rsplit(":", 1)[1].split("/")[0])
     return None
+
+
+def test_the_document_and_the_route_table_name_the_same_operations():
+    """Until the document is generated from the routes, nothing may be in one and not the
+    other: every API route is documented, and every documented operation is served."""
+    import re
+
+    from pipeline_core.store import open_store
+    from tests.api.conftest import serve
+
+    store = open_store("memory://")
+    server = serve(store)
+    try:
+        served = {
+            (method.lower(), re.sub(r":(\w+)", r"{\1}", route.path))
+            for route in server.app.router.routes
+            if route.path.startswith("/api/v1/")
+            for method in route.methods
+        }
+    finally:
+        server.stop()
+        store.close()
+    documented = {
+        (method, path) for path, operations in document()["paths"].items() for method in operations
+    }
+    assert len(served) >= 30 and served == documented
