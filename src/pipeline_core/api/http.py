@@ -91,15 +91,10 @@ class Request:
             raise bad_request(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad_request(f"malformed JSON body: {exc}") from None
-        if _depth(value) > MAX_JSON_DEPTH:
-            raise bad_request(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
-        where = _unstorable_string(value)
-        if where is not None:
-            raise bad_request(
-                f"the JSON body holds a string that is not storable text at {where}: "
-                "a lone surrogate escape (\\ud800-\\udfff) or a NUL (\\u0000)",
-                field=where,
-            )
+        problem = _problem_in(value)
+        if problem is not None:
+            message, details = problem
+            raise bad_request(message, **details)
         return value
 
     def json_object(self, allowed: set[str]) -> dict[str, Any]:
@@ -130,40 +125,38 @@ def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
-def _depth(value: Any) -> int:
-    """How deeply ``value`` nests lists and objects (a scalar: 0), without recursion."""
-    deepest, level = 0, [(value, 1)]
-    while level:
-        item, depth = level.pop()
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        )
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        if depth <= MAX_JSON_DEPTH:
-            level.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def _unstorable_string(value: Any) -> str | None:
-    """Where ``value`` holds a key or string that no store keeps as text (a lone UTF-16
-    surrogate, which UTF-8 cannot encode, or a NUL, which PostgreSQL refuses), as a path
-    such as ``conf.x[2]``; ``None`` when there is none. Without recursion."""
-    pending: list[tuple[Any, str]] = [(value, "")]
+def _problem_in(value: Any) -> tuple[str, dict[str, str]] | None:
+    """What makes a parsed body unusable, in one walk without recursion: nesting deeper than
+    ``MAX_JSON_DEPTH``, or a key or string no store keeps as text (a lone UTF-16 surrogate,
+    which UTF-8 cannot encode, or a NUL, which PostgreSQL refuses) — the message and its
+    details, the string's place named as a path such as ``conf.x[2]``; ``None`` if none."""
+    pending: list[tuple[Any, str, int]] = [(value, "", 0)]
     while pending:
-        item, path = pending.pop()
+        item, path, depth = pending.pop()
         if isinstance(item, str):
             if not _storable(item):
-                return path or "the top level"
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if not _storable(key):
-                    return f"a key of {path or 'the top level'}"
-                pending.append((child, f"{path}.{key}" if path else key))
-        elif isinstance(item, list):
-            pending.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+                return _unstorable(path or "the top level")
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth + 1 > MAX_JSON_DEPTH:
+            return f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels", {}
+        if isinstance(item, list):
+            pending.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+            continue
+        for key, child in item.items():
+            if not _storable(key):
+                return _unstorable(f"a key of {path or 'the top level'}")
+            pending.append((child, f"{path}.{key}" if path else key, depth + 1))
     return None
+
+
+def _unstorable(where: str) -> tuple[str, dict[str, str]]:
+    message = (
+        f"the JSON body holds a string that is not storable text at {where}: "
+        "a lone surrogate escape (\\ud800-\\udfff) or a NUL (\\u0000)"
+    )
+    return message, {"field": where}
 
 
 def _storable(text: str) -> bool:

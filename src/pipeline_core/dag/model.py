@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
@@ -125,15 +125,15 @@ def parse_datetime(value: object, tz: tzinfo = UTC) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
     try:
-        parsed = parsed.astimezone(UTC)
-    except OverflowError:
-        parsed = EARLIEST - timedelta(days=1) if parsed.year == 1 else LATEST + timedelta(days=1)
-    if not EARLIEST <= parsed <= LATEST:
+        utc: datetime | None = parsed.astimezone(UTC)
+    except OverflowError:  # before year 1 or after 9999 once in UTC
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
         raise ValueError(
             f"date/time {value!r:.60} is outside the supported range "
             "0001-01-02T00:00:00Z to 9999-12-30T23:59:59.999999Z"
         )
-    return parsed
+    return utc
 
 
 def invalid_id_reason(value: object) -> str | None:

@@ -29,7 +29,6 @@ from pipeline_core.engine.core.messages import (
     Drain,
     MarkRun,
     MarkTask,
-    Message,
     Pause,
     PoolChanged,
     Resume,
@@ -52,7 +51,6 @@ from pipeline_core.store.base import Store
 from pipeline_core.store.types import DEFAULT_POOL_SLOTS, DagRecord, Pool
 
 logger = logging.getLogger("pipeline_core.engine")
-Item = Message | Callable[[], Any] | None
 
 
 class Engine:

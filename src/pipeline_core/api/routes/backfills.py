@@ -26,7 +26,6 @@ FIELDS = {"from", "to", "max_active_runs", "reprocess", "dry_run"}
 _PLAIN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 DEFAULT_ACTIVE = 10
 MAX_ACTIVE = 1000
-_TINY = timedelta(microseconds=1)
 
 
 def create_backfill(store: Store, max_runs: int) -> Callable[[Request], Response]:
@@ -190,7 +189,8 @@ def _date(body: dict[str, Any], name: str, zone: ZoneInfo, *, end_of_day: bool =
             parse_datetime(value, zone)  # the day itself must be in the supported range
             day = date.fromisoformat(value.strip())
             try:
-                return parse_datetime((day + timedelta(days=1)).isoformat(), zone) - _TINY
+                next_day = parse_datetime((day + timedelta(days=1)).isoformat(), zone)
+                return next_day - timedelta(microseconds=1)
             except (ValueError, OverflowError):  # the day ends past the range: up to its end
                 return LATEST
         return parse_datetime(value, zone)

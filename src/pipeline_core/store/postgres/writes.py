@@ -1,4 +1,4 @@
-"""What PostgreSQL's one-call writes send and get back (``store/sql/pg_functions.py`` runs
+"""What PostgreSQL's one-call writes send and get back (``store/postgres/functions.py`` runs
 them): the writes as JSON, and the events they appended, rebuilt for this process's
 subscribers from what the call returns."""
 

@@ -9,7 +9,7 @@ connection that every thread shares, every transaction (reads too) taken in turn
 one thread commits the next one sees.
 
 ``wait_for_events`` polls nothing: waiters of this process are told of its commits
-directly, and other processes wake them through ``sqlite_wake``.
+directly, and other processes wake them through ``sqlite/wake.py``.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class SqliteStore(SqlStore):
 
     def wait_for_events(self, after_seq: int, timeout: float) -> bool:
         """Sleep until an event after ``after_seq`` is committed, by this process or (woken
-        through ``sqlite_wake``) another one."""
+        through ``sqlite/wake.py``) another one."""
         with self._waiter_lock:
             if self._waiter is None:
                 if self._closed:
