@@ -119,6 +119,16 @@ def poll_until(
         time.sleep(interval)
 
 
+def process_alive(pid: int | str) -> bool:
+    """Whether ``pid`` still runs. A zombie has ended (it only waits to be reaped), and a
+    process may vanish between any two looks, so every read of ``/proc`` may fail."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def pipeline_core_process(*args: str, **popen: Any) -> subprocess.Popen[str]:
     """``python -m pipeline_core ARGS`` as a real process that imports this checkout."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

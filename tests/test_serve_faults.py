@@ -20,7 +20,7 @@ import pytest
 from pipeline_core.state import FINISHED_RUN_STATES, RunState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import RunQuery, TaskInstanceQuery
-from tests.conftest import pipeline_core_process, poll_until
+from tests.conftest import pipeline_core_process, poll_until, process_alive
 
 pytestmark = pytest.mark.slow
 T = "tests.fixtures"
@@ -153,25 +153,13 @@ def test_crashing_and_hanging_tasks_leave_the_server_healthy_and_idle(tmp_path):
         poll_until(lambda: (tmp_path / "child").exists() and (tmp_path / "child").read_text())
         server.call("DELETE", f"/dags/spinner/runs/{spinning['run_id']}")
         child = int((tmp_path / "child").read_text())
-        poll_until(lambda: _gone(child), 10)  # killed within the grace
+        poll_until(lambda: not process_alive(child), 10)  # killed within the grace
         before = tree_cpu_seconds(server.process.pid)
         time.sleep(1.0)  # a second of wall time, to measure CPU over
         assert tree_cpu_seconds(server.process.pid) - before < 0.3
     finally:
         server.stop()
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
-
-
-def _state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
-
-def _gone(pid: int) -> bool:
-    """Exited (a zombie waiting to be reaped counts)."""
-    try:
-        return "Z" in _state(pid)
-    except FileNotFoundError:
-        return True
 
 
 # --- kill -9 and restart --------------------------------------------------------------------
@@ -231,7 +219,7 @@ def _task_processes(markers: Path) -> list[str]:
     found = subprocess.run(
         ["pgrep", "-f", str(markers)], capture_output=True, text=True, check=False
     ).stdout.split()
-    return [pid for pid in found if Path(f"/proc/{pid}").exists() and _state(int(pid)) != "Z"]
+    return [pid for pid in found if process_alive(pid)]
 
 
 def _count(store: Any, state: str) -> int:

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from pipeline_core.engine.remote import RemoteControl
@@ -14,7 +11,7 @@ from pipeline_core.state import FINISHED_RUN_STATES, RunState, TaskState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery
 from tests.celery.cluster import scheduler, worker
-from tests.conftest import poll_until
+from tests.conftest import poll_until, process_alive
 
 pytestmark = pytest.mark.slow
 
@@ -129,7 +126,7 @@ def test_cancel_kills_a_task_running_on_a_worker(tmp_path, pg_url, redis_url):
         ]
         assert all(i["kind"] != "worker" for i in health["instances"])
         assert control.cancel("hang", "r1").state is RunState.CANCELLED
-        poll_until(lambda: not _alive(pid), timeout=30)
+        poll_until(lambda: not process_alive(pid), timeout=30)
         poll_until(
             lambda: any(
                 e.payload["outcome"] == "cancelled"
@@ -160,16 +157,6 @@ def _health(store) -> dict:  # type: ignore[no-untyped-def]
         return data
     finally:
         server.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill 0: look at its state.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
 
 
 def _key(dag_id: str, run_id: str, task_id: str):  # type: ignore[no-untyped-def]

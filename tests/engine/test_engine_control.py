@@ -3,8 +3,6 @@ max_active_runs, pause, and DAGs that change under running runs."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from pipeline_core.errors import Conflict, NotFound
@@ -12,6 +10,7 @@ from pipeline_core.model import TaskKey, TriggerRequest
 from pipeline_core.state import RunState
 from pipeline_core.store.types import Pool
 from tests import fixtures
+from tests.conftest import process_alive
 from tests.engine.conftest import dag_from
 
 T = "tests.fixtures"
@@ -35,18 +34,9 @@ def test_cancel_kills_the_running_shell_task(harness, tmp_path):
     cancelled = engine.cancel("t", run.run_id)
     assert cancelled.state is RunState.CANCELLED
     assert harness.states(run) == {"long": "cancelled", "after": "cancelled", "other": "cancelled"}
-    harness.poll(lambda: not _alive(child), timeout=5)
+    harness.poll(lambda: not process_alive(child), timeout=5)
     with pytest.raises(Conflict, match="already finished"):
         engine.cancel("t", run.run_id)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split()[2] != "Z"
 
 
 def test_retry_requeues_failed_tasks_and_the_run_succeeds(harness):

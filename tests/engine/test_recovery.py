@@ -12,6 +12,7 @@ import time
 from pipeline_core.model import DagRun, TaskChange, TaskKey, TaskSpec, TriggerRequest, utcnow
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.types import EventQuery, RunQuery
+from tests.conftest import process_alive
 from tests.engine.conftest import dag_from
 
 DAG_TEXT = """
@@ -77,14 +78,7 @@ def test_sigkilled_engine_run_finishes_after_restart(harness, tmp_path):
 def running_with(text: str) -> bool:
     """Whether a process whose command line contains ``text`` still runs (zombies aside)."""
     found = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True, check=False)
-    for pid in found.stdout.split():
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-                if handle.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    return True
-        except OSError:
-            continue
-    return False
+    return any(process_alive(pid) for pid in found.stdout.split())
 
 
 def test_graceful_stop_leaves_consistent_state_and_resumes(harness, tmp_path):

@@ -16,21 +16,10 @@ from pipeline_core.errors import ConfigurationError
 from pipeline_core.metrics import MetricsCollector
 from pipeline_core.model import TriggerRequest
 from pipeline_core.state import RunState
+from tests.conftest import process_alive
 from tests.engine.conftest import dag_from
 
 T = "tests.fixtures"
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie has ended, it only waits to be reaped
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def read_pid(path) -> int:  # type: ignore[no-untyped-def]
@@ -118,7 +107,7 @@ def test_a_spinning_task_is_killed_at_its_timeout(harness, tmp_path, mode):
     run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.states(run) == {"hang": "failed", "fine": "success"}
     assert harness.ti(run, "hang").error == "timed out after 1s"
-    harness.poll(lambda: not alive(read_pid(pid_file)), timeout=2)
+    harness.poll(lambda: not process_alive(read_pid(pid_file)), timeout=2)
 
 
 def test_cancel_kills_a_spinning_callable_and_its_children(harness, tmp_path):
@@ -133,10 +122,10 @@ def test_cancel_kills_a_spinning_callable_and_its_children(harness, tmp_path):
     run = engine.trigger(TriggerRequest("t"))
     harness.poll(lambda: pid_file.exists() and pid_file.read_text() != "")
     child = read_pid(pid_file)
-    assert alive(child)
+    assert process_alive(child)
     engine.cancel("t", run.run_id)
     assert harness.wait_run(run).state is RunState.CANCELLED
-    harness.poll(lambda: not alive(child), timeout=2)
+    harness.poll(lambda: not process_alive(child), timeout=2)
     # The pool replaced the killed worker: the next try runs.
     nxt = dag_from(f'tasks:\n  ok: {{type: python, callable: "{T}:add", kwargs: {{a: 1, b: 1}}}}\n')
     engine.set_dags({"t": nxt})
@@ -157,7 +146,7 @@ def test_a_shell_task_timeout_kills_its_whole_tree(harness, tmp_path):
     engine = harness.start(dag, default_executor="worker")
     run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.ti(run, "sh").error == "timed out after 1s"
-    harness.poll(lambda: not alive(read_pid(pid_file)), timeout=2)
+    harness.poll(lambda: not process_alive(read_pid(pid_file)), timeout=2)
 
 
 def test_memory_limit_fails_the_try_naming_the_limit(harness):
@@ -277,10 +266,10 @@ def test_the_engine_stops_its_workers_when_it_stops(harness):
     harness.wait_run(engine.trigger(TriggerRequest("t")))
     pool = engine.executor.workers  # type: ignore[attr-defined]
     pids = list(pool.roster.workers)
-    assert pids and all(alive(p) for p in pids)
+    assert pids and all(process_alive(p) for p in pids)
     engine.stop(grace=0)
     harness.engine = None
-    harness.poll(lambda: not any(alive(p) for p in pids), timeout=5)
+    harness.poll(lambda: not any(process_alive(p) for p in pids), timeout=5)
     assert sys.platform != "linux" or not pool._thread.is_alive()
 
 
