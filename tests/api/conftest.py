@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pipeline_core.api.openapi.document import document
+from pipeline_core.api.routes.builder import api_document as document
 
 OPEN_CLIENTS: list[Client] = []
 DOC = document()

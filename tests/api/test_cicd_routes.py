@@ -136,7 +136,7 @@ def test_wait_is_woken_by_the_end_not_a_timer(system: System) -> None:
 def test_wait_errors(system: System) -> None:
     trigger(system, "etl", {"run_id": "e"})
     for query, message in (
-        ("timeout=0", "'timeout' must be a number of seconds"),
+        ("timeout=0", "'timeout' must be a number above 0 and at most 3600, got 0.0"),
         ("timeout=3601", "at most 3600"),
         ("timeout=nan", "'timeout' must be"),
         ("timeout=soon", "'timeout' must be"),
@@ -169,7 +169,7 @@ def test_mark_a_running_run_failed_kills_its_try(system: System) -> None:
 def test_patch_run_errors(system: System) -> None:
     trigger(system, "etl", {"run_id": "p"})
     for body, message in (
-        ({}, "give 'state'"),
+        ({}, "the body needs at least one of 'state' and 'note'"),
         ({"state": "cancelled"}, "'state' must be one of failed, success"),
         ({"note": 3}, "'note' must be a string"),
         ({"note": "x" * 1001}, "at most 1000"),

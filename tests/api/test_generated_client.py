@@ -2,9 +2,10 @@
 openapi-python-client imports, and its calls work against a served instance over the wire,
 each answer parsed into the generated models.
 
-Every operation is called but the event stream (a stream: tests/api/test_sse.py) and the
-text expositions of ``get_metrics``: Prometheus and OpenMetrics text share its 200 with the
-JSON snapshot, and the generated client parses that answer as JSON only."""
+Every operation is called but the event stream (a stream: tests/api/test_sse.py). The
+metrics' text expositions are operations of their own: the generator reads Prometheus text
+(``text/plain``) as text; it knows no parser for OpenMetrics' own media type, so that call
+hands back the answer's bytes, as the generator does for any media type it does not know."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from pipeline_core.api.openapi.document import document
+from pipeline_core.api.routes.builder import api_document as document
 from tests.api.engine_system import System
 from tests.conftest import needs_tool
 
@@ -119,6 +120,14 @@ def test_the_generated_client_imports_and_every_call_works(call):
     assert '"rows": 3' in _ok(call("get_log", "etl", "gen", "extract")).data.text
     assert _ok(call("get_dag_stats", "etl")).data.runs.total >= 1
     assert _ok(call("get_metrics")).data is not None
+    prometheus = call("get_metrics_prometheus")
+    assert prometheus.status_code == 200 and b"# TYPE pipeline_core_" in prometheus.content
+    assert prometheus.headers["content-type"].startswith("text/plain; version=0.0.4")
+    call.client.raise_on_unexpected_status = False
+    openmetrics = call("get_metrics_openmetrics")
+    call.client.raise_on_unexpected_status = True
+    assert openmetrics.status_code == 200 and openmetrics.content.endswith(b"# EOF\n")
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
     # marks, clears, retries, cancels
     patched = _ok(call("patch_run", "etl", "gen", body={"note": "seen"}))
     assert patched.data.note == "seen"

@@ -180,9 +180,9 @@ def test_an_answer_quoting_a_lone_surrogate_can_still_be_sent():
 @pytest.mark.parametrize("name", [".", ".."])
 def test_ids_no_url_can_address_are_refused_at_creation(system, client, name):
     status, _, body = trigger(system, "etl", {"run_id": name})
-    assert status == 400 and "cannot be addressed" in body["error"]["message"]
+    assert status == 400 and "(not '.' or '..')" in body["error"]["message"]
     status, _, body = client.request("POST", "/api/v1/pools", {"name": name, "slots": 1})
-    assert status == 400 and "cannot be addressed" in body["error"]["message"]
+    assert status == 400 and "(not '.' or '..')" in body["error"]["message"]
     assert [p.name for p in system.store.list_pools()] == ["default_pool"]
 
 

@@ -59,8 +59,8 @@ def test_trigger_errors(system):
     for body, message in (
         ({"conf": [1]}, "'conf' must be a JSON object"),
         ({"conf": "x"}, "'conf' must be a JSON object"),
-        ({"run_id": "bad id"}, "run_id: invalid id"),
-        ({"logical_date": "yesterday"}, "logical_date: invalid date"),
+        ({"run_id": "bad id"}, "'run_id' must be an id"),
+        ({"logical_date": "yesterday"}, "'logical_date': invalid date"),
         ({"note": 5}, "'note' must be a string"),
         ({"colour": "red"}, "unknown field(s) colour"),
     ):
@@ -101,10 +101,10 @@ def test_list_runs_with_filters_and_order(system):
     assert ids("run_type=manual&limit=1&offset=1") == ["r1"]
     assert ids("order_by=-duration")[0] in {"r0", "r1", "r2"}
     for query, message in (
-        ("state=sleeping", "unknown state"),
-        ("order_by=colour", "cannot order by"),
+        ("state=sleeping", "'state' must be one of queued, running"),
+        ("order_by=colour", "'order_by' must be one of logical_date, -logical_date"),
         ("logical_date_gte=not-a-date", "invalid date"),
-        ("run_type=weekly", "run_type must be one of"),
+        ("run_type=weekly", "'run_type' must be one of"),
     ):
         status, _, body = system.client.request("GET", f"/api/v1/dags/etl/runs?{query}")
         assert status == 400 and message in body["error"]["message"]
@@ -182,9 +182,16 @@ def test_stats_metrics_and_import_errors(system):
     names = {f.name for f in text_string_to_metric_families(text.decode())}
     assert "pipeline_core_task_completed" in names
     assert "pipeline_core_task_duration_seconds" in names
-    assert system.client.request("GET", "/api/v1/metrics?format=prometheus")[1][
-        "Content-Type"
-    ].startswith("text/plain")
+    status, headers, text = system.client.request("GET", "/api/v1/metrics/prometheus")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert "pipeline_core_task_completed" in {
+        f.name for f in text_string_to_metric_families(text.decode())
+    }
+    status, headers, text = system.client.request("GET", "/api/v1/metrics/openmetrics")
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert status == 200 and text.endswith(b"# EOF\n")
+    status, _, body = system.client.request("GET", "/api/v1/metrics?format=prometheus")
+    assert status == 400 and "unknown query parameter(s): format" in body["error"]["message"]
     status, headers, text = system.client.request(
         "GET", "/api/v1/metrics", headers={"Accept": "application/openmetrics-text"}
     )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline_core.dag.model import EARLIEST, LATEST
-from pipeline_core.errors import InvalidRequest
+from pipeline_core.errors import Conflict, InvalidRequest
 from pipeline_core.model import DagRun
 from pipeline_core.scheduler.backfill_plan import RUN, SKIP, plan_backfill
 from pipeline_core.scheduler.schedule import Schedule
@@ -60,16 +60,22 @@ def test_reprocess_decides_what_happens_to_dates_with_runs():
 
 
 @pytest.mark.parametrize(
-    ("schedule", "start", "end", "message"),
+    ("schedule", "start", "end", "error", "message"),
     [
-        (None, utc(2026, 1, 1), utc(2026, 1, 2), "no cron schedule"),
-        (Schedule("@once"), utc(2026, 1, 1), utc(2026, 1, 2), "no cron schedule"),
-        (Schedule("@daily"), utc(2026, 1, 2), utc(2026, 1, 1), "the range is reversed"),
-        (Schedule("* * * * *"), utc(2026, 1, 1), utc(2026, 1, 2), "more than 1000 fire times"),
+        (None, utc(2026, 1, 1), utc(2026, 1, 2), Conflict, "no cron schedule"),
+        (Schedule("@once"), utc(2026, 1, 1), utc(2026, 1, 2), Conflict, "no cron schedule"),
+        (Schedule("@daily"), utc(2026, 1, 2), utc(2026, 1, 1), InvalidRequest, "is reversed"),
+        (
+            Schedule("* * * * *"),
+            utc(2026, 1, 1),
+            utc(2026, 1, 2),
+            InvalidRequest,
+            "more than 1000 fire times",
+        ),
     ],
 )
-def test_refusals(schedule, start, end, message):  # type: ignore[no-untyped-def]
-    with pytest.raises(InvalidRequest, match=message):
+def test_refusals(schedule, start, end, error, message):  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=message):
         plan_backfill(schedule, start, end, "none", {}, dag_id="d")
 
 

@@ -80,6 +80,8 @@ class App:
             )
         assert route is not None
         request.params = params
+        if route.check is not None:
+            route.check(request)
         return route
 
     def _route(self, request: Request) -> Response | None:

@@ -1,4 +1,6 @@
-"""Routes as data: ``Route("/dags/:dag_id", handler, ["GET"])``, matched by splitting the path."""
+"""Routes as data: ``Route("/dags/:dag_id", handler, ["GET"], operation)``, matched by
+splitting the path. A route's ``Operation`` declares what it takes and answers; the checks
+made from it run before the handler, and the OpenAPI document is written from it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from enum import Enum
 from urllib.parse import unquote
 
 from pipeline_core.api.http import Request, Response, bad_request
+from pipeline_core.api.openapi.checks import RequestChecks
+from pipeline_core.api.openapi.operation import Operation
 
 Handler = Callable[[Request], Response]
 #: Answers a request from memory (no store, no waiting), or ``None`` to leave it to the handler.
@@ -25,13 +29,22 @@ class Route:
     path: str
     handler: Handler
     methods: Sequence[str] = ("GET",)
+    #: What the route takes and answers (``None``: outside the API, the dashboard's files).
+    operation: Operation | None = None
     #: Tried first on the server's event loop; the handler runs on a handler thread only if
     #: this is missing or returns ``None`` (see ``App.from_memory``).
     fast: FastHandler | None = None
     parts: tuple[str, ...] = field(init=False)
+    check: RequestChecks | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parts", tuple(p for p in self.path.split("/") if p))
+        checks = RequestChecks(self.operation) if self.operation is not None else None
+        object.__setattr__(self, "check", checks)
+
+    @property
+    def template(self) -> str:
+        return template(self.path)
 
     def match(self, segments: Sequence[str]) -> dict[str, str] | None:
         if len(segments) != len(self.parts):
@@ -43,6 +56,12 @@ class Route:
             elif pattern != segment:
                 return None
         return params
+
+
+def template(path: str) -> str:
+    """A route's path as OpenAPI writes it: ``/dags/:dag_id`` is ``/dags/{dag_id}``."""
+    parts = (p for p in path.split("/") if p)
+    return "/" + "/".join(f"{{{p[1:]}}}" if p.startswith(":") else p for p in parts)
 
 
 class Router:

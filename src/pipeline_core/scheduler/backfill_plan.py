@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from pipeline_core.errors import InvalidRequest
+from pipeline_core.errors import Conflict, InvalidRequest
 from pipeline_core.model import DagRun, iso
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.state import RunState
@@ -41,10 +41,11 @@ def plan_backfill(
     max_runs: int = DEFAULT_MAX_RUNS,
     dag_id: str = "",
 ) -> list[PlannedDate]:
-    """The range's fire times with their action; ``InvalidRequest`` for a DAG without a
-    schedule, a reversed range, or a range of more than ``max_runs`` fire times."""
+    """The range's fire times with their action. ``Conflict`` for a DAG without a cron
+    schedule (the DAG, not the request, is what stands in the way); ``InvalidRequest`` for
+    a reversed range, or a range of more than ``max_runs`` fire times."""
     if schedule is None or schedule.cron is None:
-        raise InvalidRequest(
+        raise Conflict(
             f"DAG '{dag_id}' has no cron schedule to backfill: trigger runs with a logical date"
         )
     if start > end:

@@ -11,7 +11,10 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
-from pipeline_core.api.params import body_integer, page, whole_number
+from pipeline_core.api.openapi.operation import DAG, PAGE, Answer, Operation, Param
+from pipeline_core.api.openapi.parts import DATE_TIME, MAX_INTEGER, closed, envelope_of
+from pipeline_core.api.openapi.schemas import obj
+from pipeline_core.api.params import page
 from pipeline_core.dag.model import LATEST, parse_datetime
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
@@ -22,27 +25,126 @@ from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import BACKFILL_STATES, REPROCESS, Backfill, RunQuery
 
-FIELDS = {"from", "to", "max_active_runs", "reprocess", "dry_run"}
 _PLAIN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 DEFAULT_ACTIVE = 10
-MAX_ACTIVE = 1000
+
+TS = {"type": ["string", "null"], "format": "date-time"}
+BRIEF: dict[str, Any] = {
+    "id": {"type": "integer"},
+    "dag_id": {"type": "string"},
+    "from": DATE_TIME,
+    "to": DATE_TIME,
+    "reprocess": {"enum": list(REPROCESS)},
+    "max_active_runs": {"type": "integer"},
+    "state": {"enum": list(BACKFILL_STATES)},
+    "created_at": DATE_TIME,
+    "completed_at": TS,
+    "total": {"type": "integer"},
+    "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+}
+BACKFILL = obj(
+    **BRIEF,
+    dates={
+        "type": "array",
+        "items": obj(
+            logical_date=DATE_TIME,
+            run_id={"type": ["string", "null"]},
+            state={"type": ["string", "null"]},
+        ),
+    },
+)
+DRY_RUN = obj(
+    dry_run={"type": "boolean", "const": True},
+    runs={"type": "integer"},
+    dates={
+        "type": "array",
+        "items": obj(
+            logical_date=DATE_TIME,
+            action={"enum": ["run", "skip"]},
+            existing_run_id={"type": ["string", "null"]},
+            existing_state={"type": ["string", "null"]},
+        ),
+    },
+)
+#: A range's end: a date-time, or a plain date (a whole day in the DAG's timezone).
+MOMENT = {
+    "type": "string",
+    "anyOf": [{"format": "date-time"}, {"format": "date"}],
+    "description": "an ISO 8601 date or date-time",
+}
+ONE = (
+    *DAG,
+    Param("backfill_id", "path", {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}),
+)
+
+CREATE = Operation(
+    "create_backfill",
+    "runs",
+    "Backfill a range of fire times (or list them: dry_run)",
+    "Create backfill runs for the DAG's fire times from 'from' to 'to' (plain dates cover "
+    "whole days in the DAG's timezone). reprocess: none skips dates that have a run, failed "
+    "runs again the ones whose newest run failed, all runs every date. The scheduler starts "
+    "them max_active_runs at a time. dry_run lists the dates and what would happen to each "
+    "(200), creating nothing. At most --max-backfill-runs fire times; a range with no fire "
+    "time of the DAG's schedule is a 400; a DAG without a cron schedule is a 409.",
+    envelope_of(BACKFILL),
+    DAG,
+    body=closed(
+        ["from", "to"],
+        **{"from": MOMENT, "to": MOMENT},
+        max_active_runs={"type": "integer", "minimum": 1, "maximum": 1000},
+        reprocess={"enum": list(REPROCESS)},
+        dry_run={"type": "boolean"},
+    ),
+    body_required=True,
+    example={"from": "2026-01-01", "to": "2026-01-31", "reprocess": "failed", "dry_run": True},
+    created=True,
+    answers=[
+        Answer(
+            "200",
+            "the dry run: every fire time in the range and what would happen to it",
+            envelope_of(DRY_RUN),
+        )
+    ],
+)
+LIST = Operation(
+    "list_backfills",
+    "runs",
+    "A DAG's backfills",
+    "A DAG's backfills, oldest first, with their run counts by state.",
+    envelope_of(obj(**BRIEF), listing=True),
+    (*DAG, *PAGE, Param("state", schema={"enum": list(BACKFILL_STATES)})),
+    read=True,
+)
+GET = Operation(
+    "get_backfill",
+    "runs",
+    "A backfill with each date's run",
+    "A backfill with every date's run and its state.",
+    envelope_of(BACKFILL),
+    ONE,
+    read=True,
+)
+CANCEL = Operation(
+    "cancel_backfill",
+    "runs",
+    "Cancel a backfill: no more runs start, its active runs are cancelled",
+    "Cancel a running backfill: dates without a run get none, and its queued and running "
+    "runs are cancelled.",
+    envelope_of(BACKFILL),
+    ONE,
+)
 
 
 def create_backfill(store: Store, max_runs: int) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        body = request.json_object(FIELDS)
+        body = request.fields
         record = store.get_dag(request.params["dag_id"])
         zone = ZoneInfo(record.timezone)
         start, end = _date(body, "from", zone), _date(body, "to", zone, end_of_day=True)
         reprocess = body.get("reprocess", "none")
-        if reprocess not in REPROCESS:
-            raise bad_request(f"'reprocess' must be one of {', '.join(REPROCESS)}")
-        active = body_integer(
-            body.get("max_active_runs", DEFAULT_ACTIVE), "max_active_runs", 1, MAX_ACTIVE
-        )
+        active = int(body.get("max_active_runs", DEFAULT_ACTIVE))
         dry_run = body.get("dry_run", False)
-        if not isinstance(dry_run, bool):
-            raise bad_request("'dry_run' must be true or false")
         schedule = Schedule(record.schedule, record.timezone) if record.schedule else None
         planned = plan_backfill(
             schedule,
@@ -86,11 +188,8 @@ def create_backfill(store: Store, max_runs: int) -> Callable[[Request], Response
 
 def list_backfills(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        limit, offset = page(request, {"state"})
-        states = request.query.get("state")
-        state = states[-1] if states else None
-        if state is not None and state not in BACKFILL_STATES:
-            raise bad_request(f"'state' must be one of {', '.join(BACKFILL_STATES)}")
+        limit, offset = page(request)
+        state = request.args.get("state")
         dag_id = request.params["dag_id"]
         store.get_dag(dag_id)
         found = store.list_backfills(dag_id, state)
@@ -102,7 +201,6 @@ def list_backfills(store: Store) -> Callable[[Request], Response]:
 
 def get_backfill(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        page(request, set())
         return envelope(backfill_dict(_backfill(store, request)))
 
     return handle
@@ -146,7 +244,7 @@ def backfill_dict(backfill: Backfill, *, dates: bool = True) -> dict[str, Any]:
 
 
 def _backfill(store: Store, request: Request) -> Backfill:
-    backfill_id = whole_number(request.params["backfill_id"], "backfill_id", 1)
+    backfill_id = request.args["backfill_id"]
     backfill = store.get_backfill(backfill_id)
     if backfill.dag_id != request.params["dag_id"]:
         store.get_dag(request.params["dag_id"])
@@ -181,9 +279,7 @@ def _runs_between(
 def _date(body: dict[str, Any], name: str, zone: ZoneInfo, *, end_of_day: bool = False) -> datetime:
     """A date-time (naive ones in the DAG's timezone); a plain date is the start of that
     day, or for ``to`` its end, so a range of dates covers whole days."""
-    value = body.get(name)
-    if not isinstance(value, str):
-        raise bad_request(f"'{name}' must be an ISO 8601 date or date-time")
+    value = body[name]
     try:
         if end_of_day and _PLAIN_DATE.fullmatch(value.strip()):
             parse_datetime(value, zone)  # the day itself must be in the supported range

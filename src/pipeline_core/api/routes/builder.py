@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline_core.api.app import App, AppSettings
 from pipeline_core.api.cache import ViewCache
@@ -12,7 +14,8 @@ from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.http import Request, Response, json_bytes
 from pipeline_core.api.log_follow import LogFollowers
 from pipeline_core.api.openapi.document import document
-from pipeline_core.api.router import Route
+from pipeline_core.api.openapi.operation import Operation
+from pipeline_core.api.router import FastHandler, Handler, Route, template
 from pipeline_core.api.routes import (
     backfills,
     dags,
@@ -25,15 +28,26 @@ from pipeline_core.api.routes import (
     triggers,
     waiting,
 )
-from pipeline_core.api.sse.route import EventStreams, events_route
+from pipeline_core.api.sse.route import STREAM, EventStreams, events_route
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.api.ui import MAX_DEPTH, UIAssets
 from pipeline_core.api.waits import RunWaiters
+from pipeline_core.store.base import Store
+from pipeline_core.store.types import DagRecord
 
 PREFIX = "/api/v1"
-RUN = f"{PREFIX}/dags/:dag_id/runs/:run_id"
+DAG = f"{PREFIX}/dags/:dag_id"
+RUN = f"{DAG}/runs/:run_id"
 TASK = f"{RUN}/tasks/:task_id"
-BACKFILLS = f"{PREFIX}/dags/:dag_id/backfills"
+BACKFILLS = f"{DAG}/backfills"
+OPENAPI = Operation(
+    "get_openapi",
+    "health",
+    "This document (OpenAPI 3.1)",
+    "This document, which every answer of the API conforms to.",
+    {"type": "object"},
+    read=True,
+)
 
 
 @dataclass(frozen=True)
@@ -48,56 +62,167 @@ class ServerParts:
     followers: LogFollowers
 
 
+@dataclass(frozen=True)
+class Deps:
+    """What handlers are made from: the server's options and the parts it shares."""
+
+    options: APIServerOptions
+    parts: ServerParts
+
+    @property
+    def store(self) -> Store:
+        return self.options.store
+
+    @property
+    def on_pause(self) -> Callable[[str, bool], DagRecord] | None:
+        control = self.options.control
+        return control.set_paused if control is not None else None
+
+    def kept(self, handler: Handler) -> Handler:
+        """``handler`` with a finished run's answer kept (``FinishedRuns``)."""
+        return self.parts.finished.wrap(handler)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One operation of the API: where it is, what it declares, and how its handler (and
+    its answer from memory, if it has one) is made."""
+
+    path: str
+    method: str
+    operation: Operation
+    make: Callable[[Deps], Handler]
+    fast: Callable[[Deps], FastHandler] | None = None
+
+    @property
+    def template(self) -> str:
+        return template(self.path)
+
+    @property
+    def methods(self) -> tuple[str]:
+        return (self.method,)
+
+    def route(self, deps: Deps) -> Route:
+        fast = self.fast(deps) if self.fast is not None else None
+        return Route(self.path, self.make(deps), [self.method], self.operation, fast)
+
+
+def _peek(d: Deps) -> FastHandler:
+    return d.parts.finished.peek
+
+
+ENDPOINTS = [
+    Endpoint(
+        f"{PREFIX}/health",
+        "GET",
+        health.HEALTH,
+        lambda d: health.health(d.store, d.options.clock, d.options.scheduler_expected),
+    ),
+    Endpoint(
+        f"{PREFIX}/version",
+        "GET",
+        health.VERSION,
+        lambda d: health.version,
+        lambda d: health.version,
+    ),
+    Endpoint(
+        f"{PREFIX}/dags",
+        "GET",
+        dags.LIST,
+        lambda d: dags.list_dags(d.store, d.parts.cache, d.options.clock),
+        lambda d: dags.listed_dags_from_memory(d.parts.cache),
+    ),
+    Endpoint(DAG, "GET", dags.GET, lambda d: dags.get_dag(d.store, d.options.clock)),
+    Endpoint(
+        DAG, "PATCH", dags.PATCH, lambda d: dags.patch_dag(d.store, d.on_pause, d.options.clock)
+    ),
+    Endpoint(f"{DAG}/runs", "GET", runs.LIST, lambda d: runs.list_runs(d.store)),
+    Endpoint(
+        f"{DAG}/runs",
+        "POST",
+        triggers.TRIGGER,
+        lambda d: triggers.trigger_run(d.store, d.options.control, d.options.idempotency_ttl),
+    ),
+    Endpoint(RUN, "GET", runs.GET, lambda d: d.kept(runs.get_run(d.store)), _peek),
+    Endpoint(RUN, "DELETE", runs.CANCEL, lambda d: runs.cancel_run(d.store, d.options.control)),
+    Endpoint(
+        RUN, "PATCH", run_ops.PATCH_RUN, lambda d: run_ops.patch_run(d.store, d.options.control)
+    ),
+    Endpoint(
+        f"{RUN}/clear",
+        "POST",
+        run_ops.CLEAR,
+        lambda d: run_ops.clear_run(d.store, d.options.control),
+    ),
+    Endpoint(
+        f"{RUN}/retry", "POST", runs.RETRY, lambda d: runs.retry_run(d.store, d.options.control)
+    ),
+    Endpoint(
+        f"{RUN}/wait",
+        "GET",
+        waiting.WAIT,
+        lambda d: waiting.wait_run(d.store, d.parts.waiters),
+    ),
+    Endpoint(f"{RUN}/tasks", "GET", tasks.LIST, lambda d: d.kept(tasks.list_tasks(d.store)), _peek),
+    Endpoint(TASK, "GET", tasks.GET, lambda d: d.kept(tasks.get_task(d.store)), _peek),
+    Endpoint(
+        TASK,
+        "PATCH",
+        run_ops.PATCH_TASK,
+        lambda d: run_ops.patch_task(d.store, d.options.control),
+    ),
+    Endpoint(f"{TASK}/xcom", "GET", tasks.XCOM, lambda d: d.kept(tasks.get_xcom(d.store)), _peek),
+    Endpoint(
+        f"{TASK}/logs", "GET", tasks.LOG, lambda d: tasks.get_logs(d.store, d.parts.followers)
+    ),
+    Endpoint(f"{DAG}/stats", "GET", stats.STATS, lambda d: stats.dag_stats(d.store)),
+    Endpoint(BACKFILLS, "GET", backfills.LIST, lambda d: backfills.list_backfills(d.store)),
+    Endpoint(
+        BACKFILLS,
+        "POST",
+        backfills.CREATE,
+        lambda d: backfills.create_backfill(d.store, d.options.max_backfill_runs),
+    ),
+    Endpoint(
+        f"{BACKFILLS}/:backfill_id",
+        "GET",
+        backfills.GET,
+        lambda d: backfills.get_backfill(d.store),
+    ),
+    Endpoint(
+        f"{BACKFILLS}/:backfill_id",
+        "DELETE",
+        backfills.CANCEL,
+        lambda d: backfills.cancel_backfill(d.store, d.options.control),
+    ),
+    Endpoint(f"{PREFIX}/metrics", "GET", stats.METRICS, lambda d: stats.metrics(d.options.metrics)),
+    Endpoint(
+        f"{PREFIX}/metrics/prometheus",
+        "GET",
+        stats.PROMETHEUS,
+        lambda d: stats.metrics(d.options.metrics, "prometheus"),
+    ),
+    Endpoint(
+        f"{PREFIX}/metrics/openmetrics",
+        "GET",
+        stats.OPENMETRICS,
+        lambda d: stats.metrics(d.options.metrics, "openmetrics"),
+    ),
+    Endpoint(f"{PREFIX}/pools", "GET", pools.LIST, lambda d: pools.list_pools(d.store)),
+    Endpoint(f"{PREFIX}/pools", "POST", pools.CREATE, lambda d: pools.create_pool(d.store)),
+    Endpoint(f"{PREFIX}/pools/:name", "PATCH", pools.PATCH, lambda d: pools.patch_pool(d.store)),
+    Endpoint(f"{PREFIX}/pools/:name", "DELETE", pools.DELETE, lambda d: pools.delete_pool(d.store)),
+    Endpoint(
+        f"{PREFIX}/import-errors", "GET", dags.IMPORT_ERRORS, lambda d: dags.import_errors(d.store)
+    ),
+    Endpoint(f"{PREFIX}/openapi.json", "GET", OPENAPI, lambda d: _openapi, lambda d: _openapi),
+    Endpoint(f"{PREFIX}/events", "GET", STREAM, lambda d: events_route(d.store, d.parts.streams)),
+]
+
+
 def build_routes(options: APIServerOptions, parts: ServerParts) -> list[Route]:
-    store, control = options.store, options.control
-    cache, streams, finished = parts.cache, parts.streams, parts.finished
-    waiters, followers = parts.waiters, parts.followers
-    on_pause = control.set_paused if control is not None else None
-    kept = finished.wrap
-    return [
-        Route(f"{PREFIX}/health", health.health(store, options.clock, options.scheduler_expected)),
-        Route(f"{PREFIX}/version", health.version, fast=health.version),
-        Route(
-            f"{PREFIX}/dags",
-            dags.list_dags(store, cache, options.clock),
-            fast=dags.listed_dags_from_memory(cache),
-        ),
-        Route(f"{PREFIX}/dags/:dag_id", dags.get_dag(store, options.clock)),
-        Route(f"{PREFIX}/dags/:dag_id", dags.patch_dag(store, on_pause, options.clock), ["PATCH"]),
-        Route(f"{PREFIX}/dags/:dag_id/runs", runs.list_runs(store)),
-        Route(
-            f"{PREFIX}/dags/:dag_id/runs",
-            triggers.trigger_run(store, control, options.idempotency_ttl),
-            ["POST"],
-        ),
-        Route(RUN, kept(runs.get_run(store)), fast=finished.peek),
-        Route(RUN, runs.cancel_run(store, control), ["DELETE"]),
-        Route(RUN, run_ops.patch_run(store, control), ["PATCH"]),
-        Route(f"{RUN}/clear", run_ops.clear_run(store, control), ["POST"]),
-        Route(f"{RUN}/retry", runs.retry_run(store, control), ["POST"]),
-        Route(f"{RUN}/wait", waiting.wait_run(store, waiters)),
-        Route(f"{RUN}/tasks", kept(tasks.list_tasks(store)), fast=finished.peek),
-        Route(TASK, kept(tasks.get_task(store)), fast=finished.peek),
-        Route(TASK, run_ops.patch_task(store, control), ["PATCH"]),
-        Route(f"{TASK}/xcom", kept(tasks.get_xcom(store)), fast=finished.peek),
-        Route(f"{TASK}/logs", tasks.get_logs(store, followers)),
-        Route(f"{PREFIX}/dags/:dag_id/stats", stats.dag_stats(store)),
-        Route(f"{BACKFILLS}", backfills.list_backfills(store)),
-        Route(
-            f"{BACKFILLS}", backfills.create_backfill(store, options.max_backfill_runs), ["POST"]
-        ),
-        Route(f"{BACKFILLS}/:backfill_id", backfills.get_backfill(store)),
-        Route(f"{BACKFILLS}/:backfill_id", backfills.cancel_backfill(store, control), ["DELETE"]),
-        Route(f"{PREFIX}/metrics", stats.metrics(options.metrics)),
-        Route(f"{PREFIX}/pools", pools.list_pools(store)),
-        Route(f"{PREFIX}/pools", pools.create_pool(store), ["POST"]),
-        Route(f"{PREFIX}/pools/:name", pools.patch_pool(store), ["PATCH"]),
-        Route(f"{PREFIX}/pools/:name", pools.delete_pool(store), ["DELETE"]),
-        Route(f"{PREFIX}/import-errors", dags.import_errors(store)),
-        Route(f"{PREFIX}/openapi.json", _openapi, fast=_openapi),
-        Route(f"{PREFIX}/events", events_route(store, streams)),
-        *ui_routes(UIAssets()),
-    ]
+    deps = Deps(options, parts)
+    return [*(endpoint.route(deps) for endpoint in ENDPOINTS), *ui_routes(UIAssets())]
 
 
 def ui_routes(assets: UIAssets) -> list[Route]:
@@ -111,8 +236,14 @@ def _openapi(request: Request) -> Response:
 
 
 @functools.cache
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document, written from ``ENDPOINTS``."""
+    return document(ENDPOINTS)
+
+
+@functools.cache
 def _document_bytes() -> bytes:
-    return json_bytes(document())
+    return json_bytes(api_document())
 
 
 def build_app(options: APIServerOptions, parts: ServerParts) -> App:

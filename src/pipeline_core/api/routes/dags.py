@@ -7,14 +7,62 @@ from datetime import datetime
 from typing import Any
 
 from pipeline_core.api.cache import ViewCache
-from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
-from pipeline_core.api.params import boolean, page, strings
+from pipeline_core.api.http import Request, Response, envelope, listing
+from pipeline_core.api.openapi.operation import DAG, PAGE, Operation, Param
+from pipeline_core.api.openapi.parts import closed, envelope_of
+from pipeline_core.api.openapi.schemas import ref
+from pipeline_core.api.params import page
 from pipeline_core.clock import Clock
 from pipeline_core.dag.model import parse_datetime
 from pipeline_core.model import DagRun, iso
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord
+
+LIST = Operation(
+    "list_dags",
+    "dags",
+    "List DAGs",
+    "Every DAG with its newest run and next fire time, filtered by tags, pause state or an "
+    "id pattern, a page at a time.",
+    envelope_of(ref("Dag"), listing=True),
+    (
+        *PAGE,
+        Param("tags", schema={"type": "array", "items": {"type": "string"}}),
+        Param("is_paused", schema={"type": "boolean"}),
+        Param("dag_id_pattern", description="a part of dag_id (any case)"),
+    ),
+    read=True,
+)
+GET = Operation(
+    "get_dag",
+    "dags",
+    "A DAG with its tasks",
+    "A DAG's settings and its tasks with their dependencies.",
+    envelope_of(ref("DagDetail")),
+    DAG,
+    read=True,
+)
+PATCH = Operation(
+    "patch_dag",
+    "dags",
+    "Pause or unpause a DAG",
+    "Pause a DAG (no new runs start; queued ones wait) or unpause it.",
+    envelope_of(ref("Dag")),
+    DAG,
+    body=closed(["is_paused"], is_paused={"type": "boolean"}),
+    body_required=True,
+    example={"is_paused": True},
+)
+IMPORT_ERRORS = Operation(
+    "list_import_errors",
+    "dags",
+    "DAG files that failed to load",
+    "DAG files that failed to load, with each error's line and message.",
+    envelope_of(ref("ImportError"), listing=True),
+    PAGE,
+    read=True,
+)
 
 
 def dag_summary(
@@ -93,11 +141,11 @@ def list_dags(store: Store, cache: ViewCache, clock: Clock) -> Callable[[Request
         return cache.get_or_render(_listing_key(request), lambda: render(request))
 
     def render(request: Request) -> tuple[Response, datetime | None]:
-        limit, offset = page(request, {"tags", "is_paused", "dag_id_pattern"})
+        limit, offset = page(request)
         found = store.list_dags(
-            tags=strings(request, "tags"),
-            is_paused=boolean(request, "is_paused"),
-            dag_id_pattern=next(iter(request.query.get("dag_id_pattern", [])), None),
+            tags=request.args.get("tags", []),
+            is_paused=request.args.get("is_paused"),
+            dag_id_pattern=request.args.get("dag_id_pattern"),
             limit=limit,
             offset=offset,
         )
@@ -113,7 +161,6 @@ def list_dags(store: Store, cache: ViewCache, clock: Clock) -> Callable[[Request
 
 def get_dag(store: Store, clock: Clock) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        page(request, set())
         record = store.get_dag(request.params["dag_id"])
         definition = record.definition or {}
         tasks = [
@@ -146,7 +193,7 @@ def get_dag(store: Store, clock: Clock) -> Callable[[Request], Response]:
 
 def import_errors(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        limit, offset = page(request, set())
+        limit, offset = page(request)
         errors = store.list_import_errors()
         data = [
             {
@@ -165,18 +212,9 @@ def patch_dag(
     store: Store, on_pause: Callable[[str, bool], DagRecord] | None, clock: Clock
 ) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        body = request.json_object({"is_paused"})
-        if "is_paused" not in body:
-            raise bad_request("the body needs 'is_paused'")
-        if not isinstance(body["is_paused"], bool):
-            raise bad_request("'is_paused' must be true or false")
-        dag_id = request.params["dag_id"]
+        dag_id, paused = request.params["dag_id"], request.fields["is_paused"]
         store.get_dag(dag_id)
-        record = (
-            on_pause(dag_id, body["is_paused"])
-            if on_pause
-            else store.set_paused(dag_id, body["is_paused"])
-        )
+        record = on_pause(dag_id, paused) if on_pause else store.set_paused(dag_id, paused)
         return envelope(dag_summary(store, record, _latest(store, record), clock.now()))
 
     return handle

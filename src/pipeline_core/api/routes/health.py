@@ -8,6 +8,9 @@ from datetime import datetime
 
 from pipeline_core._version import __version__
 from pipeline_core.api.http import Request, Response, envelope
+from pipeline_core.api.openapi.operation import Answer, Operation
+from pipeline_core.api.openapi.parts import envelope_of
+from pipeline_core.api.openapi.schemas import ref
 from pipeline_core.clock import Clock
 from pipeline_core.errors import PipelineError
 from pipeline_core.model import iso
@@ -15,6 +18,25 @@ from pipeline_core.store.base import Store
 from pipeline_core.store.types import Heartbeat, TryClaim
 
 STALE_AFTER_S = 30.0
+
+HEALTH = Operation(
+    "get_health",
+    "health",
+    "Health of the store and the scheduler",
+    "The store's and the scheduler's state; 503 while the store is unreachable. Public even "
+    "when a token is configured.",
+    envelope_of(ref("Health")),
+    read=True,
+    answers=[Answer("503", "the store is unreachable", envelope_of(ref("Health")))],
+)
+VERSION = Operation(
+    "get_version",
+    "health",
+    "API and package versions",
+    "The API version, the package version and the Python version. Public.",
+    envelope_of(ref("Version")),
+    read=True,
+)
 
 
 def health(store: Store, clock: Clock, scheduler_expected: bool) -> Callable[[Request], Response]:

@@ -5,18 +5,61 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline_core.api.http import Request, Response, bad_request, envelope, listing
-from pipeline_core.api.params import body_integer, page
+from pipeline_core.api.http import Request, Response, envelope, listing
+from pipeline_core.api.openapi.operation import PAGE, Operation, Param
+from pipeline_core.api.openapi.parts import ID, closed, envelope_of
+from pipeline_core.api.openapi.schemas import ref
+from pipeline_core.api.params import page
 from pipeline_core.api.serialize import pool_dict
-from pipeline_core.dag.model import invalid_id_reason
 from pipeline_core.errors import Conflict
 from pipeline_core.state import TaskState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import Pool
 
-MAX_DESCRIPTION = 1000
 #: More slots than any machine runs tasks; bounded so that the store's integers hold it.
-MAX_SLOTS = 1_000_000
+SLOTS = {"type": "integer", "minimum": 0, "maximum": 1_000_000}
+DESCRIPTION = {"type": "string", "maxLength": 1000}
+NAME = (Param("name", "path", ID),)
+
+LIST = Operation(
+    "list_pools",
+    "pools",
+    "List pools",
+    "Every pool with its slots, running and queued tries.",
+    envelope_of(ref("Pool"), listing=True),
+    PAGE,
+    read=True,
+)
+CREATE = Operation(
+    "create_pool",
+    "pools",
+    "Create a pool",
+    "Create a pool with a number of slots.",
+    envelope_of(ref("Pool")),
+    body=closed(["name", "slots"], name=ID, slots=SLOTS, description=DESCRIPTION),
+    body_required=True,
+    example={"name": "warehouse", "slots": 4, "description": "connections to the warehouse"},
+    created=True,
+)
+PATCH = Operation(
+    "patch_pool",
+    "pools",
+    "Resize or describe a pool",
+    "Change a pool's slots or description.",
+    envelope_of(ref("Pool")),
+    NAME,
+    body={**closed(slots=SLOTS, description=DESCRIPTION), "minProperties": 1},
+    body_required=True,
+    example={"slots": 8},
+)
+DELETE = Operation(
+    "delete_pool",
+    "pools",
+    "Delete a pool",
+    "Delete a pool that no running try uses (409 otherwise).",
+    envelope_of(ref("PoolDeleted")),
+    NAME,
+)
 
 
 def _describe(store: Store, pool: Pool) -> dict[str, Any]:
@@ -26,7 +69,7 @@ def _describe(store: Store, pool: Pool) -> dict[str, Any]:
 
 def list_pools(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        limit, offset = page(request, set())
+        limit, offset = page(request)
         usage = store.pool_usage()
         pools = store.list_pools()
         data = [
@@ -42,31 +85,10 @@ def list_pools(store: Store) -> Callable[[Request], Response]:
     return handle
 
 
-def _slots(value: Any) -> int:
-    return body_integer(value, "slots", 0, MAX_SLOTS)
-
-
-def _description(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
-        raise bad_request(f"'description' must be a string of at most {MAX_DESCRIPTION} characters")
-    return value
-
-
 def create_pool(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        body = request.json_object({"name", "slots", "description"})
-        if "name" not in body or "slots" not in body:
-            raise bad_request("the body needs 'name' and 'slots'")
-        reason = invalid_id_reason(body["name"])
-        if reason:
-            raise bad_request(f"name: {reason}")
-        pool = store.create_pool(
-            Pool(
-                body["name"],
-                _slots(body["slots"]),
-                _description(body["description"]) if "description" in body else None,
-            )
-        )
+        body = request.fields
+        pool = store.create_pool(Pool(body["name"], int(body["slots"]), body.get("description")))
         return envelope(
             _describe(store, pool), status=201, headers={"Location": f"/api/v1/pools/{pool.name}"}
         )
@@ -76,12 +98,11 @@ def create_pool(store: Store) -> Callable[[Request], Response]:
 
 def patch_pool(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        body = request.json_object({"slots", "description"})
-        if not body:
-            raise bad_request("the body needs 'slots' and/or 'description'")
-        slots = _slots(body["slots"]) if "slots" in body else None
-        description = _description(body["description"]) if "description" in body else None
-        pool = store.update_pool(request.params["name"], slots=slots, description=description)
+        body = request.fields
+        slots = int(body["slots"]) if "slots" in body else None
+        pool = store.update_pool(
+            request.params["name"], slots=slots, description=body.get("description")
+        )
         return envelope(_describe(store, pool))
 
     return handle

@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pipeline_core.api.http import Request, Response, bad_request, envelope
-from pipeline_core.api.routes.runs import MAX_NOTE, control_of, run_with_tasks
+from pipeline_core.api.http import Request, Response, envelope
+from pipeline_core.api.openapi.operation import RUN, TASK, Operation
+from pipeline_core.api.openapi.parts import ID, NOTE, closed, envelope_of
+from pipeline_core.api.openapi.schemas import obj, ref
+from pipeline_core.api.routes.runs import control_of, run_with_tasks
 from pipeline_core.api.serialize import run_dict, task_instance_dict
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
@@ -26,21 +29,70 @@ from pipeline_core.store.types import TaskInstanceQuery
 CLEARABLE = FINISHED_TASK_STATES - {TaskState.REMOVED}
 FAILED = (TaskState.FAILED, TaskState.UPSTREAM_FAILED)
 
+PATCH_RUN = Operation(
+    "patch_run",
+    "runs",
+    "Mark a run success or failed, or set its note",
+    "Mark a run success (its unfinished and failed tasks become success) or failed (its "
+    "unfinished tasks fail; running tries are killed), and/or set its note.",
+    envelope_of(ref("RunDetail")),
+    RUN,
+    body={
+        **closed(state={"enum": sorted(s.value for s in MARKABLE_RUN_STATES)}, note=NOTE),
+        "minProperties": 1,
+    },
+    body_required=True,
+    example={"state": "success", "note": "fixed upstream by hand"},
+)
+PATCH_TASK = Operation(
+    "patch_task_instance",
+    "tasks",
+    "Mark a task instance success, failed or skipped",
+    "Mark one task instance success, failed or skipped; a running try is killed, and the "
+    "downstream tasks follow their trigger rules. In a finished run, the run's state follows "
+    "its tasks' (marking its failed leaf success makes it succeed).",
+    envelope_of(ref("TaskInstance")),
+    TASK,
+    body=closed(["state"], state={"enum": sorted(s.value for s in MARKABLE_TASK_STATES)}),
+    body_required=True,
+    example={"state": "skipped"},
+)
+CLEAR = Operation(
+    "clear_run",
+    "runs",
+    "Clear tasks so they run again (or list them: dry_run)",
+    "Queue finished tasks again: the given ones (default: all), with their downstream when "
+    "asked, only the failed ones when asked; the run runs again. A dry run lists what would "
+    "be cleared and changes nothing.",
+    envelope_of(
+        obj(
+            ["dry_run", "task_ids", "task_instances"],
+            dry_run={"type": "boolean"},
+            task_ids={"type": "array", "items": {"type": "string"}},
+            task_instances={"type": "array", "items": ref("TaskInstance")},
+            run=ref("Run"),
+        )
+    ),
+    RUN,
+    body=closed(
+        task_ids={"type": ["array", "null"], "items": ID},
+        only_failed={"type": "boolean"},
+        include_downstream={"type": "boolean"},
+        dry_run={"type": "boolean"},
+    ),
+    example={"task_ids": ["transform"], "include_downstream": True, "dry_run": True},
+)
+
 
 def patch_run(store: Store, control: Control | None) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        body = request.json_object({"state", "note"})
-        if not body:
-            raise bad_request("give 'state' (success or failed), 'note', or both")
-        state = _state(body, "state", MARKABLE_RUN_STATES, RunState) if "state" in body else None
-        note = body.get("note")
-        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
-            raise bad_request(f"'note' must be a string of at most {MAX_NOTE} characters or null")
+        body = request.fields
+        state = RunState(body["state"]) if "state" in body else None
         run = store.get_run(request.params["dag_id"], request.params["run_id"])
         if state is not None:
             run = control_of(control).mark_run(run.dag_id, run.run_id, state)
         if "note" in body:
-            run = store.set_run_note(run.dag_id, run.run_id, note)
+            run = store.set_run_note(run.dag_id, run.run_id, body["note"])
         return envelope(run_with_tasks(store, run))
 
     return handle
@@ -48,10 +100,7 @@ def patch_run(store: Store, control: Control | None) -> Callable[[Request], Resp
 
 def patch_task(store: Store, control: Control | None) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        body = request.json_object({"state"})
-        if "state" not in body:
-            raise bad_request("give 'state': success, failed or skipped")
-        state = _state(body, "state", MARKABLE_TASK_STATES, TaskState)
+        state = TaskState(request.fields["state"])
         p = request.params
         key = TaskKey(p["dag_id"], p["run_id"], p["task_id"])
         store.get_task_instance(key)
@@ -63,14 +112,10 @@ def patch_task(store: Store, control: Control | None) -> Callable[[Request], Res
 
 def clear_run(store: Store, control: Control | None) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        body = request.json_object({"task_ids", "only_failed", "include_downstream", "dry_run"})
+        body = request.fields
         task_ids = body.get("task_ids")
-        if task_ids is not None and (
-            not isinstance(task_ids, list) or not all(isinstance(t, str) for t in task_ids)
-        ):
-            raise bad_request("'task_ids' must be a list of task ids")
-        flags = {name: _flag(body, name) for name in ("only_failed", "include_downstream")}
-        dry_run = _flag(body, "dry_run")
+        flags = {name: body.get(name, False) for name in ("only_failed", "include_downstream")}
+        dry_run = body.get("dry_run", False)
         run = store.get_run(request.params["dag_id"], request.params["run_id"])
         instances = _instances(store, run.dag_id, run.run_id)
         definition = store.get_dag(run.dag_id).definition or {}
@@ -134,18 +179,3 @@ def _instances(store: Store, dag_id: str, run_id: str) -> dict[str, TaskInstance
         TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=100_000)
     )
     return {ti.task_id: ti for ti in found.items}
-
-
-def _state(body: dict[str, Any], name: str, allowed: frozenset[Any], kind: Any) -> Any:
-    names = sorted(s.value for s in allowed)
-    value = body.get(name)
-    if value not in names:
-        raise bad_request(f"'{name}' must be one of {', '.join(names)}, got {value!r}")
-    return kind(value)
-
-
-def _flag(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise bad_request(f"'{name}' must be true or false")
-    return value

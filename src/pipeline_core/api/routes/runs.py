@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline_core.api.http import HTTPError, Request, Response, bad_request, envelope, listing
-from pipeline_core.api.params import date, page, strings
+from pipeline_core.api.http import HTTPError, Request, Response, envelope, listing
+from pipeline_core.api.openapi.operation import DAG, PAGE, RUN, Operation, Param, many
+from pipeline_core.api.openapi.parts import DATE_TIME, ID, closed, envelope_of
+from pipeline_core.api.openapi.schemas import ref
+from pipeline_core.api.params import page
 from pipeline_core.api.serialize import run_dict, task_instance_dict
+from pipeline_core.dag.model import parse_datetime
 from pipeline_core.engine.control import Control
 from pipeline_core.model import RUN_TYPES, DagRun, RunType
 from pipeline_core.state import RunState
@@ -17,37 +21,73 @@ from pipeline_core.store.types import RUN_ORDER_FIELDS, RunQuery, TaskInstanceQu
 DATE_FILTERS = tuple(
     f"{c}_{s}" for c in ("logical_date", "start_date", "end_date") for s in ("gte", "lte")
 )
-MAX_NOTE = 1000
+ORDER = [f"{sign}{field}" for field in RUN_ORDER_FIELDS for sign in ("", "-")]
+
+LIST = Operation(
+    "list_runs",
+    "runs",
+    "List runs",
+    "A DAG's runs, filtered by state, type and dates, ordered by a field.",
+    envelope_of(ref("Run"), listing=True),
+    (
+        *DAG,
+        *PAGE,
+        Param("state", schema=many(s.value for s in RunState)),
+        Param("run_type", schema=many(RUN_TYPES)),
+        Param("order_by", schema={"enum": ORDER}, description="a field, '-' first: newest first"),
+        *(Param(name, schema=DATE_TIME) for name in DATE_FILTERS),
+    ),
+    read=True,
+)
+GET = Operation(
+    "get_run",
+    "runs",
+    "A run with its task instances",
+    "A run with all its task instances. A finished run's answer is kept, so asking again "
+    "costs almost nothing.",
+    envelope_of(ref("RunDetail")),
+    RUN,
+    read=True,
+)
+CANCEL = Operation(
+    "cancel_run",
+    "runs",
+    "Cancel a run (it stays readable, cancelled)",
+    "Cancel a run: running tries are killed, unfinished tasks are cancelled. The run stays "
+    "in the history, readable, as cancelled.",
+    envelope_of(ref("Run")),
+    RUN,
+)
+RETRY = Operation(
+    "retry_run",
+    "runs",
+    "Retry failed tasks",
+    "Queue failed, cancelled or upstream-failed tasks again (all, or the given ones with or "
+    "without their downstream tasks).",
+    envelope_of(ref("Retry")),
+    RUN,
+    body=closed(
+        task_ids={"type": ["array", "null"], "items": ID},
+        include_downstream={"type": "boolean"},
+    ),
+    example={"task_ids": ["load"], "include_downstream": True},
+)
 
 
 def list_runs(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        limit, offset = page(request, {"state", "run_type", "order_by", *DATE_FILTERS})
+        limit, offset = page(request)
         dag_id = request.params["dag_id"]
         store.get_dag(dag_id)
-        states = strings(request, "state")
-        bad = [s for s in states if s not in {r.value for r in RunState}]
-        if bad:
-            raise bad_request(
-                f"unknown state(s) {', '.join(bad)}; use {', '.join(r.value for r in RunState)}"
-            )
-        run_types = strings(request, "run_type")
-        if any(t not in RUN_TYPES for t in run_types):
-            raise bad_request(f"run_type must be one of {', '.join(RUN_TYPES)}")
-        order_by = (request.query.get("order_by") or ["-logical_date"])[-1]
-        if order_by.lstrip("-") not in RUN_ORDER_FIELDS:
-            raise bad_request(
-                f"cannot order by {order_by!r}; "
-                f"use {', '.join(RUN_ORDER_FIELDS)} with an optional '-'"
-            )
+        args = request.args
         query = RunQuery(
             dag_id=dag_id,
-            states=tuple(RunState(s) for s in states),
-            run_types=tuple(RunType(t) for t in run_types),
-            order_by=order_by,
+            states=tuple(RunState(s) for s in args.get("state", ())),
+            run_types=tuple(RunType(t) for t in args.get("run_type", ())),
+            order_by=args.get("order_by", "-logical_date"),
             limit=limit,
             offset=offset,
-            **{name: date(request, name) for name in DATE_FILTERS},
+            **{name: parse_datetime(args[name]) for name in DATE_FILTERS if name in args},
         )
         found = store.query_runs(query)
         return listing([run_dict(r) for r in found.items], found.total, limit, offset)
@@ -57,7 +97,6 @@ def list_runs(store: Store) -> Callable[[Request], Response]:
 
 def get_run(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        page(request, set())
         run = store.get_run(request.params["dag_id"], request.params["run_id"])
         return envelope(run_with_tasks(store, run))
 
@@ -82,15 +121,10 @@ def cancel_run(store: Store, control: Control | None) -> Callable[[Request], Res
 
 def retry_run(store: Store, control: Control | None) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        body = request.json_object({"task_ids", "include_downstream"})
-        task_ids = body.get("task_ids")
-        if task_ids is not None and (
-            not isinstance(task_ids, list) or not all(isinstance(t, str) for t in task_ids)
-        ):
-            raise bad_request("'task_ids' must be a list of task ids")
-        downstream = body.get("include_downstream", True)
-        if not isinstance(downstream, bool):
-            raise bad_request("'include_downstream' must be true or false")
+        task_ids, downstream = (
+            request.fields.get("task_ids"),
+            request.fields.get("include_downstream", True),
+        )
         run = store.get_run(request.params["dag_id"], request.params["run_id"])
         retried, requeued = control_of(control).retry(run.dag_id, run.run_id, task_ids, downstream)
         return envelope({"run": run_dict(retried), "requeued_task_ids": requeued})

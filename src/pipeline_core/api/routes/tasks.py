@@ -7,7 +7,10 @@ from typing import Any
 
 from pipeline_core.api.http import Request, Response, envelope, listing
 from pipeline_core.api.log_follow import FollowedLog, LogFollowers
-from pipeline_core.api.params import boolean, integer, page
+from pipeline_core.api.openapi.operation import PAGE, RUN, TASK, Operation, Param, page
+from pipeline_core.api.openapi.parts import MAX_INTEGER, envelope_of
+from pipeline_core.api.openapi.schemas import ref
+from pipeline_core.api.params import page as read_page
 from pipeline_core.api.serialize import task_instance_dict
 from pipeline_core.errors import NotFound
 from pipeline_core.model import TaskKey, iso
@@ -19,6 +22,56 @@ MAX_LOG_BYTES = 4 * 1024 * 1024
 
 FINISHED = {"success", "failed", "up_for_retry", "cancelled", "upstream_failed", "skipped"}
 
+LIST = Operation(
+    "list_task_instances",
+    "tasks",
+    "Task instances of a run",
+    "The task instances of one run, a page at a time.",
+    envelope_of(ref("TaskInstance"), listing=True),
+    (*RUN, *PAGE),
+    read=True,
+)
+GET = Operation(
+    "get_task_instance",
+    "tasks",
+    "A task instance with every try",
+    "One task instance with every try: start, end, state and error.",
+    envelope_of(ref("TaskDetail")),
+    TASK,
+    read=True,
+)
+XCOM = Operation(
+    "get_xcom",
+    "tasks",
+    "XCom entries of a task",
+    "The XCom values a task pushed, optionally only the given keys, a page at a time.",
+    envelope_of(ref("XCom"), listing=True),
+    (*TASK, Param("key", schema={"type": "array", "items": {"type": "string"}}), *PAGE),
+    read=True,
+)
+LOG = Operation(
+    "get_log",
+    "tasks",
+    "A task's log (a byte range of one try)",
+    "A byte range of one try's log (default: the latest try, from the start); with "
+    "follow=true, the log from offset on as text/plain, streamed as it is written, ending "
+    "when the try ends (or after limit bytes).",
+    envelope_of(ref("Log")),
+    (
+        *TASK,
+        Param("try_number", schema={"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}),
+        Param(
+            "follow",
+            schema={"type": "boolean"},
+            description="stream the try's log as text/plain while it is written; ends when "
+            "the try ends",
+        ),
+        *page(MAX_LOG_BYTES),
+    ),
+    read=True,
+    media={"text/plain": {"schema": {"type": "string"}}},
+)
+
 
 def _key(request: Request) -> TaskKey:
     p = request.params
@@ -27,7 +80,7 @@ def _key(request: Request) -> TaskKey:
 
 def list_tasks(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        limit, offset = page(request, set())
+        limit, offset = read_page(request)
         run = store.get_run(request.params["dag_id"], request.params["run_id"])
         found = store.query_task_instances(
             TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, limit=limit, offset=offset)
@@ -39,7 +92,6 @@ def list_tasks(store: Store) -> Callable[[Request], Response]:
 
 def get_task(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        page(request, set())
         key = _key(request)
         ti = store.get_task_instance(key)
         events = store.read_events(
@@ -81,10 +133,10 @@ def _tries(events: list[Any]) -> list[dict[str, Any]]:
 
 def get_xcom(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        limit, offset = page(request, {"key"})
+        limit, offset = read_page(request)
         key = _key(request)
         store.get_task_instance(key)
-        wanted = request.query.get("key")
+        wanted = request.args.get("key")
         entries = [e for e in store.list_xcom(key) if not wanted or e.key in wanted]
         data = [
             {
@@ -102,16 +154,14 @@ def get_xcom(store: Store) -> Callable[[Request], Response]:
 
 def get_logs(store: Store, followers: LogFollowers) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        limit, offset = page(request, {"try_number", "follow"}, MAX_LOG_BYTES, 1024 * 1024)
+        limit, offset = read_page(request, default=1024 * 1024)
         key = _key(request)
         ti = store.get_task_instance(key)
-        try_number = integer(request, "try_number", max(1, ti.try_number), 1)
+        try_number = request.args.get("try_number", max(1, ti.try_number))
         if try_number > max(1, ti.try_number):
             raise NotFound(f"task '{key.task_id}' has no try {try_number} (it has {ti.try_number})")
-        if boolean(request, "follow"):
-            wanted = FollowedLog(
-                key, try_number, offset, limit if "limit" in request.query else None
-            )
+        if request.args.get("follow"):
+            wanted = FollowedLog(key, try_number, offset, request.args.get("limit"))
             followers.check()
             response = Response(200, b"", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
             response.content_type = "text/plain; charset=utf-8"

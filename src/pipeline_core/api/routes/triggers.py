@@ -12,33 +12,81 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 from pipeline_core.api.http import HTTPError, Request, Response, bad_request, envelope
-from pipeline_core.api.routes.runs import MAX_NOTE, control_of
+from pipeline_core.api.openapi.operation import DAG, Answer, Operation, Param
+from pipeline_core.api.openapi.parts import DATE_TIME, ID, NOTE, closed, envelope_of
+from pipeline_core.api.openapi.schemas import obj, ref
+from pipeline_core.api.routes.runs import control_of
 from pipeline_core.api.serialize import run_dict
-from pipeline_core.dag.model import invalid_id_reason, parse_datetime
+from pipeline_core.dag.model import parse_datetime
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import DagRun, IdempotencyKey, TriggerRequest
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord
 
-#: Printable ASCII without spaces at the ends, as the IETF draft's keys are (a UUID fits).
-_KEY = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
-FIELDS = {"conf", "run_id", "logical_date", "note", "idempotency_key"}
 DEFAULT_KEY_TTL = 24 * 3600.0
+#: Printable ASCII without spaces at the ends, as the IETF draft's keys are (a UUID fits).
+KEY = {
+    "type": "string",
+    "pattern": r"^[!-~]([ -~]{0,253}[!-~])?$",
+    "description": "1 to 255 printable ASCII characters, without spaces at either end",
+}
+META = obj(
+    ["dag_is_paused"],
+    dag_is_paused={"type": "boolean"},
+    message={"type": "string"},
+    idempotent_replay={"type": "boolean", "const": True},
+)
+TRIGGER = Operation(
+    "trigger_run",
+    "runs",
+    "Trigger a run",
+    "Create a manual run with an optional conf, run id, logical date and note. The answer's "
+    "Location is the run's URL; a paused DAG's run waits until it is unpaused. With an "
+    "Idempotency-Key header (or idempotency_key), a repeat with the same key and body "
+    "answers the first request's run with 200 and meta.idempotent_replay; the same key with "
+    "another body is a 409. Keys are held 24 hours by default.",
+    envelope_of(ref("Run"), meta=META),
+    (
+        *DAG,
+        Param(
+            "Idempotency-Key",
+            "header",
+            KEY,
+            "a repeat with the same key and body answers the run the first request created",
+        ),
+    ),
+    body=closed(
+        conf={"type": ["object", "null"]},
+        run_id={**ID, "type": ["string", "null"]},
+        logical_date={**DATE_TIME, "type": ["string", "null"]},
+        note=NOTE,
+        idempotency_key={**KEY, "type": ["string", "null"]},
+    ),
+    example={"conf": {"env": "staging"}, "run_id": "deploy-42", "note": "from CI"},
+    created=True,
+    answers=[
+        Answer(
+            "200",
+            "the run an earlier request with this idempotency key created",
+            envelope_of(ref("Run"), meta=META),
+            headers={"Location": {"schema": {"type": "string"}, "required": True}},
+        )
+    ],
+)
 
 
 def trigger_run(
     store: Store, control: Control | None, key_ttl: float = DEFAULT_KEY_TTL
 ) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        body = request.json_object(FIELDS)
+        body = request.fields
         dag_id = request.params["dag_id"]
         record = store.get_dag(dag_id)
         wanted = trigger_request(dag_id, body)
@@ -62,43 +110,20 @@ def trigger_run(
 
 
 def trigger_request(dag_id: str, body: dict[str, Any]) -> TriggerRequest:
-    """The trigger a request body asks for (400 naming a bad field)."""
-    if "conf" in body and body["conf"] is not None and not isinstance(body["conf"], dict):
-        raise bad_request("'conf' must be a JSON object")
-    options: dict[str, Any] = {}
-    if body.get("run_id") is not None:
-        reason = invalid_id_reason(body["run_id"])
-        if reason:
-            raise bad_request(f"run_id: {reason}")
-        options["run_id"] = body["run_id"]
+    """The trigger a checked request body asks for."""
+    options: dict[str, Any] = {
+        name: body[name] for name in ("run_id", "note") if body.get(name) is not None
+    }
     if body.get("logical_date") is not None:
-        try:
-            if not isinstance(body["logical_date"], str):
-                raise ValueError(f"expected an ISO 8601 string, got {body['logical_date']!r}")
-            options["logical_date"] = parse_datetime(body["logical_date"])
-        except ValueError as exc:
-            raise bad_request(f"logical_date: {exc}") from None
-    if body.get("note") is not None:
-        if not isinstance(body["note"], str) or len(body["note"]) > MAX_NOTE:
-            raise bad_request(f"'note' must be a string of at most {MAX_NOTE} characters")
-        options["note"] = body["note"]
+        options["logical_date"] = parse_datetime(body["logical_date"])
     return TriggerRequest(dag_id, body.get("conf") or {}, **options)
 
 
 def _idempotency_key(request: Request, body: dict[str, Any]) -> str | None:
-    header, field = request.header("idempotency-key"), body.get("idempotency_key")
-    if field is not None and not isinstance(field, str):
-        raise bad_request("'idempotency_key' must be a string")
+    header, field = request.args.get("Idempotency-Key"), body.get("idempotency_key")
     if header is not None and field is not None and header != field:
         raise bad_request("the Idempotency-Key header and 'idempotency_key' in the body differ")
-    key = header if header is not None else field
-    if key is not None and not _KEY.fullmatch(key):
-        raise bad_request(
-            "an idempotency key is 1 to 255 printable ASCII characters, without spaces at "
-            "either end",
-            idempotency_key=key[:300],
-        )
-    return key
+    return header if header is not None else field
 
 
 def _fingerprint(body: dict[str, Any]) -> str:

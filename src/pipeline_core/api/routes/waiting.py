@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline_core.api.http import HTTPError, Request, Response, bad_request, json_bytes
-from pipeline_core.api.params import only
+from pipeline_core.api.http import HTTPError, Request, Response, json_bytes
+from pipeline_core.api.openapi.operation import RUN, Answer, Operation, Param
+from pipeline_core.api.openapi.parts import envelope_of
+from pipeline_core.api.openapi.schemas import obj, ref
 from pipeline_core.api.routes.runs import run_with_tasks
 from pipeline_core.api.waits import STOPPING, TIMED_OUT, RunWaiters
 from pipeline_core.state import FINISHED_RUN_STATES
@@ -20,11 +22,42 @@ from pipeline_core.store.base import Store
 MAX_WAIT = 3600.0
 DEFAULT_WAIT = 300.0
 
+WAIT = Operation(
+    "wait_run",
+    "runs",
+    "Wait for a run to end",
+    "Hold the request until the run is success, failed or cancelled, then answer it with "
+    "its task instances; woken by the run's end in the event log, not by polling. When the "
+    "timeout passes first: 408 with the run as it is.",
+    envelope_of(ref("RunDetail")),
+    (
+        *RUN,
+        Param(
+            "timeout",
+            schema={"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WAIT},
+            description=f"seconds to wait at most (default {DEFAULT_WAIT:g})",
+        ),
+    ),
+    answers=[
+        Answer(
+            "408",
+            "the timeout passed first: the run as it is, and a wait_timeout error",
+            obj(
+                data=ref("RunDetail"),
+                error=obj(
+                    code={"type": "string", "const": "wait_timeout"},
+                    message={"type": "string"},
+                    details=obj(state={"type": "string"}, timeout={"type": "number"}),
+                ),
+            ),
+        )
+    ],
+)
+
 
 def wait_run(store: Store, waiters: RunWaiters) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        only(request, {"timeout"})
-        timeout = _timeout(request)
+        timeout = request.args.get("timeout", DEFAULT_WAIT)
         run = store.get_run(request.params["dag_id"], request.params["run_id"])
         if run.state in FINISHED_RUN_STATES:
             return Response(200, json_bytes({"data": run_with_tasks(store, run)}))
@@ -48,20 +81,3 @@ def wait_run(store: Store, waiters: RunWaiters) -> Callable[[Request], Response]
         return Response(202, later=lambda wake: waiters.hold(key, deadline, wake))
 
     return handle
-
-
-def _timeout(request: Request) -> float:
-    values = request.query.get("timeout")
-    if not values:
-        return DEFAULT_WAIT
-    text = values[-1]
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= MAX_WAIT:  # also refuses nan and inf
-        raise bad_request(
-            f"'timeout' must be a number of seconds above 0 and at most {MAX_WAIT:g}, "
-            f"got {text[:40]!r}"
-        )
-    return value

@@ -17,16 +17,41 @@ from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 from pipeline_core.api.http import Request, Response, bad_request
-from pipeline_core.api.params import whole_number
-from pipeline_core.dag.model import invalid_id_reason, invalid_run_id_reason
+from pipeline_core.api.openapi.operation import Operation, Param, many
+from pipeline_core.api.openapi.parts import ID, MAX_INTEGER, RUN_ID
+from pipeline_core.api.openapi.schemas import ref
 from pipeline_core.model import EVENT_TYPES, Event
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import EventQuery
 
 REPLAY_PAGE = 1000
-ALLOWED = {"dag_id", "run_id", "types", "last_event_id", "access_token"}
 ENCODED_MAX = 50_000
 RETRY = b"retry: 3000\n\n"
+SEQ = {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER}
+
+STREAM = Operation(
+    "stream_events",
+    "events",
+    "Live event stream (Server-Sent Events); resume with Last-Event-ID",
+    "The event log as Server-Sent Events, stored ones after Last-Event-ID first, then live "
+    "ones. Each message is `id: <seq>`, `event: <type>` and `data: <Event as one-line "
+    "JSON>`; `: keepalive` comments keep idle streams open. Over HTTP/1.1 the body is "
+    "chunked, one chunk per write.",
+    {},
+    (
+        Param("dag_id", schema=ID),
+        Param("run_id", schema=RUN_ID),
+        Param(
+            "types", schema=many(EVENT_TYPES), description="event types (repeat or comma-separate)"
+        ),
+        Param("last_event_id", schema=SEQ),
+        Param("access_token", description="the bearer token, for EventSource"),
+        Param("Last-Event-ID", "header", SEQ),
+    ),
+    json=False,
+    media={"text/event-stream": {"schema": {"type": "string"}, "x-item-schema": ref("Event")}},
+    errors=("400", "401", "403", "421", "503"),
+)
 
 
 class EventEncoder:
@@ -119,31 +144,20 @@ def replay(store: Store, start: StreamStart, encode: EventEncoder) -> Iterator[t
 
 
 def parse_stream_request(request: Request, store: Store) -> StreamStart:
-    unknown = sorted(set(request.query) - ALLOWED)
-    if unknown:
-        raise bad_request(f"unknown query parameter(s): {', '.join(unknown)}")
-    types = tuple(t for value in request.query.get("types", []) for t in value.split(",") if t)
-    bad = [t for t in types if t not in EVENT_TYPES]
-    if bad:
-        raise bad_request(f"unknown event type(s) {', '.join(bad)}; use {', '.join(EVENT_TYPES)}")
-    raw = request.header("last-event-id") or _one(request, "last_event_id")
+    args = request.args
+    types = tuple(args.get("types", ()))
+    given = args.get("Last-Event-ID", args.get("last_event_id"))
     first, head = store.event_bounds()
     after, reset_first = head, None
-    if raw:
-        after = whole_number(raw, "Last-Event-ID")
+    if given is not None:
+        after = given
         if after > head:
             raise bad_request(f"Last-Event-ID {after} is newer than the newest event ({head})")
         if head and after + 1 < first:
             reset_first = first
-    dag_id, run_id = _one(request, "dag_id"), _one(request, "run_id")
-    for name, value, rule in (
-        ("dag_id", dag_id, invalid_id_reason),
-        ("run_id", run_id, invalid_run_id_reason),
-    ):
-        reason = rule(value) if value is not None else None
-        if reason:
-            raise bad_request(f"'{name}': {reason}")
-    return StreamStart(dag_id, run_id, types or EVENT_TYPES, after, reset_first)
+    return StreamStart(
+        args.get("dag_id"), args.get("run_id"), types or EVENT_TYPES, after, reset_first
+    )
 
 
 def events_route(store: Store, streams: EventStreams) -> Callable[[Request], Response]:
@@ -157,8 +171,3 @@ def events_route(store: Store, streams: EventStreams) -> Callable[[Request], Res
         return response
 
     return handle
-
-
-def _one(request: Request, name: str) -> str | None:
-    values = request.query.get(name)
-    return values[-1] if values else None
