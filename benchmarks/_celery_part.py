@@ -54,8 +54,8 @@ def one_setup(db: str, broker: str, tmp: Path, workers: int, runs: int) -> list[
     (folder / "bench_tasks.py").write_text(MODULE)
     (folder / "many.yaml").write_text(_dag("celery" if workers else "worker"))
     store = open_store(db)
-    if "wide" not in {p.name for p in store.list_pools()}:
-        store.create_pool(Pool("wide", 64, "benchmark"))
+    if "wide" not in {p.name for p in store.pools.list_pools()}:
+        store.pools.create_pool(Pool("wide", 64, "benchmark"))
     common = ("--dags-folder", str(folder), "--db", db)
     worker_args = ("worker", *common, "--broker", broker, "--concurrency", "2")
     processes = [_process(tmp / f"worker{i}.log", *worker_args) for i in range(workers)]
@@ -63,17 +63,17 @@ def one_setup(db: str, broker: str, tmp: Path, workers: int, runs: int) -> list[
     scheduler_args = ("scheduler", *common, "--workers", "2", "--rescan-interval", "3600")
     processes.append(_process(tmp / "scheduler.log", *scheduler_args, "--grace", "1", *engine_args))
     try:
-        _wait(lambda: len(store.list_heartbeats("worker")) >= workers)
-        _wait(lambda: any(b.kind == "engine" for b in store.list_heartbeats()))
+        _wait(lambda: len(store.heartbeats.list_heartbeats("worker")) >= workers)
+        _wait(lambda: any(b.kind == "engine" for b in store.heartbeats.list_heartbeats()))
         _wait(lambda: _has_dag(store))
         control, took = RemoteControl(store), []
         for i in range(runs):
             run_id = f"w{workers}-{i}-{time.time_ns()}"
             start = time.perf_counter()
             control.trigger(TriggerRequest("many", run_id=run_id))
-            _wait(lambda: store.get_run("many", run_id).state in FINISHED_RUN_STATES, 300)
+            _wait(lambda: store.runs.get_run("many", run_id).state in FINISHED_RUN_STATES, 300)
             took.append(time.perf_counter() - start)
-            assert store.get_run("many", run_id).state.value == "success"
+            assert store.runs.get_run("many", run_id).state.value == "success"
         return took
     finally:
         for process in processes:
@@ -87,7 +87,7 @@ def _has_dag(store) -> bool:  # type: ignore[no-untyped-def]
     from pipeline_core.errors import NotFound
 
     try:
-        store.get_dag("many")
+        store.dags.get_dag("many")
     except NotFound:
         return False
     return True

@@ -89,9 +89,9 @@ def populate(folder: Path, db: str) -> None:
             run = DagRun(
                 dag_id, f"r{r:03d}", RunState.QUEUED, "scheduled", BASE + timedelta(hours=r)
             )
-            store.create_run(run, [TaskSpec(f"t{j}") for j in range(n_tasks)])
-            store.transition_run(dag_id, run.run_id, RunState.QUEUED, RunState.RUNNING)
-            store.transition_run(dag_id, run.run_id, RunState.RUNNING, RunState.SUCCESS)
+            store.runs.create_run(run, [TaskSpec(f"t{j}") for j in range(n_tasks)])
+            store.runs.transition_run(dag_id, run.run_id, RunState.QUEUED, RunState.RUNNING)
+            store.runs.transition_run(dag_id, run.run_id, RunState.RUNNING, RunState.SUCCESS)
     store.close()
 
 

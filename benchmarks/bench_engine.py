@@ -41,7 +41,7 @@ def chain(n: int) -> DAG:
 class Bench:
     def __init__(self, folder: str, dags: list[DAG]) -> None:
         self.store = open_store(f"sqlite:///{folder}/bench.db")
-        self.store.update_pool("default_pool", slots=SLOTS)
+        self.store.pools.update_pool("default_pool", slots=SLOTS)
         self.finished: dict[tuple[str, str], float] = {}
         self.first_running: dict[tuple[str, str], float] = {}
         self.cond = threading.Condition()
@@ -74,7 +74,7 @@ class Bench:
             self.cond.wait_for(lambda: all(k in self.finished for k, _ in triggered), timeout=600)
         wall = time.perf_counter() - start
         for key, _ in triggered:
-            state = self.store.get_run(*key).state.value
+            state = self.store.runs.get_run(*key).state.value
             assert state == "success", (key, state)
         return wall, [self.first_running[k] - t0 for k, t0 in triggered]
 

@@ -63,7 +63,7 @@ class EngineBench:
 
     def __init__(self, folder: str, mode: str) -> None:
         self.store = open_store(f"sqlite:///{folder}/{mode}.db")
-        self.store.update_pool("default_pool", slots=SLOTS)
+        self.store.pools.update_pool("default_pool", slots=SLOTS)
         self.done: dict[str, float] = {}
         self.first_running: dict[str, float] = {}
         self.cond = threading.Condition()
@@ -78,7 +78,8 @@ class EngineBench:
         """The summed durations of the tasks of ``dag_id``'s last run."""
         query = TaskInstanceQuery(dag_id=dag_id, run_id=self.last_run[dag_id], limit=1000)
         return (
-            sum(ti.duration_ms or 0 for ti in self.store.query_task_instances(query).items) / 1000
+            sum(ti.duration_ms or 0 for ti in self.store.tasks.query_task_instances(query).items)
+            / 1000
         )
 
     def _on_events(self, events: Any) -> None:
@@ -97,7 +98,7 @@ class EngineBench:
         run = self.engine.trigger(TriggerRequest(dag_id))
         with self.cond:
             self.cond.wait_for(lambda: run.run_id in self.done, timeout=600)
-        state = self.store.get_run(dag_id, run.run_id).state.value
+        state = self.store.runs.get_run(dag_id, run.run_id).state.value
         assert state == "success", (dag_id, state)
         self.last_run[dag_id] = run.run_id
         return self.done[run.run_id] - start, self.first_running[run.run_id] - start

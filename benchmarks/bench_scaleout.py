@@ -74,7 +74,7 @@ def failover_once(db: str, tmp: Path) -> float:
         query = TaskInstanceQuery(dag_id="slow", run_id=run.run_id)
 
         def try_running(number: int) -> bool:
-            (ti,) = store.query_task_instances(query).items
+            (ti,) = store.tasks.query_task_instances(query).items
             return ti.state.value == "running" and ti.try_number == number
 
         wait_for(lambda: try_running(1))
@@ -114,11 +114,11 @@ def triggers(count):
         first = TaskChange(TaskKey("bench_tr", run_id, "t0"), TaskState.QUEUED, TaskState.RUNNING, try_number=1)
         if hasattr(store, "apply"):
             create = new_run("bench_tr", tuple(specs), now=datetime.now(UTC), run_id=run_id)
-            store.apply([create, MoveRun("bench_tr", run_id, RunState.QUEUED, RunState.RUNNING), first])
+            store.runs.apply([create, MoveRun("bench_tr", run_id, RunState.QUEUED, RunState.RUNNING), first])
         else:
-            store.create_run(DagRun("bench_tr", run_id, RunState.QUEUED, "manual", datetime.now(UTC)), specs)
-            store.transition_run("bench_tr", run_id, RunState.QUEUED, RunState.RUNNING)
-            store.transition_tasks([first])
+            store.runs.create_run(DagRun("bench_tr", run_id, RunState.QUEUED, "manual", datetime.now(UTC)), specs)
+            store.runs.transition_run("bench_tr", run_id, RunState.QUEUED, RunState.RUNNING)
+            store.tasks.transition_tasks([first])
     return count / (time.perf_counter() - start)
 
 print(json.dumps([transitions_per_second(store, n, 1), transitions_per_second(store, n, 50), triggers(n // 4)]))

@@ -44,8 +44,10 @@ class Recorder:
         run = DagRun(
             request.dag_id, request.run_id, RunState.QUEUED, request.run_type, request.logical_date
         )
-        run = self.store.create_run(run, [TaskSpec("a")])
-        self.store.transition_run(request.dag_id, run.run_id, RunState.QUEUED, RunState.CANCELLED)
+        run = self.store.runs.create_run(run, [TaskSpec("a")])
+        self.store.runs.transition_run(
+            request.dag_id, run.run_id, RunState.QUEUED, RunState.CANCELLED
+        )
         return run
 
     def cancel(self, *a):  # type: ignore[no-untyped-def]

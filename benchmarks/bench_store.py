@@ -37,7 +37,7 @@ def transitions_per_second(store, n: int, batch: int) -> float:
     runs = []
     for r in range(rounds):
         run = DagRun("bench_tx", f"tx-{uuid.uuid4().hex}", RunState.QUEUED, "manual", BASE)
-        store.create_run(run, [TaskSpec(t) for t in tasks])
+        store.runs.create_run(run, [TaskSpec(t) for t in tasks])
         runs.append(run.run_id)
     start = time.perf_counter()
     for run_id in runs:
@@ -46,7 +46,7 @@ def transitions_per_second(store, n: int, batch: int) -> float:
             (TaskState.RUNNING, TaskState.SUCCESS),
         ):
             changes = [TaskChange(TaskKey("bench_tx", run_id, t), before, after) for t in tasks]
-            store.transition_tasks(changes)
+            store.tasks.transition_tasks(changes)
     elapsed = time.perf_counter() - start
     return rounds * 2 * batch / elapsed
 
@@ -70,7 +70,7 @@ def bulk_load(store, dags: int, runs_per_dag: int, tasks: int) -> None:
                 batch_tis,
             )
 
-        store._write(work)
+        store.sql.write(work)
         batch_runs.clear()
         batch_tis.clear()
 
@@ -116,7 +116,9 @@ def bulk_load(store, dags: int, runs_per_dag: int, tasks: int) -> None:
             if len(batch_tis) >= 50_000:
                 flush()
     flush()
-    store._write(lambda tx, _: tx.run("ANALYZE"))  # as autovacuum / a DBA would after a bulk load
+    store.sql.write(
+        lambda tx, _: tx.run("ANALYZE")
+    )  # as autovacuum / a DBA would after a bulk load
 
 
 def latency(fn, samples: int) -> tuple[float, float]:
@@ -145,7 +147,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace, size_fn) -> None:
 
     def runs_query() -> None:
         dag_id = f"dag_{rng.randrange(dags):03d}"
-        page = store.query_runs(
+        page = store.runs.query_runs(
             RunQuery(
                 dag_id=dag_id,
                 states=(RunState.SUCCESS, RunState.FAILED),
@@ -158,7 +160,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace, size_fn) -> None:
 
     def history_query() -> None:
         dag_id = f"dag_{rng.randrange(dags):03d}"
-        page = store.query_task_instances(
+        page = store.tasks.query_task_instances(
             TaskInstanceQuery(dag_id=dag_id, task_id=f"task_{rng.randrange(args.tasks)}", limit=100)
         )
         assert len(page.items) == 100
@@ -171,22 +173,22 @@ def run_backend(name: str, url: str, args: argparse.Namespace, size_fn) -> None:
         p50, p99 = latency(fn, args.samples)
         print(f"{label:<45}: p50 {p50:.2f} ms  p99 {p99:.2f} ms")
     for _ in range(20):
-        store.append_event("bench.filler", {"n": 1})
-    store.transition_tasks([])
-    last = store.event_bounds()[1]
+        store.events.append_event("bench.filler", {"n": 1})
+    store.tasks.transition_tasks([])
+    last = store.events.event_bounds()[1]
     events_needed = 5_000 - last
     if events_needed > 0:
         for i in range(0, events_needed, 100):
-            store._write(
-                lambda tx, p: store._append(
+            store.sql.write(
+                lambda tx, p: store.sql.append(
                     tx, p, [("bench.filler", {"i": i}, "dag_000", None, None)] * 100, BASE
                 )
             )
-    last = store.event_bounds()[1]
+    last = store.events.event_bounds()[1]
 
     def events_read() -> None:
         after = rng.randrange(0, last - 1000)
-        assert len(store.read_events(EventQuery(after_seq=after, limit=1000))) == 1000
+        assert len(store.events.read_events(EventQuery(after_seq=after, limit=1000))) == 1000
 
     p50, p99 = latency(events_read, args.samples)
     print(f"{'event log: 1,000 events after a seq':<45}: p50 {p50:.2f} ms  p99 {p99:.2f} ms")
@@ -211,7 +213,7 @@ def main() -> None:
             path = Path(folder) / "bench.db"
 
             def sqlite_size(store) -> int:  # type: ignore[no-untyped-def]
-                store._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                store.backend._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 return path.stat().st_size
 
             run_backend("sqlite", f"sqlite:///{path}", args, sqlite_size)
@@ -222,7 +224,7 @@ def main() -> None:
 
         def pg_size(store) -> int:  # type: ignore[no-untyped-def]
             return int(
-                store._read(
+                store.sql.read(
                     lambda tx: tx.scalar(
                         "SELECT SUM(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
                         "ON n.oid = c.relnamespace WHERE n.nspname = ? AND c.relkind = 'r'",

@@ -75,7 +75,7 @@ def flood(db: str, rate: int, seconds: float, stop: threading.Event) -> int:
         while not stop.is_set() and time.monotonic() - started < seconds:
             for _ in range(50):
                 dag = f"dag_{sent % DAGS:02d}"
-                store.append_event(
+                store.events.append_event(
                     "run.state_changed",
                     {"dag_id": dag, "run_id": f"flood_{sent}", "previous_state": "running",
                      "new_state": "success", "timestamp": "2026-01-01T00:00:00.000000Z"},

@@ -30,7 +30,7 @@ import json, resource, sys, time
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
 store = open_store(sys.argv[1]); events, idle = int(sys.argv[2]), float(sys.argv[3])
-seen = store.event_bounds()[1]
+seen = store.events.event_bounds()[1]
 store.wait_for_events(seen, 0.01)
 usage = resource.getrusage(resource.RUSAGE_SELF)
 cpu = usage.ru_utime + usage.ru_stime
@@ -45,7 +45,7 @@ delays = []
 while len(delays) < events:
     if store.wait_for_events(seen, 10):
         woke = time.monotonic()
-        for event in store.read_events(EventQuery(after_seq=seen)):
+        for event in store.events.read_events(EventQuery(after_seq=seen)):
             delays.append(woke - event.payload["at"])
             seen = event.seq
 print(json.dumps({"idle_cpu": idle_cpu, "delays": delays}), flush=True)
@@ -68,7 +68,7 @@ def measure(label: str, db: str, events: int, idle: float, src: str | None) -> N
     assert waiter.stdout.readline().strip() == "idle"
     store = open_store(db)
     for _ in range(events):
-        store.append_event("bench.wake", {"at": time.monotonic()})
+        store.events.append_event("bench.wake", {"at": time.monotonic()})
         time.sleep(0.01)  # one commit at a time: each delay is a wake-up of its own
     result = json.loads(waiter.stdout.readline())
     waiter.wait(30)

@@ -148,7 +148,7 @@ def test_scheduler_runs_scheduled_dags_and_stops_on_sigterm(tmp_path):
         deadline = time.monotonic() + 20
         runs = []
         while time.monotonic() < deadline:
-            runs = store.query_runs(RunQuery(dag_id="minutely", states=())).items
+            runs = store.runs.query_runs(RunQuery(dag_id="minutely", states=())).items
             if runs and runs[0].state.value == "success":
                 break
             time.sleep(0.1)
@@ -257,7 +257,7 @@ def test_serve_on_a_port_in_use_starts_nothing(tmp_path):
     if db.exists():
         store = open_store(f"sqlite:///{db}")
         try:
-            assert store.query_runs(RunQuery()).total == 0
+            assert store.runs.query_runs(RunQuery()).total == 0
         finally:
             store.close()
 

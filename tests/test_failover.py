@@ -59,7 +59,7 @@ def takeover(tmp_path: Path, db: str) -> None:
             return any(
                 ti.state.value == "running"
                 for run in runs
-                for ti in store.query_task_instances(_tis(run)).items
+                for ti in store.tasks.query_task_instances(_tis(run)).items
             )
 
         poll_until(running, timeout=60)
@@ -69,14 +69,16 @@ def takeover(tmp_path: Path, db: str) -> None:
         assert time.monotonic() - killed < 5  # the standby asks twice a second
 
         def finished() -> bool:
-            return all(store.get_run("work", r.run_id).state in FINISHED_RUN_STATES for r in runs)
+            return all(
+                store.runs.get_run("work", r.run_id).state in FINISHED_RUN_STATES for r in runs
+            )
 
         poll_until(finished, timeout=120)
-        assert {store.get_run("work", r.run_id).state for r in runs} == {RunState.SUCCESS}
+        assert {store.runs.get_run("work", r.run_id).state for r in runs} == {RunState.SUCCESS}
         done = {p.name: p.read_text().split() for p in markers.iterdir()}
         assert len(done) == RUNS * TASKS
         assert all(len(tries) == 1 for tries in done.values()), done  # nothing done twice
-        events = store.read_events(EventQuery(types=("task.state_changed",), limit=100_000))
+        events = store.events.read_events(EventQuery(types=("task.state_changed",), limit=100_000))
         assert any(e.payload.get("reason") == "orphaned" for e in events)  # the kill cut a try
     finally:
         first.stop()

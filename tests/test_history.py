@@ -21,7 +21,7 @@ def test_timeline_orders_state_changes_and_xcom_pushes(store):
     history = History(store)
     new_run(store, tasks=("a", "b"))
     move(store, "a", "queued", "running", try_number=1)
-    store.set_xcom(key("a"), "return_value", {"rows": 3})
+    store.task_data.set_xcom(key("a"), "return_value", {"rows": 3})
     move(store, "a", "running", "success")
     timeline = history.timeline("etl", "r1")
     kinds = [(item["type"], item.get("task_id"), item.get("new_state")) for item in timeline]
@@ -39,7 +39,7 @@ def test_pages_history_recent_and_delete(store):
     history = History(store)
     for day in range(5):
         new_run(store, run_id=f"r{day}", day=day, tasks=("a",))
-        store.transition_run("etl", f"r{day}", RunState.QUEUED, RunState.CANCELLED)
+        store.runs.transition_run("etl", f"r{day}", RunState.QUEUED, RunState.CANCELLED)
     new_run(store, dag_id="other", run_id="o", day=10, tasks=("a",))
     assert [r.run_id for r in history.recent_runs(2)] == ["o", "r4"]
     page = history.runs(RunQuery(dag_id="etl", limit=2, offset=1))

@@ -200,7 +200,7 @@ def _chaos(db: str, tmp_path: Path, kills: int) -> None:
         assert _count(store, "running") == 0
         pools = server.call("GET", "/pools")["data"]
         assert all(p["running_slots"] == 0 for p in pools), pools
-        runs = store.query_runs(RunQuery(dag_id="chaos", limit=1000)).items
+        runs = store.runs.query_runs(RunQuery(dag_id="chaos", limit=1000)).items
         assert len(runs) == 100
         assert all(r.state is RunState.SUCCESS for r in runs), {r.state for r in runs}
         for run in runs:
@@ -225,13 +225,15 @@ def _task_processes(markers: Path) -> list[str]:
 def _count(store: Any, state: str) -> int:
     return sum(
         1
-        for ti in store.query_task_instances(TaskInstanceQuery(dag_id="chaos", limit=1000)).items
+        for ti in store.tasks.query_task_instances(
+            TaskInstanceQuery(dag_id="chaos", limit=1000)
+        ).items
         if ti.state.value == state
     )
 
 
 def _unfinished(store: Any) -> int:
-    runs = store.query_runs(RunQuery(dag_id="chaos", limit=1000)).items
+    runs = store.runs.query_runs(RunQuery(dag_id="chaos", limit=1000)).items
     return sum(1 for r in runs if r.state not in FINISHED_RUN_STATES)
 
 
@@ -263,7 +265,7 @@ def test_sigterm_then_immediate_restart_loses_nothing_and_waits_for_nothing(tmp_
         poll_until(lambda: _unfinished(store) == 0, timeout=30)
         # Well before the 30 s a lease takes to expire: the clean stop released it.
         assert time.monotonic() - restarted < 20
-        runs = store.query_runs(RunQuery(dag_id="chaos", limit=1000)).items
+        runs = store.runs.query_runs(RunQuery(dag_id="chaos", limit=1000)).items
         assert all(r.state is RunState.SUCCESS for r in runs)
     finally:
         server.stop()

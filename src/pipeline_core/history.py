@@ -20,28 +20,30 @@ class History:
         self.store = store
 
     def runs(self, query: RunQuery) -> Page[DagRun]:
-        return self.store.query_runs(query)
+        return self.store.runs.query_runs(query)
 
     def recent_runs(self, limit: int = 20) -> list[DagRun]:
         """The newest runs across every DAG."""
-        return list(self.store.query_runs(RunQuery(order_by="-logical_date", limit=limit)).items)
+        return list(
+            self.store.runs.query_runs(RunQuery(order_by="-logical_date", limit=limit)).items
+        )
 
     def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
-        self.store.get_run(dag_id, run_id)  # NotFound for an unknown run
+        self.store.runs.get_run(dag_id, run_id)  # NotFound for an unknown run
         query = TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=TIMELINE_LIMIT)
-        return list(self.store.query_task_instances(query).items)
+        return list(self.store.tasks.query_task_instances(query).items)
 
     def task_history(
         self, dag_id: str, task_id: str, limit: int = 100, offset: int = 0
     ) -> Page[TaskInstance]:
         """One task across runs, newest run first."""
         query = TaskInstanceQuery(dag_id=dag_id, task_id=task_id, limit=limit, offset=offset)
-        return self.store.query_task_instances(query)
+        return self.store.tasks.query_task_instances(query)
 
     def timeline(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """The run's state changes and XCom pushes, in order."""
-        self.store.get_run(dag_id, run_id)
-        events = self.store.read_events(
+        self.store.runs.get_run(dag_id, run_id)
+        events = self.store.events.read_events(
             EventQuery(dag_id=dag_id, run_id=run_id, limit=TIMELINE_LIMIT)
         )
         items = [{"kind": "event", "at": e.timestamp, **e.to_dict()} for e in events]
@@ -55,7 +57,7 @@ class History:
                 "size_bytes": x.size_bytes,
                 "timestamp": iso(x.timestamp),
             }
-            for x in self.store.list_run_xcom(dag_id, run_id)
+            for x in self.store.task_data.list_run_xcom(dag_id, run_id)
         ]
         items.sort(key=lambda item: (item["at"], item.get("seq", 0)))
         for item in items:
@@ -63,14 +65,14 @@ class History:
         return items
 
     def delete_old_runs(self, dag_id: str, older_than: datetime) -> int:
-        return self.store.prune_runs(dag_id, older_than)
+        return self.store.runs.prune_runs(dag_id, older_than)
 
     def dag_stats(
         self, dag_id: str, since: datetime | None = None, until: datetime | None = None
     ) -> dict[str, Any]:
         """Run statistics and per-task statistics (zeros for an empty history)."""
-        runs = self.store.run_stats(dag_id, since, until)
-        tasks = self.store.task_stats(dag_id, since, until)
+        runs = self.store.runs.run_stats(dag_id, since, until)
+        tasks = self.store.tasks.task_stats(dag_id, since, until)
         return {
             "dag_id": dag_id,
             "since": iso(since),

@@ -96,7 +96,7 @@ class System:
 
     def wait_state(self, dag_id: str, run_id: str, states: set[str], timeout: float = 15) -> dict:  # type: ignore[type-arg]
         def current() -> str:
-            return self.store.get_run(dag_id, run_id).state.value
+            return self.store.runs.get_run(dag_id, run_id).state.value
 
         with self._changed:
             assert self._changed.wait_for(lambda: current() in states, timeout), current()
@@ -107,7 +107,7 @@ class System:
     ) -> None:
         def running() -> bool:
             key = TaskKey(dag_id, run_id, task_id)
-            return self.store.get_task_instance(key).state.value == "running"
+            return self.store.tasks.get_task_instance(key).state.value == "running"
 
         with self._changed:
             assert self._changed.wait_for(running, timeout)

@@ -80,7 +80,7 @@ def test_twenty_concurrent_identical_triggers_create_one_run(system: System) -> 
 def test_a_key_outlives_its_run_only_while_the_run_exists(system: System) -> None:
     run_id = trigger(system, "etl", {"idempotency_key": "k"})[2]["data"]["run_id"]
     system.wait_state("etl", run_id, {"success"})
-    system.store.delete_run("etl", run_id)
+    system.store.runs.delete_run("etl", run_id)
     again = trigger(system, "etl", {"idempotency_key": "k"})
     assert again[0] == 201 and "idempotent_replay" not in again[2]["meta"]
 
@@ -193,7 +193,7 @@ def test_mark_a_task_and_its_downstream_follows(system: System) -> None:
     assert [t["state"] for t in run["task_instances"]] == ["success", "success"]
     # a finished run follows its tasks: marking its leaf failed fails it
     system.client.request("PATCH", "/api/v1/dags/slow/runs/t/tasks/later", {"state": "failed"})
-    assert system.store.get_run("slow", "t").state.value == "failed"
+    assert system.store.runs.get_run("slow", "t").state.value == "failed"
     for body, status in (({"state": "queued"}, 400), ({}, 400), ({"state": "failed"}, 409)):
         answer = system.client.request("PATCH", "/api/v1/dags/slow/runs/t/tasks/later", body)
         assert answer[0] == status, answer
@@ -211,7 +211,7 @@ def test_clear_with_a_dry_run_first(system: System) -> None:
     path = "/api/v1/dags/etl/runs/c/clear"
     dry = system.client.request("POST", path, {"task_ids": ["extract"], "dry_run": True})[2]
     assert dry["data"]["dry_run"] is True and dry["data"]["task_ids"] == ["extract"]
-    assert system.store.get_run("etl", "c").state.value == "success"  # nothing changed
+    assert system.store.runs.get_run("etl", "c").state.value == "success"  # nothing changed
     down = system.client.request(
         "POST", path, {"task_ids": ["extract"], "include_downstream": True, "dry_run": True}
     )[2]

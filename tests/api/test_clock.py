@@ -16,7 +16,7 @@ from tests.engine.conftest import ManualClock
 
 def test_next_fire_times_and_the_listing_cache_follow_the_given_clock(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 'clock.db'}")
-    store.upsert_dag(DagRecord("daily", schedule="0 6 * * *", task_count=1))
+    store.dags.upsert_dag(DagRecord("daily", schedule="0 6 * * *", task_count=1))
     clock = ManualClock()  # 2026-01-01T00:00Z
     server = serve(store, clock=clock)
     try:
@@ -42,8 +42,8 @@ def test_a_remote_trigger_and_a_folder_sync_stamp_the_given_clock(tmp_path):
     clock = ManualClock()
     try:
         DagSync(store, folder, clock=clock.now).refresh()
-        assert store.get_dag("a").last_parsed_at == clock.now()
-        assert store.list_import_errors()[0].seen_at == clock.now()
+        assert store.dags.get_dag("a").last_parsed_at == clock.now()
+        assert store.dags.list_import_errors()[0].seen_at == clock.now()
         run = RemoteControl(store, clock=clock).trigger(TriggerRequest("a", run_id="r"))
         assert run.queued_at == clock.now() and run.logical_date == clock.now()
     finally:

@@ -22,9 +22,9 @@ RUN = "/api/v1/dags/etl/runs/r1"
 @pytest.fixture
 def store(tmp_path):  # type: ignore[no-untyped-def]
     created = open_store(f"sqlite:///{tmp_path / 'api.db'}")
-    created.upsert_dag(DagRecord("etl", task_count=2))
+    created.dags.upsert_dag(DagRecord("etl", task_count=2))
     run = DagRun("etl", "r1", RunState.QUEUED, "manual", datetime(2026, 1, 1, tzinfo=UTC))
-    created.create_run(run, [TaskSpec("a"), TaskSpec("b")])
+    created.runs.create_run(run, [TaskSpec("a"), TaskSpec("b")])
     created.transition_run("etl", "r1", RunState.QUEUED, RunState.RUNNING)
     yield created
     created.close()
@@ -47,7 +47,7 @@ class Counting:
 
     def __init__(self, store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
         self.calls = 0
-        original = store.query_task_instances
+        original = store.tasks.query_task_instances
 
         def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
             self.calls += 1
@@ -87,7 +87,7 @@ def test_a_finished_runs_answers_are_kept_until_an_event_of_that_run(client, sto
     client.request("GET", f"{RUN}/tasks")
     client.request("GET", f"{RUN}/tasks")
     assert counting.calls == 2  # running: rendered every time
-    store.transition_run("etl", "r1", RunState.RUNNING, RunState.SUCCESS)
+    store.runs.transition_run("etl", "r1", RunState.RUNNING, RunState.SUCCESS)
     first = client.request("GET", f"{RUN}/tasks")
     etag = first[1]["ETag"]
     for _ in range(5):
@@ -95,7 +95,7 @@ def test_a_finished_runs_answers_are_kept_until_an_event_of_that_run(client, sto
         assert (status, headers["ETag"], body) == (200, etag, first[2])
     assert client.request("GET", f"{RUN}/tasks", headers={"If-None-Match": etag})[0] == 304
     assert counting.calls == 3  # rendered once since it finished
-    store.transition_run("etl", "r1", RunState.SUCCESS, RunState.QUEUED)  # as a retry does
+    store.runs.transition_run("etl", "r1", RunState.SUCCESS, RunState.QUEUED)  # as a retry does
     status, headers, body = client.request("GET", f"{RUN}/tasks", headers={"If-None-Match": etag})
     assert counting.calls == 4
     assert status == 304 or headers["ETag"] != etag  # the same tasks may still show the same
@@ -104,12 +104,12 @@ def test_a_finished_runs_answers_are_kept_until_an_event_of_that_run(client, sto
 
 
 def test_a_run_of_another_dag_does_not_drop_kept_answers(client, store, monkeypatch):
-    store.transition_run("etl", "r1", RunState.RUNNING, RunState.SUCCESS)
+    store.runs.transition_run("etl", "r1", RunState.RUNNING, RunState.SUCCESS)
     client.request("GET", RUN)
     counting = Counting(store, monkeypatch)
-    store.upsert_dag(DagRecord("other", task_count=1))
+    store.dags.upsert_dag(DagRecord("other", task_count=1))
     other = DagRun("other", "r1", RunState.QUEUED, "manual", datetime(2026, 1, 1, tzinfo=UTC))
-    store.create_run(other, [TaskSpec("a")])
+    store.runs.create_run(other, [TaskSpec("a")])
     client.request("GET", RUN)
     assert counting.calls == 0
 

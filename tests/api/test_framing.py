@@ -104,7 +104,7 @@ def test_http_1_0_without_host_is_served_and_closed(server):
 
 
 def pool_names(store) -> list[str]:  # type: ignore[no-untyped-def]
-    return [p.name for p in store.list_pools()]
+    return [p.name for p in store.pools.list_pools()]
 
 
 def test_truncated_heads_and_bodies_are_never_executed(server, store):

@@ -21,7 +21,7 @@ from tests.api.inprocess import AppClient
 @pytest.fixture
 def store(tmp_path):  # type: ignore[no-untyped-def]
     created = open_store(f"sqlite:///{tmp_path / 'api.db'}")
-    created.upsert_dag(DagRecord("etl", task_count=1))
+    created.dags.upsert_dag(DagRecord("etl", task_count=1))
     yield created
     created.close()
 
@@ -63,7 +63,7 @@ def test_a_foreign_host_is_refused_against_dns_rebinding(client, store, host):
     assert status == 421
     assert error_of(body)[0] == "misdirected_request"
     assert "--allowed-host" in error_of(body)[1]
-    assert [p.name for p in store.list_pools()] == ["default_pool"]
+    assert [p.name for p in store.pools.list_pools()] == ["default_pool"]
 
 
 def test_a_server_on_a_public_address_takes_any_host(store):
@@ -85,7 +85,7 @@ def test_state_changes_from_a_foreign_origin_are_refused(client, store):
         headers={"Origin": "http://evil.example"},
     )
     assert status == 403 and error_of(body)[0] == "forbidden_origin"
-    assert "cross_site" not in [p.name for p in store.list_pools()]
+    assert "cross_site" not in [p.name for p in store.pools.list_pools()]
     # Reading is left to the browser (no CORS headers), and a local page may write.
     assert (
         client.request("GET", "/api/v1/dags", headers={"Origin": "http://evil.example"})[0] == 200
@@ -108,7 +108,7 @@ def test_state_changes_from_a_foreign_origin_are_refused(client, store):
 def test_pool_slots_out_of_range_are_a_400(client, store, slots):
     status, _, body = client.request("POST", "/api/v1/pools", {"name": "big", "slots": slots})
     assert status == 400 and "'slots' must be a whole number" in error_of(body)[1]
-    assert "big" not in [p.name for p in store.list_pools()]
+    assert "big" not in [p.name for p in store.pools.list_pools()]
 
 
 @pytest.mark.parametrize("depth", [65, 990, 5000])
@@ -128,7 +128,7 @@ def test_repeated_json_keys_are_a_400(client, store):
         "POST", "/api/v1/pools", raw=raw, headers={"Content-Type": "application/json"}
     )
     assert status == 400 and "key 'slots' appears more than once" in error_of(body)[1]
-    assert "twice" not in [p.name for p in store.list_pools()]
+    assert "twice" not in [p.name for p in store.pools.list_pools()]
 
 
 def test_an_encoded_body_is_a_415(client):
@@ -148,7 +148,7 @@ def test_an_encoded_body_is_a_415(client):
 def test_ids_are_matched_whole(client, store, name):
     status, _, body = client.request("POST", "/api/v1/pools", {"name": name, "slots": 1})
     assert status == 400 and "id" in error_of(body)[1]
-    assert [p.name for p in store.list_pools()] == ["default_pool"]
+    assert [p.name for p in store.pools.list_pools()] == ["default_pool"]
 
 
 def test_trace_and_unknown_methods(server):

@@ -151,7 +151,7 @@ def test_strings_no_store_keeps_are_refused_with_an_encodable_400(
     )
     assert status == 400, body
     assert "not storable text" in body["error"]["message"]
-    assert [(p.name, p.description) for p in system.store.list_pools()] == [
+    assert [(p.name, p.description) for p in system.store.pools.list_pools()] == [
         ("default_pool", "Default pool")
     ]
     assert [r["run_id"] for r in client.request("GET", "/api/v1/dags/etl/runs")[2]["data"]] == [
@@ -183,7 +183,7 @@ def test_ids_no_url_can_address_are_refused_at_creation(system, client, name):
     assert status == 400 and "(not '.' or '..')" in body["error"]["message"]
     status, _, body = client.request("POST", "/api/v1/pools", {"name": name, "slots": 1})
     assert status == 400 and "(not '.' or '..')" in body["error"]["message"]
-    assert [p.name for p in system.store.list_pools()] == ["default_pool"]
+    assert [p.name for p in system.store.pools.list_pools()] == ["default_pool"]
 
 
 def _pipelined_after_head(port: int, path: str) -> tuple[bytes, bytes]:

@@ -115,7 +115,8 @@ def test_cancel_kills_the_running_task(system):
     system.wait_state("slow", "c", {"running"})
     poll_until(
         lambda: (
-            system.store.get_task_instance(_key("slow", "c", "sleepy")).state.value == "running"
+            system.store.tasks.get_task_instance(_key("slow", "c", "sleepy")).state.value
+            == "running"
         ),
         timeout=10,
     )
@@ -239,7 +240,8 @@ def test_pools(system):
     system.wait_state("slow", "busy", {"running"})
     poll_until(
         lambda: (
-            system.store.get_task_instance(_key("slow", "busy", "sleepy")).state.value == "running"
+            system.store.tasks.get_task_instance(_key("slow", "busy", "sleepy")).state.value
+            == "running"
         ),
         timeout=10,
     )
@@ -269,7 +271,7 @@ def test_a_dag_paused_through_the_api_gets_no_scheduled_run(system):
     scheduler = Scheduler(system.store, system.engine or _RemoteRunner(system.store))
     scheduler.set_dags(load_folder(system.folder).dags)
     scheduler.tick(datetime(2026, 3, 1, 7, tzinfo=UTC))
-    assert system.store.query_runs(RunQuery(dag_id="etl")).total == 0
+    assert system.store.runs.query_runs(RunQuery(dag_id="etl")).total == 0
     system.client.request("PATCH", "/api/v1/dags/etl", {"is_paused": False})
     scheduler.tick(datetime(2026, 3, 1, 7, tzinfo=UTC))
-    assert system.store.query_runs(RunQuery(dag_id="etl", run_types=("scheduled",))).total == 1
+    assert system.store.runs.query_runs(RunQuery(dag_id="etl", run_types=("scheduled",))).total == 1

@@ -17,7 +17,7 @@ from tests.api.inprocess import AppClient
 @pytest.fixture
 def store(tmp_path):  # type: ignore[no-untyped-def]
     created = open_store(f"sqlite:///{tmp_path / 'api.db'}")
-    created.upsert_dag(
+    created.dags.upsert_dag(
         DagRecord(
             "etl",
             tags=("etl", "prod"),
@@ -27,7 +27,7 @@ def store(tmp_path):  # type: ignore[no-untyped-def]
             definition={"tasks": [{"task_id": "a", "type": "noop", "depends_on": []}]},
         )
     )
-    created.upsert_dag(DagRecord("report", tags=("report",)))
+    created.dags.upsert_dag(DagRecord("report", tags=("report",)))
     yield created
     created.close()
 
@@ -72,7 +72,7 @@ def test_health_is_degraded_with_a_reason_when_no_dags_are_loaded(tmp_path):
     empty = open_store(f"sqlite:///{tmp_path / 'empty.db'}")
     server = serve(empty, scheduler_expected=True)
     try:
-        empty.heartbeat("s1", kind="scheduler", hostname="h", pid=1)
+        empty.heartbeats.heartbeat("s1", kind="scheduler", hostname="h", pid=1)
         _, _, body = Client(server.port).request("GET", "/api/v1/health")
         assert body["data"]["status"] == "degraded"
         assert body["data"]["reasons"] == [
@@ -84,12 +84,12 @@ def test_health_is_degraded_with_a_reason_when_no_dags_are_loaded(tmp_path):
 
 
 def test_health_reports_a_running_scheduler(client, store):
-    store.heartbeat("s1", kind="scheduler", hostname="h", pid=1)
+    store.heartbeats.heartbeat("s1", kind="scheduler", hostname="h", pid=1)
     _, _, body = client.request("GET", "/api/v1/health")
     assert body["data"]["scheduler"]["status"] == "running"
     assert body["data"]["scheduler"]["heartbeat_age_s"] < 5
-    store.heartbeat("engine-h-1", kind="engine", hostname="h", pid=1)
-    store.heartbeat("standby-h-2", kind="standby", hostname="h", pid=2)
+    store.heartbeats.heartbeat("engine-h-1", kind="engine", hostname="h", pid=1)
+    store.heartbeats.heartbeat("standby-h-2", kind="standby", hostname="h", pid=2)
     _, _, body = client.request("GET", "/api/v1/health")
     roles = {i["id"]: (i["kind"], i["role"], i["pid"]) for i in body["data"]["instances"]}
     assert roles == {
@@ -164,7 +164,7 @@ def test_get_dag_and_unknown_dag(client):
 def test_pause_and_unpause(client, store):
     status, _, body = client.request("PATCH", "/api/v1/dags/etl", {"is_paused": True})
     assert status == 200 and body["data"]["is_paused"] is True
-    assert store.get_dag("etl").is_paused is True
+    assert store.dags.get_dag("etl").is_paused is True
     assert (
         client.request("PATCH", "/api/v1/dags/etl", {"is_paused": False})[2]["data"]["is_paused"]
         is False
@@ -217,7 +217,7 @@ def test_bad_bodies_change_nothing(client, store, raw, headers, status, code, me
     got, _, body = client.request("PATCH", "/api/v1/dags/etl", raw=raw, headers=headers)
     assert (got, body["error"]["code"]) == (status, code)
     assert message in body["error"]["message"]
-    assert store.get_dag("etl").is_paused is False
+    assert store.dags.get_dag("etl").is_paused is False
 
 
 def test_oversized_body_is_refused_before_it_is_read(store):
@@ -395,7 +395,7 @@ def test_dag_listing_is_served_from_cache_until_something_changes(client, store,
     first = client.request("GET", "/api/v1/dags")[2]["data"]
     assert client.request("GET", "/api/v1/dags")[2]["data"] == first
     version = server.cache.version
-    store.set_paused("etl", True)  # a dag.updated event invalidates the rendered listing
+    store.dags.set_paused("etl", True)  # a dag.updated event invalidates the rendered listing
     assert server.cache.version == version + 1
     listed = {d["dag_id"]: d for d in client.request("GET", "/api/v1/dags")[2]["data"]}
     assert listed["etl"]["is_paused"] is True

@@ -94,7 +94,7 @@ def test_a_run_streams_in_commit_order(live):
         ("task.state_changed", "c", "success"),
         ("run.state_changed", None, "success"),
     ]
-    stored = [e.seq for e in live.store.read_events(EventQuery(run_id="r1"))]
+    stored = [e.seq for e in live.store.events.read_events(EventQuery(run_id="r1"))]
     assert ids == stored
     assert {"dag_id", "run_id", "previous_state", "new_state", "timestamp", "seq"} <= set(events[2])
 
@@ -110,7 +110,7 @@ def test_filters(live):
         ("run.state_changed", "r2", "running"),
         ("run.state_changed", "r2", "success"),
     ]
-    live.store.append_event("pool.updated", {"pool": "x"})
+    live.store.events.append_event("pool.updated", {"pool": "x"})
     assert other_dag.message() == {"retry": "3000"}
 
 
@@ -139,8 +139,10 @@ def test_resume_after_a_disconnect_gets_exactly_the_missed_events(live):
     seen = first.events(50)
     first.close()  # dropped mid-run
     last = seen[-1]["id"]
-    poll_until(lambda: live.store.get_run("wide", "w1").state.value == "success", timeout=20)
-    stored = [e.seq for e in live.store.read_events(EventQuery(dag_id="wide", limit=100_000))]
+    poll_until(lambda: live.store.runs.get_run("wide", "w1").state.value == "success", timeout=20)
+    stored = [
+        e.seq for e in live.store.events.read_events(EventQuery(dag_id="wide", limit=100_000))
+    ]
     resumed = live.stream("/api/v1/events?dag_id=wide", headers={"Last-Event-ID": str(last)})
     rest = resumed.events(len(stored) - 50)
     assert [e["id"] for e in seen] + [e["id"] for e in rest] == stored
@@ -151,8 +153,8 @@ def test_resume_after_a_disconnect_gets_exactly_the_missed_events(live):
 
 def test_retention_gap_starts_with_a_reset(live):
     live.engine.trigger(TriggerRequest("chain", run_id="r1"))
-    poll_until(lambda: live.store.get_run("chain", "r1").state.value == "success", timeout=10)
-    live.store.trim_events(5)
+    poll_until(lambda: live.store.runs.get_run("chain", "r1").state.value == "success", timeout=10)
+    live.store.events.trim_events(5)
     stream = live.stream("/api/v1/events?last_event_id=1")
     assert stream.message() == {"retry": "3000"}
     reset = stream.message()
@@ -202,12 +204,16 @@ def test_a_stalled_subscriber_is_dropped_and_others_get_everything(tmp_path, str
         for i in range(runs):
             run = live.engine.trigger(TriggerRequest("wide", run_id=f"w{i}"))
             poll_until(
-                lambda run=run: live.store.get_run("wide", run.run_id).state.value == "success",
+                lambda run=run: (
+                    live.store.runs.get_run("wide", run.run_id).state.value == "success"
+                ),
                 timeout=30,
             )
         duration = time.monotonic() - started
         reader.join(60)
-        stored = [e.seq for e in live.store.read_events(EventQuery(dag_id="wide", limit=100_000))]
+        stored = [
+            e.seq for e in live.store.events.read_events(EventQuery(dag_id="wide", limit=100_000))
+        ]
         assert [e["id"] for e in received] == stored  # the healthy one missed nothing
         assert duration < 20
         assert stalled.status == 200
@@ -325,7 +331,8 @@ def test_a_requests_based_client_gets_each_event_as_it_is_written(tmp_path, stre
         time.sleep(0.2)  # (the reader is subscribed once the head is read; nothing to wait on)
         run = live.engine.trigger(TriggerRequest("chain"))
         poll_until(
-            lambda: live.store.get_run("chain", run.run_id).state.value == "success", timeout=10
+            lambda: live.store.runs.get_run("chain", run.run_id).state.value == "success",
+            timeout=10,
         )
         finished = time.monotonic()
         reader.join(timeout=5)

@@ -66,7 +66,7 @@ def test_a_celery_dag_on_an_engine_without_a_broker_does_not_load(tmp_path):
     try:
         dags = DagSync(store, folder, executors=LOCAL_EXECUTORS).refresh()
         assert set(dags) == {"local"}
-        (error,) = store.list_import_errors()
+        (error,) = store.dags.list_import_errors()
         assert error.filename.endswith("remote.yaml")
         assert error.issues[0]["path"] == "tasks.t.executor"
         assert (
@@ -96,17 +96,17 @@ def test_tries_wait_while_the_broker_is_away_and_go_out_when_it_is_back(
     )
     engine = Engine(store, load_folder(folder).dags, settings=settings).start()
     try:
-        poll_until(lambda: len(store.list_heartbeats("worker")) == 1, timeout=60)
+        poll_until(lambda: len(store.heartbeats.list_heartbeats("worker")) == 1, timeout=60)
         proxy.cut()
         run = engine.trigger(TriggerRequest("two", run_id="r1"))
         sender = engine.executor.remote  # type: ignore[attr-defined]
         poll_until(lambda: sender.waiting == 1, timeout=10)
-        assert store.list_claims() == []  # nothing reached a worker
+        assert store.tries.list_claims() == []  # nothing reached a worker
         proxy.open()
         poll_until(
-            lambda: store.get_run("two", run.run_id).state in FINISHED_RUN_STATES, timeout=60
+            lambda: store.runs.get_run("two", run.run_id).state in FINISHED_RUN_STATES, timeout=60
         )
-        assert store.get_run("two", "r1").state is RunState.SUCCESS
+        assert store.runs.get_run("two", "r1").state is RunState.SUCCESS
     finally:
         engine.stop(grace=1)
         proxy.cut()
@@ -127,12 +127,12 @@ def test_a_worker_with_another_version_of_the_dag_refuses_the_try(tmp_path, pg_u
     try:
         poll_until(lambda: engine.says("scheduler running"), timeout=60)
         RemoteControl(store).trigger(TriggerRequest("v", run_id="r1"))
-        poll_until(lambda: store.get_run("v", "r1").state in FINISHED_RUN_STATES, timeout=60)
-        ti = store.get_task_instance(_key("v", "r1", "t"))
+        poll_until(lambda: store.runs.get_run("v", "r1").state in FINISHED_RUN_STATES, timeout=60)
+        ti = store.tasks.get_task_instance(_key("v", "r1", "t"))
         assert ti.state.value == "failed"
         assert "has another version of DAG 'v'" in (ti.error or "")
         assert "deploy the same DAG files to every worker" in (ti.error or "")
-        assert store.read_log(ti.key, 1).text == ""  # it never ran
+        assert store.task_data.read_log(ti.key, 1).text == ""  # it never ran
     finally:
         engine.stop()
         remote.stop()
@@ -153,7 +153,7 @@ def test_a_malformed_message_is_dropped_with_a_reason(tmp_path, pg_url):
         assert runtime.run({**message, "dag_version": "v", "try_number": 0}) == "malformed"
         running = runtime.run({**message, "dag_version": "v", "try_number": 1})
         assert running == "not running any more"
-        assert store.read_events(EventQuery()) == []
+        assert store.events.read_events(EventQuery()) == []
     finally:
         store.close()
 
@@ -181,14 +181,16 @@ def test_a_standby_takes_over_tries_running_on_workers_without_running_them_twic
         standby = second
         poll_until(lambda: standby.says("standby:"), timeout=60)
         RemoteControl(store).trigger(TriggerRequest("work", run_id="r1"))
-        poll_until(lambda: len(store.list_claims()) == 4, timeout=60)
+        poll_until(lambda: len(store.tries.list_claims()) == 4, timeout=60)
         first.kill()
         poll_until(lambda: standby.says("taking over"), timeout=30)
-        poll_until(lambda: store.get_run("work", "r1").state in FINISHED_RUN_STATES, timeout=60)
-        assert store.get_run("work", "r1").state is RunState.SUCCESS
+        poll_until(
+            lambda: store.runs.get_run("work", "r1").state in FINISHED_RUN_STATES, timeout=60
+        )
+        assert store.runs.get_run("work", "r1").state is RunState.SUCCESS
         done = {p.name: p.read_text().split() for p in markers.iterdir()}
         assert done == {f"t{i}": ["1"] for i in range(4)}  # each ran once, its first try
-        changes = store.read_events(EventQuery(types=("task.state_changed",), limit=1000))
+        changes = store.events.read_events(EventQuery(types=("task.state_changed",), limit=1000))
         assert not any(e.payload.get("reason") == "orphaned" for e in changes)
     finally:
         first.stop()

@@ -18,13 +18,15 @@ pytestmark = pytest.mark.slow
 
 def finished(store, dag_id: str, run_id: str):  # type: ignore[no-untyped-def]
     def check() -> bool:
-        return store.get_run(dag_id, run_id).state in FINISHED_RUN_STATES
+        return store.runs.get_run(dag_id, run_id).state in FINISHED_RUN_STATES
 
     return check
 
 
 def workers_of(store, run_id: str) -> set[str]:  # type: ignore[no-untyped-def]
-    events = store.read_events(EventQuery(types=("task.claimed",), run_id=run_id, limit=10_000))
+    events = store.events.read_events(
+        EventQuery(types=("task.claimed",), run_id=run_id, limit=10_000)
+    )
     return {e.payload["worker"] for e in events}
 
 
@@ -45,17 +47,19 @@ def test_a_200_task_dag_runs_across_two_workers(tmp_path, pg_url, broker_url):
     engine = scheduler(tmp_path, "scheduler", folder, pg_url, broker_url)
     try:
         poll_until(lambda: engine.says("scheduler running"), timeout=60)
-        poll_until(lambda: len(store.list_heartbeats("worker")) == 2, timeout=60)
+        poll_until(lambda: len(store.heartbeats.list_heartbeats("worker")) == 2, timeout=60)
         run = RemoteControl(store).trigger(TriggerRequest("wide", run_id="r1"))
         poll_until(finished(store, "wide", "r1"), timeout=120)
-        assert store.get_run("wide", run.run_id).state is RunState.SUCCESS
-        tis = store.query_task_instances(TaskInstanceQuery(dag_id="wide", run_id="r1", limit=500))
+        assert store.runs.get_run("wide", run.run_id).state is RunState.SUCCESS
+        tis = store.tasks.query_task_instances(
+            TaskInstanceQuery(dag_id="wide", run_id="r1", limit=500)
+        )
         assert len(tis.items) == 200
         assert {ti.state for ti in tis.items} == {TaskState.SUCCESS}
         assert {ti.try_number for ti in tis.items} == {1}
-        assert store.get_xcom(tis.items[0].key, "return_value").value is not None
+        assert store.task_data.get_xcom(tis.items[0].key, "return_value").value is not None
         assert len(workers_of(store, "r1")) == 2  # both workers took tries
-        log = store.read_log(next(ti.key for ti in tis.items if ti.task_id == "total"), 1)
+        log = store.task_data.read_log(next(ti.key for ti in tis.items if ti.task_id == "total"), 1)
         assert "done" in log.text  # the worker's log reached the shared store
     finally:
         engine.stop()
@@ -80,19 +84,21 @@ def test_a_worker_killed_mid_task_has_its_try_run_again(tmp_path, pg_url, broker
     engine = scheduler(tmp_path, "scheduler", folder, pg_url, broker_url)
     try:
         poll_until(lambda: engine.says("scheduler running"), timeout=60)
-        poll_until(lambda: len(store.list_heartbeats("worker")) == 1, timeout=60)
+        poll_until(lambda: len(store.heartbeats.list_heartbeats("worker")) == 1, timeout=60)
         RemoteControl(store).trigger(TriggerRequest("slow", run_id="r1"))
         poll_until((pids / "try1").exists, timeout=60)
         second = worker(tmp_path, "w2", folder, pg_url, broker_url)
-        poll_until(lambda: len(store.list_heartbeats("worker")) == 2, timeout=60)
+        poll_until(lambda: len(store.heartbeats.list_heartbeats("worker")) == 2, timeout=60)
         first.kill()
         poll_until(finished(store, "slow", "r1"), timeout=90)
-        assert store.get_run("slow", "r1").state is RunState.SUCCESS
-        ti = store.get_task_instance(_key("slow", "r1", "long"))
+        assert store.runs.get_run("slow", "r1").state is RunState.SUCCESS
+        ti = store.tasks.get_task_instance(_key("slow", "r1", "long"))
         assert ti.try_number == 2  # the lost try counted as a try
-        reported = store.read_events(EventQuery(types=("task.reported",), run_id="r1"))
+        reported = store.events.read_events(EventQuery(types=("task.reported",), run_id="r1"))
         assert "lost" in (reported[0].payload["error"] or "")
-        assert store.list_claims() == [] or all(c.reported_at for c in store.list_claims())
+        assert store.tries.list_claims() == [] or all(
+            c.reported_at for c in store.tries.list_claims()
+        )
     finally:
         engine.stop()
         first.stop()
@@ -130,11 +136,13 @@ def test_cancel_kills_a_task_running_on_a_worker(tmp_path, pg_url, redis_url):
         poll_until(
             lambda: any(
                 e.payload["outcome"] == "cancelled"
-                for e in store.read_events(EventQuery(types=("task.reported",)))
+                for e in store.events.read_events(EventQuery(types=("task.reported",)))
             ),
             timeout=30,
         )
-        assert store.get_task_instance(_key("hang", "r1", "spin")).state is TaskState.CANCELLED
+        assert (
+            store.tasks.get_task_instance(_key("hang", "r1", "spin")).state is TaskState.CANCELLED
+        )
         assert remote.process.poll() is None  # the worker lives on
     finally:
         engine.stop()
@@ -182,13 +190,13 @@ def test_per_pool_queues_send_each_try_to_the_workers_of_its_pool(tmp_path, pg_u
     engine = scheduler(tmp_path, "scheduler", folder, pg_url, redis_url, *per_pool)
     try:
         poll_until(lambda: engine.says("scheduler running"), timeout=60)
-        poll_until(lambda: len(store.list_heartbeats("worker")) == 2, timeout=60)
+        poll_until(lambda: len(store.heartbeats.list_heartbeats("worker")) == 2, timeout=60)
         RemoteControl(store).trigger(TriggerRequest("mixed", run_id="r1"))
         poll_until(finished(store, "mixed", "r1"), timeout=60)
-        assert store.get_run("mixed", "r1").state is RunState.SUCCESS
-        claimed = store.read_events(EventQuery(types=("task.claimed",), run_id="r1"))
+        assert store.runs.get_run("mixed", "r1").state is RunState.SUCCESS
+        claimed = store.events.read_events(EventQuery(types=("task.claimed",), run_id="r1"))
         by_task = {e.task_id: e.payload["worker"] for e in claimed}
-        pids = {b.component_id: b.pid for b in store.list_heartbeats("worker")}
+        pids = {b.component_id: b.pid for b in store.heartbeats.list_heartbeats("worker")}
         assert pids[by_task["heavy"]] == heavy.process.pid
         assert pids[by_task["light"]] == light.process.pid
     finally:

@@ -113,19 +113,19 @@ class Harness:
 
     def wait_run(self, run: DagRun, timeout: float = 15) -> DagRun:
         def done() -> bool:
-            return self.store.get_run(run.dag_id, run.run_id).state in FINISHED_RUN_STATES
+            return self.store.runs.get_run(run.dag_id, run.run_id).state in FINISHED_RUN_STATES
 
         self.wait_for(done, timeout)
-        return self.store.get_run(run.dag_id, run.run_id)
+        return self.store.runs.get_run(run.dag_id, run.run_id)
 
     def states(self, run: DagRun) -> dict[str, str]:
-        tis = self.store.query_task_instances(
+        tis = self.store.tasks.query_task_instances(
             TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id)
         )
         return {ti.task_id: ti.state.value for ti in tis.items}
 
     def ti(self, run: DagRun, task_id: str):  # type: ignore[no-untyped-def]
-        return self.store.get_task_instance(TaskKey(run.dag_id, run.run_id, task_id))
+        return self.store.tasks.get_task_instance(TaskKey(run.dag_id, run.run_id, task_id))
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def test_linear_chain_runs_in_order(harness):
     run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
     assert fixtures.order == ["a", "b", "c"]
-    events = harness.store.read_events(EventQuery(run_id=run.run_id))
+    events = harness.store.events.read_events(EventQuery(run_id=run.run_id))
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     task_events = [
         (e.task_id, e.payload["new_state"]) for e in events if e.type == "task.state_changed"
@@ -74,7 +74,10 @@ def test_failure_marks_downstream_upstream_failed(harness):
         "side": "success",
     }
     assert harness.ti(run, "a").error == "ValueError: boom"
-    assert "ValueError: boom" in harness.store.read_log(TaskKey("t", run.run_id, "a"), 1).text
+    assert (
+        "ValueError: boom"
+        in harness.store.task_data.read_log(TaskKey("t", run.run_id, "a"), 1).text
+    )
 
 
 @pytest.mark.parametrize(
@@ -166,7 +169,7 @@ def test_xcom_flows_through_templates(harness):
     engine = harness.start(dag)
     run = harness.wait_run(engine.trigger(TriggerRequest("t", {"suffix": "z"}, run_id="r-1")))
     assert run.state is RunState.SUCCESS, harness.states(run)
-    xcom = harness.store.get_xcom
+    xcom = harness.store.task_data.get_xcom
     assert xcom(TaskKey("t", "r-1", "b"), "return_value").value == 13
     day = run.logical_date.strftime("%Y-%m-%d")
     assert xcom(TaskKey("t", "r-1", "c"), "return_value").value == f"13-z-r-1-{day}"
@@ -176,7 +179,7 @@ def test_xcom_flows_through_templates(harness):
         "ds": day,
     }
     assert xcom(TaskKey("t", "r-1", "d"), "extra").value == {"task": "d", "try": 1}
-    log = harness.store.read_log(TaskKey("t", "r-1", "d"), 1).text
+    log = harness.store.task_data.read_log(TaskKey("t", "r-1", "d"), 1).text
     assert "hello from the task log" in log and "printed line" in log
     assert log.splitlines()[0].startswith("[20")
 
@@ -223,7 +226,7 @@ def test_megabytes_of_output_are_capped_in_the_log(harness):
     engine = harness.start(dag)
     run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
     assert run.state is RunState.SUCCESS
-    log = harness.store.read_log(TaskKey("t", run.run_id, "loud"), 1)
+    log = harness.store.task_data.read_log(TaskKey("t", run.run_id, "loud"), 1)
     assert log.truncated and log.size < 300 * 1024
 
 
@@ -246,7 +249,7 @@ def test_retries_wait_their_delay_with_backoff_on_the_engines_clock(harness):
     run = engine.trigger(TriggerRequest("t"))
 
     def flaky_events() -> list[str]:
-        events = harness.store.read_events(EventQuery(task_id="flaky"))
+        events = harness.store.events.read_events(EventQuery(task_id="flaky"))
         return [e.payload["new_state"] for e in events]
 
     for try_number, delay in ((1, 60), (2, 120)):
@@ -270,7 +273,7 @@ def test_retries_wait_their_delay_with_backoff_on_the_engines_clock(harness):
         "running",
         "success",
     ]
-    events = harness.store.read_events(EventQuery(task_id="flaky"))
+    events = harness.store.events.read_events(EventQuery(task_id="flaky"))
     assert events[1].payload["error"].startswith("RuntimeError: attempt 1")
 
 
@@ -297,7 +300,9 @@ def test_timeout_kills_the_shell_task_and_retries(harness, tmp_path):
     engine = harness.start(dag)
     run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
-    events = harness.store.read_events(EventQuery(task_id="slow", types=("task.state_changed",)))
+    events = harness.store.events.read_events(
+        EventQuery(task_id="slow", types=("task.state_changed",))
+    )
     retry = next(e for e in events if e.payload["new_state"] == "up_for_retry")
     assert retry.payload["error"] == "timed out after 0.5s"
     assert harness.ti(run, "slow").try_number == 2

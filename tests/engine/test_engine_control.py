@@ -26,7 +26,7 @@ def test_cancel_kills_the_running_shell_task(harness, tmp_path):
           other: {{type: python, callable: "{T}:wait_gate", kwargs: {{name: never}}, pool: tiny}}
         """
     )
-    harness.store.create_pool(Pool("tiny", 0))
+    harness.store.pools.create_pool(Pool("tiny", 0))
     engine = harness.start(dag)
     run = engine.trigger(TriggerRequest("t"))
     harness.poll(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
@@ -79,7 +79,7 @@ def test_dag_concurrency_is_never_exceeded(harness):
 
 
 def test_pool_limits_and_priority(harness):
-    harness.store.create_pool(Pool("two", 2))
+    harness.store.pools.create_pool(Pool("two", 2))
     tasks = "\n".join(
         f'  p{w}: {{type: python, callable: "{T}:track", kwargs: {{name: p{w}, seconds: 0.2}}, pool: two, priority_weight: {w}}}'
         for w in (1, 5, 3, 9)
@@ -97,27 +97,27 @@ def test_pool_limits_and_priority(harness):
 
 
 def test_pool_resize_takes_effect_at_once(harness):
-    harness.store.create_pool(Pool("gate", 0))
+    harness.store.pools.create_pool(Pool("gate", 0))
     dag = dag_from("tasks:\n  a: {type: noop, pool: gate}\n")
     engine = harness.start(dag)
     run = engine.trigger(
         TriggerRequest("t")
     )  # decided and committed when it returns: no slot, so it waits
     assert harness.states(run) == {"a": "queued"}
-    harness.store.update_pool("gate", slots=1)
+    harness.store.pools.update_pool("gate", slots=1)
     assert harness.wait_run(run).state is RunState.SUCCESS
 
 
 def test_pools_named_by_dags_are_created(harness):
     engine = harness.start(dag_from("tasks:\n  a: {type: noop, pool: warehouse}\n"))
-    pool = harness.store.get_pool("warehouse")
+    pool = harness.store.pools.get_pool("warehouse")
     assert (pool.slots, pool.description) == (16, "created for DAG 't'")
     assert harness.wait_run(engine.trigger(TriggerRequest("t"))).state is RunState.SUCCESS
 
 
 def test_deleted_pool_fails_the_task_clearly(harness):
     engine = harness.start(dag_from("tasks:\n  a: {type: noop, pool: nowhere}\n"))
-    harness.store.delete_pool("nowhere")
+    harness.store.pools.delete_pool("nowhere")
     engine.call(lambda: None)  # let the engine see the pool event
     run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert harness.ti(run, "a").error == "pool 'nowhere' does not exist"
@@ -125,7 +125,7 @@ def test_deleted_pool_fails_the_task_clearly(harness):
 
 def test_sensor_reschedules_without_holding_a_slot(harness, tmp_path):
     flag = tmp_path / "flag"
-    harness.store.create_pool(Pool("one", 1))
+    harness.store.pools.create_pool(Pool("one", 1))
     dag = dag_from(
         f"""
         tasks:
@@ -141,7 +141,10 @@ def test_sensor_reschedules_without_holding_a_slot(harness, tmp_path):
     run = harness.wait_run(run)
     assert run.state is RunState.SUCCESS
     assert harness.ti(run, "wait").try_number == 1
-    assert "does not exist yet" in harness.store.read_log(TaskKey("t", run.run_id, "wait"), 1).text
+    assert (
+        "does not exist yet"
+        in harness.store.task_data.read_log(TaskKey("t", run.run_id, "wait"), 1).text
+    )
 
 
 def test_sensor_times_out(harness, tmp_path):
@@ -195,7 +198,7 @@ def test_paused_dag_keeps_runs_queued_until_unpaused(harness):
     from pipeline_core.store.types import DagRecord
 
     dag = dag_from("tasks:\n  a: {type: noop}\n")
-    harness.store.upsert_dag(DagRecord("t", is_paused=True))
+    harness.store.dags.upsert_dag(DagRecord("t", is_paused=True))
     engine = harness.start(dag)
     run = engine.trigger(TriggerRequest("t"))
     assert run.state is RunState.QUEUED
@@ -228,7 +231,9 @@ def test_process_executor_isolates_a_python_task(harness):
     engine = harness.start(dag)
     run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
     assert run.state is RunState.SUCCESS
-    assert harness.store.get_xcom(TaskKey("t", run.run_id, "iso"), "return_value").value == 5
+    assert (
+        harness.store.task_data.get_xcom(TaskKey("t", run.run_id, "iso"), "return_value").value == 5
+    )
 
 
 def test_tasks_removed_from_the_dag_are_marked_removed_in_unstarted_runs(harness):

@@ -19,7 +19,7 @@ MODES = [pytest.param(m, id=m) for m in ("thread", "worker", "process", "celery"
 
 
 def log_text(harness, run, task_id: str, try_number: int = 1) -> str:  # type: ignore[no-untyped-def]
-    return harness.store.read_log(TaskKey("t", run.run_id, task_id), try_number).text
+    return harness.store.task_data.read_log(TaskKey("t", run.run_id, task_id), try_number).text
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -34,9 +34,9 @@ def test_the_task_context_works_in_every_mode(harness, mode):
     run = harness.wait_run(engine.trigger(TriggerRequest("t", {"colour": "blue"})))
     assert run.state is RunState.SUCCESS
     key = TaskKey("t", run.run_id, "ctx")
-    returned = harness.store.get_xcom(key, "return_value").value
+    returned = harness.store.task_data.get_xcom(key, "return_value").value
     assert returned == {"run_id": run.run_id, "conf": {"colour": "blue"}, "ds": returned["ds"]}
-    assert harness.store.get_xcom(key, "extra").value == {"task": "ctx", "try": 1}
+    assert harness.store.task_data.get_xcom(key, "extra").value == {"task": "ctx", "try": 1}
     text = log_text(harness, run, "ctx")
     assert "hello from the task log" in text and "printed line" in text
 
@@ -64,8 +64,10 @@ def test_templates_and_xcom_pull_work_in_every_mode(harness, mode):
     engine = harness.start(dag, default_executor=mode)
     run = harness.wait_run(engine.trigger(TriggerRequest("t", run_id="r1")))
     assert run.state is RunState.SUCCESS, harness.states(run)
-    assert harness.store.get_xcom(TaskKey("t", "r1", "b"), "return_value").value == 15
-    assert harness.store.get_xcom(TaskKey("t", "r1", "c"), "return_value").value == "r1 c 1"
+    assert harness.store.task_data.get_xcom(TaskKey("t", "r1", "b"), "return_value").value == 15
+    assert (
+        harness.store.task_data.get_xcom(TaskKey("t", "r1", "c"), "return_value").value == "r1 c 1"
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -145,7 +147,10 @@ def test_functions_of_a_python_dag_file_run_in_every_mode(harness, mode, tmp_pat
     engine = harness.start(bag.dags["t"], default_executor=mode)
     run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS, harness.ti(run, "extract").error
-    assert harness.store.get_xcom(TaskKey("t", run.run_id, "load"), "return_value").value == 6
+    assert (
+        harness.store.task_data.get_xcom(TaskKey("t", run.run_id, "load"), "return_value").value
+        == 6
+    )
     assert "extracting" in log_text(harness, run, "extract")
 
 
@@ -172,7 +177,9 @@ def test_shell_tasks_and_branches_and_sensors_in_every_mode(harness, mode, tmp_p
         "left": "success",
         "right": "skipped",
     }
-    assert harness.store.get_xcom(TaskKey("t", run.run_id, "sh"), "return_value").value == {"n": 7}
+    assert harness.store.task_data.get_xcom(
+        TaskKey("t", run.run_id, "sh"), "return_value"
+    ).value == {"n": 7}
     assert "one" in log_text(harness, run, "sh")
 
 
@@ -184,7 +191,7 @@ def test_an_engine_default_puts_every_try_where_it_says(harness, mode, distinct)
     )
     engine = harness.start(dag_from(f"tasks:\n{tasks}\n"), default_executor=mode, workers=2)
     run = harness.wait_run(engine.trigger(TriggerRequest("t")))
-    pids = {harness.store.get_xcom(TaskKey("t", run.run_id, f"p{i}"), "return_value").value
+    pids = {harness.store.task_data.get_xcom(TaskKey("t", run.run_id, f"p{i}"), "return_value").value
             for i in range(3)}  # fmt: skip
     assert len(pids) == distinct and os.getpid() not in pids
 
@@ -205,4 +212,6 @@ def test_modules_beside_dag_files_loaded_after_the_pool_started_import_in_worker
     engine.set_dags(bag.dags)
     run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS, harness.ti(run, "a").error
-    assert harness.store.get_xcom(TaskKey("t", run.run_id, "a"), "return_value").value == 15
+    assert (
+        harness.store.task_data.get_xcom(TaskKey("t", run.run_id, "a"), "return_value").value == 15
+    )

@@ -50,32 +50,32 @@ def test_a_trigger_is_one_commit_up_to_its_first_try(harness, monkeypatch):
     harness.engine = engine
     store = harness.store
     commits: list[bool] = []
-    begin = store._transaction
+    begin = store.backend.transaction
 
     def counted(write: bool):  # type: ignore[no-untyped-def]
         if write:
             commits.append(True)
         return begin(write)
 
-    monkeypatch.setattr(store, "_transaction", counted)
+    monkeypatch.setattr(store.backend, "transaction", counted)
     run = engine.trigger(TriggerRequest("t"))
     assert len(commits) == 1
     assert run.state is RunState.RUNNING
     assert sorted(job.key.task_id for job in executor.jobs) == ["a", "b"]
     assert harness.states(run) == {"a": "running", "b": "running", "c": "queued"}
-    assert store.get_run("t", run.run_id).state is RunState.RUNNING
+    assert store.runs.get_run("t", run.run_id).state is RunState.RUNNING
 
 
 def test_a_pool_resized_by_another_process_reaches_the_engine(harness):
     """``pipeline-core api`` beside ``pipeline-core scheduler``: the resize is an event in the
     log, and the engine follows the log."""
-    harness.store.create_pool(Pool("gate", 0))
+    harness.store.pools.create_pool(Pool("gate", 0))
     engine = harness.start(dag_from("tasks:\n  a: {type: noop, pool: gate}\n"))
     run = engine.trigger(TriggerRequest("t"))
     assert harness.states(run) == {"a": "queued"}
     code = (
         "import sys; from pipeline_core.store import open_store; "
-        "s = open_store(sys.argv[1]); s.update_pool('gate', slots=1); s.close()"
+        "s = open_store(sys.argv[1]); s.pools.update_pool('gate', slots=1); s.close()"
     )
     subprocess.run([sys.executable, "-c", code, harness.store.url], check=True, timeout=60)
     assert harness.wait_run(run).state is RunState.SUCCESS
@@ -93,16 +93,16 @@ def test_a_command_whose_commit_fails_raises_and_the_engine_goes_on(harness, mon
     )
     run = engine.trigger(TriggerRequest("t"))
     harness.wait_for(lambda: harness.states(run) == {"a": "running"})
-    real_apply = harness.store.apply
+    real_apply = harness.store.runs.apply
 
     def unavailable(writes, now=None):  # type: ignore[no-untyped-def]
         raise StoreUnavailable("database error: the server is restarting")
 
-    monkeypatch.setattr(harness.store, "apply", unavailable)
+    monkeypatch.setattr(harness.store.runs, "apply", unavailable)
     with pytest.raises(StoreUnavailable):
         engine.cancel("t", run.run_id)
-    monkeypatch.setattr(harness.store, "apply", real_apply)
-    assert harness.store.get_run("t", run.run_id).state is RunState.RUNNING
+    monkeypatch.setattr(harness.store.runs, "apply", real_apply)
+    assert harness.store.runs.get_run("t", run.run_id).state is RunState.RUNNING
     assert engine.cancel("t", run.run_id).state is RunState.CANCELLED
     assert harness.wait_run(run).state is RunState.CANCELLED
     fixtures.open_gate("lost")  # the thread running the task ends too
@@ -119,7 +119,7 @@ def test_while_the_store_cannot_commit_writes_wait_and_no_try_goes_out(harness, 
         '  c: {type: python, callable: "tests.fixtures:track", kwargs: {name: c}, depends_on: [b]}\n'
     )
     engine = harness.start(dag)
-    real_apply = harness.store.apply
+    real_apply = harness.store.runs.apply
     failures = {"left": 3}
 
     def flaky(writes, now=None):  # type: ignore[no-untyped-def]
@@ -128,7 +128,7 @@ def test_while_the_store_cannot_commit_writes_wait_and_no_try_goes_out(harness, 
             raise StoreUnavailable("database error: the server is restarting")
         return real_apply(writes, now=now)
 
-    monkeypatch.setattr(harness.store, "apply", flaky)
+    monkeypatch.setattr(harness.store.runs, "apply", flaky)
     run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
     assert run.state is RunState.SUCCESS
     assert failures["left"] == 0

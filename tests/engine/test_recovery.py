@@ -58,7 +58,7 @@ def test_sigkilled_engine_run_finishes_after_restart(harness, tmp_path):
     child.stdout.close()
     # The task's processes die with their engine: nothing of it runs on.
     harness.poll(lambda: not running_with(str(marker)), timeout=5)
-    run = harness.store.get_run("t", "survivor")
+    run = harness.store.runs.get_run("t", "survivor")
     assert run.state is RunState.RUNNING
     assert harness.states(run)["long"] == "running"
     # Its heartbeat is fresh, but its process is gone: the new engine takes over at once.
@@ -70,7 +70,7 @@ def test_sigkilled_engine_run_finishes_after_restart(harness, tmp_path):
     assert run.state is RunState.SUCCESS
     assert harness.states(run) == {"first": "success", "long": "success", "last": "success"}
     assert harness.ti(run, "long").try_number == 2
-    events = harness.store.read_events(EventQuery(task_id="long"))
+    events = harness.store.events.read_events(EventQuery(task_id="long"))
     orphaned = [e for e in events if e.payload.get("reason") == "orphaned"]
     assert len(orphaned) == 1 and orphaned[0].payload["new_state"] == "up_for_retry"
 
@@ -89,12 +89,14 @@ def test_graceful_stop_leaves_consistent_state_and_resumes(harness, tmp_path):
     harness.poll(marker.exists)
     engine.stop(grace=0.2)
     harness.engine = None
-    assert harness.store.list_heartbeats("engine") == []  # a clean stop releases its lease
+    assert (
+        harness.store.heartbeats.list_heartbeats("engine") == []
+    )  # a clean stop releases its lease
     assert harness.states(run)["long"] == "up_for_retry"
-    assert harness.store.get_run("t", run.run_id).state is RunState.RUNNING
+    assert harness.store.runs.get_run("t", run.run_id).state is RunState.RUNNING
     harness.start(dag)
     assert harness.wait_run(run).state is RunState.SUCCESS
-    assert harness.store.query_runs(RunQuery(states=(RunState.RUNNING,))).total == 0
+    assert harness.store.runs.query_runs(RunQuery(states=(RunState.RUNNING,))).total == 0
 
 
 def test_a_live_engines_runs_are_left_to_it_until_its_lease_expires(harness, tmp_path):
@@ -105,14 +107,16 @@ def test_a_live_engines_runs_are_left_to_it_until_its_lease_expires(harness, tmp
         """
     )
     store = harness.store
-    run = store.create_run(
+    run = store.runs.create_run(
         DagRun("t", "contested", RunState.QUEUED, "manual", utcnow()),
         [TaskSpec("work", "default_pool", 1, 2)],
     )
-    store.transition_run("t", run.run_id, RunState.QUEUED, RunState.RUNNING)
+    store.runs.transition_run("t", run.run_id, RunState.QUEUED, RunState.RUNNING)
     key = TaskKey("t", run.run_id, "work")
-    store.transition_tasks([TaskChange(key, TaskState.QUEUED, TaskState.RUNNING, try_number=1)])
-    store.heartbeat("engine-elsewhere", kind="engine", hostname="elsewhere", pid=1)
+    store.tasks.transition_tasks(
+        [TaskChange(key, TaskState.QUEUED, TaskState.RUNNING, try_number=1)]
+    )
+    store.heartbeats.heartbeat("engine-elsewhere", kind="engine", hostname="elsewhere", pid=1)
     harness.start(dag, heartbeat_interval=0.05, orphan_after=1.0)
     assert harness.states(run) == {"work": "running"}  # not taken while the lease holds
     run = harness.wait_run(run)  # ... and taken over once it expires

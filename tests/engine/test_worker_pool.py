@@ -189,7 +189,9 @@ def test_the_pool_grows_when_every_worker_is_busy(harness, tmp_path):
     engine = harness.start(dag_from(f"tasks:\n{tasks}\n"), default_executor="worker", workers=2)
     run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
     assert run.state is RunState.SUCCESS, harness.states(run)
-    pids = {harness.store.get_xcom(ti.key, "return_value").value for ti in _tis(harness, run)}
+    pids = {
+        harness.store.task_data.get_xcom(ti.key, "return_value").value for ti in _tis(harness, run)
+    }
     assert len(pids) == 5
 
 
@@ -205,14 +207,16 @@ def test_max_tasks_per_worker_recycles_workers(harness):
     )
     run = harness.wait_run(engine.trigger(TriggerRequest("t")))
     assert run.state is RunState.SUCCESS
-    pids = [harness.store.get_xcom(ti.key, "return_value").value for ti in _tis(harness, run)]
+    pids = [
+        harness.store.task_data.get_xcom(ti.key, "return_value").value for ti in _tis(harness, run)
+    ]
     assert len(set(pids)) == 4
 
 
 def _tis(harness, run):  # type: ignore[no-untyped-def]
     from pipeline_core.store.types import TaskInstanceQuery
 
-    return harness.store.query_task_instances(
+    return harness.store.tasks.query_task_instances(
         TaskInstanceQuery(dag_id="t", run_id=run.run_id)
     ).items
 

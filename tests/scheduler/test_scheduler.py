@@ -40,7 +40,7 @@ class FakeRunner:
             request.logical_date,
         )
         tasks = [TaskSpec(t.task_id) for t in self.dags[request.dag_id].tasks]
-        return self.store.create_run(run, tasks)
+        return self.store.runs.create_run(run, tasks)
 
 
 @pytest.fixture
@@ -62,15 +62,15 @@ def dag(schedule="0 6 * * *", **fields) -> DAG:  # type: ignore[no-untyped-def]
 
 
 def logical_dates(store, dag_id="d"):  # type: ignore[no-untyped-def]
-    runs = store.query_runs(RunQuery(dag_id=dag_id, order_by="logical_date", limit=1000)).items
+    runs = store.runs.query_runs(RunQuery(dag_id=dag_id, order_by="logical_date", limit=1000)).items
     return [r.logical_date for r in runs]
 
 
 def finish_all(store, dag_id="d"):  # type: ignore[no-untyped-def]
-    for run in store.query_runs(
+    for run in store.runs.query_runs(
         RunQuery(dag_id=dag_id, states=(RunState.QUEUED,), limit=1000)
     ).items:
-        store.transition_run(dag_id, run.run_id, RunState.QUEUED, RunState.CANCELLED)
+        store.runs.transition_run(dag_id, run.run_id, RunState.QUEUED, RunState.CANCELLED)
 
 
 def test_catchup_false_creates_only_the_latest_missed_run(store):
@@ -119,11 +119,11 @@ def test_max_active_runs_holds_new_runs_until_one_finishes(store):
 
 def test_paused_dags_get_no_scheduled_runs(store):
     s = scheduler_for(store, dag(catchup=False))
-    store.upsert_dag(DagRecord("d"))
-    store.set_paused("d", True)
+    store.dags.upsert_dag(DagRecord("d"))
+    store.dags.set_paused("d", True)
     s.tick(utc(2026, 1, 3, 12))
     assert logical_dates(store) == []
-    store.set_paused("d", False)
+    store.dags.set_paused("d", False)
     s.tick(utc(2026, 1, 3, 12))
     assert logical_dates(store) == [utc(2026, 1, 3, 6)]
 
@@ -134,7 +134,7 @@ def test_manual_runs_beside_the_schedule(store):
         TriggerRequest("d", run_id="manual-1", logical_date=utc(2026, 1, 2, 6), run_type="manual")
     )
     s.tick(utc(2026, 1, 2, 7))
-    runs = store.query_runs(RunQuery(dag_id="d")).items
+    runs = store.runs.query_runs(RunQuery(dag_id="d")).items
     assert sorted((r.run_type, r.logical_date) for r in runs) == [
         ("manual", utc(2026, 1, 2, 6)),
         ("scheduled", utc(2026, 1, 2, 6)),
@@ -212,24 +212,26 @@ def test_folder_rescan_picks_up_added_changed_and_deleted_files(store, tmp_path)
     runner = FakeRunner(store)
     s = Scheduler(store, runner, str(folder), settings=SchedulerSettings(rescan_interval=3600))
     s.refresh_dags()
-    assert set(s.dags) == {"one"} and store.get_dag("one").task_count == 1
+    assert set(s.dags) == {"one"} and store.dags.get_dag("one").task_count == 1
     (folder / "two.yaml").write_text("tasks: {a: {}, b: {depends_on: [a]}}\n")
     (folder / "one.yaml").write_text(
         "schedule: '@daily'\nstart_date: 2026-01-01\ntasks: {a: {}, z: {}}\n"
     )
     s.refresh_dags()
     assert set(s.dags) == {"one", "two"} and set(runner.dags) == {"one", "two"}
-    assert store.get_dag("one").schedule == "@daily" and store.get_dag("one").task_count == 2
+    assert (
+        store.dags.get_dag("one").schedule == "@daily" and store.dags.get_dag("one").task_count == 2
+    )
     (folder / "one.yaml").write_text("tasks: [broken\n")
     s.refresh_dags()
-    assert store.get_dag("one").schedule == "@daily"  # the last good definition stays
-    [error] = store.list_import_errors()
+    assert store.dags.get_dag("one").schedule == "@daily"  # the last good definition stays
+    [error] = store.dags.list_import_errors()
     assert error.filename.endswith("one.yaml") and "invalid YAML" in error.issues[0]["message"]
     (folder / "one.yaml").unlink()
     s.refresh_dags()
     assert set(s.dags) == {"two"}
-    assert store.get_dag("one").is_active is False
-    assert store.list_import_errors() == []
+    assert store.dags.get_dag("one").is_active is False
+    assert store.dags.list_import_errors() == []
 
 
 def test_the_loop_runs_and_stops(store, tmp_path):
@@ -245,7 +247,7 @@ def test_the_loop_runs_and_stops(store, tmp_path):
     while not logical_dates(store, "tick") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(logical_dates(store, "tick")) == 1
-    assert store.list_heartbeats("scheduler")
+    assert store.heartbeats.list_heartbeats("scheduler")
     started = time.monotonic()
     s.stop()
     assert time.monotonic() - started < 2 and not s.running

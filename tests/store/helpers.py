@@ -26,7 +26,7 @@ def new_run(
         logical_date=BASE + timedelta(days=day),
         **fields,
     )
-    return store.create_run(run, [TaskSpec(t, max_tries=2) for t in tasks])
+    return store.runs.create_run(run, [TaskSpec(t, max_tries=2) for t in tasks])
 
 
 def key(task_id: str = "a", run_id: str = "r1", dag_id: str = "etl") -> TaskKey:
@@ -35,7 +35,7 @@ def key(task_id: str = "a", run_id: str = "r1", dag_id: str = "etl") -> TaskKey:
 
 def move(store, task_id, expected, new, run_id="r1", **fields):  # type: ignore[no-untyped-def]
     change = TaskChange(key(task_id, run_id), TaskState(expected), TaskState(new), **fields)
-    return store.transition_tasks([change])[0]
+    return store.tasks.transition_tasks([change])[0]
 
 
 def upgrading_to_task_totals_counts_the_history(open_at) -> None:  # type: ignore[no-untyped-def]
@@ -49,7 +49,7 @@ def upgrading_to_task_totals_counts_the_history(open_at) -> None:  # type: ignor
     old.close()
     store = open_at()
     everything = {"since": BASE - timedelta(days=1), "until": BASE + timedelta(days=9)}
-    [a] = store.task_stats("etl")
+    [a] = store.tasks.task_stats("etl")
     assert (a.runs, a.failure_rate) == (3, 1 / 3)
-    assert store.task_stats("etl") == store.task_stats("etl", **everything)
+    assert store.tasks.task_stats("etl") == store.tasks.task_stats("etl", **everything)
     store.close()

@@ -1,4 +1,4 @@
-"""``Store.apply`` (a wake-up's writes in one transaction) and ``store.feed`` (the one way to
+"""``store.runs.apply`` (a wake-up's writes in one transaction) and ``store.feed`` (the one way to
 follow the event log), over every backend."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def test_apply_writes_a_trigger_in_one_transaction_stamped_with_now(store):
     seen: list[list[str]] = []
     store.add_listener(lambda events: seen.append([e.type for e in events]))
     later = BASE + timedelta(seconds=5)
-    store.apply(
+    store.runs.apply(
         [
             create(),
             MoveRun("etl", "r1", RunState.QUEUED, RunState.RUNNING),
@@ -36,46 +36,46 @@ def test_apply_writes_a_trigger_in_one_transaction_stamped_with_now(store):
         now=later,
     )
     assert seen == [["run.state_changed", "run.state_changed", "task.state_changed"]]
-    run = store.get_run("etl", "r1")
+    run = store.runs.get_run("etl", "r1")
     assert (run.state, run.start_date, run.queued_at) == (RunState.RUNNING, later, BASE)
-    a = store.get_task_instance(key("a"))
+    a = store.tasks.get_task_instance(key("a"))
     assert (a.state, a.try_number, a.start_date) == (RUN, 1, later)
 
 
 def test_apply_is_all_or_nothing(store):
-    store.apply([create()])
-    before = store.event_bounds()
+    store.runs.apply([create()])
+    before = store.events.event_bounds()
     with pytest.raises(Conflict):
-        store.apply(
+        store.runs.apply(
             [
                 TaskChange(key("a"), Q, RUN, try_number=1),
                 MoveRun("etl", "r1", RunState.QUEUED, RunState.RUNNING),
                 TaskChange(key("b"), RUN, OK),  # b is queued: this write fails
             ]
         )
-    assert store.event_bounds() == before
-    assert store.get_run("etl", "r1").state is RunState.QUEUED
+    assert store.events.event_bounds() == before
+    assert store.runs.get_run("etl", "r1").state is RunState.QUEUED
     states = {
         ti.task_id: ti.state
-        for ti in store.query_task_instances(TaskInstanceQuery(dag_id="etl")).items
+        for ti in store.tasks.query_task_instances(TaskInstanceQuery(dag_id="etl")).items
     }
     assert states == {"a": Q, "b": Q}
     with pytest.raises(Conflict, match="already exists"):
-        store.apply([create()])
+        store.runs.apply([create()])
 
 
 def test_the_feed_delivers_this_processes_commits_at_once_in_order(store):
     got: list[int] = []
     store.feed.subscribe(lambda events: got.extend(e.seq for e in events), other_processes=False)
     threads = [
-        threading.Thread(target=lambda i=i: store.apply([create(f"r{i}")])) for i in range(8)
+        threading.Thread(target=lambda i=i: store.runs.apply([create(f"r{i}")])) for i in range(8)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert got == sorted(got) and len(got) == len(set(got)) == 8  # no gap, no repeat
-    store.apply([MoveRun("etl", "r0", RunState.QUEUED, RunState.RUNNING)])
+    store.runs.apply([MoveRun("etl", "r0", RunState.QUEUED, RunState.RUNNING)])
     assert len(got) == 9  # delivered before apply returned
 
 
@@ -91,12 +91,12 @@ def test_the_feed_follows_another_processes_commits(sql_store):
     feed = EventFeed(sql_store)
     feed.subscribe(on_events)
     try:
-        other.apply([create("elsewhere")])  # another store object: no listener of ours runs
+        other.runs.apply([create("elsewhere")])  # another store object: no listener of ours runs
         assert arrived.wait(10)
         assert got == ["elsewhere"]
-        sql_store.apply([create("here")])
+        sql_store.runs.apply([create("here")])
         assert got == ["elsewhere", "here"]
-        assert [e.run_id for e in sql_store.read_events(EventQuery())] == got
+        assert [e.run_id for e in sql_store.events.read_events(EventQuery())] == got
     finally:
         feed.close()
         other.close()
@@ -110,11 +110,11 @@ def test_a_failing_subscriber_does_not_stop_the_others(store, caplog):
 
     store.feed.subscribe(broken, other_processes=False)
     store.feed.subscribe(lambda events: got.extend(e.seq for e in events), other_processes=False)
-    store.apply([create()])
-    store.apply([create("r2")])
+    store.runs.apply([create()])
+    store.runs.apply([create("r2")])
     assert len(got) == 2 and "an event subscriber failed" in caplog.text
     store.feed.unsubscribe(broken)
-    store.apply([create("r3")])
+    store.runs.apply([create("r3")])
     assert len(got) == 3
 
 
@@ -122,7 +122,7 @@ def test_subscribers_get_the_very_events_the_log_keeps(store):
     got: list = []
     store.feed.subscribe(got.extend, other_processes=False)
     later = BASE + timedelta(seconds=3)
-    store.apply(
+    store.runs.apply(
         [
             create(),
             MoveRun("etl", "r1", RunState.QUEUED, RunState.RUNNING),
@@ -130,7 +130,7 @@ def test_subscribers_get_the_very_events_the_log_keeps(store):
         ],
         now=BASE,
     )
-    store.apply(
+    store.runs.apply(
         [
             TaskChange(key("a"), RUN, TaskState.FAILED, error="boom", reason="it broke"),
             TaskChange(key("b"), Q, RUN, try_number=1),
@@ -139,10 +139,10 @@ def test_subscribers_get_the_very_events_the_log_keeps(store):
         ],
         now=later,
     )
-    logged = store.read_events(EventQuery())
+    logged = store.events.read_events(EventQuery())
     assert [(e.seq, e.type, dict(e.payload), e.timestamp) for e in got] == [
         (e.seq, e.type, dict(e.payload), e.timestamp) for e in logged
     ]
-    a = store.get_task_instance(key("a"))
+    a = store.tasks.get_task_instance(key("a"))
     assert (a.state, a.error, a.duration_ms) == (TaskState.FAILED, "boom", 3000)
-    assert store.get_run("etl", "r1").duration_ms == 3000
+    assert store.runs.get_run("etl", "r1").duration_ms == 3000

@@ -31,7 +31,7 @@ def test_writers_and_readers(sql_store):
                     if time.monotonic() > deadline:
                         return
                     change = TaskChange(key(task_id, f"w{w}"), TaskState(before), TaskState(after))
-                    store.transition_tasks([change])
+                    store.tasks.transition_tasks([change])
                     applied[w] += 1
         except BaseException as exc:
             errors.append(exc)
@@ -39,9 +39,11 @@ def test_writers_and_readers(sql_store):
     def reader() -> None:
         try:
             while time.monotonic() < deadline:
-                page = store.query_runs(RunQuery(dag_id="etl", limit=3, order_by="-logical_date"))
+                page = store.runs.query_runs(
+                    RunQuery(dag_id="etl", limit=3, order_by="-logical_date")
+                )
                 assert page.total == WRITERS
-                store.query_task_instances(TaskInstanceQuery(states=(TaskState.RUNNING,)))
+                store.tasks.query_task_instances(TaskInstanceQuery(states=(TaskState.RUNNING,)))
         except BaseException as exc:
             errors.append(exc)
 
@@ -52,12 +54,14 @@ def test_writers_and_readers(sql_store):
     for thread in threads:
         thread.join(60)
     assert errors == []
-    events = store.read_events(EventQuery(types=("task.state_changed",), limit=1_000_000))
+    events = store.events.read_events(EventQuery(types=("task.state_changed",), limit=1_000_000))
     assert len(events) == sum(applied) > 0
-    all_seqs = [e.seq for e in store.read_events(EventQuery(limit=1_000_000))]
+    all_seqs = [e.seq for e in store.events.read_events(EventQuery(limit=1_000_000))]
     assert all_seqs == list(range(1, len(all_seqs) + 1))
     for w in range(WRITERS):
-        tis = store.query_task_instances(TaskInstanceQuery(dag_id="etl", run_id=f"w{w}")).items
+        tis = store.tasks.query_task_instances(
+            TaskInstanceQuery(dag_id="etl", run_id=f"w{w}")
+        ).items
         transitions = [e for e in events if e.run_id == f"w{w}"]
         for ti in tis:
             mine = [e for e in transitions if e.task_id == ti.task_id]
@@ -74,14 +78,16 @@ def test_event_seq_is_commit_ordered_for_a_tailing_reader(sql_store):
 
     def tail() -> None:
         last = 0
-        while not stop.is_set() or last < store.event_bounds()[1]:
-            for event in store.read_events(EventQuery(after_seq=last)):
+        while not stop.is_set() or last < store.events.event_bounds()[1]:
+            for event in store.events.read_events(EventQuery(after_seq=last)):
                 seen.append(event.seq)
                 last = event.seq
 
     def write(offset: int) -> None:
         for i in range(offset, 200, 4):
-            store.transition_tasks([TaskChange(key(f"t{i}"), TaskState.QUEUED, TaskState.RUNNING)])
+            store.tasks.transition_tasks(
+                [TaskChange(key(f"t{i}"), TaskState.QUEUED, TaskState.RUNNING)]
+            )
 
     reader = threading.Thread(target=tail)
     reader.start()

@@ -19,83 +19,88 @@ Q, RUN, OK, FAIL, RETRY = "queued", "running", "success", "failed", "up_for_retr
 
 
 def test_upsert_get_and_list_dags(store):
-    store.upsert_dag(dag("etl", tags=("etl", "prod"), schedule="@daily", task_count=3))
-    store.upsert_dag(dag("report", tags=("report",), description="weekly"))
-    store.upsert_dag(dag("ETL_backfill", tags=("etl",), is_paused=True))
-    got = store.get_dag("etl")
+    store.dags.upsert_dag(dag("etl", tags=("etl", "prod"), schedule="@daily", task_count=3))
+    store.dags.upsert_dag(dag("report", tags=("report",), description="weekly"))
+    store.dags.upsert_dag(dag("ETL_backfill", tags=("etl",), is_paused=True))
+    got = store.dags.get_dag("etl")
     assert (got.schedule, got.tags, got.task_count, got.is_paused) == (
         "@daily",
         ("etl", "prod"),
         3,
         False,
     )
-    assert [d.dag_id for d in store.list_dags().items] == ["ETL_backfill", "etl", "report"]
-    assert [d.dag_id for d in store.list_dags(tags=["etl"]).items] == ["ETL_backfill", "etl"]
-    assert [d.dag_id for d in store.list_dags(tags=["report", "prod"]).items] == ["etl", "report"]
-    assert [d.dag_id for d in store.list_dags(is_paused=True).items] == ["ETL_backfill"]
-    assert [d.dag_id for d in store.list_dags(dag_id_pattern="etl").items] == [
+    assert [d.dag_id for d in store.dags.list_dags().items] == ["ETL_backfill", "etl", "report"]
+    assert [d.dag_id for d in store.dags.list_dags(tags=["etl"]).items] == ["ETL_backfill", "etl"]
+    assert [d.dag_id for d in store.dags.list_dags(tags=["report", "prod"]).items] == [
+        "etl",
+        "report",
+    ]
+    assert [d.dag_id for d in store.dags.list_dags(is_paused=True).items] == ["ETL_backfill"]
+    assert [d.dag_id for d in store.dags.list_dags(dag_id_pattern="etl").items] == [
         "ETL_backfill",
         "etl",
     ]
-    assert [d.dag_id for d in store.list_dags(dag_id_pattern="etl", is_paused=False).items] == [
-        "etl"
-    ]
-    page = store.list_dags(limit=2, offset=1)
+    assert [
+        d.dag_id for d in store.dags.list_dags(dag_id_pattern="etl", is_paused=False).items
+    ] == ["etl"]
+    page = store.dags.list_dags(limit=2, offset=1)
     assert (page.total, [d.dag_id for d in page.items], page.has_more) == (
         3,
         ["etl", "report"],
         False,
     )
-    assert store.list_dags(dag_id_pattern="%").total == 0
-    assert store.list_dags(dag_id_pattern="_").total == 1
+    assert store.dags.list_dags(dag_id_pattern="%").total == 0
+    assert store.dags.list_dags(dag_id_pattern="_").total == 1
 
 
 def test_dag_definition_round_trips(store):
     definition = {"tasks": [{"task_id": "a", "depends_on": []}], "nested": {"x": [1, 2.5, None]}}
-    store.upsert_dag(dag("etl", definition=definition, definition_hash="abc"))
-    assert store.get_dag("etl").definition == definition
+    store.dags.upsert_dag(dag("etl", definition=definition, definition_hash="abc"))
+    assert store.dags.get_dag("etl").definition == definition
 
 
 def test_upsert_keeps_pause_state_and_only_emits_on_change(store):
-    store.upsert_dag(dag("etl"))
-    store.set_paused("etl", True)
-    store.upsert_dag(dag("etl", description="changed", is_paused=False))
-    assert store.get_dag("etl").is_paused is True
-    before = store.event_bounds()[1]
-    store.upsert_dag(dag("etl", description="changed"))
-    assert store.event_bounds()[1] == before
-    changes = [e.payload["change"] for e in store.read_events(EventQuery(types=("dag.updated",)))]
+    store.dags.upsert_dag(dag("etl"))
+    store.dags.set_paused("etl", True)
+    store.dags.upsert_dag(dag("etl", description="changed", is_paused=False))
+    assert store.dags.get_dag("etl").is_paused is True
+    before = store.events.event_bounds()[1]
+    store.dags.upsert_dag(dag("etl", description="changed"))
+    assert store.events.event_bounds()[1] == before
+    changes = [
+        e.payload["change"] for e in store.events.read_events(EventQuery(types=("dag.updated",)))
+    ]
     assert changes == ["created", "paused", "updated"]
 
 
 def test_set_paused_and_missing_dag(store):
-    store.upsert_dag(dag("etl"))
-    assert store.set_paused("etl", True).is_paused is True
-    assert store.set_paused("etl", False).is_paused is False
+    store.dags.upsert_dag(dag("etl"))
+    assert store.dags.set_paused("etl", True).is_paused is True
+    assert store.dags.set_paused("etl", False).is_paused is False
     with pytest.raises(NotFound, match="no DAG 'nope'"):
-        store.get_dag("nope")
+        store.dags.get_dag("nope")
     with pytest.raises(NotFound):
-        store.set_paused("nope", True)
+        store.dags.set_paused("nope", True)
 
 
 def test_deactivate_missing_dags(store):
     for dag_id in ("a", "b", "c"):
-        store.upsert_dag(dag(dag_id))
-    assert store.deactivate_missing_dags(["a"]) == ["b", "c"]
-    assert [d.dag_id for d in store.list_dags(is_active=True).items] == ["a"]
-    assert store.deactivate_missing_dags(["a"]) == []
+        store.dags.upsert_dag(dag(dag_id))
+    assert store.dags.deactivate_missing_dags(["a"]) == ["b", "c"]
+    assert [d.dag_id for d in store.dags.list_dags(is_active=True).items] == ["a"]
+    assert store.dags.deactivate_missing_dags(["a"]) == []
 
 
 def test_not_json_is_refused_before_writing(store):
     with pytest.raises(InvalidRequest, match="not JSON-serialisable"):
-        store.upsert_dag(DagRecord("etl", definition={"x": object()}))
+        store.dags.upsert_dag(DagRecord("etl", definition={"x": object()}))
     with pytest.raises(NotFound):
-        store.get_dag("etl")
+        store.dags.get_dag("etl")
     with pytest.raises(InvalidRequest, match="conf"):
         new_run(store, conf={"when": object()})
     with pytest.raises(NotFound):
-        store.get_run("etl", "r1")
-    assert store.event_bounds() == (0, 0)
+        store.runs.get_run("etl", "r1")
+    assert store.events.event_bounds() == (0, 0)
 
 
 # --- runs ---------------------------------------------------------------------------
@@ -104,15 +109,15 @@ def test_not_json_is_refused_before_writing(store):
 def test_create_run_with_its_task_instances(store):
     run = new_run(store, conf={"x": 1}, note="hello")
     assert run.state is RunState.QUEUED and run.queued_at is not None
-    got = store.get_run("etl", "r1")
+    got = store.runs.get_run("etl", "r1")
     assert (got.conf, got.note, got.logical_date) == ({"x": 1}, "hello", BASE)
-    tis = store.query_task_instances(TaskInstanceQuery(dag_id="etl", run_id="r1")).items
+    tis = store.tasks.query_task_instances(TaskInstanceQuery(dag_id="etl", run_id="r1")).items
     assert [(t.task_id, t.state, t.try_number, t.max_tries) for t in tis] == [
         ("a", TaskState.QUEUED, 0, 2),
         ("b", TaskState.QUEUED, 0, 2),
         ("c", TaskState.QUEUED, 0, 2),
     ]
-    [event] = store.read_events(EventQuery())
+    [event] = store.events.read_events(EventQuery())
     assert event.type == "run.state_changed"
     assert event.payload["previous_state"] is None and event.payload["new_state"] == "queued"
 
@@ -125,18 +130,20 @@ def test_run_uniqueness(store):
         new_run(store, run_id="s2", run_type="scheduled")
     new_run(store, run_id="m1", run_type="manual")  # manual runs may share a logical date
     new_run(store, dag_id="other", run_id="s1", run_type="scheduled")
-    assert store.query_runs(RunQuery()).total == 3
+    assert store.runs.query_runs(RunQuery()).total == 3
 
 
 def test_run_transitions_stamp_dates(store):
     new_run(store)
-    running = store.transition_run("etl", "r1", RunState.QUEUED, RunState.RUNNING)
+    running = store.runs.transition_run("etl", "r1", RunState.QUEUED, RunState.RUNNING)
     assert running.start_date is not None and running.end_date is None
-    done = store.transition_run("etl", "r1", RunState.RUNNING, RunState.SUCCESS)
+    done = store.runs.transition_run("etl", "r1", RunState.RUNNING, RunState.SUCCESS)
     assert done.end_date is not None and done.duration_ms is not None and done.duration_ms >= 0
-    again = store.transition_run("etl", "r1", RunState.SUCCESS, RunState.RUNNING, reason="retry")
+    again = store.runs.transition_run(
+        "etl", "r1", RunState.SUCCESS, RunState.RUNNING, reason="retry"
+    )
     assert again.end_date is None and again.start_date == running.start_date
-    events = store.read_events(EventQuery(types=("run.state_changed",)))
+    events = store.events.read_events(EventQuery(types=("run.state_changed",)))
     assert [(e.payload["previous_state"], e.payload["new_state"]) for e in events] == [
         (None, "queued"),
         ("queued", "running"),
@@ -149,44 +156,44 @@ def test_run_transitions_stamp_dates(store):
 def test_run_transition_errors(store):
     new_run(store)
     with pytest.raises(InvalidTransition, match="'queued' to 'success'"):
-        store.transition_run("etl", "r1", RunState.QUEUED, RunState.SUCCESS)
+        store.runs.transition_run("etl", "r1", RunState.QUEUED, RunState.SUCCESS)
     with pytest.raises(Conflict, match="is 'queued', not 'running'"):
-        store.transition_run("etl", "r1", RunState.RUNNING, RunState.SUCCESS)
+        store.runs.transition_run("etl", "r1", RunState.RUNNING, RunState.SUCCESS)
     with pytest.raises(NotFound, match="no run 'zz'"):
-        store.transition_run("etl", "zz", RunState.QUEUED, RunState.RUNNING)
-    assert store.get_run("etl", "r1").state is RunState.QUEUED
+        store.runs.transition_run("etl", "zz", RunState.QUEUED, RunState.RUNNING)
+    assert store.runs.get_run("etl", "r1").state is RunState.QUEUED
 
 
 def test_delete_run_removes_everything_of_it(store):
     new_run(store)
-    store.set_xcom(key("a"), "return_value", 1)
-    store.append_log(key("a"), 1, "hello")
-    store.delete_run("etl", "r1")
+    store.task_data.set_xcom(key("a"), "return_value", 1)
+    store.task_data.append_log(key("a"), 1, "hello")
+    store.runs.delete_run("etl", "r1")
     with pytest.raises(NotFound):
-        store.get_run("etl", "r1")
+        store.runs.get_run("etl", "r1")
     with pytest.raises(NotFound):
-        store.get_task_instance(key("a"))
-    assert store.get_xcom(key("a"), "return_value") is None
+        store.tasks.get_task_instance(key("a"))
+    assert store.task_data.get_xcom(key("a"), "return_value") is None
     with pytest.raises(NotFound):
-        store.delete_run("etl", "r1")
+        store.runs.delete_run("etl", "r1")
     new_run(store)  # the ids are free again
-    assert store.read_log(key("a"), 1).text == ""
+    assert store.task_data.read_log(key("a"), 1).text == ""
 
 
 def test_prune_deletes_only_old_finished_runs(store):
     for day in range(4):
         new_run(store, run_id=f"r{day}", day=day)
     for day in (0, 1, 3):
-        store.transition_run("etl", f"r{day}", RunState.QUEUED, RunState.CANCELLED)
+        store.runs.transition_run("etl", f"r{day}", RunState.QUEUED, RunState.CANCELLED)
     new_run(store, dag_id="other", run_id="o", day=0)
-    assert store.prune_runs("etl", BASE + timedelta(days=2)) == 2
-    remaining = sorted(r.run_id for r in store.query_runs(RunQuery()).items)
+    assert store.runs.prune_runs("etl", BASE + timedelta(days=2)) == 2
+    remaining = sorted(r.run_id for r in store.runs.query_runs(RunQuery()).items)
     assert remaining == ["o", "r2", "r3"]
 
 
 def _finish(store, run_id, seconds_apart=False):  # type: ignore[no-untyped-def]
-    store.transition_run("etl", run_id, RunState.QUEUED, RunState.RUNNING)
-    store.transition_run("etl", run_id, RunState.RUNNING, RunState.SUCCESS)
+    store.runs.transition_run("etl", run_id, RunState.QUEUED, RunState.RUNNING)
+    store.runs.transition_run("etl", run_id, RunState.RUNNING, RunState.SUCCESS)
 
 
 def test_query_runs_filters_combined(store):
@@ -194,11 +201,11 @@ def test_query_runs_filters_combined(store):
         new_run(store, run_id=f"r{day}", day=day, run_type="scheduled" if day % 2 else "manual")
     for day in (1, 2, 3):
         _finish(store, f"r{day}")
-    store.transition_run("etl", "r4", RunState.QUEUED, RunState.CANCELLED)
+    store.runs.transition_run("etl", "r4", RunState.QUEUED, RunState.CANCELLED)
     new_run(store, dag_id="other", run_id="x", day=2)
 
     def ids(**filters):  # type: ignore[no-untyped-def]
-        return sorted(r.run_id for r in store.query_runs(RunQuery(**filters)).items)
+        return sorted(r.run_id for r in store.runs.query_runs(RunQuery(**filters)).items)
 
     assert ids(dag_id="etl", states=(RunState.SUCCESS,)) == ["r1", "r2", "r3"]
     assert ids(dag_id="etl", states=(RunState.SUCCESS, RunState.CANCELLED)) == [
@@ -216,9 +223,9 @@ def test_query_runs_filters_combined(store):
         "r3",
         "x",
     ]
-    started = store.get_run("etl", "r2").start_date
+    started = store.runs.get_run("etl", "r2").start_date
     assert ids(dag_id="etl", start_date_gte=started) == ["r2", "r3"]
-    assert ids(dag_id="etl", end_date_lte=store.get_run("etl", "r1").end_date) == ["r1"]
+    assert ids(dag_id="etl", end_date_lte=store.runs.get_run("etl", "r1").end_date) == ["r1"]
     assert ids(states=(RunState.FAILED,)) == []
 
 
@@ -231,7 +238,7 @@ def test_query_runs_order_ties_nulls_and_pages(store):
     def order(order_by, **kw):  # type: ignore[no-untyped-def]
         return [
             r.run_id
-            for r in store.query_runs(RunQuery(dag_id="etl", order_by=order_by, **kw)).items
+            for r in store.runs.query_runs(RunQuery(dag_id="etl", order_by=order_by, **kw)).items
         ]
 
     assert order("logical_date") == ["r0", "r2", "r4", "r1", "r3"]
@@ -242,11 +249,11 @@ def test_query_runs_order_ties_nulls_and_pages(store):
     assert order("duration")[2:] == ["r0", "r2", "r4"]
     assert order("state") == ["r0", "r2", "r4", "r1", "r3"]
     assert order("-state") == ["r3", "r1", "r4", "r2", "r0"]
-    page = store.query_runs(RunQuery(dag_id="etl", order_by="logical_date", limit=2, offset=2))
+    page = store.runs.query_runs(RunQuery(dag_id="etl", order_by="logical_date", limit=2, offset=2))
     assert ([r.run_id for r in page.items], page.total, page.has_more) == (["r4", "r1"], 5, True)
-    last = store.query_runs(RunQuery(dag_id="etl", limit=2, offset=4))
+    last = store.runs.query_runs(RunQuery(dag_id="etl", limit=2, offset=4))
     assert (len(last.items), last.has_more) == (1, False)
-    assert store.query_runs(RunQuery(dag_id="etl", limit=0)).total == 5
+    assert store.runs.query_runs(RunQuery(dag_id="etl", limit=0)).total == 5
 
 
 def test_query_runs_rejects_unknown_order():
@@ -257,5 +264,5 @@ def test_query_runs_rejects_unknown_order():
 def test_count_active_runs(store):
     new_run(store, run_id="r1")
     new_run(store, run_id="r2", day=1)
-    store.transition_run("etl", "r1", RunState.QUEUED, RunState.RUNNING)
-    assert store.count_active_runs("etl") == 1
+    store.runs.transition_run("etl", "r1", RunState.QUEUED, RunState.RUNNING)
+    assert store.runs.count_active_runs("etl") == 1

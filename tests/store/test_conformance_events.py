@@ -19,29 +19,31 @@ Q, RUN, OK, FAIL, RETRY = "queued", "running", "success", "failed", "up_for_retr
 
 
 def test_event_filters_limits_and_bounds(store):
-    assert store.event_bounds() == (0, 0)
+    assert store.events.event_bounds() == (0, 0)
     new_run(store, run_id="r1")
     new_run(store, run_id="r2", day=1, dag_id="other")
     move(store, "a", Q, RUN)
-    store.append_event("custom.note", {"text": "hi"}, dag_id="etl")
-    everything = store.read_events(EventQuery())
+    store.events.append_event("custom.note", {"text": "hi"}, dag_id="etl")
+    everything = store.events.read_events(EventQuery())
     assert [e.seq for e in everything] == [1, 2, 3, 4]
-    assert [e.seq for e in store.read_events(EventQuery(after_seq=2))] == [3, 4]
-    assert [e.seq for e in store.read_events(EventQuery(dag_id="etl"))] == [1, 3, 4]
-    assert [e.seq for e in store.read_events(EventQuery(run_id="r2"))] == [2]
-    assert [e.seq for e in store.read_events(EventQuery(task_id="a"))] == [3]
+    assert [e.seq for e in store.events.read_events(EventQuery(after_seq=2))] == [3, 4]
+    assert [e.seq for e in store.events.read_events(EventQuery(dag_id="etl"))] == [1, 3, 4]
+    assert [e.seq for e in store.events.read_events(EventQuery(run_id="r2"))] == [2]
+    assert [e.seq for e in store.events.read_events(EventQuery(task_id="a"))] == [3]
     assert [
-        e.seq for e in store.read_events(EventQuery(types=("custom.note", "run.state_changed")))
+        e.seq
+        for e in store.events.read_events(EventQuery(types=("custom.note", "run.state_changed")))
     ] == [1, 2, 4]
-    assert [e.seq for e in store.read_events(EventQuery(limit=2))] == [1, 2]
+    assert [e.seq for e in store.events.read_events(EventQuery(limit=2))] == [1, 2]
     assert [
-        e.seq for e in store.read_events(EventQuery(dag_id="etl", types=("run.state_changed",)))
+        e.seq
+        for e in store.events.read_events(EventQuery(dag_id="etl", types=("run.state_changed",)))
     ] == [1]
-    assert store.event_bounds() == (1, 4)
-    assert store.trim_events(3) == 2
-    assert store.event_bounds() == (3, 4)
-    assert [e.seq for e in store.read_events(EventQuery())] == [3, 4]
-    assert store.read_events(EventQuery(after_seq=4)) == []
+    assert store.events.event_bounds() == (1, 4)
+    assert store.events.trim_events(3) == 2
+    assert store.events.event_bounds() == (3, 4)
+    assert [e.seq for e in store.events.read_events(EventQuery())] == [3, 4]
+    assert store.events.read_events(EventQuery(after_seq=4)) == []
 
 
 def test_listeners_see_events_after_commit(store):
@@ -56,7 +58,7 @@ def test_listeners_see_events_after_commit(store):
 
 def test_wait_for_events_wakes_on_a_new_event(store):
     assert store.wait_for_events(0, timeout=0.05) is False
-    timer = threading.Timer(0.2, lambda: store.append_event("ping", {}))
+    timer = threading.Timer(0.2, lambda: store.events.append_event("ping", {}))
     timer.start()
     assert store.wait_for_events(0, timeout=10) is True
     timer.join()
@@ -68,16 +70,16 @@ def test_import_errors_are_replaced_as_a_whole(store):
 
     first = ImportError_("b.yaml", ({"message": "bad", "line": 3, "path": "tasks.a"},), BASE)
     second = ImportError_("a.py", ({"message": "SyntaxError", "line": 1, "path": ""},), BASE)
-    store.replace_import_errors([first, second])
-    assert [(e.filename, e.issues[0]["line"]) for e in store.list_import_errors()] == [
+    store.dags.replace_import_errors([first, second])
+    assert [(e.filename, e.issues[0]["line"]) for e in store.dags.list_import_errors()] == [
         ("a.py", 1),
         ("b.yaml", 3),
     ]
-    assert store.list_import_errors()[1].seen_at == BASE
-    store.replace_import_errors([second])
-    assert [e.filename for e in store.list_import_errors()] == ["a.py"]
-    store.replace_import_errors([])
-    assert store.list_import_errors() == []
+    assert store.dags.list_import_errors()[1].seen_at == BASE
+    store.dags.replace_import_errors([second])
+    assert [e.filename for e in store.dags.list_import_errors()] == ["a.py"]
+    store.dags.replace_import_errors([])
+    assert store.dags.list_import_errors() == []
 
 
 class FakeClock:
@@ -93,9 +95,9 @@ class FakeClock:
 
 def finished_run(store, clock, run_id, day, seconds, outcome=RunState.SUCCESS):  # type: ignore[no-untyped-def]
     new_run(store, run_id=run_id, day=day, tasks=("a",))
-    store.transition_run("etl", run_id, RunState.QUEUED, RunState.RUNNING)
+    store.runs.transition_run("etl", run_id, RunState.QUEUED, RunState.RUNNING)
     clock.advance(seconds=seconds)
-    store.transition_run("etl", run_id, RunState.RUNNING, outcome)
+    store.runs.transition_run("etl", run_id, RunState.RUNNING, outcome)
 
 
 def test_run_stats_with_reference_percentiles(store):
@@ -106,7 +108,7 @@ def test_run_stats_with_reference_percentiles(store):
             store, clock, f"r{i}", i, seconds, RunState.FAILED if i % 5 == 0 else RunState.SUCCESS
         )
     new_run(store, run_id="queued", day=30, tasks=("a",))
-    stats = store.run_stats("etl")
+    stats = store.runs.run_stats("etl")
     assert stats.total == 21
     assert stats.by_state == {"success": 16, "failed": 4, "queued": 1}
     assert stats.success_rate == 16 / 20
@@ -116,17 +118,17 @@ def test_run_stats_with_reference_percentiles(store):
     assert stats.duration_p50 == ordered[9] * 1000
     assert stats.duration_p90 == ordered[17] * 1000
     assert stats.duration_p99 == ordered[19] * 1000
-    window = store.run_stats(
+    window = store.runs.run_stats(
         "etl", since=BASE + timedelta(days=10), until=BASE + timedelta(days=12)
     )
     assert window.total == 3 and window.by_state == {"failed": 1, "success": 2}
 
 
 def test_run_stats_of_an_empty_history(store):
-    stats = store.run_stats("nothing")
+    stats = store.runs.run_stats("nothing")
     assert (stats.total, stats.by_state, stats.success_rate) == (0, {}, 0.0)
     assert stats.duration_avg is None and stats.duration_p99 is None
-    assert store.task_stats("nothing") == []
+    assert store.tasks.task_stats("nothing") == []
 
 
 def test_task_stats(store):
@@ -143,7 +145,7 @@ def test_task_stats(store):
             move(store, "a", RUN, FAIL, run_id=f"r{i}")
         else:
             move(store, "a", RUN, OK, run_id=f"r{i}")
-    [a] = store.task_stats("etl")  # b never started
+    [a] = store.tasks.task_stats("etl")  # b never started
     assert (a.task_id, a.runs) == ("a", 4)
     assert a.avg_duration_ms == pytest.approx(2000)
     assert (a.failure_rate, a.retry_rate) == (0.25, 0.25)
@@ -168,23 +170,23 @@ def test_whole_history_task_stats_agree_with_the_rows(store):
         move(store, "a", RUN, FAIL if i % 2 else OK, run_id=f"r{i}")
         if i % 2:
             move(store, "b", Q, RUN, run_id=f"r{i}", try_number=1)  # still running
-        store.transition_run("etl", f"r{i}", RunState.QUEUED, RunState.RUNNING)
-        store.transition_run("etl", f"r{i}", RunState.RUNNING, RunState.FAILED)
+        store.runs.transition_run("etl", f"r{i}", RunState.QUEUED, RunState.RUNNING)
+        store.runs.transition_run("etl", f"r{i}", RunState.RUNNING, RunState.FAILED)
     everything = {"since": BASE - timedelta(days=1), "until": BASE + timedelta(days=99)}
 
     def agree() -> None:
-        assert store.task_stats("etl") == store.task_stats("etl", **everything)
+        assert store.tasks.task_stats("etl") == store.tasks.task_stats("etl", **everything)
 
     agree()
-    assert [t.task_id for t in store.task_stats("etl")] == ["a", "b"]
-    store.delete_run("etl", "r1")
+    assert [t.task_id for t in store.tasks.task_stats("etl")] == ["a", "b"]
+    store.runs.delete_run("etl", "r1")
     agree()
-    store.prune_runs("etl", BASE + timedelta(days=3))
+    store.runs.prune_runs("etl", BASE + timedelta(days=3))
     agree()
-    assert store.task_stats("etl")[0].runs == 3
+    assert store.tasks.task_stats("etl")[0].runs == 3
     for i in range(3, 6):
-        store.delete_run("etl", f"r{i}")
-    assert store.task_stats("etl") == []
+        store.runs.delete_run("etl", f"r{i}")
+    assert store.tasks.task_stats("etl") == []
 
 
 def test_latest_runs_in_one_call(store):
@@ -193,9 +195,11 @@ def test_latest_runs_in_one_call(store):
     new_run(store, run_id="tie-first", day=5, dag_id="b")
     new_run(store, run_id="tie-second", day=5, dag_id="b")
     for dag_id in ("etl", "b", "empty"):
-        store.upsert_dag(DagRecord(dag_id, definition={"tasks": []}))
-    latest = store.latest_runs(["etl", "b", "empty"])
+        store.dags.upsert_dag(DagRecord(dag_id, definition={"tasks": []}))
+    latest = store.runs.latest_runs(["etl", "b", "empty"])
     assert {k: v.run_id for k, v in latest.items()} == {"etl": "new", "b": "tie-second"}
-    assert store.latest_runs([]) == {}
-    assert all(d.definition is None for d in store.list_dags().items)  # listings skip definitions
-    assert store.get_dag("etl").definition == {"tasks": []}
+    assert store.runs.latest_runs([]) == {}
+    assert all(
+        d.definition is None for d in store.dags.list_dags().items
+    )  # listings skip definitions
+    assert store.dags.get_dag("etl").definition == {"tasks": []}

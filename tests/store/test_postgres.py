@@ -32,7 +32,7 @@ def test_older_schema_is_upgraded_and_newer_refused(pg_url):
     PostgresStore(pg_url, migrate_to=1).close()
     store = PostgresStore(pg_url)
     assert store.schema_version() == SCHEMA_VERSION
-    store._write(
+    store.sql.write(
         lambda tx, _: tx.run(
             "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,)
         )
@@ -50,7 +50,7 @@ def test_notify_wakes_a_waiter_in_another_store(pg_url):
     writer, reader = open_store(pg_url), open_store(pg_url)
     try:
         assert reader.supports_notify is True
-        timer = threading.Timer(0.3, lambda: writer.append_event("ping", {}))
+        timer = threading.Timer(0.3, lambda: writer.events.append_event("ping", {}))
         timer.start()
         assert reader.wait_for_events(0, timeout=10) is True
         timer.join()
@@ -72,6 +72,6 @@ def test_the_connection_pool_is_sized_for_the_process(pg_url):
 
     store = open_store(pg_url, connections=20)
     try:
-        assert store._pool.max_size == 20  # type: ignore[attr-defined]
+        assert store.pool.max_size == 20  # type: ignore[attr-defined]
     finally:
         store.close()

@@ -42,14 +42,16 @@ def test_a_run_goes_on_after_the_server_drops_every_connection(pg_url):
 
         def done(task_id: str) -> bool:
             query = TaskInstanceQuery(dag_id="t", run_id=run.run_id, task_id=task_id)
-            return store.query_task_instances(query).items[0].state.value == "success"
+            return store.tasks.query_task_instances(query).items[0].state.value == "success"
 
         poll_until(lambda: done("t1"), timeout=30)
         assert drop_every_connection() >= 1
-        poll_until(lambda: store.get_run("t", run.run_id).state in FINISHED_RUN_STATES, timeout=60)
-        assert store.get_run("t", run.run_id).state is RunState.SUCCESS
+        poll_until(
+            lambda: store.runs.get_run("t", run.run_id).state in FINISHED_RUN_STATES, timeout=60
+        )
+        assert store.runs.get_run("t", run.run_id).state is RunState.SUCCESS
         assert fixtures.order == [f"t{i}" for i in range(6)]  # each task ran once
-        assert drop_every_connection() >= 0 and store.list_pools()  # the pool reconnects
+        assert drop_every_connection() >= 0 and store.pools.list_pools()  # the pool reconnects
     finally:
         engine.stop(grace=5)
         store.close()

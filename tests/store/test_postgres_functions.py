@@ -24,6 +24,9 @@ from pipeline_core.model import (
 )
 from pipeline_core.state import ALLOWED, RUN_ALLOWED, RunState, TaskState
 from pipeline_core.store import open_store
+from pipeline_core.store.postgres.one_call import OneCallRuns, OneCallTasks
+from pipeline_core.store.sql.runs import RunsSql
+from pipeline_core.store.sql.tasks import TasksSql
 from pipeline_core.store.types import DagRecord, EventQuery, TaskInstanceQuery
 from tests.conftest import postgres_or_skip
 
@@ -41,10 +44,11 @@ def stores() -> Iterator[dict[str, Any]]:
     schemas = {name: f"t_{uuid.uuid4().hex[:12]}" for name in ("functions", "python")}
     separator = "&" if "?" in dsn else "?"
     opened = {name: open_store(f"{dsn}{separator}schema={s}") for name, s in schemas.items()}
-    opened["python"]._one_call = False
-    functions = opened["functions"]
-    assert functions._one_call
-    plain_call, functions.calls = functions._call, []
+    python, functions = opened["python"], opened["functions"]
+    python.runs, python.tasks = RunsSql(python.sql), TasksSql(python.sql)  # the SQL path
+    assert isinstance(functions.runs, OneCallRuns) and isinstance(functions.tasks, OneCallTasks)
+    database = functions.backend
+    plain_call, functions.calls = database.call, []
 
     def call(function: str, payload: str, at: datetime) -> list[Any] | None:
         rows = plain_call(function, payload, at)
@@ -52,7 +56,7 @@ def stores() -> Iterator[dict[str, Any]]:
         functions.calls.append(function)
         return rows
 
-    functions._call = call
+    database.call = call
     try:
         yield opened
     finally:
@@ -87,14 +91,14 @@ class Twin:
         self.now, self.writes = START, 0
         self.run_id = f"r-{uuid.uuid4().hex[:8]}"  # the stores serve the whole module
         self.key = TaskKey("etl", self.run_id, "a")
-        self.after = {name: store.event_bounds()[1] for name, store in stores.items()}
+        self.after = {name: store.events.event_bounds()[1] for name, store in stores.items()}
         for store in stores.values():
             store.clock = lambda: START
-            store.upsert_dag(DagRecord("etl", task_count=2))
+            store.dags.upsert_dag(DagRecord("etl", task_count=2))
             create = TriggerRequest("etl", {"k": [1, "é"]}, run_id=self.run_id, note="n").create(
                 (TaskSpec("a", max_tries=3), TaskSpec("b")), START
             )
-            store.apply([create], now=START)
+            store.runs.apply([create], now=START)
         stores["functions"].calls.clear()
 
     def write(self, *writes: Write) -> None:
@@ -103,9 +107,9 @@ class Twin:
         for store in self.stores.values():
             store.clock = lambda at=self.now: at
             if self.through == "apply" or any(isinstance(w, MoveRun) for w in writes):
-                store.apply(list(writes), now=self.now)
+                store.runs.apply(list(writes), now=self.now)
             else:
-                store.transition_tasks(list(writes))
+                store.tasks.transition_tasks(list(writes))
 
     def move(self, old: TaskState, new: TaskState, step: int) -> None:
         error = f"boom {step}" if new in (TaskState.FAILED, TaskState.UP_FOR_RETRY) else None
@@ -118,12 +122,15 @@ class Twin:
         rows = {
             name: (
                 [
-                    (store.get_run("etl", r), store.query_task_instances(_tasks(r)).items)
+                    (
+                        store.runs.get_run("etl", r),
+                        store.tasks.query_task_instances(_tasks(r)).items,
+                    )
                     for r in (self.run_id, *others)
                 ],
                 [
                     _comparable(e)
-                    for e in store.read_events(EventQuery(self.after[name], limit=500))
+                    for e in store.events.read_events(EventQuery(self.after[name], limit=500))
                 ],
             )
             for name, store in self.stores.items()
@@ -196,4 +203,4 @@ def test_a_run_created_in_the_same_call_as_its_moves_is_the_same(stores):
         TaskChange(TaskKey("etl", other, "a"), TaskState.QUEUED, TaskState.RUNNING, try_number=1),
     )
     twin.same(other)
-    assert stores["functions"].get_run("etl", other).state is RunState.RUNNING
+    assert stores["functions"].runs.get_run("etl", other).state is RunState.RUNNING

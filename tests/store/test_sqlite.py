@@ -44,7 +44,7 @@ def test_unknown_scheme():
 
 def test_wal_and_pragmas(tmp_path):
     store = SqliteStore(tmp_path / "p.db")
-    connection = store._connect()
+    connection = store.backend._connect()
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -111,15 +111,15 @@ def test_two_processes_share_one_file(tmp_path):
         who = sys.argv[1]
         for i in range(50):
             run = DagRun("etl", f"{{who}}-{{i}}", RunState.QUEUED, "manual", datetime(2026, 1, 1, tzinfo=UTC))
-            store.create_run(run, [TaskSpec("a")])
+            store.runs.create_run(run, [TaskSpec("a")])
         """
     )
     SqliteStore(path).close()
     procs = [subprocess.Popen([sys.executable, "-c", code, name]) for name in ("p1", "p2", "p3")]
     assert [p.wait(60) for p in procs] == [0, 0, 0]
     store = SqliteStore(path)
-    assert store.query_task_instances(TaskInstanceQuery()).total == 150
-    assert [e.seq for e in store.read_events(EventQuery(limit=1000))] == list(range(1, 151))
+    assert store.tasks.query_task_instances(TaskInstanceQuery()).total == 150
+    assert [e.seq for e in store.events.read_events(EventQuery(limit=1000))] == list(range(1, 151))
     store.close()
 
 
@@ -135,11 +135,11 @@ tasks = [f"t{i}" for i in range(100000)]
 n = 0
 while True:
     run_id = f"r{n}"
-    store.create_run(DagRun("etl", run_id, RunState.QUEUED, "manual", datetime(2026, 1, 1, tzinfo=UTC)),
+    store.runs.create_run(DagRun("etl", run_id, RunState.QUEUED, "manual", datetime(2026, 1, 1, tzinfo=UTC)),
                      [TaskSpec(t) for t in tasks[:50]])
     for t in tasks[:50]:
-        store.transition_tasks([TaskChange(TaskKey("etl", run_id, t), TaskState.QUEUED, TaskState.RUNNING)])
-        store.transition_tasks([TaskChange(TaskKey("etl", run_id, t), TaskState.RUNNING, TaskState.SUCCESS)])
+        store.tasks.transition_tasks([TaskChange(TaskKey("etl", run_id, t), TaskState.QUEUED, TaskState.RUNNING)])
+        store.tasks.transition_tasks([TaskChange(TaskKey("etl", run_id, t), TaskState.RUNNING, TaskState.SUCCESS)])
         print("committed", flush=True)
     n += 1
 """
@@ -161,22 +161,22 @@ def test_sigkill_mid_stream_leaves_a_consistent_file(tmp_path):
     with closing(sqlite3.connect(path)) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     store = SqliteStore(path)
-    events = store.read_events(EventQuery(types=("task.state_changed",), limit=10_000_000))
+    events = store.events.read_events(EventQuery(types=("task.state_changed",), limit=10_000_000))
     assert len(events) >= 600
     last_state = {}
     for event in events:
         last_state[(event.run_id, event.task_id)] = event.payload["new_state"]
-    tis = store.query_task_instances(TaskInstanceQuery(limit=10_000_000)).items
+    tis = store.tasks.query_task_instances(TaskInstanceQuery(limit=10_000_000)).items
     for ti in tis:  # every committed transition has its event and no event lacks its transition
         assert ti.state.value == last_state.get((ti.run_id, ti.task_id), "queued")
-    seqs = [e.seq for e in store.read_events(EventQuery(limit=10_000_000))]
+    seqs = [e.seq for e in store.events.read_events(EventQuery(limit=10_000_000))]
     assert seqs == list(range(1, len(seqs) + 1))
-    assert store.event_bounds()[1] == len(seqs)
+    assert store.events.event_bounds()[1] == len(seqs)
     store.close()
 
 
 def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path):
-    code = "import sys; from pipeline_core.store import open_store; open_store(sys.argv[1]).list_pools()"
+    code = "import sys; from pipeline_core.store import open_store; open_store(sys.argv[1]).pools.list_pools()"
     for attempt in range(3):
         path = tmp_path / f"fresh{attempt}.db"
         procs = [
@@ -198,41 +198,43 @@ def test_an_in_memory_store_is_one_database_for_every_thread():
     from pipeline_core.store.types import Pool
 
     store = open_store("memory://")
-    made = threading.Thread(target=lambda: store.create_pool(Pool("from_a_thread", 3)))
+    made = threading.Thread(target=lambda: store.pools.create_pool(Pool("from_a_thread", 3)))
     made.start()
     made.join()
     seen: list[list[str]] = []
-    reader = threading.Thread(target=lambda: seen.append([p.name for p in store.list_pools()]))
+    reader = threading.Thread(
+        target=lambda: seen.append([p.name for p in store.pools.list_pools()])
+    )
     reader.start()
     reader.join()
     assert seen == [["default_pool", "from_a_thread"]]
     store.close()
     with pytest.raises(StoreUnavailable):
-        store.list_pools()
+        store.pools.list_pools()
 
 
 def test_waiting_for_events_reads_nothing_while_idle_and_wakes_on_another_process(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 'wake.db'}")
-    last = store.event_bounds()[1]
+    last = store.events.event_bounds()[1]
     assert store.wait_for_events(last, 0.01) is False  # binds this store's wake socket
     reads: list[object] = []
-    real_read = store._read
+    real_read = store.backend.transaction
 
-    def counted(work):  # type: ignore[no-untyped-def]
-        reads.append(work)
-        return real_read(work)
+    def counted(write):  # type: ignore[no-untyped-def]
+        reads.append(write)
+        return real_read(write)
 
-    store._read = counted  # type: ignore[method-assign]
+    store.backend.transaction = counted  # every read and write goes through it
     assert store.wait_for_events(last, 0.2) is False
     assert reads == []  # asleep, not polling the database
     code = (
         "import sys; from pipeline_core.store import open_store; s = open_store(sys.argv[1]); "
-        "s.append_event('test.wake', {}); s.close()"
+        "s.events.append_event('test.wake', {}); s.close()"
     )
     writer = subprocess.Popen([sys.executable, "-c", code, store.url])
     try:
         assert store.wait_for_events(last, 30) is True
     finally:
         writer.wait(60)
-    assert [e.type for e in store.read_events(EventQuery(after_seq=last))] == ["test.wake"]
+    assert [e.type for e in store.events.read_events(EventQuery(after_seq=last))] == ["test.wake"]
     store.close()

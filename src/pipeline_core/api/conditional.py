@@ -115,7 +115,7 @@ class FinishedRuns:
 
     def _finished(self, run: RunKey) -> bool:
         try:
-            return self.store.get_run(*run).state in FINISHED_RUN_STATES
+            return self.store.runs.get_run(*run).state in FINISHED_RUN_STATES
         except NotFound:
             return False  # the handler answers the 404
 

@@ -89,17 +89,17 @@ class LogFollowers:
 
     def _stream(self, sock: socket.socket, chunked: bool, wanted: FollowedLog) -> None:
         store, key, try_number = self.store, wanted.key, wanted.try_number
-        seen = store.event_bounds()[1]
+        seen = store.events.event_bounds()[1]
         offset = wanted.offset
         end = offset + wanted.limit if wanted.limit is not None else None
         while not self._stopped.is_set():
-            ti = store.get_task_instance(key)
+            ti = store.tasks.get_task_instance(key)
             going_on = (ti.try_number == try_number and ti.state is TaskState.RUNNING) or (
                 ti.try_number < try_number and ti.state not in FINISHED_TASK_STATES
             )
             while end is None or offset < end:  # everything written so far, in pieces
                 most = PIECE if end is None else min(PIECE, end - offset)
-                piece = store.read_log(key, try_number, offset=offset, limit=most)
+                piece = store.task_data.read_log(key, try_number, offset=offset, limit=most)
                 if not piece.text:
                     break
                 data = piece.text.encode()
@@ -108,7 +108,7 @@ class LogFollowers:
             if not going_on or (end is not None and offset >= end) or not _peer_alive(sock):
                 return
             store.wait_for_events(seen, POLL)
-            seen = store.event_bounds()[1]
+            seen = store.events.event_bounds()[1]
 
 
 def _peer_alive(sock: socket.socket) -> bool:

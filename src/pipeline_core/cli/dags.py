@@ -185,7 +185,7 @@ def dags_test(args: argparse.Namespace, out: TextIO) -> int:
         if run.state is RunState.QUEUED:
             out.write("run is queued (the DAG is paused or at max_active_runs)\n")
         wait_until_set(done)
-        final = store.get_run(dag.dag_id, run.run_id)
+        final = store.runs.get_run(dag.dag_id, run.run_id)
         _summary(store, final.dag_id, final.run_id, out)
         out.write(f"run {final.run_id}: {final.state.value} in {final.duration_ms} ms\n")
         return EXIT_OK if final.state is RunState.SUCCESS else EXIT_FAILED
@@ -211,7 +211,9 @@ def _conf(text: str | None) -> dict[str, Any] | None:
 
 
 def _summary(store: Any, dag_id: str, run_id: str, out: TextIO) -> None:
-    tis = store.query_task_instances(TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=100_000))
+    tis = store.tasks.query_task_instances(
+        TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=100_000)
+    )
     rows = [
         (ti.task_id, ti.state.value, str(ti.try_number), _ms(ti.duration_ms)) for ti in tis.items
     ]

@@ -40,19 +40,19 @@ def wait_to_be_active(store: Store, stop: threading.Event, lost: threading.Event
         claim = store.claim(ACTIVE_ENGINE, on_lost=on_lost)
         if claim is not None:
             if waited:
-                store.release_heartbeat(standby_id)
+                store.heartbeats.release_heartbeat(standby_id)
                 log.info("this scheduler is active now: taking over")
             return claim
         if not waited:
             log.info("standby: another scheduler is active on %s; waiting to take over", store.url)
             waited = True
         if next_beat <= 0:
-            store.heartbeat(
+            store.heartbeats.heartbeat(
                 standby_id, kind="standby", hostname=socket.gethostname(), pid=os.getpid()
             )
             next_beat = HEARTBEAT_INTERVAL
         stop.wait(POLL_INTERVAL)
         next_beat -= POLL_INTERVAL
     if waited:
-        store.release_heartbeat(standby_id)
+        store.heartbeats.release_heartbeat(standby_id)
     return None

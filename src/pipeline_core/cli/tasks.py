@@ -49,8 +49,8 @@ def tasks_logs(args: argparse.Namespace, out: TextIO) -> int:
     store = open_store(args.db or os.environ.get("PIPELINE_CORE_DB", DEFAULT_DB))
     try:
         key = TaskKey(args.dag_id, args.run_id, args.task_id)
-        try_number = args.try_number or store.get_task_instance(key).try_number
-        out.write(store.read_log(key, try_number).text)
+        try_number = args.try_number or store.tasks.get_task_instance(key).try_number
+        out.write(store.task_data.read_log(key, try_number).text)
         return EXIT_OK
     except PipelineError as exc:
         sys.stderr.write(f"error: {exc.message}\n")

@@ -123,7 +123,7 @@ class Engine:
         self.executor.shutdown(wait=False)
         ownership.let_go(self.component_id)
         with contextlib.suppress(Exception):  # a store that is gone cannot be told
-            self.store.release_heartbeat(self.component_id)
+            self.store.heartbeats.release_heartbeat(self.component_id)
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -201,7 +201,7 @@ class Engine:
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         def set_paused() -> DagRecord:
-            record = self.store.set_paused(dag_id, paused)
+            record = self.store.dags.set_paused(dag_id, paused)
             self.loop.command(Pause(dag_id, paused))
             return record
 
@@ -226,18 +226,18 @@ class Engine:
     def _sync_pools(self, dags: Mapping[str, DAG]) -> None:
         """Create the pools DAG tasks name that nobody made (default size; resize them
         through the API), and tell the core every pool's size."""
-        existing = [pool.name for pool in self.store.list_pools()]
+        existing = [pool.name for pool in self.store.pools.list_pools()]
         for name, dag_id in missing_pools(existing, dags.values()).items():
             with contextlib.suppress(Conflict):  # another process may have made it meanwhile
-                self.store.create_pool(
+                self.store.pools.create_pool(
                     Pool(name, DEFAULT_POOL_SLOTS, f"created for DAG '{dag_id}'")
                 )
-        for pool in self.store.list_pools():
+        for pool in self.store.pools.list_pools():
             self.loop.decide(PoolChanged(pool.name, pool.slots))
 
     def _heartbeat(self) -> None:
         try:
-            self.store.heartbeat(
+            self.store.heartbeats.heartbeat(
                 self.component_id, kind="engine", hostname=socket.gethostname(), pid=os.getpid()
             )
             self.metrics.counter("engine.heartbeat")

@@ -28,8 +28,8 @@ PAGE = 1000
 
 def snapshot(store: Store, dag_id: str, run_id: str) -> RunSnapshot:
     """A run and its task instances (``NotFound`` if there is no such run)."""
-    run = store.get_run(dag_id, run_id)
-    page = store.query_task_instances(
+    run = store.runs.get_run(dag_id, run_id)
+    page = store.tasks.query_task_instances(
         TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=1_000_000)
     )
     return RunSnapshot(run, tuple(page.items))
@@ -39,7 +39,7 @@ def unfinished_runs(store: Store, dag_ids: set[str]) -> Iterator[RunSnapshot]:
     """Queued and running runs of ``dag_ids``, oldest logical date first."""
     offset = 0
     while True:
-        page = store.query_runs(
+        page = store.runs.query_runs(
             RunQuery(
                 states=(RunState.RUNNING, RunState.QUEUED),
                 order_by="logical_date",
@@ -58,7 +58,7 @@ def unfinished_runs(store: Store, dag_ids: set[str]) -> Iterator[RunSnapshot]:
 def other_leases(store: Store, *, me: str, now: datetime, expire_after: float) -> list[Heartbeat]:
     """The other engines whose leases still hold: their running tries are theirs."""
     return ownership.lease_holders(
-        store.list_heartbeats("engine"),
+        store.heartbeats.list_heartbeats("engine"),
         me=me,
         hostname=socket.gethostname(),
         now=now,
@@ -67,7 +67,7 @@ def other_leases(store: Store, *, me: str, now: datetime, expire_after: float) -
 
 
 def paused_dags(store: Store) -> frozenset[str]:
-    page = store.list_dags(is_paused=True, limit=1_000_000)
+    page = store.dags.list_dags(is_paused=True, limit=1_000_000)
     return frozenset(record.dag_id for record in page.items)
 
 

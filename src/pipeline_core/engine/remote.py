@@ -37,16 +37,16 @@ class RemoteControl:
         self.clock: Clock = clock or SystemClock()
 
     def trigger(self, request: TriggerRequest) -> DagRun:
-        record = self.store.get_dag(request.dag_id)
+        record = self.store.dags.get_dag(request.dag_id)
         write = request.create(specs_of_definition(record.definition), self.clock.now())
-        return self.store.create_run(write.run, write.tasks, idempotency=write.idempotency)
+        return self.store.runs.create_run(write.run, write.tasks, idempotency=write.idempotency)
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
-        return self.store.set_paused(dag_id, paused)
+        return self.store.dags.set_paused(dag_id, paused)
 
     def cancel(self, dag_id: str, run_id: str) -> DagRun:
         self._request("cancel", dag_id=dag_id, run_id=run_id)
-        return self.store.get_run(dag_id, run_id)
+        return self.store.runs.get_run(dag_id, run_id)
 
     def retry(
         self,
@@ -62,26 +62,26 @@ class RemoteControl:
             task_ids=list(task_ids) if task_ids is not None else None,
             include_downstream=include_downstream,
         )
-        return self.store.get_run(dag_id, run_id), list(answer.get("requeued", []))
+        return self.store.runs.get_run(dag_id, run_id), list(answer.get("requeued", []))
 
     def mark_run(self, dag_id: str, run_id: str, state: RunState) -> DagRun:
         self._request("mark_run", dag_id=dag_id, run_id=run_id, state=state.value)
-        return self.store.get_run(dag_id, run_id)
+        return self.store.runs.get_run(dag_id, run_id)
 
     def mark_task(self, dag_id: str, run_id: str, task_id: str, state: TaskState) -> DagRun:
         self._request("mark_task", dag_id=dag_id, run_id=run_id, task_id=task_id, state=state.value)
-        return self.store.get_run(dag_id, run_id)
+        return self.store.runs.get_run(dag_id, run_id)
 
     def _request(self, action: str, **arguments: Any) -> dict[str, Any]:
         request_id = uuid.uuid4().hex
-        event = self.store.append_event(
+        event = self.store.events.append_event(
             REQUESTED, {"request_id": request_id, "action": action, **arguments}
         )
         seen = event.seq
         deadline = time.monotonic() + self.timeout
         while (remaining := deadline - time.monotonic()) > 0:
             self.store.wait_for_events(seen, min(remaining, 1.0))
-            events = self.store.read_events(EventQuery(after_seq=seen))
+            events = self.store.events.read_events(EventQuery(after_seq=seen))
             for answer in events:
                 if answer.type == COMPLETED and answer.payload.get("request_id") == request_id:
                     return _result(answer.payload)
@@ -110,7 +110,7 @@ def answer_request(control: Control, store: Store, request: dict[str, Any]) -> N
             raise Conflict(f"unknown action {request.get('action')!r}")
     except PipelineError as exc:
         answer["error"] = {"code": exc.code, "message": exc.message}
-    store.append_event(
+    store.events.append_event(
         COMPLETED, answer, dag_id=request.get("dag_id"), run_id=request.get("run_id")
     )
 

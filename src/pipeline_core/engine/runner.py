@@ -70,7 +70,7 @@ class EffectRunner:
         ``StoreUnavailable`` with nothing acted on."""
         writes: list[Write] = [e for e in effects if isinstance(e, STORE_EFFECTS)]
         try:
-            self.store.apply(writes, now=now)
+            self.store.runs.apply(writes, now=now)
         except Conflict:
             if strict:
                 raise
@@ -90,7 +90,7 @@ class EffectRunner:
         lost: set[RunKey] = set()
         for write in writes:
             try:
-                self.store.apply([write], now=now)
+                self.store.runs.apply([write], now=now)
             except (Conflict, NotFound) as exc:
                 logger.error("lost an engine write (%s); resynchronising its run", exc)
                 lost.add(run_key_of(write))

@@ -31,7 +31,7 @@ class BackfillDriver:
         self.runner = runner
 
     def step(self) -> None:
-        for backfill in self.store.list_backfills(state="running"):
+        for backfill in self.store.backfills.list_backfills(state="running"):
             try:
                 self._advance(backfill)
             except PipelineError as exc:
@@ -40,7 +40,7 @@ class BackfillDriver:
     def _advance(self, backfill: Backfill) -> None:
         waiting = backfill.waiting
         if not waiting and not backfill.active:
-            self.store.end_backfill(backfill.id, "completed")
+            self.store.backfills.end_backfill(backfill.id, "completed")
             logger.info("backfill %d of %s completed", backfill.id, backfill.dag_id)
             return
         for logical_date in waiting[: max(0, backfill.max_active_runs - backfill.active)]:
@@ -56,15 +56,17 @@ class BackfillDriver:
                     )
                 )
             except Conflict:
-                self.store.get_run(backfill.dag_id, run_id)  # made before a restart: ours
-            self.store.set_backfill_run(backfill.id, logical_date, run_id)
-        if self.store.get_backfill(backfill.id).state == "cancelled":  # cancelled meanwhile
+                self.store.runs.get_run(backfill.dag_id, run_id)  # made before a restart: ours
+            self.store.backfills.set_backfill_run(backfill.id, logical_date, run_id)
+        if (
+            self.store.backfills.get_backfill(backfill.id).state == "cancelled"
+        ):  # cancelled meanwhile
             cancel_active(self.store, self.runner, backfill.id)
 
 
 def cancel_active(store: Store, runner: Control, backfill_id: int) -> None:
     """Cancel the backfill's queued and running runs."""
-    backfill = store.get_backfill(backfill_id)
+    backfill = store.backfills.get_backfill(backfill_id)
     for date in backfill.dates:
         if date.run_id is not None and date.run_state in ("queued", "running"):
             with contextlib.suppress(Conflict, NotFound):  # it ended meanwhile

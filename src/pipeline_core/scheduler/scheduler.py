@@ -112,7 +112,7 @@ class Scheduler:
             self.set_dags(dags)
 
     def _latest_scheduled(self, dag_id: str) -> datetime | None:
-        page = self.store.query_runs(
+        page = self.store.runs.query_runs(
             RunQuery(
                 dag_id=dag_id, run_types=(RunType.SCHEDULED,), order_by="-logical_date", limit=1
             )
@@ -194,13 +194,13 @@ class Scheduler:
 
     def _is_paused(self, dag_id: str) -> bool:
         try:
-            return self.store.get_dag(dag_id).is_paused
+            return self.store.dags.get_dag(dag_id).is_paused
         except NotFound:
             return self.dags[dag_id].is_paused
 
     def _active_runs(self, dag_id: str) -> int:
         query = RunQuery(dag_id=dag_id, states=(RunState.QUEUED, RunState.RUNNING), limit=0)
-        return self.store.query_runs(query).total
+        return self.store.runs.query_runs(query).total
 
     # --- the loop --------------------------------------------------------------------------
     def start(self) -> Scheduler:
@@ -271,7 +271,7 @@ class Scheduler:
 
     def _heartbeat(self) -> None:
         try:
-            beat = self.store.heartbeat(
+            beat = self.store.heartbeats.heartbeat(
                 self.component_id, kind="scheduler", hostname=socket.gethostname(), pid=os.getpid()
             )
             self.last_heartbeat = beat.last_heartbeat

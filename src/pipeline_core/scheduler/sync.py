@@ -53,9 +53,9 @@ class DagSync:
         for path in [p for p in self._last_good if not Path(p).exists()]:
             del self._last_good[path]
         for dag in dags.values():
-            self.store.upsert_dag(dag_record(dag, now))
-        self.store.deactivate_missing_dags(list(dags))
-        self.store.replace_import_errors(errors)
+            self.store.dags.upsert_dag(dag_record(dag, now))
+        self.store.dags.deactivate_missing_dags(list(dags))
+        self.store.dags.replace_import_errors(errors)
         self.dags = dags
         return dags
 

@@ -42,7 +42,7 @@ class EventFeed:
         the store's ``wait_for_events``)."""
         self.store = store
         self.wait = wait or store.wait_for_events
-        self.last_seq = store.event_bounds()[1]
+        self.last_seq = store.events.event_bounds()[1]
         self._subscribers: list[tuple[Subscriber, bool]] = []
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -113,7 +113,9 @@ class EventFeed:
                 if fresh[0].seq == self.last_seq + 1:
                     self._hand_out(fresh)
                     return
-            while events := self.store.read_events(EventQuery(after_seq=self.last_seq, limit=PAGE)):
+            while events := self.store.events.read_events(
+                EventQuery(after_seq=self.last_seq, limit=PAGE)
+            ):
                 self._hand_out(events)
                 if len(events) < PAGE:
                     return

@@ -139,7 +139,7 @@ CANCEL = Operation(
 def create_backfill(store: Store, max_runs: int) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         body = request.fields
-        record = store.get_dag(request.params["dag_id"])
+        record = store.dags.get_dag(request.params["dag_id"])
         zone = ZoneInfo(record.timezone)
         start, end = _date(body, "from", zone), _date(body, "to", zone, end_of_day=True)
         reprocess = body.get("reprocess", "none")
@@ -177,7 +177,7 @@ def create_backfill(store: Store, max_runs: int) -> Callable[[Request], Response
                 f"no date in the range needs a run (reprocess={reprocess}: "
                 f"{len(planned)} fire time(s), each with a run already)"
             )
-        backfill = store.create_backfill(
+        backfill = store.backfills.create_backfill(
             record.dag_id, start, end, reprocess=reprocess, max_active_runs=active, dates=dates
         )
         location = f"/api/v1/dags/{quote(record.dag_id)}/backfills/{backfill.id}"
@@ -191,8 +191,8 @@ def list_backfills(store: Store) -> Callable[[Request], Response]:
         limit, offset = page(request)
         state = request.args.get("state")
         dag_id = request.params["dag_id"]
-        store.get_dag(dag_id)
-        found = store.list_backfills(dag_id, state)
+        store.dags.get_dag(dag_id)
+        found = store.backfills.list_backfills(dag_id, state)
         shown = [backfill_dict(b, dates=False) for b in found[offset : offset + limit]]
         return listing(shown, len(found), limit, offset)
 
@@ -209,10 +209,10 @@ def get_backfill(store: Store) -> Callable[[Request], Response]:
 def cancel_backfill(store: Store, control: Control | None) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         backfill = _backfill(store, request)
-        store.end_backfill(backfill.id, "cancelled")
+        store.backfills.end_backfill(backfill.id, "cancelled")
         if control is not None:
             cancel_active(store, control, backfill.id)
-        return envelope(backfill_dict(store.get_backfill(backfill.id)))
+        return envelope(backfill_dict(store.backfills.get_backfill(backfill.id)))
 
     return handle
 
@@ -245,9 +245,9 @@ def backfill_dict(backfill: Backfill, *, dates: bool = True) -> dict[str, Any]:
 
 def _backfill(store: Store, request: Request) -> Backfill:
     backfill_id = request.args["backfill_id"]
-    backfill = store.get_backfill(backfill_id)
+    backfill = store.backfills.get_backfill(backfill_id)
     if backfill.dag_id != request.params["dag_id"]:
-        store.get_dag(request.params["dag_id"])
+        store.dags.get_dag(request.params["dag_id"])
         raise NotFound(f"DAG '{request.params['dag_id']}' has no backfill {backfill_id}")
     return backfill
 
@@ -259,7 +259,7 @@ def _runs_between(
     runs: dict[datetime, DagRun] = {}
     offset = 0
     while True:
-        found = store.query_runs(
+        found = store.runs.query_runs(
             RunQuery(
                 dag_id=dag_id,
                 logical_date_gte=start,

@@ -85,7 +85,7 @@ def dag_summary(
 
 
 def _latest(store: Store, record: DagRecord) -> DagRun | None:
-    return store.latest_runs([record.dag_id]).get(record.dag_id)
+    return store.runs.latest_runs([record.dag_id]).get(record.dag_id)
 
 
 _NEXT_FIRES: dict[tuple[str, str, str | None], datetime | None] = {}
@@ -105,7 +105,7 @@ def next_run_date(store: Store, record: DagRecord, now: datetime) -> datetime | 
     definition = (
         record.definition
         if record.definition is not None
-        else store.get_dag(record.dag_id).definition
+        else store.dags.get_dag(record.dag_id).definition
     )
     start, end = (definition or {}).get("start_date"), (definition or {}).get("end_date")
     schedule = Schedule(
@@ -142,14 +142,14 @@ def list_dags(store: Store, cache: ViewCache, clock: Clock) -> Callable[[Request
 
     def render(request: Request) -> tuple[Response, datetime | None]:
         limit, offset = page(request)
-        found = store.list_dags(
+        found = store.dags.list_dags(
             tags=request.args.get("tags", []),
             is_paused=request.args.get("is_paused"),
             dag_id_pattern=request.args.get("dag_id_pattern"),
             limit=limit,
             offset=offset,
         )
-        latest = store.latest_runs([record.dag_id for record in found.items])
+        latest = store.runs.latest_runs([record.dag_id for record in found.items])
         now = clock.now()
         data = [dag_summary(store, r, latest.get(r.dag_id), now) for r in found.items]
         fires = [next_run_date(store, r, now) for r in found.items]
@@ -161,7 +161,7 @@ def list_dags(store: Store, cache: ViewCache, clock: Clock) -> Callable[[Request
 
 def get_dag(store: Store, clock: Clock) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        record = store.get_dag(request.params["dag_id"])
+        record = store.dags.get_dag(request.params["dag_id"])
         definition = record.definition or {}
         tasks = [
             {
@@ -178,7 +178,7 @@ def get_dag(store: Store, clock: Clock) -> Callable[[Request], Response]:
             }
             for t in definition.get("tasks", [])
         ]
-        errors = [e for e in store.list_import_errors() if e.filename == record.fileloc]
+        errors = [e for e in store.dags.list_import_errors() if e.filename == record.fileloc]
         parse_errors = [dict(issue) for e in errors for issue in e.issues]
         return envelope(
             {
@@ -194,7 +194,7 @@ def get_dag(store: Store, clock: Clock) -> Callable[[Request], Response]:
 def import_errors(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         limit, offset = page(request)
-        errors = store.list_import_errors()
+        errors = store.dags.list_import_errors()
         data = [
             {
                 "filename": e.filename,
@@ -213,8 +213,8 @@ def patch_dag(
 ) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         dag_id, paused = request.params["dag_id"], request.fields["is_paused"]
-        store.get_dag(dag_id)
-        record = on_pause(dag_id, paused) if on_pause else store.set_paused(dag_id, paused)
+        store.dags.get_dag(dag_id)
+        record = on_pause(dag_id, paused) if on_pause else store.dags.set_paused(dag_id, paused)
         return envelope(dag_summary(store, record, _latest(store, record), clock.now()))
 
     return handle

@@ -45,8 +45,8 @@ def health(store: Store, clock: Clock, scheduler_expected: bool) -> Callable[[Re
     def handle(request: Request) -> Response:
         try:
             store.ping()
-            every = store.list_heartbeats()
-            claims = store.list_claims() if any(b.kind == "worker" for b in every) else []
+            every = store.heartbeats.list_heartbeats()
+            claims = store.tries.list_claims() if any(b.kind == "worker" for b in every) else []
             store_status = "ok"
         except PipelineError:
             every, claims, store_status = [], [], "error"
@@ -122,7 +122,7 @@ def _worker(beat: Heartbeat, claims: list[TryClaim], now: datetime) -> dict[str,
 
 def _no_dags(store: Store) -> bool:
     try:
-        return store.list_dags(is_active=True, limit=1).total == 0
+        return store.dags.list_dags(is_active=True, limit=1).total == 0
     except PipelineError:
         return False
 

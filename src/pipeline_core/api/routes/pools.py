@@ -63,15 +63,15 @@ DELETE = Operation(
 
 
 def _describe(store: Store, pool: Pool) -> dict[str, Any]:
-    usage = store.pool_usage().get(pool.name, {})
+    usage = store.pools.pool_usage().get(pool.name, {})
     return pool_dict(pool, usage.get(TaskState.RUNNING, 0), usage.get(TaskState.QUEUED, 0))
 
 
 def list_pools(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         limit, offset = page(request)
-        usage = store.pool_usage()
-        pools = store.list_pools()
+        usage = store.pools.pool_usage()
+        pools = store.pools.list_pools()
         data = [
             pool_dict(
                 p,
@@ -88,7 +88,9 @@ def list_pools(store: Store) -> Callable[[Request], Response]:
 def create_pool(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         body = request.fields
-        pool = store.create_pool(Pool(body["name"], int(body["slots"]), body.get("description")))
+        pool = store.pools.create_pool(
+            Pool(body["name"], int(body["slots"]), body.get("description"))
+        )
         return envelope(
             _describe(store, pool), status=201, headers={"Location": f"/api/v1/pools/{pool.name}"}
         )
@@ -100,7 +102,7 @@ def patch_pool(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         body = request.fields
         slots = int(body["slots"]) if "slots" in body else None
-        pool = store.update_pool(
+        pool = store.pools.update_pool(
             request.params["name"], slots=slots, description=body.get("description")
         )
         return envelope(_describe(store, pool))
@@ -111,11 +113,11 @@ def patch_pool(store: Store) -> Callable[[Request], Response]:
 def delete_pool(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         name = request.params["name"]
-        pool = store.get_pool(name)
-        running = store.pool_usage().get(name, {}).get(TaskState.RUNNING, 0)
+        pool = store.pools.get_pool(name)
+        running = store.pools.pool_usage().get(name, {}).get(TaskState.RUNNING, 0)
         if running:
             raise Conflict(f"pool '{name}' has {running} running task(s)")
-        store.delete_pool(pool.name)
+        store.pools.delete_pool(pool.name)
         return envelope({"name": name, "deleted": True})
 
     return handle

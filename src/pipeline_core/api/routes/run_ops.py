@@ -88,11 +88,11 @@ def patch_run(store: Store, control: Control | None) -> Callable[[Request], Resp
     def handle(request: Request) -> Response:
         body = request.fields
         state = RunState(body["state"]) if "state" in body else None
-        run = store.get_run(request.params["dag_id"], request.params["run_id"])
+        run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
         if state is not None:
             run = control_of(control).mark_run(run.dag_id, run.run_id, state)
         if "note" in body:
-            run = store.set_run_note(run.dag_id, run.run_id, body["note"])
+            run = store.runs.set_run_note(run.dag_id, run.run_id, body["note"])
         return envelope(run_with_tasks(store, run))
 
     return handle
@@ -103,9 +103,9 @@ def patch_task(store: Store, control: Control | None) -> Callable[[Request], Res
         state = TaskState(request.fields["state"])
         p = request.params
         key = TaskKey(p["dag_id"], p["run_id"], p["task_id"])
-        store.get_task_instance(key)
+        store.tasks.get_task_instance(key)
         control_of(control).mark_task(key.dag_id, key.run_id, key.task_id, state)
-        return envelope(task_instance_dict(store.get_task_instance(key)))
+        return envelope(task_instance_dict(store.tasks.get_task_instance(key)))
 
     return handle
 
@@ -116,9 +116,9 @@ def clear_run(store: Store, control: Control | None) -> Callable[[Request], Resp
         task_ids = body.get("task_ids")
         flags = {name: body.get(name, False) for name in ("only_failed", "include_downstream")}
         dry_run = body.get("dry_run", False)
-        run = store.get_run(request.params["dag_id"], request.params["run_id"])
+        run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
         instances = _instances(store, run.dag_id, run.run_id)
-        definition = store.get_dag(run.dag_id).definition or {}
+        definition = store.dags.get_dag(run.dag_id).definition or {}
         chosen = to_clear(instances, _downstream(definition), task_ids, **flags)
         if dry_run:
             listed = [task_instance_dict(instances[t]) for t in chosen]
@@ -132,7 +132,7 @@ def clear_run(store: Store, control: Control | None) -> Callable[[Request], Resp
                 "dry_run": False,
                 "task_ids": requeued,
                 "task_instances": [task_instance_dict(after[t]) for t in requeued],
-                "run": run_dict(store.get_run(cleared.dag_id, cleared.run_id)),
+                "run": run_dict(store.runs.get_run(cleared.dag_id, cleared.run_id)),
             }
         )
 
@@ -175,7 +175,7 @@ def _downstream(definition: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def _instances(store: Store, dag_id: str, run_id: str) -> dict[str, TaskInstance]:
-    found = store.query_task_instances(
+    found = store.tasks.query_task_instances(
         TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=100_000)
     )
     return {ti.task_id: ti for ti in found.items}

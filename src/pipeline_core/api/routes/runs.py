@@ -78,7 +78,7 @@ def list_runs(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         limit, offset = page(request)
         dag_id = request.params["dag_id"]
-        store.get_dag(dag_id)
+        store.dags.get_dag(dag_id)
         args = request.args
         query = RunQuery(
             dag_id=dag_id,
@@ -89,7 +89,7 @@ def list_runs(store: Store) -> Callable[[Request], Response]:
             offset=offset,
             **{name: parse_datetime(args[name]) for name in DATE_FILTERS if name in args},
         )
-        found = store.query_runs(query)
+        found = store.runs.query_runs(query)
         return listing([run_dict(r) for r in found.items], found.total, limit, offset)
 
     return handle
@@ -97,7 +97,7 @@ def list_runs(store: Store) -> Callable[[Request], Response]:
 
 def get_run(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        run = store.get_run(request.params["dag_id"], request.params["run_id"])
+        run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
         return envelope(run_with_tasks(store, run))
 
     return handle
@@ -105,7 +105,7 @@ def get_run(store: Store) -> Callable[[Request], Response]:
 
 def run_with_tasks(store: Store, run: DagRun) -> dict[str, Any]:
     """A run's answer with its task instances."""
-    tis = store.query_task_instances(
+    tis = store.tasks.query_task_instances(
         TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, limit=100_000)
     )
     return {**run_dict(run), "task_instances": [task_instance_dict(t) for t in tis.items]}
@@ -113,7 +113,7 @@ def run_with_tasks(store: Store, run: DagRun) -> dict[str, Any]:
 
 def cancel_run(store: Store, control: Control | None) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        run = store.get_run(request.params["dag_id"], request.params["run_id"])
+        run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
         return envelope(run_dict(control_of(control).cancel(run.dag_id, run.run_id)))
 
     return handle
@@ -125,7 +125,7 @@ def retry_run(store: Store, control: Control | None) -> Callable[[Request], Resp
             request.fields.get("task_ids"),
             request.fields.get("include_downstream", True),
         )
-        run = store.get_run(request.params["dag_id"], request.params["run_id"])
+        run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
         retried, requeued = control_of(control).retry(run.dag_id, run.run_id, task_ids, downstream)
         return envelope({"run": run_dict(retried), "requeued_task_ids": requeued})
 

@@ -62,7 +62,7 @@ def dag_stats(store: Store) -> Callable[[Request], Response]:
 
     def handle(request: Request) -> Response:
         dag_id = request.params["dag_id"]
-        store.get_dag(dag_id)
+        store.dags.get_dag(dag_id)
         since, until = (
             parse_datetime(request.args[n]) if n in request.args else None
             for n in ("since", "until")

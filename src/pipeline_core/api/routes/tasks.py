@@ -81,8 +81,8 @@ def _key(request: Request) -> TaskKey:
 def list_tasks(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         limit, offset = read_page(request)
-        run = store.get_run(request.params["dag_id"], request.params["run_id"])
-        found = store.query_task_instances(
+        run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
+        found = store.tasks.query_task_instances(
             TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, limit=limit, offset=offset)
         )
         return listing([task_instance_dict(t) for t in found.items], found.total, limit, offset)
@@ -93,8 +93,8 @@ def list_tasks(store: Store) -> Callable[[Request], Response]:
 def get_task(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         key = _key(request)
-        ti = store.get_task_instance(key)
-        events = store.read_events(
+        ti = store.tasks.get_task_instance(key)
+        events = store.events.read_events(
             EventQuery(
                 dag_id=key.dag_id,
                 run_id=key.run_id,
@@ -135,9 +135,9 @@ def get_xcom(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         limit, offset = read_page(request)
         key = _key(request)
-        store.get_task_instance(key)
+        store.tasks.get_task_instance(key)
         wanted = request.args.get("key")
-        entries = [e for e in store.list_xcom(key) if not wanted or e.key in wanted]
+        entries = [e for e in store.task_data.list_xcom(key) if not wanted or e.key in wanted]
         data = [
             {
                 "key": e.key,
@@ -156,7 +156,7 @@ def get_logs(store: Store, followers: LogFollowers) -> Callable[[Request], Respo
     def handle(request: Request) -> Response:
         limit, offset = read_page(request, default=1024 * 1024)
         key = _key(request)
-        ti = store.get_task_instance(key)
+        ti = store.tasks.get_task_instance(key)
         try_number = request.args.get("try_number", max(1, ti.try_number))
         if try_number > max(1, ti.try_number):
             raise NotFound(f"task '{key.task_id}' has no try {try_number} (it has {ti.try_number})")
@@ -167,7 +167,7 @@ def get_logs(store: Store, followers: LogFollowers) -> Callable[[Request], Respo
             response.content_type = "text/plain; charset=utf-8"
             response.handover = lambda sock, chunked: followers.start(sock, chunked, wanted)
             return response
-        chunk = store.read_log(key, try_number, offset=offset, limit=limit)
+        chunk = store.task_data.read_log(key, try_number, offset=offset, limit=limit)
         return envelope(
             {
                 "try_number": try_number,

@@ -88,7 +88,7 @@ def trigger_run(
     def handle(request: Request) -> Response:
         body = request.fields
         dag_id = request.params["dag_id"]
-        record = store.get_dag(dag_id)
+        record = store.dags.get_dag(dag_id)
         wanted = trigger_request(dag_id, body)
         key = _idempotency_key(request, body)
         if key is not None:
@@ -139,7 +139,7 @@ def _fingerprint(body: dict[str, Any]) -> str:
 def _replay(store: Store, record: DagRecord, key: str, fingerprint: str) -> Response | None:
     """The answer for a key already held: the run it created (200), or 409 when the body
     differs; ``None`` when no live run holds the key."""
-    held = store.find_idempotency_key(record.dag_id, key)
+    held = store.runs.find_idempotency_key(record.dag_id, key)
     if held is None:
         return None
     if held.fingerprint != fingerprint:
@@ -151,7 +151,7 @@ def _replay(store: Store, record: DagRecord, key: str, fingerprint: str) -> Resp
             details={"idempotency_key": key, "run_id": held.run_id},
         )
     try:
-        run = store.get_run(record.dag_id, held.run_id)
+        run = store.runs.get_run(record.dag_id, held.run_id)
     except NotFound:  # deleted since (retention): the key went with it
         return None
     return _answer(record, run, 200, {"idempotent_replay": True})

@@ -58,7 +58,7 @@ WAIT = Operation(
 def wait_run(store: Store, waiters: RunWaiters) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         timeout = request.args.get("timeout", DEFAULT_WAIT)
-        run = store.get_run(request.params["dag_id"], request.params["run_id"])
+        run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
         if run.state in FINISHED_RUN_STATES:
             return Response(200, json_bytes({"data": run_with_tasks(store, run)}))
         if request.woken == TIMED_OUT:

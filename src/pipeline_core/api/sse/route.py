@@ -138,7 +138,7 @@ def replay(store: Store, start: StreamStart, encode: EventEncoder) -> Iterator[t
         }
         yield start.after, f"event: reset\ndata: {json.dumps(note)}\n\n".encode()
     after = start.after
-    while page := store.read_events(start.query(after)):
+    while page := store.events.read_events(start.query(after)):
         after = page[-1].seq
         yield after, b"".join(map(encode, page))
 
@@ -147,7 +147,7 @@ def parse_stream_request(request: Request, store: Store) -> StreamStart:
     args = request.args
     types = tuple(args.get("types", ()))
     given = args.get("Last-Event-ID", args.get("last_event_id"))
-    first, head = store.event_bounds()
+    first, head = store.events.event_bounds()
     after, reset_first = head, None
     if given is not None:
         after = given

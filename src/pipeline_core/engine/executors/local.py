@@ -149,13 +149,13 @@ class LocalExecutor:
         )
 
     def _context(self, job: Job, running: _Running) -> TaskContext:
-        log = TaskLog(self.store, job.key, job.try_number)
+        log = TaskLog(self.store.task_data, job.key, job.try_number)
         context = TaskContext(
             job.dag,
             job.task,
             job.run,
             job.try_number,
-            self.store,
+            self.store.task_data,
             log,
             job.xcom_max_bytes or self.xcom_max_bytes,
             self.metrics,

@@ -12,7 +12,7 @@ from pipeline_core.engine.tasks.logs import TaskLog
 from pipeline_core.errors import InvalidRequest
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.model import DagRun, TaskKey, iso
-from pipeline_core.store.base import Store
+from pipeline_core.store.parts import TaskDataStore
 from pipeline_core.store.sql.common import to_json
 
 DEFAULT_XCOM_MAX_BYTES = 1024 * 1024
@@ -30,7 +30,8 @@ class TaskContext:
     task: Task
     run: DagRun
     try_number: int
-    store: Store
+    #: The XCom values and logs of tries, the part of the store a task sees.
+    task_data: TaskDataStore
     log: TaskLog
     xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES
     metrics: Metrics = field(default_factory=NullMetrics)
@@ -79,12 +80,12 @@ class TaskContext:
             raise TaskFailed(
                 f"XCom '{key}' is {_size(size)}, over the {_size(self.xcom_max_bytes)} limit"
             )
-        self.store.set_xcom(self.key, key, value)
+        self.task_data.set_xcom(self.key, key, value)
         self.metrics.histogram("xcom.size_bytes", size, dag_id=self.dag_id, task_id=self.task_id)
 
     def xcom_pull(self, task_id: str, key: str = "return_value", default: Any = None) -> Any:
         """The value another task of this run pushed, or ``default``."""
-        entry = self.store.get_xcom(TaskKey(self.dag_id, self.run_id, task_id), key)
+        entry = self.task_data.get_xcom(TaskKey(self.dag_id, self.run_id, task_id), key)
         return default if entry is None else entry.value
 
     def resolve(self, reference: Reference) -> Any:
@@ -104,7 +105,7 @@ class TaskContext:
         if root == "dag_run":
             return _walk(self.conf, reference.parts[2:], reference, "dag_run.conf")
         task_id, path = reference.xcom_task(self.dag.task_dict)
-        entry = self.store.get_xcom(TaskKey(self.dag_id, self.run_id, task_id), path[0])
+        entry = self.task_data.get_xcom(TaskKey(self.dag_id, self.run_id, task_id), path[0])
         if entry is None:
             raise TemplateError(
                 f"template '{{{{ {reference.text} }}}}' has no value: "

@@ -16,7 +16,7 @@ import weakref
 from typing import TextIO
 
 from pipeline_core.model import TaskKey, iso, utcnow
-from pipeline_core.store.base import Store
+from pipeline_core.store.parts import TaskDataStore
 
 FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 1.0
@@ -26,8 +26,8 @@ class TaskLog:
     """One try's log. ``write`` accepts raw text (split into timestamped lines); lines reach
     the store every 64 KiB or second, and on ``close``. Never raises into the task."""
 
-    def __init__(self, store: Store, key: TaskKey, try_number: int) -> None:
-        self.store, self.key, self.try_number = store, key, try_number
+    def __init__(self, task_data: TaskDataStore, key: TaskKey, try_number: int) -> None:
+        self.task_data, self.key, self.try_number = task_data, key, try_number
         self._buffer: list[str] = []
         self._size = 0
         self._partial = ""
@@ -75,7 +75,7 @@ class TaskLog:
             return
         text, self._buffer, self._size = "".join(self._buffer), [], 0
         try:
-            self.store.append_log(self.key, self.try_number, text)
+            self.task_data.append_log(self.key, self.try_number, text)
         except Exception as exc:  # a log that cannot be written must not fail the task
             # Not through logging: this thread's stderr may be routed back into this very log.
             if sys.__stderr__ is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import iso
-from pipeline_core.store.sql.base import Pending, SqlBase
+from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import Backfill, BackfillDate
 
@@ -17,7 +17,10 @@ _COLUMNS = (
 )
 
 
-class BackfillsSql(SqlBase):
+class BackfillsSql:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
     def create_backfill(
         self,
         dag_id: str,
@@ -29,7 +32,7 @@ class BackfillsSql(SqlBase):
         dates: Sequence[datetime],
     ) -> Backfill:
         def work(tx: Tx, pending: Pending) -> Backfill:
-            now = self.clock()
+            now = self.sql.clock()
             backfill_id = int(
                 tx.scalar(
                     "INSERT INTO backfills (dag_id, from_date, to_date, reprocess, "
@@ -43,14 +46,14 @@ class BackfillsSql(SqlBase):
                 [(backfill_id, i, iso(d)) for i, d in enumerate(dates)],
             )
             backfill = _read(tx, backfill_id)
-            self._append(tx, pending, [_event(backfill, "created")], now)
+            self.sql.append(tx, pending, [_event(backfill, "created")], now)
             return backfill
 
-        result: Backfill = self._write(work)
+        result: Backfill = self.sql.write(work)
         return result
 
     def get_backfill(self, backfill_id: int) -> Backfill:
-        result: Backfill = self._read(lambda tx: _read(tx, backfill_id))
+        result: Backfill = self.sql.read(lambda tx: _read(tx, backfill_id))
         return result
 
     def list_backfills(self, dag_id: str | None = None, state: str | None = None) -> list[Backfill]:
@@ -67,7 +70,7 @@ class BackfillsSql(SqlBase):
             ids = tx.rows(f"SELECT id FROM backfills{clause} ORDER BY id", params)
             return [_read(tx, int(row[0])) for row in ids]
 
-        result: list[Backfill] = self._read(work)
+        result: list[Backfill] = self.sql.read(work)
         return result
 
     def set_backfill_run(self, backfill_id: int, logical_date: datetime, run_id: str) -> None:
@@ -80,23 +83,23 @@ class BackfillsSql(SqlBase):
             if changed != 1:
                 raise Conflict(f"backfill {backfill_id} has no date {iso(logical_date)} waiting")
 
-        self._write(work)
+        self.sql.write(work)
 
     def end_backfill(self, backfill_id: int, state: str) -> Backfill:
         def work(tx: Tx, pending: Pending) -> Backfill:
             current = _read(tx, backfill_id)
             if current.state != "running":
                 raise Conflict(f"backfill {backfill_id} is {current.state} already")
-            now = self.clock()
+            now = self.sql.clock()
             tx.run(
                 "UPDATE backfills SET state = ?, completed_at = ? WHERE id = ? AND state = ?",
                 (state, iso(now), backfill_id, "running"),
             )
             ended = _read(tx, backfill_id)
-            self._append(tx, pending, [_event(ended, state)], now)
+            self.sql.append(tx, pending, [_event(ended, state)], now)
             return ended
 
-        result: Backfill = self._write(work)
+        result: Backfill = self.sql.write(work)
         return result
 
 

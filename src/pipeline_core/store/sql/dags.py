@@ -8,8 +8,8 @@ from typing import Any
 
 from pipeline_core.errors import NotFound
 from pipeline_core.model import iso
-from pipeline_core.store.sql.base import Pending, SqlBase
 from pipeline_core.store.sql.common import dag_event, to_json
+from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.rows import (
     DAG_COLUMNS,
     DAG_LIST_COLUMNS,
@@ -22,13 +22,16 @@ from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import DagRecord, ImportError_, Page
 
 
-class DagsSql(SqlBase):
+class DagsSql:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
     def upsert_dag(self, record: DagRecord) -> DagRecord:
         tags = to_json(list(record.tags), "tags")
         definition = None if record.definition is None else to_json(record.definition, "definition")
 
         def work(tx: Tx, pending: Pending) -> DagRecord:
-            now = self.clock()
+            now = self.sql.clock()
             row = tx.one(f"SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = ?", (record.dag_id,))
             existing = dag_from_row(row) if row else None
             paused = existing.is_paused if existing else record.is_paused
@@ -50,7 +53,7 @@ class DagsSql(SqlBase):
                     iso(stored.last_parsed_at),
                 ),
             )  # fmt: skip
-            self._append(
+            self.sql.append(
                 tx,
                 pending,
                 [dag_event(stored, "created" if existing is None else "updated", now)],
@@ -58,11 +61,11 @@ class DagsSql(SqlBase):
             )
             return stored
 
-        result: DagRecord = self._write(work)
+        result: DagRecord = self.sql.write(work)
         return result
 
     def get_dag(self, dag_id: str) -> DagRecord:
-        row = self._read(
+        row = self.sql.read(
             lambda tx: tx.one(f"SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = ?", (dag_id,))
         )
         if row is None:
@@ -103,12 +106,12 @@ class DagsSql(SqlBase):
             )
             return Page([dag_from_row(r) for r in rows], total, limit, offset)
 
-        result: Page[DagRecord] = self._read(work)
+        result: Page[DagRecord] = self.sql.read(work)
         return result
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         def work(tx: Tx, pending: Pending) -> DagRecord:
-            now = self.clock()
+            now = self.sql.clock()
             row = tx.one(f"SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = ?", (dag_id,))
             if row is None:
                 raise NotFound(f"no DAG '{dag_id}'")
@@ -117,28 +120,28 @@ class DagsSql(SqlBase):
                 return record
             tx.run("UPDATE dags SET is_paused = ? WHERE dag_id = ?", (paused, dag_id))
             updated = DagRecord(**{**dag_fields(record), "is_paused": paused})
-            self._append(
+            self.sql.append(
                 tx, pending, [dag_event(updated, "paused" if paused else "unpaused", now)], now
             )
             return updated
 
-        result: DagRecord = self._write(work)
+        result: DagRecord = self.sql.write(work)
         return result
 
     def deactivate_missing_dags(self, active_dag_ids: Sequence[str]) -> list[str]:
         keep = set(active_dag_ids)
 
         def work(tx: Tx, pending: Pending) -> list[str]:
-            now = self.clock()
+            now = self.sql.clock()
             rows = tx.rows(f"SELECT {DAG_COLUMNS} FROM dags WHERE is_active = ?", (True,))
             gone = [dag_from_row(r) for r in rows if r[0] not in keep]
             for record in gone:
                 tx.run("UPDATE dags SET is_active = ? WHERE dag_id = ?", (False, record.dag_id))
             inactive = [DagRecord(**{**dag_fields(r), "is_active": False}) for r in gone]
-            self._append(tx, pending, [dag_event(r, "deactivated", now) for r in inactive], now)
+            self.sql.append(tx, pending, [dag_event(r, "deactivated", now) for r in inactive], now)
             return [r.dag_id for r in gone]
 
-        result: list[str] = self._write(work)
+        result: list[str] = self.sql.write(work)
         return result
 
     def replace_import_errors(self, errors: Sequence[ImportError_]) -> None:
@@ -148,9 +151,9 @@ class DagsSql(SqlBase):
             tx.run("DELETE FROM import_errors")
             tx.many("INSERT INTO import_errors (filename, issues, seen_at) VALUES (?, ?, ?)", rows)
 
-        self._write(work)
+        self.sql.write(work)
 
     def list_import_errors(self) -> list[ImportError_]:
         sql = "SELECT filename, issues, seen_at FROM import_errors ORDER BY filename"
-        rows = self._read(lambda tx: tx.rows(sql))
+        rows = self.sql.read(lambda tx: tx.rows(sql))
         return [ImportError_(r[0], tuple(json.loads(r[1])), parse_ts(r[2])) for r in rows]

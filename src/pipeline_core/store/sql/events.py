@@ -7,14 +7,17 @@ from typing import Any
 
 from pipeline_core._gc import gc_paused
 from pipeline_core.model import Event
-from pipeline_core.store.sql.base import SqlBase
 from pipeline_core.store.sql.common import to_json
+from pipeline_core.store.sql.core import Sql
 from pipeline_core.store.sql.rows import EVENT_COLUMNS, decode_json, equal_filters
 from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import EventQuery
 
 
-class EventsSql(SqlBase):
+class EventsSql:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
     def append_event(
         self,
         type: str,
@@ -25,9 +28,9 @@ class EventsSql(SqlBase):
         task_id: str | None = None,
     ) -> Event:
         to_json(payload, "event payload")
-        events = self._write(
-            lambda tx, p: self._append(
-                tx, p, [(type, payload, dag_id, run_id, task_id)], self.clock()
+        events = self.sql.write(
+            lambda tx, p: self.sql.append(
+                tx, p, [(type, payload, dag_id, run_id, task_id)], self.sql.clock()
             )
         )
         event: Event = events[0]
@@ -41,7 +44,7 @@ class EventsSql(SqlBase):
             where.append(f"type IN ({', '.join('?' for _ in query.types)})")
             params.extend(query.types)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
-        rows = self._read(lambda tx: tx.rows(sql, [*params, query.limit]))
+        rows = self.sql.read(lambda tx: tx.rows(sql, [*params, query.limit]))
         with gc_paused():
             return [
                 Event(int(r[0]), r[1], parse_ts(r[2]), r[3], r[4], r[5], decode_json(r[6]))
@@ -54,11 +57,11 @@ class EventsSql(SqlBase):
             last = tx.scalar("SELECT seq FROM event_counter WHERE id = 1")
             return (int(first) if first is not None else int(last or 0) + 1, int(last or 0))
 
-        result: tuple[int, int] = self._read(work)
+        result: tuple[int, int] = self.sql.read(work)
         return result if result[1] else (0, 0)
 
     def trim_events(self, before_seq: int) -> int:
-        count: int = self._write(
+        count: int = self.sql.write(
             lambda tx, _: tx.run("DELETE FROM events WHERE seq < ?", (before_seq,))
         )
         return count

@@ -6,26 +6,8 @@ from datetime import datetime, timedelta
 
 from pipeline_core.errors import Conflict
 from pipeline_core.model import DagRun, IdempotencyKey, iso
-from pipeline_core.store.sql.base import SqlBase
 from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import IdempotencyRecord
-
-
-class IdempotencySql(SqlBase):
-    def find_idempotency_key(self, dag_id: str, key: str) -> IdempotencyRecord | None:
-        now = iso(self.clock())
-        row = self._read(
-            lambda tx: tx.one(
-                "SELECT k.run_id, k.fingerprint, k.created_at, k.expires_at "
-                "FROM idempotency_keys k JOIN dag_runs r "
-                "ON r.dag_id = k.dag_id AND r.run_id = k.run_id "
-                "WHERE k.dag_id = ? AND k.key = ? AND k.expires_at > ?",
-                (dag_id, key, now),
-            )
-        )
-        if row is None:
-            return None
-        return IdempotencyRecord(dag_id, key, row[0], row[1], parse_ts(row[2]), parse_ts(row[3]))
 
 
 def hold_key(tx: Tx, run: DagRun, idempotency: IdempotencyKey, now: datetime) -> None:
@@ -56,3 +38,17 @@ def hold_key(tx: Tx, run: DagRun, idempotency: IdempotencyKey, now: datetime) ->
         "VALUES (?, ?, ?, ?, ?, ?)",
         (run.dag_id, idempotency.key, run.run_id, idempotency.fingerprint, at, iso(expires)),
     )
+
+
+def find_key(tx: Tx, dag_id: str, key: str, now: datetime) -> IdempotencyRecord | None:
+    """The live key ``key`` of ``dag_id``: unexpired, and its run still there."""
+    row = tx.one(
+        "SELECT k.run_id, k.fingerprint, k.created_at, k.expires_at "
+        "FROM idempotency_keys k JOIN dag_runs r "
+        "ON r.dag_id = k.dag_id AND r.run_id = k.run_id "
+        "WHERE k.dag_id = ? AND k.key = ? AND k.expires_at > ?",
+        (dag_id, key, iso(now)),
+    )
+    if row is None:
+        return None
+    return IdempotencyRecord(dag_id, key, row[0], row[1], parse_ts(row[2]), parse_ts(row[3]))

@@ -5,18 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline_core.model import TaskKey, iso
-from pipeline_core.store.sql.base import Pending, SqlBase
 from pipeline_core.store.sql.common import clip_log, task_not_found, to_json
+from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.rows import KEY_WHERE, XCOM_COLUMNS, key_params, xcom_from_row
 from pipeline_core.store.sql.tx import Tx
 from pipeline_core.store.types import LogChunk, XComEntry
 
 
-class TaskDataSql(SqlBase):
+class TaskDataSql:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
     def set_xcom(self, key: TaskKey, xcom_key: str, value: Any) -> XComEntry:
         text = to_json(value, f"XCom value '{xcom_key}'")
         entry = XComEntry(
-            *key_params(key), xcom_key, value, len(text.encode("utf-8")), self.clock()
+            *key_params(key), xcom_key, value, len(text.encode("utf-8")), self.sql.clock()
         )
 
         def work(tx: Tx, pending: Pending) -> XComEntry:
@@ -31,11 +34,11 @@ class TaskDataSql(SqlBase):
             )
             return entry
 
-        result: XComEntry = self._write(work)
+        result: XComEntry = self.sql.write(work)
         return result
 
     def get_xcom(self, key: TaskKey, xcom_key: str) -> XComEntry | None:
-        row = self._read(
+        row = self.sql.read(
             lambda tx: tx.one(
                 f"SELECT {XCOM_COLUMNS} FROM xcom WHERE {KEY_WHERE} AND key = ?",
                 (*key_params(key), xcom_key),
@@ -44,7 +47,7 @@ class TaskDataSql(SqlBase):
         return xcom_from_row(row) if row else None
 
     def list_xcom(self, key: TaskKey) -> list[XComEntry]:
-        rows = self._read(
+        rows = self.sql.read(
             lambda tx: tx.rows(
                 f"SELECT {XCOM_COLUMNS} FROM xcom WHERE {KEY_WHERE} ORDER BY key",
                 key_params(key),
@@ -57,15 +60,15 @@ class TaskDataSql(SqlBase):
             f"SELECT {XCOM_COLUMNS} FROM xcom WHERE dag_id = ? AND run_id = ? "
             "ORDER BY timestamp, task_id, key"
         )
-        return [xcom_from_row(r) for r in self._read(lambda tx: tx.rows(sql, (dag_id, run_id)))]
+        return [xcom_from_row(r) for r in self.sql.read(lambda tx: tx.rows(sql, (dag_id, run_id)))]
 
     def delete_xcom(self, key: TaskKey, xcom_key: str | None = None) -> int:
         if xcom_key is None:
-            count: int = self._write(
+            count: int = self.sql.write(
                 lambda tx, _: tx.run(f"DELETE FROM xcom WHERE {KEY_WHERE}", key_params(key))
             )
         else:
-            count = self._write(
+            count = self.sql.write(
                 lambda tx, _: tx.run(
                     f"DELETE FROM xcom WHERE {KEY_WHERE} AND key = ?", (*key_params(key), xcom_key)
                 )
@@ -84,7 +87,7 @@ class TaskDataSql(SqlBase):
             size, truncated = (int(row[0]), bool(row[1])) if row else (0, False)
             if truncated:
                 return
-            kept, cut = clip_log(text, size, self.log_cap_bytes)
+            kept, cut = clip_log(text, size, self.sql.log_cap_bytes)
             data = kept.encode("utf-8")
             tx.run(
                 "INSERT INTO task_logs (dag_id, run_id, task_id, try_number, byte_offset, data) "
@@ -99,7 +102,7 @@ class TaskDataSql(SqlBase):
                 (*key_params(key), try_number, size + len(data), cut),
             )
 
-        self._write(work)
+        self.sql.write(work)
 
     def read_log(
         self, key: TaskKey, try_number: int, *, offset: int = 0, limit: int | None = None
@@ -123,7 +126,7 @@ class TaskDataSql(SqlBase):
             )
             return slice_log(chunks, int(meta[0]), bool(meta[1]), offset, limit)
 
-        result: LogChunk = self._read(work)
+        result: LogChunk = self.sql.read(work)
         return result
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline_core.model import Event, TaskKey, iso
-from pipeline_core.store.sql.base import Pending, SqlBase
+from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import TryClaim, TryReport
 
@@ -17,12 +17,15 @@ _COLUMNS = "dag_id, run_id, task_id, try_number, submission, worker_id, claimed_
 _ONE = "dag_id = ? AND run_id = ? AND task_id = ? AND try_number = ? AND submission = ?"
 
 
-class TriesSql(SqlBase):
+class TriesSql:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
     def claim_try(
         self, key: TaskKey, try_number: int, submission: str, worker_id: str
     ) -> TryClaim | None:
         def work(tx: Tx, pending: Pending) -> TryClaim | None:
-            now = self.clock()
+            now = self.sql.clock()
             won = tx.run(
                 f"INSERT INTO try_claims ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, NULL "
                 "WHERE EXISTS (SELECT 1 FROM task_instances WHERE dag_id = ? AND run_id = ? "
@@ -32,7 +35,7 @@ class TriesSql(SqlBase):
             )
             if won:
                 payload = {"try_number": try_number, "worker": worker_id}
-                self._append(tx, pending, [("task.claimed", payload, *_ids(key))], now)
+                self.sql.append(tx, pending, [("task.claimed", payload, *_ids(key))], now)
                 return TryClaim(key, try_number, submission, worker_id, now)
             row = tx.one(
                 f"SELECT {_COLUMNS} FROM try_claims WHERE {_ONE}",
@@ -40,12 +43,12 @@ class TriesSql(SqlBase):
             )
             return None if row is None else _claim(row)
 
-        result: TryClaim | None = self._write(work)
+        result: TryClaim | None = self.sql.write(work)
         return result
 
     def report_try(self, key: TaskKey, try_number: int, report: TryReport) -> Event:
         def work(tx: Tx, pending: Pending) -> Event:
-            now = self.clock()
+            now = self.sql.clock()
             tx.run(
                 f"UPDATE try_claims SET reported_at = ? WHERE {_ONE} AND reported_at IS NULL",
                 (iso(now), *_ids(key), try_number, report.submission or ""),
@@ -58,9 +61,9 @@ class TriesSql(SqlBase):
                 "poke_ok": report.poke_ok,
                 "worker": report.worker_id,
             }
-            return self._append(tx, pending, [("task.reported", payload, *_ids(key))], now)[0]
+            return self.sql.append(tx, pending, [("task.reported", payload, *_ids(key))], now)[0]
 
-        event: Event = self._write(work)
+        event: Event = self.sql.write(work)
         return event
 
     def list_claims(self, worker_id: str | None = None) -> list[TryClaim]:
@@ -68,11 +71,11 @@ class TriesSql(SqlBase):
         params: tuple[Any, ...] = ()
         if worker_id is not None:
             sql, params = sql + " WHERE worker_id = ?", (worker_id,)
-        rows = self._read(lambda tx: tx.rows(sql + " ORDER BY claimed_at", params))
+        rows = self.sql.read(lambda tx: tx.rows(sql + " ORDER BY claimed_at", params))
         return [_claim(row) for row in rows]
 
     def prune_claims(self) -> int:
-        pruned: int = self._write(
+        pruned: int = self.sql.write(
             lambda tx, _: tx.run(
                 "DELETE FROM try_claims WHERE reported_at IS NOT NULL AND NOT EXISTS "
                 "(SELECT 1 FROM task_instances ti WHERE ti.dag_id = try_claims.dag_id "

@@ -38,8 +38,6 @@ BUSY_TIMEOUT_MS = 30_000
 class SqliteStore(SqlStore):
     """``Store`` on a SQLite file (``sqlite:///path/file.db`` or a plain path)."""
 
-    integrity_errors = (sqlite3.IntegrityError,)
-
     def __init__(
         self,
         path: str | Path,
@@ -47,7 +45,18 @@ class SqliteStore(SqlStore):
         log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES,
         migrate_to: int = SCHEMA_VERSION,
     ) -> None:
-        super().__init__(log_cap_bytes=log_cap_bytes)
+        database = SqliteDatabase(path, migrate_to)
+        super().__init__(database, log_cap_bytes=log_cap_bytes)
+        self.path, self.in_memory = database.path, database.in_memory
+
+
+class SqliteDatabase:
+    """Connections to one SQLite file (one per thread) and the waiters of its events."""
+
+    integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+    read_retries = 0
+
+    def __init__(self, path: str | Path, migrate_to: int = SCHEMA_VERSION) -> None:
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
         self._local = threading.local()
@@ -103,7 +112,7 @@ class SqliteStore(SqlStore):
         return connection
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Tx]:
+    def transaction(self, write: bool) -> Iterator[Tx]:
         connection = self._connect()
         lock = self._write_lock if write or self.in_memory else None
         if lock is not None:
@@ -126,13 +135,13 @@ class SqliteStore(SqlStore):
                 lock.release()
 
     def _migrate(self, target: int) -> None:
-        with self._transaction(write=True) as tx:
+        with self.transaction(write=True) as tx:
             migrate(tx, self.url, target, TYPES)
 
-    def schema_version(self) -> int:
-        return int(self._read(lambda tx: tx.scalar("SELECT MAX(version) FROM schema_version")))
+    def after_events(self, tx: Tx, last_seq: int) -> None:
+        """Waiters are told after the commit (``after_commit``)."""
 
-    def _close_waiter(self) -> None:
+    def stop_waiting(self) -> None:
         self._closed = True
         with self._waiter_lock:
             waiter, self._waiter = self._waiter, None
@@ -162,9 +171,10 @@ class SqliteStore(SqlStore):
         return FileClaim.take(Path(f"{self.path}.{name}.lock"), name)
 
     def _counter(self) -> int:
-        return int(self._read(lambda tx: tx.scalar("SELECT seq FROM event_counter WHERE id = 1")))
+        with self.transaction(write=False) as tx:
+            return int(tx.scalar("SELECT seq FROM event_counter WHERE id = 1"))
 
-    def _after_commit(self, last_seq: int) -> None:
+    def after_commit(self, last_seq: int) -> None:
         waiter = self._waiter
         if waiter is not None:
             waiter.seen(last_seq)
@@ -173,7 +183,6 @@ class SqliteStore(SqlStore):
             self._wakes.wake(skip=own)
 
     def close(self) -> None:
-        self._close_feed(wake=self._close_waiter)
         if self._wakes is not None:
             self._wakes.close()
         with self._write_lock:

@@ -109,7 +109,7 @@ class CeleryExecutor:
         if unsent is not None:
             self._on_complete(Completion(key, try_number, "cancelled", "cancelled"))
             return
-        self.store.append_event(
+        self.store.events.append_event(
             KILL_REQUESTED,
             {"try_number": try_number},
             dag_id=key.dag_id,
@@ -202,17 +202,19 @@ class CeleryExecutor:
                     return
             try:
                 self._report_lost()
-                self.store.prune_claims()
+                self.store.tries.prune_claims()
             except Exception:
                 logger.exception("checking Celery workers failed; will check again")
 
     def _judged_claims(self) -> list[tuple[TryClaim, str | None]]:
         """Every claim, with why it is lost (``None`` while its worker lives)."""
-        beats = {beat.component_id: beat for beat in self.store.list_heartbeats("worker")}
+        beats = {
+            beat.component_id: beat for beat in self.store.heartbeats.list_heartbeats("worker")
+        }
         now, lost_after = self.clock.now(), self.settings.worker_lost_after
         return [
             (claim, lost_claim_error(claim, beats.get(claim.worker_id), now, lost_after))
-            for claim in self.store.list_claims()
+            for claim in self.store.tries.list_claims()
         ]
 
     def _report_lost(self) -> None:
@@ -224,4 +226,4 @@ class CeleryExecutor:
             report = TryReport(
                 "failed", error, worker_id=claim.worker_id, submission=claim.submission
             )
-            self.store.report_try(claim.key, claim.try_number, report)
+            self.store.tries.report_try(claim.key, claim.try_number, report)

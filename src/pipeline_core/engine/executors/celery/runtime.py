@@ -98,7 +98,7 @@ class TryWorker:
         if self._beat.is_alive():
             self._beat.join(timeout=5)
         try:
-            self.store.release_heartbeat(self.worker_id)
+            self.store.heartbeats.release_heartbeat(self.worker_id)
         except Exception:
             logger.warning("could not release the heartbeat of %s", self.worker_id)
 
@@ -128,11 +128,11 @@ class TryWorker:
 
     def _claim_and_run(self, message: TryMessage, held: _Held) -> str:
         key, number = message.key, message.try_number
-        claim = self.store.claim_try(key, number, message.submission, self.worker_id)
+        claim = self.store.tries.claim_try(key, number, message.submission, self.worker_id)
         if claim is None:
             return "not running any more"
         if claim.worker_id != self.worker_id:
-            beats = {b.component_id: b for b in self.store.list_heartbeats("worker")}
+            beats = {b.component_id: b for b in self.store.heartbeats.list_heartbeats("worker")}
             error = lost_claim_error(
                 claim, beats.get(claim.worker_id), self.clock.now(), self.settings.lost_after
             )
@@ -171,7 +171,7 @@ class TryWorker:
         if task is None:
             return f"DAG '{key.dag_id}' has no task '{key.task_id}' on worker {self.worker_id}"
         try:
-            run = self.store.get_run(key.dag_id, key.run_id)
+            run = self.store.runs.get_run(key.dag_id, key.run_id)
         except NotFound:
             return f"run '{key.run_id}' of DAG '{key.dag_id}' is not in the store"
         return Job(key, message.try_number, dag, task, run, message.timeout, message.xcom_max_bytes)
@@ -211,7 +211,7 @@ class TryWorker:
         delay = 0.2
         while True:
             try:
-                self.store.report_try(key, try_number, report)
+                self.store.tries.report_try(key, try_number, report)
                 return
             except Exception as exc:
                 if self._stop.is_set():
@@ -244,7 +244,7 @@ class TryWorker:
 
     # --- heartbeats -------------------------------------------------------------------
     def _heartbeat(self) -> None:
-        self.store.heartbeat(
+        self.store.heartbeats.heartbeat(
             self.worker_id, kind="worker", hostname=socket.gethostname(), pid=os.getpid()
         )
 

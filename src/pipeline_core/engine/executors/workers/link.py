@@ -92,7 +92,7 @@ class WorkerLink:
         job, kind = assignment.job, message[0]
         if kind == wire.LOG:
             try:
-                store.append_log(job.key, job.try_number, message[1])
+                store.task_data.append_log(job.key, job.try_number, message[1])
             except Exception as exc:  # a log that cannot be written must not fail the task
                 logger.error("could not write the log of %s: %s", job.key, exc)
         elif kind == wire.GET_XCOM:
@@ -101,7 +101,7 @@ class WorkerLink:
                 self.connection.send_bytes(answer)
         elif kind == wire.SET_XCOM:
             try:
-                store.set_xcom(job.key, message[1], message[2])
+                store.task_data.set_xcom(job.key, message[1], message[2])
             except Exception as exc:
                 assignment.xcom_error = f"could not store XCom '{message[1]}': {exc}"
         elif kind == wire.METRIC and message[1] in ("counter", "gauge", "histogram"):
@@ -114,7 +114,7 @@ class WorkerLink:
     def _xcom(store: Store, job: Job, task_id: str, name: str) -> Any:
         source = TaskKey(job.key.dag_id, job.key.run_id, task_id)
         try:
-            return store.get_xcom(source, name)
+            return store.task_data.get_xcom(source, name)
         except Exception:
             logger.exception("could not read XCom %s of %s", name, source)
             return None

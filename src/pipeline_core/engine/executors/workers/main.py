@@ -57,8 +57,8 @@ def run_worker(fd: int, parent: int, *, one_shot: bool = False) -> int:
     return 0
 
 
-class _StoreProxy:
-    """The part of ``Store`` a task context uses, forwarded to the engine. ``lock`` keeps
+class _TaskDataProxy:
+    """The part of ``TaskDataStore`` a task context uses, forwarded to the engine. ``lock`` keeps
     whole messages (and an XCom read's question and answer) together: the log flusher and
     a task's own threads send too."""
 
@@ -105,7 +105,7 @@ class Worker:
         self.connection = connection
         self.one_shot = one_shot
         self.sending = threading.Lock()
-        self.store = _StoreProxy(connection, self.sending)
+        self.task_data = _TaskDataProxy(connection, self.sending)
         self.metrics = _MetricsProxy(connection, self.sending)
         self.dags: dict[int, DAG] = {}
         self._last_run: tuple[bytes, DagRun | None] = (b"", None)
@@ -148,13 +148,13 @@ class Worker:
         task = dag.task_dict[job.task_id]
         run = self._run_of(job.run_bytes)
         key = TaskKey(dag.dag_id, run.run_id, task.task_id)
-        log = TaskLog(self.store, key, job.try_number)  # type: ignore[arg-type]
+        log = TaskLog(self.task_data, key, job.try_number)  # type: ignore[arg-type]
         context = TaskContext(
             dag,
             task,
             run,
             job.try_number,
-            self.store,  # type: ignore[arg-type]
+            self.task_data,  # type: ignore[arg-type]
             log,
             job.xcom_max_bytes,
             self.metrics,

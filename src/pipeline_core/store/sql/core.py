@@ -1,20 +1,18 @@
-"""``SqlBase``: what every SQL module stands on — transactions (a backend hook), the events
-a transaction appends and their publication after commit, and the store's feed."""
+"""``Sql``: what every aggregate's SQL stands on — transactions of a backend's ``Database``,
+the events a transaction appends, and their publication after it commits."""
 
 from __future__ import annotations
 
 import threading
-from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from pipeline_core.errors import Conflict
+from pipeline_core.errors import Conflict, StoreUnavailable
 from pipeline_core.model import Event, iso, utcnow
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
-from pipeline_core.store.feed import EventFeed
 from pipeline_core.store.sql.common import to_json
 from pipeline_core.store.sql.rows import EVENT_COLUMNS, first_line
 from pipeline_core.store.sql.tx import Tx
@@ -29,49 +27,42 @@ class Pending:
     events: list[Event]
 
 
-class SqlBase:
-    """Plumbing of the SQL store; backends implement ``_transaction``."""
+class ConnectionLost(StoreUnavailable):
+    """A pooled connection the server had dropped: a read on it may be tried again."""
+
+
+class Database(Protocol):
+    """What a backend gives the SQL: transactions, and what happens around events."""
 
     url: str
-    supports_notify = False
-    integrity_errors: tuple[type[BaseException], ...] = ()
+    #: What the driver raises for a broken unique or foreign key constraint.
+    integrity_errors: tuple[type[BaseException], ...]
+    #: How many more times a read that met ``ConnectionLost`` is tried.
+    read_retries: int
 
-    def __init__(self, *, log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES) -> None:
+    def transaction(self, write: bool) -> AbstractContextManager[Tx]: ...
+
+    def after_events(self, tx: Tx, last_seq: int) -> None:
+        """Inside the transaction that appended events up to ``last_seq``."""
+        ...
+
+    def after_commit(self, last_seq: int) -> None:
+        """Once a transaction that appended events up to ``last_seq`` committed."""
+        ...
+
+
+class Sql:
+    """Transactions on one ``Database`` for every aggregate of a store: ``write`` and
+    ``read`` run a piece of work in one, ``append`` adds events to the log inside it, and
+    the listeners hear of them once it commits."""
+
+    def __init__(self, database: Database, *, log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES) -> None:
+        self.database = database
         self.log_cap_bytes = log_cap_bytes
         #: What "now" is for timestamps; tests inject a fake clock here.
         self.clock: Callable[[], datetime] = utcnow
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
-        self._feed: EventFeed | None = None
-        self._feed_lock = threading.Lock()
-
-    @property
-    def feed(self) -> EventFeed:
-        """The event feed this process's consumers of the store share."""
-        with self._feed_lock:
-            if self._feed is None:
-                self._feed = EventFeed(self)  # type: ignore[arg-type]  # a whole Store by now
-            return self._feed
-
-    def _close_feed(self, wake: Callable[[], None] = lambda: None) -> None:
-        """Stop the feed, then ``wake`` (the backend closes its waiter, so a follower asleep
-        in ``wait_for_events`` returns at once), then wait for its follower to leave."""
-        with self._feed_lock:
-            feed, self._feed = self._feed, None
-        if feed is not None:
-            feed.stop()
-        wake()
-        if feed is not None:
-            feed.close()
-
-    @abstractmethod
-    def _transaction(self, write: bool) -> AbstractContextManager[Tx]: ...
-
-    def _after_events(self, tx: Tx, last_seq: int) -> None:
-        """Called inside the transaction that appended events up to ``last_seq``."""
-
-    def _after_commit(self, last_seq: int) -> None:
-        """Called once a transaction that appended events up to ``last_seq`` committed."""
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(events)`` after every commit that appended events."""
@@ -83,29 +74,39 @@ class SqlBase:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
-    def _write(self, work: Callable[[Tx, Pending], Any]) -> Any:
+    def write(self, work: Callable[[Tx, Pending], Any]) -> Any:
+        """``work`` in one write transaction; its events are announced once it commits."""
         pending = Pending([])
         try:
-            with self._transaction(write=True) as tx:
+            with self.database.transaction(write=True) as tx:
                 result = work(tx, pending)
-        except self.integrity_errors as exc:
+        except self.database.integrity_errors as exc:
             raise Conflict(f"already exists: {first_line(exc)}") from None
         if pending.events:
-            self._after_commit(pending.events[-1].seq)
-            self._publish(pending.events)
+            self.announce(pending.events[-1].seq, pending.events)
         return result
 
-    def _read(self, work: Callable[[Tx], Any]) -> Any:
-        with self._transaction(write=False) as tx:
+    def read(self, work: Callable[[Tx], Any]) -> Any:
+        """``work`` in one read transaction, tried again on another connection if the one
+        it had was dropped by the server (a restart)."""
+        for _ in range(self.database.read_retries):
+            try:
+                with self.database.transaction(write=False) as tx:
+                    return work(tx)
+            except ConnectionLost:
+                continue
+        with self.database.transaction(write=False) as tx:
             return work(tx)
 
-    def _publish(self, events: list[Event]) -> None:
+    def announce(self, last_seq: int, events: list[Event]) -> None:
+        """Tell the database's waiters and this store's listeners of committed events."""
+        self.database.after_commit(last_seq)
         with self._listeners_lock:
             listeners = list(self._listeners)
         for listener in listeners:
             listener(events)
 
-    def _append(
+    def append(
         self,
         tx: Tx,
         pending: Pending,
@@ -139,9 +140,6 @@ class SqlBase:
                 for e in events
             ],
         )
-        self._after_events(tx, last)
+        self.database.after_events(tx, last)
         pending.events.extend(events)
         return events
-
-    def ping(self) -> None:
-        self._read(lambda tx: tx.scalar("SELECT 1"))

@@ -1,0 +1,67 @@
+"""Task instances in SQL: their compare-and-set moves, reads and statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from pipeline_core.model import TaskChange, TaskInstance, TaskKey
+from pipeline_core.store.sql.common import task_not_found
+from pipeline_core.store.sql.core import Sql
+from pipeline_core.store.sql.moves import move_tasks
+from pipeline_core.store.sql.rows import (
+    KEY_WHERE,
+    TI_COLUMNS,
+    equal_filters,
+    key_params,
+    ti_from_row,
+)
+from pipeline_core.store.sql.stats import task_stats
+from pipeline_core.store.sql.tx import Tx
+from pipeline_core.store.types import Page, TaskInstanceQuery, TaskStats
+
+
+class TasksSql:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+
+    def transition_tasks(self, changes: Sequence[TaskChange]) -> list[TaskInstance]:
+        result: list[TaskInstance] = self.sql.write(
+            lambda tx, pending: move_tasks(self.sql, tx, pending, changes, self.sql.clock())
+        )
+        return result
+
+    def get_task_instance(self, key: TaskKey) -> TaskInstance:
+        row = self.sql.read(
+            lambda tx: tx.one(
+                f"SELECT {TI_COLUMNS} FROM task_instances WHERE {KEY_WHERE}", key_params(key)
+            )
+        )
+        if row is None:
+            raise task_not_found(key)
+        return ti_from_row(row)
+
+    def query_task_instances(self, query: TaskInstanceQuery) -> Page[TaskInstance]:
+        where, params = equal_filters(query, ("dag_id", "run_id", "task_id"))
+        if query.states:
+            where.append(f"state IN ({', '.join('?' for _ in query.states)})")
+            params.extend(s.value for s in query.states)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+
+        def work(tx: Tx) -> Page[TaskInstance]:
+            total = int(tx.scalar(f"SELECT COUNT(*) FROM task_instances{clause}", params))
+            rows = tx.rows(
+                f"SELECT {TI_COLUMNS} FROM task_instances{clause} "
+                "ORDER BY run_pk DESC, ordinal ASC LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            )
+            return Page([ti_from_row(r) for r in rows], total, query.limit, query.offset)
+
+        result: Page[TaskInstance] = self.sql.read(work)
+        return result
+
+    def task_stats(
+        self, dag_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[TaskStats]:
+        result: list[TaskStats] = self.sql.read(lambda tx: task_stats(tx, dag_id, since, until))
+        return result
