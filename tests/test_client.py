@@ -51,14 +51,14 @@ def test_trigger_wait_and_read_a_run(client: Client) -> None:
     assert [t["state"] for t in ended.run["task_instances"]] == ["success", "success"]
     assert client.get_run("ok", "c1")["note"] == "from the client"
     assert [r["run_id"] for r in client.list_runs("ok", state=["success"])].count("c1") == 1
-    assert [t["task_id"] for t in client.list_task_instances("ok", "c1")] == ["a", "b"]
-    assert client.get_task_instance("ok", "c1", "b")["tries"][0]["state"] == "success"
-    [xcom] = client.get_xcom("ok", "c1", "b")
+    assert [t["task_id"] for t in client.tasks.list("ok", "c1")] == ["a", "b"]
+    assert client.tasks.get("ok", "c1", "b")["tries"][0]["state"] == "success"
+    [xcom] = client.tasks.xcom("ok", "c1", "b")
     assert (xcom["key"], xcom["value"]) == ("return_value", "hello from b")
-    assert client.get_xcom("ok", "c1", "b", keys=["other"]) == []
-    log = client.get_log("ok", "c1", "b")
+    assert client.tasks.xcom("ok", "c1", "b", keys=["other"]) == []
+    log = client.tasks.log("ok", "c1", "b")
     assert "hello from b" in log["text"]
-    assert "hello from b" in "".join(client.follow_log("ok", "c1", "b"))
+    assert "hello from b" in "".join(client.tasks.follow_log("ok", "c1", "b"))
     assert client.dag_stats("ok")["runs"]["total"] >= 1
     assert client.set_note("ok", "c1", "noted")["note"] == "noted"
 
@@ -81,7 +81,7 @@ def test_operate_a_run(client: Client) -> None:
     assert client.cancel_run("slow", "op")["state"] == "cancelled"
     assert client.clear_run("slow", "op", dry_run=True)["task_ids"] == ["sleepy"]
     assert client.mark_run("slow", "op", "failed")["state"] == "failed"
-    assert client.mark_task("slow", "op", "sleepy", "success")["state"] == "success"
+    assert client.tasks.mark("slow", "op", "sleepy", "success")["state"] == "success"
     assert client.get_run("slow", "op")["state"] == "success"
     client.trigger_run("fails", run_id="again")
     assert client.wait_run("fails", "again", 30).run["state"] == "failed"
@@ -91,26 +91,26 @@ def test_operate_a_run(client: Client) -> None:
 
 
 def test_pools_and_backfills(client: Client) -> None:
-    assert client.create_pool("client", 2, "for tests")["slots"] == 2
-    assert client.update_pool("client", slots=4)["slots"] == 4
-    assert "client" in {p["name"] for p in client.list_pools()}
-    assert client.delete_pool("client")["name"] == "client"
-    plan = client.create_backfill("berlin", "2026-02-01", "2026-02-03", dry_run=True)
+    assert client.pools.create("client", 2, "for tests")["slots"] == 2
+    assert client.pools.update("client", slots=4)["slots"] == 4
+    assert "client" in {p["name"] for p in client.pools.list()}
+    assert client.pools.delete("client")["name"] == "client"
+    plan = client.backfills.create("berlin", "2026-02-01", "2026-02-03", dry_run=True)
     assert plan["runs"] == 3
     # 0.3 s a run, one at a time: cancelled long before its sixth run could end
-    backfill = client.create_backfill(
+    backfill = client.backfills.create(
         "hourly", "2026-02-01T00:00:00Z", "2026-02-01T05:00:00Z", max_active_runs=1
     )
     assert backfill["total"] == 6 and backfill["state"] == "running"
-    assert [b["id"] for b in client.list_backfills("hourly")].count(backfill["id"]) == 1
-    cancelled = client.cancel_backfill("hourly", backfill["id"])
+    assert [b["id"] for b in client.backfills.list("hourly")].count(backfill["id"]) == 1
+    cancelled = client.backfills.cancel("hourly", backfill["id"])
     assert cancelled["state"] == "cancelled"
-    assert client.get_backfill("hourly", backfill["id"])["state"] == "cancelled"
+    assert client.backfills.get("hourly", backfill["id"])["state"] == "cancelled"
     with pytest.raises(APIError) as again:
-        client.cancel_backfill("hourly", backfill["id"])
+        client.backfills.cancel("hourly", backfill["id"])
     assert again.value.status == 409
     with pytest.raises(APIError) as elsewhere:
-        client.get_backfill("berlin", backfill["id"])
+        client.backfills.get("berlin", backfill["id"])
     assert elsewhere.value.status == 404
 
 
@@ -123,7 +123,7 @@ def test_errors_carry_the_envelope(client: Client) -> None:
         client.list_runs("ok", state=["sideways"])
     assert bad.value.status == 400 and "sideways" in bad.value.message
     with pytest.raises(APIError) as bad_backfill:
-        client.create_backfill("berlin", "2026-03-30", "2026-03-01")
+        client.backfills.create("berlin", "2026-03-30", "2026-03-01")
     assert "reversed" in bad_backfill.value.message
 
 
@@ -198,7 +198,7 @@ def test_events_resume_across_a_server_restart(tmp_path: Path) -> None:
 
 
 def test_a_backfill_runs_at_most_max_active_runs_at_once(client: Client) -> None:
-    backfill = client.create_backfill(
+    backfill = client.backfills.create(
         "hourly", "2026-01-01T00:00:00Z", "2026-01-01T05:00:00Z", max_active_runs=2
     )
     active, most = set(), 0
@@ -213,7 +213,7 @@ def test_a_backfill_runs_at_most_max_active_runs_at_once(client: Client) -> None
                 active.discard(run_id)
             most = max(most, len(active))
         # The backfill ends after its last run: its own event may be the last one to come.
-        done = client.get_backfill("hourly", backfill["id"])
+        done = client.backfills.get("hourly", backfill["id"])
         if done["state"] == "completed" and not active:
             break
     assert most == 2

@@ -165,7 +165,7 @@ def test_pools_and_health(watched: Watched, tmp_path: Path) -> None:
     page.get_by_role("status").filter(has_text="12 slots").wait_for()
     shot(watched, tmp_path, "pools")
     with Client(watched.base) as api:
-        assert {p["name"]: p["slots"] for p in api.list_pools()}["default_pool"] == 12
+        assert {p["name"]: p["slots"] for p in api.pools.list()}["default_pool"] == 12
     page.get_by_role("link", name="Health").click()
     page.get_by_text("healthy").first.wait_for()
     assert page.url.endswith("/ui/health")

@@ -80,30 +80,30 @@ def _pause(args: argparse.Namespace, out: TextIO) -> int:
 
 def _pools_list(args: argparse.Namespace, out: TextIO) -> int:
     with client_of(args) as client:
-        show(args, out, client.list_pools(), lambda rows: table(rows, POOL_COLUMNS))
+        show(args, out, client.pools.list(), lambda rows: table(rows, POOL_COLUMNS))
     return EXIT_OK
 
 
 def _pools_set(args: argparse.Namespace, out: TextIO) -> int:
     with client_of(args) as client:
-        names = {p["name"] for p in client.list_pools()}
+        names = {p["name"] for p in client.pools.list()}
         if args.name in names:
-            pool = client.update_pool(args.name, slots=args.slots, description=args.description)
+            pool = client.pools.update(args.name, slots=args.slots, description=args.description)
         else:
-            pool = client.create_pool(args.name, args.slots, args.description)
+            pool = client.pools.create(args.name, args.slots, args.description)
     show(args, out, pool, lambda p: f"pool {p['name']}: {p['slots']} slots")
     return EXIT_OK
 
 
 def _pools_delete(args: argparse.Namespace, out: TextIO) -> int:
     with client_of(args) as client:
-        show(args, out, client.delete_pool(args.name), lambda _: f"pool {args.name} deleted")
+        show(args, out, client.pools.delete(args.name), lambda _: f"pool {args.name} deleted")
     return EXIT_OK
 
 
 def _backfill(args: argparse.Namespace, out: TextIO) -> int:
     with client_of(args) as client:
-        answer = client.create_backfill(
+        answer = client.backfills.create(
             args.dag_id,
             args.start,
             args.end,
@@ -133,7 +133,7 @@ def _wait(client: Client, args: argparse.Namespace, out: TextIO, backfill: dict[
             if event.type == "run.state_changed" and str(event.run_id).startswith("backfill__"):
                 sys.stderr.write(f"{event.run_id}: {event.data.get('new_state')}\n")
             # Also on "open": the backfill may have ended before the stream was subscribed.
-            backfill = client.get_backfill(args.dag_id, backfill["id"])
+            backfill = client.backfills.get(args.dag_id, backfill["id"])
             if backfill["state"] != "running":
                 break
     except StreamTimedOut:

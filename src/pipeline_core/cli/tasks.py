@@ -63,13 +63,13 @@ def _remote_logs(args: argparse.Namespace, out: TextIO) -> int:
     with client_of(args) as client:
         ids = (args.dag_id, args.run_id, args.task_id)
         if args.follow:
-            for piece in client.follow_log(*ids, try_number=args.try_number):
+            for piece in client.tasks.follow_log(*ids, try_number=args.try_number):
                 out.write(piece)
                 out.flush()
             return EXIT_OK
         offset = 0
         while True:  # a log is read a page at a time
-            chunk = client.get_log(*ids, try_number=args.try_number, offset=offset)
+            chunk = client.tasks.log(*ids, try_number=args.try_number, offset=offset)
             out.write(chunk["text"])
             if chunk["next_offset"] >= chunk["size"] or not chunk["text"]:
                 return EXIT_OK

@@ -9,19 +9,16 @@ given), so a trigger retried after a lost answer cannot start a second run.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
-from pipeline_core.client.admin import AdminRoutes
-from pipeline_core.client.base import Data
+from pipeline_core.client.base import Data, Resource, run_path
 from pipeline_core.client.base import quoted as _p
-from pipeline_core.client.transport import error_of
-
-#: Seconds a followed log may stay silent (a quiet task) before the client gives up.
-FOLLOW_TIMEOUT = 3600.0
+from pipeline_core.client.events import Event, stream
+from pipeline_core.client.resources import Backfills, Pools, TaskInstances
+from pipeline_core.client.transport import Transport
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,61 @@ class Waited:
     timed_out: bool
 
 
-class Client(AdminRoutes):
+class Client(Resource):
+    """``base_url`` of the server, an optional bearer ``token``, ``timeout`` seconds per
+    request, and ``retries`` with exponential ``backoff`` (seconds) where a retry is safe.
+    DAGs and runs are its own methods; task instances, pools and backfills are reached
+    through ``client.tasks``, ``client.pools`` and ``client.backfills``."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8080",
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        super().__init__(Transport(base_url, token, timeout, retries, backoff))
+        self.tasks = TaskInstances(self.transport)
+        self.pools = Pools(self.transport)
+        self.backfills = Backfills(self.transport)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def events(
+        self,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        types: Sequence[str] = (),
+        last_event_id: int | None = None,
+        max_tries: int = 10,
+        read_timeout: float = 60.0,
+        until: float | None = None,
+        resume: bool = True,
+    ) -> Iterator[Event]:
+        """Events as they happen (after ``last_event_id`` when given), resumed from the last
+        id after a dropped connection; ends only when the caller stops reading, or with
+        ``StreamTimedOut`` once ``until`` (a ``time.monotonic()`` deadline) passes."""
+        query = {"dag_id": dag_id, "run_id": run_id, "types": ",".join(types) or None}
+        return stream(
+            self.transport,
+            query,
+            last_event_id,
+            max_tries=max_tries,
+            read_timeout=read_timeout,
+            until=until,
+            resume=resume,
+        )
+
     # --- health and DAGs -------------------------------------------------------------
     def health(self) -> Data:
         """The server's health; answered (with ``status``) even while it is degraded."""
@@ -120,17 +171,14 @@ class Client(AdminRoutes):
         meta = answer.body.get("meta") or {}
         return Triggered(answer.body["data"], bool(meta.get("idempotent_replay")))
 
-    def _run(self, dag_id: str, run_id: str) -> str:
-        return f"/api/v1/dags/{_p(dag_id)}/runs/{_p(run_id)}"
-
     def get_run(self, dag_id: str, run_id: str) -> Data:
-        return self._one("GET", self._run(dag_id, run_id))
+        return self._one("GET", run_path(dag_id, run_id))
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> Waited:
         """Hold until the run ends or ``timeout`` (≤ 3,600 s) passes, without polling."""
         answer = self.transport.request(
             "GET",
-            f"{self._run(dag_id, run_id)}/wait",
+            f"{run_path(dag_id, run_id)}/wait",
             query={"timeout": f"{timeout:g}"},
             timeout=timeout + self.transport.timeout,
             accept=(408,),
@@ -138,7 +186,7 @@ class Client(AdminRoutes):
         return Waited(answer.body["data"], answer.status == 408)
 
     def cancel_run(self, dag_id: str, run_id: str) -> Data:
-        return self._one("DELETE", self._run(dag_id, run_id))
+        return self._one("DELETE", run_path(dag_id, run_id))
 
     def retry_run(
         self,
@@ -150,13 +198,13 @@ class Client(AdminRoutes):
     ) -> Data:
         body = {"task_ids": list(task_ids) if task_ids is not None else None,
                 "include_downstream": downstream}  # fmt: skip
-        return self._one("POST", f"{self._run(dag_id, run_id)}/retry", body=body)
+        return self._one("POST", f"{run_path(dag_id, run_id)}/retry", body=body)
 
     def mark_run(self, dag_id: str, run_id: str, state: str) -> Data:
-        return self._one("PATCH", self._run(dag_id, run_id), body={"state": state})
+        return self._one("PATCH", run_path(dag_id, run_id), body={"state": state})
 
     def set_note(self, dag_id: str, run_id: str, note: str | None) -> Data:
-        return self._one("PATCH", self._run(dag_id, run_id), body={"note": note})
+        return self._one("PATCH", run_path(dag_id, run_id), body={"note": note})
 
     def clear_run(
         self,
@@ -171,60 +219,4 @@ class Client(AdminRoutes):
         body = {"task_ids": list(task_ids) if task_ids is not None else None,
                 "only_failed": only_failed, "include_downstream": include_downstream,
                 "dry_run": dry_run}  # fmt: skip
-        return self._one("POST", f"{self._run(dag_id, run_id)}/clear", body=body)
-
-    # --- task instances ------------------------------------------------------------------
-    def list_task_instances(self, dag_id: str, run_id: str) -> list[Data]:
-        path = f"{self._run(dag_id, run_id)}/tasks"
-        return self._many("GET", path, query={"limit": 1000})
-
-    def _task(self, dag_id: str, run_id: str, task_id: str) -> str:
-        return f"{self._run(dag_id, run_id)}/tasks/{_p(task_id)}"
-
-    def get_task_instance(self, dag_id: str, run_id: str, task_id: str) -> Data:
-        return self._one("GET", self._task(dag_id, run_id, task_id))
-
-    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: str) -> Data:
-        path = self._task(dag_id, run_id, task_id)
-        return self._one("PATCH", path, body={"state": state})
-
-    def get_xcom(
-        self, dag_id: str, run_id: str, task_id: str, keys: Sequence[str] = ()
-    ) -> list[Data]:
-        path = f"{self._task(dag_id, run_id, task_id)}/xcom"
-        return self._many("GET", path, query={"key": list(keys) or None})
-
-    def get_log(
-        self, dag_id: str, run_id: str, task_id: str, *, try_number: int | None = None,
-        offset: int = 0, limit: int | None = None,
-    ) -> Data:  # fmt: skip
-        query = {"try_number": try_number, "offset": offset, "limit": limit}
-        path = f"{self._task(dag_id, run_id, task_id)}/logs"
-        return self._one("GET", path, query=query)
-
-    def follow_log(
-        self,
-        dag_id: str,
-        run_id: str,
-        task_id: str,
-        *,
-        try_number: int | None = None,
-        offset: int = 0,
-    ) -> Iterator[str]:
-        """The try's log as it is written, piece by piece, until the try ends."""
-        path = f"{self._task(dag_id, run_id, task_id)}/logs"
-        query = {"follow": True, "try_number": try_number, "offset": offset}
-        connection = self.transport.connect(FOLLOW_TIMEOUT)
-        try:
-            target = self.transport.path(path, query)
-            connection.request("GET", target, headers=self.transport.headers())
-            response = connection.getresponse()
-            if response.status != 200:
-                body = response.read()
-                payload = json.loads(body) if body.startswith(b"{") else body
-                headers = {k.lower(): v for k, v in response.getheaders()}
-                raise error_of(response.status, payload, headers)
-            while piece := response.read1(65536):
-                yield piece.decode("utf-8", errors="replace")
-        finally:
-            connection.close()
+        return self._one("POST", f"{run_path(dag_id, run_id)}/clear", body=body)

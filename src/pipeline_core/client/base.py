@@ -1,8 +1,8 @@
-"""What every part of ``Client`` stands on: its transport and the envelope's ``data``."""
+"""What ``Client`` and its resources stand on: one transport, and the envelope's ``data``."""
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 from pipeline_core.client.transport import Transport
@@ -15,29 +15,11 @@ def quoted(value: str) -> str:
     return quote(value, safe="")
 
 
-class ClientBase:
-    """``base_url`` of the server, an optional bearer ``token``, ``timeout`` seconds per
-    request, and ``retries`` with exponential ``backoff`` (seconds) where a retry is safe."""
+class Resource:
+    """A part of the API reached over the client's transport."""
 
-    def __init__(
-        self,
-        base_url: str = "http://127.0.0.1:8080",
-        token: str | None = None,
-        *,
-        timeout: float = 30.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-    ) -> None:
-        self.transport = Transport(base_url, token, timeout, retries, backoff)
-
-    def close(self) -> None:
-        self.transport.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
 
     def _one(self, method: str, path: str, **options: Any) -> Data:
         data: Data = self.transport.request(method, path, **options).body["data"]
@@ -46,3 +28,7 @@ class ClientBase:
     def _many(self, method: str, path: str, **options: Any) -> list[Data]:
         data: list[Data] = self.transport.request(method, path, **options).body["data"]
         return data
+
+
+def run_path(dag_id: str, run_id: str) -> str:
+    return f"/api/v1/dags/{quoted(dag_id)}/runs/{quoted(run_id)}"

@@ -1,0 +1,121 @@
+"""The resources of the API a ``Client`` reaches through its attributes: ``client.tasks``
+(task instances, their XCom and logs), ``client.pools`` and ``client.backfills``."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Iterator, Sequence
+
+from pipeline_core.client.base import Data, Resource, run_path
+from pipeline_core.client.base import quoted as _p
+from pipeline_core.client.transport import error_of
+
+#: Seconds a followed log may stay silent (a quiet task) before the client gives up.
+FOLLOW_TIMEOUT = 3600.0
+
+
+class Pools(Resource):
+    """``/api/v1/pools``: pools of slots."""
+
+    def list(self) -> list[Data]:
+        return self._many("GET", "/api/v1/pools", query={"limit": 1000})
+
+    def create(self, name: str, slots: int, description: str | None = None) -> Data:
+        body = {
+            "name": name,
+            "slots": slots,
+            **({"description": description} if description else {}),
+        }
+        return self._one("POST", "/api/v1/pools", body=body)
+
+    def update(
+        self, name: str, *, slots: int | None = None, description: str | None = None
+    ) -> Data:
+        body = {k: v for k, v in (("slots", slots), ("description", description)) if v is not None}
+        return self._one("PATCH", f"/api/v1/pools/{_p(name)}", body=body)
+
+    def delete(self, name: str) -> Data:
+        return self._one("DELETE", f"/api/v1/pools/{_p(name)}")
+
+
+class Backfills(Resource):
+    """``/api/v1/dags/{dag_id}/backfills``: runs for a range of past fire times."""
+
+    def create(
+        self, dag_id: str, start: str, end: str, *, max_active_runs: int = 10,
+        reprocess: str = "none", dry_run: bool = False,
+    ) -> Data:  # fmt: skip
+        body = {"from": start, "to": end, "max_active_runs": max_active_runs,
+                "reprocess": reprocess, "dry_run": dry_run}  # fmt: skip
+        return self._one("POST", f"/api/v1/dags/{_p(dag_id)}/backfills", body=body)
+
+    def list(self, dag_id: str, *, state: str | None = None) -> list[Data]:
+        path = f"/api/v1/dags/{_p(dag_id)}/backfills"
+        return self._many("GET", path, query={"state": state, "limit": 1000})
+
+    def get(self, dag_id: str, backfill_id: int) -> Data:
+        return self._one("GET", f"/api/v1/dags/{_p(dag_id)}/backfills/{backfill_id}")
+
+    def cancel(self, dag_id: str, backfill_id: int) -> Data:
+        return self._one("DELETE", f"/api/v1/dags/{_p(dag_id)}/backfills/{backfill_id}")
+
+
+class TaskInstances(Resource):
+    """``.../runs/{run_id}/tasks``: task instances, their XCom and their logs."""
+
+    def list(self, dag_id: str, run_id: str) -> list[Data]:
+        path = f"{run_path(dag_id, run_id)}/tasks"
+        return self._many("GET", path, query={"limit": 1000})
+
+    def get(self, dag_id: str, run_id: str, task_id: str) -> Data:
+        return self._one("GET", _task_path(dag_id, run_id, task_id))
+
+    def mark(self, dag_id: str, run_id: str, task_id: str, state: str) -> Data:
+        path = _task_path(dag_id, run_id, task_id)
+        return self._one("PATCH", path, body={"state": state})
+
+    def xcom(
+        self, dag_id: str, run_id: str, task_id: str, keys: Sequence[str] = ()
+    ) -> builtins.list[Data]:
+        path = f"{_task_path(dag_id, run_id, task_id)}/xcom"
+        return self._many("GET", path, query={"key": list(keys) or None})
+
+    def log(
+        self, dag_id: str, run_id: str, task_id: str, *, try_number: int | None = None,
+        offset: int = 0, limit: int | None = None,
+    ) -> Data:  # fmt: skip
+        query = {"try_number": try_number, "offset": offset, "limit": limit}
+        path = f"{_task_path(dag_id, run_id, task_id)}/logs"
+        return self._one("GET", path, query=query)
+
+    def follow_log(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        *,
+        try_number: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[str]:
+        """The try's log as it is written, piece by piece, until the try ends."""
+        path = f"{_task_path(dag_id, run_id, task_id)}/logs"
+        query = {"follow": True, "try_number": try_number, "offset": offset}
+        connection = self.transport.connect(FOLLOW_TIMEOUT)
+        try:
+            target = self.transport.path(path, query)
+            connection.request("GET", target, headers=self.transport.headers())
+            response = connection.getresponse()
+            if response.status != 200:
+                body = response.read()
+                payload = json.loads(body) if body.startswith(b"{") else body
+                headers = {k.lower(): v for k, v in response.getheaders()}
+                raise error_of(response.status, payload, headers)
+            while piece := response.read1(65536):
+                yield piece.decode("utf-8", errors="replace")
+        finally:
+            connection.close()
+
+
+def _task_path(dag_id: str, run_id: str, task_id: str) -> str:
+    return f"{run_path(dag_id, run_id)}/tasks/{_p(task_id)}"
