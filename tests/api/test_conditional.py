@@ -25,7 +25,7 @@ def store(tmp_path):  # type: ignore[no-untyped-def]
     created.dags.upsert_dag(DagRecord("etl", task_count=2))
     run = DagRun("etl", "r1", RunState.QUEUED, "manual", datetime(2026, 1, 1, tzinfo=UTC))
     created.runs.create_run(run, [TaskSpec("a"), TaskSpec("b")])
-    created.transition_run("etl", "r1", RunState.QUEUED, RunState.RUNNING)
+    created.runs.transition_run("etl", "r1", RunState.QUEUED, RunState.RUNNING)
     yield created
     created.close()
 
@@ -53,7 +53,7 @@ class Counting:
             self.calls += 1
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(store, "query_task_instances", counted)
+        monkeypatch.setattr(store.tasks, "query_task_instances", counted)
 
 
 @pytest.mark.parametrize(
