@@ -25,6 +25,9 @@ from pipeline_core.api.openapi.operation import Operation, Param
 from pipeline_core.dag.model import parse_datetime
 
 FORMATS = FormatChecker(())
+#: How many valid values of one parameter are remembered.
+VALID_KEPT = 4096
+_UNSEEN = object()
 _INTEGER = re.compile(r"-?[0-9]{1,16}")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -77,6 +80,11 @@ class RequestChecks:
             for p in operation.params
         }
         self._query = {name for where, name in self._params if where == "query"}
+        #: Values already read and found valid, per parameter: a rule is a pure function of
+        #: the text, and most requests repeat the ids and pages of recent ones.
+        self._valid: dict[tuple[str, str], dict[tuple[str, ...], Any]] = {
+            key: {} for key in self._params
+        }
         self._body = (
             Validator(dict(operation.body), format_checker=FORMATS)
             if operation.body is not None
@@ -91,9 +99,17 @@ class RequestChecks:
             )
         args: dict[str, Any] = {}
         for (where, name), (param, validator) in self._params.items():
-            given = _given(request, where, name)
-            if given:
-                args[name] = _checked(param, validator, given)
+            given = tuple(_given(request, where, name))
+            if not given:
+                continue
+            valid = self._valid[where, name]
+            value = valid.get(given, _UNSEEN)
+            if value is _UNSEEN:
+                value = _checked(param, validator, given)
+                if len(valid) >= VALID_KEPT:
+                    valid.clear()
+                valid[given] = value
+            args[name] = value
         request.args = args
         if self._body is not None:
             fields = request.json if request.body else {}
