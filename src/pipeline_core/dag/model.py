@@ -151,13 +151,6 @@ def invalid_id_reason(value: object) -> str | None:
     return None
 
 
-def invalid_run_id_reason(value: object) -> str | None:
-    """Why ``value`` is not a run id any run can have (``RUN_ID_PATTERN``), or ``None``."""
-    if isinstance(value, str) and RUN_ID_PATTERN.fullmatch(value):
-        return None
-    return f"invalid run id {value!r:.60}: use 1 to 250 letters, digits, '_', '-', '.', ':', '+'"
-
-
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
 
