@@ -80,16 +80,23 @@ class App:
             )
         assert route is not None
         request.params = params
-        if route.check is not None:
-            route.check(request)
         return route
 
     def _route(self, request: Request) -> Response | None:
-        return self._resolve(request).handler(request)
+        route = self._resolve(request)
+        if route.check is not None:
+            route.check(request)
+        return route.handler(request)
 
     def _route_from_memory(self, request: Request) -> Response | None:
+        """A ``fast`` answer is given to checked requests only; a route without one is
+        checked once, on the handler thread (a body is not validated on the event loop)."""
         route = self._resolve(request)
-        return route.fast(request) if route.fast is not None else None
+        if route.fast is None:
+            return None
+        if route.check is not None:
+            route.check(request)
+        return route.fast(request)
 
 
 def conditional(request: Request, call_next: Handler) -> Response | None:

@@ -5,7 +5,8 @@ Path, query and header parameters are read by their schema's type (query values 
 text) and validated; a query parameter the operation does not declare is refused, never
 ignored. The JSON body is validated against the body schema (``jsonschema``, draft 2020-12),
 with date-times checked by the one rule the rest of the system uses (``parse_datetime``).
-What passes is handed to the handler typed: ``request.args`` (parameters by name) and
+What passes is handed to the handler typed: ``request.args`` (parameters by name, a
+date-time as a ``datetime``) and
 ``request.fields`` (the body's fields). What fails is a 400 naming the parameter or field
 and the rule it breaks, with no more of the value than it takes to recognise it.
 """
@@ -137,6 +138,8 @@ def _checked(param: Param, validator: Any, given: Sequence[str]) -> Any:
     else:
         value = _read(schema, given[-1], param.name)
     _check(validator, value, f"'{param.name}'", param.name, query=True)
+    if schema.get("format") == "date-time":
+        return parse_datetime(value)  # valid, as the format check found
     return value
 
 

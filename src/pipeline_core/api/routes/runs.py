@@ -11,7 +11,6 @@ from pipeline_core.api.openapi.parts import DATE_TIME, ID, closed, envelope_of
 from pipeline_core.api.openapi.schemas import ref
 from pipeline_core.api.params import page
 from pipeline_core.api.serialize import run_dict, task_instance_dict
-from pipeline_core.dag.model import parse_datetime
 from pipeline_core.engine.control import Control
 from pipeline_core.model import RUN_TYPES, DagRun, RunType
 from pipeline_core.state import RunState
@@ -87,7 +86,7 @@ def list_runs(store: Store) -> Callable[[Request], Response]:
             order_by=args.get("order_by", "-logical_date"),
             limit=limit,
             offset=offset,
-            **{name: parse_datetime(args[name]) for name in DATE_FILTERS if name in args},
+            **{name: args.get(name) for name in DATE_FILTERS},
         )
         found = store.runs.query_runs(query)
         return listing([run_dict(r) for r in found.items], found.total, limit, offset)

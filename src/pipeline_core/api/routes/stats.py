@@ -8,7 +8,6 @@ from pipeline_core.api.http import Request, Response, envelope
 from pipeline_core.api.openapi.operation import DAG, Operation, Param
 from pipeline_core.api.openapi.parts import DATE_TIME, envelope_of
 from pipeline_core.api.openapi.schemas import ref
-from pipeline_core.dag.model import parse_datetime
 from pipeline_core.exposition import OPENMETRICS_TYPE, PROMETHEUS_TYPE, exposition
 from pipeline_core.history import History
 from pipeline_core.metrics import MetricsCollector
@@ -63,10 +62,7 @@ def dag_stats(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         dag_id = request.params["dag_id"]
         store.dags.get_dag(dag_id)
-        since, until = (
-            parse_datetime(request.args[n]) if n in request.args else None
-            for n in ("since", "until")
-        )
+        since, until = request.args.get("since"), request.args.get("until")
         return envelope(history.dag_stats(dag_id, since, until))
 
     return handle

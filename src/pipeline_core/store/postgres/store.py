@@ -21,7 +21,7 @@ from pipeline_core.store.postgres.listener import Listener, cause, split_schema
 from pipeline_core.store.postgres.one_call import OneCallRuns, OneCallTasks
 from pipeline_core.store.sql import SqlStore
 from pipeline_core.store.sql.common import masked_url
-from pipeline_core.store.sql.core import ConnectionLost
+from pipeline_core.store.sql.core import COUNTER, ConnectionLost, read_on
 from pipeline_core.store.sql.schema import SCHEMA_VERSION, migrate
 from pipeline_core.store.sql.tx import Tx
 
@@ -156,14 +156,7 @@ class PostgresDatabase:
             migrate(tx, self.url, target, TYPES)
 
     def _counter(self) -> int:
-        for attempt in range(self.read_retries + 1):
-            try:
-                with self.transaction(write=False) as tx:
-                    return int(tx.scalar("SELECT seq FROM event_counter WHERE id = 1"))
-            except ConnectionLost:
-                if attempt == self.read_retries:
-                    raise
-        raise AssertionError("unreachable")
+        return int(read_on(self, lambda tx: tx.scalar(COUNTER)))
 
     def wait_for_events(self, after_seq: int, timeout: float) -> bool:
         """Block on LISTEN/NOTIFY (one listening connection per store) until ``seq`` passes."""

@@ -18,6 +18,8 @@ from pipeline_core.store.sql.rows import EVENT_COLUMNS, first_line
 from pipeline_core.store.sql.tx import Tx
 
 Listener = Callable[[list[Event]], None]
+#: The newest event's ``seq``: what a waiter compares with the one it has seen.
+COUNTER = "SELECT seq FROM event_counter WHERE id = 1"
 
 
 @dataclass
@@ -87,16 +89,7 @@ class Sql:
         return result
 
     def read(self, work: Callable[[Tx], Any]) -> Any:
-        """``work`` in one read transaction, tried again on another connection if the one
-        it had was dropped by the server (a restart)."""
-        for _ in range(self.database.read_retries):
-            try:
-                with self.database.transaction(write=False) as tx:
-                    return work(tx)
-            except ConnectionLost:
-                continue
-        with self.database.transaction(write=False) as tx:
-            return work(tx)
+        return read_on(self.database, work)
 
     def announce(self, last_seq: int, events: list[Event]) -> None:
         """Tell the database's waiters and this store's listeners of committed events."""
@@ -143,3 +136,16 @@ class Sql:
         self.database.after_events(tx, last)
         pending.events.extend(events)
         return events
+
+
+def read_on(database: Database, work: Callable[[Tx], Any]) -> Any:
+    """``work`` in one read transaction of ``database``, tried again on another connection
+    if the one it had was dropped by the server (a restart)."""
+    for _ in range(database.read_retries):
+        try:
+            with database.transaction(write=False) as tx:
+                return work(tx)
+        except ConnectionLost:
+            continue
+    with database.transaction(write=False) as tx:
+        return work(tx)

@@ -8,7 +8,7 @@ from typing import Any
 from pipeline_core._gc import gc_paused
 from pipeline_core.model import Event
 from pipeline_core.store.sql.common import to_json
-from pipeline_core.store.sql.core import Sql
+from pipeline_core.store.sql.core import COUNTER, Sql
 from pipeline_core.store.sql.rows import EVENT_COLUMNS, decode_json, equal_filters
 from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import EventQuery
@@ -54,7 +54,7 @@ class EventsSql:
     def event_bounds(self) -> tuple[int, int]:
         def work(tx: Tx) -> tuple[int, int]:
             first = tx.scalar("SELECT MIN(seq) FROM events")
-            last = tx.scalar("SELECT seq FROM event_counter WHERE id = 1")
+            last = tx.scalar(COUNTER)
             return (int(first) if first is not None else int(last or 0) + 1, int(last or 0))
 
         result: tuple[int, int] = self.sql.read(work)

@@ -27,6 +27,7 @@ from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.claims import Claim, FileClaim, ProcessClaim
 from pipeline_core.store.seq_waiter import SeqWaiter
 from pipeline_core.store.sql import SqlStore
+from pipeline_core.store.sql.core import COUNTER, read_on
 from pipeline_core.store.sql.schema import SCHEMA_VERSION, migrate
 from pipeline_core.store.sql.tx import Tx
 from pipeline_core.store.sqlite.wake import WakeListener, WakeSender, wake_folder
@@ -171,8 +172,7 @@ class SqliteDatabase:
         return FileClaim.take(Path(f"{self.path}.{name}.lock"), name)
 
     def _counter(self) -> int:
-        with self.transaction(write=False) as tx:
-            return int(tx.scalar("SELECT seq FROM event_counter WHERE id = 1"))
+        return int(read_on(self, lambda tx: tx.scalar(COUNTER)))
 
     def after_commit(self, last_seq: int) -> None:
         waiter = self._waiter
