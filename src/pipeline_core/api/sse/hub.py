@@ -25,6 +25,8 @@ KEEPALIVE = b": keepalive\n\n"
 
 
 IOV_MAX = 512  # buffers per sendmsg() call
+#: Seconds a stopping server waits for a client to take the end of its stream.
+END_WAIT = 0.2
 #: Streams get new deliveries at most this often: an event after a quiet spell goes out at
 #: once, a burst goes out in a few large writes instead of one small write per commit and
 #: stream (which costs the server and every client a system call each).
@@ -88,6 +90,7 @@ class StreamHub:
             self._wake()
         else:  # the server is stopping: end this stream now
             subscription.close()
+            _end_body(stream)
             sock.close()
 
     def stop(self) -> None:
@@ -99,6 +102,7 @@ class StreamHub:
             leftovers, self._incoming = self._incoming, []
         for stream in leftovers:
             stream.subscription.close()
+            _end_body(stream)
             stream.sock.close()
 
     def _mark_ready(self, stream: _Stream) -> None:
@@ -222,12 +226,25 @@ class StreamHub:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(stream.sock)
         stream.subscription.close()
-        if stream.chunked and not stream.out:  # end the body properly when between chunks
-            with contextlib.suppress(OSError):
-                stream.sock.send(LAST_CHUNK)
+        if self._stopping or not stream.out:  # a client behind is not waited for
+            _end_body(stream)
         with contextlib.suppress(OSError):
             stream.sock.shutdown(socket.SHUT_RDWR)
         stream.sock.close()
+
+
+def _end_body(stream: _Stream) -> None:
+    """End a chunked body as HTTP/1.1 says — what is still queued, then the last chunk — so
+    that a client (a browser's EventSource) sees the stream end rather than a body cut
+    short. A client that reads nothing is cut short after ``END_WAIT`` seconds."""
+    if not stream.chunked:
+        return
+    with contextlib.suppress(OSError):
+        stream.sock.settimeout(END_WAIT)
+        for piece in stream.out:
+            stream.sock.sendall(piece)
+        stream.out.clear()
+        stream.sock.sendall(LAST_CHUNK)
 
 
 def _queue(stream: _Stream, data: bytes) -> None:
