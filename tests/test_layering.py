@@ -22,6 +22,7 @@ LAYERS = {
     "engine": 2,
     "scheduler": 2,
     "history": 2,
+    "notify": 2,
     "api": 3,
     "ui": 3,
     "cli": 4,
@@ -57,7 +58,7 @@ SUBLAYERS: dict[str, dict[str, int]] = {
     "api": {"transport": 0, "http": 0, "types": 0, "": 1, "openapi": 1, "routes": 2, "server": 3},
     # The PostgreSQL functions are DDL text that the shared migrations install.
     "store": {
-        **{"types": 0, "claims": 0, "seq_waiter": 0, "postgres.functions": 0},
+        **{"types": 0, "claims": 0, "seq_waiter": 0, "notices": 0, "postgres.functions": 0},
         **{"parts": 1, "base": 2, "feed": 2, "sql": 3, "": 3, "sqlite": 4, "postgres": 4},
         "factory": 5,
     },

@@ -259,7 +259,19 @@ class TaskChange:
     by_hand: bool = False
 
 
-Write = CreateRun | MoveRun | TaskChange
+@dataclass(frozen=True, slots=True)
+class MissDeadline:
+    """Record that a run did not end by its deadline, with a ``deadline.missed`` event —
+    once: recording it again (after a restart or a failover) writes nothing."""
+
+    dag_id: str
+    run_id: str
+    deadline: datetime
+    #: What the DAG does about it: ``continue`` or ``cancel``.
+    action: str = "continue"
+
+
+Write = CreateRun | MoveRun | TaskChange | MissDeadline
 
 
 def apply_task_change(current: TaskInstance, change: TaskChange, now: datetime) -> TaskInstance:

@@ -14,6 +14,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from pipeline_core.dag.notify import Rule
 from pipeline_core.state import TriggerRule
 
 DEFAULT_POOL = "default_pool"
@@ -175,6 +176,8 @@ class Task:
     memory_limit: int | None = None
     #: CPU seconds the try may use (worker and process executors).
     cpu_time_limit: float | None = None
+    #: Notification rules of this task's events (``default_args.notify`` unless its own).
+    notify: tuple[Rule, ...] = ()
     config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -205,6 +208,7 @@ def _task_key(task: Task) -> tuple[Any, ...]:
         task.executor,
         task.memory_limit,
         task.cpu_time_limit,
+        task.notify,
         dict(task.config),
     )
 
@@ -227,6 +231,12 @@ class DAG:
     default_args: Mapping[str, Any] = field(default_factory=dict)
     is_paused: bool = False
     fileloc: str | None = None
+    #: Notification rules of the DAG's runs, tasks and deadline.
+    notify: tuple[Rule, ...] = ()
+    #: Seconds a run may take from its start before ``deadline.missed``.
+    deadline: float | None = None
+    #: What a missed deadline does besides notifying: ``continue`` or ``cancel`` the run.
+    deadline_action: str = "continue"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -268,4 +278,7 @@ def _dag_key(dag: DAG) -> tuple[Any, ...]:
         dag.tags,
         dict(dag.default_args),
         dag.is_paused,
+        dag.notify,
+        dag.deadline,
+        dag.deadline_action,
     )

@@ -23,7 +23,19 @@ def dag_to_dict(dag: DAG) -> dict[str, Any]:
         "concurrency": dag.concurrency,
         "tags": list(dag.tags),
         "tasks": [task_to_dict(task) for task in dag.tasks],
+        **_notify_fields(dag),
     }
+
+
+def _notify_fields(dag: DAG) -> dict[str, Any]:
+    """Rules and deadline, only where set: a DAG without them keeps its definition hash."""
+    fields: dict[str, Any] = {}
+    if dag.notify:
+        fields["notify"] = [rule.to_dict() for rule in dag.notify]
+    if dag.deadline is not None:
+        fields["deadline"] = dag.deadline
+        fields["deadline_action"] = dag.deadline_action
+    return fields
 
 
 def task_to_dict(task: Task) -> dict[str, Any]:
@@ -38,6 +50,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "pool": task.pool,
         "priority_weight": task.priority_weight,
         "config": _json_safe(dict(task.config)),
+        **({"notify": [rule.to_dict() for rule in task.notify]} if task.notify else {}),
     }
 
 

@@ -9,6 +9,7 @@ issues are raised together as one ``DagValidationError``.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Mapping
 from datetime import tzinfo
 from typing import Any
@@ -18,6 +19,7 @@ from pipeline_core._gc import gc_paused
 from pipeline_core.dag.model import DAG, Task, parse_datetime, parse_duration, parse_size
 from pipeline_core.dag.validation import validate_dag
 from pipeline_core.errors import DagValidationError, Issue
+from pipeline_core.dag.notify import parse_rules
 from pipeline_core.state import TriggerRule
 
 Keys = tuple[str | int, ...]
@@ -35,8 +37,12 @@ DAG_KEYS = (
     "tags",
     "default_args",
     "is_paused",
+    "notify",
+    "deadline",
+    "deadline_action",
     "tasks",
 )
+DEADLINE_ACTIONS = ("continue", "cancel")
 COMMON_TASK_KEYS = (
     "type",
     "depends_on",
@@ -51,6 +57,7 @@ COMMON_TASK_KEYS = (
     "executor",
     "memory_limit",
     "cpu_time_limit",
+    "notify",
 )
 TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "noop": (),
@@ -75,6 +82,8 @@ class IssueCollector:
 
     def __init__(self) -> None:
         self.found: list[tuple[Keys, str]] = []
+        #: Where ``${env:NAME}`` references of notification rules must be set.
+        self.environ: Mapping[str, str] = os.environ
 
     def add(self, keys: Keys, message: str) -> None:
         self.found.append((keys, message))
@@ -90,10 +99,14 @@ def dag_from_spec(
     fileloc: str | None = None,
     line_of: Callable[[Keys], int | None] = lambda keys: None,
     extra_issues: list[Issue] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> DAG:
-    """Build and validate a ``DAG`` from a raw document; raise ``DagValidationError`` if invalid."""
+    """Build and validate a ``DAG`` from a raw document; raise ``DagValidationError`` if invalid.
+    ``environ`` (default: this process's) is where ``${env:NAME}`` references must exist."""
     with gc_paused():
-        return _dag_from_spec(raw, default_dag_id, fileloc, line_of, extra_issues or [])
+        return _dag_from_spec(
+            raw, default_dag_id, fileloc, line_of, extra_issues or [], environ or os.environ
+        )
 
 
 def _dag_from_spec(
@@ -102,8 +115,10 @@ def _dag_from_spec(
     fileloc: str | None,
     line_of: Callable[[Keys], int | None],
     extra_issues: list[Issue],
+    environ: Mapping[str, str],
 ) -> DAG:
     found = IssueCollector()
+    found.environ = environ
     if raw is None:
         found.add((), "empty DAG document")
     dag = _build_dag(raw, default_dag_id, fileloc, found) if _is_mapping(raw, (), found) else None
@@ -231,7 +246,20 @@ def _build_dag(
         default_args=raw.get("default_args") if isinstance(raw.get("default_args"), dict) else {},
         is_paused=read.get("is_paused", "bool", False),
         fileloc=fileloc,
+        notify=parse_rules(
+            raw.get("notify"), ("notify",), found.add, found.environ, task_scoped=False
+        ),
+        deadline=read.get("deadline", "opt_duration"),
+        deadline_action=_choice(read, "deadline_action", DEADLINE_ACTIONS),
     )
+
+
+def _choice(read: _Reader, key: str, choices: tuple[str, ...]) -> str:
+    value: str = read.get(key, "str", choices[0])
+    if value not in choices:
+        read.found.add((key,), f"unknown {key} {value!r:.60} (use {', '.join(choices)})")
+        return choices[0]
+    return value
 
 
 def _timezone(name: str, found: IssueCollector) -> tzinfo:
@@ -311,6 +339,9 @@ def task_from_spec(
         executor=read.get("executor", "opt_str"),
         memory_limit=read.get("memory_limit", "opt_size"),
         cpu_time_limit=read.get("cpu_time_limit", "opt_duration"),
+        notify=parse_rules(
+            body.get("notify"), (*keys, "notify"), found.add, found.environ, task_scoped=True
+        ),
         config=config,
     )
 

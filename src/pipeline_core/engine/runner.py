@@ -13,6 +13,7 @@ from datetime import datetime
 from pipeline_core.engine.core.jobs import Executor
 from pipeline_core.engine.core.messages import (
     STORE_EFFECTS,
+    DeadlineDue,
     Effect,
     KillTry,
     StartTimer,
@@ -20,12 +21,12 @@ from pipeline_core.engine.core.messages import (
     TimerFired,
 )
 from pipeline_core.errors import Conflict, NotFound
-from pipeline_core.model import CreateRun, MoveRun, TaskChange, Write
+from pipeline_core.model import CreateRun, MissDeadline, MoveRun, TaskChange, Write
 from pipeline_core.store.base import Store
 
 logger = logging.getLogger("pipeline_core.engine")
 RunKey = tuple[str, str]
-Timed = TimerFired | Callable[[], None]
+Timed = TimerFired | DeadlineDue | Callable[[], None]
 
 
 class Timers:
@@ -102,7 +103,7 @@ def run_key_of(write: Write) -> RunKey:
     """The run a write belongs to."""
     if isinstance(write, TaskChange):
         return (write.key.dag_id, write.key.run_id)
-    if isinstance(write, MoveRun):
+    if isinstance(write, MoveRun | MissDeadline):
         return (write.dag_id, write.run_id)
     assert isinstance(write, CreateRun)
     return write.run.key

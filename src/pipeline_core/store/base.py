@@ -23,6 +23,7 @@ from pipeline_core.store.parts import (
     DagStore,
     EventStore,
     HeartbeatStore,
+    NotificationStore,
     PoolStore,
     RunStore,
     TaskDataStore,
@@ -71,6 +72,9 @@ class Store(Protocol):
 
     @property
     def events(self) -> EventStore: ...
+
+    @property
+    def notifications(self) -> NotificationStore: ...
 
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""

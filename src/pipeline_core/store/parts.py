@@ -20,6 +20,7 @@ from pipeline_core.model import (
 )
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.types import (
+    AttemptOutcome,
     Backfill,
     DagRecord,
     EventQuery,
@@ -27,6 +28,8 @@ from pipeline_core.store.types import (
     IdempotencyRecord,
     ImportError_,
     LogChunk,
+    Notification,
+    NotificationQuery,
     Page,
     Pool,
     RunQuery,
@@ -338,4 +341,40 @@ class EventStore(Protocol):
 
     def trim_events(self, before_seq: int) -> int:
         """Drop events with ``seq`` < ``before_seq`` (retention); returns how many."""
+        ...
+
+
+class NotificationStore(Protocol):
+    """The notification outbox. Notifications are written by the transactions that append
+    the events causing them (``store.sql.outbox``); these are what reads and delivers them."""
+
+    def list_notifications(self, query: NotificationQuery) -> Page[Notification]:
+        """Newest first."""
+        ...
+
+    def get_notification(self, notification_id: str) -> Notification:
+        """With its attempts (``NotFound``)."""
+        ...
+
+    def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Notification]:
+        """Pending notifications due by ``now_ms`` that no deliverer holds, each now held
+        for ``lease_ms`` (a deliverer that dies lets its hold lapse), oldest first."""
+        ...
+
+    def next_due_ms(self) -> int | None:
+        """When the next pending notification is due (``None``: none pending)."""
+        ...
+
+    def record_attempt(self, notification_id: str, outcome: AttemptOutcome) -> Notification:
+        """Record one attempt and its outcome; a final one (``delivered``/``failed``)
+        appends ``notification.delivered`` or ``notification.failed``."""
+        ...
+
+    def redeliver(self, notification_id: str) -> Notification:
+        """Make a notification pending and due now again, with the same id; appends
+        ``notification.redelivery`` (``NotFound``; ``Conflict`` while it is pending)."""
+        ...
+
+    def notification_counts(self) -> dict[str, int]:
+        """How many notifications are in each state."""
         ...

@@ -261,3 +261,66 @@ PERCENTILES = (50, 90, 99)
 def nearest_rank(count: int, q: int) -> int:
     """Zero-based index of the q-th percentile among ``count`` sorted values."""
     return max(0, -(-q * count // 100) - 1)
+
+
+NOTIFICATION_STATES = ("pending", "delivered", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One try at delivering a notification: the receiver's status (``None`` when none
+    answered), the error, and how long it took."""
+
+    number: int
+    at: datetime
+    status: int | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One notification of the outbox: what caused it (the event's ``seq`` and kind), the
+    rule and target it goes to (references unresolved), the payload, and how delivery goes.
+    ``id`` is the delivery id every attempt carries."""
+
+    id: str
+    seq: int
+    event: str
+    dag_id: str
+    run_id: str | None
+    task_id: str | None
+    try_number: int | None
+    rule: str
+    target_kind: str
+    target: Mapping[str, Any]
+    payload: Mapping[str, Any]
+    state: str
+    attempts: int
+    last_error: str | None
+    last_status: int | None
+    created_at: datetime
+    due_ms: int
+    delivered_at: datetime | None
+    history: tuple[DeliveryAttempt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationQuery:
+    dag_id: str | None = None
+    run_id: str | None = None
+    state: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What one delivery attempt came to: ``delivered``, ``failed`` (final), or ``pending``
+    again at ``due_ms``."""
+
+    state: str
+    status: int | None
+    error: str | None
+    duration_ms: int
+    due_ms: int = 0

@@ -22,6 +22,7 @@ from pipeline_core.engine.core.messages import (
     Abandon,
     Cancel,
     DagsChanged,
+    DeadlineDue,
     Drain,
     Effect,
     Forget,
@@ -112,6 +113,8 @@ class Decider:
                 return self.tries.requeue(key, try_number)
             case TimerFired(TimerKind.POKE, key, try_number):
                 return self.tries.repoke(key, try_number)
+            case DeadlineDue():
+                return self.runs.deadline(message)
             case Pause(dag_id, paused):
                 return self._pause(dag_id, paused)
             case PoolChanged(name, slots):

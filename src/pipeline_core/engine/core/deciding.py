@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pipeline_core.engine.core.book import Book, RunKey
 from pipeline_core.engine.core.messages import (
+    DeadlineDue,
     Effect,
     Moment,
     RunSnapshot,
@@ -60,7 +61,19 @@ class CoreState:
             states = {t.task_id: TaskState.QUEUED for t in kept}  # a queued run never ran
             tries = {t.task_id: (0, t.retries + 1) for t in kept}
             self.track(running, states, tries)
+            self.arm_deadline(running)
             active += 1
+
+    def arm_deadline(self, run: DagRun) -> None:
+        """A timer for the deadline of a running run, if its DAG has one (at once when it
+        has passed: a run taken over after a restart)."""
+        dag = self.book.dags.get(run.dag_id)
+        if dag is None or dag.deadline is None or run.start_date is None:
+            return
+        deadline = run.start_date + timedelta(seconds=dag.deadline)
+        left = max(0.0, (deadline - self.now.wall).total_seconds())
+        due = DeadlineDue(run.dag_id, run.run_id, deadline)
+        self.actions.append(StartTimer(self.now.monotonic + left, due))
 
     def run_and_states(
         self, run_key: RunKey, snapshot: RunSnapshot | None

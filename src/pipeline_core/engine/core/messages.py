@@ -16,7 +16,15 @@ from enum import StrEnum
 
 from pipeline_core.dag.model import DAG
 from pipeline_core.engine.core.jobs import Completion, Job
-from pipeline_core.model import CreateRun, DagRun, MoveRun, TaskChange, TaskInstance, TaskKey
+from pipeline_core.model import (
+    CreateRun,
+    DagRun,
+    MissDeadline,
+    MoveRun,
+    TaskChange,
+    TaskInstance,
+    TaskKey,
+)
 from pipeline_core.state import RunState, TaskState
 
 
@@ -119,6 +127,15 @@ class TimerFired:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadlineDue:
+    """A run's deadline has come: unless the run ended, it missed it."""
+
+    dag_id: str
+    run_id: str
+    deadline: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Resume:
     """Take over a run the store holds unfinished (after a restart, or created by another
     process). Its ``running`` tries have no engine any more: they are orphaned, except those
@@ -172,6 +189,7 @@ Message = (
     | PoolChanged
     | TryCompleted
     | TimerFired
+    | DeadlineDue
     | Resume
     | Resync
     | Forget
@@ -202,8 +220,8 @@ class StartTimer:
     """Deliver ``fire`` once the monotonic clock reaches ``due``."""
 
     due: float
-    fire: TimerFired
+    fire: TimerFired | DeadlineDue
 
 
-Effect = CreateRun | MoveRun | TaskChange | SubmitTry | KillTry | StartTimer
-STORE_EFFECTS = (CreateRun, MoveRun, TaskChange)
+Effect = CreateRun | MoveRun | TaskChange | MissDeadline | SubmitTry | KillTry | StartTimer
+STORE_EFFECTS = (CreateRun, MoveRun, TaskChange, MissDeadline)

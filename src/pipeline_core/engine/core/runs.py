@@ -10,6 +10,7 @@ from pipeline_core.engine.core.book import RunKey, retry_delay
 from pipeline_core.engine.core.deciding import CoreState
 from pipeline_core.engine.core.messages import (
     Cancel,
+    DeadlineDue,
     KillTry,
     Retry,
     RunSnapshot,
@@ -17,7 +18,7 @@ from pipeline_core.engine.core.messages import (
 )
 from pipeline_core.engine.core.slots import Active
 from pipeline_core.errors import Conflict, NotFound
-from pipeline_core.model import DagRun, TaskChange, TaskKey
+from pipeline_core.model import DagRun, MissDeadline, TaskChange, TaskKey
 from pipeline_core.state import FINISHED_TASK_STATES, RunState, TaskState
 
 RETRYABLE = (TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED)
@@ -27,7 +28,7 @@ class RunCommands:
     def __init__(self, state: CoreState) -> None:
         self.state = state
 
-    def cancel(self, message: Cancel) -> DagRun:
+    def cancel(self, message: Cancel, reason: str = "cancelled") -> DagRun:
         run_key = (message.dag_id, message.run_id)
         run, states = self.state.run_and_states(run_key, message.snapshot)
         if run.state not in (RunState.QUEUED, RunState.RUNNING):
@@ -43,9 +44,9 @@ class RunCommands:
             if active is not None and not active.sleeping:
                 self.state.actions.append(KillTry(key, active.try_number))
             self.state.book.writes.append(
-                TaskChange(key, state, TaskState.CANCELLED, reason="run cancelled")
+                TaskChange(key, state, TaskState.CANCELLED, reason=f"run {reason}")
             )
-        cancelled = self.state.move_run(run_key, RunState.CANCELLED, reason="cancelled")
+        cancelled = self.state.move_run(run_key, RunState.CANCELLED, reason=reason)
         self.state.book.forget(run_key)
         self.state.start_waiting_runs(run_key[0])
         return cancelled
@@ -156,6 +157,7 @@ class RunCommands:
             self.state.start_waiting_runs(run.dag_id)
             return
         self.state.track(run, states, tries)
+        self.state.arm_deadline(run)
         for task_id, state in states.items():
             if (
                 state is TaskState.UP_FOR_RETRY
@@ -168,6 +170,19 @@ class RunCommands:
                     key,
                     tries[task_id][0],
                 )
+
+    def deadline(self, due: DeadlineDue) -> None:
+        """Record a deadline missed by a run still going; cancel it if its DAG says so.
+        The store records a run's miss once, however often this is decided (a restart)."""
+        run_key = (due.dag_id, due.run_id)
+        run = self.state.book.runs.get(run_key)
+        dag = self.state.book.dags.get(due.dag_id)
+        if run is None or run.state is not RunState.RUNNING or dag is None:
+            return
+        action = dag.deadline_action
+        self.state.book.writes.append(MissDeadline(due.dag_id, due.run_id, due.deadline, action))
+        if action == "cancel":
+            self.cancel(Cancel(due.dag_id, due.run_id), reason="deadline missed")
 
     def resync(self, snapshot: RunSnapshot) -> None:
         """A write of this run was lost: hold the run as the store has it. Tries the store

@@ -1,6 +1,7 @@
 """Writes of runs and task instances in one round trip: the PL/pgSQL functions
 (``functions.py``) do in one call what the SQL path does statement by statement, and the
-events they appended are announced as the SQL path announces its own."""
+events they appended are announced as the SQL path announces its own. Writes of a DAG that
+has notification rules take the SQL path, whose transactions write the outbox too."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pipeline_core.model import TaskChange, TaskInstance, Write
-from pipeline_core.store.postgres.writes import events_of, may_go_in_one_call, writes_json
+from pipeline_core.store.postgres.writes import (
+    dag_ids,
+    events_of,
+    may_go_in_one_call,
+    writes_json,
+)
 from pipeline_core.store.sql.core import Sql
 from pipeline_core.store.sql.rows import ti_from_row
 from pipeline_core.store.sql.runs import RunsSql
@@ -28,7 +34,7 @@ class OneCallRuns(RunsSql):
         """A wake-up's writes in one call of ``pipeline_core_apply``: one round trip and one
         transaction, its events and ``NOTIFY`` included; the SQL path when the function
         refuses (something not as expected: it wrote nothing)."""
-        if may_go_in_one_call(writes):
+        if may_go_in_one_call(writes) and self.sql.outbox.may_skip(dag_ids(writes), self.sql.read):
             at = now or self.sql.clock()
             rows = self.database.call("pipeline_core_apply", writes_json(writes, at), at)
             if rows is not None:
@@ -44,7 +50,9 @@ class OneCallTasks(TasksSql):
         self.database = database
 
     def transition_tasks(self, changes: Sequence[TaskChange]) -> list[TaskInstance]:
-        if may_go_in_one_call(changes):
+        if may_go_in_one_call(changes) and self.sql.outbox.may_skip(
+            dag_ids(changes), self.sql.read
+        ):
             at = self.sql.clock()
             rows = self.database.call("pipeline_core_move_tasks", writes_json(changes, at), at)
             if rows is not None:

@@ -14,6 +14,7 @@ from pipeline_core.model import (
     CreateRun,
     DagRun,
     Event,
+    MissDeadline,
     MoveRun,
     RunType,
     TaskChange,
@@ -38,7 +39,19 @@ def may_go_in_one_call(writes: Sequence[Write]) -> bool:
             return False
         if isinstance(write, CreateRun) and write.idempotency is not None:
             return False  # the key's checks are the ordinary path's
+        if isinstance(write, MissDeadline):
+            return False  # rare: the ordinary path records it
     return bool(writes)
+
+
+def dag_ids(writes: Sequence[Write]) -> list[str]:
+    """The DAGs ``writes`` touch."""
+    ids = {w.key.dag_id if isinstance(w, TaskChange) else _dag_of(w) for w in writes}
+    return sorted(ids)
+
+
+def _dag_of(write: CreateRun | MoveRun | MissDeadline) -> str:
+    return write.run.dag_id if isinstance(write, CreateRun) else write.dag_id
 
 
 def writes_json(writes: Sequence[Write], now: datetime) -> str:
@@ -69,6 +82,7 @@ def _write(write: Write, now: datetime) -> dict[str, Any]:
             "new": write.new.value,
             "reason": write.reason,
         }
+    assert isinstance(write, CreateRun)  # ``may_go_in_one_call`` let no other write here
     run = _stored(write.run, now)
     return {
         "kind": "create",

@@ -20,6 +20,7 @@ from pipeline_core.store.sql.core import Database, Listener, Sql
 from pipeline_core.store.sql.dags import DagsSql
 from pipeline_core.store.sql.events import EventsSql
 from pipeline_core.store.sql.heartbeats import HeartbeatsSql
+from pipeline_core.store.sql.notifications import NotificationsSql
 from pipeline_core.store.sql.pools import PoolsSql
 from pipeline_core.store.sql.runs import RunsSql
 from pipeline_core.store.sql.taskdata import TaskDataSql
@@ -64,6 +65,7 @@ class SqlStore:
         self.tries = TriesSql(sql)
         self.backfills = BackfillsSql(sql)
         self.events = EventsSql(sql)
+        self.notifications = NotificationsSql(sql)
         self._feed: EventFeed | None = None
         self._feed_lock = threading.Lock()
 

@@ -14,6 +14,7 @@ from pipeline_core.errors import Conflict, StoreUnavailable
 from pipeline_core.model import Event, iso, utcnow
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.sql.common import to_json
+from pipeline_core.store.sql.outbox import OutboxWriter
 from pipeline_core.store.sql.rows import EVENT_COLUMNS, first_line
 from pipeline_core.store.sql.tx import Tx
 
@@ -63,6 +64,8 @@ class Sql:
         self.log_cap_bytes = log_cap_bytes
         #: What "now" is for timestamps; tests inject a fake clock here.
         self.clock: Callable[[], datetime] = utcnow
+        #: Writes the notifications that appended events cause, in their transaction.
+        self.outbox = OutboxWriter()
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
 
@@ -133,6 +136,7 @@ class Sql:
                 for e in events
             ],
         )
+        self.outbox.record(tx, events, now)
         self.database.after_events(tx, last)
         pending.events.extend(events)
         return events

@@ -10,6 +10,7 @@ from pipeline_core.errors import Conflict
 from pipeline_core.model import (
     DagRun,
     IdempotencyKey,
+    MissDeadline,
     MoveRun,
     RunType,
     TaskChange,
@@ -128,6 +129,24 @@ def move_tasks(
         results.append(after)
     sql.append(tx, pending, items, now)
     return results
+
+
+def miss_deadline(sql: Sql, tx: Tx, pending: Pending, miss: MissDeadline, now: datetime) -> None:
+    """The run's missed deadline and its ``deadline.missed`` event, unless already recorded."""
+    recorded = tx.run(
+        "INSERT INTO run_deadlines (dag_id, run_id, deadline_at, missed_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (dag_id, run_id) DO NOTHING",
+        (miss.dag_id, miss.run_id, iso(miss.deadline), iso(now)),
+    )
+    if recorded:
+        payload = {
+            "dag_id": miss.dag_id,
+            "run_id": miss.run_id,
+            "deadline": iso(miss.deadline),
+            "action": miss.action,
+            "timestamp": iso(now),
+        }
+        sql.append(tx, pending, [("deadline.missed", payload, miss.dag_id, miss.run_id, None)], now)
 
 
 def run_in(tx: Tx, dag_id: str, run_id: str) -> DagRun:

@@ -11,6 +11,7 @@ from pipeline_core.model import (
     CreateRun,
     DagRun,
     IdempotencyKey,
+    MissDeadline,
     MoveRun,
     RunType,
     TaskChange,
@@ -22,7 +23,13 @@ from pipeline_core.state import FINISHED_RUN_STATES, RunState
 from pipeline_core.store.sql.common import run_not_found, to_json
 from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.idempotency import find_key
-from pipeline_core.store.sql.moves import insert_run, move_run, move_tasks, run_in
+from pipeline_core.store.sql.moves import (
+    insert_run,
+    miss_deadline,
+    move_run,
+    move_tasks,
+    run_in,
+)
 from pipeline_core.store.sql.rows import (
     RUN_COLUMNS,
     RUN_ORDER_COLUMNS,
@@ -56,6 +63,8 @@ class RunsSql:
                 tasks = []
                 if isinstance(write, CreateRun):
                     insert_run(self.sql, tx, pending, write.run, write.tasks, at, write.idempotency)
+                elif isinstance(write, MissDeadline):
+                    miss_deadline(self.sql, tx, pending, write, at)
                 else:
                     move_run(self.sql, tx, pending, write, at)
             move_tasks(self.sql, tx, pending, tasks, at)

@@ -174,6 +174,25 @@ MIGRATIONS: list[list[Statement]] = [
         "ordinal INTEGER NOT NULL, logical_date {text} NOT NULL, run_id {text}, "
         "PRIMARY KEY (backfill_id, ordinal))",
     ],
+    # 10: the notification outbox (written with the event that causes each notification),
+    # its delivery attempts, and the run deadlines found missed
+    [
+        "CREATE TABLE notifications (id {text} PRIMARY KEY, seq BIGINT NOT NULL, "
+        "event {text} NOT NULL, dag_id {text} NOT NULL, run_id {text}, task_id {text}, "
+        "try_number INTEGER, rule {text} NOT NULL, target_kind {text} NOT NULL, "
+        "target {text} NOT NULL, payload {text} NOT NULL, state {text} NOT NULL, "
+        "attempts INTEGER NOT NULL, last_error {text}, last_status INTEGER, "
+        "created_at {text} NOT NULL, due_ms BIGINT NOT NULL, lease_ms BIGINT NOT NULL, "
+        "delivered_at {text})",
+        "CREATE INDEX notifications_due ON notifications (state, due_ms)",
+        "CREATE INDEX notifications_by_run ON notifications (dag_id, run_id, seq)",
+        "CREATE INDEX notifications_by_state ON notifications (state, seq)",
+        "CREATE TABLE notification_attempts (notification_id {text} NOT NULL, "
+        "number INTEGER NOT NULL, at {text} NOT NULL, status INTEGER, error {text}, "
+        "duration_ms BIGINT NOT NULL, PRIMARY KEY (notification_id, number))",
+        "CREATE TABLE run_deadlines (dag_id {text} NOT NULL, run_id {text} NOT NULL, "
+        "deadline_at {text} NOT NULL, missed_at {text} NOT NULL, PRIMARY KEY (dag_id, run_id))",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
