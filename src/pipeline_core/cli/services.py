@@ -29,6 +29,7 @@ from pipeline_core.cli.common import (
     wait_until_set,
     whole_number,
 )
+from pipeline_core.cli.delivery import add_delivery_options, start_dispatcher
 from pipeline_core.cli.standby import wait_to_be_active
 from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.engine.telemetry import RunMetrics
@@ -56,6 +57,7 @@ def add_commands(commands: Any) -> None:
         "--log-level", default="info", choices=("debug", "info", "warning", "error")
     )
     add_engine_options(scheduler)
+    add_delivery_options(scheduler)
     scheduler.set_defaults(handler=run_scheduler)
     serve_cmd = commands.add_parser("serve", help="engine, scheduler and REST API in one process")
     folder_option(serve_cmd)
@@ -74,6 +76,7 @@ def add_commands(commands: Any) -> None:
         "fan-out off the engine) or from a thread of this one",
     )
     add_engine_options(serve_cmd)
+    add_delivery_options(serve_cmd)
     serve_cmd.set_defaults(handler=serve)
     api_cmd = commands.add_parser(
         "api", help="the REST API alone, beside 'pipeline-core scheduler'"
@@ -114,6 +117,7 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
         rescan_interval=args.rescan_interval, executors=engine_executors(args)
     )
     scheduler = Scheduler(store, engine, args.dags_folder, settings=settings).start()
+    dispatcher = start_dispatcher(store, args, None)
     log.info(
         "scheduler running: %d DAG(s) from %s, database %s",
         len(scheduler.dags),
@@ -125,6 +129,7 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
     log.info("stopping: waiting up to %ss for running tasks", grace)
     scheduler.stop()
     engine.stop(grace=grace)
+    dispatcher.stop()
     claim.release()
     store.close()
     log.info("stopped")
@@ -242,6 +247,7 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
             store, engine, args.dags_folder, metrics=metrics, settings=settings
         ).start()
     server.options = replace(server.options, control=engine)
+    dispatcher = start_dispatcher(store, args, metrics)
     _serve_api(server, args)
     wait_until_set(stop)
     log.info("stopping")
@@ -249,6 +255,7 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
     if scheduler is not None:
         scheduler.stop()
     engine.stop(grace=args.grace)
+    dispatcher.stop()
     store.close()
     log.info("stopped")
     return 0

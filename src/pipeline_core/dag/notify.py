@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from pipeline_core.dag.templates import TEMPLATE_PATTERN
 
 RUN_KINDS = ("run_failed", "run_succeeded", "run_cancelled")
 TASK_KINDS = ("task_failed", "task_retrying", "task_succeeded")
@@ -25,9 +28,14 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "webhook": ("url", "headers", "secret", "follow_redirects"),
     "slack": ("url",),
     "email": ("to", "subject", "body"),
-    "callable": ("ref",),
+    "callable": ("ref", "file"),
 }
 RULE_KEYS = ("on", *TARGETS)
+#: Fields of a payload an e-mail's subject or body may name as ``{{ field }}``.
+TEMPLATE_FIELDS = (
+    "event", "dag_id", "run_id", "task_id", "try_number", "state", "error", "logical_date",
+    "start_date", "end_date", "timestamp", "url", "delivery_id", "deadline",
+)  # fmt: skip
 #: ``${env:NAME}``: a value read from the delivering process's environment.
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -180,6 +188,9 @@ def _settings(target: str, raw: Any, keys: Keys, report: Report) -> dict[str, An
         if key in raw:
             value = raw[key]
             if key == "ref" and callable(value):  # a function given in a Python DAG file
+                module = sys.modules.get(value.__module__)
+                if getattr(module, "__file__", None):
+                    settings["file"] = module.__file__  # type: ignore[union-attr]
                 value = f"{value.__module__}:{value.__qualname__}"
             reason = _CHECKS[key](value)
             if reason:
@@ -206,6 +217,19 @@ def _url(value: Any) -> str | None:
 
 def _text(value: Any) -> str | None:
     return None if isinstance(value, str) else f"expected a string, got {type(value).__name__}"
+
+
+def _template(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected a string, got {type(value).__name__}"
+    unknown = [
+        name
+        for name in (m.strip() for m in TEMPLATE_PATTERN.findall(value))
+        if name not in TEMPLATE_FIELDS
+    ]
+    if unknown:
+        return f"unknown field {{{{ {unknown[0]} }}}} (use {', '.join(TEMPLATE_FIELDS)})"
+    return None
 
 
 def _headers(value: Any) -> str | None:
@@ -242,7 +266,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "secret": _text,
     "follow_redirects": _flag,
     "to": _addresses,
-    "subject": _text,
-    "body": _text,
+    "subject": _template,
+    "body": _template,
     "ref": _reference,
+    "file": _text,
 }

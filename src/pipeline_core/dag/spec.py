@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline_core._gc import gc_paused
 from pipeline_core.dag.model import DAG, Task, parse_datetime, parse_duration, parse_size
+from pipeline_core.dag.notify import parse_rules
 from pipeline_core.dag.validation import validate_dag
 from pipeline_core.errors import DagValidationError, Issue
-from pipeline_core.dag.notify import parse_rules
 from pipeline_core.state import TriggerRule
 
 Keys = tuple[str | int, ...]

@@ -8,8 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core.model import Event
 from pipeline_core.dag.notify import Rule, rules_from_data
+from pipeline_core.model import Event
 
 #: Events a rule may hear, by the state an event moves to.
 RUN_KINDS = {"failed": "run_failed", "success": "run_succeeded", "cancelled": "run_cancelled"}
