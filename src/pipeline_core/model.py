@@ -338,6 +338,10 @@ EVENT_TYPES = (
     "dag.updated",
     "pool.updated",
     "backfill.updated",
+    "deadline.missed",
+    "notification.delivered",
+    "notification.failed",
+    "notification.redelivery",
 )
 
 

@@ -1,5 +1,5 @@
 """The ``pipeline-core`` command: one module per command group (``dags``, ``runs``,
-``tasks``, ``pools`` and ``backfill``, ``events``, and the long-running ``scheduler``,
+``tasks``, ``pools`` and ``backfill``, ``events``, ``notifications``, and the long-running ``scheduler``,
 ``serve``, ``api`` and ``worker``). The commands that work on a server share ``cli.remote``."""
 
 from __future__ import annotations
@@ -10,7 +10,16 @@ import sys
 from collections.abc import Sequence
 
 from pipeline_core._version import __version__
-from pipeline_core.cli import admin, dags, events, runs, services, tasks, worker
+from pipeline_core.cli import (
+    admin,
+    dags,
+    events,
+    notifications,
+    runs,
+    services,
+    tasks,
+    worker,
+)
 from pipeline_core.cli.common import EXIT_USAGE
 
 
@@ -36,6 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline-core", description="Workflow orchestrator.")
     parser.add_argument("--version", action="version", version=f"pipeline-core {__version__}")
     commands = parser.add_subparsers(title="commands")
-    for group in (dags, runs, tasks, admin, services, worker, events):
+    for group in (dags, runs, tasks, admin, services, worker, events, notifications):
         group.add_commands(commands)
     return parser

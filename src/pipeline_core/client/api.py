@@ -17,7 +17,7 @@ from typing import Any, Self
 from pipeline_core.client.base import Data, Resource, run_path
 from pipeline_core.client.base import quoted as _p
 from pipeline_core.client.events import Event, stream
-from pipeline_core.client.resources import Backfills, Pools, TaskInstances
+from pipeline_core.client.resources import Backfills, Notifications, Pools, TaskInstances
 from pipeline_core.client.transport import Transport
 
 
@@ -39,7 +39,8 @@ class Client(Resource):
     """``base_url`` of the server, an optional bearer ``token``, ``timeout`` seconds per
     request, and ``retries`` with exponential ``backoff`` (seconds) where a retry is safe.
     DAGs and runs are its own methods; task instances, pools and backfills are reached
-    through ``client.tasks``, ``client.pools`` and ``client.backfills``."""
+    through ``client.tasks``, ``client.pools``, ``client.backfills`` and
+    ``client.notifications``."""
 
     def __init__(
         self,
@@ -54,6 +55,7 @@ class Client(Resource):
         self.tasks = TaskInstances(self.transport)
         self.pools = Pools(self.transport)
         self.backfills = Backfills(self.transport)
+        self.notifications = Notifications(self.transport)
 
     def close(self) -> None:
         self.transport.close()

@@ -1,5 +1,6 @@
 """The resources of the API a ``Client`` reaches through its attributes: ``client.tasks``
-(task instances, their XCom and logs), ``client.pools`` and ``client.backfills``."""
+(task instances, their XCom and logs), ``client.pools``, ``client.backfills`` and
+``client.notifications``."""
 
 from __future__ import annotations
 
@@ -37,6 +38,29 @@ class Pools(Resource):
 
     def delete(self, name: str) -> Data:
         return self._one("DELETE", f"/api/v1/pools/{_p(name)}")
+
+
+class Notifications(Resource):
+    """``/api/v1/notifications``: the notification outbox and redelivery."""
+
+    def list(
+        self,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Data]:
+        query = {"dag_id": dag_id, "run_id": run_id, "state": state, "limit": limit}
+        return self._many(
+            "GET", "/api/v1/notifications", query={k: v for k, v in query.items() if v is not None}
+        )
+
+    def get(self, notification_id: str) -> Data:
+        return self._one("GET", f"/api/v1/notifications/{_p(notification_id)}")
+
+    def redeliver(self, notification_id: str) -> Data:
+        return self._one("POST", f"/api/v1/notifications/{_p(notification_id)}/redeliver")
 
 
 class Backfills(Resource):

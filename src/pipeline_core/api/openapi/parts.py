@@ -31,6 +31,7 @@ TAGS = [
     {"name": "tasks", "description": "Task instances, their tries, XCom and logs"},
     {"name": "pools", "description": "Pools of slots that bound concurrent tasks"},
     {"name": "metrics", "description": "Counters, gauges and histograms"},
+    {"name": "notifications", "description": "The notification outbox and its deliveries"},
     {"name": "events", "description": "The event log as a live Server-Sent Events stream"},
 ]
 DESCRIPTION = (
