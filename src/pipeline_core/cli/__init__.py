@@ -1,6 +1,7 @@
 """The ``pipeline-core`` command: one module per command group (``dags``, ``runs``,
-``tasks``, ``pools`` and ``backfill``, ``events``, ``notifications``, and the long-running ``scheduler``,
-``serve``, ``api`` and ``worker``). The commands that work on a server share ``cli.remote``."""
+``tasks``, ``pools`` and ``backfill``, ``events``, ``notifications``, and the long-running
+``scheduler``, ``serve``, ``api`` and ``worker``). The commands that work on a server share
+``cli.remote``."""
 
 from __future__ import annotations
 
