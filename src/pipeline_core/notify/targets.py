@@ -110,7 +110,7 @@ class Targets:
             **headers,
         }.items():
             request.add_header(name, value)
-        opener = urllib.request.build_opener(*(() if follow else (_NoRedirects(),)))
+        opener = urllib.request.build_opener(_Redirects() if follow else _NoRedirects())
         try:
             with opener.open(request, timeout=self.timeout) as response:
                 response.read(65536)
@@ -179,6 +179,22 @@ class Targets:
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         final = done.returncode == EXIT_BAD_REFERENCE
         return Result(False, final=final, error=f"{ref} failed (exit {done.returncode}): {tail[0]}")
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect with the same POST, body and headers (what a receiver that moved
+    wants; urllib would drop the body or refuse)."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request:
+        return urllib.request.Request(
+            newurl,
+            data=req.data,
+            headers=dict(req.header_items()),
+            method=req.get_method(),
+            unverifiable=True,
+        )
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

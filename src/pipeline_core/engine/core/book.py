@@ -42,6 +42,8 @@ class Book:
         self.writes: list[Write] = []
         #: Runs whose tasks moved since their completion was last checked.
         self.dirty: set[RunKey] = set()
+        #: Runs whose missed deadline was recorded while held.
+        self.missed: set[RunKey] = set()
 
     # --- reading --------------------------------------------------------------------------
     def knows(self, run_key: RunKey) -> bool:
@@ -99,6 +101,7 @@ class Book:
     def forget(self, run_key: RunKey) -> None:
         tracker = self.trackers.pop(run_key, None)
         self.runs.pop(run_key, None)
+        self.missed.discard(run_key)
         self.waiting_tasks.pop(run_key, None)
         self.dirty.discard(run_key)
         if tracker is not None:

@@ -17,7 +17,7 @@ from pipeline_core.engine.core.messages import (
 )
 from pipeline_core.engine.core.slots import Slots
 from pipeline_core.errors import NotFound
-from pipeline_core.model import DagRun, TaskChange, TaskKey
+from pipeline_core.model import DagRun, MissDeadline, TaskChange, TaskKey
 from pipeline_core.state import RunState, TaskState
 
 _EPOCH = Moment(datetime(1970, 1, 1, tzinfo=UTC), 0.0)  # replaced by every message
@@ -71,9 +71,20 @@ class CoreState:
         if dag is None or dag.deadline is None or run.start_date is None:
             return
         deadline = run.start_date + timedelta(seconds=dag.deadline)
-        left = max(0.0, (deadline - self.now.wall).total_seconds())
+        left = (deadline - self.now.wall).total_seconds()
+        if left <= 0:  # passed while no engine held the run: missed even if it ends now
+            self.miss_deadline(run.key, deadline, dag.deadline_action)
+            if dag.deadline_action == "continue":
+                return
         due = DeadlineDue(run.dag_id, run.run_id, deadline)
-        self.actions.append(StartTimer(self.now.monotonic + left, due))
+        self.actions.append(StartTimer(self.now.monotonic + max(0.0, left), due))
+
+    def miss_deadline(self, run_key: RunKey, deadline: datetime, action: str) -> None:
+        """Record the miss (once per run while this core holds it; the store keeps it once
+        for good)."""
+        if run_key not in self.book.missed:
+            self.book.missed.add(run_key)
+            self.book.writes.append(MissDeadline(*run_key, deadline, action))
 
     def run_and_states(
         self, run_key: RunKey, snapshot: RunSnapshot | None

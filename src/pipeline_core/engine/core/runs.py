@@ -18,7 +18,7 @@ from pipeline_core.engine.core.messages import (
 )
 from pipeline_core.engine.core.slots import Active
 from pipeline_core.errors import Conflict, NotFound
-from pipeline_core.model import DagRun, MissDeadline, TaskChange, TaskKey
+from pipeline_core.model import DagRun, TaskChange, TaskKey
 from pipeline_core.state import FINISHED_TASK_STATES, RunState, TaskState
 
 RETRYABLE = (TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED)
@@ -180,7 +180,7 @@ class RunCommands:
         if run is None or run.state is not RunState.RUNNING or dag is None:
             return
         action = dag.deadline_action
-        self.state.book.writes.append(MissDeadline(due.dag_id, due.run_id, due.deadline, action))
+        self.state.miss_deadline(run_key, due.deadline, action)
         if action == "cancel":
             self.cancel(Cancel(due.dag_id, due.run_id), reason="deadline missed")
 
