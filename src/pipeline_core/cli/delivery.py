@@ -68,7 +68,9 @@ def add_delivery_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
+def delivery_settings(args: argparse.Namespace, port: int | None = None) -> DeliverySettings:
+    """``port``: the port the dashboard was bound to, for the default public URL (the
+    ``--port`` asked for may be 0)."""
     smtp = SmtpSettings(
         host=args.smtp_host,
         port=args.smtp_port,
@@ -78,7 +80,7 @@ def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
         password=_env("SMTP_PASSWORD"),
     )
     host = getattr(args, "host", "127.0.0.1")
-    public = args.public_url or f"http://{host}:{getattr(args, 'port', 8080)}"
+    public = args.public_url or f"http://{host}:{port or getattr(args, 'port', 8080)}"
     return DeliverySettings(
         targets=Targets(timeout=args.notify_timeout, smtp=smtp),
         max_attempts=args.notify_attempts,
@@ -88,5 +90,7 @@ def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
     )
 
 
-def start_dispatcher(store: Store, args: argparse.Namespace, metrics: Metrics | None) -> Dispatcher:
-    return Dispatcher(store, delivery_settings(args), metrics=metrics).start()
+def start_dispatcher(
+    store: Store, args: argparse.Namespace, metrics: Metrics | None, port: int | None = None
+) -> Dispatcher:
+    return Dispatcher(store, delivery_settings(args, port), metrics=metrics).start()

@@ -247,7 +247,7 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
             store, engine, args.dags_folder, metrics=metrics, settings=settings
         ).start()
     server.options = replace(server.options, control=engine)
-    dispatcher = start_dispatcher(store, args, metrics)
+    dispatcher = start_dispatcher(store, args, metrics, server.port)
     _serve_api(server, args)
     wait_until_set(stop)
     log.info("stopping")

@@ -172,8 +172,9 @@ def _kinds(raw: Any, keys: Keys, report: Report, task_scoped: bool) -> tuple[str
 
 
 def _settings(target: str, raw: Any, keys: Keys, report: Report) -> dict[str, Any] | None:
-    shorthand = {"slack": "url", "callable": "ref", "email": "to"}.get(target)
-    if shorthand and (isinstance(raw, str) or (target == "email" and isinstance(raw, list))):
+    shorthand = {"webhook": "url", "slack": "url", "callable": "ref", "email": "to"}.get(target)
+    by_itself = isinstance(raw, str) or (target == "email" and isinstance(raw, list))
+    if shorthand and (by_itself or (target == "callable" and callable(raw))):
         raw = {shorthand: raw}
     if not isinstance(raw, Mapping):
         report(keys, f"expected the {target} settings as a mapping, got {type(raw).__name__}")

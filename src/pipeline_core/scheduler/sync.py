@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +15,8 @@ from pipeline_core.errors import Issue
 from pipeline_core.model import utcnow
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord, ImportError_
+
+log = logging.getLogger("pipeline_core.scheduler")
 
 
 class DagSync:
@@ -36,13 +39,15 @@ class DagSync:
         self.executors = tuple(executors)
         self._last_good: dict[str, tuple[DAG, ...]] = {}
         self.dags: dict[str, DAG] = {}
+        self._reported: set[str] = set()
 
     def refresh(self) -> dict[str, DAG]:
         bag = load_folder(self.folder)
         dags: dict[str, DAG] = {}
         errors = []
         now = self.clock()
-        for file in map(self._usable, bag.files):
+        files = [self._usable(file) for file in bag.files]
+        for file in files:
             if file.issues:
                 errors.append(ImportError_(file.path, tuple(i.to_dict() for i in file.issues), now))
             kept = file.dags or (self._last_good.get(file.path, ()) if file.issues else ())
@@ -56,8 +61,16 @@ class DagSync:
             self.store.dags.upsert_dag(dag_record(dag, now))
         self.store.dags.deactivate_missing_dags(list(dags))
         self.store.dags.replace_import_errors(errors)
+        self._report(files)
         self.dags = dags
         return dags
+
+    def _report(self, files: Collection[DagFile]) -> None:
+        """Log each load error once, when it appears (it stays listed in the store)."""
+        now = {str(issue) for file in files for issue in file.issues}
+        for text in sorted(now - self._reported):
+            log.warning("DAG load error: %s", text)
+        self._reported = now
 
     def _usable(self, file: DagFile) -> DagFile:
         kept: list[DAG] = []
