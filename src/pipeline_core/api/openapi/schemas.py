@@ -132,6 +132,25 @@ SCHEMAS: dict[str, Any] = {
     ),
     "PoolDeleted": obj(name={"type": "string"}, deleted={"type": "boolean"}),
     "Notification": obj(
+        # payload and history: in the answer about one notification, not in lists
+        [
+            "id",
+            "seq",
+            "event",
+            "dag_id",
+            "run_id",
+            "task_id",
+            "try_number",
+            "rule",
+            "target",
+            "state",
+            "attempts",
+            "last_error",
+            "last_status",
+            "created_at",
+            "next_attempt_at",
+            "delivered_at",
+        ],
         id={"type": "string", "description": "the delivery id every attempt carries"},
         seq={"type": "integer", "description": "the event that caused it"},
         event={"type": "string"},
@@ -148,7 +167,7 @@ SCHEMAS: dict[str, Any] = {
         created_at=TS,
         next_attempt_at=TS,
         delivered_at=TS,
-        payload={"type": "object"},
+        payload={"type": "object", "description": "what every attempt sends"},
         history={
             "type": "array",
             "items": obj(
