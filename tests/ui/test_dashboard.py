@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from pipeline_core.client import Client
+from tests.notify.receivers import Receiver
 from tests.test_remote_cli import Server
 
 CHROMIUM = os.environ.get("PIPELINE_CORE_CHROMIUM", "/usr/bin/chromium")
@@ -37,10 +38,22 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def gone() -> Iterator[Receiver]:
+    """A receiver that answers 410 Gone: every delivery to it fails at once."""
+    receiver = Receiver(status=lambda path: 410).start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, gone: Receiver) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("ui")
     server = Server(tmp)
     (server.folder / "broken.yaml").write_text(BROKEN)
+    (server.folder / "alerting.yaml").write_text(
+        f"notify: [{{on: [run_failed], webhook: '{gone.url}/hook'}}]\n"
+        "tasks:\n  boom: {type: shell, command: 'exit 1'}\n"
+    )
     server.start()
     yield server
     server.stop()
@@ -176,6 +189,31 @@ def test_pools_and_health(watched: Watched, tmp_path: Path) -> None:
     shot(watched, tmp_path, "health")
     page.go_back()
     page.locator('tr[data-pool="default_pool"]').wait_for()
+
+
+def test_a_runs_notifications_and_the_failed_deliveries_on_health(
+    watched: Watched, tmp_path: Path, gone: Receiver
+) -> None:
+    page = watched.page
+    with Client(watched.base) as api:
+        api.trigger_run("alerting", run_id="ui_alert")
+        api.wait_run("alerting", "ui_alert", 30)
+    page.goto(watched.base + "/ui/dags/alerting/runs/ui_alert")
+    row = page.locator("table.notifications tbody tr")
+    row.locator(".s-failed").wait_for()
+    assert "run_failed" in row.inner_text() and "410" in row.inner_text()
+    before = len(gone.received)
+    row.get_by_role("button", name="Redeliver").click()
+    page.get_by_role("status").filter(has_text="Redeliver: done").wait_for()
+    gone.wait_for(before + 1)  # sent again, with the same id
+    assert gone.received[-1].delivery == gone.received[before - 1].delivery
+    shot(watched, tmp_path, "run-notifications")
+    page.goto(watched.base + "/ui/health")
+    failed = page.locator("table.notifications tbody tr").filter(has_text="ui_alert")
+    failed.wait_for()
+    assert "410" in failed.inner_text()
+    page.locator(".card").filter(has_text="Notifications failed").wait_for()
+    shot(watched, tmp_path, "health-notifications")
 
 
 def test_the_page_reconnects_after_a_server_restart(browser: Any, tmp_path: Path) -> None:

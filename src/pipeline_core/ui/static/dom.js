@@ -37,6 +37,7 @@ export function clear(el, ...children) {
 export const SYMBOLS = {
   success: "✓", failed: "✗", running: "▶", queued: "○", up_for_retry: "↻",
   upstream_failed: "⊘", skipped: "»", cancelled: "■", removed: "–",
+  pending: "…", delivered: "✓",
 };
 
 export function state(value) {

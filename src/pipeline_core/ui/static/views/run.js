@@ -1,6 +1,7 @@
 // A run: its tasks with states, tries and durations, a timeline, each task's XCom and its
 // log per try (followed live while the try runs), and what an operator may do: cancel,
-// retry (all failed tasks or the chosen ones), mark success or failed.
+// retry (all failed tasks or the chosen ones), mark success or failed; the notifications the
+// run caused, how their delivery went, and a redelivery of any that is no longer pending.
 
 import { followLog, get, send } from "../api.js";
 import { clear, coalesced, duration, enc, h, link, notice, state, when } from "../dom.js";
@@ -19,6 +20,7 @@ export async function runView(main, [dagId, runId]) {
   const tableBox = h("div", { class: "scroll" });
   const timeline = h("div", { class: "scroll" });
   const detail = h("section", { "aria-label": "task detail" });
+  const notices = h("div", { class: "scroll" });
 
   const act = (label, fn, cls = "") => h("button", { type: "button", class: cls, onclick: async (e) => {
     e.currentTarget.disabled = true;
@@ -65,9 +67,24 @@ export async function runView(main, [dagId, runId]) {
     clear(timeline, gantt(tis) || h("p", { class: "muted" }, "Nothing has started yet."));
   }
 
+  async function drawNotifications() {
+    const found = await get(`/api/v1/notifications?dag_id=${enc(dagId)}&run_id=${enc(runId)}&limit=100`);
+    clear(notices, found.length ? h("table", { class: "notifications" },
+      h("thead", {}, h("tr", {}, ["Event", "Task", "Target", "State", "Attempts", "Last error", ""]
+        .map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, found.map((n) => h("tr", { "data-notification": n.id },
+        h("td", {}, n.event), h("td", {}, n.task_id || ""), h("td", {}, n.target.kind),
+        h("td", {}, state(n.state)), h("td", {}, String(n.attempts)),
+        h("td", { class: "error" }, n.last_error || ""),
+        h("td", {}, n.state === "pending" ? null
+          : act("Redeliver", () => send("POST", `/api/v1/notifications/${enc(n.id)}/redeliver`)))))))
+      : h("p", { class: "muted" }, "No notifications."));
+  }
+
   const reload = coalesced(async () => {
     run = await get(base);
     draw();
+    await drawNotifications();
     if (chosen) await showTask(chosen, { keepLog: true });
   });
 
@@ -110,13 +127,15 @@ export async function runView(main, [dagId, runId]) {
   }
 
   draw();
+  await drawNotifications();
   clear(main,
     h("h1", {}, link(`/ui/dags/${enc(dagId)}`, dagId), " / ", runId, headState),
     h("p", { class: "muted" }, `${run.run_type} run, logical date ${when(run.logical_date)}`,
       run.note ? ` · note: ${run.note}` : ""),
     actions, message,
     h("div", { class: "split" },
-      h("div", {}, h("h2", {}, "Tasks"), tableBox, h("h2", {}, "Timeline"), timeline),
+      h("div", {}, h("h2", {}, "Tasks"), tableBox, h("h2", {}, "Timeline"), timeline,
+        h("h2", {}, "Notifications"), notices),
       detail));
   return {
     onEvents(batch) {
