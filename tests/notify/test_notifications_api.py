@@ -82,7 +82,9 @@ def test_one_notification_has_its_payload_and_history_and_no_secret(
     client, _ = api
     first = ids(client.request("GET", "/api/v1/notifications?run_id=r2")[2])[0]
     store.notifications.claim_due(10**15, 1000, 10)
-    store.notifications.record_attempt(first, AttemptOutcome("pending", 503, "busy", 12, due_ms=0))
+    store.notifications.record_attempts(
+        [(first, AttemptOutcome("pending", 503, "busy", 12, due_ms=0))]
+    )
     status, _, body = client.request("GET", f"/api/v1/notifications/{first}")
     assert status == 200
     data = body["data"]
@@ -110,7 +112,7 @@ def test_redeliver_is_409_while_pending_and_keeps_the_id_after(
     status, _, body = client.request("POST", f"/api/v1/notifications/{first}/redeliver")
     assert status == 409 and "still being delivered" in body["error"]["message"]
     store.notifications.claim_due(10**15, 1000, 10)
-    store.notifications.record_attempt(first, AttemptOutcome("failed", 410, "gone", 12))
+    store.notifications.record_attempts([(first, AttemptOutcome("failed", 410, "gone", 12))])
     status, _, body = client.request("POST", f"/api/v1/notifications/{first}/redeliver")
     assert status == 200
     assert (body["data"]["id"], body["data"]["state"]) == (first, "pending")
@@ -129,7 +131,7 @@ def test_the_command_line_lists_and_redelivers(store: Store) -> None:
         refused = cli(url, "notifications", "redeliver", first)
         assert refused.returncode == 3 and "still being delivered" in refused.stderr
         store.notifications.claim_due(10**15, 1000, 10)
-        store.notifications.record_attempt(first, AttemptOutcome("failed", 410, "gone", 12))
+        store.notifications.record_attempts([(first, AttemptOutcome("failed", 410, "gone", 12))])
         failed = cli(url, "notifications", "list", "--state", "failed")
         assert first in failed.stdout and "gone" in failed.stdout
         again = cli(url, "notifications", "redeliver", first)

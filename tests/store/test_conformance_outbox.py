@@ -130,8 +130,8 @@ def test_holding_attempting_and_redelivering(store) -> None:
     assert [h.id for h in store.notifications.claim_due(now, 5000, 10)] == [n.id]
     assert store.notifications.claim_due(now, 5000, 10) == []  # held
     assert store.notifications.next_due_ms() == now + 5000
-    again = store.notifications.record_attempt(
-        n.id, AttemptOutcome("pending", 503, "receiver answered 503", 12, now + 2000)
+    [again] = store.notifications.record_attempts(
+        [(n.id, AttemptOutcome("pending", 503, "receiver answered 503", 12, now + 2000))]
     )
     assert (again.state, again.attempts, again.last_status, again.due_ms) == (
         "pending",
@@ -141,7 +141,9 @@ def test_holding_attempting_and_redelivering(store) -> None:
     )
     assert store.notifications.claim_due(now, 5000, 10) == []  # not due yet
     [held] = store.notifications.claim_due(now + 2000, 5000, 10)
-    done = store.notifications.record_attempt(held.id, AttemptOutcome("delivered", 200, None, 3))
+    [done] = store.notifications.record_attempts(
+        [(held.id, AttemptOutcome("delivered", 200, None, 3))]
+    )
     assert (done.state, done.attempts, done.delivered_at is not None) == ("delivered", 2, True)
     detail = store.notifications.get_notification(n.id)
     assert [(a.number, a.status) for a in detail.history] == [(1, 503), (2, 200)]
@@ -154,6 +156,29 @@ def test_holding_attempting_and_redelivering(store) -> None:
         store.notifications.redeliver("ntf-999-0")
     kinds = [e.type for e in store.events.read_events(_events())]
     assert kinds.count("notification.delivered") == 1 and "notification.redelivery" in kinds
+
+
+def test_attempts_are_recorded_together_or_not_at_all(store) -> None:
+    register(store)
+    new_run(store)
+    for task_id in ("a", "b"):
+        move(store, task_id, "queued", "running", try_number=1)
+        move(store, task_id, "running", "failed", error="x")
+    first, second = notifications(store)
+    delivered, failed = (
+        AttemptOutcome("delivered", 200, None, 3),
+        AttemptOutcome("failed", 410, "gone", 4),
+    )
+    with pytest.raises(NotFound):
+        store.notifications.record_attempts([(first.id, delivered), ("ntf-999-0", failed)])
+    assert store.notifications.get_notification(first.id).attempts == 0  # nothing recorded
+    both = store.notifications.record_attempts([(first.id, delivered), (second.id, failed)])
+    assert [(n.id, n.state, n.attempts) for n in both] == [
+        (first.id, "delivered", 1),
+        (second.id, "failed", 1),
+    ]
+    kinds = [e.type for e in store.events.read_events(_events())]
+    assert kinds.count("notification.delivered") == kinds.count("notification.failed") == 1
 
 
 def test_a_deadline_is_recorded_once(store) -> None:

@@ -110,9 +110,8 @@ class Targets:
             **headers,
         }.items():
             request.add_header(name, value)
-        opener = urllib.request.build_opener(_Redirects() if follow else _NoRedirects())
         try:
-            with opener.open(request, timeout=self.timeout) as response:
+            with _OPENERS[follow].open(request, timeout=self.timeout) as response:
                 response.read(65536)
                 return Result(True, status=response.status)
         except urllib.error.HTTPError as exc:
@@ -200,6 +199,13 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # the 3xx surfaces as an HTTPError
+
+
+#: Built once (an opener holds no state of a request): following redirects or not.
+_OPENERS = {
+    True: urllib.request.build_opener(_Redirects()),
+    False: urllib.request.build_opener(_NoRedirects()),
+}
 
 
 def _status_result(status: int, location: str | None, follow: bool) -> Result:

@@ -365,9 +365,11 @@ class NotificationStore(Protocol):
         """When the next pending notification is due (``None``: none pending)."""
         ...
 
-    def record_attempt(self, notification_id: str, outcome: AttemptOutcome) -> Notification:
-        """Record one attempt and its outcome; a final one (``delivered``/``failed``)
-        appends ``notification.delivered`` or ``notification.failed``."""
+    def record_attempts(self, outcomes: Sequence[tuple[str, AttemptOutcome]]) -> list[Notification]:
+        """Record attempts and their outcomes (``(notification_id, outcome)``), all in one
+        transaction; a final one (``delivered``/``failed``) appends
+        ``notification.delivered`` or ``notification.failed``. ``NotFound`` if an id is
+        unknown (nothing is recorded then)."""
         ...
 
     def redeliver(self, notification_id: str) -> Notification:

@@ -5,6 +5,8 @@ the transactions of the events that cause it.)"""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from pipeline_core.errors import Conflict, NotFound
@@ -96,37 +98,40 @@ class NotificationsSql:
         )
         return None if due is None else int(due)
 
-    def record_attempt(self, notification_id: str, outcome: AttemptOutcome) -> Notification:
-        error = None if outcome.error is None else outcome.error[:MAX_ERROR]
-
-        def work(tx: Tx, pending: Pending) -> Notification:
+    def record_attempts(self, outcomes: Sequence[tuple[str, AttemptOutcome]]) -> list[Notification]:
+        def work(tx: Tx, pending: Pending) -> list[Notification]:
             now = self.sql.clock()
-            row = tx.one("SELECT attempts, state FROM notifications WHERE id = ?",
-                         (notification_id,))  # fmt: skip
-            if row is None:
-                raise NotFound(f"no notification '{notification_id}'")
-            number = int(row[0]) + 1
-            tx.run(
-                "INSERT INTO notification_attempts (notification_id, number, at, status, error, "
-                "duration_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                (notification_id, number, iso(now), outcome.status, error, outcome.duration_ms),
-            )
-            tx.run(
-                "UPDATE notifications SET state = ?, attempts = ?, last_error = ?, "
-                "last_status = ?, due_ms = ?, lease_ms = 0, delivered_at = ? WHERE id = ?",
-                (outcome.state, number, error, outcome.status,
-                 outcome.due_ms if outcome.state == "pending" else 0,
-                 iso(now) if outcome.state == "delivered" else None, notification_id),
-            )  # fmt: skip
-            stored = _from_row(
-                tx.one(f"SELECT {COLUMNS} FROM notifications WHERE id = ?", (notification_id,))
-            )
-            if outcome.state != "pending":
-                self._announce(tx, pending, stored, f"notification.{outcome.state}")
-            return stored
+            return [self._record(tx, pending, now, i, outcome) for i, outcome in outcomes]
 
-        recorded: Notification = self.sql.write(work)
+        recorded: list[Notification] = self.sql.write(work)
         return recorded
+
+    def _record(
+        self, tx: Tx, pending: Pending, now: datetime, notification_id: str, outcome: AttemptOutcome
+    ) -> Notification:
+        error = None if outcome.error is None else outcome.error[:MAX_ERROR]
+        row = tx.one("SELECT attempts FROM notifications WHERE id = ?", (notification_id,))
+        if row is None:
+            raise NotFound(f"no notification '{notification_id}'")
+        number = int(row[0]) + 1
+        tx.run(
+            "INSERT INTO notification_attempts (notification_id, number, at, status, error, "
+            "duration_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            (notification_id, number, iso(now), outcome.status, error, outcome.duration_ms),
+        )
+        tx.run(
+            "UPDATE notifications SET state = ?, attempts = ?, last_error = ?, "
+            "last_status = ?, due_ms = ?, lease_ms = 0, delivered_at = ? WHERE id = ?",
+            (outcome.state, number, error, outcome.status,
+             outcome.due_ms if outcome.state == "pending" else 0,
+             iso(now) if outcome.state == "delivered" else None, notification_id),
+        )  # fmt: skip
+        stored = _from_row(
+            tx.one(f"SELECT {COLUMNS} FROM notifications WHERE id = ?", (notification_id,))
+        )
+        if outcome.state != "pending":
+            self._announce(tx, pending, stored, f"notification.{outcome.state}")
+        return stored
 
     def redeliver(self, notification_id: str) -> Notification:
         def work(tx: Tx, pending: Pending) -> Notification:

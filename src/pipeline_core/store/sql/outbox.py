@@ -33,19 +33,42 @@ class OutboxWriter:
         self._lock = threading.Lock()
 
     def record(self, tx: Tx, events: Sequence[Event], now: datetime) -> None:
-        """Write the notifications ``events`` cause (called inside their transaction)."""
+        """Write the notifications ``events`` cause (called inside their transaction). A
+        DAG's rules and a run's fields are read once per call, the rows written together."""
+        rules_of: dict[str, DagRules] = {}
+        heard: list[tuple[Event, str, list[tuple[str, Any]]]] = []
         for event in events:
             if event.type == "dag.updated" and event.dag_id is not None:
                 with self._lock:
                     self._known.pop(event.dag_id, None)
+                rules_of.pop(event.dag_id, None)
                 continue
             kind = kind_of(event)
             if kind is None or event.dag_id is None:
                 continue
-            rules = self._rules(tx, dag_id=event.dag_id)
+            if event.dag_id not in rules_of:
+                rules_of[event.dag_id] = self._rules(tx, dag_id=event.dag_id)
+            rules = rules_of[event.dag_id]
             matched = list(rules.matching(kind, event.task_id)) if rules else []
             if matched:
-                self._write(tx, event, kind, matched, now)
+                heard.append((event, kind, matched))
+        if not heard:
+            return
+        runs = {(e.dag_id, e.run_id): _run_fields(tx, e.dag_id, e.run_id) for e, _, _ in heard}
+        tasks = _task_fields(tx, [e for e, _, _ in heard if e.task_id is not None])
+        rows: list[tuple[Any, ...]] = []
+        for event, kind, matched in heard:
+            task = tasks.get((event.dag_id, event.run_id, event.task_id))
+            failed = _failed_tasks(tx, event) if kind == "run_failed" else ()
+            payload = payload_of(kind, event, runs[event.dag_id, event.run_id], task, failed)
+            rows.extend(_rows(event, kind, matched, payload, now))
+        if rows:
+            tx.many(
+                "INSERT INTO notifications (id, seq, event, dag_id, run_id, task_id, "
+                "try_number, rule, target_kind, target, payload, state, attempts, created_at, "
+                "due_ms, lease_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, 0)",
+                rows,
+            )
 
     def may_skip(self, dag_ids: Sequence[str], read: Callable[[Callable[[Tx], Any]], Any]) -> bool:
         """Whether none of ``dag_ids`` has a rule: writes that could cause notifications may
@@ -78,29 +101,26 @@ class OutboxWriter:
             self._known[dag_id] = (digest, time.monotonic(), rules)
         return rules
 
-    def _write(
-        self, tx: Tx, event: Event, kind: str, matched: list[tuple[str, Any]], now: datetime
-    ) -> None:
-        run = _run_fields(tx, event.dag_id, event.run_id)
-        task = _task_fields(tx, event) if event.task_id is not None else None
-        failed = _failed_tasks(tx, event) if kind == "run_failed" else ()
-        payload = payload_of(kind, event, run, task, failed)
-        due = int(now.timestamp() * 1000)
-        rows = []
-        for index, (label, rule) in enumerate(matched):
-            notification_id = delivery_id(event.seq, index)
-            body = to_json({**payload, "delivery_id": notification_id}, "notification")
-            rows.append(
-                (notification_id, event.seq, kind, event.dag_id, event.run_id, event.task_id,
-                 payload.get("try_number"), label, rule.target, to_json(dict(rule.settings),
-                 "target"), body, iso(now), due)
-            )  # fmt: skip
-        tx.many(
-            "INSERT INTO notifications (id, seq, event, dag_id, run_id, task_id, try_number, "
-            "rule, target_kind, target, payload, state, attempts, created_at, due_ms, lease_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, 0)",
-            rows,
-        )
+
+def _rows(
+    event: Event,
+    kind: str,
+    matched: list[tuple[str, Any]],
+    payload: dict[str, Any],
+    now: datetime,
+) -> list[tuple[Any, ...]]:
+    """The outbox rows of one event, one per rule it matched."""
+    due = int(now.timestamp() * 1000)
+    rows = []
+    for index, (label, rule) in enumerate(matched):
+        notification_id = delivery_id(event.seq, index)
+        body = to_json({**payload, "delivery_id": notification_id}, "notification")
+        rows.append(
+            (notification_id, event.seq, kind, event.dag_id, event.run_id, event.task_id,
+             payload.get("try_number"), label, rule.target, to_json(dict(rule.settings),
+             "target"), body, iso(now), due)
+        )  # fmt: skip
+    return rows
 
 
 def _run_fields(tx: Tx, dag_id: str | None, run_id: str | None) -> dict[str, Any] | None:
@@ -115,13 +135,21 @@ def _run_fields(tx: Tx, dag_id: str | None, run_id: str | None) -> dict[str, Any
     )
 
 
-def _task_fields(tx: Tx, event: Event) -> dict[str, Any] | None:
-    row = tx.one(
-        "SELECT start_date, end_date FROM task_instances "
-        "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
-        (event.dag_id, event.run_id, event.task_id),
-    )
-    return None if row is None else {"start_date": row[0], "end_date": row[1]}
+def _task_fields(tx: Tx, events: list[Event]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The start and end of the task instances ``events`` are about, in one read per run."""
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    by_run: dict[tuple[str | None, str | None], set[str]] = {}
+    for event in events:
+        by_run.setdefault((event.dag_id, event.run_id), set()).add(str(event.task_id))
+    for (dag_id, run_id), task_ids in by_run.items():
+        marks = ", ".join("?" * len(task_ids))
+        for row in tx.rows(
+            "SELECT task_id, start_date, end_date FROM task_instances "
+            f"WHERE dag_id = ? AND run_id = ? AND task_id IN ({marks})",
+            (dag_id, run_id, *task_ids),
+        ):
+            found[dag_id, run_id, row[0]] = {"start_date": row[1], "end_date": row[2]}
+    return found
 
 
 def _failed_tasks(tx: Tx, event: Event) -> list[tuple[str, str | None]]:
