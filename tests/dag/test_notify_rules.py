@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import textwrap
+from importlib import resources
+from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 from pipeline_core.dag.authoring import DAG, noop_task
 from pipeline_core.dag.serialize import dag_to_dict
@@ -128,3 +132,41 @@ def test_python_dags_take_rules_and_a_function_as_the_callable():
     )
     assert rule.settings["file"] == __file__
     assert built.deadline == 3600.0 and built.tasks[0].notify[0].target == "webhook"
+
+
+def _readme_block(language: str) -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Notifications and deadlines", 1)[1]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def _yaml_1_2(value: object) -> object:
+    """As an editor's YAML 1.2 reads it: ``on`` is a key, not ``True`` (YAML 1.1)."""
+    if isinstance(value, dict):
+        return {("on" if k is True else k): _yaml_1_2(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_yaml_1_2(v) for v in value]
+    return value
+
+
+def test_the_readme_examples_load_and_match_the_schema(monkeypatch):
+    for name in ("HOOK_SECRET", "HOOK_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_URL"):
+        monkeypatch.setenv(name, "https://hooks.example.com/set")
+    text = _readme_block("yaml")
+    dag = load_dag_text(text)
+    assert [r.target for r in dag.notify] == ["webhook", "slack", "email"]
+    assert dag.deadline == 1800.0 and dag.deadline_action == "continue"
+    assert dag.tasks[1].notify[0].target == "callable"
+    schema = json.loads(
+        resources.files("pipeline_core.dag").joinpath("dag.schema.json").read_text("utf-8")
+    )
+    jsonschema.validate(_yaml_1_2(yaml.safe_load(text)), schema)
+    with pytest.raises(jsonschema.ValidationError):  # two targets in one rule
+        jsonschema.validate(
+            {"tasks": {"a": None}, "notify": [{"on": "run_failed", "slack": "x", "email": "y"}]},
+            schema,
+        )
+    namespace: dict[str, object] = {"__name__": "readme_example"}
+    exec(_readme_block("python"), namespace)
+    built = namespace["dag"].build()  # type: ignore[attr-defined]
+    assert built.notify[0].settings["ref"] == "readme_example:page_me"
