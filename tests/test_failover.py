@@ -5,6 +5,7 @@ no task's work is done twice."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,13 @@ from pipeline_core.state import FINISHED_RUN_STATES, RunState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
 from tests.conftest import LoggedProcess, poll_until
+from tests.notify.receivers import Receiver
 
 pytestmark = pytest.mark.slow
 RUNS, TASKS = 4, 4
 
 
-def dag_text(markers: Path) -> str:
+def dag_text(markers: Path, hook: str) -> str:
     # The marker is written when the work is done, so a try killed with its engine leaves none.
     command = (
         f"sleep 0.4; echo {{{{ try_number }}}} >> {markers}/{{{{ run_id }}}}.{{{{ task_id }}}}"
@@ -28,7 +30,8 @@ def dag_text(markers: Path) -> str:
     tasks = "".join(
         f"  t{i}: {{type: shell, command: {command!r}, retries: 2}}\n" for i in range(TASKS)
     )
-    return f"dag_id: work\nmax_active_runs: {RUNS}\ntasks:\n{tasks}"
+    rule = f"notify: [{{on: [task_retrying, run_succeeded], webhook: '{hook}'}}]\n"
+    return f"dag_id: work\nmax_active_runs: {RUNS}\n{rule}tasks:\n{tasks}"
 
 
 class Scheduler(LoggedProcess):
@@ -43,7 +46,8 @@ def takeover(tmp_path: Path, db: str) -> None:
     folder, markers = tmp_path / "dags", tmp_path / "markers"
     folder.mkdir()
     markers.mkdir()
-    (folder / "work.yaml").write_text(dag_text(markers))
+    receiver = Receiver().start()
+    (folder / "work.yaml").write_text(dag_text(markers, receiver.url))
     first = Scheduler(db, folder, tmp_path / "first.log")
     second: Scheduler | None = None
     store = open_store(db)
@@ -80,11 +84,19 @@ def takeover(tmp_path: Path, db: str) -> None:
         assert all(len(tries) == 1 for tries in done.values()), done  # nothing done twice
         events = store.events.read_events(EventQuery(types=("task.state_changed",), limit=100_000))
         assert any(e.payload.get("reason") == "orphaned" for e in events)  # the kill cut a try
+        # Each ending notified once, across the takeover: the standby delivered what the
+        # killed scheduler had not.
+        retried = sum(e.payload["new_state"] == "up_for_retry" for e in events)
+        received = receiver.wait_for(retried + RUNS, timeout=60)
+        kinds = Counter(r.json["event"] for r in received)
+        assert kinds == {"task_retrying": retried, "run_succeeded": RUNS}
+        assert len({r.delivery for r in received}) == len(received)
     finally:
         first.stop()
         if second is not None:
             second.stop()
         store.close()
+        receiver.stop()
 
 
 def _tis(run):  # type: ignore[no-untyped-def]

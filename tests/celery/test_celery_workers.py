@@ -12,6 +12,7 @@ from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery
 from tests.celery.cluster import scheduler, worker
 from tests.conftest import poll_until, process_alive
+from tests.notify.receivers import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -74,9 +75,11 @@ def test_a_worker_killed_mid_task_has_its_try_run_again(tmp_path, pg_url, broker
     pids.mkdir()
     # The first try waits to be killed; the next one finishes.
     command = f"echo $$ > {pids}/try$(( {{{{ try_number }}}} )); [ {{{{ try_number }}}} -gt 1 ] || sleep 300"
+    receiver = Receiver().start()
     (folder / "slow.yaml").write_text(
-        "dag_id: slow\ndefault_args: {executor: celery}\ntasks:\n"
-        f"  long: {{type: shell, command: {command!r}, retries: 1, retry_delay: 0}}\n"
+        "dag_id: slow\ndefault_args: {executor: celery}\n"
+        f"notify: [{{on: [task_retrying, task_failed, run_succeeded], webhook: '{receiver.url}'}}]\n"
+        f"tasks:\n  long: {{type: shell, command: {command!r}, retries: 1, retry_delay: 0}}\n"
     )
     store = open_store(pg_url)
     first = worker(tmp_path, "w1", folder, pg_url, broker_url)
@@ -96,6 +99,13 @@ def test_a_worker_killed_mid_task_has_its_try_run_again(tmp_path, pg_url, broker
         assert ti.try_number == 2  # the lost try counted as a try
         reported = store.events.read_events(EventQuery(types=("task.reported",), run_id="r1"))
         assert "lost" in (reported[0].payload["error"] or "")
+        # The lost try notified once, as a retry, with its reason; then the run's success.
+        received = receiver.wait_for(2, timeout=30)
+        assert [r.json["event"] for r in received] == ["task_retrying", "run_succeeded"]
+        assert "lost" in received[0].json["error"] and received[0].json["try_number"] == 1
+        poll_until(lambda: store.notifications.notification_counts()["delivered"] == 2)
+        assert store.notifications.notification_counts()["pending"] == 0
+        assert len(receiver.received) == 2
         assert store.tries.list_claims() == [] or all(
             c.reported_at for c in store.tries.list_claims()
         )
@@ -105,6 +115,7 @@ def test_a_worker_killed_mid_task_has_its_try_run_again(tmp_path, pg_url, broker
         if second is not None:
             second.stop()
         store.close()
+        receiver.stop()
 
 
 def test_cancel_kills_a_task_running_on_a_worker(tmp_path, pg_url, redis_url):
