@@ -332,17 +332,10 @@ def apply_run_change(
 # --- events ------------------------------------------------------------------------------
 
 EVENT_TYPES = (
-    "task.state_changed",
-    "run.state_changed",
-    "run.updated",
-    "dag.updated",
-    "pool.updated",
-    "backfill.updated",
-    "deadline.missed",
-    "notification.delivered",
-    "notification.failed",
+    "task.state_changed", "run.state_changed", "run.updated", "dag.updated", "pool.updated",
+    "backfill.updated", "deadline.missed", "notification.delivered", "notification.failed",
     "notification.redelivery",
-)
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from pipeline_core.store.sql.rows import (
     dag_fields,
     dag_from_row,
     like_escape,
+    paged,
     same_dag,
 )
 from pipeline_core.store.sql.tx import Tx, parse_ts
@@ -96,17 +97,10 @@ class DagsSql:
         if tags:
             where.append("(" + " OR ".join("tags LIKE ? ESCAPE '\\'" for _ in tags) + ")")
             params.extend(f"%{like_escape(json.dumps(t))}%" for t in tags)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-
-        def work(tx: Tx) -> Page[DagRecord]:
-            total = int(tx.scalar(f"SELECT COUNT(*) FROM dags{clause}", params))
-            rows = tx.rows(
-                f"SELECT {DAG_LIST_COLUMNS} FROM dags{clause} ORDER BY dag_id LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-            return Page([dag_from_row(r) for r in rows], total, limit, offset)
-
-        result: Page[DagRecord] = self.sql.read(work)
+        source = f"{DAG_LIST_COLUMNS} FROM dags"
+        result: Page[DagRecord] = self.sql.read(
+            lambda tx: paged(tx, source, where, params, "dag_id", (limit, offset), dag_from_row)
+        )
         return result
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:

@@ -12,7 +12,7 @@ from typing import Any
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import iso
 from pipeline_core.store.sql.core import Pending, Sql
-from pipeline_core.store.sql.rows import equal_filters
+from pipeline_core.store.sql.rows import equal_filters, paged
 from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import (
     NOTIFICATION_STATES,
@@ -37,18 +37,10 @@ class NotificationsSql:
 
     def list_notifications(self, query: NotificationQuery) -> Page[Notification]:
         where, params = equal_filters(query, ("dag_id", "run_id", "state"))
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-
-        def work(tx: Tx) -> Page[Notification]:
-            total = int(tx.scalar(f"SELECT COUNT(*) FROM notifications{clause}", params))
-            rows = tx.rows(
-                f"SELECT {COLUMNS} FROM notifications{clause} ORDER BY seq DESC, id DESC "
-                "LIMIT ? OFFSET ?",
-                [*params, query.limit, query.offset],
-            )
-            return Page([_from_row(r) for r in rows], total, query.limit, query.offset)
-
-        page: Page[Notification] = self.sql.read(work)
+        source, window = f"{COLUMNS} FROM notifications", (query.limit, query.offset)
+        page: Page[Notification] = self.sql.read(
+            lambda tx: paged(tx, source, where, params, "seq DESC, id DESC", window, _from_row)
+        )
         return page
 
     def get_notification(self, notification_id: str) -> Notification:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from pipeline_core.model import DagRun, RunType, TaskInstance, TaskKey
 from pipeline_core.state import RunState, TaskState
-from pipeline_core.store.sql.tx import parse_ts
-from pipeline_core.store.types import DagRecord, XComEntry
+from pipeline_core.store.sql.tx import Tx, parse_ts
+from pipeline_core.store.types import DagRecord, Page, XComEntry
+
+T = TypeVar("T")
 
 DAG_COLUMNS = (
     "dag_id, is_paused, is_active, fileloc, schedule, timezone, description, tags, "
@@ -58,6 +60,24 @@ def equal_filters(query: Any, columns: Sequence[str]) -> tuple[list[str], list[A
 #: The C scanner behind ``json.loads``, minus the whitespace handling that compact JSON
 #: written by ``to_json`` never needs: event reads decode thousands of payloads per call.
 _SCAN_ONCE = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def paged(
+    tx: Tx,
+    source: str,
+    where: Sequence[str],
+    params: Sequence[Any],
+    order: str,
+    window: tuple[int, int],
+    convert: Callable[[Any], T],
+) -> Page[T]:
+    """One page of ``source`` (``"COLUMNS FROM table"``) where every condition of ``where``
+    holds, in ``order``, ``window`` being ``(limit, offset)``; with the total count."""
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    table = source.split(" FROM ", 1)[1]
+    total = int(tx.scalar(f"SELECT COUNT(*) FROM {table}{clause}", params))
+    rows = tx.rows(f"SELECT {source}{clause} ORDER BY {order} LIMIT ? OFFSET ?", [*params, *window])
+    return Page([convert(r) for r in rows], total, *window)
 
 
 def decode_json(text: str) -> Any:

@@ -34,6 +34,7 @@ from pipeline_core.store.sql.rows import (
     RUN_COLUMNS,
     RUN_ORDER_COLUMNS,
     equal_filters,
+    paged,
     run_fields,
     run_from_row,
 )
@@ -148,21 +149,15 @@ class RunsSql:
 
     def query_runs(self, query: RunQuery) -> Page[DagRun]:
         where, params = run_filters(query)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
         descending = query.order_by.startswith("-")
         column = RUN_ORDER_COLUMNS[query.order_by.lstrip("-")]
         direction = "DESC" if descending else "ASC"
         order = f"{column} {direction} NULLS LAST, id {direction}"
 
-        def work(tx: Tx) -> Page[DagRun]:
-            total = int(tx.scalar(f"SELECT COUNT(*) FROM dag_runs{clause}", params))
-            rows = tx.rows(
-                f"SELECT {RUN_COLUMNS} FROM dag_runs{clause} ORDER BY {order} LIMIT ? OFFSET ?",
-                [*params, query.limit, query.offset],
-            )
-            return Page([run_from_row(r) for r in rows], total, query.limit, query.offset)
-
-        result: Page[DagRun] = self.sql.read(work)
+        source, window = f"{RUN_COLUMNS} FROM dag_runs", (query.limit, query.offset)
+        result: Page[DagRun] = self.sql.read(
+            lambda tx: paged(tx, source, where, params, order, window, run_from_row)
+        )
         return result
 
     def run_stats(

@@ -14,10 +14,10 @@ from pipeline_core.store.sql.rows import (
     TI_COLUMNS,
     equal_filters,
     key_params,
+    paged,
     ti_from_row,
 )
 from pipeline_core.store.sql.stats import task_stats
-from pipeline_core.store.sql.tx import Tx
 from pipeline_core.store.types import Page, TaskInstanceQuery, TaskStats
 
 
@@ -46,18 +46,11 @@ class TasksSql:
         if query.states:
             where.append(f"state IN ({', '.join('?' for _ in query.states)})")
             params.extend(s.value for s in query.states)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-
-        def work(tx: Tx) -> Page[TaskInstance]:
-            total = int(tx.scalar(f"SELECT COUNT(*) FROM task_instances{clause}", params))
-            rows = tx.rows(
-                f"SELECT {TI_COLUMNS} FROM task_instances{clause} "
-                "ORDER BY run_pk DESC, ordinal ASC LIMIT ? OFFSET ?",
-                [*params, query.limit, query.offset],
-            )
-            return Page([ti_from_row(r) for r in rows], total, query.limit, query.offset)
-
-        result: Page[TaskInstance] = self.sql.read(work)
+        source, window = f"{TI_COLUMNS} FROM task_instances", (query.limit, query.offset)
+        order = "run_pk DESC, ordinal ASC"
+        result: Page[TaskInstance] = self.sql.read(
+            lambda tx: paged(tx, source, where, params, order, window, ti_from_row)
+        )
         return result
 
     def task_stats(
