@@ -64,9 +64,12 @@ def duration_ms(start: datetime | None, end: datetime | None) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class TaskKey:
+    """One task instance; ``map_index`` is -1 but for the instances of a mapped task."""
+
     dag_id: str
     run_id: str
     task_id: str
+    map_index: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,7 @@ class TaskInstance:
     start_date: datetime | None = None
     end_date: datetime | None = None
     error: str | None = None
+    map_index: int = -1
 
     @property
     def duration_ms(self) -> int | None:
@@ -121,7 +125,7 @@ class TaskInstance:
 
     @property
     def key(self) -> TaskKey:
-        return TaskKey(self.dag_id, self.run_id, self.task_id)
+        return TaskKey(self.dag_id, self.run_id, self.task_id, self.map_index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +370,7 @@ def task_event_payload(
         "dag_id": after.dag_id,
         "run_id": after.run_id,
         "task_id": after.task_id,
+        "map_index": after.map_index,
         "try_number": after.try_number,
         "previous_state": before.state.value,
         "new_state": after.state.value,

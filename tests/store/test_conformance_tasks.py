@@ -48,6 +48,7 @@ def test_task_transitions_with_events_and_timestamps(store):
         "dag_id",
         "run_id",
         "task_id",
+        "map_index",
         "try_number",
         "previous_state",
         "new_state",

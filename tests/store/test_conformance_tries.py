@@ -20,7 +20,9 @@ def test_a_running_try_is_claimed_once_and_its_claim_is_seen_by_the_loser(store)
     assert [c.worker_id for c in store.tries.list_claims()] == ["w1"]
     assert store.tries.list_claims("w2") == []
     claimed = store.events.read_events(EventQuery(types=("task.claimed",)))
-    assert [(e.task_id, e.payload) for e in claimed] == [("a", {"try_number": 1, "worker": "w1"})]
+    assert [(e.task_id, e.payload) for e in claimed] == [
+        ("a", {"try_number": 1, "worker": "w1", "map_index": -1})
+    ]
 
 
 def test_a_try_that_is_not_running_cannot_be_claimed(store):
@@ -47,6 +49,7 @@ def test_a_report_marks_the_claim_and_appends_its_event(store):
         "error": None,
         "follow": ["b"],
         "poke_ok": True,
+        "map_index": -1,
         "worker": "w1",
     }
     (claim,) = store.tries.list_claims()

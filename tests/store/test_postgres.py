@@ -11,7 +11,10 @@ from pipeline_core.store import open_store
 from pipeline_core.store.postgres.store import PostgresStore
 from pipeline_core.store.sql.schema import SCHEMA_VERSION
 from tests.conftest import postgres_or_skip
-from tests.store.helpers import upgrading_to_task_totals_counts_the_history
+from tests.store.helpers import (
+    upgrading_to_map_indexes_keeps_every_instance,
+    upgrading_to_task_totals_counts_the_history,
+)
 
 
 def test_unreachable_server_is_unavailable_with_a_masked_password():
@@ -75,3 +78,9 @@ def test_the_connection_pool_is_sized_for_the_process(pg_url):
         assert store.pool.max_size == 20  # type: ignore[attr-defined]
     finally:
         store.close()
+
+
+def test_upgrading_to_map_indexes_keeps_every_instance(pg_url):
+    upgrading_to_map_indexes_keeps_every_instance(
+        lambda **options: PostgresStore(pg_url, **options)
+    )

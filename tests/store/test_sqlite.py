@@ -18,7 +18,10 @@ from pipeline_core.store import open_store
 from pipeline_core.store.sql.schema import SCHEMA_VERSION
 from pipeline_core.store.sqlite.store import SqliteStore
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery
-from tests.store.helpers import upgrading_to_task_totals_counts_the_history
+from tests.store.helpers import (
+    upgrading_to_map_indexes_keeps_every_instance,
+    upgrading_to_task_totals_counts_the_history,
+)
 
 
 @pytest.mark.parametrize("form", ["sqlite:///{p}", "{p}", "file://{p}"])
@@ -238,3 +241,9 @@ def test_waiting_for_events_reads_nothing_while_idle_and_wakes_on_another_proces
         writer.wait(60)
     assert [e.type for e in store.events.read_events(EventQuery(after_seq=last))] == ["test.wake"]
     store.close()
+
+
+def test_upgrading_to_map_indexes_keeps_every_instance(tmp_path):
+    upgrading_to_map_indexes_keeps_every_instance(
+        lambda **options: SqliteStore(tmp_path / "v10.db", **options)
+    )

@@ -54,6 +54,7 @@ class XComEntry:
     value: Any
     size_bytes: int
     timestamp: datetime
+    map_index: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ DECLARE
 BEGIN
   SELECT * INTO cur FROM task_instances AS ti
     WHERE ti.dag_id = c->>'dag_id' AND ti.run_id = c->>'run_id' AND ti.task_id = c->>'task_id'
+      AND ti.map_index = COALESCE((c->>'map_index')::integer, -1)
     FOR UPDATE;
   IF NOT FOUND OR cur.state <> c->>'expected' THEN
     RAISE EXCEPTION 'pipeline_core: task not as expected';
@@ -58,12 +59,14 @@ BEGIN
       start_date = s, end_date = e,
       duration_ms = floor((us + 500)::numeric / 1000)::bigint, error = err
     WHERE ti.dag_id = cur.dag_id AND ti.run_id = cur.run_id AND ti.task_id = cur.task_id
+      AND ti.map_index = cur.map_index
     RETURNING ti.* INTO after;
   INSERT INTO events (seq, type, timestamp, dag_id, run_id, task_id, payload)
   VALUES (event_seq, 'task.state_changed', stamp, after.dag_id, after.run_id, after.task_id,
           json_strip_nulls(json_build_object(
             'dag_id', after.dag_id, 'run_id', after.run_id, 'task_id', after.task_id,
-            'try_number', after.try_number, 'previous_state', cur.state,
+            'map_index', after.map_index, 'try_number', after.try_number,
+            'previous_state', cur.state,
             'new_state', new_state, 'timestamp', stamp,
             'error', CASE WHEN new_state IN ('failed', 'up_for_retry') THEN NULLIF(err, '') END,
             'reason', NULLIF(c->>'reason', '')))::text);
@@ -75,7 +78,7 @@ MOVE_TASKS = """
 CREATE FUNCTION pipeline_core_move_tasks(changes jsonb, stamp text, channel text)
 RETURNS TABLE (dag_id text, run_id text, task_id text, state text, try_number integer,
   max_tries integer, pool text, priority_weight integer, start_date text, end_date text,
-  error text, last_seq bigint) LANGUAGE plpgsql AS $$
+  error text, map_index integer, last_seq bigint) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
   c jsonb;
@@ -92,7 +95,7 @@ BEGIN
     state := after.state; try_number := after.try_number; max_tries := after.max_tries;
     pool := after.pool; priority_weight := after.priority_weight;
     start_date := after.start_date; end_date := after.end_date; error := after.error;
-    last_seq := last;
+    map_index := after.map_index; last_seq := last;
     RETURN NEXT;
   END LOOP;
   PERFORM pg_notify(channel, last::text);

@@ -56,9 +56,9 @@ class OneCallTasks(TasksSql):
             at = self.sql.clock()
             rows = self.database.call("pipeline_core_move_tasks", writes_json(changes, at), at)
             if rows is not None:
-                after = [ti_from_row(row[:11]) for row in rows]
+                after = [ti_from_row(row[:12]) for row in rows]
                 tries = [(ti.try_number, ti.error) for ti in after]
-                last = int(rows[-1][11])
+                last = int(rows[-1][12])
                 self.sql.announce(last, events_of(changes, tries, last, at))
                 return after
         return super().transition_tasks(changes)

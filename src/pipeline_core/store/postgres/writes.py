@@ -66,6 +66,7 @@ def _write(write: Write, now: datetime) -> dict[str, Any]:
             "dag_id": write.key.dag_id,
             "run_id": write.key.run_id,
             "task_id": write.key.task_id,
+            "map_index": write.key.map_index,
             "expected": write.expected.value,
             "new": write.new.value,
             "try_number": write.try_number,
@@ -124,8 +125,9 @@ def events_of(
         if isinstance(write, TaskChange):
             key = write.key
             after = TaskInstance(
-                key.dag_id, key.run_id, key.task_id, write.new, try_number or 0, error=error
-            )
+                key.dag_id, key.run_id, key.task_id, write.new, try_number or 0, error=error,
+                map_index=key.map_index,
+            )  # fmt: skip
             payload = task_event_payload(
                 replace(after, state=write.expected), after, at, write.reason
             )

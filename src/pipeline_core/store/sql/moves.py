@@ -72,7 +72,7 @@ def insert_run(
     )  # fmt: skip
     tx.many(
         f"INSERT INTO task_instances (run_pk, ordinal, {TI_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL)",
+        "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL, -1)",
         [
             (run_pk, i, run.dag_id, run.run_id, t.task_id, TaskState.QUEUED.value,
              t.max_tries, t.pool, t.priority_weight)

@@ -27,12 +27,12 @@ RUN_COLUMNS = (
 
 TI_COLUMNS = (
     "dag_id, run_id, task_id, state, try_number, max_tries, pool, priority_weight, "
-    "start_date, end_date, error"
+    "start_date, end_date, error, map_index"
 )
 
 EVENT_COLUMNS = "seq, type, timestamp, dag_id, run_id, task_id, payload"
 
-XCOM_COLUMNS = "dag_id, run_id, task_id, key, value, size_bytes, timestamp"
+XCOM_COLUMNS = "dag_id, run_id, task_id, key, value, size_bytes, timestamp, map_index"
 
 RUN_ORDER_COLUMNS = {
     "logical_date": "logical_date",
@@ -42,7 +42,7 @@ RUN_ORDER_COLUMNS = {
     "state": "state",
 }
 #: Where one task instance's rows are.
-KEY_WHERE = "dag_id = ? AND run_id = ? AND task_id = ?"
+KEY_WHERE = "dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?"
 
 
 def equal_filters(query: Any, columns: Sequence[str]) -> tuple[list[str], list[Any]]:
@@ -118,8 +118,9 @@ def dag_from_row(row: tuple[Any, ...]) -> DagRecord:
     )
 
 
-def key_params(key: TaskKey) -> tuple[str, str, str]:
-    return (key.dag_id, key.run_id, key.task_id)
+def key_params(key: TaskKey) -> tuple[str, str, str, int]:
+    """The values of ``KEY_WHERE``."""
+    return (key.dag_id, key.run_id, key.task_id, key.map_index)
 
 
 def run_fields(run: DagRun) -> dict[str, Any]:
@@ -154,10 +155,18 @@ def ti_from_row(row: tuple[Any, ...]) -> TaskInstance:
         start_date=parse_ts(row[8]),
         end_date=parse_ts(row[9]),
         error=row[10],
+        map_index=int(row[11]),
     )
 
 
 def xcom_from_row(row: tuple[Any, ...]) -> XComEntry:
     return XComEntry(
-        row[0], row[1], row[2], row[3], json.loads(row[4]), int(row[5]), parse_ts(row[6])
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        json.loads(row[4]),
+        int(row[5]),
+        parse_ts(row[6]),
+        int(row[7]),
     )

@@ -66,6 +66,86 @@ _TOTALS_TRIGGERS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: Each table keyed by task instance, as version 11 keys it: (its columns, its new key).
+_KEYED = {
+    "task_instances": (
+        "run_pk BIGINT NOT NULL REFERENCES dag_runs (id), ordinal INTEGER NOT NULL, "
+        "dag_id {text} NOT NULL, run_id {text} NOT NULL, task_id {text} NOT NULL, "
+        "state {text} NOT NULL, try_number INTEGER NOT NULL, max_tries INTEGER NOT NULL, "
+        "pool {text} NOT NULL, priority_weight INTEGER NOT NULL, start_date {text}, "
+        "end_date {text}, duration_ms BIGINT, error {text}",
+        "dag_id, run_id, task_id, map_index",
+    ),
+    "xcom": (
+        "dag_id {text} NOT NULL, run_id {text} NOT NULL, task_id {text} NOT NULL, "
+        "key {text} NOT NULL, value {text} NOT NULL, size_bytes INTEGER NOT NULL, "
+        "timestamp {text} NOT NULL",
+        "dag_id, run_id, task_id, map_index, key",
+    ),
+    "task_logs": (
+        "dag_id {text} NOT NULL, run_id {text} NOT NULL, task_id {text} NOT NULL, "
+        "try_number INTEGER NOT NULL, byte_offset BIGINT NOT NULL, data {text} NOT NULL",
+        "dag_id, run_id, task_id, map_index, try_number, byte_offset",
+    ),
+    "log_sizes": (
+        "dag_id {text} NOT NULL, run_id {text} NOT NULL, task_id {text} NOT NULL, "
+        "try_number INTEGER NOT NULL, size BIGINT NOT NULL, truncated {bool} NOT NULL",
+        "dag_id, run_id, task_id, map_index, try_number",
+    ),
+    "try_claims": (
+        "dag_id {text} NOT NULL, run_id {text} NOT NULL, task_id {text} NOT NULL, "
+        "try_number INTEGER NOT NULL, submission {text} NOT NULL, worker_id {text} NOT NULL, "
+        "claimed_at {text} NOT NULL, reported_at {text}",
+        "dag_id, run_id, task_id, map_index, try_number, submission",
+    ),
+}
+
+
+def _rekeyed_sqlite(table: str) -> tuple[str, ...]:
+    """SQLite cannot change a primary key: the table is made again with ``map_index``."""
+    columns, key = _KEYED[table]
+    return (
+        f"CREATE TABLE {table}_v11 ({columns}, map_index INTEGER NOT NULL DEFAULT -1, "
+        f"PRIMARY KEY ({key}))",
+        f"INSERT INTO {table}_v11 SELECT *, -1 FROM {table}",
+        f"DROP TABLE {table}",
+        f"ALTER TABLE {table}_v11 RENAME TO {table}",
+    )
+
+
+def _rekeyed_postgres(table: str) -> tuple[str, ...]:
+    return (
+        f"ALTER TABLE {table} ADD COLUMN map_index INTEGER NOT NULL DEFAULT -1",
+        f"ALTER TABLE {table} DROP CONSTRAINT {table}_pkey",
+        f"ALTER TABLE {table} ADD PRIMARY KEY ({_KEYED[table][1]})",
+    )
+
+
+_MAP_INDEX: list[Statement] = [
+    {
+        "sqlite": (
+            *(statement for table in _KEYED for statement in _rekeyed_sqlite(table)),
+            "CREATE INDEX task_instances_by_run ON task_instances (run_pk, ordinal)",
+            "CREATE INDEX task_instances_history ON task_instances (dag_id, task_id, run_pk)",
+            "CREATE INDEX task_instances_by_state ON task_instances (state, pool)",
+            "CREATE INDEX task_instances_latest ON task_instances "
+            "(dag_id, task_id, state, end_date)",
+            *_TOTALS_TRIGGERS["sqlite"],
+            "CREATE INDEX try_claims_by_worker ON try_claims (worker_id)",
+        ),
+        "postgresql": (
+            *(statement for table in _KEYED for statement in _rekeyed_postgres(table)),
+            "DROP FUNCTION pipeline_core_apply(jsonb, text, text)",
+            "DROP FUNCTION pipeline_core_move_tasks(jsonb, text, text)",
+            "DROP FUNCTION pipeline_core_move_task(jsonb, text, bigint)",
+            MOVE_TASK,
+            MOVE_TASKS,
+            APPLY,
+        ),
+    },
+]
+
+
 MIGRATIONS: list[list[Statement]] = [
     # 1: the tables
     [
@@ -193,6 +273,9 @@ MIGRATIONS: list[list[Statement]] = [
         "CREATE TABLE run_deadlines (dag_id {text} NOT NULL, run_id {text} NOT NULL, "
         "deadline_at {text} NOT NULL, missed_at {text} NOT NULL, PRIMARY KEY (dag_id, run_id))",
     ],
+    # 11: a task instance is (dag, run, task, map_index): -1 for a task that is not mapped,
+    # 0… for a mapped task's instances; so are its XComs, logs and claims
+    _MAP_INDEX,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -19,18 +19,27 @@ class TaskDataSql:
     def set_xcom(self, key: TaskKey, xcom_key: str, value: Any) -> XComEntry:
         text = to_json(value, f"XCom value '{xcom_key}'")
         entry = XComEntry(
-            *key_params(key), xcom_key, value, len(text.encode("utf-8")), self.sql.clock()
-        )
+            key.dag_id, key.run_id, key.task_id, xcom_key, value, len(text.encode("utf-8")),
+            self.sql.clock(), key.map_index,
+        )  # fmt: skip
 
         def work(tx: Tx, pending: Pending) -> XComEntry:
             if tx.one(f"SELECT 1 FROM task_instances WHERE {KEY_WHERE}", key_params(key)) is None:
                 raise task_not_found(key)
             tx.run(
                 f"INSERT INTO xcom ({XCOM_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dag_id, run_id, task_id, key) DO UPDATE "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dag_id, run_id, task_id, map_index, key) DO UPDATE "
                 "SET value = excluded.value, size_bytes = excluded.size_bytes, "
                 "timestamp = excluded.timestamp",
-                (*key_params(key), xcom_key, text, entry.size_bytes, iso(entry.timestamp)),
+                (
+                    *key_params(key)[:3],
+                    xcom_key,
+                    text,
+                    entry.size_bytes,
+                    iso(entry.timestamp),
+                    key.map_index,
+                ),
             )
             return entry
 
@@ -58,7 +67,7 @@ class TaskDataSql:
     def list_run_xcom(self, dag_id: str, run_id: str) -> list[XComEntry]:
         sql = (
             f"SELECT {XCOM_COLUMNS} FROM xcom WHERE dag_id = ? AND run_id = ? "
-            "ORDER BY timestamp, task_id, key"
+            "ORDER BY timestamp, task_id, map_index, key"
         )
         return [xcom_from_row(r) for r in self.sql.read(lambda tx: tx.rows(sql, (dag_id, run_id)))]
 
@@ -90,14 +99,14 @@ class TaskDataSql:
             kept, cut = clip_log(text, size, self.sql.log_cap_bytes)
             data = kept.encode("utf-8")
             tx.run(
-                "INSERT INTO task_logs (dag_id, run_id, task_id, try_number, byte_offset, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO task_logs (dag_id, run_id, task_id, map_index, try_number, "
+                "byte_offset, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (*key_params(key), try_number, size, kept),
             )
             tx.run(
-                "INSERT INTO log_sizes (dag_id, run_id, task_id, try_number, size, truncated) "
-                "VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (dag_id, run_id, task_id, try_number) DO UPDATE SET "
+                "INSERT INTO log_sizes (dag_id, run_id, task_id, map_index, try_number, size, "
+                "truncated) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dag_id, run_id, task_id, map_index, try_number) DO UPDATE SET "
                 "size = excluded.size, truncated = excluded.truncated",
                 (*key_params(key), try_number, size + len(data), cut),
             )

@@ -13,8 +13,13 @@ from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import TryClaim, TryReport
 
-_COLUMNS = "dag_id, run_id, task_id, try_number, submission, worker_id, claimed_at, reported_at"
-_ONE = "dag_id = ? AND run_id = ? AND task_id = ? AND try_number = ? AND submission = ?"
+_COLUMNS = (
+    "dag_id, run_id, task_id, map_index, try_number, submission, worker_id, claimed_at, reported_at"
+)
+_ONE = (
+    "dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ? AND try_number = ? "
+    "AND submission = ?"
+)
 
 
 class TriesSql:
@@ -27,15 +32,16 @@ class TriesSql:
         def work(tx: Tx, pending: Pending) -> TryClaim | None:
             now = self.sql.clock()
             won = tx.run(
-                f"INSERT INTO try_claims ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, NULL "
+                f"INSERT INTO try_claims ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, NULL "
                 "WHERE EXISTS (SELECT 1 FROM task_instances WHERE dag_id = ? AND run_id = ? "
-                "AND task_id = ? AND state = 'running' AND try_number = ?) "
+                "AND task_id = ? AND map_index = ? AND state = 'running' AND try_number = ?) "
                 "ON CONFLICT DO NOTHING",
                 (*_ids(key), try_number, submission, worker_id, iso(now), *_ids(key), try_number),
             )
             if won:
                 payload = {"try_number": try_number, "worker": worker_id}
-                self.sql.append(tx, pending, [("task.claimed", payload, *_ids(key))], now)
+                payload["map_index"] = key.map_index
+                self.sql.append(tx, pending, [("task.claimed", payload, *_ids(key)[:3])], now)
                 return TryClaim(key, try_number, submission, worker_id, now)
             row = tx.one(
                 f"SELECT {_COLUMNS} FROM try_claims WHERE {_ONE}",
@@ -60,8 +66,10 @@ class TriesSql:
                 "follow": None if report.follow is None else list(report.follow),
                 "poke_ok": report.poke_ok,
                 "worker": report.worker_id,
+                "map_index": key.map_index,
             }
-            return self.sql.append(tx, pending, [("task.reported", payload, *_ids(key))], now)[0]
+            item = ("task.reported", payload, *_ids(key)[:3])
+            return self.sql.append(tx, pending, [item], now)[0]
 
         event: Event = self.sql.write(work)
         return event
@@ -80,18 +88,18 @@ class TriesSql:
                 "DELETE FROM try_claims WHERE reported_at IS NOT NULL AND NOT EXISTS "
                 "(SELECT 1 FROM task_instances ti WHERE ti.dag_id = try_claims.dag_id "
                 "AND ti.run_id = try_claims.run_id AND ti.task_id = try_claims.task_id "
+                "AND ti.map_index = try_claims.map_index "
                 "AND ti.state = 'running' AND ti.try_number = try_claims.try_number)"
             )
         )
         return pruned
 
 
-def _ids(key: TaskKey) -> tuple[str, str, str]:
-    return (key.dag_id, key.run_id, key.task_id)
+def _ids(key: TaskKey) -> tuple[str, str, str, int]:
+    return (key.dag_id, key.run_id, key.task_id, key.map_index)
 
 
 def _claim(row: tuple[Any, ...]) -> TryClaim:
-    reported = None if row[7] is None else parse_ts(row[7])
-    return TryClaim(
-        TaskKey(row[0], row[1], row[2]), int(row[3]), row[4], row[5], parse_ts(row[6]), reported
-    )
+    reported = None if row[8] is None else parse_ts(row[8])
+    key = TaskKey(row[0], row[1], row[2], int(row[3]))
+    return TryClaim(key, int(row[4]), row[5], row[6], parse_ts(row[7]), reported)
