@@ -1,9 +1,7 @@
 """The domain values every layer shares: runs, task instances, the writes that change them,
 events, and what a transition stamps. Pure: no I/O, no clock (``utcnow`` is the default
-clock the edges pass in).
-
-The store persists these values and the engine decides on them; neither owns them, so both
-import them from here.
+clock the edges pass in). The store persists them and the engine decides on them; neither
+owns them, so both import them from here.
 """
 
 from __future__ import annotations
@@ -130,9 +128,8 @@ class TaskInstance:
 
 @dataclass(frozen=True, slots=True)
 class TriggerRequest:
-    """What starts a run, whoever asks — the API, the CLI, the scheduler, a backfill, a
-    process without the engine —: one value through every ``Control``. ``conf`` and
-    ``run_id`` may be given by position, the rest by name."""
+    """What starts a run, whoever asks (API, CLI, scheduler, backfill, another process):
+    one value through every ``Control``; ``conf`` and ``run_id`` by position or name."""
 
     dag_id: str
     conf: Mapping[str, Any] | None = None
