@@ -22,6 +22,10 @@ KEY = TaskKey("d", "r", "t")
 def test_a_message_goes_out_and_comes_back_the_same():
     message = TryMessage(KEY, 2, "s", "v" * 64, 30.0, 1000)
     assert TryMessage.from_kwargs(message.to_kwargs()) == message
+    mapped = TryMessage(TaskKey("d", "r", "t", 7), 1, "s", "v")
+    assert TryMessage.from_kwargs(mapped.to_kwargs()).key.map_index == 7
+    older = {k: v for k, v in message.to_kwargs().items() if k != "map_index"}
+    assert TryMessage.from_kwargs(older) == message  # a message from before mapping
 
 
 @pytest.mark.parametrize(
@@ -35,6 +39,8 @@ def test_a_message_goes_out_and_comes_back_the_same():
         ({"timeout": float("nan")}, "'timeout'"),
         ({"timeout": -1}, "'timeout'"),
         ({"xcom_max_bytes": "big"}, "'xcom_max_bytes'"),
+        ({"map_index": -2}, "'map_index'"),
+        ({"map_index": "3"}, "'map_index'"),
     ],
 )
 def test_a_malformed_message_names_its_field(change, named):
@@ -56,6 +62,10 @@ def test_a_report_event_becomes_the_completion_and_nothing_else_does():
     assert (completion.key, completion.try_number, completion.outcome) == (KEY, 3, "success")
     assert completion.result.follow == ("b",) and completion.result.poke_ok is False
     assert completion_of(Event(2, "task.claimed", NOW, "d", "r", "t", {"try_number": 1})) is None
+    of_an_instance = completion_of(
+        Event(3, REPORTED, NOW, "d", "r", "t", {**payload, "map_index": 4})
+    )
+    assert of_an_instance is not None and of_an_instance.key == TaskKey("d", "r", "t", 4)
 
 
 def test_a_claim_is_lost_when_its_worker_falls_silent():

@@ -29,6 +29,7 @@ def task_instance_dict(ti: TaskInstance) -> dict[str, Any]:
         "dag_id": ti.dag_id,
         "run_id": ti.run_id,
         "task_id": ti.task_id,
+        "map_index": ti.map_index,
         "state": ti.state.value,
         "try_number": ti.try_number,
         "max_tries": ti.max_tries,

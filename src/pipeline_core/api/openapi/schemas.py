@@ -89,6 +89,11 @@ SCHEMAS: dict[str, Any] = {
         dag_id={"type": "string"},
         run_id={"type": "string"},
         task_id={"type": "string"},
+        map_index={
+            "type": "integer",
+            "minimum": -1,
+            "description": "-1 unless this is an instance of a mapped task (0, 1, …)",
+        },
         state={"enum": [s.value for s in TaskState]},
         try_number={"type": "integer"},
         max_tries={"type": "integer"},

@@ -111,7 +111,7 @@ class CeleryExecutor:
             return
         self.store.events.append_event(
             KILL_REQUESTED,
-            {"try_number": try_number},
+            {"try_number": try_number, "map_index": key.map_index},
             dag_id=key.dag_id,
             run_id=key.run_id,
             task_id=key.task_id,

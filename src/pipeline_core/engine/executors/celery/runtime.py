@@ -231,7 +231,8 @@ class TryWorker:
         for event in events:
             if event.type != KILL_REQUESTED or not (event.dag_id and event.run_id):
                 continue
-            key = TaskKey(event.dag_id, event.run_id, event.task_id or "")
+            index = int(event.payload.get("map_index", -1))
+            key = TaskKey(event.dag_id, event.run_id, event.task_id or "", index)
             number = int(event.payload.get("try_number", 0))
             with self._lock:
                 held = self._held.get((key, number))

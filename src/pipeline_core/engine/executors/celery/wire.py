@@ -44,6 +44,7 @@ class TryMessage:
             "dag_id": self.key.dag_id,
             "run_id": self.key.run_id,
             "task_id": self.key.task_id,
+            "map_index": self.key.map_index,
             "try_number": self.try_number,
             "submission": self.submission,
             "dag_version": self.dag_version,
@@ -71,12 +72,15 @@ class TryMessage:
             or timeout <= 0
         ):
             raise ValueError("try message: 'timeout' must be a positive number or null")
+        map_index = data.get("map_index", -1)  # a message of a version before mapping has none
+        if not isinstance(map_index, int) or isinstance(map_index, bool) or map_index < -1:
+            raise ValueError("try message: 'map_index' must be an integer of -1 or more")
         limit = data.get("xcom_max_bytes")
         if limit is not None and (
             not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
         ):
             raise ValueError("try message: 'xcom_max_bytes' must be a positive integer or null")
-        key = TaskKey(ids["dag_id"], ids["run_id"], ids["task_id"])
+        key = TaskKey(ids["dag_id"], ids["run_id"], ids["task_id"], map_index)
         return cls(
             key,
             try_number,
@@ -109,7 +113,7 @@ def completion_of(event: Event) -> Completion | None:
     payload = event.payload
     follow = payload.get("follow")
     return Completion(
-        TaskKey(event.dag_id, event.run_id, event.task_id),
+        TaskKey(event.dag_id, event.run_id, event.task_id, int(payload.get("map_index", -1))),
         int(payload["try_number"]),
         str(payload["outcome"]),
         payload.get("error"),
