@@ -14,6 +14,7 @@ LAYERS = {
     "state": 0,
     "dag": 0,
     "model": 0,
+    "events": 0,
     "clock": 0,
     "client": 0,
     "store": 1,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline_core.api.sse.bus import EventBus
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

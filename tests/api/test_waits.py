@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 
 from pipeline_core.api.waits import ENDED, STOPPING, TIMED_OUT, RunWaiters
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 
 
 def _run_event(run_id: str, state: str, seq: int = 1) -> Event:

@@ -12,7 +12,8 @@ from pipeline_core.engine.executors.celery.wire import (
     completion_of,
     lost_claim_error,
 )
-from pipeline_core.model import Event, TaskKey
+from pipeline_core.events import Event
+from pipeline_core.model import TaskKey
 from pipeline_core.store.types import Heartbeat, TryClaim
 
 NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)

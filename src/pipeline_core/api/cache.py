@@ -14,7 +14,7 @@ from datetime import datetime
 from pipeline_core.api.conditional import etag_of
 from pipeline_core.api.http import Response
 from pipeline_core.clock import Clock, SystemClock
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 
 MAX_ENTRIES = 256
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from pipeline_core.api.http import Request, Response
 from pipeline_core.errors import NotFound
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store.base import Store
 

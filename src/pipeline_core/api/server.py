@@ -16,7 +16,7 @@ from pipeline_core.api.sse.threads import ThreadStreams
 from pipeline_core.api.transport.server import LoopServer
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.api.waits import RunWaiters
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 
 
 class APIServer:

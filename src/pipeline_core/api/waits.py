@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 from pipeline_core.state import FINISHED_RUN_STATES
 
 RunKey = tuple[str, str]

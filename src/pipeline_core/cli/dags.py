@@ -25,7 +25,8 @@ from pipeline_core.dag.bag import DagBag, load_folder
 from pipeline_core.dag.graph import Graph
 from pipeline_core.dag.model import DAG
 from pipeline_core.errors import PipelineError
-from pipeline_core.model import Event, TriggerRequest
+from pipeline_core.events import Event
+from pipeline_core.model import TriggerRequest
 from pipeline_core.state import FINISHED_RUN_STATES, FINISHED_TASK_STATES, RunState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import TaskInstanceQuery

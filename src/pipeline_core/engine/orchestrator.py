@@ -44,8 +44,9 @@ from pipeline_core.engine.remote import REQUESTED, answer_request
 from pipeline_core.engine.settings import EngineSettings, default_executor
 from pipeline_core.engine.telemetry import RunMetrics
 from pipeline_core.errors import Conflict, NotFound, PipelineError
+from pipeline_core.events import Event
 from pipeline_core.metrics import Metrics, NullMetrics
-from pipeline_core.model import DagRun, Event, TriggerRequest, task_specs
+from pipeline_core.model import DagRun, TriggerRequest, task_specs
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DEFAULT_POOL_SLOTS, DagRecord, Pool

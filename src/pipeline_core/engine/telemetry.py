@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pipeline_core.events import Event
 from pipeline_core.metrics import Metrics
-from pipeline_core.model import Event
 
 #: Forget start times beyond this many open tries or runs (runs deleted while running).
 MAX_OPEN = 100_000

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pipeline_core.errors import NotFound, PipelineError
+from pipeline_core.events import Event
 from pipeline_core.metrics import Metrics, NullMetrics
-from pipeline_core.model import Event
 from pipeline_core.notify.targets import Result, Targets
 from pipeline_core.notify.wire import run_url
 from pipeline_core.store.base import Store

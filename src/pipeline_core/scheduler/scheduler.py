@@ -22,8 +22,9 @@ from typing import Protocol
 from pipeline_core.dag.model import DAG, EXECUTORS
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
+from pipeline_core.events import Event
 from pipeline_core.metrics import Metrics, NullMetrics
-from pipeline_core.model import Event, RunType, TriggerRequest, iso, utcnow
+from pipeline_core.model import RunType, TriggerRequest, iso, utcnow
 from pipeline_core.scheduler.backfills import BackfillDriver
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.scheduler.sync import DagSync

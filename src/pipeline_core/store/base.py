@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 from pipeline_core.store.parts import (
     BackfillStore,
     DagStore,

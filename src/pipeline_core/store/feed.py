@@ -26,7 +26,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import EventQuery
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_core.dag.notify import Rule, rules_from_data
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 
 #: Events a rule may hear, by the state an event moves to.
 RUN_KINDS = {"failed": "run_failed", "success": "run_succeeded", "cancelled": "run_cancelled"}

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from pipeline_core.events import Event
 from pipeline_core.model import (
     DagRun,
-    Event,
     IdempotencyKey,
     TaskChange,
     TaskInstance,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline_core.model import EVENT_TYPES
+from pipeline_core.events import EVENT_TYPES
 from pipeline_core.state import RunState, TaskState, TriggerRule
 
 S = "#/components/schemas/"

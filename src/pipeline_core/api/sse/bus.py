@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 
 Filter = Callable[[Event], bool]
 Encoder = Callable[[Event], bytes]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from pipeline_core.api.sse.bus import Delivery, Subscription
 from pipeline_core.api.transport.framing import LAST_CHUNK, chunk
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 
 KEEPALIVE = b": keepalive\n\n"
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pipeline_core.api.sse.route import StreamStart
 from pipeline_core.api.sse.threads import ThreadStreams
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 from pipeline_core.store.factory import open_store
 from pipeline_core.store.feed import EventFeed
 

@@ -20,7 +20,7 @@ from pipeline_core.api.http import Request, Response, bad_request
 from pipeline_core.api.openapi.operation import Operation, Param, many
 from pipeline_core.api.openapi.parts import ID, MAX_INTEGER, RUN_ID
 from pipeline_core.api.openapi.schemas import ref
-from pipeline_core.model import EVENT_TYPES, Event
+from pipeline_core.events import EVENT_TYPES, Event
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import EventQuery
 

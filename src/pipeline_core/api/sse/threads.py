@@ -16,7 +16,7 @@ from pipeline_core.api.sse.bus import EventBus
 from pipeline_core.api.sse.hub import StreamHub
 from pipeline_core.api.sse.route import EventEncoder, StreamStart, replay
 from pipeline_core.api.transport.framing import chunk
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 from pipeline_core.store.base import Store
 
 log = logging.getLogger("pipeline_core.api")

@@ -10,10 +10,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from pipeline_core.events import Event, run_event_payload, task_event_payload
 from pipeline_core.model import (
     CreateRun,
     DagRun,
-    Event,
     MissDeadline,
     MoveRun,
     RunType,
@@ -21,8 +21,6 @@ from pipeline_core.model import (
     TaskInstance,
     Write,
     iso,
-    run_event_payload,
-    task_event_payload,
 )
 from pipeline_core.state import RUN_ALLOWED, can_transition
 from pipeline_core.store.sql.common import to_json

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from pipeline_core.errors import Conflict, StoreUnavailable
-from pipeline_core.model import Event, iso, utcnow
+from pipeline_core.events import Event
+from pipeline_core.model import iso, utcnow
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.sql.common import to_json
 from pipeline_core.store.sql.outbox import OutboxWriter

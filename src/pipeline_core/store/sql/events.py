@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline_core._gc import gc_paused
-from pipeline_core.model import Event
+from pipeline_core.events import Event
 from pipeline_core.store.sql.common import to_json
 from pipeline_core.store.sql.core import COUNTER, Sql
 from pipeline_core.store.sql.rows import EVENT_COLUMNS, decode_json, equal_filters

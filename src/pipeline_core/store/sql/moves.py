@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from pipeline_core.errors import Conflict
+from pipeline_core.events import run_event_payload, task_event_payload
 from pipeline_core.model import (
     DagRun,
     IdempotencyKey,
@@ -19,8 +20,6 @@ from pipeline_core.model import (
     apply_run_change,
     apply_task_change,
     iso,
-    run_event_payload,
-    task_event_payload,
 )
 from pipeline_core.state import TaskState
 from pipeline_core.store.sql.common import run_not_found, task_not_found, to_json

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from pipeline_core.model import Event, iso
+from pipeline_core.events import Event
+from pipeline_core.model import iso
 from pipeline_core.store.notices import DagRules, delivery_id, kind_of, payload_of
 from pipeline_core.store.sql.common import to_json
 from pipeline_core.store.sql.tx import Tx

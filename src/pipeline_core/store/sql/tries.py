@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline_core.model import Event, TaskKey, iso
+from pipeline_core.events import Event
+from pipeline_core.model import TaskKey, iso
 from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import TryClaim, TryReport

@@ -32,8 +32,9 @@ from pipeline_core.engine.executors.celery.wire import (
     dag_version,
     lost_claim_error,
 )
+from pipeline_core.events import Event
 from pipeline_core.metrics import Metrics, NullMetrics
-from pipeline_core.model import Event, TaskKey
+from pipeline_core.model import TaskKey
 from pipeline_core.store.base import Store
 from pipeline_core.store.sql.common import masked_url
 from pipeline_core.store.types import TryClaim, TryReport

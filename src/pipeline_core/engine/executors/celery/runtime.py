@@ -33,7 +33,8 @@ from pipeline_core.engine.executors.celery.wire import (
 )
 from pipeline_core.engine.executors.local import LocalExecutor
 from pipeline_core.errors import NotFound
-from pipeline_core.model import Event, TaskKey
+from pipeline_core.events import Event
+from pipeline_core.model import TaskKey
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import TryReport
 

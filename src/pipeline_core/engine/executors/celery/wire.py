@@ -16,7 +16,8 @@ from typing import Any, TypeGuard
 from pipeline_core.dag.model import DAG
 from pipeline_core.dag.serialize import dag_to_dict, definition_hash
 from pipeline_core.engine.core.jobs import Completion, Result
-from pipeline_core.model import Event, TaskKey
+from pipeline_core.events import Event
+from pipeline_core.model import TaskKey
 from pipeline_core.store.types import Heartbeat, TryClaim, TryReport
 
 KILL_REQUESTED = "task.kill_requested"
