@@ -272,7 +272,21 @@ class MissDeadline:
     action: str = "continue"
 
 
-Write = CreateRun | MoveRun | TaskChange | MissDeadline
+@dataclass(frozen=True, slots=True)
+class ExpandTask:
+    """Create the instances ``0 … count-1`` of a mapped task, queued and untried, with one
+    ``task.expanded`` event. ``key`` is the mapped task's own instance (``map_index`` -1),
+    which stays as their summary. A task is expanded once (again is a ``Conflict``), into
+    one instance at least (an empty list skips it instead)."""
+
+    key: TaskKey
+    count: int
+    max_tries: int = 1
+    pool: str = "default_pool"
+    priority_weight: int = 1
+
+
+Write = CreateRun | MoveRun | TaskChange | MissDeadline | ExpandTask
 
 
 def apply_task_change(current: TaskInstance, change: TaskChange, now: datetime) -> TaskInstance:

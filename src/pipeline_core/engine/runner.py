@@ -21,7 +21,7 @@ from pipeline_core.engine.core.messages import (
     TimerFired,
 )
 from pipeline_core.errors import Conflict, NotFound
-from pipeline_core.model import CreateRun, MissDeadline, MoveRun, TaskChange, Write
+from pipeline_core.model import CreateRun, ExpandTask, MissDeadline, MoveRun, TaskChange, Write
 from pipeline_core.store.base import Store
 
 logger = logging.getLogger("pipeline_core.engine")
@@ -101,7 +101,7 @@ class EffectRunner:
 
 def run_key_of(write: Write) -> RunKey:
     """The run a write belongs to."""
-    if isinstance(write, TaskChange):
+    if isinstance(write, TaskChange | ExpandTask):
         return (write.key.dag_id, write.key.run_id)
     if isinstance(write, MoveRun | MissDeadline):
         return (write.dag_id, write.run_id)

@@ -47,7 +47,8 @@ class RunStore(Protocol):
     a wake-up's writes in one transaction."""
 
     def apply(self, writes: Sequence[Write], *, now: datetime | None = None) -> None:
-        """Apply run creations, run moves and task moves in order, in one transaction, each
+        """Apply run creations, run and task moves, missed deadlines and expansions in order,
+        in one transaction, each
         with its events; ``now`` stamps them all (default: the store's clock). Any failing
         write (``Conflict``, ``NotFound``, ``InvalidTransition``) undoes them all."""
         ...
@@ -132,7 +133,13 @@ class TaskStore(Protocol):
     def get_task_instance(self, key: TaskKey) -> TaskInstance: ...
 
     def query_task_instances(self, query: TaskInstanceQuery) -> Page[TaskInstance]:
-        """Task instances in task order within a run, newest run first across runs."""
+        """Task instances in task order within a run (a mapped task's instances in index
+        order), newest run first across runs."""
+        ...
+
+    def mapped_counts(self, dag_id: str, run_id: str) -> dict[str, dict[str, int]]:
+        """For each mapped task of the run that is expanded: how many instances are in
+        each state (``{"load": {"success": 9, "running": 1}}``)."""
         ...
 
     def task_stats(

@@ -207,7 +207,9 @@ class RunQuery:
 
 @dataclass(frozen=True, slots=True)
 class TaskInstanceQuery:
-    """Task instances by run, by (dag, task) across runs (newest run first), or by state."""
+    """Task instances by run, by (dag, task) across runs (newest run first), or by state;
+    ``mapped``: only the instances of mapped tasks (``True``), only map index -1 (``False``),
+    or both (``None``)."""
 
     dag_id: str | None = None
     run_id: str | None = None
@@ -215,6 +217,7 @@ class TaskInstanceQuery:
     states: tuple[TaskState, ...] = ()
     limit: int = 100
     offset: int = 0
+    mapped: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from pipeline_core.engine.core.jobs import Completion, Job
 from pipeline_core.model import (
     CreateRun,
     DagRun,
+    ExpandTask,
     MissDeadline,
     MoveRun,
     TaskChange,
@@ -223,5 +224,7 @@ class StartTimer:
     fire: TimerFired | DeadlineDue
 
 
-Effect = CreateRun | MoveRun | TaskChange | MissDeadline | SubmitTry | KillTry | StartTimer
-STORE_EFFECTS = (CreateRun, MoveRun, TaskChange, MissDeadline)
+Effect = (
+    CreateRun | MoveRun | TaskChange | MissDeadline | ExpandTask | SubmitTry | KillTry | StartTimer
+)
+STORE_EFFECTS = (CreateRun, MoveRun, TaskChange, MissDeadline, ExpandTask)

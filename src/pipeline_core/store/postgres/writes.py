@@ -14,6 +14,7 @@ from pipeline_core.events import Event, run_event_payload, task_event_payload
 from pipeline_core.model import (
     CreateRun,
     DagRun,
+    ExpandTask,
     MissDeadline,
     MoveRun,
     RunType,
@@ -37,14 +38,14 @@ def may_go_in_one_call(writes: Sequence[Write]) -> bool:
             return False
         if isinstance(write, CreateRun) and write.idempotency is not None:
             return False  # the key's checks are the ordinary path's
-        if isinstance(write, MissDeadline):
-            return False  # rare: the ordinary path records it
+        if isinstance(write, MissDeadline | ExpandTask):
+            return False  # rare, or many rows at once: the ordinary path writes it
     return bool(writes)
 
 
 def dag_ids(writes: Sequence[Write]) -> list[str]:
     """The DAGs ``writes`` touch."""
-    ids = {w.key.dag_id if isinstance(w, TaskChange) else _dag_of(w) for w in writes}
+    ids = {w.key.dag_id if isinstance(w, TaskChange | ExpandTask) else _dag_of(w) for w in writes}
     return sorted(ids)
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from pipeline_core.errors import Conflict
+from pipeline_core.errors import Conflict, InvalidRequest
 from pipeline_core.events import run_event_payload, task_event_payload
 from pipeline_core.model import (
     DagRun,
+    ExpandTask,
     IdempotencyKey,
     MissDeadline,
     MoveRun,
@@ -155,3 +156,34 @@ def run_in(tx: Tx, dag_id: str, run_id: str) -> DagRun:
     if row is None:
         raise run_not_found(dag_id, run_id)
     return run_from_row(row)
+
+
+def expand_task(sql: Sql, tx: Tx, pending: Pending, expand: ExpandTask, now: datetime) -> None:
+    """The instances of a mapped task, in one insert, and their ``task.expanded`` event."""
+    key = expand.key
+    if expand.count < 1:
+        raise InvalidRequest(f"task '{key.task_id}' must be expanded into at least one instance")
+    parent = tx.one(
+        f"SELECT run_pk, ordinal FROM task_instances WHERE {KEY_WHERE}", key_params(key)
+    )
+    if parent is None or key.map_index != -1:
+        raise task_not_found(key)
+    done = tx.scalar(
+        "SELECT COUNT(*) FROM task_instances WHERE dag_id = ? AND run_id = ? AND task_id = ? "
+        "AND map_index >= 0",
+        key_params(key)[:3],
+    )
+    if done:
+        raise Conflict(f"task '{key.task_id}' of run '{key.run_id}' is already expanded")
+    tx.many(
+        f"INSERT INTO task_instances (run_pk, ordinal, {TI_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL, ?)",
+        [
+            (parent[0], parent[1], key.dag_id, key.run_id, key.task_id, TaskState.QUEUED.value,
+             expand.max_tries, expand.pool, expand.priority_weight, index)
+            for index in range(expand.count)
+        ],
+    )  # fmt: skip
+    payload = {"dag_id": key.dag_id, "run_id": key.run_id, "task_id": key.task_id,
+               "map_index": -1, "count": expand.count, "timestamp": iso(now)}  # fmt: skip
+    sql.append(tx, pending, [("task.expanded", payload, key.dag_id, key.run_id, key.task_id)], now)

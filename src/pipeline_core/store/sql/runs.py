@@ -10,6 +10,7 @@ from typing import Any
 from pipeline_core.model import (
     CreateRun,
     DagRun,
+    ExpandTask,
     IdempotencyKey,
     MissDeadline,
     MoveRun,
@@ -24,6 +25,7 @@ from pipeline_core.store.sql.common import run_not_found, to_json
 from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.idempotency import find_key
 from pipeline_core.store.sql.moves import (
+    expand_task,
     insert_run,
     miss_deadline,
     move_run,
@@ -48,7 +50,8 @@ class RunsSql:
         self.sql = sql
 
     def apply(self, writes: Sequence[Write], *, now: datetime | None = None) -> None:
-        """Apply run creations, run moves and task moves, in order, in one transaction,
+        """Apply run creations, run and task moves, missed deadlines and expansions, in order,
+        in one transaction,
         each with its events; ``now`` stamps them all (default: the store's clock). The
         first write that fails (``Conflict``, ``NotFound``, ``InvalidTransition``) undoes
         them all."""
@@ -66,6 +69,8 @@ class RunsSql:
                     insert_run(self.sql, tx, pending, write.run, write.tasks, at, write.idempotency)
                 elif isinstance(write, MissDeadline):
                     miss_deadline(self.sql, tx, pending, write, at)
+                elif isinstance(write, ExpandTask):
+                    expand_task(self.sql, tx, pending, write, at)
                 else:
                     move_run(self.sql, tx, pending, write, at)
             move_tasks(self.sql, tx, pending, tasks, at)

@@ -46,12 +46,27 @@ class TasksSql:
         if query.states:
             where.append(f"state IN ({', '.join('?' for _ in query.states)})")
             params.extend(s.value for s in query.states)
+        if query.mapped is not None:
+            where.append("map_index >= 0" if query.mapped else "map_index = -1")
         source, window = f"{TI_COLUMNS} FROM task_instances", (query.limit, query.offset)
-        order = "run_pk DESC, ordinal ASC"
+        order = "run_pk DESC, ordinal ASC, map_index ASC"
         result: Page[TaskInstance] = self.sql.read(
             lambda tx: paged(tx, source, where, params, order, window, ti_from_row)
         )
         return result
+
+    def mapped_counts(self, dag_id: str, run_id: str) -> dict[str, dict[str, int]]:
+        rows = self.sql.read(
+            lambda tx: tx.rows(
+                "SELECT task_id, state, COUNT(*) FROM task_instances WHERE dag_id = ? "
+                "AND run_id = ? AND map_index >= 0 GROUP BY task_id, state",
+                (dag_id, run_id),
+            )
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for task_id, state, count in rows:
+            counts.setdefault(task_id, {})[state] = int(count)
+        return counts
 
     def task_stats(
         self, dag_id: str, since: datetime | None = None, until: datetime | None = None

@@ -1,0 +1,106 @@
+"""Mapped task instances on every backend: a task expanded into instances 0… in one write,
+each instance its own row, moves, XComs and logs, the task's own instance (-1) beside them,
+and nothing expanded twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline_core.errors import Conflict, InvalidRequest, NotFound
+from pipeline_core.model import ExpandTask, TaskChange, TaskKey
+from pipeline_core.state import TaskState
+from pipeline_core.store.types import EventQuery, TaskInstanceQuery
+from tests.store.helpers import key, new_run
+
+
+def instance(index: int, task_id: str = "b") -> TaskKey:
+    return TaskKey("etl", "r1", task_id, index)
+
+
+def expand(store, count: int, task_id: str = "b") -> None:  # type: ignore[no-untyped-def]
+    store.runs.apply([ExpandTask(key(task_id), count, max_tries=3, pool="p", priority_weight=5)])
+
+
+def test_an_expansion_makes_every_instance_in_one_write_with_one_event(store) -> None:
+    new_run(store)
+    expand(store, 4)
+    mapped = store.tasks.query_task_instances(
+        TaskInstanceQuery(dag_id="etl", run_id="r1", task_id="b", mapped=True)
+    )
+    assert [ti.map_index for ti in mapped.items] == [0, 1, 2, 3] and mapped.total == 4
+    first = mapped.items[0]
+    assert (first.state, first.try_number, first.max_tries, first.pool, first.priority_weight) == (
+        TaskState.QUEUED,
+        0,
+        3,
+        "p",
+        5,
+    )
+    own = store.tasks.query_task_instances(TaskInstanceQuery(dag_id="etl", mapped=False))
+    assert [(ti.task_id, ti.map_index) for ti in own.items] == [("a", -1), ("b", -1), ("c", -1)]
+    everything = store.tasks.query_task_instances(TaskInstanceQuery(dag_id="etl", run_id="r1"))
+    assert [(ti.task_id, ti.map_index) for ti in everything.items] == [
+        ("a", -1),
+        ("b", -1),
+        ("b", 0),
+        ("b", 1),
+        ("b", 2),
+        ("b", 3),
+        ("c", -1),
+    ]
+    [event] = store.events.read_events(EventQuery(types=("task.expanded",)))
+    assert (event.task_id, event.payload["count"], event.payload["map_index"]) == ("b", 4, -1)
+
+
+def test_each_instance_moves_keeps_xcom_and_logs_of_its_own(store) -> None:
+    new_run(store)
+    expand(store, 3)
+    store.tasks.transition_tasks(
+        [
+            TaskChange(instance(1), TaskState.QUEUED, TaskState.RUNNING, try_number=1),
+            TaskChange(instance(2), TaskState.QUEUED, TaskState.RUNNING, try_number=1),
+        ]
+    )
+    [moved] = store.tasks.transition_tasks(
+        [TaskChange(instance(1), TaskState.RUNNING, TaskState.FAILED, error="one of them")]
+    )
+    assert (moved.map_index, moved.state, moved.error) == (1, TaskState.FAILED, "one of them")
+    assert store.tasks.get_task_instance(instance(2)).state is TaskState.RUNNING
+    assert store.tasks.get_task_instance(key("b")).state is TaskState.QUEUED  # its own row
+    changes = store.events.read_events(EventQuery(types=("task.state_changed",)))
+    assert [e.payload["map_index"] for e in changes] == [1, 2, 1]
+    for index in (1, 2):
+        store.task_data.set_xcom(instance(index), "return_value", index * 10)
+        store.task_data.append_log(instance(index), 1, f"instance {index}\n")
+    assert store.task_data.get_xcom(instance(2), "return_value").value == 20
+    assert store.task_data.get_xcom(instance(2), "return_value").map_index == 2
+    assert store.task_data.get_xcom(key("b"), "return_value") is None
+    assert store.task_data.read_log(instance(1), 1).text == "instance 1\n"
+    assert store.task_data.read_log(instance(0), 1).text == ""
+    with pytest.raises(NotFound):
+        store.task_data.set_xcom(instance(7), "return_value", 1)
+    assert store.tasks.mapped_counts("etl", "r1") == {"b": {"queued": 1, "running": 1, "failed": 1}}
+
+
+def test_a_task_is_expanded_once_and_only_by_its_own_instance(store) -> None:
+    new_run(store)
+    expand(store, 2)
+    with pytest.raises(Conflict, match="already expanded"):
+        expand(store, 2)
+    with pytest.raises(NotFound):
+        store.runs.apply([ExpandTask(instance(0), 2)])
+    with pytest.raises(NotFound):
+        store.runs.apply([ExpandTask(TaskKey("etl", "r1", "ghost"), 2)])
+    assert store.tasks.query_task_instances(TaskInstanceQuery(mapped=True)).total == 2
+    with pytest.raises(InvalidRequest, match="at least one"):
+        expand(store, 0, "c")  # an empty list skips the task: there is nothing to expand
+    assert store.tasks.mapped_counts("etl", "r1") == {"b": {"queued": 2}}
+
+
+def test_ten_thousand_instances_in_one_write(store) -> None:
+    new_run(store)
+    expand(store, 10_000)
+    page = store.tasks.query_task_instances(
+        TaskInstanceQuery(dag_id="etl", run_id="r1", task_id="b", mapped=True, offset=9_900)
+    )
+    assert page.total == 10_000 and [ti.map_index for ti in page.items][:2] == [9_900, 9_901]
