@@ -48,9 +48,9 @@ class RunStore(Protocol):
 
     def apply(self, writes: Sequence[Write], *, now: datetime | None = None) -> None:
         """Apply run creations, run and task moves, missed deadlines and expansions in order,
-        in one transaction, each
-        with its events; ``now`` stamps them all (default: the store's clock). Any failing
-        write (``Conflict``, ``NotFound``, ``InvalidTransition``) undoes them all."""
+        in one transaction, each with its events; ``now`` stamps them all (default: the
+        store's clock). Any failing write (``Conflict``, ``NotFound``,
+        ``InvalidTransition``) undoes them all."""
         ...
 
     def create_run(

@@ -51,10 +51,9 @@ class RunsSql:
 
     def apply(self, writes: Sequence[Write], *, now: datetime | None = None) -> None:
         """Apply run creations, run and task moves, missed deadlines and expansions, in order,
-        in one transaction,
-        each with its events; ``now`` stamps them all (default: the store's clock). The
-        first write that fails (``Conflict``, ``NotFound``, ``InvalidTransition``) undoes
-        them all."""
+        in one transaction, each with its events; ``now`` stamps them all (default: the
+        store's clock). The first write that fails (``Conflict``, ``NotFound``,
+        ``InvalidTransition``, ``InvalidRequest``) undoes them all."""
 
         def work(tx: Tx, pending: Pending) -> None:
             at = now or self.sql.clock()
