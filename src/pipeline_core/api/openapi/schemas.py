@@ -86,6 +86,21 @@ SCHEMAS: dict[str, Any] = {
         duration_ms=INT_OR_NULL,
     ),
     "TaskInstance": obj(
+        [
+            "dag_id",
+            "run_id",
+            "task_id",
+            "map_index",
+            "state",
+            "try_number",
+            "max_tries",
+            "start_date",
+            "end_date",
+            "duration_ms",
+            "pool",
+            "priority_weight",
+            "error",
+        ],
         dag_id={"type": "string"},
         run_id={"type": "string"},
         task_id={"type": "string"},
@@ -103,6 +118,14 @@ SCHEMAS: dict[str, Any] = {
         pool={"type": "string"},
         priority_weight={"type": "integer"},
         error=STR_OR_NULL,
+        mapped={
+            "description": "in a run's task list, for a mapped task once it is expanded: how "
+            "many instances it has and how many are in each state",
+            **obj(
+                count={"type": "integer"},
+                states={"type": "object", "additionalProperties": {"type": "integer"}},
+            ),
+        },
     ),
     "RunDetail": {
         "allOf": [ref("Run"), obj(task_instances={"type": "array", "items": ref("TaskInstance")})]

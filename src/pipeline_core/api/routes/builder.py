@@ -20,6 +20,7 @@ from pipeline_core.api.routes import (
     backfills,
     dags,
     health,
+    mapped,
     notifications,
     pools,
     run_ops,
@@ -40,6 +41,7 @@ PREFIX = "/api/v1"
 DAG = f"{PREFIX}/dags/:dag_id"
 RUN = f"{DAG}/runs/:run_id"
 TASK = f"{RUN}/tasks/:task_id"
+INSTANCE = f"{TASK}/mapped/:map_index"
 BACKFILLS = f"{DAG}/backfills"
 OPENAPI = Operation(
     "get_openapi",
@@ -173,6 +175,20 @@ ENDPOINTS = [
         lambda d: run_ops.patch_task(d.store, d.options.control),
     ),
     Endpoint(f"{TASK}/xcom", "GET", tasks.XCOM, lambda d: d.kept(tasks.get_xcom(d.store)), _peek),
+    Endpoint(
+        f"{TASK}/mapped",
+        "GET",
+        mapped.LIST,
+        lambda d: d.kept(mapped.list_instances(d.store)),
+        _peek,
+    ),
+    Endpoint(INSTANCE, "GET", mapped.GET, lambda d: d.kept(tasks.get_task(d.store)), _peek),
+    Endpoint(
+        f"{INSTANCE}/xcom", "GET", mapped.XCOM, lambda d: d.kept(tasks.get_xcom(d.store)), _peek
+    ),
+    Endpoint(
+        f"{INSTANCE}/logs", "GET", mapped.LOG, lambda d: tasks.get_logs(d.store, d.parts.followers)
+    ),
     Endpoint(
         f"{TASK}/logs", "GET", tasks.LOG, lambda d: tasks.get_logs(d.store, d.parts.followers)
     ),

@@ -74,8 +74,9 @@ LOG = Operation(
 
 
 def _key(request: Request) -> TaskKey:
+    """The task instance a path names: a task's own, or an instance of a mapped task."""
     p = request.params
-    return TaskKey(p["dag_id"], p["run_id"], p["task_id"])
+    return TaskKey(p["dag_id"], p["run_id"], p["task_id"], int(p.get("map_index", -1)))
 
 
 def list_tasks(store: Store) -> Callable[[Request], Response]:
@@ -83,11 +84,24 @@ def list_tasks(store: Store) -> Callable[[Request], Response]:
         limit, offset = read_page(request)
         run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
         found = store.tasks.query_task_instances(
-            TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, limit=limit, offset=offset)
+            TaskInstanceQuery(
+                dag_id=run.dag_id, run_id=run.run_id, mapped=False, limit=limit, offset=offset
+            )
         )
-        return listing([task_instance_dict(t) for t in found.items], found.total, limit, offset)
+        mapped = store.tasks.mapped_counts(run.dag_id, run.run_id) if found.items else {}
+        data = [
+            {**task_instance_dict(t), "mapped": _summary(mapped[t.task_id])}
+            if t.task_id in mapped
+            else task_instance_dict(t)
+            for t in found.items
+        ]
+        return listing(data, found.total, limit, offset)
 
     return handle
+
+
+def _summary(states: dict[str, int]) -> dict[str, Any]:
+    return {"count": sum(states.values()), "states": states}
 
 
 def get_task(store: Store) -> Callable[[Request], Response]:
@@ -103,7 +117,8 @@ def get_task(store: Store) -> Callable[[Request], Response]:
                 limit=100_000,
             )
         )
-        return envelope({**task_instance_dict(ti), "tries": _tries(events)})
+        mine = [e for e in events if e.payload.get("map_index", -1) == key.map_index]
+        return envelope({**task_instance_dict(ti), "tries": _tries(mine)})
 
     return handle
 

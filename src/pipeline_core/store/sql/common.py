@@ -33,7 +33,10 @@ def clip_log(text: str, size: int, cap: int) -> tuple[str, bool]:
 
 
 def task_not_found(key: TaskKey) -> NotFound:
-    return NotFound(f"no task '{key.task_id}' in run '{key.run_id}' of DAG '{key.dag_id}'")
+    where = f"in run '{key.run_id}' of DAG '{key.dag_id}'"
+    if key.map_index >= 0:
+        return NotFound(f"task '{key.task_id}' {where} has no instance map_index {key.map_index}")
+    return NotFound(f"no task '{key.task_id}' {where}")
 
 
 def run_not_found(dag_id: str, run_id: str) -> NotFound:
