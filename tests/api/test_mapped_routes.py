@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pipeline_core.client import Client
 from pipeline_core.model import ExpandTask, TaskChange, TaskKey
 from pipeline_core.state import TaskState
 from pipeline_core.store import open_store
@@ -18,6 +19,7 @@ from pipeline_core.store.base import Store
 from tests.api.conftest import serve
 from tests.api.inprocess import AppClient
 from tests.store.helpers import key, new_run
+from tests.test_remote_cli import cli
 
 BASE = "/api/v1/dags/etl/runs/r1/tasks"
 
@@ -110,3 +112,36 @@ def test_bad_and_unknown_instances(client: AppClient) -> None:
         got, body = get(client, path)
         assert got == status, (path, body)
         assert words in body["error"]["message"], (path, body)
+
+
+def test_the_client_and_the_command_line_reach_one_instance(store: Store, tmp_path: Path) -> None:
+    server = serve(store)
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        with Client(url) as api:
+            failed = api.tasks.mapped("etl", "r1", "b", state=["failed"])
+            assert [t["map_index"] for t in failed] == [7]
+            assert len(api.tasks.mapped("etl", "r1", "b", limit=10, offset=245)) == 5
+            assert api.tasks.get("etl", "r1", "b", map_index=7)["error"] == "bad row 7"
+            xcom = api.tasks.xcom("etl", "r1", "b", map_index=3)
+            assert xcom[0]["value"] == {"rows": 3}
+            assert api.tasks.log("etl", "r1", "b", map_index=7)["text"] == "instance seven\n"
+        remote = cli(url, "tasks", "logs", "etl", "r1", "b", "--map-index", "7")
+        assert remote.returncode == 0 and remote.stdout == "instance seven\n", remote.stderr
+        missing = cli(url, "tasks", "logs", "etl", "r1", "b", "--map-index", "900")
+        assert missing.returncode == 3 and "no instance map_index 900" in missing.stderr
+    finally:
+        server.stop()
+    local = cli(
+        None,
+        "tasks",
+        "logs",
+        "etl",
+        "r1",
+        "b",
+        "--map-index",
+        "7",
+        "--db",
+        f"sqlite:///{tmp_path / 'mapped.db'}",
+    )
+    assert local.returncode == 0 and local.stdout == "instance seven\n", local.stderr

@@ -29,6 +29,9 @@ def add_commands(commands: Any) -> None:
     logs.add_argument("task_id")
     logs.add_argument("--try", dest="try_number", type=int, help="which try (default: the latest)")
     logs.add_argument(
+        "--map-index", type=int, default=-1, help="which instance of a mapped task (0, 1, ...)"
+    )
+    logs.add_argument(
         "--follow", action="store_true", help="print the log as it is written, until the try ends"
     )
     logs.add_argument(
@@ -48,7 +51,7 @@ def tasks_logs(args: argparse.Namespace, out: TextIO) -> int:
         return result
     store = open_store(args.db or os.environ.get("PIPELINE_CORE_DB", DEFAULT_DB))
     try:
-        key = TaskKey(args.dag_id, args.run_id, args.task_id)
+        key = TaskKey(args.dag_id, args.run_id, args.task_id, args.map_index)
         try_number = args.try_number or store.tasks.get_task_instance(key).try_number
         out.write(store.task_data.read_log(key, try_number).text)
         return EXIT_OK
@@ -63,13 +66,18 @@ def _remote_logs(args: argparse.Namespace, out: TextIO) -> int:
     with client_of(args) as client:
         ids = (args.dag_id, args.run_id, args.task_id)
         if args.follow:
-            for piece in client.tasks.follow_log(*ids, try_number=args.try_number):
+            pieces = client.tasks.follow_log(
+                *ids, try_number=args.try_number, map_index=args.map_index
+            )
+            for piece in pieces:
                 out.write(piece)
                 out.flush()
             return EXIT_OK
         offset = 0
         while True:  # a log is read a page at a time
-            chunk = client.tasks.log(*ids, try_number=args.try_number, offset=offset)
+            chunk = client.tasks.log(
+                *ids, try_number=args.try_number, offset=offset, map_index=args.map_index
+            )
             out.write(chunk["text"])
             if chunk["next_offset"] >= chunk["size"] or not chunk["text"]:
                 return EXIT_OK

@@ -86,31 +86,41 @@ class Backfills(Resource):
 
 
 class TaskInstances(Resource):
-    """``.../runs/{run_id}/tasks``: task instances, their XCom and their logs."""
+    """``.../runs/{run_id}/tasks``: task instances, their XCom and their logs. ``map_index``
+    names one instance of a mapped task."""
 
     def list(self, dag_id: str, run_id: str) -> list[Data]:
         path = f"{run_path(dag_id, run_id)}/tasks"
         return self._many("GET", path, query={"limit": 1000})
 
-    def get(self, dag_id: str, run_id: str, task_id: str) -> Data:
-        return self._one("GET", _task_path(dag_id, run_id, task_id))
+    def mapped(
+        self, dag_id: str, run_id: str, task_id: str, *, state: Sequence[str] = (),
+        limit: int = 1000, offset: int = 0,
+    ) -> builtins.list[Data]:  # fmt: skip
+        """A page of a mapped task's instances, in index order."""
+        query = {"state": list(state) or None, "limit": limit, "offset": offset}
+        return self._many("GET", f"{_task_path(dag_id, run_id, task_id)}/mapped", query=query)
+
+    def get(self, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1) -> Data:
+        return self._one("GET", _task_path(dag_id, run_id, task_id, map_index))
 
     def mark(self, dag_id: str, run_id: str, task_id: str, state: str) -> Data:
         path = _task_path(dag_id, run_id, task_id)
         return self._one("PATCH", path, body={"state": state})
 
     def xcom(
-        self, dag_id: str, run_id: str, task_id: str, keys: Sequence[str] = ()
-    ) -> builtins.list[Data]:
-        path = f"{_task_path(dag_id, run_id, task_id)}/xcom"
+        self, dag_id: str, run_id: str, task_id: str, keys: Sequence[str] = (),
+        *, map_index: int = -1,
+    ) -> builtins.list[Data]:  # fmt: skip
+        path = f"{_task_path(dag_id, run_id, task_id, map_index)}/xcom"
         return self._many("GET", path, query={"key": list(keys) or None})
 
     def log(
         self, dag_id: str, run_id: str, task_id: str, *, try_number: int | None = None,
-        offset: int = 0, limit: int | None = None,
+        offset: int = 0, limit: int | None = None, map_index: int = -1,
     ) -> Data:  # fmt: skip
         query = {"try_number": try_number, "offset": offset, "limit": limit}
-        path = f"{_task_path(dag_id, run_id, task_id)}/logs"
+        path = f"{_task_path(dag_id, run_id, task_id, map_index)}/logs"
         return self._one("GET", path, query=query)
 
     def follow_log(
@@ -121,9 +131,10 @@ class TaskInstances(Resource):
         *,
         try_number: int | None = None,
         offset: int = 0,
+        map_index: int = -1,
     ) -> Iterator[str]:
         """The try's log as it is written, piece by piece, until the try ends."""
-        path = f"{_task_path(dag_id, run_id, task_id)}/logs"
+        path = f"{_task_path(dag_id, run_id, task_id, map_index)}/logs"
         query = {"follow": True, "try_number": try_number, "offset": offset}
         connection = self.transport.connect(FOLLOW_TIMEOUT)
         try:
@@ -141,5 +152,6 @@ class TaskInstances(Resource):
             connection.close()
 
 
-def _task_path(dag_id: str, run_id: str, task_id: str) -> str:
-    return f"{run_path(dag_id, run_id)}/tasks/{_p(task_id)}"
+def _task_path(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+    path = f"{run_path(dag_id, run_id)}/tasks/{_p(task_id)}"
+    return path if map_index < 0 else f"{path}/mapped/{map_index}"
