@@ -72,6 +72,7 @@ def test_the_task_list_shows_a_mapped_task_once_with_its_counts(client: AppClien
     assert "mapped" not in rows["a"]
     run = get(client, "/api/v1/dags/etl/runs/r1")[1]["data"]
     assert [t["task_id"] for t in run["task_instances"]] == ["a", "b", "c"]
+    assert run["task_instances"][1]["mapped"] == rows["b"]["mapped"]
 
 
 def test_instances_page_in_index_order_and_by_state(client: AppClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline_core.model import DagRun, TaskInstance, iso
@@ -40,6 +41,18 @@ def task_instance_dict(ti: TaskInstance) -> dict[str, Any]:
         "priority_weight": ti.priority_weight,
         "error": ti.error,
     }
+
+
+def with_mapped(
+    tis: Sequence[TaskInstance], mapped: dict[str, dict[str, int]]
+) -> list[dict[str, Any]]:
+    """Task instances as answered, a mapped task's with its instances' counts by state."""
+    return [
+        {**task_instance_dict(t), "mapped": {"count": sum(s.values()), "states": s}}
+        if (s := mapped.get(t.task_id)) is not None
+        else task_instance_dict(t)
+        for t in tis
+    ]
 
 
 def pool_dict(pool: Pool, running: int, queued: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pipeline_core.api.openapi.operation import DAG, PAGE, RUN, Operation, Param
 from pipeline_core.api.openapi.parts import DATE_TIME, ID, closed, envelope_of
 from pipeline_core.api.openapi.schemas import ref
 from pipeline_core.api.params import page
-from pipeline_core.api.serialize import run_dict, task_instance_dict
+from pipeline_core.api.serialize import run_dict, with_mapped
 from pipeline_core.engine.control import Control
 from pipeline_core.model import RUN_TYPES, DagRun, RunType
 from pipeline_core.state import RunState
@@ -107,7 +107,8 @@ def run_with_tasks(store: Store, run: DagRun) -> dict[str, Any]:
     tis = store.tasks.query_task_instances(
         TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, mapped=False, limit=100_000)
     )
-    return {**run_dict(run), "task_instances": [task_instance_dict(t) for t in tis.items]}
+    mapped = store.tasks.mapped_counts(run.dag_id, run.run_id)
+    return {**run_dict(run), "task_instances": with_mapped(tis.items, mapped)}
 
 
 def cancel_run(store: Store, control: Control | None) -> Callable[[Request], Response]:

@@ -11,7 +11,7 @@ from pipeline_core.api.openapi.operation import PAGE, RUN, TASK, Operation, Para
 from pipeline_core.api.openapi.parts import MAX_INTEGER, envelope_of
 from pipeline_core.api.openapi.schemas import ref
 from pipeline_core.api.params import page as read_page
-from pipeline_core.api.serialize import task_instance_dict
+from pipeline_core.api.serialize import task_instance_dict, with_mapped
 from pipeline_core.errors import NotFound
 from pipeline_core.model import TaskKey, iso
 from pipeline_core.store.base import Store
@@ -89,19 +89,9 @@ def list_tasks(store: Store) -> Callable[[Request], Response]:
             )
         )
         mapped = store.tasks.mapped_counts(run.dag_id, run.run_id) if found.items else {}
-        data = [
-            {**task_instance_dict(t), "mapped": _summary(mapped[t.task_id])}
-            if t.task_id in mapped
-            else task_instance_dict(t)
-            for t in found.items
-        ]
-        return listing(data, found.total, limit, offset)
+        return listing(with_mapped(found.items, mapped), found.total, limit, offset)
 
     return handle
-
-
-def _summary(states: dict[str, int]) -> dict[str, Any]:
-    return {"count": sum(states.values()), "states": states}
 
 
 def get_task(store: Store) -> Callable[[Request], Response]:
