@@ -13,6 +13,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from pipeline_core.client import Client
+from pipeline_core.model import ExpandTask, TaskChange, TaskKey
+from pipeline_core.state import TaskState
+from pipeline_core.store import open_store
 from tests.notify.receivers import Receiver
 from tests.test_remote_cli import Server
 
@@ -25,6 +28,10 @@ if not Path(CHROMIUM).exists():
 
 BROKEN = "tasks:\n  a: {type: noop, depends_on: [ghost]}\n"
 TIMEOUT = 15_000  # ms for anything the page should show
+# Paused, so its run waits: the test writes the instances as the engine would.
+MAPPED = (
+    "is_paused: true\ntasks:\n  files: {type: noop}\n  load: {type: noop, depends_on: [files]}\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +57,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, gone: Receiver) -> Iterator
     tmp = tmp_path_factory.mktemp("ui")
     server = Server(tmp)
     (server.folder / "broken.yaml").write_text(BROKEN)
+    (server.folder / "mapped.yaml").write_text(MAPPED)
     (server.folder / "alerting.yaml").write_text(
         f"notify: [{{on: [run_failed], webhook: '{gone.url}/hook'}}]\n"
         "tasks:\n  boom: {type: shell, command: 'exit 1'}\n"
@@ -214,6 +222,42 @@ def test_a_runs_notifications_and_the_failed_deliveries_on_health(
     assert "410" in failed.inner_text()
     page.locator(".card").filter(has_text="Notifications failed").wait_for()
     shot(watched, tmp_path, "health-notifications")
+
+
+def test_a_run_with_2000_mapped_instances(watched: Watched, served: Server, tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{served.tmp / 'cli.db'}")
+    try:
+        with Client(watched.base) as api:
+            api.trigger_run("mapped", run_id="wide")
+        store.runs.apply([ExpandTask(TaskKey("mapped", "wide", "load"), 2000)])
+        instance = [TaskKey("mapped", "wide", "load", i) for i in range(2000)]
+        store.tasks.transition_tasks(
+            [TaskChange(k, TaskState.QUEUED, TaskState.RUNNING, try_number=1) for k in instance[:3]]
+        )
+        store.tasks.transition_tasks(
+            [TaskChange(instance[1], TaskState.RUNNING, TaskState.FAILED, error="row 1 is bad")]
+        )
+        store.task_data.append_log(instance[2], 1, "loading part 2\n")
+    finally:
+        store.close()
+    page = watched.page
+    page.goto(watched.base + "/ui/dags/mapped/runs/wide")
+    row = page.locator('tr[data-task="load"]')
+    row.locator(".mapped").filter(has_text="\u00d72000").wait_for()
+    row.get_by_role("button", name="load").click()
+    panel = page.locator("section.instances")
+    panel.get_by_text("1\u2013100 of 2000").wait_for()
+    assert panel.locator("tbody tr").count() == 100
+    panel.get_by_role("button", name="Next").click()
+    panel.get_by_text("101\u2013200 of 2000").wait_for()
+    panel.locator("#instance-state").select_option("failed")
+    panel.get_by_text("1\u20131 of 1").wait_for()
+    assert "row 1 is bad" in panel.locator("tbody").inner_text()
+    panel.locator("#instance-state").select_option("running")
+    panel.get_by_role("button", name="instance 2").click()
+    page.get_by_role("heading", name="Task load [2]").wait_for()
+    page.locator("pre.log").filter(has_text="loading part 2").wait_for()
+    shot(watched, tmp_path, "run-mapped")
 
 
 def test_the_page_reconnects_after_a_server_restart(browser: Any, tmp_path: Path) -> None:

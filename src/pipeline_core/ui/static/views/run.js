@@ -1,18 +1,23 @@
 // A run: its tasks with states, tries and durations, a timeline, each task's XCom and its
 // log per try (followed live while the try runs), and what an operator may do: cancel,
 // retry (all failed tasks or the chosen ones), mark success or failed; the notifications the
-// run caused, how their delivery went, and a redelivery of any that is no longer pending.
+// run caused, how their delivery went, and a redelivery of any that is no longer pending. A
+// mapped task shows its instances' counts by state; its detail pages the instances (100 at
+// a time, by state) and opens one instance's tries, XCom and log.
 
-import { followLog, get, send } from "../api.js";
-import { clear, coalesced, duration, enc, h, link, notice, state, when } from "../dom.js";
+import { api, followLog, get, send } from "../api.js";
+import { SYMBOLS, clear, coalesced, duration, enc, h, link, notice, state, when } from "../dom.js";
 import { gantt } from "./charts.js";
 
 const FINISHED = ["success", "failed", "cancelled"];
+const PAGE = 100;
 
 export async function runView(main, [dagId, runId]) {
   const base = `/api/v1/dags/${enc(dagId)}/runs/${enc(runId)}`;
   let run = await get(base);
   let chosen = null;
+  let chosenIndex = -1;
+  let instancesAt = { offset: 0, state: "" };
   let following = null;
   const headState = h("span");
   const actions = h("div", { class: "toolbar", role: "group", "aria-label": "run actions" });
@@ -60,7 +65,7 @@ export async function runView(main, [dagId, runId]) {
         h("td", {}, h("input", { type: "checkbox", value: t.task_id, "aria-label": `choose ${t.task_id}` })),
         h("td", {}, h("button", { type: "button", class: "linkish", "aria-pressed": String(chosen === t.task_id),
                                   onclick: () => showTask(t.task_id) }, t.task_id)),
-        h("td", { class: "task-state" }, state(t.state)),
+        h("td", { class: "task-state" }, state(t.state), t.mapped ? mappedCounts(t.mapped) : null),
         h("td", {}, `${t.try_number} / ${t.max_tries}`), h("td", {}, duration(t.duration_ms)),
         h("td", { class: "hide-narrow" }, when(t.start_date)),
         h("td", { class: "hide-narrow error" }, t.error || ""))))));
@@ -85,13 +90,18 @@ export async function runView(main, [dagId, runId]) {
     run = await get(base);
     draw();
     await drawNotifications();
-    if (chosen) await showTask(chosen, { keepLog: true });
+    if (chosen) await showTask(chosen, { keepLog: true, mapIndex: chosenIndex });
   });
 
-  async function showTask(taskId, { keepLog = false } = {}) {
-    const sameTask = chosen === taskId;
+  async function showTask(taskId, { keepLog = false, mapIndex = -1 } = {}) {
+    const sameTask = chosen === taskId && chosenIndex === mapIndex;
+    if (chosen !== taskId) instancesAt = { offset: 0, state: "" };
     chosen = taskId;
-    const path = `${base}/tasks/${enc(taskId)}`;
+    chosenIndex = mapIndex;
+    const own = `${base}/tasks/${enc(taskId)}`;
+    const path = mapIndex >= 0 ? `${own}/mapped/${mapIndex}` : own;
+    const row = (run.task_instances || []).find((t) => t.task_id === taskId);
+    const instances = row && row.mapped ? await instancePanel(taskId, own) : null;
     const [ti, xcom] = await Promise.all([get(path), get(`${path}/xcom`)]);
     if (keepLog && sameTask && following) return;  // the log being followed goes on
     if (following) following.abort();
@@ -116,7 +126,8 @@ export async function runView(main, [dagId, runId]) {
     };
     picker.addEventListener("change", loadLog);
     clear(detail,
-      h("h2", {}, `Task ${taskId}`), state(ti.state),
+      h("h2", {}, mapIndex >= 0 ? `Task ${taskId} [${mapIndex}]` : `Task ${taskId}`), state(ti.state),
+      instances,
       h("h3", {}, "XCom"),
       xcom.length ? h("table", {}, h("tbody", {}, xcom.map((x) =>
         h("tr", {}, h("th", { scope: "row" }, x.key), h("td", {}, h("code", {}, JSON.stringify(x.value)))))))
@@ -124,6 +135,34 @@ export async function runView(main, [dagId, runId]) {
       h("h3", {}, "Log"), h("label", { for: "try-picker", class: "inline" }, "Try "), picker, log);
     await loadLog();
     draw();
+  }
+
+  async function instancePanel(taskId, own) {
+    const query = `limit=${PAGE}&offset=${instancesAt.offset}${instancesAt.state ? `&state=${instancesAt.state}` : ""}`;
+    const page = await api("GET", `${own}/mapped?${query}`);
+    const filter = h("select", { id: "instance-state", "aria-label": "instances in state" },
+      ["", "queued", "running", "success", "failed", "up_for_retry", "upstream_failed", "skipped", "cancelled"]
+        .map((v) => h("option", { value: v, selected: v === instancesAt.state }, v || "any state")));
+    filter.addEventListener("change", () => {
+      instancesAt = { offset: 0, state: filter.value };
+      showTask(taskId);
+    });
+    const move = (offset) => () => { instancesAt = { ...instancesAt, offset }; showTask(taskId); };
+    const { total } = page.meta;
+    const last = Math.min(total, instancesAt.offset + page.data.length);
+    return h("section", { class: "instances", "aria-label": `instances of ${taskId}` },
+      h("h3", {}, "Instances"), filter,
+      h("span", { class: "muted" }, ` ${total ? instancesAt.offset + 1 : 0}–${last} of ${total} `),
+      h("button", { type: "button", disabled: instancesAt.offset === 0,
+                    onclick: move(Math.max(0, instancesAt.offset - PAGE)) }, "‹ Previous"),
+      h("button", { type: "button", disabled: last >= total, onclick: move(instancesAt.offset + PAGE) }, "Next ›"),
+      h("div", { class: "scroll" }, h("table", { class: "instances" },
+        h("thead", {}, h("tr", {}, ["#", "State", "Tries", "Duration", "Error"].map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, page.data.map((i) => h("tr", { "data-map-index": i.map_index },
+          h("td", {}, h("button", { type: "button", class: "linkish", "aria-label": `instance ${i.map_index}`,
+                                    onclick: () => showTask(taskId, { mapIndex: i.map_index }) }, String(i.map_index))),
+          h("td", {}, state(i.state)), h("td", {}, `${i.try_number} / ${i.max_tries}`),
+          h("td", {}, duration(i.duration_ms)), h("td", { class: "error" }, i.error || "")))))));
   }
 
   draw();
@@ -145,4 +184,10 @@ export async function runView(main, [dagId, runId]) {
       if (following) following.abort();
     },
   };
+}
+
+function mappedCounts(mapped) {
+  const parts = Object.entries(mapped.states).map(([name, n]) => `${n} ${SYMBOLS[name] || name}`);
+  return h("span", { class: "mapped muted", title: Object.entries(mapped.states).map(([k, n]) => `${n} ${k}`).join(", ") },
+    ` ×${mapped.count}: ${parts.join(" · ")}`);
 }
