@@ -258,6 +258,11 @@ def test_a_run_with_2000_mapped_instances(watched: Watched, served: Server, tmp_
     page.get_by_role("heading", name="Task load [2]").wait_for()
     page.locator("pre.log").filter(has_text="loading part 2").wait_for()
     shot(watched, tmp_path, "run-mapped")
+    page.goto(watched.base + "/ui/dags/mapped")
+    cell = page.locator("table.grid td.mapped")
+    cell.filter(has_text="2000").wait_for()
+    label = cell.locator(".sq").get_attribute("aria-label") or ""
+    assert "\u00d72000: 1 failed, 1997 queued, 2 running" in label, label
 
 
 def test_the_page_reconnects_after_a_server_restart(browser: Any, tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ class TasksSql:
         rows = self.sql.read(
             lambda tx: tx.rows(
                 "SELECT task_id, state, COUNT(*) FROM task_instances WHERE dag_id = ? "
-                "AND run_id = ? AND map_index >= 0 GROUP BY task_id, state",
+                "AND run_id = ? AND map_index >= 0 GROUP BY task_id, state ORDER BY task_id, state",
                 (dag_id, run_id),
             )
         )

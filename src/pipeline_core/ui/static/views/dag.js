@@ -1,5 +1,6 @@
 // A DAG: its graph, the grid of its last runs by tasks (Airflow's grid view), run
-// durations and statistics. Task and run events update the grid in place.
+// durations and statistics. Task and run events update the grid in place; a mapped task's
+// cell carries its instances' count and their states (read again when an instance moves).
 
 import { get } from "../api.js";
 import { clear, coalesced, duration, enc, h, link, runPath, square } from "../dom.js";
@@ -35,7 +36,11 @@ export async function dagView(main, [dagId]) {
       details.map((run) => {
         const ti = (run.task_instances || []).find((x) => x.task_id === t.task_id);
         const state = ti ? ti.state : "removed";
-        const cell = h("td", {}, square(state, `${t.task_id} in ${run.run_id}: ${state}`, runPath(dagId, run.run_id)));
+        const counts = ti && ti.mapped
+          ? ` (×${ti.mapped.count}: ${Object.entries(ti.mapped.states).map(([k, n]) => `${n} ${k}`).join(", ")})` : "";
+        const cell = h("td", { class: counts ? "mapped" : null },
+          square(state, `${t.task_id} in ${run.run_id}: ${state}${counts}`, runPath(dagId, run.run_id)),
+          ti && ti.mapped ? h("small", { class: "muted" }, String(ti.mapped.count)) : null);
         cells.set(`${run.run_id}/${t.task_id}`, cell);
         return cell;
       })));
@@ -72,7 +77,9 @@ export async function dagView(main, [dagId]) {
       const mine = batch.filter((e) => e.dag_id === dagId);
       let reload = false;
       for (const event of mine) {
-        if (event.type === "task.state_changed" && cells.has(`${event.run_id}/${event.task_id}`)) {
+        if (event.type === "task.expanded" || (event.map_index ?? -1) >= 0) {
+          reload = true;  // an instance moved: its task's counts are read again
+        } else if (event.type === "task.state_changed" && cells.has(`${event.run_id}/${event.task_id}`)) {
           const label = `${event.task_id} in ${event.run_id}: ${event.new_state}`;
           clear(cells.get(`${event.run_id}/${event.task_id}`), square(event.new_state, label, runPath(dagId, event.run_id)));
         } else if (event.type === "run.state_changed") {
