@@ -15,11 +15,13 @@ from pipeline_core.api.server import APIServer
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.engine import Engine
-from pipeline_core.model import TriggerRequest
+from pipeline_core.model import ExpandTask, TaskChange, TaskKey, TriggerRequest
+from pipeline_core.state import TaskState
 from pipeline_core.store import open_store
 from pipeline_core.store.types import EventQuery
 from tests.api.conftest import Client, SSEClient
 from tests.conftest import pipeline_core_process, poll_until
+from tests.store.helpers import key, new_run
 
 CHAIN = "dag_id: chain\ntasks:\n  a: {type: noop}\n  b: {type: noop, depends_on: [a]}\n  c: {type: noop, depends_on: [b]}\n"
 
@@ -342,3 +344,24 @@ def test_a_requests_based_client_gets_each_event_as_it_is_written(tmp_path, stre
         response.close()
     finally:
         live.close()
+
+
+def test_the_instances_of_a_mapped_task_stream_with_their_map_index(live):
+    stream = live.stream("/api/v1/events?types=task.expanded,task.state_changed&dag_id=etl")
+    assert stream.message() == {"retry": "3000"}
+    new_run(live.store)  # a DAG the engine does not run: the store is written as it would be
+    live.store.runs.apply([ExpandTask(key("b"), 3)])
+    live.store.tasks.transition_tasks(
+        [
+            TaskChange(
+                TaskKey("etl", "r1", "b", 2), TaskState.QUEUED, TaskState.RUNNING, try_number=1
+            )
+        ]
+    )
+    expanded, moved = stream.events(2)
+    assert (expanded["event"], expanded["task_id"], expanded["count"]) == ("task.expanded", "b", 3)
+    assert (moved["event"], moved["map_index"], moved["new_state"]) == (
+        "task.state_changed",
+        2,
+        "running",
+    )
