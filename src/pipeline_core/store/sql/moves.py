@@ -175,14 +175,12 @@ def expand_task(sql: Sql, tx: Tx, pending: Pending, expand: ExpandTask, now: dat
     )
     if done:
         raise Conflict(f"task '{key.task_id}' of run '{key.run_id}' is already expanded")
-    tx.many(
+    tx.run(  # the indexes are counted out by the database: one statement, no rows sent
+        "WITH RECURSIVE n (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?) "
         f"INSERT INTO task_instances (run_pk, ordinal, {TI_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL, ?)",
-        [
-            (parent[0], parent[1], key.dag_id, key.run_id, key.task_id, TaskState.QUEUED.value,
-             expand.max_tries, expand.pool, expand.priority_weight, index)
-            for index in range(expand.count)
-        ],
+        "SELECT ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL, i FROM n",
+        (expand.count, parent[0], parent[1], key.dag_id, key.run_id, key.task_id,
+         TaskState.QUEUED.value, expand.max_tries, expand.pool, expand.priority_weight),
     )  # fmt: skip
     payload = {"dag_id": key.dag_id, "run_id": key.run_id, "task_id": key.task_id,
                "map_index": -1, "count": expand.count, "timestamp": iso(now)}  # fmt: skip

@@ -49,7 +49,9 @@ class TasksSql:
         if query.mapped is not None:
             where.append("map_index >= 0" if query.mapped else "map_index = -1")
         source, window = f"{TI_COLUMNS} FROM task_instances", (query.limit, query.offset)
-        order = "run_pk DESC, ordinal ASC, map_index ASC"
+        # One task of one run (a mapped task's instances): the key's own order, no sort.
+        one_task = query.run_id is not None and query.task_id is not None
+        order = "map_index ASC" if one_task else "run_pk DESC, ordinal ASC, map_index ASC"
         result: Page[TaskInstance] = self.sql.read(
             lambda tx: paged(tx, source, where, params, order, window, ti_from_row)
         )
