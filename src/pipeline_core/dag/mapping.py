@@ -1,0 +1,116 @@
+"""Dynamic task mapping, the pure part: how a mapped task's values become its instances.
+
+A mapped task names, for each of its keys, a list of values: a literal list, or a template
+that renders to one (an upstream task's XCom, the run's conf). Several keys give the cross
+product of their lists (``product``, the first key varying slowest) or their elements side
+by side (``zip``, as long as the shortest list). Instance ``i`` gets the ``i``-th
+combination, so the instances' order — and a reducer's list — follows the values' order.
+
+Nothing here reads a store: the engine renders the templates and hands the lists over.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+MODES = ("product", "zip")
+#: The most instances a task is mapped into unless the engine or the task says otherwise.
+DEFAULT_MAX_LENGTH = 10_000
+
+
+class MappingError(ValueError):
+    """The values a mapped task was given cannot be mapped (not a list, too many)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    """How a task is mapped: each key's source (a literal list, or a template string),
+    ``mode`` (``product`` or ``zip``), at most ``max_length`` instances (``None``: the
+    engine's limit) and at most ``max_active`` of them running at once (``None``: no limit
+    but the pools' and the DAG's)."""
+
+    sources: Mapping[str, Any]
+    mode: str = "product"
+    max_length: int | None = None
+    max_active: int | None = None
+    _keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
+        object.__setattr__(self, "_keys", tuple(self.sources))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self._keys
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"sources": dict(self.sources), "mode": self.mode}
+        if self.max_length is not None:
+            data["max_length"] = self.max_length
+        if self.max_active is not None:
+            data["max_active"] = self.max_active
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Expansion:
+        return cls(data["sources"], data.get("mode", "product"), data.get("max_length"),
+                   data.get("max_active"))  # fmt: skip
+
+
+def checked_lists(
+    expansion: Expansion, resolved: Mapping[str, Any], limit: int = DEFAULT_MAX_LENGTH
+) -> dict[str, list[Any]]:
+    """Each key's rendered value, checked: a list (a tuple counts), the instances it makes
+    no more than the task's ``max_length`` or else ``limit``. ``MappingError`` names the
+    key, what it came from and what is wrong."""
+    lists: dict[str, list[Any]] = {}
+    for name in expansion.keys:
+        value = resolved[name]
+        if not isinstance(value, list | tuple):
+            source = expansion.sources[name]
+            where = f" (from {source})" if isinstance(source, str) else ""
+            raise MappingError(
+                f"expand key '{name}'{where} must be a list to map over, got {type(value).__name__}"
+            )
+        lists[name] = list(value)
+    most = expansion.max_length if expansion.max_length is not None else limit
+    count = length(expansion, lists)
+    if count > most:
+        raise MappingError(f"{count:,} instances to map, more than max_map_length {most:,}")
+    return lists
+
+
+def length(expansion: Expansion, lists: Mapping[str, Sequence[Any]]) -> int:
+    """How many instances ``lists`` make (0 maps nothing: the task is skipped)."""
+    sizes = [len(lists[name]) for name in expansion.keys]
+    if expansion.mode == "zip":
+        return min(sizes, default=0)
+    return math.prod(sizes) if sizes else 0
+
+
+def values_at(
+    expansion: Expansion, lists: Mapping[str, Sequence[Any]], index: int
+) -> dict[str, Any]:
+    """The values of instance ``index``: ``{key: element}``. ``IndexError`` past the end."""
+    if not 0 <= index < length(expansion, lists):
+        raise IndexError(f"no instance {index} of {length(expansion, lists)}")
+    if expansion.mode == "zip":
+        return {name: lists[name][index] for name in expansion.keys}
+    values: dict[str, Any] = {}
+    for name in reversed(expansion.keys):  # the last key varies fastest, as in product()
+        size = len(lists[name])
+        index, position = divmod(index, size)
+        values[name] = lists[name][position]
+    return {name: values[name] for name in expansion.keys}
+
+
+def all_values(expansion: Expansion, lists: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every instance's values, in index order (for a few: ``values_at`` picks one)."""
+    columns = [lists[name] for name in expansion.keys]
+    rows = zip(*columns, strict=False) if expansion.mode == "zip" else itertools.product(*columns)
+    return [dict(zip(expansion.keys, row, strict=True)) for row in rows]
