@@ -15,6 +15,7 @@ from pipeline_core.dag.mapping import (
     all_values,
     checked_lists,
     length,
+    parse_expansion,
     values_at,
 )
 
@@ -104,3 +105,66 @@ def test_values_at_agrees_with_the_whole_list(columns: list[list[int]], mode: st
     everything = all_values(expansion, lists)
     assert len(everything) == length(expansion, lists)
     assert [values_at(expansion, lists, i) for i in range(len(everything))] == everything
+
+
+def parse(task: dict[str, object], task_type: str = "python") -> tuple[object, list[str]]:
+    problems: list[str] = []
+    found = parse_expansion(
+        task, task_type, ("tasks", "load"), lambda keys, m: problems.append(f"{keys}: {m}")
+    )
+    return found, problems
+
+
+def test_a_task_without_expand_has_no_expansion() -> None:
+    assert parse({"callable": "lib:load"}) == (None, [])
+
+
+def test_the_settings_of_a_mapped_task_are_read() -> None:
+    found, problems = parse(
+        {
+            "kwargs": {"table": "raw"},
+            "expand": {"path": FILES, "n": [1, 2], "mode": "{{ dag_run.conf.modes }}"},
+            "expand_mode": "zip",
+            "max_map_length": 500,
+            "max_active_per_task": 4,
+        }
+    )
+    assert problems == []
+    assert found == Expansion(
+        {"path": FILES, "n": [1, 2], "mode": "{{ dag_run.conf.modes }}"}, "zip", 500, 4
+    )
+
+
+@pytest.mark.parametrize(
+    ("task", "task_type", "where", "message"),
+    [
+        ({"expand": {"x": [1]}}, "noop", "'expand')", "a noop task runs no code to map"),
+        ({"expand": []}, "python", "'expand')", "expected a mapping of keys"),
+        ({"expand": {}}, "python", "'expand')", "expected a mapping of keys"),
+        ({"expand": {"x": 5}}, "shell", "'x')", "expected a list or a template"),
+        ({"expand": {"x": "a.csv"}}, "shell", "'x')", "expected one template for the whole"),
+        ({"expand": {"x": "f{{ run_id }}"}}, "shell", "'x')", "expected one template"),
+        ({"expand": {"x": "{{ run_id }}"}}, "shell", "'x')", "is not a list: map over an XCom"),
+        ({"expand": {"x": "{{ xcom.a }}"}}, "shell", "'x')", "needs xcom.<task>.<key>"),
+        ({"expand": {"1x": [1]}}, "shell", "'1x')", "expand keys are names"),
+        (
+            {"kwargs": {"path": "a"}, "expand": {"path": FILES}},
+            "python",
+            "'path')",
+            "'path' is both in kwargs and in expand",
+        ),
+        ({"expand": {"x": [1]}, "expand_mode": "cross"}, "shell", "'expand_mode')", "unknown"),
+        ({"expand": {"x": [1]}, "max_map_length": 0}, "shell", "'max_map_length')", "from 1"),
+        ({"expand": {"x": [1]}, "max_map_length": 2_000_000}, "shell", "length')", "1,000,000"),
+        ({"expand": {"x": [1]}, "max_active_per_task": True}, "shell", "task')", "whole number"),
+        ({"expand_mode": "zip"}, "shell", "'expand_mode')", "'expand_mode' needs 'expand'"),
+        ({"max_active_per_task": 2}, "shell", "task')", "needs 'expand'"),
+    ],
+)
+def test_bad_settings_are_reported_where_they_are(
+    task: dict[str, object], task_type: str, where: str, message: str
+) -> None:
+    found, problems = parse(task, task_type)
+    assert found is None
+    assert len(problems) == 1, problems
+    assert where in problems[0] and message in problems[0], problems

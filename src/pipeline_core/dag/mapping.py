@@ -7,18 +7,30 @@ by side (``zip``, as long as the shortest list). Instance ``i`` gets the ``i``-t
 combination, so the instances' order — and a reducer's list — follows the values' order.
 
 Nothing here reads a store: the engine renders the templates and hands the lists over.
+``parse_expansion`` reads a task's mapping settings from a DAG document, reporting every
+problem with the path of the setting it concerns.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from pipeline_core.dag.templates import TemplateError, parse_template
+
 MODES = ("product", "zip")
+#: The task types that run code, so can be mapped.
+MAPPABLE_TYPES = ("python", "shell", "sensor", "branch")
+#: The settings of a mapped task, beside its type's own.
+MAPPING_KEYS = ("expand", "expand_mode", "max_map_length", "max_active_per_task")
+#: The most instances any task may be mapped into.
+MAX_LENGTH = 1_000_000
+Keys = tuple[str | int, ...]
+Report = Callable[[Keys, str], None]
 #: The most instances a task is mapped into unless the engine or the task says otherwise.
 DEFAULT_MAX_LENGTH = 10_000
 
@@ -114,3 +126,72 @@ def all_values(expansion: Expansion, lists: Mapping[str, Sequence[Any]]) -> list
     columns = [lists[name] for name in expansion.keys]
     rows = zip(*columns, strict=False) if expansion.mode == "zip" else itertools.product(*columns)
     return [dict(zip(expansion.keys, row, strict=True)) for row in rows]
+
+
+def parse_expansion(
+    raw: Mapping[str, Any], task_type: str, keys: Keys, report: Report
+) -> Expansion | None:
+    """The mapping settings of the task ``raw`` (``None`` when it has none or they are
+    wrong; every problem goes to ``report(keys, message)``)."""
+    if "expand" not in raw:
+        for key in MAPPING_KEYS[1:]:
+            if key in raw:
+                report((*keys, key), f"'{key}' needs 'expand' (the values to map over)")
+        return None
+    where = (*keys, "expand")
+    expand = raw["expand"]
+    if task_type not in MAPPABLE_TYPES:
+        report(where, f"a {task_type} task runs no code to map (map {', '.join(MAPPABLE_TYPES)})")
+        return None
+    if not isinstance(expand, Mapping) or not expand:
+        report(where, "expected a mapping of keys to the lists to map over")
+        return None
+    problems = 0
+    given = raw.get("kwargs")
+    kwargs: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+    for name, source in expand.items():
+        reason = _source_problem(name, source, task_type, kwargs)
+        if reason:
+            report((*where, str(name)), reason)
+            problems += 1
+    mode = raw.get("expand_mode", "product")
+    if mode not in MODES:
+        report((*keys, "expand_mode"), f"unknown expand_mode {mode!r:.40} (use product or zip)")
+        problems += 1
+    limits = {}
+    for key, low, high in (("max_map_length", 1, MAX_LENGTH), ("max_active_per_task", 1, None)):
+        value = raw.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < low
+            or (high is not None and value > high)
+        ):  # fmt: skip
+            bound = f"from {low} to {high:,}" if high else f"of {low} or more"
+            report((*keys, key), f"expected a whole number {bound}, got {value!r:.40}")
+            problems += 1
+        limits[key] = value
+    if problems:
+        return None
+    return Expansion(dict(expand), mode, limits["max_map_length"], limits["max_active_per_task"])
+
+
+def _source_problem(
+    name: Any, source: Any, task_type: str, kwargs: Mapping[str, Any]
+) -> str | None:
+    if not isinstance(name, str) or not name.isidentifier():
+        return f"expand keys are names (letters, digits, '_'), got {name!r:.40}"
+    if task_type == "python" and name in kwargs:
+        return f"'{name}' is both in kwargs and in expand: give it in one of them"
+    if isinstance(source, list | tuple):
+        return None
+    if not isinstance(source, str):
+        example = "{{ xcom.<task>.return_value }}"
+        return f"expected a list or a template such as {example}, got {type(source).__name__}"
+    try:
+        pieces = parse_template(source.strip())
+    except TemplateError as exc:
+        return str(exc)
+    if len(pieces) != 1 or isinstance(pieces[0], str):
+        return "expected one template for the whole value, such as {{ xcom.<task>.return_value }}"
+    if pieces[0].root not in ("xcom", "dag_run"):
+        return f"'{{{{ {pieces[0].text} }}}}' is not a list: map over an XCom or the run's conf"
+    return None
