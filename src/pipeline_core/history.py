@@ -30,16 +30,14 @@ class History:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
         self.store.runs.get_run(dag_id, run_id)  # NotFound for an unknown run
-        query = TaskInstanceQuery(dag_id=dag_id, run_id=run_id, mapped=False, limit=TIMELINE_LIMIT)
+        query = TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=TIMELINE_LIMIT)
         return list(self.store.tasks.query_task_instances(query).items)
 
     def task_history(
         self, dag_id: str, task_id: str, limit: int = 100, offset: int = 0
     ) -> Page[TaskInstance]:
         """One task across runs, newest run first."""
-        query = TaskInstanceQuery(
-            dag_id=dag_id, task_id=task_id, mapped=False, limit=limit, offset=offset
-        )
+        query = TaskInstanceQuery(dag_id=dag_id, task_id=task_id, limit=limit, offset=offset)
         return self.store.tasks.query_task_instances(query)
 
     def timeline(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:

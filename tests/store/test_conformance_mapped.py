@@ -38,7 +38,9 @@ def test_an_expansion_makes_every_instance_in_one_write_with_one_event(store) ->
     )
     own = store.tasks.query_task_instances(TaskInstanceQuery(dag_id="etl", mapped=False))
     assert [(ti.task_id, ti.map_index) for ti in own.items] == [("a", -1), ("b", -1), ("c", -1)]
-    everything = store.tasks.query_task_instances(TaskInstanceQuery(dag_id="etl", run_id="r1"))
+    everything = store.tasks.query_task_instances(
+        TaskInstanceQuery(dag_id="etl", run_id="r1", mapped=None)
+    )
     assert [(ti.task_id, ti.map_index) for ti in everything.items] == [
         ("a", -1),
         ("b", -1),

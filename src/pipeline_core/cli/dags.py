@@ -213,7 +213,7 @@ def _conf(text: str | None) -> dict[str, Any] | None:
 
 def _summary(store: Any, dag_id: str, run_id: str, out: TextIO) -> None:
     tis = store.tasks.query_task_instances(
-        TaskInstanceQuery(dag_id=dag_id, run_id=run_id, mapped=False, limit=100_000)
+        TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=100_000)
     )
     rows = [
         (ti.task_id, ti.state.value, str(ti.try_number), _ms(ti.duration_ms)) for ti in tis.items

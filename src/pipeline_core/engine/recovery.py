@@ -30,7 +30,7 @@ def snapshot(store: Store, dag_id: str, run_id: str) -> RunSnapshot:
     """A run and its task instances (``NotFound`` if there is no such run)."""
     run = store.runs.get_run(dag_id, run_id)
     page = store.tasks.query_task_instances(
-        TaskInstanceQuery(dag_id=dag_id, run_id=run_id, mapped=False, limit=1_000_000)
+        TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=1_000_000)
     )
     return RunSnapshot(run, tuple(page.items))
 

@@ -208,8 +208,8 @@ class RunQuery:
 @dataclass(frozen=True, slots=True)
 class TaskInstanceQuery:
     """Task instances by run, by (dag, task) across runs (newest run first), or by state;
-    ``mapped``: only the instances of mapped tasks (``True``), only map index -1 (``False``),
-    or both (``None``)."""
+    ``mapped``: only map index -1 (``False``, the default: each task once, as a run's task
+    list shows it), only the instances of mapped tasks (``True``), or both (``None``)."""
 
     dag_id: str | None = None
     run_id: str | None = None
@@ -217,7 +217,7 @@ class TaskInstanceQuery:
     states: tuple[TaskState, ...] = ()
     limit: int = 100
     offset: int = 0
-    mapped: bool | None = None
+    mapped: bool | None = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,6 +176,6 @@ def _downstream(definition: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def _instances(store: Store, dag_id: str, run_id: str) -> dict[str, TaskInstance]:
     found = store.tasks.query_task_instances(
-        TaskInstanceQuery(dag_id=dag_id, run_id=run_id, mapped=False, limit=100_000)
+        TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=100_000)
     )
     return {ti.task_id: ti for ti in found.items}

@@ -105,7 +105,7 @@ def get_run(store: Store) -> Callable[[Request], Response]:
 def run_with_tasks(store: Store, run: DagRun) -> dict[str, Any]:
     """A run's answer with its task instances."""
     tis = store.tasks.query_task_instances(
-        TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, mapped=False, limit=100_000)
+        TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, limit=100_000)
     )
     mapped = store.tasks.mapped_counts(run.dag_id, run.run_id)
     return {**run_dict(run), "task_instances": with_mapped(tis.items, mapped)}

@@ -84,9 +84,7 @@ def list_tasks(store: Store) -> Callable[[Request], Response]:
         limit, offset = read_page(request)
         run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
         found = store.tasks.query_task_instances(
-            TaskInstanceQuery(
-                dag_id=run.dag_id, run_id=run.run_id, mapped=False, limit=limit, offset=offset
-            )
+            TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, limit=limit, offset=offset)
         )
         mapped = store.tasks.mapped_counts(run.dag_id, run.run_id) if found.items else {}
         return listing(with_mapped(found.items, mapped), found.total, limit, offset)
