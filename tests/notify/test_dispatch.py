@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 
@@ -57,6 +58,21 @@ def settled(store: Store, count: int = 1, timeout: float = 15) -> list[Notificat
     ]
 
 
+@contextmanager
+def dispatching(
+    store: Store, settings: DeliverySettings, metrics: MetricsCollector | None = None,
+    receiver: Receiver | None = None,
+) -> Iterator[Dispatcher]:  # fmt: skip
+    """A dispatcher on ``store`` while the block runs; stopped after it, with ``receiver``."""
+    dispatcher = Dispatcher(store, settings, metrics=metrics).start()
+    try:
+        yield dispatcher
+    finally:
+        dispatcher.stop()
+        if receiver is not None:
+            receiver.stop()
+
+
 def counters(metrics: MetricsCollector) -> dict[str, float]:
     return {c["name"]: c["value"] for c in metrics.snapshot()["counters"]}
 
@@ -65,17 +81,13 @@ def test_a_410_is_final_after_one_attempt_and_counted(store: Store) -> None:
     receiver = Receiver(status=lambda path: 410).start()
     register(store, rules(f"webhook: '{receiver.url}'"))
     metrics = MetricsCollector()
-    dispatcher = Dispatcher(store, DeliverySettings(**FAST), metrics=metrics).start()
-    try:
+    with dispatching(store, DeliverySettings(**FAST), metrics, receiver):
         fail_tasks(store)
         [n] = settled(store)
         assert (n.state, n.attempts, n.last_status) == ("failed", 1, 410)
         assert "410" in (n.last_error or "")
         assert len(receiver.received) == 1
         assert counters(metrics)["notifications.failed"] == 1
-    finally:
-        dispatcher.stop()
-        receiver.stop()
 
 
 def test_5xx_is_tried_with_backoff_until_it_is_delivered(store: Store) -> None:
@@ -83,8 +95,7 @@ def test_5xx_is_tried_with_backoff_until_it_is_delivered(store: Store) -> None:
     receiver = Receiver(status=lambda path: next(answers, 200)).start()
     register(store, rules(f"webhook: '{receiver.url}'"))
     metrics = MetricsCollector()
-    dispatcher = Dispatcher(store, DeliverySettings(**FAST), metrics=metrics).start()
-    try:
+    with dispatching(store, DeliverySettings(**FAST), metrics, receiver):
         fail_tasks(store)
         [n] = settled(store)
         assert (n.state, n.attempts) == ("delivered", 4)
@@ -94,9 +105,6 @@ def test_5xx_is_tried_with_backoff_until_it_is_delivered(store: Store) -> None:
         assert {r.delivery for r in receiver.received} == {n.id}
         assert counters(metrics)["notifications.delivered"] == 1
         assert counters(metrics)["notifications.attempts"] == 4
-    finally:
-        dispatcher.stop()
-        receiver.stop()
 
 
 def test_an_smtp_server_that_refuses_is_retried_then_failed(store: Store) -> None:
@@ -105,15 +113,12 @@ def test_an_smtp_server_that_refuses_is_retried_then_failed(store: Store) -> Non
         register(store, rules("email: {to: [oncall@example.com]}"))
         smtp = SmtpSettings(host="127.0.0.1", port=mail.port, sender="pc@example.com")
         settings = DeliverySettings(targets=Targets(timeout=5, smtp=smtp), max_attempts=3, **FAST)
-        dispatcher = Dispatcher(store, settings).start()
-        try:
+        with dispatching(store, settings):
             fail_tasks(store)
             [n] = settled(store)
             assert (n.state, n.attempts) == ("failed", 3)
             assert "550" in (n.last_error or "")
             assert mail.messages == []
-        finally:
-            dispatcher.stop()
 
 
 def test_a_receiver_that_hangs_costs_one_timeout_and_is_tried_again(store: Store) -> None:
@@ -121,8 +126,7 @@ def test_a_receiver_that_hangs_costs_one_timeout_and_is_tried_again(store: Store
     receiver = Receiver(hang=hold).start()
     register(store, rules(f"webhook: '{receiver.url}'"))
     settings = DeliverySettings(targets=Targets(timeout=0.5), **FAST)
-    dispatcher = Dispatcher(store, settings).start()
-    try:
+    with dispatching(store, settings, receiver=receiver):
         fail_tasks(store)
         poll_until(lambda: _attempts(store) >= 1, timeout=10)
         receiver.hang = None
@@ -131,9 +135,6 @@ def test_a_receiver_that_hangs_costs_one_timeout_and_is_tried_again(store: Store
         assert n.state == "delivered" and n.attempts >= 2
         assert n.history[0].error == "no answer within 0.5s"
         assert n.history[0].duration_ms < 2000
-    finally:
-        dispatcher.stop()
-        receiver.stop()
 
 
 def _attempts(store: Store) -> int:
