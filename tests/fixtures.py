@@ -155,3 +155,36 @@ def wait_for_files(folder: str, name: str, count: int, timeout: float = 20) -> i
             raise TimeoutError(f"only {len(os.listdir(folder))} of {count} ran at once")
         time.sleep(0.01)
     return os.getpid()
+
+
+# --- for mapped tasks ---------------------------------------------------------------------------
+
+
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+def value_of(value: Any) -> Any:
+    """Whatever it is given (a dict, a string: an upstream that does not return a list)."""
+    return value
+
+
+def scale(x: int, factor: int = 1) -> int:
+    return x * factor
+
+
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+def crash_on(x: int, crash: int, folder: str) -> int:
+    """Kill this try's process the first time it maps ``crash``; count every call of ``x``."""
+    if count_try(os.path.join(folder, f"calls-{x}")) == 1 and x == crash:
+        os._exit(3)
+    return x
+
+
+def fail_on(x: int, bad: int) -> int:
+    if x == bad:
+        raise ValueError(f"{x} is bad")
+    return x

@@ -27,6 +27,7 @@ LEGAL = {
     (T.RUNNING, T.FAILED),
     (T.RUNNING, T.UP_FOR_RETRY),
     (T.RUNNING, T.CANCELLED),
+    (T.RUNNING, T.SKIPPED),  # a mapped task whose instances were all skipped
     (T.UP_FOR_RETRY, T.QUEUED),
     (T.UP_FOR_RETRY, T.FAILED),
     (T.UP_FOR_RETRY, T.CANCELLED),

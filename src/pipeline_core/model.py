@@ -69,6 +69,14 @@ class TaskKey:
     task_id: str
     map_index: int = -1
 
+    @property
+    def parent(self) -> TaskKey:
+        """The mapped task's own instance (``map_index`` -1) this key belongs to."""
+        return TaskKey(self.dag_id, self.run_id, self.task_id) if self.map_index >= 0 else self
+
+    def instance(self, map_index: int) -> TaskKey:
+        return TaskKey(self.dag_id, self.run_id, self.task_id, map_index)
+
 
 @dataclass(frozen=True, slots=True)
 class DagRun:
@@ -274,16 +282,17 @@ class MissDeadline:
 
 @dataclass(frozen=True, slots=True)
 class ExpandTask:
-    """Create the instances ``0 … count-1`` of a mapped task, queued and untried, with one
-    ``task.expanded`` event. ``key`` is the mapped task's own instance (``map_index`` -1),
-    which stays as their summary. A task is expanded once (again is a ``Conflict``), into
-    one instance at least (an empty list skips it instead)."""
+    """Create the instances ``first … count-1`` of a mapped task, queued and untried, with
+    one ``task.expanded`` event. ``key`` is the mapped task's own instance (``map_index``
+    -1), which stays as their summary. An index is created once (again is a ``Conflict``);
+    ``first`` > 0 grows a task mapped before (its upstream, run again, gave more values)."""
 
     key: TaskKey
     count: int
     max_tries: int = 1
     pool: str = "default_pool"
     priority_weight: int = 1
+    first: int = 0
 
 
 Write = CreateRun | MoveRun | TaskChange | MissDeadline | ExpandTask

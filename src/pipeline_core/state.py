@@ -52,7 +52,8 @@ class Readiness(StrEnum):
 _T = TaskState
 ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     _T.QUEUED: frozenset({_T.RUNNING, _T.SKIPPED, _T.UPSTREAM_FAILED, _T.REMOVED, _T.CANCELLED}),
-    _T.RUNNING: frozenset({_T.SUCCESS, _T.FAILED, _T.UP_FOR_RETRY, _T.CANCELLED}),
+    # A mapped task runs while its instances do, and is skipped when all of them were.
+    _T.RUNNING: frozenset({_T.SUCCESS, _T.FAILED, _T.UP_FOR_RETRY, _T.CANCELLED, _T.SKIPPED}),
     _T.UP_FOR_RETRY: frozenset({_T.QUEUED, _T.FAILED, _T.CANCELLED}),
     _T.FAILED: frozenset({_T.QUEUED}),
     _T.UPSTREAM_FAILED: frozenset({_T.QUEUED}),

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline_core.dag.mapping import DEFAULT_MAX_LENGTH, MAX_LENGTH
 from pipeline_core.dag.model import DAG, EXECUTORS, LOCAL_EXECUTORS
 from pipeline_core.engine import Engine, EngineSettings
 from pipeline_core.engine.executors.celery.app import CelerySettings
@@ -103,6 +104,13 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE",
         help="import MODULE once before workers are forked (repeatable)",
     )
+    parser.add_argument(
+        "--max-map-length",
+        type=whole_number(1),
+        default=DEFAULT_MAX_LENGTH,
+        help="instances a mapped task may have unless it says otherwise; more fail the task "
+        f"(default {DEFAULT_MAX_LENGTH:,}, at most {MAX_LENGTH:,})",
+    )
 
 
 def add_broker_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -174,6 +182,7 @@ def start_engine(
         max_workers=max(args.workers, args.max_workers),
         max_tasks_per_worker=args.max_tasks_per_worker,
         worker_preload=tuple(args.worker_preload),
+        max_map_length=min(args.max_map_length, MAX_LENGTH),
         celery=celery_settings(args),
     )
     try:

@@ -9,6 +9,11 @@
         def load(data: dict) -> None: ...
 
         load(extract())   # passing an output wires the dependency and the XCom
+
+        @task
+        def double(x: int, factor: int) -> int: return x * factor
+
+        double.partial(factor=2).expand(x=extract()["ids"])   # one instance per element
 """
 
 from __future__ import annotations
@@ -48,14 +53,21 @@ class DAG:
             self.build()
 
     def add(self, task_id: str, body: dict[str, Any]) -> TaskRef:
-        """Add a task given its document (the YAML task mapping); returns a reference to it."""
+        """Add a task given its document (the YAML task mapping); returns a reference to it.
+        Task outputs among its ``expand`` values become templates and dependencies."""
         if task_id in self.tasks:
             raise DagValidationError(
                 [Issue(f"duplicate task id '{task_id}'", f"tasks.{task_id}", self.fileloc)]
             )
+        upstream: list[XComArg] = []
+        if isinstance(body.get("expand"), dict):
+            body = {**body, "expand": _templated(body["expand"], upstream)}
         self.tasks[task_id] = body
         self._built = None
-        return TaskRef(self, task_id)
+        ref = TaskRef(self, task_id)
+        if upstream:
+            ref.set_upstream(upstream)
+        return ref
 
     def to_spec(self) -> dict[str, Any]:
         """The equivalent YAML document as plain data."""
@@ -143,6 +155,19 @@ class XComArg(TaskRef):
         return f"{{{{ xcom.{self.task_id}.{self.key} }}}}"
 
 
+def _templated(values: dict[str, Any], upstream: list[XComArg]) -> dict[str, Any]:
+    """``values`` with task outputs as XCom templates (added to ``upstream``); a range or
+    tuple becomes a list."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, XComArg):
+            upstream.append(value)
+            out[name] = value.template
+        else:
+            out[name] = list(value) if isinstance(value, range | tuple) else value
+    return out
+
+
 def _task_body(kind: str, options: dict[str, Any], **config: Any) -> dict[str, Any]:
     return {"type": kind, **{k: v for k, v in config.items() if v is not None}, **options}
 
@@ -226,24 +251,24 @@ def task(
     def decorate(fn: Callable[..., Any]) -> Callable[..., XComArg]:
         signature = inspect.signature(fn)
 
-        @functools.wraps(fn)
-        def add_task(*args: Any, **kwargs: Any) -> XComArg:
+        def add(arguments: dict[str, Any], mapping: dict[str, Any]) -> XComArg:
             dag = current_dag()
-            bound = signature.bind(*args, **kwargs)
-            call_kwargs, upstream = {}, []
-            for name, value in bound.arguments.items():
-                if isinstance(value, XComArg):
-                    call_kwargs[name] = value.template
-                    upstream.append(value)
-                else:
-                    call_kwargs[name] = value
+            upstream: list[XComArg] = []
+            call_kwargs = _templated(arguments, upstream)
             tid = _unique_id(dag, task_id or fn.__name__)
-            ref = python_task(tid, fn, kwargs=call_kwargs or None, **options)
+            ref = python_task(tid, fn, kwargs=call_kwargs or None, **mapping, **options)
             if upstream:
                 ref.set_upstream(upstream)
             return XComArg(ref)
 
+        @functools.wraps(fn)
+        def add_task(*args: Any, **kwargs: Any) -> XComArg:
+            return add(dict(signature.bind(*args, **kwargs).arguments), {})
+
         add_task.__pipeline_core_body__ = fn  # type: ignore[attr-defined]  # for workers
+        add_task.partial = lambda **fixed: Partial(add, signature, fixed)  # type: ignore[attr-defined]
+        add_task.expand = Partial(add, signature, {}).expand  # type: ignore[attr-defined]
+        add_task.expand_kwargs = Partial(add, signature, {}).expand_kwargs  # type: ignore[attr-defined]
         return add_task
 
     return decorate(function) if function is not None else decorate
@@ -256,3 +281,33 @@ def _unique_id(dag: DAG, base: str) -> str:
     while f"{base}__{n}" in dag.tasks:
         n += 1
     return f"{base}__{n}"
+
+
+class Partial:
+    """``fn.partial(**fixed)``: the arguments every instance of a mapped task shares, waiting
+    for ``.expand(**lists)`` or ``.expand_kwargs(list_of_mappings)`` to add the task."""
+
+    def __init__(
+        self,
+        add: Callable[[dict[str, Any], dict[str, Any]], XComArg],
+        signature: inspect.Signature,
+        fixed: dict[str, Any],
+    ) -> None:
+        signature.bind_partial(**fixed)  # a name the function does not take: TypeError now
+        self._add, self._signature, self._fixed = add, signature, fixed
+
+    def expand(self, **lists: Any) -> XComArg:
+        """One instance per element (the cross product of several lists); each value is a
+        list, a task's output, or a template of the run's conf."""
+        if not lists:
+            raise TypeError("expand() needs at least one argument to map over")
+        clash = sorted(set(lists) & set(self._fixed))
+        if clash:
+            raise TypeError(f"{', '.join(clash)} given both to partial() and to expand()")
+        self._signature.bind_partial(**self._fixed, **lists)
+        return self._add(dict(self._fixed), {"expand": lists})
+
+    def expand_kwargs(self, values: Any) -> XComArg:
+        """One instance per mapping of ``values`` (a list, or a task's output), whose items
+        are that instance's arguments."""
+        return self._add(dict(self._fixed), {"expand": {"kwargs": values}, "expand_mode": "kwargs"})

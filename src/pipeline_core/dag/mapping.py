@@ -3,8 +3,10 @@
 A mapped task names, for each of its keys, a list of values: a literal list, or a template
 that renders to one (an upstream task's XCom, the run's conf). Several keys give the cross
 product of their lists (``product``, the first key varying slowest) or their elements side
-by side (``zip``, as long as the shortest list). Instance ``i`` gets the ``i``-th
-combination, so the instances' order — and a reducer's list — follows the values' order.
+by side (``zip``, as long as the shortest list); ``kwargs`` maps over one list of
+mappings, each the values of one instance (Airflow's ``expand_kwargs``). Instance ``i`` gets
+the ``i``-th combination, so the instances' order — and a reducer's list — follows the
+values' order.
 
 Nothing here reads a store: the engine renders the templates and hands the lists over.
 ``parse_expansion`` reads a task's mapping settings from a DAG document, reporting every
@@ -22,7 +24,7 @@ from typing import Any
 
 from pipeline_core.dag.templates import TemplateError, parse_template
 
-MODES = ("product", "zip")
+MODES = ("product", "zip", "kwargs")
 #: The task types that run code, so can be mapped.
 MAPPABLE_TYPES = ("python", "shell", "sensor", "branch")
 #: The settings of a mapped task, beside its type's own.
@@ -90,6 +92,8 @@ def checked_lists(
                 f"expand key '{name}'{where} must be a list to map over, got {type(value).__name__}"
             )
         lists[name] = list(value)
+        if expansion.mode == "kwargs":
+            _check_kwargs(name, lists[name])
     most = expansion.max_length if expansion.max_length is not None else limit
     count = length(expansion, lists)
     if count > most:
@@ -97,10 +101,21 @@ def checked_lists(
     return lists
 
 
+def _check_kwargs(name: str, values: list[Any]) -> None:
+    for index, element in enumerate(values):
+        if not isinstance(element, Mapping) or not all(
+            isinstance(k, str) and k.isidentifier() for k in element
+        ):
+            raise MappingError(
+                f"expand_kwargs '{name}' element {index} must be a mapping of names to values, "
+                f"got {type(element).__name__}"
+            )
+
+
 def length(expansion: Expansion, lists: Mapping[str, Sequence[Any]]) -> int:
     """How many instances ``lists`` make (0 maps nothing: the task is skipped)."""
     sizes = [len(lists[name]) for name in expansion.keys]
-    if expansion.mode == "zip":
+    if expansion.mode in ("zip", "kwargs"):
         return min(sizes, default=0)
     return math.prod(sizes) if sizes else 0
 
@@ -111,6 +126,8 @@ def values_at(
     """The values of instance ``index``: ``{key: element}``. ``IndexError`` past the end."""
     if not 0 <= index < length(expansion, lists):
         raise IndexError(f"no instance {index} of {length(expansion, lists)}")
+    if expansion.mode == "kwargs":
+        return dict(lists[expansion.keys[0]][index])
     if expansion.mode == "zip":
         return {name: lists[name][index] for name in expansion.keys}
     values: dict[str, Any] = {}
@@ -123,6 +140,8 @@ def values_at(
 
 def all_values(expansion: Expansion, lists: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Every instance's values, in index order (for a few: ``values_at`` picks one)."""
+    if expansion.mode == "kwargs":
+        return [dict(element) for element in lists[expansion.keys[0]]]
     columns = [lists[name] for name in expansion.keys]
     rows = zip(*columns, strict=False) if expansion.mode == "zip" else itertools.product(*columns)
     return [dict(zip(expansion.keys, row, strict=True)) for row in rows]
@@ -156,7 +175,13 @@ def parse_expansion(
             problems += 1
     mode = raw.get("expand_mode", "product")
     if mode not in MODES:
-        report((*keys, "expand_mode"), f"unknown expand_mode {mode!r:.40} (use product or zip)")
+        report((*keys, "expand_mode"), f"unknown expand_mode {mode!r:.40} (use {', '.join(MODES)})")
+        problems += 1
+    elif mode == "kwargs" and len(expand) != 1:
+        report(
+            (*keys, "expand_mode"),
+            "expand_mode kwargs maps over one list of mappings: give one key",
+        )
         problems += 1
     limits = {}
     for key, low, high in (("max_map_length", 1, MAX_LENGTH), ("max_active_per_task", 1, None)):

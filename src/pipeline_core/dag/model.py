@@ -14,6 +14,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from pipeline_core.dag.mapping import Expansion
 from pipeline_core.dag.notify import Rule
 from pipeline_core.state import TriggerRule
 
@@ -179,6 +180,8 @@ class Task:
     #: Notification rules of this task's events (``default_args.notify`` unless its own).
     notify: tuple[Rule, ...] = ()
     config: Mapping[str, Any] = field(default_factory=dict)
+    #: How the task is mapped over values known at run time (``None``: one instance).
+    expansion: Expansion | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depends_on", tuple(self.depends_on))
@@ -210,6 +213,7 @@ def _task_key(task: Task) -> tuple[Any, ...]:
         task.cpu_time_limit,
         task.notify,
         dict(task.config),
+        task.expansion,
     )
 
 

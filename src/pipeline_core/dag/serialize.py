@@ -51,6 +51,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "priority_weight": task.priority_weight,
         "config": _json_safe(dict(task.config)),
         **({"notify": [rule.to_dict() for rule in task.notify]} if task.notify else {}),
+        **({"expand": _json_safe(task.expansion.to_dict())} if task.expansion else {}),
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline_core._gc import gc_paused
+from pipeline_core.dag.mapping import MAPPING_KEYS, parse_expansion
 from pipeline_core.dag.model import DAG, Task, parse_datetime, parse_duration, parse_size
 from pipeline_core.dag.notify import parse_rules
 from pipeline_core.dag.validation import validate_dag
@@ -314,14 +315,18 @@ def task_from_spec(
     """One task from its document (``default_args`` already merged in)."""
     read = _Reader(body, keys, found)
     task_type = read.get("type", "str", "noop")
-    allowed = COMMON_TASK_KEYS + TYPE_KEYS.get(task_type, ())
+    allowed = COMMON_TASK_KEYS + MAPPING_KEYS + TYPE_KEYS.get(task_type, ())
     check_unknown_keys(
         {k: v for k, v in body.items() if task_type in TYPE_KEYS or k in COMMON_TASK_KEYS},
         allowed,
         keys,
         found,
     )
-    config = {k: v for k, v in body.items() if k not in COMMON_TASK_KEYS and k in allowed}
+    config = {
+        k: v
+        for k, v in body.items()
+        if k not in COMMON_TASK_KEYS and k not in MAPPING_KEYS and k in allowed
+    }
     if "poke_interval" in config:
         config["poke_interval"] = read.get("poke_interval", "duration", 30.0)
     return Task(
@@ -343,6 +348,7 @@ def task_from_spec(
             body.get("notify"), (*keys, "notify"), found.add, found.environ, task_scoped=True
         ),
         config=config,
+        expansion=parse_expansion(body, task_type, keys, found.add),
     )
 
 

@@ -3,7 +3,8 @@
 Templates are kept verbatim in the model; the engine renders them just before a task runs.
 Only plain references are allowed (no code): ``xcom.<task>.<key>[.<nested>...]``,
 ``dag_run.conf.<key>[...]``, ``run_id``, ``ds``, ``logical_date``, ``ts``, ``dag_id``,
-``task_id`` and ``try_number``.
+``task_id`` and ``try_number``; in a mapped task also ``map.<key>[...]`` (the instance's
+value of an ``expand`` key) and ``map_index``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-SCALAR_ROOTS = frozenset({"run_id", "ds", "ts", "logical_date", "dag_id", "task_id", "try_number"})
+SCALAR_ROOTS = frozenset(
+    {"run_id", "ds", "ts", "logical_date", "dag_id", "task_id", "try_number", "map_index"}
+)
+#: The references only a mapped task's instances can resolve.
+MAPPED_ROOTS = frozenset({"map", "map_index"})
 TEMPLATE_PATTERN = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _REFERENCE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 
@@ -64,11 +69,14 @@ def parse_reference(inner: str) -> Reference:
     elif root == "dag_run":
         if len(parts) < 3 or parts[1] != "conf":
             raise TemplateError(f"template '{{{{ {text} }}}}' needs dag_run.conf.<key>")
+    elif root == "map":
+        if len(parts) < 2:
+            raise TemplateError(f"template '{{{{ {text} }}}}' needs map.<expand key>")
     elif root in SCALAR_ROOTS:
         if len(parts) > 1:
             raise TemplateError(f"template '{{{{ {text} }}}}': {root} has no fields")
     else:
-        allowed = ", ".join(sorted({"xcom", "dag_run", *SCALAR_ROOTS}))
+        allowed = ", ".join(sorted({"xcom", "dag_run", "map", *SCALAR_ROOTS}))
         raise TemplateError(
             f"template '{{{{ {text} }}}}' has unknown name {root!r} (use {allowed})"
         )

@@ -21,7 +21,12 @@ from pipeline_core.dag.model import (
     invalid_id_reason,
     parse_datetime,
 )
-from pipeline_core.dag.templates import TemplateError, find_references, iter_strings
+from pipeline_core.dag.templates import (
+    MAPPED_ROOTS,
+    TemplateError,
+    find_references,
+    iter_strings,
+)
 
 Keys = tuple[str | int, ...]
 Found = Iterator[tuple[Keys, str]]
@@ -126,7 +131,11 @@ def _task_config(dag: DAG, graph: Graph, task: Task, keys: Keys) -> Found:
         yield from _sensor(config, keys)
     for name, value in config.items():
         for sub_path, text in iter_strings(value):
-            yield from _templates(dag, text, (*keys, name + sub_path))
+            yield from _templates(dag, text, (*keys, name + sub_path), task)
+    if task.expansion is not None:
+        for name, source in task.expansion.sources.items():
+            if isinstance(source, str):
+                yield from _templates(dag, source, (*keys, "expand", name), None)
 
 
 def _require(config: Any, key: str, kind: type, keys: Keys, label: str) -> Found:
@@ -212,14 +221,27 @@ def parse_until(value: Any) -> time | datetime:
     return parse_datetime(value)
 
 
-def _templates(dag: DAG, text: str, keys: Keys) -> Found:
+def _templates(dag: DAG, text: str, keys: Keys, task: Task | None) -> Found:
+    """Problems of the templates in ``text``, a setting of ``task`` (``None``: a setting
+    that is rendered before the task is mapped, where ``map`` means nothing yet)."""
     try:
         references = list(find_references(text))
     except TemplateError as exc:
         yield keys, str(exc)
         return
     for reference in references:
-        if reference.root == "xcom":
+        if reference.root in MAPPED_ROOTS:
+            expansion = task.expansion if task is not None else None
+            if expansion is None:
+                yield keys, f"'{{{{ {reference.text} }}}}' is only known in a mapped task (expand)"
+            elif (
+                reference.root == "map"
+                and expansion.mode != "kwargs"  # its keys come with the values
+                and reference.parts[1] not in expansion.keys
+            ):
+                known = ", ".join(expansion.keys)
+                yield keys, f"'{{{{ {reference.text} }}}}' names no expand key (known: {known})"
+        elif reference.root == "xcom":
             try:
                 reference.xcom_task(dag.task_dict)
             except TemplateError as exc:

@@ -26,10 +26,12 @@ class Control(Protocol):
         run_id: str,
         task_ids: Sequence[str] | None = None,
         include_downstream: bool = True,
+        map_index: int | None = None,
     ) -> tuple[DagRun, list[str]]:
         """Re-queue failed, upstream_failed and cancelled tasks (or ``task_ids``) and, by
         default, their downstream; returns the run and the re-queued ids. ``Conflict`` when
-        there is nothing to retry."""
+        there is nothing to retry. ``map_index``: only that instance of the one mapped task
+        of ``task_ids`` (a mapped task re-queued whole is mapped again)."""
         ...
 
     def mark_run(self, dag_id: str, run_id: str, state: RunState) -> DagRun:
@@ -38,9 +40,13 @@ class Control(Protocol):
         ``Conflict`` when it is in that state already."""
         ...
 
-    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: TaskState) -> DagRun:
+    def mark_task(
+        self, dag_id: str, run_id: str, task_id: str, state: TaskState, map_index: int = -1
+    ) -> DagRun:
         """Set a task instance to ``success``, ``failed`` or ``skipped`` by hand (a running
-        try is killed); its downstream follows the trigger rules. Returns the run."""
+        try is killed); its downstream follows the trigger rules. Returns the run. A mapped
+        task's instances take the state with it; ``map_index`` marks one of them (its task
+        then follows its instances)."""
         ...
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord: ...

@@ -26,9 +26,11 @@ from pipeline_core.engine.core.messages import (
     Forget,
     Message,
     Moment,
+    ResolveMapping,
     Resync,
     Trigger,
 )
+from pipeline_core.engine.expansions import Expansions
 from pipeline_core.engine.runner import EffectRunner, Timers, run_key_of
 from pipeline_core.engine.settings import EngineSettings
 from pipeline_core.errors import NotFound, PipelineError, StoreUnavailable
@@ -61,7 +63,8 @@ class EngineLoop:
         self.core = Decider()
         self._inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.timers = Timers()
-        self._runner = EffectRunner(store, executor, self.timers, self._resync)
+        self.expansions = Expansions(store, settings.max_map_length)
+        self._runner = EffectRunner(store, executor, self.timers, self._resync, self.expansions)
         self._pending: list[Any] = []
         self._now = Moment(clock.now(), clock.monotonic())
         self._retry_delay = 0.0
@@ -132,9 +135,20 @@ class EngineLoop:
 
     def decide(self, message: Message) -> Outcome:
         """Decide now; the effects wait for the wake-up's commit."""
-        outcome = self.core.handle(message, self._now)
+        outcome = self._handle(message)
         self._pending.extend(outcome.effects)
         return outcome
+
+    def _handle(self, message: Message) -> Outcome:
+        """The core's outcome, with the values of the mapped tasks it made ready read and
+        decided on at once: their instances are written by the same commit."""
+        outcome = self.core.handle(message, self._now)
+        effects = list(outcome.effects)
+        while requests := [e for e in effects if isinstance(e, ResolveMapping)]:
+            effects = [e for e in effects if not isinstance(e, ResolveMapping)]
+            for request in requests:
+                effects += self.core.handle(self.expansions.resolve(request), self._now).effects
+        return Outcome(tuple(effects), outcome.reply)
 
     def command(self, message: Message) -> Any:
         """Decide and commit at once, then answer. A refusal raises before anything
@@ -145,7 +159,7 @@ class EngineLoop:
         if self._pending:
             raise StoreUnavailable("the store cannot commit just now; try again shortly")
         self._now = Moment(self.clock.now(), self.clock.monotonic())
-        outcome = self.core.handle(message, self._now)
+        outcome = self._handle(message)
         try:
             self._act(outcome.effects, strict=isinstance(message, Trigger))
         except PipelineError:

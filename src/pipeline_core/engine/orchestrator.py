@@ -163,12 +163,13 @@ class Engine:
         run_id: str,
         task_ids: Sequence[str] | None = None,
         include_downstream: bool = True,
+        map_index: int | None = None,
     ) -> tuple[DagRun, list[str]]:
         def retry() -> tuple[DagRun, list[str]]:
             snapshot = self._snapshot(dag_id, run_id)
             chosen = tuple(task_ids) if task_ids is not None else None
             answer: tuple[DagRun, list[str]] = self.loop.command(
-                Retry(dag_id, run_id, chosen, include_downstream, snapshot)
+                Retry(dag_id, run_id, chosen, include_downstream, snapshot, map_index)
             )
             return answer
 
@@ -185,10 +186,14 @@ class Engine:
         result: DagRun = self.loop.call(mark)
         return result
 
-    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: TaskState) -> DagRun:
+    def mark_task(
+        self, dag_id: str, run_id: str, task_id: str, state: TaskState, map_index: int = -1
+    ) -> DagRun:
         def mark() -> DagRun:
             snapshot = self._snapshot(dag_id, run_id)
-            run: DagRun = self.loop.command(MarkTask(dag_id, run_id, task_id, state, snapshot))
+            run: DagRun = self.loop.command(
+                MarkTask(dag_id, run_id, task_id, state, snapshot, map_index)
+            )
             return run
 
         result: DagRun = self.loop.call(mark)

@@ -27,10 +27,11 @@ PAGE = 1000
 
 
 def snapshot(store: Store, dag_id: str, run_id: str) -> RunSnapshot:
-    """A run and its task instances (``NotFound`` if there is no such run)."""
+    """A run and its task instances, mapped tasks' instances too (``NotFound`` if there
+    is no such run)."""
     run = store.runs.get_run(dag_id, run_id)
     page = store.tasks.query_task_instances(
-        TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=1_000_000)
+        TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=10_000_000, mapped=None)
     )
     return RunSnapshot(run, tuple(page.items))
 
@@ -126,7 +127,7 @@ class Takeover:
                 contested.add(snapshot.run.dag_id)
                 continue
             adopt = frozenset(
-                ti.task_id for ti in snapshot.task_instances if (ti.key, ti.try_number) in elsewhere
+                ti.key for ti in snapshot.task_instances if (ti.key, ti.try_number) in elsewhere
             )
             loop.decide(Resume(snapshot, adopt))
         self.contested = (self.contested - dag_ids) | contested

@@ -54,6 +54,7 @@ class RemoteControl:
         run_id: str,
         task_ids: Sequence[str] | None = None,
         include_downstream: bool = True,
+        map_index: int | None = None,
     ) -> tuple[DagRun, list[str]]:
         answer = self._request(
             "retry",
@@ -61,6 +62,7 @@ class RemoteControl:
             run_id=run_id,
             task_ids=list(task_ids) if task_ids is not None else None,
             include_downstream=include_downstream,
+            map_index=map_index,
         )
         return self.store.runs.get_run(dag_id, run_id), list(answer.get("requeued", []))
 
@@ -68,8 +70,17 @@ class RemoteControl:
         self._request("mark_run", dag_id=dag_id, run_id=run_id, state=state.value)
         return self.store.runs.get_run(dag_id, run_id)
 
-    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: TaskState) -> DagRun:
-        self._request("mark_task", dag_id=dag_id, run_id=run_id, task_id=task_id, state=state.value)
+    def mark_task(
+        self, dag_id: str, run_id: str, task_id: str, state: TaskState, map_index: int = -1
+    ) -> DagRun:
+        self._request(
+            "mark_task",
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            state=state.value,
+            map_index=map_index,
+        )
         return self.store.runs.get_run(dag_id, run_id)
 
     def _request(self, action: str, **arguments: Any) -> dict[str, Any]:
@@ -100,12 +111,22 @@ def answer_request(control: Control, store: Store, request: dict[str, Any]) -> N
             control.cancel(dag_id, run_id)
         elif request.get("action") == "retry":
             _, answer["requeued"] = control.retry(
-                dag_id, run_id, request.get("task_ids"), request.get("include_downstream", True)
+                dag_id,
+                run_id,
+                request.get("task_ids"),
+                request.get("include_downstream", True),
+                request.get("map_index"),
             )
         elif request.get("action") == "mark_run":
             control.mark_run(dag_id, run_id, RunState(request["state"]))
         elif request.get("action") == "mark_task":
-            control.mark_task(dag_id, run_id, request["task_id"], TaskState(request["state"]))
+            control.mark_task(
+                dag_id,
+                run_id,
+                request["task_id"],
+                TaskState(request["state"]),
+                int(request.get("map_index", -1)),
+            )
         else:
             raise Conflict(f"unknown action {request.get('action')!r}")
     except PipelineError as exc:

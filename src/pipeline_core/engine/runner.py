@@ -20,8 +20,10 @@ from pipeline_core.engine.core.messages import (
     SubmitTry,
     TimerFired,
 )
+from pipeline_core.engine.expansions import Expansions
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import CreateRun, ExpandTask, MissDeadline, MoveRun, TaskChange, Write
+from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store.base import Store
 
 logger = logging.getLogger("pipeline_core.engine")
@@ -56,12 +58,15 @@ class EffectRunner:
         executor: Executor,
         timers: Timers,
         resync: Callable[[RunKey], None],
+        expansions: Expansions,
     ) -> None:
-        """``resync(run_key)`` is called for every run that lost a write to another writer."""
+        """``resync(run_key)`` is called for every run that lost a write to another writer;
+        ``expansions`` gives the tries of mapped instances their values."""
         self.store = store
         self.executor = executor
         self.timers = timers
         self.resync = resync
+        self.expansions = expansions
 
     def apply(self, effects: Sequence[Effect], now: datetime, *, strict: bool = False) -> bool:
         """Commit the writes, then act; returns whether tries were handed out. With
@@ -77,9 +82,12 @@ class EffectRunner:
                 raise
             self._apply_one_by_one(writes, now)
         submitted = False
+        for write in writes:
+            if isinstance(write, MoveRun) and write.new in FINISHED_RUN_STATES:
+                self.expansions.forget((write.dag_id, write.run_id))
         for effect in effects:
             if isinstance(effect, SubmitTry):
-                self.executor.submit(effect.job)
+                self.executor.submit(self.expansions.with_values(effect.job))
                 submitted = True
             elif isinstance(effect, KillTry):
                 self.executor.cancel(effect.key, effect.try_number)

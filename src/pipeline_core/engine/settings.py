@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pipeline_core.dag.mapping import DEFAULT_MAX_LENGTH
 from pipeline_core.engine.core.jobs import Executor
 from pipeline_core.engine.executors.local import LocalExecutor
 from pipeline_core.engine.executors.workers.pool import PoolSettings
@@ -34,6 +35,8 @@ class EngineSettings:
     #: Modules imported once before workers are forked, so every worker starts with them.
     worker_preload: tuple[str, ...] = ()
     xcom_max_bytes: int = 1024 * 1024
+    #: Instances a mapped task may have unless it says otherwise (``max_map_length``).
+    max_map_length: int = DEFAULT_MAX_LENGTH
     kill_grace: float = 5.0
     heartbeat_interval: float = 5.0
     #: An engine whose heartbeat (its lease) is this old no longer owns its runs.

@@ -161,6 +161,11 @@ class TaskDataStore(Protocol):
         ``value`` is ``None``)."""
         ...
 
+    def get_mapped_xcom(self, key: TaskKey, xcom_key: str) -> XComEntry:
+        """The values the instances of the mapped task ``key`` pushed under ``xcom_key``,
+        as one entry whose value lists them in map-index order (empty when none did)."""
+        ...
+
     def list_xcom(self, key: TaskKey) -> list[XComEntry]: ...
 
     def list_run_xcom(self, dag_id: str, run_id: str) -> list[XComEntry]:

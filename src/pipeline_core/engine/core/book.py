@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline_core.dag.model import DAG, Task
+from pipeline_core.engine.core.groups import MapGroup
 from pipeline_core.engine.core.tracker import RunTracker
 from pipeline_core.model import (
     DagRun,
@@ -44,6 +45,8 @@ class Book:
         self.dirty: set[RunKey] = set()
         #: Runs whose missed deadline was recorded while held.
         self.missed: set[RunKey] = set()
+        #: The instances of the mapped tasks of held runs, by the mapped task's own key.
+        self.groups: dict[TaskKey, MapGroup] = {}
 
     # --- reading --------------------------------------------------------------------------
     def knows(self, run_key: RunKey) -> bool:
@@ -53,6 +56,15 @@ class Book:
         tracker = self.trackers.get((key.dag_id, key.run_id))
         dag = tracker.dag if tracker is not None else self.dags[key.dag_id]
         return dag.task_dict[key.task_id]
+
+    def state_of(self, key: TaskKey) -> TaskState | None:
+        """A task instance's state (a mapped task's instance's too), if the book holds it."""
+        if key.map_index >= 0:
+            group = self.groups.get(key.parent)
+            in_range = group is not None and key.map_index < len(group.states)
+            return group.states[key.map_index] if group is not None and in_range else None
+        tracker = self.trackers.get((key.dag_id, key.run_id))
+        return tracker.states.get(key.task_id) if tracker is not None else None
 
     def states(self, run_key: RunKey) -> dict[str, TaskState]:
         """Task states of a run the book holds (a waiting run has never started a task)."""
@@ -106,12 +118,57 @@ class Book:
         self.dirty.discard(run_key)
         if tracker is not None:
             for task_id in tracker.states:
-                self.tries.pop(TaskKey(run_key[0], run_key[1], task_id), None)
+                key = TaskKey(run_key[0], run_key[1], task_id)
+                self.tries.pop(key, None)
+                group = self.groups.pop(key, None)
+                for index in range(len(group.states) if group is not None else 0):
+                    self.tries.pop(key.instance(index), None)
         waiting = self.waiting.get(run_key[0])
         if waiting and run_key in waiting:
             waiting.remove(run_key)
 
     # --- task moves ---------------------------------------------------------------------------
+    def move(
+        self, key: TaskKey, expected: TaskState, new: TaskState, **fields: Any
+    ) -> list[TaskKey]:
+        """Move a task instance, a mapped task's instance too; returns the instances the
+        move made ready (an instance moved back to ``queued`` is). The last instance of a
+        mapped task to finish ends the task, and its downstream follows."""
+        run_key = (key.dag_id, key.run_id)
+        if key.map_index < 0:
+            return self.set_task(run_key, key.task_id, expected, new, **fields)
+        self.writes.append(TaskChange(key, expected, new, **fields))
+        self._note_tries(key, fields)
+        group = self.groups.get(key.parent)
+        tracker = self.trackers.get(run_key)
+        if group is None or tracker is None:
+            return []
+        self.dirty.add(run_key)
+        ready = [key.parent.instance(i) for i in group.set(key.map_index, new)]
+        if new is TaskState.QUEUED:
+            ready.append(key)
+        if group.unfinished == 0 and tracker.states[key.task_id] is TaskState.RUNNING:
+            derived = group.derived()
+            failed = sum(1 for s in group.states if s is not TaskState.SUCCESS)
+            note = f"{failed} of {len(group.states)} mapped instances did not succeed"
+            ended = self.set_task(
+                run_key,
+                key.task_id,
+                TaskState.RUNNING,
+                derived,
+                error=note if derived is TaskState.FAILED else None,
+                reason="its mapped instances finished",
+            )
+            if group.follow is not None and derived is TaskState.SUCCESS:
+                ended = self.skip_unfollowed(run_key, key.task_id, sorted(group.follow), ended)
+            ready += ended
+        return ready
+
+    def _note_tries(self, key: TaskKey, fields: dict[str, Any]) -> None:
+        if "try_number" in fields or "max_tries" in fields:
+            tries, max_tries = self.tries.get(key, (0, 1))
+            self.tries[key] = (fields.get("try_number", tries), fields.get("max_tries", max_tries))
+
     def set_task(
         self, run_key: RunKey, task_id: str, expected: TaskState, new: TaskState, **fields: Any
     ) -> list[TaskKey]:
@@ -119,9 +176,7 @@ class Book:
         cascade here); returns the tasks the move made ready."""
         key = TaskKey(run_key[0], run_key[1], task_id)
         self.writes.append(TaskChange(key, expected, new, **fields))
-        if "try_number" in fields or "max_tries" in fields:
-            tries, max_tries = self.tries.get(key, (0, 1))
-            self.tries[key] = (fields.get("try_number", tries), fields.get("max_tries", max_tries))
+        self._note_tries(key, fields)
         tracker = self.trackers.get(run_key)
         if tracker is None:
             return []

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline_core.engine.core.book import Book
 from pipeline_core.engine.core.deciding import CoreState
+from pipeline_core.engine.core.mapped import MapDecisions
 from pipeline_core.engine.core.marks import MarkCommands
 from pipeline_core.engine.core.messages import (
     Abandon,
@@ -32,6 +33,7 @@ from pipeline_core.engine.core.messages import (
     Moment,
     Pause,
     PoolChanged,
+    Resolved,
     Resume,
     Resync,
     Retry,
@@ -66,6 +68,7 @@ class Decider:
         self.runs = RunCommands(self.state)
         self.marks = MarkCommands(self.state)
         self.tries = TryDecisions(self.state)
+        self.maps = MapDecisions(self.state)
 
     @property
     def book(self) -> Book:
@@ -101,6 +104,8 @@ class Decider:
                 return self._trigger(create.run, create)
             case Cancel():
                 return self.runs.cancel(message)
+            case Retry(map_index=int(map_index)):
+                return self.maps.retry_instance(message, map_index)
             case Retry():
                 return self.runs.retry(message)
             case MarkRun():
@@ -113,6 +118,8 @@ class Decider:
                 return self.tries.requeue(key, try_number)
             case TimerFired(TimerKind.POKE, key, try_number):
                 return self.tries.repoke(key, try_number)
+            case Resolved():
+                return self.maps.resolved(message)
             case DeadlineDue():
                 return self.runs.deadline(message)
             case Pause(dag_id, paused):

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from pipeline_core.engine.core.book import Book, RunKey
+from pipeline_core.engine.core.groups import MapGroup, groups_of
 from pipeline_core.engine.core.messages import (
     DeadlineDue,
     Effect,
     Moment,
+    ResolveMapping,
     RunSnapshot,
     StartTimer,
     TimerFired,
@@ -17,7 +20,7 @@ from pipeline_core.engine.core.messages import (
 )
 from pipeline_core.engine.core.slots import Slots
 from pipeline_core.errors import NotFound
-from pipeline_core.model import DagRun, MissDeadline, TaskChange, TaskKey
+from pipeline_core.model import DagRun, MissDeadline, TaskChange, TaskInstance, TaskKey
 from pipeline_core.state import RunState, TaskState
 
 _EPOCH = Moment(datetime(1970, 1, 1, tzinfo=UTC), 0.0)  # replaced by every message
@@ -86,6 +89,19 @@ class CoreState:
             self.book.missed.add(run_key)
             self.book.writes.append(MissDeadline(*run_key, deadline, action))
 
+    def instance_states(
+        self, run_key: RunKey, snapshot: RunSnapshot | None
+    ) -> dict[TaskKey, TaskState]:
+        """The states of a run's mapped instances, as held (or as stored)."""
+        if self.book.knows(run_key):
+            return {
+                group.parent.instance(i): s
+                for parent, group in self.book.groups.items()
+                if (parent.dag_id, parent.run_id) == run_key
+                for i, s in enumerate(group.states)
+            }
+        return {ti.key: ti.state for ti in snapshot.instances} if snapshot is not None else {}
+
     def run_and_states(
         self, run_key: RunKey, snapshot: RunSnapshot | None
     ) -> tuple[DagRun, dict[str, TaskState]]:
@@ -93,13 +109,35 @@ class CoreState:
             return self.book.runs[run_key], dict(self.book.states(run_key))
         if snapshot is None:
             raise NotFound(f"no run '{run_key[1]}' of DAG '{run_key[0]}'")
-        return snapshot.run, {ti.task_id: ti.state for ti in snapshot.task_instances}
+        return snapshot.run, {ti.task_id: ti.state for ti in snapshot.tasks}
 
     def track(
-        self, run: DagRun, states: dict[str, TaskState], tries: dict[str, tuple[int, int]]
+        self,
+        run: DagRun,
+        states: dict[str, TaskState],
+        tries: dict[str, tuple[int, int]],
+        instances: Iterable[TaskInstance] = (),
     ) -> None:
+        """Hold a started run from now on, with the instances of its mapped tasks (those
+        still queued wait for a slot again)."""
         decisions = self.book.track(run, states, tries)
-        self.queue(self.book.follow(run.key, decisions))
+        dag = self.book.trackers[run.key].dag
+        queued: list[TaskKey] = []
+        for task_id, listed in groups_of(dag, instances).items():
+            parent = TaskKey(*run.key, task_id)
+            expansion = dag.task_dict[task_id].expansion
+            group = self.book.groups[parent] = MapGroup.of(
+                parent,
+                [ti.state for ti in listed],
+                expansion.max_active if expansion is not None else None,
+            )
+            for ti in listed:
+                self.book.tries[ti.key] = (ti.try_number, ti.max_tries)
+            if states[task_id] is TaskState.RUNNING:
+                queued += [
+                    parent.instance(i) for i, s in enumerate(group.states) if s is TaskState.QUEUED
+                ]
+        self.queue(self.book.follow(run.key, decisions) + queued)
 
     def move_run(
         self, run_key: RunKey, new: RunState, reason: str | None = None, by_hand: bool = False
@@ -110,8 +148,19 @@ class CoreState:
         return moved
 
     def queue(self, keys: list[TaskKey]) -> None:
+        """Ready tasks wait for a slot; a ready mapped task asks for its values first, and
+        its instances queue as far as its ``max_active_per_task`` lets them."""
         for key in keys:
             task = self.book.task(key)
+            if key.map_index >= 0:
+                group = self.book.groups.get(key.parent)
+                if group is None or not group.admit(key.map_index):
+                    continue
+            elif task.expansion is not None:
+                run_key = (key.dag_id, key.run_id)
+                dag = self.book.trackers[run_key].dag
+                self.actions.append(ResolveMapping(key, dag, self.book.runs[run_key]))
+                continue
             self.slots.queue(key, task.pool, task.priority_weight)
 
     def timer(self, delay: float, kind: TimerKind, key: TaskKey, try_number: int) -> None:

@@ -7,9 +7,9 @@ well as the local one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline_core.dag.model import DAG, Task
 from pipeline_core.model import DagRun, TaskKey
@@ -37,6 +37,9 @@ class Job:
     #: The largest XCom value this try may write (``None``: the executor's own limit); set
     #: where the limit comes from elsewhere (a remote worker runs with the engine's).
     xcom_max_bytes: int | None = None
+    #: A mapped task's instance: its values of the ``expand`` keys (filled in by the
+    #: engine's shell, which reads them; ``None`` when they could not be read).
+    map_values: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,10 +40,21 @@ class Moment:
 
 @dataclass(frozen=True, slots=True)
 class RunSnapshot:
-    """A run as the store holds it, with its task instances."""
+    """A run as the store holds it, with its task instances (mapped tasks' instances
+    too)."""
 
     run: DagRun
     task_instances: tuple[TaskInstance, ...]
+
+    @property
+    def tasks(self) -> list[TaskInstance]:
+        """One instance per task: the instances of mapped tasks left out."""
+        return [ti for ti in self.task_instances if ti.map_index < 0]
+
+    @property
+    def instances(self) -> list[TaskInstance]:
+        """The instances of mapped tasks."""
+        return [ti for ti in self.task_instances if ti.map_index >= 0]
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -71,6 +82,8 @@ class Retry:
     task_ids: tuple[str, ...] | None = None
     include_downstream: bool = True
     snapshot: RunSnapshot | None = None
+    #: One instance of the one mapped task of ``task_ids`` (``None``: all of them).
+    map_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,8 @@ class MarkTask:
     task_id: str
     state: TaskState
     snapshot: RunSnapshot | None = None
+    #: One instance of a mapped task (-1: the task, with all its instances).
+    map_index: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +143,16 @@ class TimerFired:
 
 
 @dataclass(frozen=True, slots=True)
+class Resolved:
+    """The values of a ready mapped task, as the shell read them: they make ``count``
+    instances, or cannot be mapped (``error``: not a list, too many, missing)."""
+
+    key: TaskKey
+    count: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DeadlineDue:
     """A run's deadline has come: unless the run ended, it missed it."""
 
@@ -140,10 +165,11 @@ class DeadlineDue:
 class Resume:
     """Take over a run the store holds unfinished (after a restart, or created by another
     process). Its ``running`` tries have no engine any more: they are orphaned, except those
-    of ``adopt`` (task ids), which still run elsewhere (a Celery worker) and will report."""
+    of ``adopt`` (task instances), which still run elsewhere (a Celery worker) and will
+    report."""
 
     snapshot: RunSnapshot
-    adopt: frozenset[str] = frozenset()
+    adopt: frozenset[TaskKey] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +216,7 @@ Message = (
     | PoolChanged
     | TryCompleted
     | TimerFired
+    | Resolved
     | DeadlineDue
     | Resume
     | Resync
@@ -217,6 +244,16 @@ class KillTry:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolveMapping:
+    """Read the values the mapped task ``key`` of ``run`` maps over and answer, in the same
+    wake-up, with ``Resolved`` (the shell does it before the wake-up commits)."""
+
+    key: TaskKey
+    dag: DAG
+    run: DagRun
+
+
+@dataclass(frozen=True, slots=True)
 class StartTimer:
     """Deliver ``fire`` once the monotonic clock reaches ``due``."""
 
@@ -225,6 +262,14 @@ class StartTimer:
 
 
 Effect = (
-    CreateRun | MoveRun | TaskChange | MissDeadline | ExpandTask | SubmitTry | KillTry | StartTimer
+    CreateRun
+    | MoveRun
+    | TaskChange
+    | MissDeadline
+    | ExpandTask
+    | SubmitTry
+    | KillTry
+    | StartTimer
+    | ResolveMapping
 )
 STORE_EFFECTS = (CreateRun, MoveRun, TaskChange, MissDeadline, ExpandTask)

@@ -18,10 +18,11 @@ from pipeline_core.engine.core.messages import (
 )
 from pipeline_core.engine.core.slots import Active
 from pipeline_core.errors import Conflict, NotFound
-from pipeline_core.model import DagRun, TaskChange, TaskKey
+from pipeline_core.model import DagRun, TaskChange, TaskInstance, TaskKey
 from pipeline_core.state import FINISHED_TASK_STATES, RunState, TaskState
 
 RETRYABLE = (TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED)
+ORPHANED = "orphaned: the engine running it stopped"
 
 
 class RunCommands:
@@ -36,10 +37,11 @@ class RunCommands:
                 f"run '{run.run_id}' already finished ({run.state.value}); nothing to cancel"
             )
         self.state.book.runs[run_key] = run
-        for task_id, state in states.items():
+        every = {TaskKey(*run_key, t): s for t, s in states.items()}
+        every.update(self.state.instance_states(run_key, message.snapshot))
+        for key, state in every.items():
             if state in FINISHED_TASK_STATES:
                 continue
-            key = TaskKey(*run_key, task_id)
             active = self.state.slots.drop(key)
             if active is not None and not active.sleeping:
                 self.state.actions.append(KillTry(key, active.try_number))
@@ -63,7 +65,7 @@ class RunCommands:
             tries = {t: held.get(TaskKey(*run_key, t), (0, 1)) for t in states}
         else:
             snapshot = message.snapshot or RunSnapshot(run, ())
-            tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.task_instances}
+            tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.tasks}
         if message.task_ids is not None:
             unknown = [t for t in message.task_ids if t not in states]
             if unknown:
@@ -117,58 +119,64 @@ class RunCommands:
         self.state.book.runs[run_key] = run
         if run.state in (RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED):
             run = self.state.move_run(run_key, RunState.RUNNING, reason="retry")
-        self.state.track(run, states, tries)
+        self.state.track(run, states, tries, snapshot.instances)
         return run, requeue
 
-    def resume(self, snapshot: RunSnapshot, adopt: frozenset[str] = frozenset()) -> None:
+    def resume(self, snapshot: RunSnapshot, adopt: frozenset[TaskKey] = frozenset()) -> None:
         """Take over an unfinished run: running tries are orphaned (retried when they have
         tries left) unless they still run elsewhere (``adopt``: they keep a slot and their
         report ends them), up-for-retry ones wait out their delay again."""
         run = snapshot.run
         if self.state.book.knows(run.key) or run.dag_id not in self.state.book.dags:
             return
-        states = {ti.task_id: ti.state for ti in snapshot.task_instances}
-        tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.task_instances}
+        states = {ti.task_id: ti.state for ti in snapshot.tasks}
+        tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.tasks}
         dag = self.state.book.dags[run.dag_id]
+        mapped = {ti.task_id for ti in snapshot.instances}
+        orphans = []
         for ti in snapshot.task_instances:
-            if (
-                ti.state is TaskState.RUNNING
-                and ti.task_id in adopt
-                and ti.task_id in dag.task_dict
-            ):
-                pool = dag.task_dict[ti.task_id].pool
-                self.state.slots.hold(Active(ti.key, ti.try_number, pool, self.state.now.monotonic))
-            elif ti.state is TaskState.RUNNING:
+            task = dag.task_dict.get(ti.task_id)
+            if ti.state is not TaskState.RUNNING:
+                continue
+            if ti.key in adopt and task is not None:
+                self.state.slots.hold(
+                    Active(ti.key, ti.try_number, task.pool, self.state.now.monotonic)
+                )
+            elif ti.map_index < 0 and ti.task_id in mapped and task and task.expansion:
+                continue  # a mapped task runs while its instances do
+            elif ti.map_index >= 0:
+                orphans.append(ti)  # moved once the run is held: its task may end with it
+            else:
                 # Stopped wherever it may still run (a remote worker that claimed it late).
                 self.state.actions.append(KillTry(ti.key, ti.try_number))
-                new = TaskState.UP_FOR_RETRY if ti.try_number < ti.max_tries else TaskState.FAILED
+                new = _orphaned(ti)
                 self.state.book.writes.append(
-                    TaskChange(
-                        ti.key,
-                        TaskState.RUNNING,
-                        new,
-                        error="orphaned: the engine running it stopped",
-                        reason="orphaned",
-                    )
+                    TaskChange(ti.key, TaskState.RUNNING, new, error=ORPHANED, reason="orphaned")
                 )
                 states[ti.task_id] = new
         if run.state is RunState.QUEUED:
             self.state.book.enqueue(run, states)
             self.state.start_waiting_runs(run.dag_id)
             return
-        self.state.track(run, states, tries)
+        self.state.track(run, states, tries, snapshot.instances)
         self.state.arm_deadline(run)
-        for task_id, state in states.items():
+        for ti in orphans:
+            self.state.actions.append(KillTry(ti.key, ti.try_number))
+            self.state.queue(
+                self.state.book.move(
+                    ti.key, TaskState.RUNNING, _orphaned(ti), error=ORPHANED, reason="orphaned"
+                )
+            )
+        for ti in snapshot.task_instances:
             if (
-                state is TaskState.UP_FOR_RETRY
-                and task_id in self.state.book.dags[run.dag_id].task_dict
+                ti.task_id in dag.task_dict
+                and self.state.book.state_of(ti.key) is TaskState.UP_FOR_RETRY
             ):
-                key = TaskKey(*run.key, task_id)
                 self.state.timer(
-                    retry_delay(self.state.book.task(key), tries[task_id][0]),
+                    retry_delay(self.state.book.task(ti.key), ti.try_number),
                     TimerKind.RETRY,
-                    key,
-                    tries[task_id][0],
+                    ti.key,
+                    self.state.book.tries.get(ti.key, (ti.try_number, 1))[0],
                 )
 
     def deadline(self, due: DeadlineDue) -> None:
@@ -190,12 +198,12 @@ class RunCommands:
         run_key = snapshot.run.key
         if run_key not in self.state.book.trackers:
             return
-        states = {ti.task_id: ti.state for ti in snapshot.task_instances}
-        tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.task_instances}
-        for task_id, state in states.items():
-            if state is not TaskState.RUNNING:
-                self.state.slots.drop(TaskKey(*run_key, task_id))
-        self.state.track(self.state.book.runs[run_key], states, tries)
+        states = {ti.task_id: ti.state for ti in snapshot.tasks}
+        tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.tasks}
+        for ti in snapshot.task_instances:
+            if ti.state is not TaskState.RUNNING:
+                self.state.slots.drop(ti.key)
+        self.state.track(self.state.book.runs[run_key], states, tries, snapshot.instances)
 
     def forget(self, run_key: RunKey) -> None:
         for task_id in self.state.book.states(run_key) if self.state.book.knows(run_key) else ():
@@ -219,3 +227,8 @@ class RunCommands:
         for dag_id in dags:
             self.state.start_waiting_runs(dag_id)
         return new
+
+
+def _orphaned(ti: TaskInstance) -> TaskState:
+    """What a try no engine holds any more becomes."""
+    return TaskState.UP_FOR_RETRY if ti.try_number < ti.max_tries else TaskState.FAILED

@@ -28,9 +28,7 @@ class TryDecisions:
             active.sleeping = False
         else:
             try_number = self.state.book.tries.get(key, (0, 1))[0] + 1
-            self.state.book.set_task(
-                run_key, key.task_id, TaskState.QUEUED, TaskState.RUNNING, try_number=try_number
-            )
+            self.state.book.move(key, TaskState.QUEUED, TaskState.RUNNING, try_number=try_number)
             active = self.state.slots.active[key] = Active(
                 key, try_number, task.pool, self.state.now.monotonic
             )
@@ -67,47 +65,39 @@ class TryDecisions:
     def _finish_try(self, key: TaskKey, completion: Completion) -> None:
         if completion.outcome == "cancelled":
             return  # the cancel itself already recorded the state
-        run_key = (key.dag_id, key.run_id)
+        book = self.state.book
         if completion.outcome == "success":
-            ready = self.state.book.set_task(
-                run_key, key.task_id, TaskState.RUNNING, TaskState.SUCCESS
-            )
-            if completion.result.follow is not None:
-                ready = self.state.book.skip_unfollowed(
-                    run_key, key.task_id, completion.result.follow, ready
-                )
+            follow = completion.result.follow
+            group = book.groups.get(key.parent) if key.map_index >= 0 else None
+            if group is not None and follow is not None:  # a mapped branch: all choices count
+                group.follow = (group.follow or set()) | set(follow)
+            ready = book.move(key, TaskState.RUNNING, TaskState.SUCCESS)
+            if follow is not None and key.map_index < 0:
+                ready = book.skip_unfollowed((key.dag_id, key.run_id), key.task_id, follow, ready)
             self.state.queue(ready)
             return
         error = completion.error or completion.outcome
-        try_number, max_tries = self.state.book.tries.get(key, (completion.try_number, 1))
+        try_number, max_tries = book.tries.get(key, (completion.try_number, 1))
         if try_number < max_tries:
-            self.state.queue(
-                self.state.book.set_task(
-                    run_key, key.task_id, TaskState.RUNNING, TaskState.UP_FOR_RETRY, error=error
-                )
-            )
+            self.state.queue(book.move(key, TaskState.RUNNING, TaskState.UP_FOR_RETRY, error=error))
             self.state.timer(
-                retry_delay(self.state.book.task(key), try_number), TimerKind.RETRY, key, try_number
+                retry_delay(book.task(key), try_number), TimerKind.RETRY, key, try_number
             )
             return
-        self.state.queue(
-            self.state.book.set_task(
-                run_key, key.task_id, TaskState.RUNNING, TaskState.FAILED, error=error
-            )
-        )
+        self.state.queue(book.move(key, TaskState.RUNNING, TaskState.FAILED, error=error))
 
     def requeue(self, key: TaskKey, try_number: int) -> None:
         """A retry delay is over: up_for_retry → queued, and onto a pool queue when ready."""
-        run_key = (key.dag_id, key.run_id)
-        tracker = self.state.book.trackers.get(run_key)
-        if tracker is None or tracker.states.get(key.task_id) is not TaskState.UP_FOR_RETRY:
+        book = self.state.book
+        if book.state_of(key) is not TaskState.UP_FOR_RETRY:
             return
-        if self.state.book.tries.get(key, (0, 0))[0] != try_number:
+        if book.tries.get(key, (0, 0))[0] != try_number:
             return
-        ready = self.state.book.set_task(
-            run_key, key.task_id, TaskState.UP_FOR_RETRY, TaskState.QUEUED
-        )
-        self.state.queue(ready + self.state.book.follow(run_key, tracker.decide([key.task_id])))
+        ready = book.move(key, TaskState.UP_FOR_RETRY, TaskState.QUEUED)
+        if key.map_index < 0:
+            run_key = (key.dag_id, key.run_id)
+            ready += book.follow(run_key, book.trackers[run_key].decide([key.task_id]))
+        self.state.queue(ready)
 
     def repoke(self, key: TaskKey, try_number: int) -> None:
         active = self.state.slots.active.get(key)
@@ -116,16 +106,10 @@ class TryDecisions:
 
     def fail_waiting(self, key: TaskKey, error: str) -> None:
         """A queued task that can never run (its pool does not exist) fails at once."""
-        run_key = (key.dag_id, key.run_id)
-        try_number = self.state.book.tries.get(key, (0, 1))[0] + 1
-        self.state.book.set_task(
-            run_key, key.task_id, TaskState.QUEUED, TaskState.RUNNING, try_number=try_number
-        )
-        self.state.queue(
-            self.state.book.set_task(
-                run_key, key.task_id, TaskState.RUNNING, TaskState.FAILED, error=error
-            )
-        )
+        book = self.state.book
+        try_number = book.tries.get(key, (0, 1))[0] + 1
+        book.move(key, TaskState.QUEUED, TaskState.RUNNING, try_number=try_number)
+        self.state.queue(book.move(key, TaskState.RUNNING, TaskState.FAILED, error=error))
 
     def abandon(self, reason: str) -> None:
         for key, active in list(self.state.slots.active.items()):

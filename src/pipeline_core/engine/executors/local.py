@@ -159,6 +159,8 @@ class LocalExecutor:
             log,
             job.xcom_max_bytes or self.xcom_max_bytes,
             self.metrics,
+            map_index=job.key.map_index,
+            map_values=job.map_values,
         )
         context.process_holder = running
         return context

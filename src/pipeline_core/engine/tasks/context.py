@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.model import DagRun, TaskKey, iso
 from pipeline_core.store.parts import TaskDataStore
 from pipeline_core.store.sql.common import to_json
+from pipeline_core.store.types import XComEntry
 
 DEFAULT_XCOM_MAX_BYTES = 1024 * 1024
 
@@ -41,6 +43,10 @@ class TaskContext:
     #: Whether subprocesses get a process group of their own (on a thread of the engine), or
     #: stay in the caller's (a worker, whose whole group the executor stops).
     children_in_own_group: bool = True
+    #: Which instance of a mapped task this try runs (-1: the task is not mapped) ...
+    map_index: int = -1
+    #: ... and that instance's values of the ``expand`` keys (``{{ map.KEY }}``).
+    map_values: Mapping[str, Any] | None = None
 
     @property
     def dag_id(self) -> str:
@@ -56,7 +62,7 @@ class TaskContext:
 
     @property
     def key(self) -> TaskKey:
-        return TaskKey(self.dag.dag_id, self.run.run_id, self.task.task_id)
+        return TaskKey(self.dag.dag_id, self.run.run_id, self.task.task_id, self.map_index)
 
     @property
     def conf(self) -> dict[str, Any]:
@@ -84,9 +90,27 @@ class TaskContext:
         self.metrics.histogram("xcom.size_bytes", size, dag_id=self.dag_id, task_id=self.task_id)
 
     def xcom_pull(self, task_id: str, key: str = "return_value", default: Any = None) -> Any:
-        """The value another task of this run pushed, or ``default``."""
-        entry = self.task_data.get_xcom(TaskKey(self.dag_id, self.run_id, task_id), key)
+        """The value another task of this run pushed, or ``default``; of a mapped task, the
+        values its instances pushed, as one list in map-index order."""
+        entry = self._xcom(task_id, key)
         return default if entry is None else entry.value
+
+    def _xcom(self, task_id: str, key: str) -> XComEntry | None:
+        source = TaskKey(self.dag_id, self.run_id, task_id)
+        task = self.dag.task_dict.get(task_id)
+        if task is not None and task.expansion is not None:
+            return self.task_data.get_mapped_xcom(source, key)
+        return self.task_data.get_xcom(source, key)
+
+    @property
+    def values(self) -> Mapping[str, Any]:
+        """This instance's values of the ``expand`` keys; ``TaskFailed`` when they could
+        not be read, ``{}`` for a task that is not mapped."""
+        if self.map_index < 0:
+            return {}
+        if self.map_values is None:
+            raise TaskFailed(f"the values of map index {self.map_index} could not be read")
+        return self.map_values
 
     def resolve(self, reference: Reference) -> Any:
         """The value of one template reference; ``TemplateError`` naming it when missing."""
@@ -96,16 +120,21 @@ class TaskContext:
             "dag_id": self.dag_id,
             "task_id": self.task_id,
             "try_number": self.try_number,
+            "map_index": self.map_index,
             "ds": self.ds,
             "logical_date": self.logical_date,
             "ts": self.logical_date,
         }
+        if root in ("map", "map_index") and self.map_index < 0:
+            raise TemplateError(f"template '{{{{ {reference.text} }}}}' is only known when mapped")
         if root in scalars:
             return scalars[root]
         if root == "dag_run":
             return _walk(self.conf, reference.parts[2:], reference, "dag_run.conf")
+        if root == "map":
+            return _walk(dict(self.values), reference.parts[1:], reference, "map")
         task_id, path = reference.xcom_task(self.dag.task_dict)
-        entry = self.task_data.get_xcom(TaskKey(self.dag_id, self.run_id, task_id), path[0])
+        entry = self._xcom(task_id, path[0])
         if entry is None:
             raise TemplateError(
                 f"template '{{{{ {reference.text} }}}}' has no value: "

@@ -38,7 +38,7 @@ def run_noop(ctx: TaskContext) -> Result:
 
 
 def run_python(ctx: TaskContext) -> Result:
-    kwargs = _render(ctx, ctx.task.config.get("kwargs") or {})
+    kwargs = {**_render(ctx, ctx.task.config.get("kwargs") or {}), **ctx.values}
     value = call_with_context(resolve_callable(ctx.task.config["callable"]), ctx, kwargs)
     if value is not None:
         ctx.xcom_push("return_value", value)
@@ -60,7 +60,7 @@ def run_shell(ctx: TaskContext) -> Result:
 def run_branch(ctx: TaskContext) -> Result:
     config = ctx.task.config
     if "callable" in config:
-        chosen = call_with_context(resolve_callable(config["callable"]), ctx, {})
+        chosen = call_with_context(resolve_callable(config["callable"]), ctx, dict(ctx.values))
         follow = [chosen] if isinstance(chosen, str) else list(chosen or [])
         if not all(isinstance(t, str) for t in follow):
             raise TaskFailed(f"branch callable must return task ids, got {chosen!r}")
@@ -84,7 +84,7 @@ def run_branch(ctx: TaskContext) -> Result:
 def run_sensor(ctx: TaskContext) -> Result:
     config = ctx.task.config
     if "poke" in config:
-        kwargs = _render(ctx, config.get("kwargs") or {})
+        kwargs = {**_render(ctx, config.get("kwargs") or {}), **ctx.values}
         ok = bool(call_with_context(resolve_callable(config["poke"]), ctx, kwargs))
     elif "file" in config:
         path = Path(str(_render(ctx, config["file"])))

@@ -161,8 +161,11 @@ def run_in(tx: Tx, dag_id: str, run_id: str) -> DagRun:
 def expand_task(sql: Sql, tx: Tx, pending: Pending, expand: ExpandTask, now: datetime) -> None:
     """The instances of a mapped task, in one insert, and their ``task.expanded`` event."""
     key = expand.key
-    if expand.count < 1:
-        raise InvalidRequest(f"task '{key.task_id}' must be expanded into at least one instance")
+    if expand.count < 1 or not 0 <= expand.first < expand.count:
+        raise InvalidRequest(
+            f"task '{key.task_id}' must be expanded into at least one new instance "
+            f"(indexes {expand.first} to {expand.count - 1})"
+        )
     parent = tx.one(
         f"SELECT run_pk, ordinal FROM task_instances WHERE {KEY_WHERE}", key_params(key)
     )
@@ -170,16 +173,17 @@ def expand_task(sql: Sql, tx: Tx, pending: Pending, expand: ExpandTask, now: dat
         raise task_not_found(key)
     done = tx.scalar(
         "SELECT COUNT(*) FROM task_instances WHERE dag_id = ? AND run_id = ? AND task_id = ? "
-        "AND map_index >= 0",
-        key_params(key)[:3],
+        "AND map_index >= ?",
+        (*key_params(key)[:3], expand.first),
     )
     if done:
         raise Conflict(f"task '{key.task_id}' of run '{key.run_id}' is already expanded")
     tx.run(  # the indexes are counted out by the database: one statement, no rows sent
-        "WITH RECURSIVE n (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?) "
+        "WITH RECURSIVE n (i) AS (SELECT CAST(? AS INTEGER) UNION ALL SELECT i + 1 FROM n "
+        "WHERE i + 1 < ?) "
         f"INSERT INTO task_instances (run_pk, ordinal, {TI_COLUMNS}) "
         "SELECT ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL, i FROM n",
-        (expand.count, parent[0], parent[1], key.dag_id, key.run_id, key.task_id,
+        (expand.first, expand.count, parent[0], parent[1], key.dag_id, key.run_id, key.task_id,
          TaskState.QUEUED.value, expand.max_tries, expand.pool, expand.priority_weight),
     )  # fmt: skip
     payload = {"dag_id": key.dag_id, "run_id": key.run_id, "task_id": key.task_id,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pipeline_core.model import TaskKey, iso
 from pipeline_core.store.sql.common import clip_log, task_not_found, to_json
 from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.rows import KEY_WHERE, XCOM_COLUMNS, key_params, xcom_from_row
-from pipeline_core.store.sql.tx import Tx
+from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import LogChunk, XComEntry
 
 
@@ -54,6 +55,21 @@ class TaskDataSql:
             )
         )
         return xcom_from_row(row) if row else None
+
+    def get_mapped_xcom(self, key: TaskKey, xcom_key: str) -> XComEntry:
+        """What the instances of a mapped task pushed under ``xcom_key``, as one entry whose
+        value lists them in map-index order (empty when none did)."""
+        rows = self.sql.read(
+            lambda tx: tx.rows(
+                "SELECT value, size_bytes, timestamp FROM xcom WHERE dag_id = ? AND run_id = ? "
+                "AND task_id = ? AND map_index >= 0 AND key = ? ORDER BY map_index",
+                (*key_params(key)[:3], xcom_key),
+            )
+        )
+        values = [json.loads(row[0]) for row in rows]
+        latest = max((parse_ts(row[2]) for row in rows), default=self.sql.clock())
+        size = sum(int(row[1]) for row in rows) + len(rows) + 1  # the list's own punctuation
+        return XComEntry(key.dag_id, key.run_id, key.task_id, xcom_key, values, size, latest)
 
     def list_xcom(self, key: TaskKey) -> list[XComEntry]:
         rows = self.sql.read(

@@ -96,6 +96,7 @@ class CeleryExecutor:
             self._version(job),
             job.timeout,
             job.xcom_max_bytes or self.xcom_max_bytes,
+            None if job.map_values is None else dict(job.map_values),
         )
         queue = queue_for(job.task.pool, self.settings)
         with self._lock:

@@ -175,7 +175,16 @@ class TryWorker:
             run = self.store.runs.get_run(key.dag_id, key.run_id)
         except NotFound:
             return f"run '{key.run_id}' of DAG '{key.dag_id}' is not in the store"
-        return Job(key, message.try_number, dag, task, run, message.timeout, message.xcom_max_bytes)
+        return Job(
+            key,
+            message.try_number,
+            dag,
+            task,
+            run,
+            message.timeout,
+            message.xcom_max_bytes,
+            message.map_values,
+        )
 
     def _dag(self, dag_id: str, version: str) -> DAG | str:
         held = self._dags.get(dag_id)

@@ -1,8 +1,8 @@
 """The message that carries one try to a worker, and the report that comes back as an event.
 
-Only identities travel: the worker reads the task from its own DAG files and the run from
-the store, and ``dag_version`` (the definition hash the engine runs) lets it refuse a try
-of a DAG its files define differently. Pure: no I/O.
+Identities travel, and a mapped instance's own values: the worker reads the task from its
+own DAG files and the run from the store, and ``dag_version`` (the definition hash the
+engine runs) lets it refuse a try of a DAG its files define differently. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class TryMessage:
     timeout: float | None = None
     #: The engine's limit on XCom values, which the worker applies.
     xcom_max_bytes: int | None = None
+    #: A mapped task's instance: its values of the ``expand`` keys (JSON values).
+    map_values: dict[str, Any] | None = None
 
     def to_kwargs(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class TryMessage:
             "dag_version": self.dag_version,
             "timeout": self.timeout,
             "xcom_max_bytes": self.xcom_max_bytes,
+            "map_values": self.map_values,
         }
 
     @classmethod
@@ -81,6 +84,11 @@ class TryMessage:
             not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
         ):
             raise ValueError("try message: 'xcom_max_bytes' must be a positive integer or null")
+        map_values = data.get("map_values")
+        if map_values is not None and (
+            not isinstance(map_values, dict) or not all(isinstance(k, str) for k in map_values)
+        ):
+            raise ValueError("try message: 'map_values' must be a mapping of names or null")
         key = TaskKey(ids["dag_id"], ids["run_id"], ids["task_id"], map_index)
         return cls(
             key,
@@ -89,6 +97,7 @@ class TryMessage:
             ids["dag_version"],
             None if timeout is None else float(timeout),
             limit,
+            map_values,
         )
 
 

@@ -75,7 +75,13 @@ class WorkerLink:
             if len(self.dags) > wire.KEEP_DAGS:
                 self.dags.pop(next(iter(self.dags)))
         message = wire.WireJob(
-            dag_token, job.task.task_id, run_bytes, job.try_number, assignment.xcom_max_bytes
+            dag_token,
+            job.task.task_id,
+            run_bytes,
+            job.try_number,
+            assignment.xcom_max_bytes,
+            job.key.map_index,
+            None if job.map_values is None else dict(job.map_values),
         )
         self.connection.send_bytes(wire.dumps(message.to_message()))
 
@@ -111,9 +117,11 @@ class WorkerLink:
         return None
 
     @staticmethod
-    def _xcom(store: Store, job: Job, task_id: str, name: str) -> Any:
+    def _xcom(store: Store, job: Job, task_id: str, name: str, mapped: bool = False) -> Any:
         source = TaskKey(job.key.dag_id, job.key.run_id, task_id)
         try:
+            if mapped:
+                return store.task_data.get_mapped_xcom(source, name)
             return store.task_data.get_xcom(source, name)
         except Exception:
             logger.exception("could not read XCom %s of %s", name, source)

@@ -74,8 +74,16 @@ class _TaskDataProxy:
             self.connection.send_bytes(wire.dumps((wire.SET_XCOM, name, value)))
 
     def get_xcom(self, key: TaskKey, name: str) -> XComEntry | None:
+        return self._ask(key, name, False)
+
+    def get_mapped_xcom(self, key: TaskKey, name: str) -> XComEntry:
+        entry = self._ask(key, name, True)
+        assert entry is not None
+        return entry
+
+    def _ask(self, key: TaskKey, name: str, mapped: bool) -> XComEntry | None:
         with self.lock:
-            self.connection.send_bytes(wire.dumps((wire.GET_XCOM, key.task_id, name)))
+            self.connection.send_bytes(wire.dumps((wire.GET_XCOM, key.task_id, name, mapped)))
             (entry,) = wire.loads(self.connection.recv_bytes())
         return entry  # type: ignore[no-any-return]
 
@@ -147,7 +155,7 @@ class Worker:
         dag = self.dags[job.dag_token]
         task = dag.task_dict[job.task_id]
         run = self._run_of(job.run_bytes)
-        key = TaskKey(dag.dag_id, run.run_id, task.task_id)
+        key = TaskKey(dag.dag_id, run.run_id, task.task_id, job.map_index)
         log = TaskLog(self.task_data, key, job.try_number)  # type: ignore[arg-type]
         context = TaskContext(
             dag,
@@ -159,6 +167,8 @@ class Worker:
             job.xcom_max_bytes,
             self.metrics,
             children_in_own_group=False,
+            map_index=job.map_index,
+            map_values=job.map_values,
         )
         handler = HANDLERS.get(task.type)
         try:

@@ -30,7 +30,9 @@ RUN = "run"  # WireJob.to_message()
 READY = "ready"  # (READY, pid)
 LOG = "log"  # (LOG, text): timestamped log lines of the current try
 SET_XCOM = "set_xcom"  # (SET_XCOM, key, value)
-GET_XCOM = "get_xcom"  # (GET_XCOM, task_id, key) -> the engine answers (value,) or (None,)
+# (GET_XCOM, task_id, key, mapped) -> the engine answers (entry,) or (None,); ``mapped``
+# asks for the values of a mapped task's instances as one list
+GET_XCOM = "get_xcom"
 METRIC = "metric"  # (METRIC, "counter" | "gauge" | "histogram", name, value, labels)
 DONE = "done"  # (DONE, outcome, error, follow, poke_ok)
 
@@ -46,10 +48,12 @@ class WireJob:
     run_bytes: bytes
     try_number: int
     xcom_max_bytes: int
+    map_index: int = -1
+    map_values: dict[str, Any] | None = None
 
     def to_message(self) -> tuple[Any, ...]:
         return (RUN, self.dag_token, self.task_id, self.run_bytes, self.try_number,
-                self.xcom_max_bytes)  # fmt: skip
+                self.xcom_max_bytes, self.map_index, self.map_values)  # fmt: skip
 
     @classmethod
     def from_message(cls, message: tuple[Any, ...]) -> WireJob:
