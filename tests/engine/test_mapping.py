@@ -150,7 +150,9 @@ def test_values_that_cannot_be_mapped_fail_the_task_naming_where_they_came_from(
             max_map_length: 10
             retries: 3
           after: {type: noop, depends_on: [each]}
-        """.replace("value: null", "value: {{ dag_run.conf.v }}".replace("{{", "'{{").replace("}}", "}}'"))
+        """.replace(
+            "value: null", "value: {{ dag_run.conf.v }}".replace("{{", "'{{").replace("}}", "}}'")
+        )
     )
     harness.start(dag)
     run = harness.engine.trigger(TriggerRequest("m", conf={"v": value}))  # type: ignore[union-attr]
