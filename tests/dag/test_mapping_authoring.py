@@ -160,9 +160,10 @@ def test_python_expand_kwargs_and_literal_lists() -> None:
         def scale(x: int, factor: int = 1) -> int:
             return x * factor
 
-        scale.expand_kwargs(make())  # type: ignore[attr-defined]
+        made = make()
+        scale.expand_kwargs(made)  # type: ignore[attr-defined]
         scale.expand(x=range(3), factor=(1, 2))  # type: ignore[attr-defined]
-        python_task("classic", "m:f", expand={"x": make()})
+        python_task("classic", "m:f", expand={"x": made})
         shell_task("sh", "echo {{ map.n }}", expand={"n": [1, 2]})
     dag = builder.build()
     first, second = dag.task_dict["scale"], dag.task_dict["scale__1"]
