@@ -8,17 +8,32 @@ import sys
 from typing import Any, TextIO
 
 from pipeline_core.cli.common import DEFAULT_DB, EXIT_FAILED, EXIT_OK
-from pipeline_core.cli.remote import EXIT_CLIENT, client_of, remote, server_options
+from pipeline_core.cli.remote import (
+    EXIT_CLIENT,
+    RemoteParser,
+    client_of,
+    remote,
+    server_options,
+    show,
+)
 from pipeline_core.errors import PipelineError
 from pipeline_core.model import TaskKey
 from pipeline_core.store import open_store
 
 
 def add_commands(commands: Any) -> None:
-    """``tasks logs``."""
-    tasks = commands.add_parser("tasks", help="inspect task instances").add_subparsers(
-        title="tasks"
+    """``tasks logs``, ``tasks mark``, ``tasks clear``."""
+    tasks = commands.add_parser("tasks", help="inspect and operate task instances").add_subparsers(
+        title="tasks", parser_class=RemoteParser
     )
+    mark = _on_server(tasks, "mark", _mark, "mark a task instance success, failed or skipped")
+    mark.add_argument("state", choices=("success", "failed", "skipped"))
+    mark.add_argument(
+        "--map-index", type=int, default=-1, help="one instance of a mapped task (default: all)"
+    )
+    clear = _on_server(tasks, "clear", _clear, "run one instance of a mapped task again")
+    clear.add_argument("--map-index", type=int, required=True, help="which instance (0, 1, ...)")
+    clear.add_argument("--no-downstream", action="store_true", help="not its task's downstream")
     logs = tasks.add_parser(
         "logs",
         help="print a task's log",
@@ -39,6 +54,41 @@ def add_commands(commands: Any) -> None:
     )
     server_options(logs)
     logs.set_defaults(handler=tasks_logs)
+
+
+def _on_server(tasks: Any, name: str, handler: Any, help_text: str) -> Any:
+    parser = tasks.add_parser(name, help=help_text)
+    for argument in ("dag_id", "run_id", "task_id"):
+        parser.add_argument(argument)
+    server_options(parser)
+    parser.set_defaults(handler=remote(handler))
+    return parser
+
+
+def _mark(args: argparse.Namespace, out: TextIO) -> int:
+    with client_of(args) as client:
+        ids = (args.dag_id, args.run_id, args.task_id)
+        ti = client.tasks.mark(*ids, args.state, map_index=args.map_index)
+    show(args, out, ti, lambda t: f"{_named(t)} is {t['state']}")
+    return EXIT_OK
+
+
+def _clear(args: argparse.Namespace, out: TextIO) -> int:
+    with client_of(args) as client:
+        ids = (args.dag_id, args.run_id, args.task_id)
+        answer = client.tasks.clear(*ids, args.map_index, include_downstream=not args.no_downstream)
+    show(
+        args,
+        out,
+        answer,
+        lambda a: f"cleared: {', '.join(a['task_ids'])} (run {a['run']['state']})",
+    )
+    return EXIT_OK
+
+
+def _named(ti: dict[str, Any]) -> str:
+    index = ti.get("map_index", -1)
+    return f"{ti['task_id']}[{index}]" if index >= 0 else str(ti["task_id"])
 
 
 def tasks_logs(args: argparse.Namespace, out: TextIO) -> int:

@@ -104,9 +104,20 @@ class TaskInstances(Resource):
     def get(self, dag_id: str, run_id: str, task_id: str, *, map_index: int = -1) -> Data:
         return self._one("GET", _task_path(dag_id, run_id, task_id, map_index))
 
-    def mark(self, dag_id: str, run_id: str, task_id: str, state: str) -> Data:
-        path = _task_path(dag_id, run_id, task_id)
+    def mark(
+        self, dag_id: str, run_id: str, task_id: str, state: str, *, map_index: int = -1
+    ) -> Data:
+        path = _task_path(dag_id, run_id, task_id, map_index)
         return self._one("PATCH", path, body={"state": state})
+
+    def clear(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int, *,
+        include_downstream: bool = True,
+    ) -> Data:  # fmt: skip
+        """Run one finished instance of a mapped task again (its task's downstream after it
+        unless ``include_downstream`` is false)."""
+        path = f"{_task_path(dag_id, run_id, task_id, map_index)}/clear"
+        return self._one("POST", path, body={"include_downstream": include_downstream})
 
     def xcom(
         self, dag_id: str, run_id: str, task_id: str, keys: Sequence[str] = (),

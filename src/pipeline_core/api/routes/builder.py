@@ -184,6 +184,15 @@ ENDPOINTS = [
     ),
     Endpoint(INSTANCE, "GET", mapped.GET, lambda d: d.kept(tasks.get_task(d.store)), _peek),
     Endpoint(
+        INSTANCE, "PATCH", mapped.PATCH, lambda d: run_ops.patch_task(d.store, d.options.control)
+    ),
+    Endpoint(
+        f"{INSTANCE}/clear",
+        "POST",
+        mapped.CLEAR,
+        lambda d: mapped.clear_instance(d.store, d.options.control),
+    ),
+    Endpoint(
         f"{INSTANCE}/xcom", "GET", mapped.XCOM, lambda d: d.kept(tasks.get_xcom(d.store)), _peek
     ),
     Endpoint(

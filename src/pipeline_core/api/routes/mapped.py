@@ -1,18 +1,20 @@
 """``…/tasks/:task_id/mapped``: the instances of a mapped task, a page at a time (by state),
 and one instance with its tries, XCom and log — the handlers of an unmapped task's, keyed
-by the instance's ``map_index``."""
+by the instance's ``map_index`` — marked by hand or run again on its own."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline_core.api.http import Request, Response, listing
+from pipeline_core.api.http import Request, Response, envelope, listing
 from pipeline_core.api.openapi.operation import PAGE, TASK, Operation, Param, many
-from pipeline_core.api.openapi.parts import envelope_of
-from pipeline_core.api.openapi.schemas import ref
+from pipeline_core.api.openapi.parts import closed, envelope_of
+from pipeline_core.api.openapi.schemas import obj, ref
 from pipeline_core.api.params import page as read_page
-from pipeline_core.api.routes import tasks
-from pipeline_core.api.serialize import task_instance_dict
+from pipeline_core.api.routes import run_ops, tasks
+from pipeline_core.api.routes.runs import control_of
+from pipeline_core.api.serialize import run_dict, task_instance_dict
+from pipeline_core.engine.control import Control
 from pipeline_core.model import TaskKey
 from pipeline_core.state import TaskState
 from pipeline_core.store.base import Store
@@ -62,6 +64,48 @@ LOG = Operation(
     read=True,
     media=tasks.LOG.media,
 )
+
+
+PATCH = Operation(
+    "patch_mapped_instance",
+    "tasks",
+    "Mark an instance of a mapped task success, failed or skipped",
+    "Mark one instance of a mapped task; a running try is killed. Its task ends with its "
+    "instances (failed if one failed, skipped if all were skipped, else success), and a "
+    "finished task follows them.",
+    run_ops.PATCH_TASK.success,
+    INSTANCE,
+    body=run_ops.PATCH_TASK.body,
+    body_required=True,
+    example={"state": "success"},
+)
+CLEAR = Operation(
+    "clear_mapped_instance",
+    "tasks",
+    "Run one instance of a mapped task again",
+    "Queue one finished instance of a mapped task again, with a try more; its task runs "
+    "again while it does, and with include_downstream (the default) the task's finished "
+    "downstream runs after it.",
+    envelope_of(obj(["task_ids", "run"], task_ids={"type": "array", "items": {"type": "string"}},
+                    run=ref("Run"))),
+    INSTANCE,
+    body=closed(include_downstream={"type": "boolean"}),
+    example={"include_downstream": True},
+)  # fmt: skip
+
+
+def clear_instance(store: Store, control: Control | None) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        key = tasks.task_key(request)
+        store.tasks.get_task_instance(key)
+        downstream = request.fields.get("include_downstream", True)
+        run, requeued = control_of(control).retry(
+            key.dag_id, key.run_id, [key.task_id], downstream, key.map_index
+        )
+        current = store.runs.get_run(run.dag_id, run.run_id)
+        return envelope({"task_ids": requeued, "run": run_dict(current)})
+
+    return handle
 
 
 def list_instances(store: Store) -> Callable[[Request], Response]:

@@ -12,10 +12,11 @@ from pipeline_core.api.openapi.operation import RUN, TASK, Operation
 from pipeline_core.api.openapi.parts import ID, NOTE, closed, envelope_of
 from pipeline_core.api.openapi.schemas import obj, ref
 from pipeline_core.api.routes.runs import control_of, run_with_tasks
+from pipeline_core.api.routes.tasks import task_key
 from pipeline_core.api.serialize import run_dict, task_instance_dict
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
-from pipeline_core.model import TaskInstance, TaskKey
+from pipeline_core.model import TaskInstance
 from pipeline_core.state import (
     FINISHED_TASK_STATES,
     MARKABLE_RUN_STATES,
@@ -50,7 +51,8 @@ PATCH_TASK = Operation(
     "Mark a task instance success, failed or skipped",
     "Mark one task instance success, failed or skipped; a running try is killed, and the "
     "downstream tasks follow their trigger rules. In a finished run, the run's state follows "
-    "its tasks' (marking its failed leaf success makes it succeed).",
+    "its tasks' (marking its failed leaf success makes it succeed). A mapped task's "
+    "instances take the state with it.",
     envelope_of(ref("TaskInstance")),
     TASK,
     body=closed(["state"], state={"enum": sorted(s.value for s in MARKABLE_TASK_STATES)}),
@@ -101,10 +103,9 @@ def patch_run(store: Store, control: Control | None) -> Callable[[Request], Resp
 def patch_task(store: Store, control: Control | None) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         state = TaskState(request.fields["state"])
-        p = request.params
-        key = TaskKey(p["dag_id"], p["run_id"], p["task_id"])
+        key = task_key(request)
         store.tasks.get_task_instance(key)
-        control_of(control).mark_task(key.dag_id, key.run_id, key.task_id, state)
+        control_of(control).mark_task(key.dag_id, key.run_id, key.task_id, state, key.map_index)
         return envelope(task_instance_dict(store.tasks.get_task_instance(key)))
 
     return handle

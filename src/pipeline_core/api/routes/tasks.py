@@ -73,7 +73,7 @@ LOG = Operation(
 )
 
 
-def _key(request: Request) -> TaskKey:
+def task_key(request: Request) -> TaskKey:
     """The task instance a path names: a task's own, or an instance of a mapped task."""
     p = request.params
     return TaskKey(p["dag_id"], p["run_id"], p["task_id"], int(p.get("map_index", -1)))
@@ -94,7 +94,7 @@ def list_tasks(store: Store) -> Callable[[Request], Response]:
 
 def get_task(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
-        key = _key(request)
+        key = task_key(request)
         ti = store.tasks.get_task_instance(key)
         events = store.events.read_events(
             EventQuery(
@@ -106,7 +106,9 @@ def get_task(store: Store) -> Callable[[Request], Response]:
             )
         )
         mine = [e for e in events if e.payload.get("map_index", -1) == key.map_index]
-        return envelope({**task_instance_dict(ti), "tries": _tries(mine)})
+        mapped = store.tasks.mapped_counts(key.dag_id, key.run_id) if key.map_index < 0 else {}
+        (answer,) = with_mapped([ti], mapped)
+        return envelope({**answer, "tries": _tries(mine)})
 
     return handle
 
@@ -137,7 +139,7 @@ def _tries(events: list[Any]) -> list[dict[str, Any]]:
 def get_xcom(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         limit, offset = read_page(request)
-        key = _key(request)
+        key = task_key(request)
         store.tasks.get_task_instance(key)
         wanted = request.args.get("key")
         entries = [e for e in store.task_data.list_xcom(key) if not wanted or e.key in wanted]
@@ -158,7 +160,7 @@ def get_xcom(store: Store) -> Callable[[Request], Response]:
 def get_logs(store: Store, followers: LogFollowers) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         limit, offset = read_page(request, default=1024 * 1024)
-        key = _key(request)
+        key = task_key(request)
         ti = store.tasks.get_task_instance(key)
         try_number = request.args.get("try_number", max(1, ti.try_number))
         if try_number > max(1, ti.try_number):
