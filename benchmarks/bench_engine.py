@@ -1,8 +1,11 @@
 """Engine benchmark on the default SQLite store, every transition persisted.
 
 Scenarios: fan-out (start → N parallel no-ops → end), a chain of N no-ops, R concurrent runs
-of a T-task fan-out, trigger → first task running, and 1,000 vs 10,000-task scaling.
-Run: python benchmarks/bench_engine.py [--repeat 5]
+of a T-task fan-out, trigger → first task running, and 1,000 vs 10,000-task scaling; and
+dynamic task mapping: one task mapped into 10,000 instances of a python callable against a
+static fan-out of 10,000 python tasks calling it (both isolated in worker processes), and
+the decision and commit of the expansion alone.
+Run: python benchmarks/bench_engine.py [--repeat 5] [--mapping-only]
 """
 
 from __future__ import annotations
@@ -13,14 +16,28 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine
 
+from pipeline_core.dag.mapping import Expansion
 from pipeline_core.dag.model import DAG, Task
 from pipeline_core.engine import Engine
-from pipeline_core.model import TriggerRequest
+from pipeline_core.engine.core.decide import Decider
+from pipeline_core.engine.core.jobs import Completion
+from pipeline_core.engine.core.messages import (
+    STORE_EFFECTS,
+    DagsChanged,
+    Moment,
+    PoolChanged,
+    Resolved,
+    Trigger,
+    TryCompleted,
+)
+from pipeline_core.model import TaskKey, TriggerRequest, new_run, task_specs
 from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store import open_store
 
@@ -36,6 +53,27 @@ def fan_out(n: int) -> DAG:
 def chain(n: int) -> DAG:
     tasks = [Task("t0")] + [Task(f"t{i}", depends_on=(f"t{i - 1}",)) for i in range(1, n)]
     return DAG(f"chain_{n}", tuple(tasks), concurrency=SLOTS)
+
+
+def python_fan_out(n: int) -> DAG:
+    """start → n python tasks (``dict(x=i)``, run in worker processes) → end."""
+    middle = [
+        Task(f"t{i}", type="python", depends_on=("start",),
+             config={"callable": "builtins:dict", "kwargs": {"x": i}})
+        for i in range(n)
+    ]  # fmt: skip
+    end = Task("end", depends_on=tuple(t.task_id for t in middle))
+    return DAG(f"static_{n}", (Task("start"), *middle, end), concurrency=SLOTS)
+
+
+def mapped_fan_out(n: int) -> DAG:
+    """start → one python task mapped over the run's conf (``dict(x=i)``) → end."""
+    mapped = Task(
+        "each", type="python", depends_on=("start",), config={"callable": "builtins:dict"},
+        expansion=Expansion({"x": "{{ dag_run.conf.xs }}"}),
+    )  # fmt: skip
+    return DAG(f"mapped_{n}", (Task("start"), mapped, Task("end", depends_on=("each",))),
+               concurrency=SLOTS)  # fmt: skip
 
 
 class Bench:
@@ -61,14 +99,16 @@ class Bench:
                     self.finished[key] = now
             self.cond.notify_all()
 
-    def run(self, dag_id: str, count: int = 1) -> tuple[float, list[float]]:
+    def run(
+        self, dag_id: str, count: int = 1, conf: dict[str, Any] | None = None
+    ) -> tuple[float, list[float]]:
         """Trigger ``count`` runs at once; wall seconds until all finished, and per-run
         trigger → first running latencies."""
         start = time.perf_counter()
         triggered = []
         for _ in range(count):
             t0 = time.perf_counter()
-            run = self.engine.trigger(TriggerRequest(dag_id))
+            run = self.engine.trigger(TriggerRequest(dag_id, conf=conf or {}))
             triggered.append(((run.dag_id, run.run_id), t0))
         with self.cond:
             self.cond.wait_for(lambda: all(k in self.finished for k, _ in triggered), timeout=600)
@@ -83,11 +123,71 @@ class Bench:
         self.store.close()
 
 
+def expansion_decision(n: int, repeat: int) -> None:
+    """The core deciding a 10,000-way expansion, and the store committing what it decided
+    (the instances, the mapped task running, the first tries started), each the median of
+    ``repeat``."""
+    dag = mapped_fan_out(n)
+    decide_s, commit_s = [], []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as folder:
+            store = open_store(f"sqlite:///{folder}/expand.db")
+            store.pools.update_pool("default_pool", slots=SLOTS)
+            core = Decider()
+            now = Moment(datetime.now(UTC), time.monotonic())
+            core.handle(PoolChanged("default_pool", SLOTS), now)
+            core.handle(DagsChanged({dag.dag_id: dag}), now)
+            run = new_run(dag.dag_id, task_specs(dag), now=now.wall, run_id="r")
+            started = core.handle(Trigger(run), now).effects
+            store.runs.apply([e for e in started if isinstance(e, STORE_EFFECTS)], now=now.wall)
+            done = TryCompleted(Completion(TaskKey(dag.dag_id, "r", "start"), 1, "success"))
+            writes = [e for e in core.handle(done, now).effects if isinstance(e, STORE_EFFECTS)]
+            store.runs.apply(writes, now=now.wall)
+            t0 = time.perf_counter()
+            outcome = core.handle(Resolved(TaskKey(dag.dag_id, "r", "each"), count=n), now)
+            t1 = time.perf_counter()
+            store.runs.apply(
+                [e for e in outcome.effects if isinstance(e, STORE_EFFECTS)], now=now.wall
+            )
+            t2 = time.perf_counter()
+            store.close()
+            decide_s.append(t1 - t0)
+            commit_s.append(t2 - t1)
+    print(
+        f"expand {n:,}: decide       : {statistics.median(decide_s) * 1000:.1f} ms, "
+        f"commit {statistics.median(commit_s) * 1000:.1f} ms (SQLite, median of {repeat})"
+    )
+
+
+def mapping(folder: str, n: int, repeat: int) -> None:
+    """A mapped task against the same fan-out written out, alternating, in one engine."""
+    bench = Bench(folder, [python_fan_out(n), mapped_fan_out(n), python_fan_out(10)])
+    conf = {"xs": list(range(n))}
+    try:
+        bench.run("static_10")  # warm the worker processes
+        static, mapped = [], []
+        for _ in range(repeat):
+            static.append(bench.run(f"static_{n}")[0])
+            mapped.append(bench.run(f"mapped_{n}", conf=conf)[0])
+        static_s, mapped_s = statistics.median(static), statistics.median(mapped)
+        print(f"static fan-out {n:,} python : {static_s:.2f} s  ({n / static_s:,.0f} tasks/s)")
+        print(f"mapped {n:,} instances      : {mapped_s:.2f} s  ({n / mapped_s:,.0f} tasks/s)")
+        print(f"mapped / static throughput : {static_s / mapped_s:.0%}")
+    finally:
+        bench.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--mapping-only", action="store_true")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    expansion_decision(10_000, args.repeat)
+    with tempfile.TemporaryDirectory() as folder:
+        mapping(folder, 10_000, max(3, args.repeat // 2))
+    if args.mapping_only:
+        return
     dags = [fan_out(1000), fan_out(10_000), chain(1000), fan_out(100)]
     with tempfile.TemporaryDirectory() as folder:
         bench = Bench(folder, dags)

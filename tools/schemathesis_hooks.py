@@ -3,7 +3,9 @@
 
 A followed log (``…/logs?follow=true``) is a stream held until its try ends, which may be
 never for a try that waits in a paused DAG: a fuzzer cannot read a whole answer, as with
-``/api/v1/events``. tests/api/test_sse.py and tests/api/test_input_edges.py cover both.
+``/api/v1/events``. Drawn cases that follow are left out, and a case a phase makes without
+drawing (coverage) reads the log once instead. tests/api/test_sse.py and
+tests/api/test_input_edges.py cover both.
 Every other value of every parameter is drawn.
 """
 
@@ -18,8 +20,21 @@ from hypothesis import strategies as st
 
 @schemathesis.hook
 def filter_query(context: Any, query: dict[str, Any] | None) -> bool:
+    return not _follows(query)
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    """The cases a phase makes without drawing (coverage) are not filtered: one that
+    follows a log asks for it once instead."""
+    if _follows(case.query):
+        case.query = {**case.query, "follow": "false"}
+
+
+def _follows(query: dict[str, Any] | None) -> bool:
     follow = (query or {}).get("follow")
-    return str(follow).lower() not in ("true", "1", "yes")
+    drawn = follow if isinstance(follow, list | tuple) else [follow]  # a repeated parameter
+    return any(str(value).lower() in ("true", "1", "yes") for value in drawn)
 
 
 #: The DAGs of examples/dags with a cron schedule. A backfill needs one: half the draws of a

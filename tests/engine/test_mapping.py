@@ -32,6 +32,23 @@ REDUCE = """
 """
 
 
+def failing_on(bad: int, xs: list[int], retries: int = 0) -> Any:
+    """``each`` mapped over ``xs``, failing for ``bad``; ``after`` downstream of it."""
+    return dag_from(
+        f"""
+        dag_id: m
+        tasks:
+          each:
+            type: python
+            callable: "tests.fixtures:fail_on"
+            kwargs: {{bad: {bad}}}
+            expand: {{x: {xs}}}
+            retries: {retries}
+          after: {{type: noop, depends_on: [each]}}
+        """
+    )
+
+
 def instances(h: Harness, run: Any, task_id: str) -> list[Any]:
     page = h.store.tasks.query_task_instances(
         TaskInstanceQuery(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, mapped=True,
@@ -141,7 +158,10 @@ def test_values_that_cannot_be_mapped_fail_the_task_naming_where_they_came_from(
         """
         dag_id: m
         tasks:
-          make: {type: python, callable: "tests.fixtures:value_of", kwargs: {value: null}}
+          make:
+            type: python
+            callable: "tests.fixtures:value_of"
+            kwargs: {value: "{{ dag_run.conf.v }}"}
           each:
             type: python
             callable: "tests.fixtures:scale"
@@ -150,9 +170,7 @@ def test_values_that_cannot_be_mapped_fail_the_task_naming_where_they_came_from(
             max_map_length: 10
             retries: 3
           after: {type: noop, depends_on: [each]}
-        """.replace(
-            "value: null", "value: {{ dag_run.conf.v }}".replace("{{", "'{{").replace("}}", "}}'")
-        )
+        """
     )
     harness.start(dag)
     run = harness.engine.trigger(TriggerRequest("m", conf={"v": value}))  # type: ignore[union-attr]
@@ -181,19 +199,7 @@ def test_the_engine_limit_applies_unless_the_task_sets_its_own(harness: Harness)
 
 
 def test_a_failing_instance_retries_alone_and_fails_its_task(harness: Harness) -> None:
-    dag = dag_from(
-        """
-        dag_id: m
-        tasks:
-          each:
-            type: python
-            callable: "tests.fixtures:fail_on"
-            kwargs: {bad: 2}
-            expand: {x: [0, 1, 2, 3]}
-            retries: 2
-          after: {type: noop, depends_on: [each]}
-        """
-    )
+    dag = failing_on(2, [0, 1, 2, 3], retries=2)
     harness.start(dag)
     run = harness.engine.trigger(TriggerRequest("m"))  # type: ignore[union-attr]
     assert harness.wait_run(run).state is RunState.FAILED
@@ -230,18 +236,7 @@ def test_max_active_per_task_bounds_the_instances_running_at_once(harness: Harne
 
 
 def test_one_instance_can_be_marked_and_cleared_and_its_task_follows(harness: Harness) -> None:
-    dag = dag_from(
-        """
-        dag_id: m
-        tasks:
-          each:
-            type: python
-            callable: "tests.fixtures:fail_on"
-            kwargs: {bad: 1}
-            expand: {x: [0, 1, 2]}
-          after: {type: noop, depends_on: [each]}
-        """
-    )
+    dag = failing_on(1, [0, 1, 2])
     engine = harness.start(dag)
     run = engine.trigger(TriggerRequest("m"))
     assert harness.wait_run(run).state is RunState.FAILED
