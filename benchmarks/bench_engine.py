@@ -76,6 +76,19 @@ def mapped_fan_out(n: int) -> DAG:
                concurrency=SLOTS)  # fmt: skip
 
 
+def map_reduce(n: int) -> DAG:
+    """The peers' published scenario: a list from one task, a trivial task mapped over it,
+    then the sum of what its instances returned."""
+    return DAG(f"map_reduce_{n}", (
+        Task("make", type="python", config={"callable": "workloads:numbers", "kwargs": {"n": n}}),
+        Task("each", type="python", depends_on=("make",), config={"callable": "workloads:double"},
+             expansion=Expansion({"x": "{{ xcom.make.return_value }}"})),
+        Task("sum", type="python", depends_on=("each",),
+             config={"callable": "workloads:total",
+                     "kwargs": {"values": "{{ xcom.each.return_value }}"}}),
+    ), concurrency=SLOTS)  # fmt: skip
+
+
 class Bench:
     def __init__(self, folder: str, dags: list[DAG]) -> None:
         self.store = open_store(f"sqlite:///{folder}/bench.db")
@@ -161,7 +174,8 @@ def expansion_decision(n: int, repeat: int) -> None:
 
 def mapping(folder: str, n: int, repeat: int) -> None:
     """A mapped task against the same fan-out written out, alternating, in one engine."""
-    bench = Bench(folder, [python_fan_out(n), mapped_fan_out(n), python_fan_out(10)])
+    dags = [python_fan_out(n), mapped_fan_out(n), python_fan_out(10), map_reduce(1000)]
+    bench = Bench(folder, dags)
     conf = {"xs": list(range(n))}
     try:
         bench.run("static_10")  # warm the worker processes
@@ -173,6 +187,8 @@ def mapping(folder: str, n: int, repeat: int) -> None:
         print(f"static fan-out {n:,} python : {static_s:.2f} s  ({n / static_s:,.0f} tasks/s)")
         print(f"mapped {n:,} instances      : {mapped_s:.2f} s  ({n / mapped_s:,.0f} tasks/s)")
         print(f"mapped / static throughput : {static_s / mapped_s:.0%}")
+        reduce_s = statistics.median(bench.run("map_reduce_1000")[0] for _ in range(repeat))
+        print(f"1,000-way map then sum     : {reduce_s:.2f} s trigger → done")
     finally:
         bench.close()
 

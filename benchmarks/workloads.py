@@ -10,3 +10,16 @@ def fibo(n: int) -> int:
 
 def noop() -> None:
     return None
+
+
+def numbers(n: int) -> list[int]:
+    """The values a mapped task maps over."""
+    return list(range(n))
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def total(values: list[int]) -> int:
+    return sum(values)

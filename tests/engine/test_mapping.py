@@ -270,3 +270,28 @@ def test_clearing_a_mapped_task_maps_it_again_over_the_new_values(harness: Harne
     assert harness.wait_run(run).state is RunState.SUCCESS
     listed = instances(harness, run, "each")
     assert [ti.try_number for ti in listed] == [2, 2, 2]
+
+
+def test_an_instance_whose_process_dies_is_retried_alone(harness: Harness) -> None:
+    folder = harness.tmp_path / "calls"
+    folder.mkdir()
+    dag = dag_from(
+        f"""
+        dag_id: m
+        tasks:
+          each:
+            type: python
+            callable: "tests.fixtures:crash_on"
+            kwargs: {{crash: 2, folder: "{folder}"}}
+            expand: {{x: [0, 1, 2, 3]}}
+            retries: 1
+        """
+    )
+    harness.start(dag, default_executor="worker")
+    run = harness.engine.trigger(TriggerRequest("m"))  # type: ignore[union-attr]
+    assert harness.wait_run(run, timeout=60).state is RunState.SUCCESS
+    listed = instances(harness, run, "each")
+    assert [ti.try_number for ti in listed] == [1, 1, 2, 1]
+    assert [xcom(harness, run, "each", i) for i in range(4)] == [0, 1, 2, 3]
+    assert sorted(p.name for p in folder.iterdir()) == [f"calls-{i}" for i in range(4)]
+    assert (folder / "calls-2").stat().st_size == 2 and (folder / "calls-0").stat().st_size == 1
