@@ -27,3 +27,18 @@ def flaky() -> str:
     if random.random() < 0.3:
         raise RuntimeError("transient failure (try again)")
     return "ok"
+
+
+def list_partitions(context: Any) -> list[str]:
+    """The partitions that arrived: known only when the run gets there (the run's conf
+    ``count``, 12 unless given)."""
+    return [f"part-{i:03d}" for i in range(int(context.conf.get("count", 12)))]
+
+
+def rows_in(partition: str, table: str) -> int:
+    """Pretend to load one partition into ``table``; returns its row count."""
+    return 100 + sum(map(ord, partition)) % 50
+
+
+def report(counts: list[int]) -> dict[str, int]:
+    return {"partitions": len(counts), "rows": sum(counts)}

@@ -11,7 +11,7 @@ from pipeline_core.api.openapi.operation import PAGE, RUN, TASK, Operation, Para
 from pipeline_core.api.openapi.parts import MAX_INTEGER, envelope_of
 from pipeline_core.api.openapi.schemas import ref
 from pipeline_core.api.params import page as read_page
-from pipeline_core.api.serialize import task_instance_dict, with_mapped
+from pipeline_core.api.serialize import with_mapped
 from pipeline_core.errors import NotFound
 from pipeline_core.model import TaskKey, iso
 from pipeline_core.store.base import Store
