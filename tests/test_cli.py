@@ -89,6 +89,14 @@ def test_no_command_prints_help_and_exits_2():
     assert "usage" in result.stdout
 
 
+def test_dags_test_of_a_mapped_dag_counts_the_instances(tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    args = ("dags", "test", "partitions_mapped", "--dags-folder", str(EXAMPLES), "--db", db)
+    result = cli(*args, "--conf", '{"count": 30}')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "load    success (30 mapped: 30 success)" in result.stdout
+
+
 def test_dags_test_shows_live_progress_and_a_summary(tmp_path):
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     result = cli("dags", "test", "etl_daily", "--dags-folder", str(EXAMPLES), "--db", db)

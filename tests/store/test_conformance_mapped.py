@@ -106,3 +106,35 @@ def test_ten_thousand_instances_in_one_write(store) -> None:
         TaskInstanceQuery(dag_id="etl", run_id="r1", task_id="b", mapped=True, offset=9_900)
     )
     assert page.total == 10_000 and [ti.map_index for ti in page.items][:2] == [9_900, 9_901]
+
+
+def test_a_reducer_reads_what_the_instances_pushed_as_one_list_in_index_order(store) -> None:
+    new_run(store)
+    expand(store, 12)
+    for index in (11, 2, 0, 10):  # written out of order; index 1 and the rest push nothing
+        store.task_data.set_xcom(instance(index), "return_value", {"i": index})
+    store.task_data.set_xcom(instance(3), "other", "not this key")
+    entry = store.task_data.get_mapped_xcom(key("b"), "return_value")
+    assert entry.value == [{"i": 0}, {"i": 2}, {"i": 10}, {"i": 11}]
+    assert (entry.task_id, entry.map_index, entry.key) == ("b", -1, "return_value")
+    assert store.task_data.get_mapped_xcom(key("c"), "return_value").value == []
+
+
+def test_a_task_mapped_again_grows_by_the_new_indexes_only(store) -> None:
+    new_run(store)
+    expand(store, 3)
+    store.runs.apply([ExpandTask(key("b"), 5, max_tries=2, first=3)])
+    listed = store.tasks.query_task_instances(
+        TaskInstanceQuery(dag_id="etl", run_id="r1", task_id="b", mapped=True)
+    ).items
+    assert [(ti.map_index, ti.max_tries) for ti in listed] == [
+        (0, 3),
+        (1, 3),
+        (2, 3),
+        (3, 2),
+        (4, 2),
+    ]
+    with pytest.raises(Conflict):
+        store.runs.apply([ExpandTask(key("b"), 6, first=4)])  # index 4 exists
+    with pytest.raises(InvalidRequest):
+        store.runs.apply([ExpandTask(key("b"), 5, first=5)])  # nothing new

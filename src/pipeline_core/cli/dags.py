@@ -215,14 +215,25 @@ def _summary(store: Any, dag_id: str, run_id: str, out: TextIO) -> None:
     tis = store.tasks.query_task_instances(
         TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=100_000)
     )
+    mapped = store.tasks.mapped_counts(dag_id, run_id)
     rows = [
-        (ti.task_id, ti.state.value, str(ti.try_number), _ms(ti.duration_ms)) for ti in tis.items
-    ]
+        (ti.task_id, _mapped(ti.state.value, mapped.get(ti.task_id)), str(ti.try_number),
+         _ms(ti.duration_ms))
+        for ti in tis.items
+    ]  # fmt: skip
     headers = ("task", "state", "tries", "duration")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     out.write("\n" + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + "\n")
     for row in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + "\n")
+
+
+def _mapped(state: str, counts: dict[str, int] | None) -> str:
+    """A mapped task's state with its instances': ``success (12 mapped: 12 success)``."""
+    if counts is None:
+        return state
+    each = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"{state} ({sum(counts.values())} mapped: {each})"
 
 
 def _ms(value: int | None) -> str:
