@@ -184,6 +184,23 @@ def test_values_that_cannot_be_mapped_fail_the_task_naming_where_they_came_from(
     assert instances(harness, run, "each") == []
 
 
+def test_ten_thousand_and_one_values_are_over_the_default_limit(harness: Harness) -> None:
+    dag = dag_from(
+        """
+        dag_id: m
+        tasks:
+          each: {type: python, callable: "tests.fixtures:scale", expand: {x: "{{ dag_run.conf.xs }}"}}
+        """
+    )
+    harness.start(dag)
+    conf = {"xs": list(range(10_001))}
+    run = harness.engine.trigger(TriggerRequest("m", conf=conf))  # type: ignore[union-attr]
+    assert harness.wait_run(run).state is RunState.FAILED
+    error = harness.ti(run, "each").error
+    assert "10,001 instances to map, more than max_map_length 10,000" in error
+    assert instances(harness, run, "each") == []
+
+
 def test_the_engine_limit_applies_unless_the_task_sets_its_own(harness: Harness) -> None:
     dag = dag_from(
         """
