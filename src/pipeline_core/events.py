@@ -14,7 +14,7 @@ from pipeline_core.state import RunState, TaskState
 EVENT_TYPES = (
     "task.state_changed", "run.state_changed", "run.updated", "dag.updated", "pool.updated",
     "backfill.updated", "deadline.missed", "notification.delivered", "notification.failed",
-    "notification.redelivery", "task.expanded",
+    "notification.redelivery", "task.expanded", "asset.updated",
 )  # fmt: skip
 
 

@@ -27,11 +27,13 @@ if TYPE_CHECKING:
 
 
 class RunType(StrEnum):
-    """Why a run exists: triggered by hand, by its schedule, or by a backfill."""
+    """Why a run exists: triggered by hand, by its schedule, by a backfill, or by updates of
+    the assets it is scheduled on."""
 
     MANUAL = "manual"
     SCHEDULED = "scheduled"
     BACKFILL = "backfill"
+    ASSET_TRIGGERED = "asset_triggered"
 
 
 RUN_TYPES = tuple(t.value for t in RunType)
@@ -148,6 +150,8 @@ class TriggerRequest:
     note: str | None = None
     run_type: RunType | str = RunType.MANUAL
     idempotency: IdempotencyKey | None = None
+    #: The waiting asset updates (ids) the run consumes (see ``CreateRun.consumes``).
+    consumes: tuple[int, ...] = ()
 
     def create(self, specs: tuple[TaskSpec, ...], now: datetime) -> CreateRun:
         """The write that makes the run, with ``specs`` as its task instances."""
@@ -161,6 +165,7 @@ class TriggerRequest:
             note=self.note,
             run_type=self.run_type,
             idempotency=self.idempotency,
+            consumes=self.consumes,
         )
 
 
@@ -175,6 +180,7 @@ def new_run(
     note: str | None = None,
     run_type: RunType | str = RunType.MANUAL,
     idempotency: IdempotencyKey | None = None,
+    consumes: tuple[int, ...] = (),
 ) -> CreateRun:
     """A queued run and its task instances, as one write. The run id defaults to
     ``<run_type>__<logical date>`` (Airflow's form); the logical date to ``now``."""
@@ -190,7 +196,7 @@ def new_run(
         note=note,
         queued_at=now,
     )
-    return CreateRun(run, specs, idempotency)
+    return CreateRun(run, specs, idempotency, consumes)
 
 
 def task_specs(dag: DAG) -> tuple[TaskSpec, ...]:
@@ -228,11 +234,14 @@ class IdempotencyKey:
 @dataclass(frozen=True, slots=True)
 class CreateRun:
     """Create a run and all its task instances (``queued``, try 0); with ``idempotency``,
-    ``Conflict`` if another live run holds the key."""
+    ``Conflict`` if another live run holds the key. ``consumes``: the asset updates waiting
+    for the DAG that the run uses up, in the same transaction — ``Conflict`` if one is not
+    waiting any more (another run took it), so an update starts one run at most."""
 
     run: DagRun
     tasks: tuple[TaskSpec, ...]
     idempotency: IdempotencyKey | None = None
+    consumes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +304,16 @@ class ExpandTask:
     first: int = 0
 
 
-Write = CreateRun | MoveRun | TaskChange | MissDeadline | ExpandTask
+@dataclass(frozen=True, slots=True)
+class UpdateAssets:
+    """``key`` succeeded and updated ``uris``: an ``asset.updated`` event each (with the
+    ``asset_extra`` XCom the try pushed, if any), waiting for every DAG scheduled on it."""
+
+    key: TaskKey
+    uris: tuple[str, ...]
+
+
+Write = CreateRun | MoveRun | TaskChange | MissDeadline | ExpandTask | UpdateAssets
 
 
 def apply_task_change(current: TaskInstance, change: TaskChange, now: datetime) -> TaskInstance:

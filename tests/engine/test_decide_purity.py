@@ -22,6 +22,7 @@ ALLOWED = {
     "typing",
     "pipeline_core.dag.graph",
     "pipeline_core.dag.model",
+    "pipeline_core.dag.templates",  # parsing and rendering a template string: no I/O
     "pipeline_core.errors",
     "pipeline_core.model",
     "pipeline_core.state",

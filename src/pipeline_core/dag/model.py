@@ -14,6 +14,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from pipeline_core.dag.assets import AssetSchedule
 from pipeline_core.dag.mapping import Expansion
 from pipeline_core.dag.notify import Rule
 from pipeline_core.state import TriggerRule
@@ -182,6 +183,8 @@ class Task:
     config: Mapping[str, Any] = field(default_factory=dict)
     #: How the task is mapped over values known at run time (``None``: one instance).
     expansion: Expansion | None = None
+    #: The assets its success updates (URIs, maybe with run templates).
+    outlets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depends_on", tuple(self.depends_on))
@@ -214,6 +217,7 @@ def _task_key(task: Task) -> tuple[Any, ...]:
         task.notify,
         dict(task.config),
         task.expansion,
+        task.outlets,
     )
 
 
@@ -241,6 +245,8 @@ class DAG:
     deadline: float | None = None
     #: What a missed deadline does besides notifying: ``continue`` or ``cancel`` the run.
     deadline_action: str = "continue"
+    #: The assets whose updates start runs (beside or instead of ``schedule``, the cron).
+    assets: AssetSchedule | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -285,4 +291,5 @@ def _dag_key(dag: DAG) -> tuple[Any, ...]:
         dag.notify,
         dag.deadline,
         dag.deadline_action,
+        dag.assets,
     )

@@ -28,13 +28,16 @@ def dag_to_dict(dag: DAG) -> dict[str, Any]:
 
 
 def _notify_fields(dag: DAG) -> dict[str, Any]:
-    """Rules and deadline, only where set: a DAG without them keeps its definition hash."""
+    """Rules, deadline and asset schedule, only where set: a DAG without them keeps its
+    definition hash."""
     fields: dict[str, Any] = {}
     if dag.notify:
         fields["notify"] = [rule.to_dict() for rule in dag.notify]
     if dag.deadline is not None:
         fields["deadline"] = dag.deadline
         fields["deadline_action"] = dag.deadline_action
+    if dag.assets is not None:
+        fields["assets"] = dag.assets.to_dict()
     return fields
 
 
@@ -52,6 +55,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "config": _json_safe(dict(task.config)),
         **({"notify": [rule.to_dict() for rule in task.notify]} if task.notify else {}),
         **({"expand": _json_safe(task.expansion.to_dict())} if task.expansion else {}),
+        **({"outlets": list(task.outlets)} if task.outlets else {}),
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline_core._gc import gc_paused
+from pipeline_core.dag.assets import outlet_problem, parse_schedule
 from pipeline_core.dag.mapping import MAPPING_KEYS, parse_expansion
 from pipeline_core.dag.model import DAG, Task, parse_datetime, parse_duration, parse_size
 from pipeline_core.dag.notify import parse_rules
@@ -59,6 +60,7 @@ COMMON_TASK_KEYS = (
     "memory_limit",
     "cpu_time_limit",
     "notify",
+    "outlets",
 )
 TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "noop": (),
@@ -67,7 +69,7 @@ TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "branch": ("branches", "default", "callable"),
     "sensor": ("poke", "file", "until", "poke_interval", "kwargs"),
 }
-DEFAULT_ARG_KEYS = tuple(k for k in COMMON_TASK_KEYS if k not in ("type", "depends_on"))
+DEFAULT_ARG_KEYS = tuple(k for k in COMMON_TASK_KEYS if k not in ("type", "depends_on", "outlets"))
 
 
 def format_path(keys: Keys) -> str:
@@ -232,11 +234,13 @@ def _build_dag(
     tz = _timezone(tz_name, found)
     default_args = _default_args(read.get("default_args", "mapping", {}), found)
     tasks = _tasks(raw.get("tasks"), default_args, found)
+    cron, assets = parse_schedule(raw.get("schedule"), found.add)
     return DAG(
         dag_id=dag_id,
         tasks=tuple(tasks),
         description=read.get("description", "opt_str"),
-        schedule=read.get("schedule", "opt_str"),
+        schedule=cron,
+        assets=assets,
         timezone=tz_name,
         start_date=_date(read, "start_date", tz),
         end_date=_date(read, "end_date", tz),
@@ -349,7 +353,21 @@ def task_from_spec(
         ),
         config=config,
         expansion=parse_expansion(body, task_type, keys, found.add),
+        outlets=_outlets(body.get("outlets"), keys, found),
     )
+
+
+def _outlets(raw: Any, keys: Keys, found: IssueCollector) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    listed = [raw] if isinstance(raw, str) else raw
+    if not isinstance(listed, list):
+        found.add((*keys, "outlets"), "expected a list of asset URIs")
+        return ()
+    for index, uri in enumerate(listed):
+        if reason := outlet_problem(uri):
+            found.add((*keys, "outlets", index), reason)
+    return tuple(u for u in listed if isinstance(u, str))
 
 
 def _trigger_rule(read: _Reader) -> TriggerRule:

@@ -39,7 +39,9 @@ class RemoteControl:
     def trigger(self, request: TriggerRequest) -> DagRun:
         record = self.store.dags.get_dag(request.dag_id)
         write = request.create(specs_of_definition(record.definition), self.clock.now())
-        return self.store.runs.create_run(write.run, write.tasks, idempotency=write.idempotency)
+        return self.store.runs.create_run(
+            write.run, write.tasks, idempotency=write.idempotency, consumes=write.consumes
+        )
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         return self.store.dags.set_paused(dag_id, paused)

@@ -22,7 +22,15 @@ from pipeline_core.engine.core.messages import (
 )
 from pipeline_core.engine.expansions import Expansions
 from pipeline_core.errors import Conflict, NotFound
-from pipeline_core.model import CreateRun, ExpandTask, MissDeadline, MoveRun, TaskChange, Write
+from pipeline_core.model import (
+    CreateRun,
+    ExpandTask,
+    MissDeadline,
+    MoveRun,
+    TaskChange,
+    UpdateAssets,
+    Write,
+)
 from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store.base import Store
 
@@ -109,7 +117,7 @@ class EffectRunner:
 
 def run_key_of(write: Write) -> RunKey:
     """The run a write belongs to."""
-    if isinstance(write, TaskChange | ExpandTask):
+    if isinstance(write, TaskChange | ExpandTask | UpdateAssets):
         return (write.key.dag_id, write.key.run_id)
     if isinstance(write, MoveRun | MissDeadline):
         return (write.dag_id, write.run_id)

@@ -25,6 +25,7 @@ from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.events import Event
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.model import RunType, TriggerRequest, iso, utcnow
+from pipeline_core.scheduler.assets import AssetDriver
 from pipeline_core.scheduler.backfills import BackfillDriver
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.scheduler.sync import DagSync
@@ -89,6 +90,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self.last_heartbeat: datetime | None = None
         self.backfills = BackfillDriver(store, runner)
+        self.assets = AssetDriver(store, runner, self.metrics)
 
     # --- DAGs ----------------------------------------------------------------------------
     def set_dags(self, dags: dict[str, DAG]) -> None:
@@ -238,7 +240,7 @@ class Scheduler:
             )
             if (
                 finished
-                or event.type == "backfill.updated"
+                or event.type in ("backfill.updated", "asset.updated")
                 or (event.type == "dag.updated" and event.payload.get("change") == "unpaused")
             ):
                 self.wake()
@@ -260,6 +262,7 @@ class Scheduler:
             except Exception:
                 logger.exception("scheduler tick failed")
             self._guard(self.backfills.step)
+            self._guard(lambda: self.assets.step(self.dags))
             wait = min(next_heartbeat, next_rescan) - time.monotonic()
             if next_due is not None:
                 wait = min(wait, (next_due - self.clock()).total_seconds())

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from pipeline_core.events import Event
+from pipeline_core.store.assets import AssetStore
 from pipeline_core.store.parts import (
     BackfillStore,
     DagStore,
@@ -75,6 +76,9 @@ class Store(Protocol):
 
     @property
     def notifications(self) -> NotificationStore: ...
+
+    @property
+    def assets(self) -> AssetStore: ...
 
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""

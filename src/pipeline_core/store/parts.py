@@ -59,8 +59,11 @@ class RunStore(Protocol):
         tasks: Sequence[TaskSpec],
         *,
         idempotency: IdempotencyKey | None = None,
+        consumes: tuple[int, ...] = (),
     ) -> DagRun:
-        """Create a run and all its task instances (``queued``, try 0) atomically.
+        """Create a run and all its task instances (``queued``, try 0) atomically; with
+        ``consumes``, taking those asset updates out of the DAG's queue (``Conflict`` if one
+        is not there).
 
         ``Conflict`` if ``(dag_id, run_id)`` exists, or a scheduled run with the same
         ``(dag_id, logical_date)`` exists, or another live run holds ``idempotency``'s key

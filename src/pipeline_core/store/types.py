@@ -58,6 +58,32 @@ class XComEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class AssetUpdate:
+    """One update of an asset: its id is its ``asset.updated`` event's seq; a task's own
+    updates name the task (an update posted through the API names none)."""
+
+    id: int
+    uri: str
+    extra: Mapping[str, Any]
+    dag_id: str | None
+    run_id: str | None
+    task_id: str | None
+    map_index: int | None
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInfo:
+    uri: str
+    updates: int
+    last_update: datetime | None
+    #: ``dag_id.task_id`` of the tasks whose outlets name it (without templates).
+    producers: list[str]
+    #: The DAGs scheduled on it.
+    consumers: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Pool:
     name: str
     slots: int

@@ -32,6 +32,7 @@ TAGS = [
     {"name": "pools", "description": "Pools of slots that bound concurrent tasks"},
     {"name": "metrics", "description": "Counters, gauges and histograms"},
     {"name": "notifications", "description": "The notification outbox and its deliveries"},
+    {"name": "assets", "description": "Assets, their updates, and the runs they start"},
     {"name": "events", "description": "The event log as a live Server-Sent Events stream"},
 ]
 DESCRIPTION = (

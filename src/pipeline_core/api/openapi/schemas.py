@@ -159,6 +159,31 @@ SCHEMAS: dict[str, Any] = {
         open_slots={"type": "integer"},
     ),
     "PoolDeleted": obj(name={"type": "string"}, deleted={"type": "boolean"}),
+    "Asset": obj(
+        uri={"type": "string"},
+        updates={"type": "integer"},
+        last_update=TS,
+        producers={"type": "array", "items": {"type": "string"}, "description": "dag.task"},
+        consumers={"type": "array", "items": {"type": "string"}, "description": "DAG ids"},
+    ),
+    "AssetUpdate": obj(
+        id={"type": "integer", "description": "the seq of its asset.updated event"},
+        uri={"type": "string"},
+        extra={"type": "object"},
+        source={
+            "oneOf": [
+                {"type": "null"},
+                obj(
+                    dag_id={"type": "string"},
+                    run_id={"type": "string"},
+                    task_id={"type": "string"},
+                    map_index=INT_OR_NULL,
+                ),
+            ],
+            "description": "the task whose success made it (null: posted from outside)",
+        },
+        timestamp=TS,
+    ),
     "Notification": obj(
         # payload and history: in the answer about one notification, not in lists
         [

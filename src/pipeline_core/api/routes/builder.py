@@ -17,6 +17,7 @@ from pipeline_core.api.openapi.document import document
 from pipeline_core.api.openapi.operation import Operation
 from pipeline_core.api.router import FastHandler, Handler, Route, template
 from pipeline_core.api.routes import (
+    assets,
     backfills,
     dags,
     health,
@@ -234,6 +235,11 @@ ENDPOINTS = [
         stats.OPENMETRICS,
         lambda d: stats.metrics(d.options.metrics, "openmetrics"),
     ),
+    Endpoint(f"{PREFIX}/assets", "GET", assets.LIST, lambda d: assets.list_assets(d.store)),
+    Endpoint(
+        f"{PREFIX}/assets/events", "GET", assets.EVENTS, lambda d: assets.list_events(d.store)
+    ),
+    Endpoint(f"{PREFIX}/assets/events", "POST", assets.POST, lambda d: assets.post_event(d.store)),
     Endpoint(
         f"{PREFIX}/notifications",
         "GET",

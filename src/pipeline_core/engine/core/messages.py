@@ -25,6 +25,7 @@ from pipeline_core.model import (
     TaskChange,
     TaskInstance,
     TaskKey,
+    UpdateAssets,
 )
 from pipeline_core.state import RunState, TaskState
 
@@ -267,9 +268,10 @@ Effect = (
     | TaskChange
     | MissDeadline
     | ExpandTask
+    | UpdateAssets
     | SubmitTry
     | KillTry
     | StartTimer
     | ResolveMapping
 )
-STORE_EFFECTS = (CreateRun, MoveRun, TaskChange, MissDeadline, ExpandTask)
+STORE_EFFECTS = (CreateRun, MoveRun, TaskChange, MissDeadline, ExpandTask, UpdateAssets)

@@ -3,6 +3,9 @@ after its delay, failure, a sensor's next poke), and the timers that bring tasks
 
 from __future__ import annotations
 
+from typing import Any
+
+from pipeline_core.dag.templates import Reference, TemplateError, render
 from pipeline_core.engine.core.book import retry_delay
 from pipeline_core.engine.core.deciding import CoreState
 from pipeline_core.engine.core.jobs import Completion, Job
@@ -12,7 +15,7 @@ from pipeline_core.engine.core.messages import (
     TimerKind,
 )
 from pipeline_core.engine.core.slots import Active
-from pipeline_core.model import TaskChange, TaskKey
+from pipeline_core.model import DagRun, TaskChange, TaskKey, UpdateAssets, iso
 from pipeline_core.state import TaskState
 
 
@@ -66,6 +69,14 @@ class TryDecisions:
         if completion.outcome == "cancelled":
             return  # the cancel itself already recorded the state
         book = self.state.book
+        if completion.outcome == "success" and book.task(key).outlets:
+            try:
+                run = book.runs[(key.dag_id, key.run_id)]
+                uris = outlet_uris(book.task(key).outlets, run, key.task_id)
+            except TemplateError as exc:
+                completion = Completion(key, completion.try_number, "failed", str(exc))
+            else:
+                book.writes.append(UpdateAssets(key, uris))  # written after its success
         if completion.outcome == "success":
             follow = completion.result.follow
             group = book.groups.get(key.parent) if key.map_index >= 0 else None
@@ -122,3 +133,23 @@ class TryDecisions:
                 TaskChange(key, TaskState.RUNNING, new, error=reason, reason=reason)
             )
         self.state.slots.active.clear()
+
+
+def outlet_uris(outlets: tuple[str, ...], run: DagRun, task_id: str) -> tuple[str, ...]:
+    """The asset URIs a task's success updates, its outlets' run templates rendered
+    (``TemplateError`` naming one that has no value)."""
+    when = iso(run.logical_date)
+    values = {"run_id": run.run_id, "dag_id": run.dag_id, "task_id": task_id, "ts": when,
+              "ds": run.logical_date.strftime("%Y-%m-%d"), "logical_date": when}  # fmt: skip
+
+    def resolve(reference: Reference) -> Any:
+        if reference.root != "dag_run":
+            return values.get(reference.root, "")
+        value: Any = dict(run.conf)
+        for part in reference.parts[2:]:
+            if not isinstance(value, dict) or part not in value:
+                raise TemplateError(f"outlet '{{{{ {reference.text} }}}}' has no value in the run")
+            value = value[part]
+        return value
+
+    return tuple(str(render(outlet, resolve)) for outlet in outlets)

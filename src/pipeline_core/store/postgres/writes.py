@@ -20,6 +20,7 @@ from pipeline_core.model import (
     RunType,
     TaskChange,
     TaskInstance,
+    UpdateAssets,
     Write,
     iso,
 )
@@ -36,16 +37,19 @@ def may_go_in_one_call(writes: Sequence[Write]) -> bool:
             return False
         if isinstance(write, MoveRun) and write.new not in RUN_ALLOWED[write.expected]:
             return False
-        if isinstance(write, CreateRun) and write.idempotency is not None:
-            return False  # the key's checks are the ordinary path's
-        if isinstance(write, MissDeadline | ExpandTask):
+        if isinstance(write, CreateRun) and (write.idempotency is not None or write.consumes):
+            return False  # the key's and the updates' checks are the ordinary path's
+        if isinstance(write, MissDeadline | ExpandTask | UpdateAssets):
             return False  # rare, or many rows at once: the ordinary path writes it
     return bool(writes)
 
 
 def dag_ids(writes: Sequence[Write]) -> list[str]:
     """The DAGs ``writes`` touch."""
-    ids = {w.key.dag_id if isinstance(w, TaskChange | ExpandTask) else _dag_of(w) for w in writes}
+    ids = {
+        w.key.dag_id if isinstance(w, TaskChange | ExpandTask | UpdateAssets) else _dag_of(w)
+        for w in writes
+    }
     return sorted(ids)
 
 

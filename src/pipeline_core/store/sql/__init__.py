@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.feed import EventFeed
+from pipeline_core.store.sql.assets import AssetsSql
 from pipeline_core.store.sql.backfills import BackfillsSql
 from pipeline_core.store.sql.core import Database, Listener, Sql
 from pipeline_core.store.sql.dags import DagsSql
@@ -66,6 +67,7 @@ class SqlStore:
         self.backfills = BackfillsSql(sql)
         self.events = EventsSql(sql)
         self.notifications = NotificationsSql(sql)
+        self.assets = AssetsSql(sql)
         self._feed: EventFeed | None = None
         self._feed_lock = threading.Lock()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pipeline_core.errors import NotFound
 from pipeline_core.model import iso
+from pipeline_core.store.sql.assets import set_references
 from pipeline_core.store.sql.common import dag_event, to_json
 from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.rows import (
@@ -54,6 +55,7 @@ class DagsSql:
                     iso(stored.last_parsed_at),
                 ),
             )  # fmt: skip
+            set_references(tx, stored.dag_id, record.definition)
             self.sql.append(
                 tx,
                 pending,

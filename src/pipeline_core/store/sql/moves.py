@@ -23,6 +23,7 @@ from pipeline_core.model import (
     iso,
 )
 from pipeline_core.state import TaskState
+from pipeline_core.store.sql.assets import consume
 from pipeline_core.store.sql.common import run_not_found, task_not_found, to_json
 from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.idempotency import hold_key
@@ -46,10 +47,12 @@ def insert_run(
     tasks: Sequence[TaskSpec],
     now: datetime,
     idempotency: IdempotencyKey | None = None,
+    consumes: Sequence[int] = (),
 ) -> DagRun:
     conf = to_json(dict(run.conf), "conf")
     if idempotency is not None:
         hold_key(tx, run, idempotency, now)
+    consume(tx, run.dag_id, consumes)
     stored = DagRun(**{**run_fields(run), "queued_at": run.queued_at or now})
     kind = RunType(run.run_type).value
     if tx.one("SELECT 1 FROM dag_runs WHERE dag_id = ? AND run_id = ?", (run.dag_id, run.run_id)):

@@ -17,10 +17,12 @@ from pipeline_core.model import (
     RunType,
     TaskChange,
     TaskSpec,
+    UpdateAssets,
     Write,
     iso,
 )
 from pipeline_core.state import FINISHED_RUN_STATES, RunState
+from pipeline_core.store.sql.assets import record_task_updates
 from pipeline_core.store.sql.common import run_not_found, to_json
 from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.idempotency import find_key
@@ -65,11 +67,16 @@ class RunsSql:
                 move_tasks(self.sql, tx, pending, tasks, at)
                 tasks = []
                 if isinstance(write, CreateRun):
-                    insert_run(self.sql, tx, pending, write.run, write.tasks, at, write.idempotency)
+                    insert_run(
+                        self.sql, tx, pending, write.run, write.tasks, at, write.idempotency,
+                        write.consumes,
+                    )  # fmt: skip
                 elif isinstance(write, MissDeadline):
                     miss_deadline(self.sql, tx, pending, write, at)
                 elif isinstance(write, ExpandTask):
                     expand_task(self.sql, tx, pending, write, at)
+                elif isinstance(write, UpdateAssets):
+                    record_task_updates(self.sql, tx, pending, write, at)
                 else:
                     move_run(self.sql, tx, pending, write, at)
             move_tasks(self.sql, tx, pending, tasks, at)
@@ -83,11 +90,12 @@ class RunsSql:
         tasks: Sequence[TaskSpec],
         *,
         idempotency: IdempotencyKey | None = None,
+        consumes: tuple[int, ...] = (),
     ) -> DagRun:
         to_json(dict(run.conf), "conf")
         result: DagRun = self.sql.write(
             lambda tx, pending: insert_run(
-                self.sql, tx, pending, run, tasks, self.sql.clock(), idempotency
+                self.sql, tx, pending, run, tasks, self.sql.clock(), idempotency, consumes
             )
         )
         return result

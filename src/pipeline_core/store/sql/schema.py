@@ -276,6 +276,22 @@ MIGRATIONS: list[list[Statement]] = [
     # 11: a task instance is (dag, run, task, map_index): -1 for a task that is not mapped,
     # 0… for a mapped task's instances; so are its XComs, logs and claims
     _MAP_INDEX,
+    # 12: asset updates (each an asset.updated event, its id the event's seq), the assets
+    # each DAG names (scheduled on: task ''; produced: the task's id), and the updates
+    # waiting for each DAG scheduled on their asset
+    [
+        "CREATE TABLE asset_events (id BIGINT PRIMARY KEY, uri {text} NOT NULL, "
+        "extra {text} NOT NULL, dag_id {text}, run_id {text}, task_id {text}, "
+        "map_index INTEGER, timestamp {text} NOT NULL, idempotency_key {text}, "
+        "seq BIGINT NOT NULL)",
+        "CREATE INDEX asset_events_by_uri ON asset_events (uri, id)",
+        "CREATE UNIQUE INDEX asset_events_by_key ON asset_events (idempotency_key)",
+        "CREATE TABLE asset_refs (dag_id {text} NOT NULL, uri {text} NOT NULL, "
+        "task_id {text} NOT NULL, PRIMARY KEY (dag_id, uri, task_id))",
+        "CREATE INDEX asset_refs_by_uri ON asset_refs (uri, task_id)",
+        "CREATE TABLE asset_queue (dag_id {text} NOT NULL, event_id BIGINT NOT NULL, "
+        "uri {text} NOT NULL, PRIMARY KEY (dag_id, event_id))",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
