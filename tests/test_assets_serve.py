@@ -209,3 +209,23 @@ def test_kill_9_while_updates_pour_in_makes_one_run_per_update(tmp_path: Path) -
         store.close()
     finally:
         server.stop()
+
+
+def test_the_client_and_the_command_line_post_and_list(server: Server) -> None:
+    from pipeline_core.client import Client
+    from tests.test_remote_cli import cli
+
+    url = f"http://127.0.0.1:{server.port}"
+    with Client(url) as client:
+        made = client.assets.post("refunds", {"n": 1}, idempotency_key="x-1")
+        assert client.assets.post("refunds", idempotency_key="x-1")["id"] == made["id"]
+        assert [u["id"] for u in client.assets.events("refunds")] == [made["id"]]
+    done = cli(url, "assets", "post", "customers", "--extra", '{"rows": 2}')
+    assert done.returncode == 0 and "of customers recorded" in done.stdout, done.stderr
+    done = cli(url, "assets", "post", "customers", "--extra", "[1]")
+    assert done.returncode == 3 and "--extra must be a JSON object" in done.stderr
+    done = cli(url, "assets", "list")
+    assert done.returncode == 0 and "db://warehouse/orders" in done.stdout
+    assert "producer.refresh" in done.stdout and "consumer" in done.stdout
+    done = cli(url, "assets", "events", "--uri", "customers", "--output", "json")
+    assert done.returncode == 0 and '"rows": 2' in done.stdout

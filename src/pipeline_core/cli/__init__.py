@@ -1,7 +1,7 @@
 """The ``pipeline-core`` command: one module per command group (``dags``, ``runs``,
-``tasks``, ``pools`` and ``backfill``, ``events``, ``notifications``, and the long-running
-``scheduler``, ``serve``, ``api`` and ``worker``). The commands that work on a server share
-``cli.remote``."""
+``tasks``, ``pools`` and ``backfill``, ``events``, ``notifications``, ``assets``, and the
+long-running ``scheduler``, ``serve``, ``api`` and ``worker``). The commands that work on a
+server share ``cli.remote``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pipeline_core._version import __version__
 from pipeline_core.cli import (
     admin,
+    assets,
     dags,
     events,
     notifications,
@@ -46,6 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline-core", description="Workflow orchestrator.")
     parser.add_argument("--version", action="version", version=f"pipeline-core {__version__}")
     commands = parser.add_subparsers(title="commands")
-    for group in (dags, runs, tasks, admin, services, worker, events, notifications):
+    for group in (dags, runs, tasks, admin, services, worker, events, notifications, assets):
         group.add_commands(commands)
     return parser

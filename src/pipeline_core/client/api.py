@@ -17,7 +17,7 @@ from typing import Any, Self
 from pipeline_core.client.base import Data, Resource, run_path
 from pipeline_core.client.base import quoted as _p
 from pipeline_core.client.events import Event, stream
-from pipeline_core.client.resources import Backfills, Notifications, Pools, TaskInstances
+from pipeline_core.client.resources import Assets, Backfills, Notifications, Pools, TaskInstances
 from pipeline_core.client.transport import Transport
 
 
@@ -56,6 +56,7 @@ class Client(Resource):
         self.pools = Pools(self.transport)
         self.backfills = Backfills(self.transport)
         self.notifications = Notifications(self.transport)
+        self.assets = Assets(self.transport)
 
     def close(self) -> None:
         self.transport.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from pipeline_core.client.base import Data, Resource, run_path
 from pipeline_core.client.base import quoted as _p
@@ -61,6 +62,28 @@ class Notifications(Resource):
 
     def redeliver(self, notification_id: str) -> Data:
         return self._one("POST", f"/api/v1/notifications/{_p(notification_id)}/redeliver")
+
+
+class Assets(Resource):
+    """``/api/v1/assets``: assets, their updates, and updates made from outside."""
+
+    def list(self) -> builtins.list[Data]:
+        return self._many("GET", "/api/v1/assets")
+
+    def events(self, uri: str | None = None, *, limit: int = 100) -> builtins.list[Data]:
+        query = {"uri": uri, "limit": limit}
+        return self._many(
+            "GET", "/api/v1/assets/events", query={k: v for k, v in query.items() if v is not None}
+        )
+
+    def post(
+        self, uri: str, extra: dict[str, Any] | None = None, *, idempotency_key: str | None = None
+    ) -> Data:
+        """Record an update of ``uri``; with a key, a repeat answers the first update."""
+        body: dict[str, Any] = {"uri": uri, "extra": extra or {}}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        return self._one("POST", "/api/v1/assets/events", body=body)
 
 
 class Backfills(Resource):
