@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline_core.events import EVENT_TYPES
+from pipeline_core.model import RUN_TYPES
 from pipeline_core.state import RunState, TaskState, TriggerRule
 
 S = "#/components/schemas/"
@@ -43,6 +44,15 @@ SCHEMAS: dict[str, Any] = {
         dag_id={"type": "string"},
         description=STR_OR_NULL,
         schedule=STR_OR_NULL,
+        asset_schedule={
+            "oneOf": [
+                {"type": "null"},
+                obj(
+                    ["assets", "collapse"], assets={"type": "string"}, collapse={"type": "boolean"}
+                ),
+            ],
+            "description": "the condition over asset URIs whose updates start runs",
+        },
         timezone={"type": "string"},
         is_paused={"type": "boolean"},
         is_active={"type": "boolean"},
@@ -76,7 +86,7 @@ SCHEMAS: dict[str, Any] = {
         dag_id={"type": "string"},
         run_id={"type": "string"},
         state={"enum": [s.value for s in RunState]},
-        run_type={"enum": ["manual", "scheduled", "backfill"]},
+        run_type={"enum": list(RUN_TYPES)},
         logical_date={"type": "string", "format": "date-time"},
         conf={"type": "object"},
         note=STR_OR_NULL,

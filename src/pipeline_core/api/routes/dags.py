@@ -73,6 +73,7 @@ def dag_summary(
         "dag_id": record.dag_id,
         "description": record.description,
         "schedule": record.schedule,
+        "asset_schedule": (record.definition or {}).get("assets"),
         "timezone": record.timezone,
         "is_paused": record.is_paused,
         "is_active": record.is_active,
