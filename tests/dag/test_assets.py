@@ -146,6 +146,15 @@ def test_a_dag_schedules_on_assets_cron_or_both_and_tasks_name_outlets() -> None
         ("tasks: {t: {outlets: ['{{ xcom.t.x }}']}}", "only what is known of the run"),
         ("tasks: {t: {outlets: [3]}}", "tasks.t.outlets[0]: expected an asset URI"),
         ("tasks: {t: {outlets: {a: 1}}}", "tasks.t.outlets: expected a list"),
+        ("tasks: {t: {type: trigger_dag}}", "tasks.t.dag_id: missing dag_id"),
+        ("tasks: {t: {type: trigger_dag, dag_id: 'a b'}}", "tasks.t.dag_id: invalid id"),
+        ("tasks: {t: {type: trigger_dag, dag_id: x, wait: 1}}", "tasks.t.wait: expected true"),
+        (
+            "tasks: {t: {type: trigger_dag, dag_id: x, conf: [1]}}",
+            "tasks.t.conf: expected a mapping",
+        ),
+        ("tasks: {t: {type: trigger_dag, dag_id: x, executor: worker}}", "engine's own threads"),
+        ("tasks: {t: {type: trigger_dag, dag_id: x, dagid: y}}", "did you mean 'dag_id'"),
     ],
 )
 def test_wrong_asset_settings_are_reported_where_they_are(document: str, message: str) -> None:

@@ -20,7 +20,9 @@ from pipeline_core.dag.notify import Rule
 from pipeline_core.state import TriggerRule
 
 DEFAULT_POOL = "default_pool"
-TASK_TYPES = ("noop", "shell", "python", "branch", "sensor")
+TASK_TYPES = ("noop", "shell", "python", "branch", "sensor", "trigger_dag")
+#: The types whose try may wait between pokes, holding no worker and no slot meanwhile.
+POKING_TYPES = ("sensor", "trigger_dag")
 #: Where a task body runs: a warm worker process (default), a fresh interpreter per try
 #: (``process``), a thread of the engine's own process (``thread``, trusted code only), or
 #: a Celery worker (``celery``: an engine with a broker; elsewhere it runs as ``worker``).

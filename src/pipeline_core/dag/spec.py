@@ -68,6 +68,7 @@ TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "python": ("callable", "kwargs"),
     "branch": ("branches", "default", "callable"),
     "sensor": ("poke", "file", "until", "poke_interval", "kwargs"),
+    "trigger_dag": ("dag_id", "conf", "wait", "run_id", "poke_interval"),
 }
 DEFAULT_ARG_KEYS = tuple(k for k in COMMON_TASK_KEYS if k not in ("type", "depends_on", "outlets"))
 

@@ -129,6 +129,8 @@ def _task_config(dag: DAG, graph: Graph, task: Task, keys: Keys) -> Found:
         yield from _branch(graph.downstream.get(task.task_id, ()), task, keys)
     elif task.type == "sensor":
         yield from _sensor(config, keys)
+    elif task.type == "trigger_dag":
+        yield from _trigger_dag(task, keys)
     for name, value in config.items():
         for sub_path, text in iter_strings(value):
             yield from _templates(dag, text, (*keys, name + sub_path), task)
@@ -196,6 +198,19 @@ def _follow(value: Any, downstream: tuple[str, ...], keys: Keys) -> Found:
     for index, target in enumerate(targets):
         if target not in downstream:
             yield (*keys, index), f"'{target}' is not a direct downstream task of this branch"
+
+
+def _trigger_dag(task: Task, keys: Keys) -> Found:
+    config = task.config
+    yield from _require(config, "dag_id", str, keys, "a DAG id")
+    if isinstance(config.get("dag_id"), str) and (reason := invalid_id_reason(config["dag_id"])):
+        yield (*keys, "dag_id"), reason
+    yield from _check_type(config, "conf", dict, keys, "a mapping")
+    yield from _check_type(config, "run_id", str, keys, "a string")
+    if "wait" in config and not isinstance(config["wait"], bool):
+        yield (*keys, "wait"), "expected true or false"
+    if task.executor not in (None, "thread"):
+        yield (*keys, "executor"), "a trigger_dag task runs on the engine's own threads"
 
 
 def _sensor(config: Any, keys: Keys) -> Found:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline_core.dag.model import POKING_TYPES
 from pipeline_core.dag.templates import Reference, TemplateError, render
 from pipeline_core.engine.core.book import retry_delay
 from pipeline_core.engine.core.deciding import CoreState
@@ -36,7 +37,7 @@ class TryDecisions:
                 key, try_number, task.pool, self.state.now.monotonic
             )
         timeout = task.timeout
-        if task.type == "sensor" and timeout is not None:
+        if task.type in POKING_TYPES and timeout is not None:
             timeout = max(0.001, timeout - (self.state.now.monotonic - active.first_started))
         dag = self.state.book.trackers[run_key].dag
         job = Job(key, active.try_number, dag, task, self.state.book.runs[run_key], timeout)
@@ -49,18 +50,20 @@ class TryDecisions:
             return  # a late report of a try that was cancelled or timed out already
         self.state.slots.release(active)
         task = self.state.book.task(key)
-        if task.type == "sensor" and (
+        if task.type in POKING_TYPES and (
             completion.outcome == "timeout"  # a poke cut short by what was left of the budget
             or (completion.outcome == "success" and not completion.result.poke_ok)
         ):
             elapsed = self.state.now.monotonic - active.first_started
             if completion.outcome == "success" and (task.timeout is None or elapsed < task.timeout):
                 active.sleeping = True
-                interval = float(task.config.get("poke_interval", 30.0))
+                default = 30.0 if task.type == "sensor" else 5.0
+                interval = float(task.config.get("poke_interval", default))
                 self.state.timer(interval, TimerKind.POKE, key, active.try_number)
                 return
+            waited = "sensor" if task.type == "sensor" else "trigger_dag waiting for its run"
             completion = Completion(
-                key, completion.try_number, "timeout", f"sensor timed out after {task.timeout:g}s"
+                key, completion.try_number, "timeout", f"{waited} timed out after {task.timeout:g}s"
             )
         del self.state.slots.active[key]
         self._finish_try(key, completion)

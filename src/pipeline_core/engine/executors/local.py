@@ -161,6 +161,7 @@ class LocalExecutor:
             self.metrics,
             map_index=job.key.map_index,
             map_values=job.map_values,
+            store=self.store,
         )
         context.process_holder = running
         return context

@@ -13,6 +13,7 @@ from pipeline_core.engine.tasks.logs import TaskLog
 from pipeline_core.errors import InvalidRequest
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.model import DagRun, TaskKey, iso
+from pipeline_core.store.base import Store
 from pipeline_core.store.parts import TaskDataStore
 from pipeline_core.store.sql.common import to_json
 from pipeline_core.store.types import XComEntry
@@ -47,6 +48,8 @@ class TaskContext:
     map_index: int = -1
     #: ... and that instance's values of the ``expand`` keys (``{{ map.KEY }}``).
     map_values: Mapping[str, Any] | None = None
+    #: The whole store, for what runs on the engine's own threads (``trigger_dag``).
+    store: Store | None = None
 
     @property
     def dag_id(self) -> str:

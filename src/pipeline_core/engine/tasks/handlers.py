@@ -21,6 +21,7 @@ from pipeline_core.engine.core.jobs import Result
 from pipeline_core.engine.tasks.callables import CallableRef, UnresolvableCallable, resolve
 from pipeline_core.engine.tasks.context import TaskContext, TaskFailed
 from pipeline_core.engine.tasks.logs import ROUTER
+from pipeline_core.engine.tasks.triggering import run_trigger_dag
 
 
 class Handler(Protocol):
@@ -114,6 +115,7 @@ HANDLERS: dict[str, Handler] = {
     "shell": run_shell,
     "branch": run_branch,
     "sensor": run_sensor,
+    "trigger_dag": run_trigger_dag,
 }
 
 
