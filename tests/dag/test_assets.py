@@ -155,8 +155,16 @@ def test_a_dag_schedules_on_assets_cron_or_both_and_tasks_name_outlets() -> None
         ),
         ("tasks: {t: {type: trigger_dag, dag_id: x, executor: worker}}", "engine's own threads"),
         ("tasks: {t: {type: trigger_dag, dag_id: x, dagid: y}}", "did you mean 'dag_id'"),
+        ("webhooks: {gh: {secret: plain}}", "webhooks.gh.secret: expected a reference"),
+        ("webhooks: {gh: {secret: '${env:NOPE_NOT_SET}'}}", "'NOPE_NOT_SET' is not set"),
+        ("webhooks: {gh: {secret: '${env:HOME}', when: 'import os'}}", "webhooks.gh.when"),
+        ("webhooks: {gh: {secret: '${env:HOME}', conf: {a: '{{ xcom.t.x }}'}}}", "a webhook knows"),
+        ("webhooks: {gh: {secret: '${env:HOME}', secrte: 1}}", "webhooks.gh.secrte: unknown key"),
+        ("webhooks: {'a b': {secret: '${env:HOME}'}}", "a webhook name is letters"),
+        ("webhooks: [gh]", "webhooks: expected a mapping"),
+        ("tasks: {t: {type: shell, command: 'echo {{ payload.x }}'}}", "only known in a webhook"),
     ],
 )
-def test_wrong_asset_settings_are_reported_where_they_are(document: str, message: str) -> None:
+def test_wrong_event_settings_are_reported_where_they_are(document: str, message: str) -> None:
     text = "dag_id: d\n" + document + ("\ntasks: {t: {}}" if "tasks" not in document else "")
     assert message in problems(text)

@@ -43,6 +43,8 @@ class APIServerOptions:
     log_json: bool = False
     #: Fire times one backfill may cover at most.
     max_backfill_runs: int = 1000
+    #: Deliveries a second each inbound webhook takes (and its burst); more get a 429.
+    webhook_rate: float = 100.0
     #: Task logs followed at once (``?follow=true``), each on a thread of its own.
     max_log_followers: int = 64
     #: Seconds a trigger's idempotency key is held by the run it created.

@@ -210,6 +210,13 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         help="fire times one backfill may cover at most (default 1000)",
     )
     parser.add_argument(
+        "--webhook-rate",
+        type=whole_number(1),
+        default=100,
+        help="deliveries a second each inbound webhook takes, in bursts of as many; more are "
+        "answered 429 with Retry-After (default 100)",
+    )
+    parser.add_argument(
         "--max-log-followers",
         type=whole_number(1),
         default=64,
@@ -315,6 +322,7 @@ def _bind_api(
         sse_keepalive=args.sse_keepalive,
         idempotency_ttl=args.idempotency_ttl,
         max_backfill_runs=args.max_backfill_runs,
+        webhook_rate=float(args.webhook_rate),
         max_log_followers=args.max_log_followers,
         log_json=args.log_format == "json",
         scheduler_expected=scheduler_expected,

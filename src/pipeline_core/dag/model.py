@@ -17,6 +17,7 @@ from typing import Any
 from pipeline_core.dag.assets import AssetSchedule
 from pipeline_core.dag.mapping import Expansion
 from pipeline_core.dag.notify import Rule
+from pipeline_core.dag.webhooks import Webhook
 from pipeline_core.state import TriggerRule
 
 DEFAULT_POOL = "default_pool"
@@ -249,6 +250,8 @@ class DAG:
     deadline_action: str = "continue"
     #: The assets whose updates start runs (beside or instead of ``schedule``, the cron).
     assets: AssetSchedule | None = None
+    #: Signed deliveries that start runs (``POST /api/v1/webhooks/<dag_id>/<name>``).
+    webhooks: tuple[Webhook, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -294,4 +297,5 @@ def _dag_key(dag: DAG) -> tuple[Any, ...]:
         dag.deadline,
         dag.deadline_action,
         dag.assets,
+        dag.webhooks,
     )

@@ -38,6 +38,8 @@ def _notify_fields(dag: DAG) -> dict[str, Any]:
         fields["deadline_action"] = dag.deadline_action
     if dag.assets is not None:
         fields["assets"] = dag.assets.to_dict()
+    if dag.webhooks:
+        fields["webhooks"] = [webhook.to_dict() for webhook in dag.webhooks]
     return fields
 
 

@@ -21,6 +21,7 @@ from pipeline_core.dag.mapping import MAPPING_KEYS, parse_expansion
 from pipeline_core.dag.model import DAG, Task, parse_datetime, parse_duration, parse_size
 from pipeline_core.dag.notify import parse_rules
 from pipeline_core.dag.validation import validate_dag
+from pipeline_core.dag.webhooks import parse_webhooks
 from pipeline_core.errors import DagValidationError, Issue
 from pipeline_core.state import TriggerRule
 
@@ -42,6 +43,7 @@ DAG_KEYS = (
     "notify",
     "deadline",
     "deadline_action",
+    "webhooks",
     "tasks",
 )
 DEADLINE_ACTIONS = ("continue", "cancel")
@@ -242,6 +244,7 @@ def _build_dag(
         description=read.get("description", "opt_str"),
         schedule=cron,
         assets=assets,
+        webhooks=parse_webhooks(raw.get("webhooks"), found.add, found.environ),
         timezone=tz_name,
         start_date=_date(read, "start_date", tz),
         end_date=_date(read, "end_date", tz),

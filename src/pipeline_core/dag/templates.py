@@ -69,14 +69,14 @@ def parse_reference(inner: str) -> Reference:
     elif root == "dag_run":
         if len(parts) < 3 or parts[1] != "conf":
             raise TemplateError(f"template '{{{{ {text} }}}}' needs dag_run.conf.<key>")
-    elif root == "map":
+    elif root in ("map", "payload"):
         if len(parts) < 2:
-            raise TemplateError(f"template '{{{{ {text} }}}}' needs map.<expand key>")
+            raise TemplateError(f"template '{{{{ {text} }}}}' needs {root}.<key>")
     elif root in SCALAR_ROOTS:
         if len(parts) > 1:
             raise TemplateError(f"template '{{{{ {text} }}}}': {root} has no fields")
     else:
-        allowed = ", ".join(sorted({"xcom", "dag_run", "map", *SCALAR_ROOTS}))
+        allowed = ", ".join(sorted({"xcom", "dag_run", "map", "payload", *SCALAR_ROOTS}))
         raise TemplateError(
             f"template '{{{{ {text} }}}}' has unknown name {root!r} (use {allowed})"
         )

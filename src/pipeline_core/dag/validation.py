@@ -256,6 +256,8 @@ def _templates(dag: DAG, text: str, keys: Keys, task: Task | None) -> Found:
             ):
                 known = ", ".join(expansion.keys)
                 yield keys, f"'{{{{ {reference.text} }}}}' names no expand key (known: {known})"
+        elif reference.root == "payload":
+            yield keys, f"'{{{{ {reference.text} }}}}' is only known in a webhook's when and conf"
         elif reference.root == "xcom":
             try:
                 reference.xcom_task(dag.task_dict)

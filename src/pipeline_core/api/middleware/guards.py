@@ -14,6 +14,8 @@ from pipeline_core.api.middleware import Handler
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 PUBLIC_PATHS = ("/api/v1/health", "/api/v1/version")
 QUERY_TOKEN_PATHS = ("/api/v1/events",)
+#: Inbound webhooks prove who sent them by their signature, not the API token.
+SIGNED_PREFIX = "/api/v1/webhooks/"
 
 
 class HostCheck:
@@ -50,7 +52,7 @@ class BearerAuth:
 
     def __call__(self, request: Request, call_next: Handler) -> Response | None:
         path = request.path.rstrip("/")
-        if path in PUBLIC_PATHS or path in ("", "/ui") or path.startswith("/ui/"):
+        if path in PUBLIC_PATHS or path in ("", "/ui") or path.startswith(("/ui/", SIGNED_PREFIX)):
             return call_next(request)  # the dashboard's files: the page asks for the token
         supplied = request.header("authorization") or ""
         scheme, _, value = supplied.partition(" ")

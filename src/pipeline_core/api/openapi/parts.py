@@ -33,6 +33,7 @@ TAGS = [
     {"name": "metrics", "description": "Counters, gauges and histograms"},
     {"name": "notifications", "description": "The notification outbox and its deliveries"},
     {"name": "assets", "description": "Assets, their updates, and the runs they start"},
+    {"name": "webhooks", "description": "Signed deliveries that start runs"},
     {"name": "events", "description": "The event log as a live Server-Sent Events stream"},
 ]
 DESCRIPTION = (

@@ -30,6 +30,7 @@ from pipeline_core.api.routes import (
     tasks,
     triggers,
     waiting,
+    webhooks,
 )
 from pipeline_core.api.sse.route import STREAM, EventStreams, events_route
 from pipeline_core.api.types import APIServerOptions
@@ -236,6 +237,14 @@ ENDPOINTS = [
         lambda d: stats.metrics(d.options.metrics, "openmetrics"),
     ),
     Endpoint(f"{PREFIX}/assets", "GET", assets.LIST, lambda d: assets.list_assets(d.store)),
+    Endpoint(
+        f"{PREFIX}/webhooks/:dag_id/:name",
+        "POST",
+        webhooks.DELIVER,
+        lambda d: webhooks.deliver(
+            d.store, d.options.control, webhooks.Buckets(d.options.webhook_rate)
+        ),
+    ),
     Endpoint(
         f"{PREFIX}/assets/events", "GET", assets.EVENTS, lambda d: assets.list_events(d.store)
     ),
