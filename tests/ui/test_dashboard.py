@@ -16,6 +16,7 @@ from pipeline_core.client import Client
 from pipeline_core.model import ExpandTask, TaskChange, TaskKey
 from pipeline_core.state import TaskState
 from pipeline_core.store import open_store
+from tests.conftest import poll_until
 from tests.notify.receivers import Receiver
 from tests.test_remote_cli import Server
 
@@ -58,6 +59,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, gone: Receiver) -> Iterator
     server = Server(tmp)
     (server.folder / "broken.yaml").write_text(BROKEN)
     (server.folder / "mapped.yaml").write_text(MAPPED)
+    (server.folder / "orders_report.yaml").write_text(
+        "schedule: {assets: 'db://orders & refunds'}\ntasks:\n  report: {type: noop}\n"
+    )
     (server.folder / "alerting.yaml").write_text(
         f"notify: [{{on: [run_failed], webhook: '{gone.url}/hook'}}]\n"
         "tasks:\n  boom: {type: shell, command: 'exit 1'}\n"
@@ -197,6 +201,26 @@ def test_pools_and_health(watched: Watched, tmp_path: Path) -> None:
     shot(watched, tmp_path, "health")
     page.go_back()
     page.locator('tr[data-pool="default_pool"]').wait_for()
+
+
+def test_assets_and_a_dag_waiting_for_them(watched: Watched, tmp_path: Path) -> None:
+    page = watched.page
+    with Client(watched.base) as api:
+        api.set_paused("orders_report", False)
+    page.goto(watched.base + "/ui/assets")
+    row = page.locator('tr[data-asset="db://orders"]')
+    row.filter(has_text="orders_report").wait_for()
+    assert "never" in row.inner_text()
+    with Client(watched.base) as api:
+        api.assets.post("db://orders", {"rows": 7})
+    row.filter(has_text="1").filter(has_not_text="never").wait_for()  # live, without reload
+    page.locator("table[aria-label='latest updates']").filter(has_text='"rows":7').wait_for()
+    shot(watched, tmp_path, "assets")
+    row.get_by_role("link", name="orders_report").click()
+    page.locator("[data-assets]").filter(has_text="db://orders \u00d71").wait_for()
+    with Client(watched.base) as api:
+        api.assets.post("refunds")
+        poll_until(lambda: len(api.list_runs("orders_report")) == 1, timeout=30)
 
 
 def test_a_runs_notifications_and_the_failed_deliveries_on_health(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from pipeline_core.errors import PipelineError
 from pipeline_core.model import DagRun, TriggerRequest
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.types import DagRecord
@@ -14,6 +15,11 @@ class Control(Protocol):
     def trigger(self, request: TriggerRequest) -> DagRun:
         """Create a run (``Conflict`` if its id or scheduled date is taken) and start it when
         the DAG is unpaused and below ``max_active_runs``."""
+        ...
+
+    def trigger_all(self, requests: Sequence[TriggerRequest]) -> list[DagRun | PipelineError]:
+        """Several triggers at once (one commit where the engine can): each run, or the
+        error that refused it."""
         ...
 
     def cancel(self, dag_id: str, run_id: str) -> DagRun:

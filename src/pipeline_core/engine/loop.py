@@ -171,6 +171,33 @@ class EngineLoop:
             raise
         return outcome.reply
 
+    def trigger_all(self, creates: list[Any]) -> list[Any]:
+        """Several triggers in one commit: each one's run, or the error that refused it
+        (refused before anything changed). A commit that fails forgets every run and
+        raises: the caller may try them one by one."""
+        self.flush()
+        if self._pending:
+            raise StoreUnavailable("the store cannot commit just now; try again shortly")
+        self._now = Moment(self.clock.now(), self.clock.monotonic())
+        answers: list[Any] = []
+        effects: list[Any] = []
+        for create in creates:
+            try:
+                outcome = self._handle(Trigger(create))
+            except PipelineError as exc:
+                answers.append(exc)
+                continue
+            effects.extend(outcome.effects)
+            answers.append(outcome.reply)
+        try:
+            self._act(effects, strict=True)
+        except PipelineError:
+            for create in creates:
+                run = create.run
+                self._act(self.core.handle(Forget(run.dag_id, run.run_id), self._now).effects)
+            raise
+        return answers
+
     def flush(self) -> None:
         """Commit and act on what this wake-up decided. While the store is unavailable the
         writes wait, in order, with their tries (none goes out before its commit), and a

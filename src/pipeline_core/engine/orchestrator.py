@@ -149,6 +149,26 @@ class Engine:
         result: DagRun = self.loop.call(trigger)
         return result
 
+    def trigger_all(self, requests: Sequence[TriggerRequest]) -> list[DagRun | PipelineError]:
+        """Several triggers in one commit (one each when that commit fails); each run, or
+        the error that refused it."""
+
+        def trigger() -> list[DagRun | PipelineError]:
+            creates = []
+            for request in requests:
+                dag = self.loop.core.book.dags.get(request.dag_id)
+                if dag is None:
+                    raise NotFound(f"no DAG '{request.dag_id}'")
+                creates.append(request.create(task_specs(dag), self.clock.now()))
+            try:
+                answers: list[DagRun | PipelineError] = self.loop.trigger_all(creates)
+                return answers
+            except PipelineError:
+                return [_attempt(functools.partial(self.loop.command, Trigger(c))) for c in creates]
+
+        result: list[DagRun | PipelineError] = self.loop.call(trigger)
+        return result
+
     def cancel(self, dag_id: str, run_id: str) -> DagRun:
         def cancel() -> DagRun:
             run: DagRun = self.loop.command(Cancel(dag_id, run_id, self._snapshot(dag_id, run_id)))
@@ -283,3 +303,11 @@ class Engine:
             snapshot = recovery.snapshot(self.store, dag_id, run_id)
             if snapshot.run.state is RunState.QUEUED:
                 self.loop.decide(Resume(snapshot))
+
+
+def _attempt(make: Callable[[], Any]) -> Any:
+    """What ``make`` answers, or the error that refused it."""
+    try:
+        return make()
+    except PipelineError as exc:
+        return exc

@@ -43,6 +43,15 @@ class RemoteControl:
             write.run, write.tasks, idempotency=write.idempotency, consumes=write.consumes
         )
 
+    def trigger_all(self, requests: Sequence[TriggerRequest]) -> list[DagRun | PipelineError]:
+        answers: list[DagRun | PipelineError] = []
+        for request in requests:
+            try:
+                answers.append(self.trigger(request))
+            except PipelineError as exc:
+                answers.append(exc)
+        return answers
+
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         return self.store.dags.set_paused(dag_id, paused)
 

@@ -26,6 +26,8 @@ from pipeline_core.store.base import Store
 from pipeline_core.store.types import AssetUpdate, RunQuery
 
 logger = logging.getLogger("pipeline_core.scheduler")
+#: Runs created in one commit at most.
+BATCH = 200
 
 
 class AssetDriver:
@@ -53,21 +55,26 @@ class AssetDriver:
         pending: dict[str, list[Update]] = {}
         for update in waiting.values():
             pending.setdefault(update.uri, []).append(Update(update.id, update.uri))
+        requests = []
         for consumed in plan(dag.assets.condition, pending, collapse=collapse):
             updates = [waiting[u.id] for u in consumed]
-            request = TriggerRequest(
-                dag.dag_id,
-                {"triggering_assets": [_described(u) for u in updates]},
-                run_id=f"asset_triggered__{updates[-1].id}",
-                run_type=RunType.ASSET_TRIGGERED,
-                consumes=tuple(u.id for u in updates),
+            requests.append(
+                TriggerRequest(
+                    dag.dag_id,
+                    {"triggering_assets": [_described(u) for u in updates]},
+                    run_id=f"asset_triggered__{updates[-1].id}",
+                    run_type=RunType.ASSET_TRIGGERED,
+                    consumes=tuple(u.id for u in updates),
+                )
             )
-            try:
-                self.runner.trigger(request)
-            except Conflict as exc:  # another scheduler made it: the updates are its
-                logger.info("asset-triggered run of %s not made: %s", dag.dag_id, exc)
-                return
-            self.metrics.counter("scheduler.asset_runs_created", dag_id=dag.dag_id)
+        for start in range(0, len(requests), BATCH):  # runs made together, one commit each
+            for answer in self.runner.trigger_all(requests[start : start + BATCH]):
+                if isinstance(answer, Conflict):  # another scheduler made it: its updates
+                    logger.info("asset-triggered run of %s not made: %s", dag.dag_id, answer)
+                elif isinstance(answer, PipelineError):
+                    raise answer
+                else:
+                    self.metrics.counter("scheduler.asset_runs_created", dag_id=dag.dag_id)
 
     def _paused(self, dag_id: str) -> bool:
         try:

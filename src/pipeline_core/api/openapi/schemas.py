@@ -79,6 +79,11 @@ SCHEMAS: dict[str, Any] = {
                     ),
                 },
                 parse_errors={"type": "array", "items": {"type": "object"}},
+                assets_waiting={
+                    "type": "object",
+                    "additionalProperties": {"type": "integer"},
+                    "description": "updates waiting for the DAG's asset condition, by asset",
+                },
             ),
         ]
     },

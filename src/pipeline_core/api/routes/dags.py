@@ -181,10 +181,15 @@ def get_dag(store: Store, clock: Clock) -> Callable[[Request], Response]:
         ]
         errors = [e for e in store.dags.list_import_errors() if e.filename == record.fileloc]
         parse_errors = [dict(issue) for e in errors for issue in e.issues]
+        waiting: dict[str, int] = {}
+        if definition.get("assets"):
+            for update in store.assets.waiting(record.dag_id):
+                waiting[update.uri] = waiting.get(update.uri, 0) + 1
         return envelope(
             {
                 **dag_summary(store, record, _latest(store, record), clock.now()),
                 "tasks": tasks,
+                "assets_waiting": waiting,
                 "parse_errors": parse_errors,
             }
         )

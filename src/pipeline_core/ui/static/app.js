@@ -7,6 +7,7 @@ import { dagsView } from "./views/dags.js";
 import { dagView } from "./views/dag.js";
 import { runView } from "./views/run.js";
 import { poolsView } from "./views/pools.js";
+import { assetsView } from "./views/assets.js";
 import { healthView } from "./views/health.js";
 
 const ROUTES = [
@@ -14,6 +15,7 @@ const ROUTES = [
   [/^\/ui\/dags\/([^/]+)\/runs\/([^/]+)$/, "dags", () => runView],
   [/^\/ui\/dags\/([^/]+)$/, "dags", () => dagView],
   [/^\/ui\/pools$/, "pools", () => poolsView],
+  [/^\/ui\/assets$/, "assets", () => assetsView],
   [/^\/ui\/health$/, "health", () => healthView],
 ];
 

@@ -66,6 +66,7 @@ export async function dagView(main, [dagId]) {
     dag.description ? h("p", {}, dag.description) : null,
     h("p", { class: "muted" }, `schedule ${dag.schedule || "none"} (${dag.timezone})`,
       dag.next_run_date ? ` · next ${new Date(dag.next_run_date).toLocaleString()}` : ""),
+    dag.asset_schedule ? assetLine(dag) : null,
     h("h2", {}, "Grid"), gridBox,
     h("h2", {}, "Graph"), graphBox,
     h("h2", {}, "Run durations"), chartBox,
@@ -95,4 +96,14 @@ export async function dagView(main, [dagId]) {
 
 function card(name, value) {
   return h("div", { class: "card" }, h("div", { class: "muted" }, name), h("div", { class: "value" }, String(value)));
+}
+
+function assetLine(dag) {
+  const waiting = Object.entries(dag.assets_waiting || {});
+  const said = waiting.length
+    ? `waiting for the rest of the condition; updates waiting: ${waiting.map(([uri, n]) => `${uri} ×${n}`).join(", ")}`
+    : "no update waiting";
+  return h("p", { class: "muted", "data-assets": dag.asset_schedule.assets },
+    `runs on assets: ${dag.asset_schedule.assets}${dag.asset_schedule.collapse ? " (collapsed)" : ""} · ${said} · `,
+    link("/ui/assets", "all assets"));
 }
