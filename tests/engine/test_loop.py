@@ -66,6 +66,46 @@ def test_a_trigger_is_one_commit_up_to_its_first_try(harness, monkeypatch):
     assert store.runs.get_run("t", run.run_id).state is RunState.RUNNING
 
 
+def test_several_triggers_are_one_commit_and_a_refused_one_is_answered_alone(harness, monkeypatch):
+    dag = dag_from("max_active_runs: 20\ntasks:\n  a: {type: noop}\n")
+    from pipeline_core.engine import Engine, EngineSettings
+    from pipeline_core.errors import Conflict, NotFound
+
+    engine = Engine(
+        harness.store,
+        {"t": dag},
+        executor=HoldingExecutor(),
+        settings=EngineSettings(heartbeat_interval=3600, watch_other_processes=False),
+    ).start()
+    harness.engine = engine
+    store = harness.store
+    engine.trigger(TriggerRequest("t", run_id="taken"))
+    commits: list[bool] = []
+    begin = store.backend.transaction
+
+    def counted(write: bool):  # type: ignore[no-untyped-def]
+        if write:
+            commits.append(True)
+        return begin(write)
+
+    monkeypatch.setattr(store.backend, "transaction", counted)
+    wanted = [TriggerRequest("t", run_id=f"r{i}") for i in range(5)]
+    answers = engine.trigger_all([*wanted, TriggerRequest("t", run_id="taken")])
+    assert len(commits) == 1
+    assert [a.run_id for a in answers[:5]] == [f"r{i}" for i in range(5)]
+    assert isinstance(answers[5], Conflict)
+    assert all(store.runs.get_run("t", f"r{i}").state is RunState.RUNNING for i in range(5))
+    # a commit that fails (an update consumed by another run) is tried one by one
+    consumed = (10**9,)
+    answers = engine.trigger_all([TriggerRequest("t", run_id="x1"),
+                                  TriggerRequest("t", run_id="x2", consumes=consumed)])  # fmt: skip
+    assert answers[0].run_id == "x1" and isinstance(answers[1], Conflict)
+    import pytest
+
+    with pytest.raises(NotFound):
+        engine.trigger_all([TriggerRequest("nope")])
+
+
 def test_a_pool_resized_by_another_process_reaches_the_engine(harness):
     """``pipeline-core api`` beside ``pipeline-core scheduler``: the resize is an event in the
     log, and the engine follows the log."""

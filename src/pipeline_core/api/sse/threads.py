@@ -52,5 +52,8 @@ class ThreadStreams:
         self.hub.attach(sock, subscription, sent, self.encode, chunked=start.chunked)
 
     def stop(self) -> None:
-        self.bus.close_all()
+        # The hub first: stopping, it ends every stream's body with its last chunk. Closing
+        # the subscriptions first let a stream with bytes still queued be cut short (a
+        # browser reports an incomplete chunked body) before the hub knew it was stopping.
         self.hub.stop()
+        self.bus.close_all()

@@ -8,7 +8,7 @@
 import { token } from "./api.js";
 
 const TYPES = ["task.state_changed", "run.state_changed", "run.updated", "dag.updated",
-               "pool.updated", "backfill.updated"];
+               "pool.updated", "backfill.updated", "task.expanded", "asset.updated"];
 const listeners = new Set();
 let queue = [];
 let scheduled = false;
