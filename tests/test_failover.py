@@ -4,6 +4,7 @@ no task's work is done twice."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,7 +15,7 @@ from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.model import TriggerRequest
 from pipeline_core.state import FINISHED_RUN_STATES, RunState
 from pipeline_core.store import open_store
-from pipeline_core.store.types import EventQuery
+from pipeline_core.store.types import EventQuery, RunQuery
 from tests.conftest import LoggedProcess, poll_until
 from tests.notify.receivers import Receiver
 
@@ -114,3 +115,59 @@ def test_a_standby_takes_over_on_sqlite(tmp_path):
 
 def test_a_standby_takes_over_on_postgres(tmp_path, pg_url):
     takeover(tmp_path, pg_url)
+
+
+def asset_takeover(tmp_path: Path, db: str) -> None:
+    """Updates pour in while the active scheduler is killed; the standby takes over and
+    every update makes exactly one run."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "each.yaml").write_text("dag_id: each\nmax_active_runs: 1000\n"
+                                      "schedule: {assets: a}\ntasks: {t: {type: noop}}\n")  # fmt: skip
+    first = Scheduler(db, folder, tmp_path / "first.log")
+    second: Scheduler | None = None
+    store = open_store(db)
+    stop = threading.Event()
+
+    def pour() -> None:
+        while not stop.is_set():
+            store.assets.post_update("a")
+
+    sender = threading.Thread(target=pour)
+    try:
+        poll_until(lambda: first.says("scheduler running"), timeout=60)
+        store.dags.set_paused("each", False)
+        second = Scheduler(db, folder, tmp_path / "second.log")
+        standby = second
+        poll_until(lambda: standby.says("standby:"), timeout=60)
+        sender.start()
+        poll_until(lambda: store.runs.query_runs(RunQuery(dag_id="each", limit=0)).total > 200)
+        first.kill()
+        poll_until(lambda: standby.says("taking over"), timeout=30)
+        poll_until(lambda: store.assets.list_updates("a", limit=1).total > 1500, timeout=60)
+        stop.set()
+        sender.join(10)
+        recorded = store.assets.list_updates("a", limit=1).total
+
+        def runs() -> int:
+            return store.runs.query_runs(RunQuery(dag_id="each", limit=0)).total
+
+        poll_until(lambda: runs() == recorded, timeout=120)
+        made = store.runs.query_runs(RunQuery(dag_id="each", limit=100_000)).items
+        consumed = [a["id"] for r in made for a in r.conf["triggering_assets"]]
+        assert len(consumed) == len(set(consumed)) == recorded  # none lost, none twice
+        assert store.assets.waiting("each") == []
+    finally:
+        stop.set()
+        first.stop()
+        if second is not None:
+            second.stop()
+        store.close()
+
+
+def test_asset_updates_start_one_run_each_across_a_takeover_on_sqlite(tmp_path):
+    asset_takeover(tmp_path, f"sqlite:///{tmp_path / 'assets.db'}")
+
+
+def test_asset_updates_start_one_run_each_across_a_takeover_on_postgres(tmp_path, pg_url):
+    asset_takeover(tmp_path, pg_url)

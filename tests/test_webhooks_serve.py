@@ -113,3 +113,8 @@ def test_a_flood_is_bounded_with_retry_after(server: Server) -> None:
     limited = deliver(server, PUSH)
     if limited.status_code == 429:
         assert int(limited.headers["Retry-After"]) >= 1
+
+
+def test_a_body_over_the_cap_is_refused_before_it_is_read(server: Server) -> None:
+    answer = deliver(server, None, raw=b"[" + b"1," * 600_000 + b"1]")
+    assert answer.status_code == 413

@@ -365,3 +365,16 @@ def test_the_instances_of_a_mapped_task_stream_with_their_map_index(live):
         2,
         "running",
     )
+
+
+def test_asset_updates_stream_with_their_uri_and_extra(live):
+    stream = live.stream("/api/v1/events?types=asset.updated")
+    assert stream.message() == {"retry": "3000"}
+    update, _ = live.store.assets.post_update("db://warehouse/orders", {"rows": 5})
+    (event,) = stream.events(1)
+    assert (event["event"], event["uri"], event["extra"]) == (
+        "asset.updated",
+        "db://warehouse/orders",
+        {"rows": 5},
+    )
+    assert int(event["id"]) == update.id

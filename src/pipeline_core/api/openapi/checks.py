@@ -132,9 +132,9 @@ def _checked(param: Param, validator: Any, given: Sequence[str]) -> Any:
     schema = param.schema
     if schema.get("type") == "array":
         items = schema.get("items", {})
-        value: Any = [
-            _read(items, part, param.name) for text in given for part in text.split(",") if part
-        ]
+        # An empty item (``?state=``, ``a,,b``) is an item, checked as any other: a list
+        # the schema refuses is refused, not read as no filter at all.
+        value: Any = [_read(items, part, param.name) for text in given for part in text.split(",")]
     else:
         value = _read(schema, given[-1], param.name)
     _check(validator, value, f"'{param.name}'", param.name, query=True)

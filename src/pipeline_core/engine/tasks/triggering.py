@@ -1,7 +1,7 @@
 """The ``trigger_dag`` task: start a run of another DAG and, with ``wait``, end as it ends.
 
-It runs on the engine's own threads (it runs no user code) and creates the run through the
-store, as a run made by another process is (the engine takes it up from the event log).
+It runs on the engine's own threads (it runs no user code) and creates the run in the
+store, as another process would (the engine takes it up from the event log).
 Waiting is poking: between pokes the try holds no worker and no pool slot, as a sensor's.
 The run's id is ``triggered__<this run>__<this task>`` unless ``run_id`` says otherwise, so
 a retry or a restart finds the run it made instead of making another. The triggered run's
@@ -11,14 +11,14 @@ triggering each other deeper than ``MAX_DEPTH`` fails, naming the chain.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline_core.dag.templates import TemplateError
 from pipeline_core.engine.core.jobs import Result
-from pipeline_core.engine.remote import RemoteControl
 from pipeline_core.engine.tasks.context import TaskContext, TaskFailed
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound
-from pipeline_core.model import TriggerRequest
+from pipeline_core.model import TriggerRequest, specs_of_definition
 from pipeline_core.state import RunState
 
 MAX_DEPTH = 10
@@ -45,7 +45,9 @@ def run_trigger_dag(ctx: TaskContext) -> Result:
     except NotFound:
         request = TriggerRequest(target, {**conf, "triggered_by": by}, run_id=run_id)
         try:
-            run = RemoteControl(ctx.store).trigger(request)
+            definition = ctx.store.dags.get_dag(target).definition
+            write = request.create(specs_of_definition(definition), datetime.now(UTC))
+            run = ctx.store.runs.create_run(write.run, write.tasks)
             ctx.log.info(f"triggered run {run_id} of {target}")
         except NotFound:
             raise TaskFailed(f"no DAG '{target}' to trigger") from None
