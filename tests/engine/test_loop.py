@@ -36,6 +36,20 @@ class HoldingExecutor:
         pass
 
 
+def counted_commits(store, monkeypatch) -> list[bool]:  # type: ignore[no-untyped-def]
+    """A list that gains an entry for every write transaction the store begins from now."""
+    commits: list[bool] = []
+    begin = store.backend.transaction
+
+    def counted(write: bool):  # type: ignore[no-untyped-def]
+        if write:
+            commits.append(True)
+        return begin(write)
+
+    monkeypatch.setattr(store.backend, "transaction", counted)
+    return commits
+
+
 def test_a_trigger_is_one_commit_up_to_its_first_try(harness, monkeypatch):
     dag = dag_from("tasks:\n  a: {type: noop}\n  b: {type: noop}\n  c: {depends_on: [a, b]}\n")
     executor = HoldingExecutor()
@@ -49,15 +63,7 @@ def test_a_trigger_is_one_commit_up_to_its_first_try(harness, monkeypatch):
     ).start()
     harness.engine = engine
     store = harness.store
-    commits: list[bool] = []
-    begin = store.backend.transaction
-
-    def counted(write: bool):  # type: ignore[no-untyped-def]
-        if write:
-            commits.append(True)
-        return begin(write)
-
-    monkeypatch.setattr(store.backend, "transaction", counted)
+    commits = counted_commits(store, monkeypatch)
     run = engine.trigger(TriggerRequest("t"))
     assert len(commits) == 1
     assert run.state is RunState.RUNNING
@@ -80,15 +86,7 @@ def test_several_triggers_are_one_commit_and_a_refused_one_is_answered_alone(har
     harness.engine = engine
     store = harness.store
     engine.trigger(TriggerRequest("t", run_id="taken"))
-    commits: list[bool] = []
-    begin = store.backend.transaction
-
-    def counted(write: bool):  # type: ignore[no-untyped-def]
-        if write:
-            commits.append(True)
-        return begin(write)
-
-    monkeypatch.setattr(store.backend, "transaction", counted)
+    commits = counted_commits(store, monkeypatch)
     wanted = [TriggerRequest("t", run_id=f"r{i}") for i in range(5)]
     answers = engine.trigger_all([*wanted, TriggerRequest("t", run_id="taken")])
     assert len(commits) == 1

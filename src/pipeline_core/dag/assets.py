@@ -142,27 +142,31 @@ def _tokens(text: str) -> list[tuple[int, str]]:
     return tokens
 
 
-def _any_of(tokens: list[tuple[int, str]], at: int, text: str) -> tuple[Condition, int]:
-    items = []
-    item, at = _all_of(tokens, at, text)
-    items.append(item)
-    while at < len(tokens) and tokens[at][1] == "|":
-        item, at = _all_of(tokens, at + 1, text)
+Tokens = list[tuple[int, str]]
+
+
+def _any_of(tokens: Tokens, at: int, text: str) -> tuple[Condition, int]:
+    return _joined(tokens, at, text, "|", _all_of, AnyOf)
+
+
+def _all_of(tokens: Tokens, at: int, text: str) -> tuple[Condition, int]:
+    return _joined(tokens, at, text, "&", _operand, AllOf)
+
+
+def _joined(
+    tokens: Tokens, at: int, text: str, operator: str,
+    part: Callable[[Tokens, int, str], tuple[Condition, int]], kind: type[AnyOf] | type[AllOf],
+) -> tuple[Condition, int]:  # fmt: skip
+    """Parts separated by ``operator``: one part as it is, several as ``kind``."""
+    item, at = part(tokens, at, text)
+    items = [item]
+    while at < len(tokens) and tokens[at][1] == operator:
+        item, at = part(tokens, at + 1, text)
         items.append(item)
-    return (items[0] if len(items) == 1 else AnyOf(tuple(items))), at
+    return (items[0] if len(items) == 1 else kind(tuple(items))), at
 
 
-def _all_of(tokens: list[tuple[int, str]], at: int, text: str) -> tuple[Condition, int]:
-    items = []
-    item, at = _operand(tokens, at, text)
-    items.append(item)
-    while at < len(tokens) and tokens[at][1] == "&":
-        item, at = _operand(tokens, at + 1, text)
-        items.append(item)
-    return (items[0] if len(items) == 1 else AllOf(tuple(items))), at
-
-
-def _operand(tokens: list[tuple[int, str]], at: int, text: str) -> tuple[Condition, int]:
+def _operand(tokens: Tokens, at: int, text: str) -> tuple[Condition, int]:
     if at >= len(tokens):
         raise ConditionError(f"{text.strip()!r:.80} ends where an asset URI or '(' is expected")
     position, value = tokens[at]
