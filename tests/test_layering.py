@@ -16,6 +16,7 @@ LAYERS = {
     "model": 0,
     "events": 0,
     "clock": 0,
+    "credentials": 0,
     "client": 0,
     "store": 1,
     "metrics": 1,

@@ -1,0 +1,1 @@
+"""Variables, connections and the secrets they hold: masking, and parsing connections."""
