@@ -295,3 +295,44 @@ def test_backfill_across_a_dst_change(server: Server) -> None:
         assert refused.returncode == 3 and message in refused.stderr, refused.stderr
     unscheduled = cli(server, "backfill", "ok", "--from", "2026-01-01", "--to", "2026-01-02")
     assert unscheduled.returncode == 3 and "no cron schedule" in unscheduled.stderr
+
+
+def test_variables_connections_and_the_secret_key_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set and read shared settings on a server; a server restarted without the key that
+    sealed its secrets refuses to start, naming the variable; a key is rotated."""
+    key = subprocess.run([sys.executable, "-m", "pipeline_core", "secrets", "new-key"],
+                         capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    monkeypatch.setenv("PIPELINE_CORE_SECRET_KEY", key)
+    server = Server(tmp_path).start()
+    try:
+        assert cli(server, "variables", "set", "region", '"eu"').returncode == 0
+        done = cli(server, "variables", "set", "db_password", "hunter2-hunter2")
+        assert done.returncode == 0, done.stderr
+        listed = cli(server, "variables", "list").stdout
+        assert "region" in listed and "hunter2" not in listed and "***" in listed
+        assert cli(server, "variables", "get", "region").stdout.strip() == '"eu"'
+        done = cli(server, "connections", "set", "wh", "postgresql://etl:pw-pw-pw@db:5432/w")
+        assert done.returncode == 0, done.stderr
+        assert "pw-pw-pw" not in cli(server, "connections", "get", "wh").stdout
+        bad = cli(server, "connections", "set", "wh", "not a uri")
+        assert bad.returncode != 0 and "needs a scheme" in bad.stderr
+    finally:
+        server.stop()
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    refused = subprocess.run(
+        [sys.executable, "-m", "pipeline_core", "serve", "--db", db, "--port", "0",
+         "--dags-folder", str(server.folder)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={k: v for k, v in os.environ.items() if k != "PIPELINE_CORE_SECRET_KEY"},
+    )  # fmt: skip
+    assert refused.returncode != 0 and "no key is set" in refused.stderr
+    new = subprocess.run([sys.executable, "-m", "pipeline_core", "secrets", "new-key"],
+                         capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    rotated = subprocess.run(
+        [sys.executable, "-m", "pipeline_core", "secrets", "rotate-key", "--db", db],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PIPELINE_CORE_SECRET_KEY": f"{new},{key}"},
+    )  # fmt: skip
+    assert rotated.returncode == 0 and "2 secret(s)" in rotated.stdout, rotated.stderr

@@ -15,6 +15,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from pipeline_core.api.routes.builder import api_document as document
+from pipeline_core.credentials.cipher import Cipher
 from tests.conftest import needs_tool, pipeline_core_process, poll_until
 
 ROOT = Path(__file__).parents[2]
@@ -54,10 +55,12 @@ def test_a_real_linter_finds_nothing(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(FUZZ_TIMEOUT)
-def test_schemathesis_finds_no_failure_against_a_served_instance(tmp_path):
+def test_schemathesis_finds_no_failure_against_a_served_instance(tmp_path, monkeypatch):
     fuzzer = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     needs_tool(Path(fuzzer or "schemathesis"), "schemathesis")
     log = tmp_path / "serve.log"
+    # A server set up to keep secrets (a variable whose key names a token is one).
+    monkeypatch.setenv("PIPELINE_CORE_SECRET_KEY", Cipher.new_key())
     with log.open("w") as output:  # a file, not a pipe nobody reads once the port is known
         server = pipeline_core_process(
             "serve", "--dags-folder", str(ROOT / "examples" / "dags"),

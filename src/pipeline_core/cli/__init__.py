@@ -14,6 +14,7 @@ from pipeline_core._version import __version__
 from pipeline_core.cli import (
     admin,
     assets,
+    credentials,
     dags,
     events,
     notifications,
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline-core", description="Workflow orchestrator.")
     parser.add_argument("--version", action="version", version=f"pipeline-core {__version__}")
     commands = parser.add_subparsers(title="commands")
-    for group in (dags, runs, tasks, admin, services, worker, events, notifications, assets):
+    groups = (dags, runs, tasks, admin, services, worker, events, notifications, assets,
+              credentials)  # fmt: skip
+    for group in groups:
         group.add_commands(commands)
     return parser

@@ -95,6 +95,7 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_FAILED
     try:
         store = open_store(args.db)
+        store.credentials.check_key()  # sealed secrets and no key to open them: say so now
     except PipelineError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return EXIT_FAILED
@@ -360,7 +361,9 @@ def _prepare(args: argparse.Namespace) -> tuple[Store | None, threading.Event]:
     stop = stop_on_signals()
     try:
         # A connection for each handler thread, and a few for the engine, scheduler and feed.
-        return open_store(args.db, connections=args.handler_threads + 4), stop
+        store = open_store(args.db, connections=args.handler_threads + 4)
+        store.credentials.check_key()  # sealed secrets and no key to open them: say so now
+        return store, stop
     except PipelineError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return None, stop

@@ -17,7 +17,15 @@ from typing import Any, Self
 from pipeline_core.client.base import Data, Resource, run_path
 from pipeline_core.client.base import quoted as _p
 from pipeline_core.client.events import Event, stream
-from pipeline_core.client.resources import Assets, Backfills, Notifications, Pools, TaskInstances
+from pipeline_core.client.resources import (
+    Assets,
+    Backfills,
+    Connections,
+    Notifications,
+    Pools,
+    TaskInstances,
+    Variables,
+)
 from pipeline_core.client.transport import Transport
 
 
@@ -57,6 +65,8 @@ class Client(Resource):
         self.backfills = Backfills(self.transport)
         self.notifications = Notifications(self.transport)
         self.assets = Assets(self.transport)
+        self.variables = Variables(self.transport)
+        self.connections = Connections(self.transport)
 
     def close(self) -> None:
         self.transport.close()

@@ -86,6 +86,46 @@ class Assets(Resource):
         return self._one("POST", "/api/v1/assets/events", body=body)
 
 
+class Variables(Resource):
+    """``/api/v1/variables``: shared settings (secret values answered as ``***``)."""
+
+    def list(self, *, limit: int = 1000, offset: int = 0) -> builtins.list[Data]:
+        return self._many("GET", "/api/v1/variables", query={"limit": limit, "offset": offset})
+
+    def get(self, key: str) -> Data:
+        return self._one("GET", f"/api/v1/variables/{_p(key)}")
+
+    def set(
+        self, key: str, value: Any, *, secret: bool | None = None, description: str | None = None
+    ) -> Data:
+        body: dict[str, Any] = {"value": value}
+        if secret is not None:
+            body["secret"] = secret
+        if description is not None:
+            body["description"] = description
+        return self._one("PUT", f"/api/v1/variables/{_p(key)}", body=body)
+
+    def delete(self, key: str) -> Data:
+        return self._one("DELETE", f"/api/v1/variables/{_p(key)}")
+
+
+class Connections(Resource):
+    """``/api/v1/connections``: connections to other systems (passwords answered ``***``)."""
+
+    def list(self, *, limit: int = 1000, offset: int = 0) -> builtins.list[Data]:
+        return self._many("GET", "/api/v1/connections", query={"limit": limit, "offset": offset})
+
+    def get(self, conn_id: str) -> Data:
+        return self._one("GET", f"/api/v1/connections/{_p(conn_id)}")
+
+    def set(self, conn_id: str, *, uri: str | None = None, **fields: Any) -> Data:
+        body = {"uri": uri} if uri is not None else fields
+        return self._one("PUT", f"/api/v1/connections/{_p(conn_id)}", body=body)
+
+    def delete(self, conn_id: str) -> Data:
+        return self._one("DELETE", f"/api/v1/connections/{_p(conn_id)}")
+
+
 class Backfills(Resource):
     """``/api/v1/dags/{dag_id}/backfills``: runs for a range of past fire times."""
 

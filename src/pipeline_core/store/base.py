@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pipeline_core.events import Event
 from pipeline_core.store.assets import AssetStore
+from pipeline_core.store.credentials import CredentialStore
 from pipeline_core.store.parts import (
     BackfillStore,
     DagStore,
@@ -79,6 +80,9 @@ class Store(Protocol):
 
     @property
     def assets(self) -> AssetStore: ...
+
+    @property
+    def credentials(self) -> CredentialStore: ...
 
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""

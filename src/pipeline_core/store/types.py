@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from pipeline_core.credentials.connections import Connection
 from pipeline_core.model import RunType, TaskKey
 from pipeline_core.state import RunState, TaskState
 
@@ -55,6 +56,24 @@ class XComEntry:
     size_bytes: int
     timestamp: datetime
     map_index: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    key: str
+    value: Any
+    is_secret: bool
+    description: str | None
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConnection:
+    connection: Connection
+    description: str | None
+    version: int
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,14 @@ import logging
 
 from pipeline_core.api.http import HTTPError, Request, Response, error_body
 from pipeline_core.api.middleware import Handler
-from pipeline_core.errors import Conflict, InvalidRequest, NotFound, PipelineError, StoreUnavailable
+from pipeline_core.errors import (
+    ConfigurationError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PipelineError,
+    StoreUnavailable,
+)
 
 logger = logging.getLogger("pipeline_core.api")
 STATUS_BY_ERROR: dict[type[PipelineError], int] = {
@@ -16,6 +23,7 @@ STATUS_BY_ERROR: dict[type[PipelineError], int] = {
     Conflict: 409,
     InvalidRequest: 400,
     StoreUnavailable: 503,
+    ConfigurationError: 503,  # the server's own set-up (a secret key) is missing or wrong
 }
 
 

@@ -34,6 +34,8 @@ TAGS = [
     {"name": "notifications", "description": "The notification outbox and its deliveries"},
     {"name": "assets", "description": "Assets, their updates, and the runs they start"},
     {"name": "webhooks", "description": "Signed deliveries that start runs"},
+    {"name": "variables", "description": "Shared settings; secret ones sealed and masked"},
+    {"name": "connections", "description": "Connections to other systems; passwords sealed"},
     {"name": "events", "description": "The event log as a live Server-Sent Events stream"},
 ]
 DESCRIPTION = (

@@ -32,6 +32,7 @@ from pipeline_core.api.routes import (
     waiting,
     webhooks,
 )
+from pipeline_core.api.routes import credentials as cred
 from pipeline_core.api.sse.route import STREAM, EventStreams, events_route
 from pipeline_core.api.types import APIServerOptions
 from pipeline_core.api.ui import MAX_DEPTH, UIAssets
@@ -110,6 +111,11 @@ class Endpoint:
     def route(self, deps: Deps) -> Route:
         fast = self.fast(deps) if self.fast is not None else None
         return Route(self.path, self.make(deps), [self.method], self.operation, fast)
+
+
+def _on_store(make: Callable[[Store], Handler]) -> Callable[[Deps], Handler]:
+    """A handler made from the store alone."""
+    return lambda d: make(d.store)
 
 
 def _peek(d: Deps) -> FastHandler:
@@ -237,6 +243,24 @@ ENDPOINTS = [
         lambda d: stats.metrics(d.options.metrics, "openmetrics"),
     ),
     Endpoint(f"{PREFIX}/assets", "GET", assets.LIST, lambda d: assets.list_assets(d.store)),
+    *(
+        Endpoint(path, method, operation, _on_store(make))
+        for path, method, operation, make in (
+            (f"{PREFIX}/variables", "GET", cred.LIST_VARIABLES, cred.list_variables),
+            (f"{PREFIX}/variables/:key", "GET", cred.GET_VARIABLE, cred.get_variable),
+            (f"{PREFIX}/variables/:key", "PUT", cred.PUT_VARIABLE, cred.put_variable),
+            (f"{PREFIX}/variables/:key", "DELETE", cred.DELETE_VARIABLE, cred.delete_variable),
+            (f"{PREFIX}/connections", "GET", cred.LIST_CONNECTIONS, cred.list_connections),
+            (f"{PREFIX}/connections/:conn_id", "GET", cred.GET_CONNECTION, cred.get_connection),
+            (f"{PREFIX}/connections/:conn_id", "PUT", cred.PUT_CONNECTION, cred.put_connection),
+            (
+                f"{PREFIX}/connections/:conn_id",
+                "DELETE",
+                cred.DELETE_CONNECTION,
+                cred.delete_connection,
+            ),
+        )
+    ),
     Endpoint(
         f"{PREFIX}/webhooks/:dag_id/:name",
         "POST",

@@ -18,6 +18,7 @@ from pipeline_core.store.feed import EventFeed
 from pipeline_core.store.sql.assets import AssetsSql
 from pipeline_core.store.sql.backfills import BackfillsSql
 from pipeline_core.store.sql.core import Database, Listener, Sql
+from pipeline_core.store.sql.credentials import CredentialsSql
 from pipeline_core.store.sql.dags import DagsSql
 from pipeline_core.store.sql.events import EventsSql
 from pipeline_core.store.sql.heartbeats import HeartbeatsSql
@@ -68,6 +69,7 @@ class SqlStore:
         self.events = EventsSql(sql)
         self.notifications = NotificationsSql(sql)
         self.assets = AssetsSql(sql)
+        self.credentials = CredentialsSql(sql)
         self._feed: EventFeed | None = None
         self._feed_lock = threading.Lock()
 

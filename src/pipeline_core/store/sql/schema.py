@@ -292,6 +292,16 @@ MIGRATIONS: list[list[Statement]] = [
         "CREATE TABLE asset_queue (dag_id {text} NOT NULL, event_id BIGINT NOT NULL, "
         "uri {text} NOT NULL, PRIMARY KEY (dag_id, event_id))",
     ],
+    # 13: variables and connections (secret values and passwords sealed with the key)
+    [
+        "CREATE TABLE variables (key {text} PRIMARY KEY, value {text} NOT NULL, "
+        "is_secret {bool} NOT NULL, description {text}, version INTEGER NOT NULL, "
+        "updated_at {text} NOT NULL)",
+        "CREATE TABLE connections (conn_id {text} PRIMARY KEY, conn_type {text} NOT NULL, "
+        "host {text}, port INTEGER, login {text}, password {text}, schema_name {text}, "
+        "extra {text} NOT NULL, description {text}, version INTEGER NOT NULL, "
+        "updated_at {text} NOT NULL)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
