@@ -89,11 +89,11 @@ def test_secrets_need_a_key_and_are_answered_masked(app: tuple[AppClient, Any]) 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"uri": "no-scheme"}, "needs a scheme"),
+        ({"uri": "no-scheme"}, "'uri' must be text matching"),
         ({"uri": "postgresql://h:99999/x"}, "does not parse"),
-        ({"uri": "http://h", "host": "x"}, "not both"),
-        ({"host": "x"}, "needs conn_type"),
-        ({"conn_type": "1bad"}, "invalid connection type"),
+        ({"uri": "http://h", "host": "x"}, "unknown field(s) host"),
+        ({"host": "x"}, "fields with conn_type (no uri)"),
+        ({"conn_type": "1bad"}, "'conn_type' must be text matching"),
         ({"conn_type": "http", "port": 0}, "port"),
         ({"conn_type": "http", "nope": 1}, "nope"),
     ],

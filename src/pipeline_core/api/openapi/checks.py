@@ -203,6 +203,19 @@ def explain(error: ValidationError, named: str) -> tuple[str, dict[str, Any]]:
         unknown = sorted(set(value) - set(allowed))
         message = f"unknown field(s) {', '.join(unknown)} in {named}; allowed: {', '.join(allowed)}"
         return message, {"fields": unknown}
+    if keyword in ("oneOf", "anyOf") and all("title" in s for s in schema[keyword]):
+        forms_of = schema[keyword]
+        chosen = [  # the form whose required fields the value has: what is wrong with it
+            e
+            for e in error.context or ()
+            if isinstance(value, dict)
+            and e.validator != "required"
+            and all(k in value for k in forms_of[e.relative_schema_path[0]].get("required", ()))
+        ]
+        if chosen:
+            return explain(chosen[0], named)
+        forms = " or ".join(s["title"] for s in schema[keyword])
+        return f"{named} must be one of its forms: {forms}", {}
     if keyword == "minProperties":
         return f"{named} needs at least one of {_names(list(schema['properties']))}", {}
     if keyword == "type":

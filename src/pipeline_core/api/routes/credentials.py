@@ -21,7 +21,7 @@ from pipeline_core.store.types import StoredConnection, Variable
 
 KEY = {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,250}$"}
 TEXT = {"type": ["string", "null"], "maxLength": 10_000}
-IF_MATCH = Param("If-Match", "header", {"type": "string", "maxLength": 40},
+IF_MATCH = Param("If-Match", "header", {"type": "string", "pattern": r'^(W/)?"?[0-9]{1,18}"?$'},
                  'the version the write expects, as "<version>"')  # fmt: skip
 VARIABLE = obj(["key", "value", "is_secret", "version"], key={"type": "string"}, value={},
                is_secret={"type": "boolean"}, description=TEXT, version={"type": "integer"},
@@ -54,16 +54,26 @@ LIST_CONNECTIONS = Operation("list_connections", "connections", "List connection
 GET_CONNECTION = Operation("get_connection", "connections", "Get a connection",
     "One connection; its password shows as ***.", envelope_of(CONNECTION),
     (Param("conn_id", "path", KEY),), read=True)  # fmt: skip
+URI_FORM = {
+    "title": "{uri} alone (and a description)",
+    **closed(["uri"], uri={"type": "string", "maxLength": 4000,
+                           "pattern": r"^[A-Za-z][A-Za-z0-9+.\-_]{0,63}://"},
+             description=TEXT),
+}  # fmt: skip
+FIELDS_FORM = {
+    "title": "fields with conn_type (no uri)",
+    **closed(["conn_type"],
+             conn_type={"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9+.\-_]{0,63}$"},
+             host=TEXT, port={"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
+             login=TEXT, password=TEXT, schema=TEXT, extra={"type": "object"},
+             description=TEXT),
+}  # fmt: skip
 PUT_CONNECTION = Operation("put_connection", "connections", "Set a connection",
     "Create or replace a connection from its fields, or from a URI "
     "(postgresql://login:password@host:5432/schema?extra=value). Its password is sealed at "
     "rest and never answered.",
     envelope_of(CONNECTION), (Param("conn_id", "path", KEY), IF_MATCH),
-    body=closed(uri={"type": "string", "maxLength": 4000},
-                conn_type={"type": "string", "maxLength": 64}, host=TEXT,
-                port={"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
-                login=TEXT, password=TEXT, schema=TEXT, extra={"type": "object"},
-                description=TEXT),
+    body={"oneOf": [URI_FORM, FIELDS_FORM]},
     body_required=True, example={"uri": "postgresql://etl:pw@db:5432/warehouse"})  # fmt: skip
 DELETE_CONNECTION = Operation("delete_connection", "connections", "Delete a connection",
     "Delete a connection.",
