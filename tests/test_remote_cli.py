@@ -317,7 +317,7 @@ def test_variables_connections_and_the_secret_key_from_the_command_line(
         assert done.returncode == 0, done.stderr
         assert "pw-pw-pw" not in cli(server, "connections", "get", "wh").stdout
         bad = cli(server, "connections", "set", "wh", "not a uri")
-        assert bad.returncode != 0 and "needs a scheme" in bad.stderr
+        assert bad.returncode != 0 and "'uri' must be text matching" in bad.stderr
     finally:
         server.stop()
     db = f"sqlite:///{tmp_path / 'cli.db'}"
