@@ -15,8 +15,9 @@ from typing import Any
 
 from pipeline_core.clock import Clock, SystemClock
 from pipeline_core.engine.control import Control
+from pipeline_core.engine.tasks.triggering import create_run
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound, PipelineError, StoreUnavailable
-from pipeline_core.model import DagRun, TriggerRequest, specs_of_definition
+from pipeline_core.model import DagRun, TriggerRequest
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord, EventQuery
@@ -37,11 +38,7 @@ class RemoteControl:
         self.clock: Clock = clock or SystemClock()
 
     def trigger(self, request: TriggerRequest) -> DagRun:
-        record = self.store.dags.get_dag(request.dag_id)
-        write = request.create(specs_of_definition(record.definition), self.clock.now())
-        return self.store.runs.create_run(
-            write.run, write.tasks, idempotency=write.idempotency, consumes=write.consumes
-        )
+        return create_run(self.store, request, self.clock.now())
 
     def trigger_all(self, requests: Sequence[TriggerRequest]) -> list[DagRun | PipelineError]:
         answers: list[DagRun | PipelineError] = []

@@ -18,8 +18,9 @@ from pipeline_core.dag.templates import TemplateError
 from pipeline_core.engine.core.jobs import Result
 from pipeline_core.engine.tasks.context import TaskContext, TaskFailed
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound
-from pipeline_core.model import TriggerRequest, specs_of_definition
+from pipeline_core.model import DagRun, TriggerRequest, specs_of_definition
 from pipeline_core.state import RunState
+from pipeline_core.store.base import Store
 
 MAX_DEPTH = 10
 
@@ -45,9 +46,7 @@ def run_trigger_dag(ctx: TaskContext) -> Result:
     except NotFound:
         request = TriggerRequest(target, {**conf, "triggered_by": by}, run_id=run_id)
         try:
-            definition = ctx.store.dags.get_dag(target).definition
-            write = request.create(specs_of_definition(definition), datetime.now(UTC))
-            run = ctx.store.runs.create_run(write.run, write.tasks)
+            run = create_run(ctx.store, request, datetime.now(UTC))
             ctx.log.info(f"triggered run {run_id} of {target}")
         except NotFound:
             raise TaskFailed(f"no DAG '{target}' to trigger") from None
@@ -63,6 +62,18 @@ def run_trigger_dag(ctx: TaskContext) -> Result:
     if run.state in (RunState.FAILED, RunState.CANCELLED):
         raise TaskFailed(f"triggered run {run_id} of {target} ended {run.state.value}")
     return Result(poke_ok=False)
+
+
+def create_run(store: Store, request: TriggerRequest, now: datetime) -> DagRun:
+    """The run ``request`` asks for, created in the store with the task instances of the DAG's
+    stored definition, as a process without an engine makes one (the engine that runs the DAG
+    takes it up from the event log). ``NotFound`` for an unknown DAG, ``Conflict`` for a run
+    id or idempotency key taken, or an asset update consumed already."""
+    definition = store.dags.get_dag(request.dag_id).definition
+    write = request.create(specs_of_definition(definition), now)
+    return store.runs.create_run(
+        write.run, write.tasks, idempotency=write.idempotency, consumes=write.consumes
+    )
 
 
 def _chain(ctx: TaskContext) -> list[str]:
