@@ -17,7 +17,7 @@ from pipeline_core.credentials.connections import Connection, ConnectionError_
 from pipeline_core.credentials.masking import MASK
 from pipeline_core.model import iso
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import StoredConnection, Variable
+from pipeline_core.store.types import Page, StoredConnection, Variable
 
 KEY = {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,250}$"}
 TEXT = {"type": ["string", "null"], "maxLength": 10_000}
@@ -105,23 +105,60 @@ def _expected(request: Request) -> int | None:
     return int(text)
 
 
-def list_variables(store: Store) -> Callable[[Request], Response]:
-    def handle(request: Request) -> Response:
-        limit, offset = page(request)
-        found = store.credentials.list_variables(limit=limit, offset=offset)
-        return listing([variable_dict(v) for v in found.items], found.total, limit, offset)
-
-    return handle
+Handle = Callable[[Request], Response]
 
 
-def get_variable(store: Store) -> Callable[[Request], Response]:
-    def handle(request: Request) -> Response:
-        return envelope(variable_dict(store.credentials.get_variable(request.params["key"])))
+def _lister(method: str, shown: Callable[[Any], dict[str, Any]]) -> Callable[[Store], Handle]:
+    """A page of one kind (``store.credentials.<method>``), each ``shown``."""
 
-    return handle
+    def make(store: Store) -> Handle:
+        pages: Callable[..., Page[Any]] = getattr(store.credentials, method)
+
+        def handle(request: Request) -> Response:
+            limit, offset = page(request)
+            found = pages(limit=limit, offset=offset)
+            return listing([shown(x) for x in found.items], found.total, limit, offset)
+
+        return handle
+
+    return make
 
 
-def put_variable(store: Store) -> Callable[[Request], Response]:
+def _getter(param: str, method: str, shown: Callable[[Any], dict[str, Any]],
+            ) -> Callable[[Store], Handle]:  # fmt: skip
+    def make(store: Store) -> Handle:
+        one: Callable[[str], Any] = getattr(store.credentials, method)
+
+        def handle(request: Request) -> Response:
+            return envelope(shown(one(request.params[param])))
+
+        return handle
+
+    return make
+
+
+def _deleter(param: str, method: str) -> Callable[[Store], Handle]:
+    def make(store: Store) -> Handle:
+        delete: Callable[[str], None] = getattr(store.credentials, method)
+
+        def handle(request: Request) -> Response:
+            delete(request.params[param])
+            return envelope({param: request.params[param], "deleted": True})
+
+        return handle
+
+    return make
+
+
+list_variables = _lister("list_variables", variable_dict)
+get_variable = _getter("key", "get_variable", variable_dict)
+delete_variable = _deleter("key", "delete_variable")
+list_connections = _lister("list_connections", connection_dict)
+get_connection = _getter("conn_id", "get_connection", connection_dict)
+delete_connection = _deleter("conn_id", "delete_connection")
+
+
+def put_variable(store: Store) -> Handle:
     def handle(request: Request) -> Response:
         body = request.fields
         variable = store.credentials.set_variable(
@@ -133,43 +170,16 @@ def put_variable(store: Store) -> Callable[[Request], Response]:
     return handle
 
 
-def delete_variable(store: Store) -> Callable[[Request], Response]:
-    def handle(request: Request) -> Response:
-        store.credentials.delete_variable(request.params["key"])
-        return envelope({"key": request.params["key"], "deleted": True})
+def put_connection(store: Store) -> Handle:
+    """A uri alone, or fields with conn_type: the body's schema allows nothing else."""
 
-    return handle
-
-
-def list_connections(store: Store) -> Callable[[Request], Response]:
-    def handle(request: Request) -> Response:
-        limit, offset = page(request)
-        found = store.credentials.list_connections(limit=limit, offset=offset)
-        return listing([connection_dict(c) for c in found.items], found.total, limit, offset)
-
-    return handle
-
-
-def get_connection(store: Store) -> Callable[[Request], Response]:
-    def handle(request: Request) -> Response:
-        found = store.credentials.get_connection(request.params["conn_id"])
-        return envelope(connection_dict(found))
-
-    return handle
-
-
-def put_connection(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         body, conn_id = request.fields, request.params["conn_id"]
         fields = {k: body[k] for k in ("host", "port", "login", "password", "schema", "extra")
                   if body.get(k) is not None}  # fmt: skip
         try:
             if "uri" in body:
-                if set(fields) | ({"conn_type"} & set(body)):
-                    raise bad_request("give a connection as a uri or as fields, not both")
                 conn = Connection.from_uri(conn_id, body["uri"])
-            elif "conn_type" not in body:
-                raise bad_request("a connection needs conn_type (or a uri)")
             else:
                 conn = Connection(conn_id, body["conn_type"], **fields)
         except ConnectionError_ as exc:
@@ -178,13 +188,5 @@ def put_connection(store: Store) -> Callable[[Request], Response]:
             conn, description=body.get("description"), expected_version=_expected(request)
         )
         return envelope(connection_dict(stored), headers={"ETag": f'"{stored.version}"'})
-
-    return handle
-
-
-def delete_connection(store: Store) -> Callable[[Request], Response]:
-    def handle(request: Request) -> Response:
-        store.credentials.delete_connection(request.params["conn_id"])
-        return envelope({"conn_id": request.params["conn_id"], "deleted": True})
 
     return handle
