@@ -160,18 +160,13 @@ def record(
                               "map_index": source.map_index}} if source else {})}  # fmt: skip
     (event,) = sql.append(tx, pending, [("asset.updated", payload, dag_id, run_id, task_id)], now)
     map_index = source.map_index if source else None
-    try:
-        tx.run(
-            f"INSERT INTO asset_events ({UPDATE_COLUMNS}, idempotency_key, seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (event.seq, uri, extra, dag_id, run_id, task_id, map_index, iso(now), key, event.seq),
-        )
-    except Exception as exc:  # the key's unique index: a concurrent repeat won
-        if key is not None and "unique" in str(exc).lower():
-            raise Conflict(
-                f"asset update with idempotency key {key!r:.80} is being recorded"
-            ) from None
-        raise
+    recorded = tx.run(
+        f"INSERT INTO asset_events ({UPDATE_COLUMNS}, idempotency_key, seq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+        (event.seq, uri, extra, dag_id, run_id, task_id, map_index, iso(now), key, event.seq),
+    )
+    if not recorded:  # a concurrent repeat of the key came first: this one writes nothing
+        raise Conflict(f"asset update with idempotency key {key!r:.80} is being recorded")
     tx.run(
         "INSERT INTO asset_queue (dag_id, event_id, uri) "
         "SELECT dag_id, ?, uri FROM asset_refs WHERE uri = ? AND task_id = ?",
