@@ -204,3 +204,34 @@ def refresh(context: Any, rows: int) -> int:
     """Refresh a table: the update's extra tells how many rows it has."""
     context.xcom_push("asset_extra", {"rows": rows})
     return rows
+
+
+def use_credentials(context: Any, shown: str, port: int) -> dict[str, Any]:
+    """What a task gets from variables and connections, by template and by ``context``."""
+    db = context.conn("db")
+    return {
+        "shown": shown,
+        "port": port,
+        "region": context.var("settings")["region"],
+        "host": db.host,
+        "missing": context.var("no_such_variable", "fallback"),
+        "password": db.password,  # masked in the stored XCom
+    }
+
+
+def leak_secret(context: Any, secret: str, fail: bool) -> dict[str, Any]:
+    """Everything a careless task does with a secret: print it (plain, quoted, JSON-escaped,
+    inside a longer word), log it, push it, then return it or fail with it in the message."""
+    import json
+    import logging
+    import sys
+
+    print(secret)
+    print(repr(secret), json.dumps({"password": secret}))
+    print(f"prefix{secret}suffix", file=sys.stderr)
+    context.log.info(f"connecting with {secret}")
+    logging.getLogger("task").warning("token=%s", secret)
+    context.xcom_push("leak", {"nested": [secret, f"x{secret}y"], secret: 1})
+    if fail:
+        raise RuntimeError(f"could not log in with {secret!r}")
+    return {"token": secret, "url": f"https://api/?token={secret}"}

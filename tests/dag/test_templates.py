@@ -2,6 +2,7 @@ import pytest
 
 from pipeline_core.dag.templates import (
     TemplateError,
+    connection_field,
     find_references,
     iter_strings,
     parse_reference,
@@ -27,6 +28,10 @@ def test_references_are_found():
         ("dag_run.x", "needs dag_run.conf.<key>"),
         ("ds.year", "ds has no fields"),
         ("secret", "unknown name 'secret'"),
+        ("var", "needs var.<key>"),
+        ("conn.db", "needs conn.<id>.<field>"),
+        ("conn.db.hostname", "needs conn.<id>.<field>"),
+        ("conn.db.extra", "needs conn.<id>.<field>"),
         ("ds | upper", "not a plain reference"),
         ("__import__('os')", "not a plain reference"),
     ],
@@ -34,6 +39,19 @@ def test_references_are_found():
 def test_bad_references(inner, message):
     with pytest.raises(TemplateError, match=message):
         parse_reference(inner)
+
+
+@pytest.mark.parametrize(
+    ("inner", "field"),
+    [
+        ("conn.db.host", ("host",)),
+        ("conn.warehouse.eu.password", ("password",)),
+        ("conn.db.extra.sslmode", ("extra", "sslmode")),
+        ("conn.db.uri", ("uri",)),
+    ],
+)
+def test_connection_references_name_a_field_after_an_id_that_may_hold_dots(inner, field):
+    assert connection_field(parse_reference(inner).parts) == field
 
 
 def test_xcom_task_with_dots_in_its_id():

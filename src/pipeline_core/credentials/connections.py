@@ -28,6 +28,18 @@ def is_secret_key(key: str) -> bool:
     return any(word in lowered for word in SECRET_WORDS)
 
 
+def secret_leaves(value: Any) -> list[str]:
+    """The texts a secret value shows as: its strings and numbers, at any depth."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, int | float):
+        return [str(value)]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return [text for item in items for text in secret_leaves(item)]
+
+
 @dataclass(frozen=True, slots=True)
 class Connection:
     conn_id: str
@@ -48,6 +60,12 @@ class Connection:
         if self.port is not None and not 0 < self.port < 65536:
             raise ConnectionError_(f"port {self.port} is not from 1 to 65535")
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with ``extra`` as a plain dict (a worker asks the engine for one)."""
+        fields = (self.conn_id, self.conn_type, self.host, self.port, self.login,
+                  self.password, self.schema, dict(self.extra))  # fmt: skip
+        return Connection, fields
 
     @classmethod
     def from_uri(cls, conn_id: str, uri: str) -> Connection:

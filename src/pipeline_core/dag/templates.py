@@ -4,7 +4,10 @@ Templates are kept verbatim in the model; the engine renders them just before a 
 Only plain references are allowed (no code): ``xcom.<task>.<key>[.<nested>...]``,
 ``dag_run.conf.<key>[...]``, ``run_id``, ``ds``, ``logical_date``, ``ts``, ``dag_id``,
 ``task_id`` and ``try_number``; in a mapped task also ``map.<key>[...]`` (the instance's
-value of an ``expand`` key) and ``map_index``.
+value of an ``expand`` key) and ``map_index``; and the shared settings ``var.<key>[...]``
+(a variable, then a path inside its value) and ``conn.<id>.<field>`` (``conn_type``, ``host``,
+``port``, ``login``, ``password``, ``schema``, ``extra.<name>`` or ``uri``). Variable keys and
+connection ids may contain dots: the longest key that exists wins.
 """
 
 from __future__ import annotations
@@ -69,18 +72,40 @@ def parse_reference(inner: str) -> Reference:
     elif root == "dag_run":
         if len(parts) < 3 or parts[1] != "conf":
             raise TemplateError(f"template '{{{{ {text} }}}}' needs dag_run.conf.<key>")
-    elif root in ("map", "payload"):
+    elif root == "conn":
+        if len(parts) < 3 or not connection_field(parts):
+            raise TemplateError(
+                f"template '{{{{ {text} }}}}' needs conn.<id>.<field> with a field of "
+                "conn_type, host, port, login, password, schema, extra.<name> or uri"
+            )
+    elif root in ("map", "payload", "var"):
         if len(parts) < 2:
             raise TemplateError(f"template '{{{{ {text} }}}}' needs {root}.<key>")
     elif root in SCALAR_ROOTS:
         if len(parts) > 1:
             raise TemplateError(f"template '{{{{ {text} }}}}': {root} has no fields")
     else:
-        allowed = ", ".join(sorted({"xcom", "dag_run", "map", "payload", *SCALAR_ROOTS}))
+        allowed = ", ".join(sorted({"xcom", "dag_run", "map", "payload", "var", "conn",
+                                    *SCALAR_ROOTS}))  # fmt: skip
         raise TemplateError(
             f"template '{{{{ {text} }}}}' has unknown name {root!r} (use {allowed})"
         )
     return Reference(text, parts)
+
+
+CONNECTION_FIELDS = frozenset(
+    {"conn_type", "host", "port", "login", "password", "schema", "extra", "uri"}
+)
+
+
+def connection_field(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """The field path of a ``conn.<id>.<field>`` reference (``("extra", name)`` or one
+    field), or ``()`` when it names none."""
+    if len(parts) >= 4 and parts[-2] == "extra":
+        return parts[-2:]
+    if parts[-1] in CONNECTION_FIELDS - {"extra"}:
+        return parts[-1:]
+    return ()
 
 
 def parse_template(text: str) -> tuple[str | Reference, ...]:

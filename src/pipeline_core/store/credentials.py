@@ -37,6 +37,10 @@ class CredentialStore(Protocol):
 
     def delete_connection(self, conn_id: str) -> None: ...
 
+    def secret_values(self) -> list[str]:
+        """The plain text of every stored secret (for masking)."""
+        ...
+
     def check_key(self) -> int:
         """How many sealed values; ``ConfigurationError`` if the key cannot open them."""
         ...

@@ -12,6 +12,7 @@ cancels: SIGTERM to the try's process group, then SIGKILL after the grace period
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import os
@@ -28,6 +29,7 @@ from pipeline_core.engine.executors.workers.pool import Assignment, PoolSettings
 from pipeline_core.engine.tasks.context import DEFAULT_XCOM_MAX_BYTES, TaskContext, TaskFailed
 from pipeline_core.engine.tasks.handlers import HANDLERS, Handler
 from pipeline_core.engine.tasks.logs import ROUTER, TaskLog
+from pipeline_core.engine.tasks.secrets import Credentials, MaskedTaskData, TrySecrets
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.model import TaskKey
 from pipeline_core.store.base import Store
@@ -50,6 +52,7 @@ def executor_mode(task: Task, default: str = "worker") -> str:
 @dataclass
 class _Running:
     job: Job
+    secrets: TrySecrets
     context: TaskContext | None = None
     pgid: int | None = None  # the process group that runs it, once there is one
     ending: str | None = None  # why the executor is stopping it: timeout / cancelled
@@ -99,6 +102,7 @@ class LocalExecutor:
         self._wake = threading.Condition(self._lock)
         self._stopping = False
         self._on_complete: OnComplete = lambda completion: None
+        self.credentials = Credentials(store.credentials)
         self._watchdog = threading.Thread(target=self._watch, name="task-watchdog", daemon=True)
 
     def start(self, on_complete: OnComplete) -> None:
@@ -122,7 +126,7 @@ class LocalExecutor:
         return self._workers
 
     def submit(self, job: Job) -> None:
-        running = _Running(job)
+        running = _Running(job, TrySecrets(self.credentials))
         with self._lock:
             self._running[(job.key, job.try_number)] = running
             if job.timeout is not None:
@@ -145,23 +149,25 @@ class LocalExecutor:
                 attach=running.attach,
                 finish=lambda completion: self._report(running, completion),
                 stopped=lambda: running.reported or running.ending is not None,
+                secrets=running.secrets,
             )
         )
 
     def _context(self, job: Job, running: _Running) -> TaskContext:
-        log = TaskLog(self.store.task_data, job.key, job.try_number)
+        task_data = MaskedTaskData(self.store.task_data, running.secrets)
         context = TaskContext(
             job.dag,
             job.task,
             job.run,
             job.try_number,
-            self.store.task_data,
-            log,
+            task_data,
+            TaskLog(task_data, job.key, job.try_number),
             job.xcom_max_bytes or self.xcom_max_bytes,
             self.metrics,
             map_index=job.key.map_index,
             map_values=job.map_values,
             store=self.store,
+            credentials=running.secrets,
         )
         context.process_holder = running
         return context
@@ -227,6 +233,10 @@ class LocalExecutor:
             )
         elif ending == "cancelled":
             completion = Completion(completion.key, completion.try_number, "cancelled", "cancelled")
+        elif completion.error:
+            completion = dataclasses.replace(
+                completion, error=running.secrets.mask_error(completion.error)
+            )
         self._on_complete(completion)
 
     # --- timeouts and cancels -----------------------------------------------------------

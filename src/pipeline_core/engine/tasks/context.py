@@ -5,16 +5,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from pipeline_core.credentials.connections import Connection, ConnectionError_
+from pipeline_core.credentials.lookup import CredentialMissing
 from pipeline_core.dag.model import DAG, Task
-from pipeline_core.dag.templates import Reference, TemplateError, iter_strings, render
-from pipeline_core.engine.tasks.logs import TaskLog
+from pipeline_core.dag.templates import (
+    Reference,
+    TemplateError,
+    connection_field,
+    iter_strings,
+    render,
+)
+from pipeline_core.engine.tasks.logs import LogSink, TaskLog
 from pipeline_core.errors import InvalidRequest
 from pipeline_core.metrics import Metrics, NullMetrics
 from pipeline_core.model import DagRun, TaskKey, iso
 from pipeline_core.store.base import Store
-from pipeline_core.store.parts import TaskDataStore
 from pipeline_core.store.sql.common import to_json
 from pipeline_core.store.types import XComEntry
 
@@ -23,6 +30,36 @@ DEFAULT_XCOM_MAX_BYTES = 1024 * 1024
 
 class TaskFailed(Exception):
     """A task failed for a reason worth showing as is (no traceback needed)."""
+
+
+class CredentialReader(Protocol):
+    """Variables and connections as a try sees them (environment overrides first); both
+    raise ``CredentialMissing`` naming what is not set."""
+
+    def variable(self, key: str) -> Any: ...
+
+    def connection(self, conn_id: str) -> Connection: ...
+
+
+class _NoCredentials:
+    def variable(self, key: str) -> Any:
+        raise CredentialMissing(f"variable '{key}' cannot be read here")
+
+    def connection(self, conn_id: str) -> Connection:
+        raise CredentialMissing(f"connection '{conn_id}' cannot be read here")
+
+
+_MISSING: Any = object()
+
+
+class TryData(LogSink, Protocol):
+    """The part of the store a try reads and writes: its log, XCom in and out."""
+
+    def set_xcom(self, key: TaskKey, xcom_key: str, value: Any) -> object: ...
+
+    def get_xcom(self, key: TaskKey, xcom_key: str) -> XComEntry | None: ...
+
+    def get_mapped_xcom(self, key: TaskKey, xcom_key: str) -> XComEntry: ...
 
 
 @dataclass
@@ -34,7 +71,7 @@ class TaskContext:
     run: DagRun
     try_number: int
     #: The XCom values and logs of tries, the part of the store a task sees.
-    task_data: TaskDataStore
+    task_data: TryData
     log: TaskLog
     xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES
     metrics: Metrics = field(default_factory=NullMetrics)
@@ -50,6 +87,8 @@ class TaskContext:
     map_values: Mapping[str, Any] | None = None
     #: The whole store, for what runs on the engine's own threads (``trigger_dag``).
     store: Store | None = None
+    #: Where ``var`` and ``conn`` (and ``{{ var.* }}``, ``{{ conn.* }}``) look.
+    credentials: CredentialReader = field(default_factory=_NoCredentials)
 
     @property
     def dag_id(self) -> str:
@@ -78,6 +117,23 @@ class TaskContext:
     @property
     def ds(self) -> str:
         return self.run.logical_date.strftime("%Y-%m-%d")
+
+    def var(self, key: str, default: Any = _MISSING) -> Any:
+        """The value of variable ``key`` (its environment override first); ``default`` when
+        it is not set, or without one ``TaskFailed`` naming it."""
+        try:
+            return self.credentials.variable(key)
+        except CredentialMissing as exc:
+            if default is not _MISSING:
+                return default
+            raise TaskFailed(exc.message) from None
+
+    def conn(self, conn_id: str) -> Connection:
+        """Connection ``conn_id``; ``TaskFailed`` naming it when it is not set."""
+        try:
+            return self.credentials.connection(conn_id)
+        except (CredentialMissing, ConnectionError_) as exc:
+            raise TaskFailed(str(exc)) from None
 
     def xcom_push(self, key: str, value: Any) -> None:
         """Store a JSON value under ``key`` for downstream tasks; fails the task if too big."""
@@ -136,6 +192,10 @@ class TaskContext:
             return _walk(self.conf, reference.parts[2:], reference, "dag_run.conf")
         if root == "map":
             return _walk(dict(self.values), reference.parts[1:], reference, "map")
+        if root == "var":
+            return self._variable(reference)
+        if root == "conn":
+            return self._connection(reference)
         task_id, path = reference.xcom_task(self.dag.task_dict)
         entry = self._xcom(task_id, path[0])
         if entry is None:
@@ -144,6 +204,31 @@ class TaskContext:
                 f"task '{task_id}' pushed no XCom '{path[0]}'"
             )
         return _walk(entry.value, path[1:], reference, f"xcom.{task_id}.{path[0]}")
+
+    def _variable(self, reference: Reference) -> Any:
+        """The shortest key that exists wins (``var.a.b``: variable ``a``, path ``b``, else
+        variable ``a.b``)."""
+        parts = reference.parts
+        first: CredentialMissing | None = None
+        for cut in range(2, len(parts) + 1):
+            key = ".".join(parts[1:cut])
+            try:
+                value = self.credentials.variable(key)
+            except CredentialMissing as exc:
+                first = first or exc
+                continue
+            return _walk(value, parts[cut:], reference, f"var.{key}")
+        raise TemplateError(f"template '{{{{ {reference.text} }}}}': {first}")
+
+    def _connection(self, reference: Reference) -> Any:
+        path = connection_field(reference.parts)
+        conn_id = ".".join(reference.parts[1 : len(reference.parts) - len(path)])
+        try:
+            return self.credentials.connection(conn_id).value(path)
+        except (CredentialMissing, ConnectionError_) as exc:
+            raise TemplateError(f"template '{{{{ {reference.text} }}}}': {exc}") from None
+        except KeyError as exc:
+            raise TemplateError(f"template '{{{{ {reference.text} }}}}': {exc.args[0]}") from None
 
     def render(self, value: Any) -> Any:
         """``value`` with every template rendered (recursively through dicts and lists)."""

@@ -13,20 +13,25 @@ import sys
 import threading
 import time
 import weakref
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from pipeline_core.model import TaskKey, iso, utcnow
-from pipeline_core.store.parts import TaskDataStore
 
 FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 1.0
+
+
+class LogSink(Protocol):
+    """Where a try's log text goes (the store, masked; or a worker's connection)."""
+
+    def append_log(self, key: TaskKey, try_number: int, text: str) -> None: ...
 
 
 class TaskLog:
     """One try's log. ``write`` accepts raw text (split into timestamped lines); lines reach
     the store every 64 KiB or second, and on ``close``. Never raises into the task."""
 
-    def __init__(self, task_data: TaskDataStore, key: TaskKey, try_number: int) -> None:
+    def __init__(self, task_data: LogSink, key: TaskKey, try_number: int) -> None:
         self.task_data, self.key, self.try_number = task_data, key, try_number
         self._buffer: list[str] = []
         self._size = 0

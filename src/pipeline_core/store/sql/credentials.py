@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline_core.credentials.cipher import KEY_ENV, Cipher
-from pipeline_core.credentials.connections import ID, Connection, is_secret_key
+from pipeline_core.credentials.connections import ID, Connection, is_secret_key, secret_leaves
 from pipeline_core.errors import ConfigurationError, Conflict, InvalidRequest, NotFound
 from pipeline_core.model import iso
 from pipeline_core.store.sql.common import to_json
@@ -146,6 +146,21 @@ class CredentialsSql:
         )
         if not deleted:
             raise NotFound(f"no connection '{conn_id}'")
+
+    def secret_values(self) -> list[str]:
+        """The plain text of every secret stored: each string (and number) inside a secret
+        variable's value, and every connection password — what a masker must know."""
+
+        def read(tx: Tx) -> tuple[list[Any], list[Any]]:
+            variables = tx.rows("SELECT value FROM variables WHERE is_secret")
+            passwords = tx.rows("SELECT password FROM connections WHERE password IS NOT NULL")
+            return variables, passwords
+
+        variables, passwords = self.sql.read(read)
+        found = [self._open(row[0]) for row in passwords]
+        for (sealed,) in variables:
+            found += secret_leaves(json.loads(self._open(sealed)))
+        return found
 
     # --- keys ------------------------------------------------------------------------------
     def check_key(self) -> int:

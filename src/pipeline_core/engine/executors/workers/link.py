@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline_core.engine.core.jobs import Completion, Job, Result
 from pipeline_core.engine.executors.workers import wire
+from pipeline_core.engine.tasks.secrets import TrySecrets
 from pipeline_core.metrics import Metrics
 from pipeline_core.model import TaskKey
 from pipeline_core.store.base import Store
@@ -31,6 +32,8 @@ class Assignment:
     attach: Callable[[int], None]  # called with the process group that runs it
     finish: Callable[[Completion], None]
     stopped: Callable[[], bool]  # being stopped (timeout, cancel) or already reported
+    #: The try's lookups, and the masker of what it writes (log text, XCom values).
+    secrets: TrySecrets = field(default_factory=lambda: TrySecrets(None))
     xcom_error: str | None = None
 
     def fail(self, error: str) -> None:
@@ -98,16 +101,22 @@ class WorkerLink:
         job, kind = assignment.job, message[0]
         if kind == wire.LOG:
             try:
-                store.task_data.append_log(job.key, job.try_number, message[1])
+                text = assignment.secrets.mask(message[1])
+                store.task_data.append_log(job.key, job.try_number, text)
             except Exception as exc:  # a log that cannot be written must not fail the task
                 logger.error("could not write the log of %s: %s", job.key, exc)
         elif kind == wire.GET_XCOM:
             answer = wire.dumps((self._xcom(store, job, *message[1:]),))
             with contextlib.suppress(OSError):  # a worker killed meanwhile: its exit tells
                 self.connection.send_bytes(answer)
+        elif kind == wire.GET_CREDENTIAL:
+            answer = wire.dumps(assignment.secrets.lookup(message[1], message[2]))
+            with contextlib.suppress(OSError):
+                self.connection.send_bytes(answer)
         elif kind == wire.SET_XCOM:
             try:
-                store.task_data.set_xcom(job.key, message[1], message[2])
+                value = assignment.secrets.masker.mask_value(message[2])
+                store.task_data.set_xcom(job.key, message[1], value)
             except Exception as exc:
                 assignment.xcom_error = f"could not store XCom '{message[1]}': {exc}"
         elif kind == wire.METRIC and message[1] in ("counter", "gauge", "histogram"):

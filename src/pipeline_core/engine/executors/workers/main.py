@@ -20,6 +20,8 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from pipeline_core.credentials.connections import Connection as CredentialConnection
+from pipeline_core.credentials.lookup import CredentialMissing
 from pipeline_core.dag.model import DAG, format_size
 from pipeline_core.engine.executors.workers import wire
 from pipeline_core.engine.tasks.context import TaskContext, TaskFailed
@@ -88,6 +90,29 @@ class _TaskDataProxy:
         return entry  # type: ignore[no-any-return]
 
 
+class _CredentialProxy:
+    """Variables and connections, asked of the engine (which registers the secrets it
+    answers with this try's masker before the answer leaves)."""
+
+    def __init__(self, connection: Connection, lock: threading.Lock) -> None:
+        self.link, self.lock = connection, lock
+
+    def variable(self, key: str) -> Any:
+        return self._ask("variable", key)
+
+    def connection(self, conn_id: str) -> CredentialConnection:
+        found: CredentialConnection = self._ask("connection", conn_id)
+        return found
+
+    def _ask(self, kind: str, name: str) -> Any:
+        with self.lock:
+            self.link.send_bytes(wire.dumps((wire.GET_CREDENTIAL, kind, name)))
+            value, error = wire.loads(self.link.recv_bytes())
+        if error is not None:
+            raise CredentialMissing(error)
+        return value
+
+
 class _MetricsProxy:
     """Metrics recorded by task code, forwarded to the engine's collector."""
 
@@ -115,6 +140,7 @@ class Worker:
         self.sending = threading.Lock()
         self.task_data = _TaskDataProxy(connection, self.sending)
         self.metrics = _MetricsProxy(connection, self.sending)
+        self.credentials = _CredentialProxy(connection, self.sending)
         self.dags: dict[int, DAG] = {}
         self._last_run: tuple[bytes, DagRun | None] = (b"", None)
 
@@ -156,19 +182,20 @@ class Worker:
         task = dag.task_dict[job.task_id]
         run = self._run_of(job.run_bytes)
         key = TaskKey(dag.dag_id, run.run_id, task.task_id, job.map_index)
-        log = TaskLog(self.task_data, key, job.try_number)  # type: ignore[arg-type]
+        log = TaskLog(self.task_data, key, job.try_number)
         context = TaskContext(
             dag,
             task,
             run,
             job.try_number,
-            self.task_data,  # type: ignore[arg-type]
+            self.task_data,
             log,
             job.xcom_max_bytes,
             self.metrics,
             children_in_own_group=False,
             map_index=job.map_index,
             map_values=job.map_values,
+            credentials=self.credentials,
         )
         handler = HANDLERS.get(task.type)
         try:

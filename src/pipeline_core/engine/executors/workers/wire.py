@@ -33,6 +33,9 @@ SET_XCOM = "set_xcom"  # (SET_XCOM, key, value)
 # (GET_XCOM, task_id, key, mapped) -> the engine answers (entry,) or (None,); ``mapped``
 # asks for the values of a mapped task's instances as one list
 GET_XCOM = "get_xcom"
+# (GET_CREDENTIAL, "variable" | "connection", name) -> the engine answers (value, None) or
+# (None, why it is missing)
+GET_CREDENTIAL = "get_credential"
 METRIC = "metric"  # (METRIC, "counter" | "gauge" | "histogram", name, value, labels)
 DONE = "done"  # (DONE, outcome, error, follow, poke_ok)
 
