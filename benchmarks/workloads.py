@@ -23,3 +23,12 @@ def double(x: int) -> int:
 
 def total(values: list[int]) -> int:
     return sum(values)
+
+
+def write_log(megabytes: int) -> int:
+    """Print ``megabytes`` MB of 100-byte log lines (none holding a secret); how many."""
+    line = "2026-12-07 12:00:00 INFO worker processed batch with ordinary text, id=0000000 ok"
+    lines = megabytes * 1_000_000 // (len(line) + 1)
+    for number in range(lines):
+        print(line)
+    return lines

@@ -3,7 +3,9 @@ or a run's move appends. Pure, as ``model`` is."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,8 +16,22 @@ from pipeline_core.state import RunState, TaskState
 EVENT_TYPES = (
     "task.state_changed", "run.state_changed", "run.updated", "dag.updated", "pool.updated",
     "backfill.updated", "deadline.missed", "notification.delivered", "notification.failed",
-    "notification.redelivery", "task.expanded", "asset.updated",
+    "notification.redelivery", "task.expanded", "asset.updated", "token.revoked",
 )  # fmt: skip
+
+#: Who caused what is being written (an API token's name), when a person did: the store adds
+#: it as ``actor`` to the payload of every event appended meanwhile.
+ACTOR: ContextVar[str | None] = ContextVar("actor", default=None)
+
+
+@contextmanager
+def acting(actor: str | None) -> Iterator[None]:
+    """Events appended inside this block carry ``actor``."""
+    token = ACTOR.set(actor)
+    try:
+        yield
+    finally:
+        ACTOR.reset(token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,8 @@
 """The application: the router behind a chain of middleware (``api.middleware``), outermost
 first — request id, access log, CORS headers, conditional answers (ETag), error translation,
-then the guards (Host check, origin check and preflight, bearer token) — composed once.
+the audit trail, then the guards (Host check, origin check and preflight) — composed once;
+after routing, the ``Gate`` checks the bearer token's account against the route's role and
+DAG scope, and the handler runs as that account (the events it causes carry its name).
 
 The same chain runs twice over for a request that needs the store: on the event loop with
 the in-memory endpoint (cheap answers: refusals, a route's ``fast`` answer) and, when that
@@ -11,16 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pipeline_core.api.conditional import tagged
 from pipeline_core.api.http import HTTPError, Request, Response
 from pipeline_core.api.middleware import Handler, Middleware, compose
+from pipeline_core.api.middleware.accounts import Gate, NeedsStore
 from pipeline_core.api.middleware.cors import CorsPolicy
 from pipeline_core.api.middleware.errors import translate_errors
-from pipeline_core.api.middleware.guards import BearerAuth, HostCheck
+from pipeline_core.api.middleware.guards import HostCheck
 from pipeline_core.api.middleware.identity import access_log, request_id
 from pipeline_core.api.router import Match, Route, Router
+from pipeline_core.events import acting
 
 
 @dataclass
@@ -33,6 +38,8 @@ class AppSettings:
     loopback_hosts_only: bool = False
     allowed_hosts: Sequence[str] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Who may ask what (``None``: a gate that asks for the ``auth_token`` only).
+    gate: Gate | None = None
 
 
 class App:
@@ -40,18 +47,18 @@ class App:
         self.router = Router(routes)
         self.settings = settings
         cors = CorsPolicy(settings.cors_origins)
+        self.gate = settings.gate or Gate(settings.auth_token, None, None, _no_clock)
         chain: list[Middleware] = [
             request_id,
             access_log(settings.log_json),
             cors.headers,
             conditional,
+            self.gate.audit,
             translate_errors,
         ]
         if settings.loopback_hosts_only:
             chain.append(HostCheck(settings.allowed_hosts))
         chain.append(cors.guard)
-        if settings.auth_token:
-            chain.append(BearerAuth(settings.auth_token))
         self._full: Handler = compose(chain, self._route)
         self._fast: Handler = compose(chain, self._route_from_memory)
 
@@ -80,19 +87,26 @@ class App:
             )
         assert route is not None
         request.params = params
+        request.operation = route.operation.operation_id if route.operation else None
         return route
 
     def _route(self, request: Request) -> Response | None:
         route = self._resolve(request)
+        self.gate.admit(request, route.operation, from_memory=False)
         if route.check is not None:
             route.check(request)
-        return route.handler(request)
+        with acting(request.account.name if request.account is not None else None):
+            return route.handler(request)
 
     def _route_from_memory(self, request: Request) -> Response | None:
         """A ``fast`` answer is given to checked requests only; a route without one is
         checked once, on the handler thread (a body is not validated on the event loop)."""
         route = self._resolve(request)
         if route.fast is None:
+            return None
+        try:
+            self.gate.admit(request, route.operation, from_memory=True)
+        except NeedsStore:
             return None
         if route.check is not None:
             route.check(request)
@@ -103,3 +117,7 @@ def conditional(request: Request, call_next: Handler) -> Response | None:
     """ETag and ``If-None-Match`` on what a route answers."""
     response = call_next(request)
     return None if response is None else tagged(request, response)
+
+
+def _no_clock() -> datetime:
+    raise AssertionError("a gate without a store of tokens reads no expiry")

@@ -12,6 +12,8 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
+from pipeline_core.credentials.accounts import Account
+
 
 class HTTPError(Exception):
     """An error response: status, stable code, message, optional details and headers."""
@@ -51,6 +53,12 @@ class Request:
     woken: str | None = None
     #: When it arrived (monotonic seconds), for routes whose answer may be held.
     arrived: float = field(default_factory=time.monotonic, compare=False)
+    #: Who sent it (``host:port``), and the account its token names (``None``: the server
+    #: asks for no token, or the route needs none).
+    peer: str | None = field(default=None, compare=False)
+    account: Account | None = field(default=None, compare=False)
+    #: The operation of the route it reached (``trigger_run``), for the audit trail.
+    operation: str | None = field(default=None, compare=False)
     #: The route's parameters and body fields, typed and validated by its operation's
     #: checks (``api.openapi.checks``) before the handler runs.
     args: dict[str, Any] = field(default_factory=dict, compare=False)

@@ -34,6 +34,7 @@ from pipeline_core.engine.expansions import Expansions
 from pipeline_core.engine.runner import EffectRunner, Timers, run_key_of
 from pipeline_core.engine.settings import EngineSettings
 from pipeline_core.errors import NotFound, PipelineError, StoreUnavailable
+from pipeline_core.events import ACTOR, acting
 from pipeline_core.metrics import Metrics
 from pipeline_core.store.base import Store
 
@@ -91,12 +92,22 @@ class EngineLoop:
         return self.submit(fn).result(timeout or self.settings.command_timeout)
 
     def submit(self, fn: Callable[[], Any]) -> Future[Any]:
-        """Queue ``fn`` for the engine's thread; its future holds the result."""
+        """Queue ``fn`` for the engine's thread; its future holds the result. A command a
+        person gave (``ACTOR`` set) has its writes flushed apart from the others', so that
+        its events alone carry the actor."""
         future: Future[Any] = Future()
+        actor = ACTOR.get()
+
+        def act() -> Any:
+            self.flush()
+            with acting(actor):
+                result = fn()
+                self.flush()
+            return result
 
         def run() -> None:
             try:
-                future.set_result(fn())
+                future.set_result(act() if actor is not None else fn())
             except BaseException as exc:
                 future.set_exception(exc)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from pipeline_core.events import Event
+from pipeline_core.store.accounts import AccountStore
 from pipeline_core.store.assets import AssetStore
 from pipeline_core.store.credentials import CredentialStore
 from pipeline_core.store.parts import (
@@ -83,6 +84,9 @@ class Store(Protocol):
 
     @property
     def credentials(self) -> CredentialStore: ...
+
+    @property
+    def accounts(self) -> AccountStore: ...
 
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""

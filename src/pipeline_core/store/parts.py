@@ -210,8 +210,10 @@ class DagStore(Protocol):
         dag_id_pattern: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        within_tag: str | None = None,
     ) -> Page[DagRecord]:
-        """DAGs ordered by ``dag_id``; ``tags`` matches DAGs having any of them; the pattern is a
+        """DAGs ordered by ``dag_id``; ``tags`` matches DAGs having any of them, ``within_tag``
+        only DAGs having that one (an API token's scope); the pattern is a
         case-insensitive substring. Listed records carry no ``definition`` (``get_dag`` does)."""
         ...
 

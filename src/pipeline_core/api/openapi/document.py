@@ -37,7 +37,7 @@ def document(routes: Iterable[Declared]) -> dict[str, Any]:
         if route.operation is None:
             continue
         for method in route.methods:
-            paths.setdefault(route.template, {})[method.lower()] = route.operation.openapi()
+            paths.setdefault(route.template, {})[method.lower()] = route.operation.openapi(method)
     return {
         "openapi": "3.1.0",
         "info": {

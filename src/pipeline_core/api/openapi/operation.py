@@ -89,8 +89,20 @@ class Operation:
     media: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     json: bool = True
     errors: Sequence[str] = tuple(ERRORS)
+    #: Who may call it: ``public`` (no token asked), ``viewer``, ``operator`` or ``admin``;
+    #: ``None`` reads as ``viewer`` for a GET and ``operator`` for anything else.
+    role: str | None = None
+    #: What a token scoped to the DAGs of one tag may do here: ``dag`` (the path names a
+    #: DAG, which must be in scope: 404 otherwise), ``filtered`` (the handler answers what is
+    #: in scope only), ``none`` (about no DAG), ``all`` (about every DAG: refused).
+    scope: str = "all"
 
-    def openapi(self) -> dict[str, Any]:
+    def needed_role(self, method: str) -> str:
+        if self.role is not None:
+            return self.role
+        return "viewer" if method in ("GET", "HEAD") else "operator"
+
+    def openapi(self, method: str = "GET") -> dict[str, Any]:
         ok = "201" if self.created else "200"
         success = response(self.summary, dict(self.success))
         if not self.json:
@@ -116,6 +128,7 @@ class Operation:
                 *([IF_NONE_MATCH] if self.read else []),
             ],
             "responses": responses,
+            "x-required-role": self.needed_role(method),
         }
         if self.body is not None:
             media: dict[str, Any] = {"schema": dict(self.body)}

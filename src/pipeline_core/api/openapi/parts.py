@@ -70,8 +70,11 @@ def response(description: str, schema: dict[str, Any] | None = None) -> dict[str
 
 ERRORS = {
     "400": response("invalid request, or framing the server refuses"),
-    "401": response("missing or wrong bearer token"),
-    "403": response("a state change from an origin CORS does not allow"),
+    "401": response("missing, wrong, expired or revoked bearer token"),
+    "403": response(
+        "the token's role is below the one the operation needs, or a state change from an "
+        "origin CORS does not allow"
+    ),
     "404": response("not found"),
     "405": response("method not allowed"),
     "408": response("the request head or body took too long"),

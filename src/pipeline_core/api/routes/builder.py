@@ -13,6 +13,7 @@ from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.http import Request, Response, json_bytes
 from pipeline_core.api.log_follow import LogFollowers
+from pipeline_core.api.middleware.accounts import Gate
 from pipeline_core.api.openapi.document import document
 from pipeline_core.api.openapi.operation import Operation
 from pipeline_core.api.router import FastHandler, Handler, Route, template
@@ -53,6 +54,8 @@ OPENAPI = Operation(
     "This document, which every answer of the API conforms to.",
     {"type": "object"},
     read=True,
+    role="public",
+    scope="none",
 )
 
 
@@ -330,12 +333,14 @@ def _document_bytes() -> bytes:
 
 
 def build_app(options: APIServerOptions, parts: ServerParts) -> App:
+    store = options.store
     settings = AppSettings(
         options.cors_origins,
         options.auth_token,
         options.log_json,
         loopback_hosts_only=is_loopback(options.host),
         allowed_hosts=tuple(options.allowed_hosts),
+        gate=Gate(options.auth_token, store.accounts, store.dags, options.clock.now),
     )
     return App(build_routes(options, parts), settings)
 

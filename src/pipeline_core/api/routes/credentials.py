@@ -34,26 +34,27 @@ CONNECTION = obj(["conn_id", "conn_type", "version"], conn_id={"type": "string"}
 
 LIST_VARIABLES = Operation("list_variables", "variables", "List variables",
     "Variables in key order, a page at a time; a secret's value shows as ***.",
-    envelope_of(VARIABLE, listing=True), PAGE, read=True)  # fmt: skip
+    envelope_of(VARIABLE, listing=True), PAGE, read=True, scope="none")  # fmt: skip
 GET_VARIABLE = Operation("get_variable", "variables", "Get a variable",
     "One variable; a secret's value shows as ***.", envelope_of(VARIABLE),
-    (Param("key", "path", KEY),), read=True)  # fmt: skip
+    (Param("key", "path", KEY),), read=True, scope="none")  # fmt: skip
 PUT_VARIABLE = Operation("put_variable", "variables", "Set a variable",
     "Create or replace a variable: any JSON value; `secret` (or a key naming a password, "
     "secret, token or key) seals it at rest and masks it in every answer.",
     envelope_of(VARIABLE), (Param("key", "path", KEY), IF_MATCH),
     body=closed(["value"], value={}, secret={"type": "boolean"}, description=TEXT),
     body_required=True,
-    example={"value": {"region": "eu-west-1"}, "description": "where"})  # fmt: skip
+    example={"value": {"region": "eu-west-1"}, "description": "where"},
+    role="admin", scope="none")  # fmt: skip
 DELETE_VARIABLE = Operation("delete_variable", "variables", "Delete a variable",
     "Delete a variable.", envelope_of(obj(key={"type": "string"}, deleted={"type": "boolean"})),
-    (Param("key", "path", KEY),))  # fmt: skip
+    (Param("key", "path", KEY),), role="admin", scope="none")  # fmt: skip
 LIST_CONNECTIONS = Operation("list_connections", "connections", "List connections",
     "Connections in id order, a page at a time; passwords show as ***.",
-    envelope_of(CONNECTION, listing=True), PAGE, read=True)  # fmt: skip
+    envelope_of(CONNECTION, listing=True), PAGE, read=True, scope="none")  # fmt: skip
 GET_CONNECTION = Operation("get_connection", "connections", "Get a connection",
     "One connection; its password shows as ***.", envelope_of(CONNECTION),
-    (Param("conn_id", "path", KEY),), read=True)  # fmt: skip
+    (Param("conn_id", "path", KEY),), read=True, scope="none")  # fmt: skip
 URI_FORM = {
     "title": "{uri} alone (and a description)",
     **closed(["uri"], uri={"type": "string", "maxLength": 4000,
@@ -74,11 +75,12 @@ PUT_CONNECTION = Operation("put_connection", "connections", "Set a connection",
     "rest and never answered.",
     envelope_of(CONNECTION), (Param("conn_id", "path", KEY), IF_MATCH),
     body={"oneOf": [URI_FORM, FIELDS_FORM]},
-    body_required=True, example={"uri": "postgresql://etl:pw@db:5432/warehouse"})  # fmt: skip
+    body_required=True, example={"uri": "postgresql://etl:pw@db:5432/warehouse"},
+    role="admin", scope="none")  # fmt: skip
 DELETE_CONNECTION = Operation("delete_connection", "connections", "Delete a connection",
     "Delete a connection.",
     envelope_of(obj(conn_id={"type": "string"}, deleted={"type": "boolean"})),
-    (Param("conn_id", "path", KEY),))  # fmt: skip
+    (Param("conn_id", "path", KEY),), role="admin", scope="none")  # fmt: skip
 
 
 def variable_dict(variable: Variable) -> dict[str, Any]:

@@ -33,6 +33,7 @@ LIST = Operation(
         Param("dag_id_pattern", description="a part of dag_id (any case)"),
     ),
     read=True,
+    scope="filtered",
 )
 GET = Operation(
     "get_dag",
@@ -130,7 +131,8 @@ def _run_brief(run: DagRun) -> dict[str, Any]:
 
 
 def _listing_key(request: Request) -> str:
-    return f"dags?{request.query_string}"
+    scope = request.account.dags_tag if request.account is not None else None
+    return f"dags?{request.query_string}" + (f"#{scope}" if scope is not None else "")
 
 
 def listed_dags_from_memory(cache: ViewCache) -> Callable[[Request], Response | None]:
@@ -149,6 +151,7 @@ def list_dags(store: Store, cache: ViewCache, clock: Clock) -> Callable[[Request
             dag_id_pattern=request.args.get("dag_id_pattern"),
             limit=limit,
             offset=offset,
+            within_tag=request.account.dags_tag if request.account is not None else None,
         )
         latest = store.runs.latest_runs([record.dag_id for record in found.items])
         now = clock.now()

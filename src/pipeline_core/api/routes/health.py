@@ -28,6 +28,8 @@ HEALTH = Operation(
     envelope_of(ref("Health")),
     read=True,
     answers=[Answer("503", "the store is unreachable", envelope_of(ref("Health")))],
+    role="public",
+    scope="none",
 )
 VERSION = Operation(
     "get_version",
@@ -36,6 +38,8 @@ VERSION = Operation(
     "The API version, the package version and the Python version. Public.",
     envelope_of(ref("Version")),
     read=True,
+    role="public",
+    scope="none",
 )
 
 

@@ -29,6 +29,7 @@ LIST = Operation(
     envelope_of(ref("Pool"), listing=True),
     PAGE,
     read=True,
+    scope="none",
 )
 CREATE = Operation(
     "create_pool",
@@ -40,6 +41,8 @@ CREATE = Operation(
     body_required=True,
     example={"name": "warehouse", "slots": 4, "description": "connections to the warehouse"},
     created=True,
+    role="admin",
+    scope="none",
 )
 PATCH = Operation(
     "patch_pool",
@@ -51,6 +54,8 @@ PATCH = Operation(
     body={**closed(slots=SLOTS, description=DESCRIPTION), "minProperties": 1},
     body_required=True,
     example={"slots": 8},
+    role="admin",
+    scope="none",
 )
 DELETE = Operation(
     "delete_pool",
@@ -59,6 +64,8 @@ DELETE = Operation(
     "Delete a pool that no running try uses (409 otherwise).",
     envelope_of(ref("PoolDeleted")),
     NAME,
+    role="admin",
+    scope="none",
 )
 
 

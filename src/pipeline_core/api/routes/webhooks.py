@@ -66,6 +66,7 @@ DELIVER = Operation(
             headers={"Retry-After": {"schema": {"type": "integer"}, "required": True}},
         ),
     ],
+    role="public",
 )
 
 

@@ -51,6 +51,7 @@ STREAM = Operation(
     json=False,
     media={"text/event-stream": {"schema": {"type": "string"}, "x-item-schema": ref("Event")}},
     errors=("400", "401", "403", "421", "503"),
+    scope="filtered",
 )
 
 

@@ -50,12 +50,16 @@ class HTTPConnection(asyncio.Protocol):
         self._paused = False
         self._lingered = 0
         self.last_active = time.monotonic()
+        self.peer: str | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = f"{peer[0]}:{peer[1]}"
         sock = transport.get_extra_info("socket")
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -127,6 +131,7 @@ class HTTPConnection(asyncio.Protocol):
     def _dispatch(self, parsed: Parsed) -> None:
         self._keep_alive = parsed.keep_alive
         self._enter("handling", None)
+        parsed.request.peer = self.peer
         answer = self.server.from_memory(parsed.request)
         if answer is not None:
             self._on_response(parsed.request, answer)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pipeline_core.events import Event, run_event_payload, task_event_payload
+from pipeline_core.events import ACTOR, Event, run_event_payload, task_event_payload
 from pipeline_core.model import (
     CreateRun,
     DagRun,
@@ -31,7 +31,10 @@ from pipeline_core.store.sql.common import to_json
 def may_go_in_one_call(writes: Sequence[Write]) -> bool:
     """Whether every write can be sent as is: the moves are ones the state machine allows
     (the function checks only the expected states). Anything else takes the ordinary path,
-    which refuses it precisely."""
+    which refuses it precisely. A person's writes carry an ``actor`` that only the ordinary
+    path adds to their events."""
+    if ACTOR.get() is not None:
+        return False
     for write in writes:
         if isinstance(write, TaskChange) and not can_transition(write.expected, write.new):
             return False

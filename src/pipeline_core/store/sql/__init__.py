@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.feed import EventFeed
+from pipeline_core.store.sql.accounts import AccountsSql
 from pipeline_core.store.sql.assets import AssetsSql
 from pipeline_core.store.sql.backfills import BackfillsSql
 from pipeline_core.store.sql.core import Database, Listener, Sql
@@ -70,6 +71,7 @@ class SqlStore:
         self.notifications = NotificationsSql(sql)
         self.assets = AssetsSql(sql)
         self.credentials = CredentialsSql(sql)
+        self.accounts = AccountsSql(sql)
         self._feed: EventFeed | None = None
         self._feed_lock = threading.Lock()
 

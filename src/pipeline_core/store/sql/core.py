@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from pipeline_core.errors import Conflict, StoreUnavailable
-from pipeline_core.events import Event
+from pipeline_core.events import ACTOR, Event
 from pipeline_core.model import iso, utcnow
 from pipeline_core.store.base import DEFAULT_LOG_CAP_BYTES
 from pipeline_core.store.sql.common import to_json
@@ -118,8 +118,10 @@ class Sql:
             )
         )
         first = last - len(items) + 1
+        actor = ACTOR.get()
+        extra = {"actor": actor} if actor else {}
         events = [
-            Event(first + i, kind, now, dag_id, run_id, task_id, dict(payload))
+            Event(first + i, kind, now, dag_id, run_id, task_id, {**payload, **extra})
             for i, (kind, payload, dag_id, run_id, task_id) in enumerate(items)
         ]
         tx.many(

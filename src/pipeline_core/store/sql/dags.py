@@ -84,6 +84,7 @@ class DagsSql:
         dag_id_pattern: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        within_tag: str | None = None,
     ) -> Page[DagRecord]:
         where: list[str] = []
         params: list[Any] = []
@@ -96,6 +97,9 @@ class DagsSql:
         if dag_id_pattern:
             where.append("LOWER(dag_id) LIKE ? ESCAPE '\\'")
             params.append(f"%{like_escape(dag_id_pattern.lower())}%")
+        if within_tag is not None:
+            where.append("tags LIKE ? ESCAPE '\\'")
+            params.append(f"%{like_escape(json.dumps(within_tag))}%")
         if tags:
             where.append("(" + " OR ".join("tags LIKE ? ESCAPE '\\'" for _ in tags) + ")")
             params.extend(f"%{like_escape(json.dumps(t))}%" for t in tags)

@@ -302,6 +302,18 @@ MIGRATIONS: list[list[Statement]] = [
         "extra {text} NOT NULL, description {text}, version INTEGER NOT NULL, "
         "updated_at {text} NOT NULL)",
     ],
+    # 14: named API tokens (only a hash of each is kept) and the audit trail of requests
+    # that change something
+    [
+        "CREATE TABLE api_tokens (name {text} PRIMARY KEY, token_hash {text} NOT NULL, "
+        "role {text} NOT NULL, dags_tag {text}, created_at {text} NOT NULL, "
+        "expires_at {text}, revoked_at {text})",
+        "CREATE UNIQUE INDEX api_tokens_by_hash ON api_tokens (token_hash)",
+        "CREATE TABLE audit_log (id {serial} PRIMARY KEY, at {text} NOT NULL, "
+        "actor {text} NOT NULL, action {text} NOT NULL, target {text} NOT NULL, "
+        "status INTEGER NOT NULL, request_id {text}, source {text})",
+        "CREATE INDEX audit_log_by_actor ON audit_log (actor, id)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
