@@ -61,7 +61,16 @@ SUBLAYERS: dict[str, dict[str, int]] = {
     # The PostgreSQL functions are DDL text that the shared migrations install.
     "store": {
         **{"types": 0, "claims": 0, "seq_waiter": 0, "notices": 0, "postgres.functions": 0},
-        **{"parts": 1, "assets": 1, "credentials": 1, "accounts": 1, "base": 2, "feed": 2, "sql": 3, "": 3},
+        **{
+            "parts": 1,
+            "assets": 1,
+            "credentials": 1,
+            "accounts": 1,
+            "base": 2,
+            "feed": 2,
+            "sql": 3,
+            "": 3,
+        },
         "sqlite": 4,
         "postgres": 4,
         "factory": 5,

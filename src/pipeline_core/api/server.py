@@ -9,6 +9,7 @@ from pipeline_core.api.app import App
 from pipeline_core.api.cache import ViewCache
 from pipeline_core.api.conditional import FinishedRuns
 from pipeline_core.api.log_follow import LogFollowers
+from pipeline_core.api.middleware.accounts import Gate
 from pipeline_core.api.routes.builder import ServerParts, build_app
 from pipeline_core.api.sse.process import ProcessStreams
 from pipeline_core.api.sse.route import EventStreams
@@ -54,8 +55,10 @@ class APIServer:
         self.streams = self._event_streams()
         self.waiters = RunWaiters()
         self.followers = LogFollowers(self.options.store, self.options.max_log_followers)
+        store = self.options.store
+        gate = Gate(self.options.auth_token, store.accounts, store.dags, self.options.clock.now)
         parts = ServerParts(
-            self.cache, self.streams, self.finished_runs, self.waiters, self.followers
+            self.cache, self.streams, self.finished_runs, self.waiters, self.followers, gate
         )
         app = self.app = build_app(self.options, parts)
         # Events reach the cache and the streams through the store's feed: this process's

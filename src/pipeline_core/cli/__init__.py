@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pipeline_core._version import __version__
 from pipeline_core.cli import (
+    accounts,
     admin,
     assets,
     credentials,
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pipeline-core {__version__}")
     commands = parser.add_subparsers(title="commands")
     groups = (dags, runs, tasks, admin, services, worker, events, notifications, assets,
-              credentials)  # fmt: skip
+              credentials, accounts)  # fmt: skip
     for group in groups:
         group.add_commands(commands)
     return parser

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
+from pipeline_core.client.accounts import Audit, Tokens
 from pipeline_core.client.base import Data, Resource, run_path
 from pipeline_core.client.base import quoted as _p
 from pipeline_core.client.events import Event, stream
@@ -67,6 +68,8 @@ class Client(Resource):
         self.assets = Assets(self.transport)
         self.variables = Variables(self.transport)
         self.connections = Connections(self.transport)
+        self.tokens = Tokens(self.transport)
+        self.audit = Audit(self.transport)
 
     def close(self) -> None:
         self.transport.close()
@@ -112,6 +115,10 @@ class Client(Resource):
 
     def version(self) -> Data:
         return self._one("GET", "/api/v1/version")
+
+    def whoami(self) -> Data:
+        """The account of this client's token: name, role, DAG scope, expiry."""
+        return self._one("GET", "/api/v1/whoami")
 
     def list_dags(
         self,

@@ -35,6 +35,7 @@ TAGS = [
     {"name": "assets", "description": "Assets, their updates, and the runs they start"},
     {"name": "webhooks", "description": "Signed deliveries that start runs"},
     {"name": "variables", "description": "Shared settings; secret ones sealed and masked"},
+    {"name": "accounts", "description": "Named API tokens with roles, and the audit trail"},
     {"name": "connections", "description": "Connections to other systems; passwords sealed"},
     {"name": "events", "description": "The event log as a live Server-Sent Events stream"},
 ]

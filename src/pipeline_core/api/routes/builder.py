@@ -18,6 +18,7 @@ from pipeline_core.api.openapi.document import document
 from pipeline_core.api.openapi.operation import Operation
 from pipeline_core.api.router import FastHandler, Handler, Route, template
 from pipeline_core.api.routes import (
+    accounts,
     assets,
     backfills,
     dags,
@@ -69,6 +70,8 @@ class ServerParts:
     finished: FinishedRuns
     waiters: RunWaiters
     followers: LogFollowers
+    #: Who may ask what (tokens, roles, DAG scope) and the audit trail.
+    gate: Gate
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,21 @@ ENDPOINTS = [
     Endpoint(
         f"{PREFIX}/import-errors", "GET", dags.IMPORT_ERRORS, lambda d: dags.import_errors(d.store)
     ),
+    Endpoint(f"{PREFIX}/tokens", "GET", accounts.LIST_TOKENS, _on_store(accounts.list_tokens)),
+    Endpoint(
+        f"{PREFIX}/tokens",
+        "POST",
+        accounts.CREATE_TOKEN,
+        lambda d: accounts.create_token(d.store, d.parts.gate, d.options.clock),
+    ),
+    Endpoint(
+        f"{PREFIX}/tokens/:name",
+        "DELETE",
+        accounts.REVOKE_TOKEN,
+        lambda d: accounts.revoke_token(d.store, d.parts.gate),
+    ),
+    Endpoint(f"{PREFIX}/audit", "GET", accounts.LIST_AUDIT, _on_store(accounts.list_audit)),
+    Endpoint(f"{PREFIX}/whoami", "GET", accounts.WHOAMI, lambda d: accounts.whoami),
     Endpoint(f"{PREFIX}/openapi.json", "GET", OPENAPI, lambda d: _openapi, lambda d: _openapi),
     Endpoint(f"{PREFIX}/events", "GET", STREAM, lambda d: events_route(d.store, d.parts.streams)),
 ]
@@ -333,14 +351,13 @@ def _document_bytes() -> bytes:
 
 
 def build_app(options: APIServerOptions, parts: ServerParts) -> App:
-    store = options.store
     settings = AppSettings(
         options.cors_origins,
         options.auth_token,
         options.log_json,
         loopback_hosts_only=is_loopback(options.host),
         allowed_hosts=tuple(options.allowed_hosts),
-        gate=Gate(options.auth_token, store.accounts, store.dags, options.clock.now),
+        gate=parts.gate,
     )
     return App(build_routes(options, parts), settings)
 

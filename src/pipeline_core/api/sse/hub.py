@@ -45,6 +45,7 @@ class _Stream:
     out: list[bytes | memoryview] = field(default_factory=list)
     mask: int = selectors.EVENT_READ
     last_write: float = field(default_factory=time.monotonic)
+    account: str | None = None
 
 
 class StreamHub:
@@ -62,6 +63,7 @@ class StreamHub:
         self._ready: set[_Stream] = set()
         self._woken = False
         self._streams: dict[int, _Stream] = {}
+        self._ending: set[str] = set()
         self._stopping = False
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="event-streams", daemon=True)
@@ -75,10 +77,12 @@ class StreamHub:
         encode: Callable[[Event], bytes],
         *,
         chunked: bool = False,
+        account: str | None = None,
     ) -> None:
         """Take over ``sock`` (already past its headers and replay) from now on; with
-        ``chunked``, every write is framed as one chunk of a chunked body."""
-        stream = _Stream(sock, subscription, sent, encode, chunked)
+        ``chunked``, every write is framed as one chunk of a chunked body. ``account``: the
+        token it was opened with (``end_account`` ends it)."""
+        stream = _Stream(sock, subscription, sent, encode, chunked, account=account)
         with self._lock:
             accepted = not self._stopped
             if accepted:
@@ -104,6 +108,19 @@ class StreamHub:
             stream.subscription.close()
             _end_body(stream)
             stream.sock.close()
+
+    def end_account(self, name: str) -> None:
+        """End the streams opened with token ``name`` (it was revoked)."""
+        with self._lock:
+            self._ending.add(name)
+        self._wake()
+
+    def _end_accounts(self) -> None:
+        with self._lock:
+            ending, self._ending = self._ending, set()
+        for stream in list(self._streams.values()):
+            if stream.account in ending:
+                self._close(stream)
 
     def _mark_ready(self, stream: _Stream) -> None:
         with self._lock:
@@ -133,6 +150,8 @@ class StreamHub:
                 elif mask & selectors.EVENT_WRITE:
                     self._flush(stream)
             self._take_incoming()
+            if self._ending:
+                self._end_accounts()
             if time.monotonic() >= self._last_round + self.batch_window:
                 self._last_round = time.monotonic()
                 self._deliver_ready()

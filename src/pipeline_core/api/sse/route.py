@@ -28,6 +28,8 @@ REPLAY_PAGE = 1000
 ENCODED_MAX = 50_000
 RETRY = b"retry: 3000\n\n"
 SEQ = {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER}
+#: The DAGs a scoped token's stream may show at most (those of its tag when it starts).
+SCOPE_MAX = 100_000
 
 STREAM = Operation(
     "stream_events",
@@ -86,17 +88,22 @@ class StreamStart:
     #: Each write goes out as one chunk of a chunked body (HTTP/1.1), so a client hands every
     #: event over as it arrives; an HTTP/1.0 stream is delimited by closing the connection.
     chunked: bool = False
+    #: The token's name (its revocation ends the stream) and, for a token scoped by tag, the
+    #: DAGs in its scope: events of other DAGs are not sent.
+    account: str | None = None
+    dag_ids: tuple[str, ...] | None = None
 
     @property
-    def key(self) -> tuple[str | None, str | None, tuple[str, ...]]:
+    def key(self) -> tuple[str | None, str | None, tuple[str, ...], tuple[str, ...] | None]:
         """Streams with equal keys accept the same events."""
-        return self.dag_id, self.run_id, self.types
+        return self.dag_id, self.run_id, self.types, self.dag_ids
 
     def accepts(self, event: Event) -> bool:
         return (
             event.type in self.types
             and (self.dag_id is None or event.dag_id == self.dag_id)
             and (self.run_id is None or event.run_id == self.run_id)
+            and (self.dag_ids is None or event.dag_id is None or event.dag_id in self.dag_ids)
         )
 
     def query(self, after: int) -> EventQuery:
@@ -108,7 +115,9 @@ class StreamStart:
     @classmethod
     def from_json(cls, data: bytes) -> StreamStart:
         fields = json.loads(data)
-        return cls(**{**fields, "types": tuple(fields["types"])})
+        scope = fields.get("dag_ids")
+        return cls(**{**fields, "types": tuple(fields["types"]),
+                      "dag_ids": tuple(scope) if scope is not None else None})  # fmt: skip
 
 
 class EventStreams(Protocol):
@@ -141,7 +150,8 @@ def replay(store: Store, start: StreamStart, encode: EventEncoder) -> Iterator[t
     after = start.after
     while page := store.events.read_events(start.query(after)):
         after = page[-1].seq
-        yield after, b"".join(map(encode, page))
+        shown = page if start.dag_ids is None else [e for e in page if start.accepts(e)]
+        yield after, b"".join(map(encode, shown))
 
 
 def parse_stream_request(request: Request, store: Store) -> StreamStart:
@@ -156,9 +166,15 @@ def parse_stream_request(request: Request, store: Store) -> StreamStart:
             raise bad_request(f"Last-Event-ID {after} is newer than the newest event ({head})")
         if head and after + 1 < first:
             reset_first = first
+    account = request.account
+    dag_ids = None
+    if account is not None and account.dags_tag is not None:
+        scoped = store.dags.list_dags(within_tag=account.dags_tag, limit=SCOPE_MAX)
+        dag_ids = tuple(record.dag_id for record in scoped.items)
     return StreamStart(
-        args.get("dag_id"), args.get("run_id"), types or EVENT_TYPES, after, reset_first
-    )
+        args.get("dag_id"), args.get("run_id"), types or EVENT_TYPES, after, reset_first,
+        account=account.name if account is not None else None, dag_ids=dag_ids,
+    )  # fmt: skip
 
 
 def events_route(store: Store, streams: EventStreams) -> Callable[[Request], Response]:

@@ -18,6 +18,7 @@ from pipeline_core.api.sse.route import EventEncoder, StreamStart, replay
 from pipeline_core.api.transport.framing import chunk
 from pipeline_core.events import Event
 from pipeline_core.store.base import Store
+from pipeline_core.store.sql.accounts import REVOKED
 
 log = logging.getLogger("pipeline_core.api")
 
@@ -32,6 +33,9 @@ class ThreadStreams:
 
     def publish(self, events: list[Event]) -> None:
         self.bus.publish(events)
+        for event in events:
+            if event.type == REVOKED:
+                self.hub.end_account(str(event.payload.get("name")))
 
     def attach(self, sock: socket.socket, start: StreamStart) -> None:
         subscription = self.bus.subscribe(
@@ -49,7 +53,9 @@ class ThreadStreams:
             with contextlib.suppress(OSError):
                 sock.close()
             return
-        self.hub.attach(sock, subscription, sent, self.encode, chunked=start.chunked)
+        self.hub.attach(
+            sock, subscription, sent, self.encode, chunked=start.chunked, account=start.account
+        )
 
     def stop(self) -> None:
         # The hub first: stopping, it ends every stream's body with its last chunk. Closing
