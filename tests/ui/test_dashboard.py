@@ -373,3 +373,53 @@ def test_keyboard_and_a_phone_width(watched: Watched, tmp_path: Path) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
     shot(watched, tmp_path, "dags-phone")
+
+
+def with_token(browser: Any, server: Server, token: str) -> Watched:
+    page = Watched(browser, server.url)
+    page.page.add_init_script(f"sessionStorage.setItem('pipeline-core-token', {token!r})")
+    return page
+
+
+def test_roles_hide_actions_and_settings_keep_secrets_write_only(
+    browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline_core.credentials.cipher import KEY_ENV, Cipher
+
+    monkeypatch.setenv(KEY_ENV, Cipher.new_key())
+    store = open_store(f"sqlite:///{tmp_path / 'cli.db'}")
+    tokens = {role: store.accounts.create_token(role, role)[1] for role in ("viewer", "admin")}
+    store.close()
+    server = Server(tmp_path).start()
+    viewer, admin = with_token(browser, server, tokens["viewer"]), None
+    try:
+        viewer.page.goto(server.url + "/ui/")
+        viewer.page.get_by_role("link", name="ok", exact=True).wait_for()
+        assert viewer.page.locator("#who").inner_text() == "viewer · viewer"
+        assert not viewer.page.get_by_role("button", name="Trigger ok").is_visible()
+        viewer.page.goto(server.url + "/ui/settings")
+        viewer.page.locator("#main[data-ready]").wait_for()
+        assert not viewer.page.locator("#variable-key").is_visible()
+
+        admin = with_token(browser, server, tokens["admin"])
+        admin.page.goto(server.url + "/ui/settings")
+        admin.page.locator("#main[data-ready]").wait_for()
+        admin.page.locator("#variable-key").fill("api_token")
+        admin.page.locator("#variable-value").fill("tok-write-only-991")
+        admin.page.get_by_role("button", name="Set variable").click()
+        admin.page.locator("tr[data-variable=api_token]").wait_for()
+        admin.page.locator("#connection-id").fill("warehouse")
+        admin.page.locator("#connection-uri").fill("postgresql://etl:pw-write-only-992@db:5432/w")
+        admin.page.get_by_role("button", name="Set connection").click()
+        row = admin.page.locator("tr[data-connection=warehouse]")
+        row.wait_for()
+        assert "***" in row.inner_text() and "etl" in row.inner_text()
+        html = admin.page.content()
+        assert "tok-write-only-991" not in html and "pw-write-only-992" not in html
+        assert admin.page.locator("#variable-value").input_value() == ""
+        assert viewer.errors == [] and admin.errors == []
+    finally:
+        viewer.close()
+        if admin is not None:
+            admin.close()
+        server.stop()

@@ -148,7 +148,8 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auth-token",
         default=os.environ.get("PIPELINE_CORE_API_TOKEN"),
-        help="require 'Authorization: Bearer TOKEN' (env PIPELINE_CORE_API_TOKEN)",
+        help="an admin token every request must bear (env PIPELINE_CORE_API_TOKEN); named "
+        "tokens with roles: pipeline-core tokens create",
     )
     parser.add_argument(
         "--cors-origin",
@@ -342,9 +343,12 @@ def _serve_api(server: APIServer, args: argparse.Namespace) -> None:
     server.start()
     host = f"[{args.host}]" if ":" in args.host else args.host
     log.info("pipeline-core API on http://%s:%d/api/v1", host, server.port)
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.auth_token:
+    asks = args.auth_token or server.options.store.accounts.has_tokens()
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not asks:
         log.warning(
-            "listening on %s without --auth-token: anyone who can reach it can drive it", args.host
+            "listening on %s without tokens (--auth-token, or pipeline-core tokens create): "
+            "anyone who can reach it can drive it",
+            args.host,
         )
 
 

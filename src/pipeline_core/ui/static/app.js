@@ -9,6 +9,8 @@ import { runView } from "./views/run.js";
 import { poolsView } from "./views/pools.js";
 import { assetsView } from "./views/assets.js";
 import { healthView } from "./views/health.js";
+import { settingsView } from "./views/settings.js";
+import { loadAccount } from "./account.js";
 
 const ROUTES = [
   [/^\/ui\/?$/, "dags", () => dagsView],
@@ -17,6 +19,7 @@ const ROUTES = [
   [/^\/ui\/pools$/, "pools", () => poolsView],
   [/^\/ui\/assets$/, "assets", () => assetsView],
   [/^\/ui\/health$/, "health", () => healthView],
+  [/^\/ui\/settings$/, "settings", () => settingsView],
 ];
 
 let current = null;
@@ -68,6 +71,6 @@ document.addEventListener("click", (event) => {
 });
 window.addEventListener("popstate", render);
 setRenderer(render);
-window.addEventListener("pipeline-core-token", () => { connect(); render(); });
+window.addEventListener("pipeline-core-token", () => { connect(); loadAccount().then(render); });
 connect();
-render();
+loadAccount().then(render);

@@ -40,7 +40,7 @@ export async function healthView(main) {
           h("td", {}, n.id), h("td", {}, n.event), h("td", {}, n.dag_id), h("td", {}, n.run_id || ""),
           h("td", {}, n.target.kind), h("td", {}, String(n.attempts)),
           h("td", { class: "error" }, n.last_error || ""),
-          h("td", {}, h("button", { type: "button", onclick: () => redeliver(n.id) }, "Redeliver")))))))
+          h("td", {}, h("button", { type: "button", "data-needs": "operator", onclick: () => redeliver(n.id) }, "Redeliver")))))))
         : h("p", { class: "muted" }, "None."));
   });
   const message = h("div", { role: "status", "aria-live": "polite" });

@@ -15,7 +15,7 @@ export async function poolsView(main) {
       h("tbody", {}, pools.map((p) => {
         const input = h("input", { type: "number", min: 0, max: 1000000, value: p.slots,
                                    "aria-label": `slots of ${p.name}`, class: "slots" });
-        const save = h("button", { type: "button", onclick: async () => {
+        const save = h("button", { type: "button", "data-needs": "admin", onclick: async () => {
           try {
             await send("PATCH", `/api/v1/pools/${encodeURIComponent(p.name)}`, { slots: Number(input.value) });
             clear(message, notice(`Pool ${p.name} has ${input.value} slots.`));

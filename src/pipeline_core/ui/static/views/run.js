@@ -27,7 +27,7 @@ export async function runView(main, [dagId, runId]) {
   const detail = h("section", { "aria-label": "task detail" });
   const notices = h("div", { class: "scroll" });
 
-  const act = (label, fn, cls = "") => h("button", { type: "button", class: cls, onclick: async (e) => {
+  const act = (label, fn, cls = "") => h("button", { type: "button", class: cls, "data-needs": "operator", onclick: async (e) => {
     e.currentTarget.disabled = true;
     try {
       await fn();

@@ -6,7 +6,7 @@ import { navigate } from "../nav.js";
 
 // ``onTriggered(run)`` after the run is created (default: open the run's page).
 export function triggerButton(dagId, onTriggered) {
-  return h("button", { class: "primary", type: "button",
+  return h("button", { class: "primary", type: "button", "data-needs": "operator",
                        onclick: () => openTrigger(dagId, onTriggered),
                        "aria-label": `Trigger ${dagId}` }, "▶ Trigger");
 }
@@ -69,7 +69,7 @@ export function openTrigger(dagId, onTriggered = (run) => navigate(runPath(dagId
 
 export function pauseButton(dag, onChange) {
   const button = h("button", {
-    type: "button", "aria-pressed": String(dag.is_paused),
+    type: "button", "aria-pressed": String(dag.is_paused), "data-needs": "operator",
     "aria-label": `${dag.is_paused ? "Unpause" : "Pause"} ${dag.dag_id}`,
     onclick: async () => {
       button.disabled = true;
