@@ -91,14 +91,14 @@ def main() -> None:
             m: {c: [] for c in cases} for m in ("GET", "PATCH")
         }
         try:
-            for method in found:
+            for method, by_case in found.items():
                 for rep in range(args.repeat):
                     order = list(cases) if rep % 2 == 0 else list(reversed(cases))
                     for case in order:
                         server, token = cases[case]
                         port = servers[server][1]
                         drive(port, token, method, 0.3)  # warm
-                        found[method][case] += drive(port, token, method, args.seconds)
+                        by_case[case] += drive(port, token, method, args.seconds)
         finally:
             for process, _ in servers.values():
                 process.terminate()
