@@ -3,10 +3,37 @@ every backend implements."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from pipeline_core.store.types import ApiToken, AuditEntry, Page
+from pipeline_core.store.types import Page
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A named API token as stored (its hash stays in the store)."""
+
+    name: str
+    role: str
+    dags_tag: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One request that changed something (or tried to): who, what, on what, the answer."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    status: int
+    request_id: str | None
+    source: str | None
 
 
 class AccountStore(Protocol):

@@ -69,32 +69,6 @@ class Variable:
 
 
 @dataclass(frozen=True, slots=True)
-class ApiToken:
-    """A named API token as stored (its hash stays in the store)."""
-
-    name: str
-    role: str
-    dags_tag: str | None
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One request that changed something (or tried to): who, what, on what, the answer."""
-
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    status: int
-    request_id: str | None
-    source: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class StoredConnection:
     connection: Connection
     description: str | None

@@ -18,8 +18,8 @@ from pipeline_core.clock import Clock
 from pipeline_core.credentials.accounts import NAME, ROLES, TAG
 from pipeline_core.dag.model import parse_duration
 from pipeline_core.model import iso
+from pipeline_core.store.accounts import ApiToken, AuditEntry
 from pipeline_core.store.base import Store
-from pipeline_core.store.types import ApiToken, AuditEntry
 
 TOKEN_NAME = {"type": "string", "pattern": NAME.pattern}
 WHEN = TEXT = {"type": ["string", "null"]}

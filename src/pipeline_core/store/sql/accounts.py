@@ -12,9 +12,10 @@ from typing import Any
 from pipeline_core.credentials.accounts import check_name, check_role, new_token, token_hash
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound
 from pipeline_core.model import iso
+from pipeline_core.store.accounts import ApiToken, AuditEntry
 from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.tx import Tx, parse_ts
-from pipeline_core.store.types import ApiToken, AuditEntry, Page
+from pipeline_core.store.types import Page
 
 TOKEN_COLUMNS = "name, role, dags_tag, created_at, expires_at, revoked_at"
 AUDIT_COLUMNS = "id, at, actor, action, target, status, request_id, source"
