@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pipeline_core.dag.assets import AssetSchedule
+from pipeline_core.dag.flow import ConcurrencyKey
 from pipeline_core.dag.mapping import Expansion
 from pipeline_core.dag.notify import Rule
 from pipeline_core.dag.webhooks import Webhook
@@ -252,6 +253,8 @@ class DAG:
     assets: AssetSchedule | None = None
     #: Signed deliveries that start runs (``POST /api/v1/webhooks/<dag_id>/<name>``).
     webhooks: tuple[Webhook, ...] = ()
+    #: At most so many active runs per rendered key (``concurrency: {key, limit, ...}``).
+    run_concurrency: ConcurrencyKey | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -298,4 +301,5 @@ def _dag_key(dag: DAG) -> tuple[Any, ...]:
         dag.deadline_action,
         dag.assets,
         dag.webhooks,
+        dag.run_concurrency,
     )

@@ -40,6 +40,8 @@ def _notify_fields(dag: DAG) -> dict[str, Any]:
         fields["assets"] = dag.assets.to_dict()
     if dag.webhooks:
         fields["webhooks"] = [webhook.to_dict() for webhook in dag.webhooks]
+    if dag.run_concurrency is not None:
+        fields["concurrency_key"] = dag.run_concurrency.to_dict()
     return fields
 
 

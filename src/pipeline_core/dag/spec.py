@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline_core._gc import gc_paused
 from pipeline_core.dag.assets import outlet_problem, parse_schedule
+from pipeline_core.dag.flow import parse_run_concurrency
 from pipeline_core.dag.mapping import MAPPING_KEYS, parse_expansion
 from pipeline_core.dag.model import DAG, Task, parse_datetime, parse_duration, parse_size
 from pipeline_core.dag.notify import parse_rules
@@ -238,6 +239,7 @@ def _build_dag(
     default_args = _default_args(read.get("default_args", "mapping", {}), found)
     tasks = _tasks(raw.get("tasks"), default_args, found)
     cron, assets = parse_schedule(raw.get("schedule"), found.add)
+    keyed = isinstance(raw.get("concurrency"), dict)  # a key's limit, not task slots
     return DAG(
         dag_id=dag_id,
         tasks=tuple(tasks),
@@ -250,7 +252,8 @@ def _build_dag(
         end_date=_date(read, "end_date", tz),
         catchup=read.get("catchup", "bool", False),
         max_active_runs=read.get("max_active_runs", "int", 1),
-        concurrency=read.get("concurrency", "int", 16),
+        concurrency=16 if keyed else read.get("concurrency", "int", 16),
+        run_concurrency=parse_run_concurrency(raw["concurrency"], found.add) if keyed else None,
         tags=read.get("tags", "str_list", ()),
         default_args=raw.get("default_args") if isinstance(raw.get("default_args"), dict) else {},
         is_paused=read.get("is_paused", "bool", False),

@@ -38,6 +38,9 @@ class Book:
         self.waiting: dict[str, deque[RunKey]] = {}
         #: The task instances each waiting run was created with (all queued).
         self.waiting_tasks: dict[RunKey, tuple[str, ...]] = {}
+        #: The concurrency key of each held run of a DAG that has one (``None``: its
+        #: key could not be rendered, so no limit holds it back).
+        self.run_keys: dict[RunKey, str | None] = {}
         #: (try_number, max_tries) of every task instance of a started run.
         self.tries: dict[TaskKey, tuple[int, int]] = {}
         self.writes: list[Write] = []
@@ -115,6 +118,7 @@ class Book:
         self.runs.pop(run_key, None)
         self.missed.discard(run_key)
         self.waiting_tasks.pop(run_key, None)
+        self.run_keys.pop(run_key, None)
         self.dirty.discard(run_key)
         if tracker is not None:
             for task_id in tracker.states:

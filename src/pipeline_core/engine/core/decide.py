@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_core.dag.flow import KeyError_
 from pipeline_core.engine.core.book import Book
 from pipeline_core.engine.core.deciding import CoreState
 from pipeline_core.engine.core.mapped import MapDecisions
@@ -45,7 +46,7 @@ from pipeline_core.engine.core.messages import (
 from pipeline_core.engine.core.runs import RunCommands
 from pipeline_core.engine.core.slots import Slots
 from pipeline_core.engine.core.tries import TryDecisions
-from pipeline_core.errors import Conflict, NotFound
+from pipeline_core.errors import Conflict, InvalidRequest, NotFound
 from pipeline_core.model import CreateRun, DagRun
 from pipeline_core.state import derive_run_state
 
@@ -145,11 +146,34 @@ class Decider:
             raise NotFound(f"no DAG '{run.dag_id}'")
         if self.book.knows(run.key):  # the store would refuse it too, but only after this
             raise Conflict(f"run '{run.run_id}' of DAG '{run.dag_id}' already exists")
+        self._make_room(run)
         self.book.writes.append(create)
         self.book.enqueue(run, (spec.task_id for spec in create.tasks))
         self.state.moved[run.key] = run
         self.state.start_waiting_runs(run.dag_id)
         return run
+
+    def _make_room(self, run: DagRun) -> None:
+        """Apply the DAG's concurrency key to a new run: refuse it (``skip_new``), cancel
+        the oldest runs of its key (``cancel_running``), or let it wait in the queue."""
+        keyed = self.book.dags[run.dag_id].run_concurrency
+        if keyed is None:
+            return
+        try:
+            key = keyed.render(run)
+        except KeyError_ as exc:
+            raise InvalidRequest(str(exc)) from None
+        active = self.state.active_with_key(run.dag_id, key)
+        if len(active) >= keyed.limit and keyed.on_conflict == "skip_new":
+            raise Conflict(
+                f"run '{active[0].run_id}' of DAG '{run.dag_id}' holds concurrency key "
+                f"'{key}' (limit {keyed.limit}); on_conflict skip_new refuses a new run"
+            )
+        if keyed.on_conflict == "cancel_running":
+            for old in active[: max(0, len(active) - keyed.limit + 1)]:
+                why = f"cancelled by run '{run.run_id}' of concurrency key '{key}'"
+                self.runs.cancel(Cancel(old.dag_id, old.run_id), reason=why)
+        self.book.run_keys[run.key] = key
 
     def _pause(self, dag_id: str, paused: bool) -> None:
         if paused:

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from pipeline_core.dag.flow import KeyError_
 from pipeline_core.engine.core.book import Book, RunKey
 from pipeline_core.engine.core.groups import MapGroup, groups_of
 from pipeline_core.engine.core.messages import (
@@ -45,11 +48,20 @@ class CoreState:
         if self.draining or not waiting or dag is None or dag_id in self.book.paused:
             return
         active = self.book.active_runs(dag_id)
+        keyed = dag.run_concurrency
+        held = Counter(self.run_key(k) for k in self.book.trackers if k[0] == dag_id and keyed)
+        passed: list[RunKey] = []  # waiting for their key: they keep their place
         while waiting and active < dag.max_active_runs:
             run_key = waiting.popleft()
             run = self.book.runs.get(run_key)
             if run is None or run.state is not RunState.QUEUED:
                 continue
+            if keyed is not None:
+                concurrency_key = self.run_key(run_key)
+                if concurrency_key is not None and held[concurrency_key] >= keyed.limit:
+                    passed.append(run_key)
+                    continue
+                held[concurrency_key] += 1
             running = self.move_run(run_key, RunState.RUNNING)
             created = set(self.book.waiting_tasks.pop(run_key, dag.task_dict))
             for task_id in created:
@@ -66,6 +78,31 @@ class CoreState:
             self.track(running, states, tries)
             self.arm_deadline(running)
             active += 1
+        waiting.extendleft(reversed(passed))
+
+    def run_key(self, run_key: RunKey) -> str | None:
+        """The concurrency key of a held run (``None``: its DAG has none, or it cannot be
+        rendered — a run stored before the DAG had one)."""
+        if run_key not in self.book.run_keys:
+            dag = self.book.dags.get(run_key[0])
+            run = self.book.runs.get(run_key)
+            key = None
+            if dag is not None and dag.run_concurrency is not None and run is not None:
+                with contextlib.suppress(KeyError_):
+                    key = dag.run_concurrency.render(run)
+            self.book.run_keys[run_key] = key
+        return self.book.run_keys[run_key]
+
+    def active_with_key(self, dag_id: str, key: str) -> list[DagRun]:
+        """The queued and running runs of ``dag_id`` with concurrency key ``key``, oldest
+        first."""
+        return [
+            run
+            for run_key, run in self.book.runs.items()
+            if run_key[0] == dag_id
+            and run.state in (RunState.QUEUED, RunState.RUNNING)
+            and self.run_key(run_key) == key
+        ]
 
     def arm_deadline(self, run: DagRun) -> None:
         """A timer for the deadline of a running run, if its DAG has one (at once when it
