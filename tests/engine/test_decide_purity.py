@@ -23,6 +23,7 @@ ALLOWED = {
     "pipeline_core.dag.graph",
     "pipeline_core.dag.model",
     "pipeline_core.dag.templates",  # parsing and rendering a template string: no I/O
+    "pipeline_core.dag.flow",  # rendering a run's concurrency key: no I/O
     "pipeline_core.errors",
     "pipeline_core.model",
     "pipeline_core.state",

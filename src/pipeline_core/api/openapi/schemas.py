@@ -84,6 +84,15 @@ SCHEMAS: dict[str, Any] = {
                     "additionalProperties": {"type": "integer"},
                     "description": "updates waiting for the DAG's asset condition, by asset",
                 },
+                concurrency_key={
+                    "type": ["object", "null"],
+                    "description": "at most `limit` active runs per rendered `key`",
+                    "properties": {
+                        "key": {"type": "string"},
+                        "limit": {"type": "integer"},
+                        "on_conflict": {"enum": ["queue", "cancel_running", "skip_new"]},
+                    },
+                },
             ),
         ]
     },

@@ -194,6 +194,7 @@ def get_dag(store: Store, clock: Clock) -> Callable[[Request], Response]:
                 "tasks": tasks,
                 "assets_waiting": waiting,
                 "parse_errors": parse_errors,
+                "concurrency_key": definition.get("concurrency_key"),
             }
         )
 
