@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -88,8 +87,10 @@ class CoreState:
             run = self.book.runs.get(run_key)
             key = None
             if dag is not None and dag.run_concurrency is not None and run is not None:
-                with contextlib.suppress(KeyError_):
+                try:
                     key = dag.run_concurrency.render(run)
+                except KeyError_:
+                    pass  # no limit holds it back
             self.book.run_keys[run_key] = key
         return self.book.run_keys[run_key]
 
