@@ -14,6 +14,7 @@ ALLOWED = {
     "__future__",
     "collections",
     "collections.abc",
+    "contextlib",
     "dataclasses",
     "datetime",
     "enum",

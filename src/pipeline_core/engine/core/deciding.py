@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -87,10 +88,8 @@ class CoreState:
             run = self.book.runs.get(run_key)
             key = None
             if dag is not None and dag.run_concurrency is not None and run is not None:
-                try:
+                with contextlib.suppress(KeyError_):  # then no limit holds it back
                     key = dag.run_concurrency.render(run)
-                except KeyError_:
-                    pass  # no limit holds it back
             self.book.run_keys[run_key] = key
         return self.book.run_keys[run_key]
 
