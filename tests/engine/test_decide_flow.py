@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_core.dag.flow import ConcurrencyKey
+from pipeline_core.dag.flow import ConcurrencyKey, RateLimit
 from pipeline_core.dag.model import Task
-from pipeline_core.engine.core.messages import KillTry
+from pipeline_core.engine.core.messages import KillTry, TokensDue
 from pipeline_core.errors import Conflict, InvalidRequest
 from pipeline_core.state import RunState
 from tests.engine.decide_helpers import Core, dag
@@ -89,3 +89,57 @@ def test_a_key_that_cannot_be_rendered_refuses_the_trigger(conf, message) -> Non
     with pytest.raises(InvalidRequest, match=message):
         core.trigger(d, "r", conf=conf)
     assert ("d", "r") not in core.decider.book.runs
+
+
+# --- a task's tries -----------------------------------------------------------------------
+def fan(n: int, **task_kw: object):  # type: ignore[no-untyped-def]
+    return dag(*(Task(f"t{i}", **task_kw) for i in range(n)), max_active_runs=10)  # type: ignore[arg-type]
+
+
+def running(core: Core) -> list[str]:
+    return sorted(core.decider.slots.active)  # type: ignore[arg-type]
+
+
+def test_a_task_key_lets_so_many_tries_run_at_once_across_runs() -> None:
+    d = fan(1, concurrency_key=ConcurrencyKey("{{ dag_run.conf.customer }}", 2))
+    core = Core(d)
+    for index, customer in enumerate(["acme", "acme", "acme", "other"]):
+        core.trigger(d, f"r{index}", seconds=index, conf={"customer": customer})
+    started = sorted(key.run_id for key in core.decider.slots.active)
+    assert started == ["r0", "r1", "r3"]  # acme is full at two; other has its own key
+    core.finish("t0", run_id="r0", seconds=5)
+    assert sorted(key.run_id for key in core.decider.slots.active) == ["r1", "r2", "r3"]
+
+
+def test_a_rate_limit_starts_tries_no_faster_than_its_tokens() -> None:
+    d = fan(5, rate_limit=RateLimit("10/s", burst=2, key="api"))  # one bucket for all five
+    core = Core(d)
+    core.trigger(d, "r")
+    assert len(core.decider.slots.active) == 2  # the burst
+    timers = [(due, fire) for due, fire in core.timers() if isinstance(fire, TokensDue)]
+    assert [round(due - 1000.0, 3) for due, _ in timers] == [0.1]
+    core.send(TokensDue(), 0.1)
+    assert len(core.decider.slots.active) == 3
+    assert [round(d - 1000.0, 3) for d, f in core.timers() if isinstance(f, TokensDue)] == [0.2]
+    core.send(TokensDue(), 0.15)  # early: nothing new, the timer for 0.2 stays
+    assert len(core.decider.slots.active) == 3 and core.timers() == []
+    core.send(TokensDue(), 0.3)  # 0.15 s more: 2 tokens (the bucket holds 2 at most)
+    assert len(core.decider.slots.active) == 5
+
+
+def test_rate_limit_keys_give_each_key_its_own_bucket() -> None:
+    d = fan(1, rate_limit=RateLimit("1/m", key="{{ dag_run.conf.customer }}"))
+    core = Core(d)
+    core.trigger(d, "r0", conf={"customer": "acme"})
+    core.trigger(d, "r1", conf={"customer": "acme"})
+    assert [round(due - 1000.0) for due, f in core.timers() if isinstance(f, TokensDue)] == [60]
+    core.trigger(d, "r2", conf={"customer": "other"})
+    assert sorted(key.run_id for key in core.decider.slots.active) == ["r0", "r2"]
+
+
+def test_a_task_key_that_cannot_render_fails_the_try_naming_why() -> None:
+    d = fan(1, concurrency_key=ConcurrencyKey("{{ dag_run.conf.customer }}", 1))
+    core = Core(d)
+    core.trigger(d, "r", conf={})
+    assert ("t0", "failed") in core.moves()
+    assert core.decider.book.runs.get(("d", "r")) is None or state(core, "r") is RunState.FAILED

@@ -14,6 +14,7 @@ from pipeline_core.errors import Conflict, InvalidRequest
 from pipeline_core.model import TriggerRequest
 from pipeline_core.state import RunState
 from pipeline_core.store.types import EventQuery, RunQuery
+from tests import fixtures
 from tests.conftest import process_alive
 from tests.engine.conftest import dag_from
 
@@ -101,3 +102,47 @@ def test_skip_new_refuses_and_a_key_that_cannot_render_is_refused(harness) -> No
     stored = harness.store.runs.query_runs(RunQuery(dag_id="t")).items
     assert [r.run_id for r in stored] == ["first"]
     engine.cancel("t", first.run_id)
+
+
+def test_a_rate_limit_of_10_per_second_starts_tries_at_that_rate(harness) -> None:  # type: ignore[no-untyped-def]
+    tasks = "\n".join(f"          t{i}: {{type: noop, rate_limit: {{rate: 10/s, key: api}}}}"
+                      for i in range(21))  # fmt: skip
+    dag = dag_from(f"tasks:\n{tasks}\n")
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
+    assert run.state is RunState.SUCCESS
+    starts = sorted(harness.ti(run, f"t{i}").start_date for i in range(21))
+    span = (starts[-1] - starts[0]).total_seconds()
+    assert 20 / span == pytest.approx(10, rel=0.01), span
+
+
+def test_a_task_key_holds_tries_across_runs(harness) -> None:  # type: ignore[no-untyped-def]
+    dag = dag_from(
+        f"""
+        max_active_runs: 10
+        tasks:
+          call:
+            type: python
+            callable: "{T}:wait_gate"
+            kwargs: {{name: "{{{{ run_id }}}}"}}
+            executor: thread
+            concurrency: {{key: "{{{{ dag_run.conf.customer }}}}", limit: 1}}
+        """
+    )
+    engine = harness.start(dag)
+    for index, customer in enumerate(["acme", "acme", "other"]):
+        engine.trigger(TriggerRequest("t", {"customer": customer}, run_id=f"r{index}"))
+
+    def states() -> list[str]:
+        return [harness.ti(harness.store.runs.get_run("t", f"r{i}"), "call").state.value
+                for i in range(3)]  # fmt: skip
+
+    harness.poll(lambda: states() == ["running", "queued", "running"])
+    fixtures.open_gate("r0")
+    harness.poll(lambda: states()[1] == "running")
+    fixtures.open_gate("r1")
+    fixtures.open_gate("r2")
+    for index in range(3):
+        assert (
+            harness.wait_run(harness.store.runs.get_run("t", f"r{index}")).state is RunState.SUCCESS
+        )

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pipeline_core.dag.assets import AssetSchedule
-from pipeline_core.dag.flow import ConcurrencyKey
+from pipeline_core.dag.flow import ConcurrencyKey, RateLimit
 from pipeline_core.dag.mapping import Expansion
 from pipeline_core.dag.notify import Rule
 from pipeline_core.dag.webhooks import Webhook
@@ -189,6 +189,10 @@ class Task:
     expansion: Expansion | None = None
     #: The assets its success updates (URIs, maybe with run templates).
     outlets: tuple[str, ...] = ()
+    #: At most so many tries at once per rendered key (``concurrency: {key, limit}``) ...
+    concurrency_key: ConcurrencyKey | None = None
+    #: ... and tries start no faster than this token bucket lets them.
+    rate_limit: RateLimit | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depends_on", tuple(self.depends_on))
@@ -222,6 +226,8 @@ def _task_key(task: Task) -> tuple[Any, ...]:
         dict(task.config),
         task.expansion,
         task.outlets,
+        task.concurrency_key,
+        task.rate_limit,
     )
 
 

@@ -60,6 +60,8 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         **({"notify": [rule.to_dict() for rule in task.notify]} if task.notify else {}),
         **({"expand": _json_safe(task.expansion.to_dict())} if task.expansion else {}),
         **({"outlets": list(task.outlets)} if task.outlets else {}),
+        **({"concurrency": task.concurrency_key.to_dict()} if task.concurrency_key else {}),
+        **({"rate_limit": task.rate_limit.to_dict()} if task.rate_limit else {}),
     }
 
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline_core._gc import gc_paused
 from pipeline_core.dag.assets import outlet_problem, parse_schedule
-from pipeline_core.dag.flow import parse_run_concurrency
+from pipeline_core.dag.flow import parse_run_concurrency, parse_task_limits
 from pipeline_core.dag.mapping import MAPPING_KEYS, parse_expansion
 from pipeline_core.dag.model import DAG, Task, parse_datetime, parse_duration, parse_size
 from pipeline_core.dag.notify import parse_rules
@@ -64,6 +64,8 @@ COMMON_TASK_KEYS = (
     "cpu_time_limit",
     "notify",
     "outlets",
+    "concurrency",
+    "rate_limit",
 )
 TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "noop": (),
@@ -73,7 +75,11 @@ TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "sensor": ("poke", "file", "until", "poke_interval", "kwargs"),
     "trigger_dag": ("dag_id", "conf", "wait", "run_id", "poke_interval"),
 }
-DEFAULT_ARG_KEYS = tuple(k for k in COMMON_TASK_KEYS if k not in ("type", "depends_on", "outlets"))
+DEFAULT_ARG_KEYS = tuple(
+    k
+    for k in COMMON_TASK_KEYS
+    if k not in ("type", "depends_on", "outlets", "concurrency", "rate_limit")
+)
 
 
 def format_path(keys: Keys) -> str:
@@ -340,6 +346,7 @@ def task_from_spec(
     }
     if "poke_interval" in config:
         config["poke_interval"] = read.get("poke_interval", "duration", 30.0)
+    keyed, rate_limit = parse_task_limits(body, keys, found.add)
     return Task(
         task_id=task_id,
         type=task_type,
@@ -361,6 +368,8 @@ def task_from_spec(
         config=config,
         expansion=parse_expansion(body, task_type, keys, found.add),
         outlets=_outlets(body.get("outlets"), keys, found),
+        concurrency_key=keyed,
+        rate_limit=rate_limit,
     )
 
 

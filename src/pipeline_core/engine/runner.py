@@ -19,6 +19,7 @@ from pipeline_core.engine.core.messages import (
     StartTimer,
     SubmitTry,
     TimerFired,
+    TokensDue,
 )
 from pipeline_core.engine.expansions import Expansions
 from pipeline_core.errors import Conflict, NotFound
@@ -36,7 +37,7 @@ from pipeline_core.store.base import Store
 
 logger = logging.getLogger("pipeline_core.engine")
 RunKey = tuple[str, str]
-Timed = TimerFired | DeadlineDue | Callable[[], None]
+Timed = TimerFired | DeadlineDue | TokensDue | Callable[[], None]
 
 
 class Timers:

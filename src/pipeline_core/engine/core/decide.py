@@ -38,8 +38,10 @@ from pipeline_core.engine.core.messages import (
     Resume,
     Resync,
     Retry,
+    StartTimer,
     TimerFired,
     TimerKind,
+    TokensDue,
     Trigger,
     TryCompleted,
 )
@@ -70,6 +72,7 @@ class Decider:
         self.marks = MarkCommands(self.state)
         self.tries = TryDecisions(self.state)
         self.maps = MapDecisions(self.state)
+        self._token_timer: float | None = None
 
     @property
     def book(self) -> Book:
@@ -135,6 +138,8 @@ class Decider:
                 return self.runs.forget((dag_id, run_id))
             case DagsChanged(dags, paused):
                 return self.runs.set_dags(dict(dags), set(paused))
+            case TokensDue():
+                return None  # settling takes what the new tokens let start
             case Drain():
                 self.state.draining = True
             case Abandon(reason):
@@ -186,15 +191,29 @@ class Decider:
         """Start what may start, fail what can never start, finish what is done — until
         nothing more follows."""
         while True:
-            started = [] if self.draining else self.slots.take(self._concurrency)
+            now = self.state.now.monotonic
+            started = [] if self.draining else self.slots.take(self._concurrency, now)
             for key in started:
                 self.tries.start_try(key)
+            self._wake_for_tokens(now)
             lost = self.slots.lost_to_unknown_pools()
             for pool, key in lost:
                 self.tries.fail_waiting(key, f"pool '{pool}' does not exist")
+            refused, self.slots.refused = self.slots.refused, []
+            for key, why in refused:
+                self.tries.fail_waiting(key, why)
             finished = self._finish_runs()
-            if not (started or lost or finished):
+            if not (started or lost or refused or finished):
                 return
+
+    def _wake_for_tokens(self, now: float) -> None:
+        """A timer for the next token a waiting try needs, unless one is set for then or
+        sooner."""
+        due = self.slots.next_token
+        armed = self._token_timer
+        if due is not None and (armed is None or armed <= now or due < armed):
+            self._token_timer = due
+            self.state.actions.append(StartTimer(due, TokensDue()))
 
     def _concurrency(self, dag_id: str) -> int:
         dag = self.book.dags.get(dag_id)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from pipeline_core.dag.flow import KeyError_
+from pipeline_core.dag.flow import KeyError_, render_key
+from pipeline_core.dag.model import Task
 from pipeline_core.engine.core.book import Book, RunKey
 from pipeline_core.engine.core.groups import MapGroup, groups_of
 from pipeline_core.engine.core.messages import (
@@ -21,7 +23,7 @@ from pipeline_core.engine.core.messages import (
     TimerFired,
     TimerKind,
 )
-from pipeline_core.engine.core.slots import Slots
+from pipeline_core.engine.core.slots import Slots, TryLimits
 from pipeline_core.errors import NotFound
 from pipeline_core.model import DagRun, MissDeadline, TaskChange, TaskInstance, TaskKey
 from pipeline_core.state import RunState, TaskState
@@ -198,7 +200,33 @@ class CoreState:
                 dag = self.book.trackers[run_key].dag
                 self.actions.append(ResolveMapping(key, dag, self.book.runs[run_key]))
                 continue
-            self.slots.queue(key, task.pool, task.priority_weight)
+            try:
+                limits = self.try_limits(key, task)
+            except KeyError_ as exc:
+                self.slots.refused.append((key, str(exc)))
+                continue
+            self.slots.queue(key, task.pool, task.priority_weight, limits)
+
+    def try_limits(self, key: TaskKey, task: Task) -> TryLimits | None:
+        """A try's concurrency key and rate-limit bucket, rendered for its run."""
+        keyed, limited = task.concurrency_key, task.rate_limit
+        if keyed is None and limited is None:
+            return None
+        run = self.book.runs[(key.dag_id, key.run_id)]
+        values = {"task_id": key.task_id, "map_index": key.map_index}
+        limits = TryLimits()
+        if keyed is not None:
+            rendered = keyed.render(run, values)
+            limits = TryLimits(f"{key.dag_id}/{rendered}", keyed.limit)
+        if limited is not None:
+            bucket = (
+                render_key(limited.key, "rate limit key", run, values)
+                if limited.key is not None
+                else key.task_id
+            )
+            limits = replace(limits, bucket=f"{key.dag_id}/{bucket}",
+                             per_second=limited.per_second, burst=limited.burst)  # fmt: skip
+        return limits
 
     def timer(self, delay: float, kind: TimerKind, key: TaskKey, try_number: int) -> None:
         self.actions.append(

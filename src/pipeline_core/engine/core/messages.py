@@ -137,6 +137,11 @@ class TimerKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class TokensDue:
+    """A rate limit's bucket has a token for a try that waits for one."""
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     kind: TimerKind
     key: TaskKey
@@ -217,6 +222,7 @@ Message = (
     | PoolChanged
     | TryCompleted
     | TimerFired
+    | TokensDue
     | Resolved
     | DeadlineDue
     | Resume
@@ -259,7 +265,7 @@ class StartTimer:
     """Deliver ``fire`` once the monotonic clock reaches ``due``."""
 
     due: float
-    fire: TimerFired | DeadlineDue
+    fire: TimerFired | DeadlineDue | TokensDue
 
 
 Effect = (

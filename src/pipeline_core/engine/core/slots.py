@@ -1,5 +1,6 @@
 """Which tries hold a slot: the pool queues of ready tasks, the tries the executor holds,
-and each DAG's concurrency. Pure: part of the engine's core."""
+each DAG's concurrency, and a try's own limits — room under its concurrency key and a token
+of its rate limit. Pure: part of the engine's core, with explicit moments."""
 
 from __future__ import annotations
 
@@ -8,8 +9,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_core.dag.flow import Bucket
 from pipeline_core.engine.core.pools import PoolSlots
 from pipeline_core.model import TaskKey
+
+
+@dataclass(frozen=True, slots=True)
+class TryLimits:
+    """What a queued try waits for beyond a pool slot: a place under ``key`` (``limit`` tries
+    at once), a token of bucket ``bucket`` (``per_second``, holding ``burst``)."""
+
+    key: str | None = None
+    limit: int = 0
+    bucket: str | None = None
+    per_second: float = 0.0
+    burst: int = 1
 
 
 @dataclass
@@ -30,22 +44,41 @@ class Slots:
         self.active: dict[TaskKey, Active] = {}
         self.dag_running: Counter[str] = Counter()
         self._queued: dict[TaskKey, Any] = {}
+        self._limits: dict[TaskKey, TryLimits] = {}
+        #: Tries running under each concurrency key, and the key each running try holds.
+        self.key_running: Counter[str] = Counter()
+        self._held_keys: dict[TaskKey, str] = {}
+        self.buckets: dict[str, Bucket] = {}
+        #: When the next token frees for a try a rate limit holds back (``None``: none is).
+        self.next_token: float | None = None
+        #: Tries whose limits could not be worked out, with why: they fail.
+        self.refused: list[tuple[TaskKey, str]] = []
 
-    def queue(self, key: TaskKey, pool: str, priority_weight: int) -> None:
+    def queue(
+        self, key: TaskKey, pool: str, priority_weight: int, limits: TryLimits | None = None
+    ) -> None:
         """Wait for a slot of ``pool``: higher priority first, FIFO on ties."""
         self._queued[key] = self.pools.push(pool, priority_weight, key)
+        if limits is not None:
+            self._limits[key] = limits
 
     def unqueue(self, key: TaskKey) -> None:
         entry = self._queued.pop(key, None)
+        self._limits.pop(key, None)
         if entry is not None:
             self.pools.cancel(entry)
 
-    def take(self, concurrency: Callable[[str], int]) -> list[TaskKey]:
-        """Queued tasks that may start now, each holding a pool slot and one of its DAG's
-        ``concurrency(dag_id)`` places."""
+    def take(self, concurrency: Callable[[str], int], now: float = 0.0) -> list[TaskKey]:
+        """Queued tasks that may start at ``now`` (monotonic seconds), each holding a pool
+        slot, one of its DAG's ``concurrency(dag_id)`` places, a place under its key and a
+        token of its bucket. ``next_token`` says when a held-back try may have one."""
+        self.next_token = None
 
         def admit(key: TaskKey) -> bool:
             if self.dag_running[key.dag_id] >= concurrency(key.dag_id):
+                return False
+            limits = self._limits.get(key)
+            if limits is not None and not self._admit_limited(key, limits, now):
                 return False
             self.dag_running[key.dag_id] += 1
             return True
@@ -53,7 +86,25 @@ class Slots:
         started = [key for _pool, key in self.pools.take(admit)]
         for key in started:
             self._queued.pop(key, None)
+            self._limits.pop(key, None)
         return started
+
+    def _admit_limited(self, key: TaskKey, limits: TryLimits, now: float) -> bool:
+        if limits.key is not None and self.key_running[limits.key] >= limits.limit:
+            return False
+        if limits.bucket is not None:
+            bucket = self.buckets.get(limits.bucket)
+            if bucket is None:
+                bucket = self.buckets[limits.bucket] = Bucket(limits.per_second, limits.burst, now)
+            wait = bucket.take(now)
+            if wait > 0:
+                due = now + wait
+                self.next_token = due if self.next_token is None else min(self.next_token, due)
+                return False
+        if limits.key is not None:
+            self.key_running[limits.key] += 1
+            self._held_keys[key] = limits.key
+        return True
 
     def hold(self, active: Active) -> None:
         """Count a try that is already running (taken over from an engine that died) as
@@ -66,6 +117,11 @@ class Slots:
         if not active.sleeping:
             self.pools.release(active.pool)
             self.dag_running[active.key.dag_id] -= 1
+            held = self._held_keys.pop(active.key, None)
+            if held is not None:
+                self.key_running[held] -= 1
+                if not self.key_running[held]:
+                    del self.key_running[held]
 
     def drop(self, key: TaskKey) -> Active | None:
         """Stop tracking a task's try and give back what it held."""
