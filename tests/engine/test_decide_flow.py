@@ -4,11 +4,13 @@ refused; a key that cannot be rendered refuses the trigger."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from pipeline_core.dag.flow import ConcurrencyKey, RateLimit
 from pipeline_core.dag.model import Task
-from pipeline_core.engine.core.messages import KillTry, TokensDue
+from pipeline_core.engine.core.messages import KillTry, PoolChanged, TokensDue
 from pipeline_core.errors import Conflict, InvalidRequest
 from pipeline_core.state import RunState
 from tests.engine.decide_helpers import Core, dag
@@ -143,3 +145,24 @@ def test_a_task_key_that_cannot_render_fails_the_try_naming_why() -> None:
     core.trigger(d, "r", conf={})
     assert ("t0", "failed") in core.moves()
     assert core.decider.book.runs.get(("d", "r")) is None or state(core, "r") is RunState.FAILED
+
+
+def test_tries_waiting_for_one_pool_are_served_round_robin_across_keys() -> None:
+    d = fan(100, concurrency_key=ConcurrencyKey("{{ dag_run.conf.customer }}", 100))
+    core = Core(d, pools={"default_pool": 0})
+    for index in range(10):  # ten customers, each 100 tries queued after the one before
+        core.trigger(d, f"c{index}", seconds=index, conf={"customer": f"c{index}"})
+    core.send(PoolChanged("default_pool", 10), 10)
+    started: list[str] = []
+    seen: set[object] = set()
+    seconds = 10.0
+    while len(started) < 500:
+        for key in list(core.decider.slots.active):
+            if key not in seen:
+                seen.add(key)
+                started.append(key.run_id)
+        for key in list(core.decider.slots.active):
+            seconds += 0.001
+            core.finish(key.task_id, run_id=key.run_id, seconds=seconds)
+    shares = Counter(started[:500])
+    assert len(shares) == 10 and max(shares.values()) / min(shares.values()) <= 1.1, shares

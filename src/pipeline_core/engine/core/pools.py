@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 @dataclass(order=True)
 class _Entry(Generic[T]):
-    sort_key: tuple[int, int]
+    sort_key: tuple[int, int, int]
     item: T = field(compare=False)
     pool: str = field(default="", compare=False)
     cancelled: bool = field(default=False, compare=False)
@@ -32,7 +32,13 @@ def missing_pools(pools: Iterable[str], dags: Iterable[DAG]) -> dict[str, str]:
 
 
 class PoolSlots(Generic[T]):
-    """Named slot counts plus one queue per pool: higher ``priority_weight`` first, FIFO on ties.
+    """Named slot counts plus one queue per pool: higher ``priority_weight`` first, then
+    round-robin across fairness keys, then FIFO.
+
+    Fairness is start-time fair queuing: each key's next item gets the key's next round,
+    never earlier than the round being served now, so a key with 1,000 items waiting and one
+    with 10 take turns, and a key that shows up late joins the current round rather than
+    jumping ahead of it. Items without a key all share one.
 
     ``take(allowed)`` hands out waiting items while their pool has open slots and
     ``allowed(item)`` agrees (e.g. the DAG's own concurrency limit); an item refused by
@@ -47,6 +53,9 @@ class PoolSlots(Generic[T]):
         #: they come up).
         self._live: dict[str, int] = {}
         self._order = itertools.count()
+        #: The next round of each fairness key, and the round being served in each pool.
+        self._rounds: dict[tuple[str, str], int] = {}
+        self._serving: dict[str, int] = {}
 
     def set_slots(self, pool: str, slots: int) -> None:
         self.slots[pool] = slots
@@ -54,8 +63,11 @@ class PoolSlots(Generic[T]):
     def remove_pool(self, pool: str) -> None:
         self.slots.pop(pool, None)
 
-    def push(self, pool: str, priority_weight: int, item: T) -> _Entry[T]:
-        entry = _Entry((-priority_weight, next(self._order)), item, pool)
+    def push(self, pool: str, priority_weight: int, item: T, fairness: str = "") -> _Entry[T]:
+        slot = (pool, fairness)
+        turn = max(self._rounds.get(slot, 0), self._serving.get(pool, 0))
+        self._rounds[slot] = turn + 1
+        entry = _Entry((-priority_weight, turn, next(self._order)), item, pool)
         heapq.heappush(self._queues.setdefault(pool, []), entry)
         self._live[pool] = self._live.get(pool, 0) + 1
         return entry
@@ -82,6 +94,7 @@ class PoolSlots(Generic[T]):
                     continue
                 self.running[pool] = self.running.get(pool, 0) + 1
                 self._live[pool] -= 1
+                self._serving[pool] = entry.sort_key[1]
                 started.append((pool, entry.item))
             for entry in deferred:
                 heapq.heappush(queue, entry)

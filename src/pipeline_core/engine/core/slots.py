@@ -57,10 +57,14 @@ class Slots:
     def queue(
         self, key: TaskKey, pool: str, priority_weight: int, limits: TryLimits | None = None
     ) -> None:
-        """Wait for a slot of ``pool``: higher priority first, FIFO on ties."""
-        self._queued[key] = self.pools.push(pool, priority_weight, key)
+        """Wait for a slot of ``pool``: higher priority first, then round-robin across the
+        keys of the tries' limits (their concurrency key, else their rate-limit bucket),
+        then FIFO."""
+        fairness = ""
         if limits is not None:
             self._limits[key] = limits
+            fairness = limits.key or limits.bucket or ""
+        self._queued[key] = self.pools.push(pool, priority_weight, key, fairness)
 
     def unqueue(self, key: TaskKey) -> None:
         entry = self._queued.pop(key, None)
