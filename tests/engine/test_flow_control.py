@@ -112,8 +112,11 @@ def test_a_rate_limit_of_10_per_second_starts_tries_at_that_rate(harness) -> Non
     run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
     assert run.state is RunState.SUCCESS
     starts = sorted(harness.ti(run, f"t{i}").start_date for i in range(21))
-    span = (starts[-1] - starts[0]).total_seconds()
-    assert 20 / span == pytest.approx(10, rel=0.01), span
+    after = [(start - starts[0]).total_seconds() for start in starts]
+    # Never faster than the rate (the k-th try waits for the k-th token) ...
+    assert all(seconds >= k / 10 - 0.005 for k, seconds in enumerate(after)), after
+    # ... and not much slower even on a busy machine (the benchmark measures it closely).
+    assert 20 / after[-1] >= 9.0, after
 
 
 def test_a_task_key_holds_tries_across_runs(harness) -> None:  # type: ignore[no-untyped-def]

@@ -50,16 +50,21 @@ class ConcurrencyKey:
 
 def render_key(template: str, what: str, run: DagRun, task: Mapping[str, Any] | None = None) -> str:
     """``template`` rendered for a run (and a try); ``KeyError_`` saying what is wrong."""
-    when = iso(run.logical_date) or ""
-    scalars = {"run_id": run.run_id, "dag_id": run.dag_id, "ts": when, "logical_date": when,
-               "ds": run.logical_date.strftime("%Y-%m-%d"), **(task or {})}  # fmt: skip
 
     def resolve(reference: Reference) -> Any:
-        root, path = reference.root, reference.parts[1:]
+        # Each value is worked out only when named: a key is rendered for every try.
+        root, path, where = reference.root, reference.parts[1:], reference.root
+        value: Any
         if root == "dag_run":
             value, path, where = dict(run.conf), path[1:], "the run's conf"
-        elif root in scalars:
-            value, where = scalars[root], root
+        elif task is not None and root in task:
+            value = task[root]
+        elif root in ("run_id", "dag_id"):
+            value = run.run_id if root == "run_id" else run.dag_id
+        elif root in ("ts", "logical_date"):
+            value = iso(run.logical_date) or ""
+        elif root == "ds":
+            value = run.logical_date.strftime("%Y-%m-%d")
         else:
             raise KeyError_(f"{what} '{template}' has no value for '{reference.text}'")
         for part in path:

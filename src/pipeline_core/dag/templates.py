@@ -12,6 +12,7 @@ connection ids may contain dots: the longest key that exists wins.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Collection, Iterator
@@ -108,9 +109,11 @@ def connection_field(parts: tuple[str, ...]) -> tuple[str, ...]:
     return ()
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_template(text: str) -> tuple[str | Reference, ...]:
     """``text`` as literal pieces and references, in order: the one parser that validation
-    and rendering share. ``TemplateError`` for a malformed reference or a stray ``{{``."""
+    and rendering share. ``TemplateError`` for a malformed reference or a stray ``{{``.
+    Remembered for the texts seen most recently (a key rendered for every try)."""
     pieces: list[str | Reference] = []
     end = 0
     for match in TEMPLATE_PATTERN.finditer(text):

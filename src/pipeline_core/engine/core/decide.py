@@ -178,7 +178,6 @@ class Decider:
             for old in active[: max(0, len(active) - keyed.limit + 1)]:
                 why = f"cancelled by run '{run.run_id}' of concurrency key '{key}'"
                 self.runs.cancel(Cancel(old.dag_id, old.run_id), reason=why)
-        self.book.run_keys[run.key] = key
 
     def _pause(self, dag_id: str, paused: bool) -> None:
         if paused:

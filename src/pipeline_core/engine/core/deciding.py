@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pipeline_core.dag.flow import KeyError_, render_key
@@ -51,7 +48,6 @@ class CoreState:
             return
         active = self.book.active_runs(dag_id)
         keyed = dag.run_concurrency
-        held = Counter(self.run_key(k) for k in self.book.trackers if k[0] == dag_id and keyed)
         passed: list[RunKey] = []  # waiting for their key: they keep their place
         while waiting and active < dag.max_active_runs:
             run_key = waiting.popleft()
@@ -59,11 +55,10 @@ class CoreState:
             if run is None or run.state is not RunState.QUEUED:
                 continue
             if keyed is not None:
-                concurrency_key = self.run_key(run_key)
-                if concurrency_key is not None and held[concurrency_key] >= keyed.limit:
+                held = self.book.concurrency_key(run)
+                if held is not None and self.book.key_started[(dag_id, held)] >= keyed.limit:
                     passed.append(run_key)
                     continue
-                held[concurrency_key] += 1
             running = self.move_run(run_key, RunState.RUNNING)
             created = set(self.book.waiting_tasks.pop(run_key, dag.task_dict))
             for task_id in created:
@@ -82,28 +77,14 @@ class CoreState:
             active += 1
         waiting.extendleft(reversed(passed))
 
-    def run_key(self, run_key: RunKey) -> str | None:
-        """The concurrency key of a held run (``None``: its DAG has none, or it cannot be
-        rendered — a run stored before the DAG had one)."""
-        if run_key not in self.book.run_keys:
-            dag = self.book.dags.get(run_key[0])
-            run = self.book.runs.get(run_key)
-            key = None
-            if dag is not None and dag.run_concurrency is not None and run is not None:
-                with contextlib.suppress(KeyError_):  # then no limit holds it back
-                    key = dag.run_concurrency.render(run)
-            self.book.run_keys[run_key] = key
-        return self.book.run_keys[run_key]
-
     def active_with_key(self, dag_id: str, key: str) -> list[DagRun]:
         """The queued and running runs of ``dag_id`` with concurrency key ``key``, oldest
         first."""
+        held = self.book.keyed.get((dag_id, key), {})
         return [
             run
-            for run_key, run in self.book.runs.items()
-            if run_key[0] == dag_id
-            and run.state in (RunState.QUEUED, RunState.RUNNING)
-            and self.run_key(run_key) == key
+            for run_key in held
+            if (run := self.book.runs[run_key]).state in (RunState.QUEUED, RunState.RUNNING)
         ]
 
     def arm_deadline(self, run: DagRun) -> None:
@@ -214,19 +195,14 @@ class CoreState:
             return None
         run = self.book.runs[(key.dag_id, key.run_id)]
         values = {"task_id": key.task_id, "map_index": key.map_index}
-        limits = TryLimits()
-        if keyed is not None:
-            rendered = keyed.render(run, values)
-            limits = TryLimits(f"{key.dag_id}/{rendered}", keyed.limit)
-        if limited is not None:
-            bucket = (
-                render_key(limited.key, "rate limit key", run, values)
-                if limited.key is not None
-                else key.task_id
-            )
-            limits = replace(limits, bucket=f"{key.dag_id}/{bucket}",
-                             per_second=limited.per_second, burst=limited.burst)  # fmt: skip
-        return limits
+        concurrency = f"{key.dag_id}/{keyed.render(run, values)}" if keyed is not None else None
+        if limited is None:
+            return TryLimits(concurrency, keyed.limit if keyed is not None else 0)
+        bucket = key.task_id
+        if limited.key is not None:
+            bucket = render_key(limited.key, "rate limit key", run, values)
+        return TryLimits(concurrency, keyed.limit if keyed is not None else 0,
+                         f"{key.dag_id}/{bucket}", limited.per_second, limited.burst)  # fmt: skip
 
     def timer(self, delay: float, kind: TimerKind, key: TaskKey, try_number: int) -> None:
         self.actions.append(
