@@ -103,7 +103,7 @@ def main() -> None:
                 )
                 for dag_id in order:
                     walls[dag_id].append(bench.run(dag_id, conf=conf)[0])
-            wall, _ = bench.run("rated")
+            bench.run("rated")
             runs = bench.store.runs.query_runs(RunQuery(dag_id="rated")).items
             tries = bench.store.tasks.query_task_instances(
                 TaskInstanceQuery(dag_id="rated", run_id=runs[0].run_id, limit=1000)

@@ -48,6 +48,8 @@ class Book:
         self.key_started: Counter[tuple[str, str]] = Counter()
         #: Started runs of each DAG.
         self.started: Counter[str] = Counter()
+        #: Key templates of tries rendered for each held run (those naming only its values).
+        self.rendered: dict[RunKey, dict[str, str]] = {}
         #: (try_number, max_tries) of every task instance of a started run.
         self.tries: dict[TaskKey, tuple[int, int]] = {}
         self.writes: list[Write] = []
@@ -162,6 +164,7 @@ class Book:
         self.missed.discard(run_key)
         self.waiting_tasks.pop(run_key, None)
         self.dirty.discard(run_key)
+        self.rendered.pop(run_key, None)
         self._forget_key(run_key, started=tracker is not None)
         if tracker is not None:
             for task_id in tracker.states:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipeline_core.dag.flow import KeyError_, render_key
 from pipeline_core.dag.model import Task
+from pipeline_core.dag.templates import Reference, parse_template
 from pipeline_core.engine.core.book import Book, RunKey
 from pipeline_core.engine.core.groups import MapGroup, groups_of
 from pipeline_core.engine.core.messages import (
@@ -188,19 +189,36 @@ class CoreState:
                 continue
             self.slots.queue(key, task.pool, task.priority_weight, limits)
 
+    def _render(self, template: str, what: str, key: TaskKey) -> str:
+        """A key template for a try; one that names only the run's values is rendered once
+        per run (every try of a 10,000-task fan-out shares it)."""
+        run_key = (key.dag_id, key.run_id)
+        per_try = any(
+            isinstance(piece, Reference) and piece.root in ("task_id", "map_index")
+            for piece in parse_template(template)
+        )
+        known = self.book.rendered.setdefault(run_key, {})
+        if not per_try and template in known:
+            return known[template]
+        values = {"task_id": key.task_id, "map_index": key.map_index}
+        rendered = render_key(template, what, self.book.runs[run_key], values)
+        if not per_try:
+            known[template] = rendered
+        return rendered
+
     def try_limits(self, key: TaskKey, task: Task) -> TryLimits | None:
         """A try's concurrency key and rate-limit bucket, rendered for its run."""
         keyed, limited = task.concurrency_key, task.rate_limit
         if keyed is None and limited is None:
             return None
-        run = self.book.runs[(key.dag_id, key.run_id)]
-        values = {"task_id": key.task_id, "map_index": key.map_index}
-        concurrency = f"{key.dag_id}/{keyed.render(run, values)}" if keyed is not None else None
+        concurrency = None
+        if keyed is not None:
+            concurrency = f"{key.dag_id}/{self._render(keyed.key, 'concurrency key', key)}"
         if limited is None:
             return TryLimits(concurrency, keyed.limit if keyed is not None else 0)
         bucket = key.task_id
         if limited.key is not None:
-            bucket = render_key(limited.key, "rate limit key", run, values)
+            bucket = self._render(limited.key, "rate limit key", key)
         return TryLimits(concurrency, keyed.limit if keyed is not None else 0,
                          f"{key.dag_id}/{bucket}", limited.per_second, limited.burst)  # fmt: skip
 
