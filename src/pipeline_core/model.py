@@ -92,6 +92,8 @@ class DagRun:
     queued_at: datetime | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
+    #: Higher runs start first among a DAG's waiting runs, and their tries first in a pool.
+    priority: int = 0
 
     @property
     def duration_ms(self) -> int | None:
@@ -152,6 +154,8 @@ class TriggerRequest:
     idempotency: IdempotencyKey | None = None
     #: The waiting asset updates (ids) the run consumes (see ``CreateRun.consumes``).
     consumes: tuple[int, ...] = ()
+    #: Higher first (see ``DagRun.priority``).
+    priority: int = 0
 
     def create(self, specs: tuple[TaskSpec, ...], now: datetime) -> CreateRun:
         """The write that makes the run, with ``specs`` as its task instances."""
@@ -166,6 +170,7 @@ class TriggerRequest:
             run_type=self.run_type,
             idempotency=self.idempotency,
             consumes=self.consumes,
+            priority=self.priority,
         )
 
 
@@ -181,6 +186,7 @@ def new_run(
     run_type: RunType | str = RunType.MANUAL,
     idempotency: IdempotencyKey | None = None,
     consumes: tuple[int, ...] = (),
+    priority: int = 0,
 ) -> CreateRun:
     """A queued run and its task instances, as one write. The run id defaults to
     ``<run_type>__<logical date>`` (Airflow's form); the logical date to ``now``."""
@@ -195,6 +201,7 @@ def new_run(
         conf=dict(conf or {}),
         note=note,
         queued_at=now,
+        priority=priority,
     )
     return CreateRun(run, specs, idempotency, consumes)
 

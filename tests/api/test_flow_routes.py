@@ -79,3 +79,15 @@ def test_queued_runs_of_a_full_key_wait(api: AppClient) -> None:
     assert trigger(api, "builds", "f1", {"branch": "feat"})[1]["data"]["state"] == "running"
     assert api.request("DELETE", "/api/v1/dags/builds/runs/b1")[0] == 200
     assert api.request("GET", "/api/v1/dags/builds/runs/b2")[2]["data"]["state"] == "running"
+
+
+def test_a_trigger_carries_a_priority_and_a_bad_one_is_refused(api: AppClient) -> None:
+    status, body = trigger(api, "builds", "p1", {"branch": "x"})
+    assert status == 201 and body["data"]["priority"] == 0
+    status, _, body = api.request("POST", "/api/v1/dags/builds/runs",
+                                  {"run_id": "p2", "conf": {"branch": "y"}, "priority": 7})  # fmt: skip
+    assert status == 201 and body["data"]["priority"] == 7
+    assert api.request("GET", "/api/v1/dags/builds/runs/p2")[2]["data"]["priority"] == 7
+    for bad in (10**7, "high", 1.5):
+        status, _, body = api.request("POST", "/api/v1/dags/builds/runs", {"priority": bad})
+        assert status == 400 and "priority" in body["error"]["message"], bad

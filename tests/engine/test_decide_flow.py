@@ -166,3 +166,23 @@ def test_tries_waiting_for_one_pool_are_served_round_robin_across_keys() -> None
             core.finish(key.task_id, run_id=key.run_id, seconds=seconds)
     shares = Counter(started[:500])
     assert len(shares) == 10 and max(shares.values()) / min(shares.values()) <= 1.1, shares
+
+
+# --- run priority ---------------------------------------------------------------------------
+def test_a_higher_priority_run_starts_first_and_its_tries_go_first_in_a_pool() -> None:
+    d = dag(Task("a"), max_active_runs=1)
+    core = Core(d)
+    core.trigger(d, "now")
+    core.trigger(d, "low", seconds=1)
+    core.trigger(d, "high", seconds=2, priority=5)
+    core.trigger(d, "mid", seconds=3, priority=1)
+    assert list(core.decider.book.waiting["d"]) == [("d", "high"), ("d", "mid"), ("d", "low")]
+    core.finish("a", run_id="now", seconds=4)
+    assert state(core, "high") is RunState.RUNNING
+
+    fanned = fan(3)
+    tries = Core(fanned, pools={"default_pool": 0})
+    tries.trigger(fanned, "plain")
+    tries.trigger(fanned, "urgent", seconds=1, priority=10)
+    tries.send(PoolChanged("default_pool", 3), 2)
+    assert {key.run_id for key in tries.decider.slots.active} == {"urgent"}

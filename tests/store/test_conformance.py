@@ -266,3 +266,15 @@ def test_count_active_runs(store):
     new_run(store, run_id="r2", day=1)
     store.runs.transition_run("etl", "r1", RunState.QUEUED, RunState.RUNNING)
     assert store.runs.count_active_runs("etl") == 1
+
+
+def test_a_runs_priority_is_stored(store) -> None:  # type: ignore[no-untyped-def]
+    from pipeline_core.model import TaskSpec
+    from pipeline_core.model import new_run as create
+
+    made = [create("d", (TaskSpec("a"),), now=BASE, run_id="p", priority=7),
+            create("d", (TaskSpec("a"),), now=BASE, run_id="z")]  # fmt: skip
+    for write in made:  # PostgreSQL: a run with a priority takes the ordinary path
+        store.runs.apply([write], now=BASE)
+    assert store.runs.get_run("d", "p").priority == 7
+    assert store.runs.get_run("d", "z").priority == 0

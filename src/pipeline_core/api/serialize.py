@@ -22,6 +22,7 @@ def run_dict(run: DagRun) -> dict[str, Any]:
         "start_date": iso(run.start_date),
         "end_date": iso(run.end_date),
         "duration_ms": run.duration_ms,
+        "priority": run.priority,
     }
 
 

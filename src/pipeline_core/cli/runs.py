@@ -53,6 +53,9 @@ def add_commands(commands: Any) -> None:
     trigger.add_argument("--logical-date", help="ISO 8601 (default: now)")
     trigger.add_argument("--note")
     trigger.add_argument(
+        "--priority", type=int, help="higher runs start first, and their tries (default 0)"
+    )
+    trigger.add_argument(
         "--idempotency-key",
         help="a repeat with the same key and conf answers the first run instead of a new one",
     )
@@ -92,6 +95,7 @@ def _trigger(args: argparse.Namespace, out: TextIO) -> int:
             logical_date=args.logical_date,
             note=args.note,
             idempotency_key=args.idempotency_key,
+            priority=args.priority,
         )
         run = triggered.run
         said = "is the run of that idempotency key" if triggered.replayed else "triggered"

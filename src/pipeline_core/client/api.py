@@ -178,9 +178,11 @@ class Client(Resource):
         logical_date: str | None = None,
         note: str | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> Triggered:
+        """Trigger a run; ``priority``: higher runs start first (and their tries)."""
         body = {"conf": dict(conf or {}), "run_id": run_id, "logical_date": logical_date,
-                "note": note}  # fmt: skip
+                "note": note, "priority": priority}  # fmt: skip
         key = idempotency_key or f"client-{uuid.uuid4()}"
         answer = self.transport.request(
             "POST",

@@ -108,6 +108,7 @@ SCHEMAS: dict[str, Any] = {
         start_date=TS,
         end_date=TS,
         duration_ms=INT_OR_NULL,
+        priority={"type": "integer"},
     ),
     "TaskInstance": obj(
         [

@@ -68,6 +68,12 @@ TRIGGER = Operation(
         logical_date={**DATE_TIME, "type": ["string", "null"]},
         note=NOTE,
         idempotency_key={**KEY, "type": ["string", "null"]},
+        priority={
+            "type": ["integer", "null"],
+            "minimum": -1_000_000,
+            "maximum": 1_000_000,
+            "description": "higher runs start first, and their tries first in a pool",
+        },
     ),
     example={"conf": {"env": "staging"}, "run_id": "deploy-42", "note": "from CI"},
     created=True,
@@ -112,7 +118,7 @@ def trigger_run(
 def trigger_request(dag_id: str, body: dict[str, Any]) -> TriggerRequest:
     """The trigger a checked request body asks for."""
     options: dict[str, Any] = {
-        name: body[name] for name in ("run_id", "note") if body.get(name) is not None
+        name: body[name] for name in ("run_id", "note", "priority") if body.get(name) is not None
     }
     if body.get("logical_date") is not None:
         options["logical_date"] = parse_datetime(body["logical_date"])

@@ -125,7 +125,13 @@ class Book:
         self.runs[run.key] = run
         self.concurrency_key(run)
         self.waiting_tasks[run.key] = tuple(task_ids)
-        self.waiting.setdefault(run.dag_id, deque()).append(run.key)
+        waiting = self.waiting.setdefault(run.dag_id, deque())
+        if run.priority and waiting:  # before the first waiting run of a lower priority
+            for index, held in enumerate(waiting):
+                if self.runs[held].priority < run.priority:
+                    waiting.insert(index, run.key)
+                    return
+        waiting.append(run.key)
 
     def move_run(
         self,

@@ -187,7 +187,8 @@ class CoreState:
             except KeyError_ as exc:
                 self.slots.refused.append((key, str(exc)))
                 continue
-            self.slots.queue(key, task.pool, task.priority_weight, limits)
+            run = self.book.runs[(key.dag_id, key.run_id)]
+            self.slots.queue(key, task.pool, task.priority_weight, limits, run.priority)
 
     def _render(self, template: str, what: str, key: TaskKey) -> str:
         """A key template for a try; one that names only the run's values is rendered once

@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 @dataclass(order=True)
 class _Entry(Generic[T]):
-    sort_key: tuple[int, int, int]
+    sort_key: tuple[int, int, int, int]
     item: T = field(compare=False)
     pool: str = field(default="", compare=False)
     cancelled: bool = field(default=False, compare=False)
@@ -32,8 +32,8 @@ def missing_pools(pools: Iterable[str], dags: Iterable[DAG]) -> dict[str, str]:
 
 
 class PoolSlots(Generic[T]):
-    """Named slot counts plus one queue per pool: higher ``priority_weight`` first, then
-    round-robin across fairness keys, then FIFO.
+    """Named slot counts plus one queue per pool: the higher run priority first, then the
+    higher ``priority_weight``, then round-robin across fairness keys, then FIFO.
 
     Fairness is start-time fair queuing: each key's next item gets the key's next round,
     never earlier than the round being served now, so a key with 1,000 items waiting and one
@@ -63,11 +63,15 @@ class PoolSlots(Generic[T]):
     def remove_pool(self, pool: str) -> None:
         self.slots.pop(pool, None)
 
-    def push(self, pool: str, priority_weight: int, item: T, fairness: str = "") -> _Entry[T]:
+    def push(
+        self, pool: str, priority_weight: int, item: T, fairness: str = "", run_priority: int = 0
+    ) -> _Entry[T]:
+        """Queue ``item``: its run's priority first, then its own ``priority_weight``, then
+        its key's turn, then first come first served."""
         slot = (pool, fairness)
         turn = max(self._rounds.get(slot, 0), self._serving.get(pool, 0))
         self._rounds[slot] = turn + 1
-        entry = _Entry((-priority_weight, turn, next(self._order)), item, pool)
+        entry = _Entry((-run_priority, -priority_weight, turn, next(self._order)), item, pool)
         heapq.heappush(self._queues.setdefault(pool, []), entry)
         self._live[pool] = self._live.get(pool, 0) + 1
         return entry
@@ -94,7 +98,7 @@ class PoolSlots(Generic[T]):
                     continue
                 self.running[pool] = self.running.get(pool, 0) + 1
                 self._live[pool] -= 1
-                self._serving[pool] = entry.sort_key[1]
+                self._serving[pool] = entry.sort_key[2]
                 started.append((pool, entry.item))
             for entry in deferred:
                 heapq.heappush(queue, entry)

@@ -55,7 +55,12 @@ class Slots:
         self.refused: list[tuple[TaskKey, str]] = []
 
     def queue(
-        self, key: TaskKey, pool: str, priority_weight: int, limits: TryLimits | None = None
+        self,
+        key: TaskKey,
+        pool: str,
+        priority_weight: int,
+        limits: TryLimits | None = None,
+        run_priority: int = 0,
     ) -> None:
         """Wait for a slot of ``pool``: higher priority first, then round-robin across the
         keys of the tries' limits (their concurrency key, else their rate-limit bucket),
@@ -64,7 +69,7 @@ class Slots:
         if limits is not None:
             self._limits[key] = limits
             fairness = limits.key or limits.bucket or ""
-        self._queued[key] = self.pools.push(pool, priority_weight, key, fairness)
+        self._queued[key] = self.pools.push(pool, priority_weight, key, fairness, run_priority)
 
     def unqueue(self, key: TaskKey) -> None:
         entry = self._queued.pop(key, None)

@@ -40,8 +40,10 @@ def may_go_in_one_call(writes: Sequence[Write]) -> bool:
             return False
         if isinstance(write, MoveRun) and write.new not in RUN_ALLOWED[write.expected]:
             return False
-        if isinstance(write, CreateRun) and (write.idempotency is not None or write.consumes):
-            return False  # the key's and the updates' checks are the ordinary path's
+        if isinstance(write, CreateRun) and (
+            write.idempotency is not None or write.consumes or write.run.priority
+        ):
+            return False  # the key's and the updates' checks, and a priority: ordinary path
         if isinstance(write, MissDeadline | ExpandTask | UpdateAssets):
             return False  # rare, or many rows at once: the ordinary path writes it
     return bool(writes)

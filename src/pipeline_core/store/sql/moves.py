@@ -66,11 +66,11 @@ def insert_run(
         )
     run_pk = tx.scalar(
         f"INSERT INTO dag_runs ({RUN_COLUMNS}, duration_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             stored.dag_id, stored.run_id, stored.state.value, kind,
             iso(stored.logical_date), conf, stored.note, iso(stored.queued_at),
-            iso(stored.start_date), iso(stored.end_date), stored.duration_ms,
+            iso(stored.start_date), iso(stored.end_date), stored.priority, stored.duration_ms,
         ),
     )  # fmt: skip
     tx.many(

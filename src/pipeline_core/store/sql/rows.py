@@ -22,7 +22,8 @@ DAG_COLUMNS = (
 DAG_LIST_COLUMNS = DAG_COLUMNS.replace("definition,", "NULL,")
 
 RUN_COLUMNS = (
-    "dag_id, run_id, state, run_type, logical_date, conf, note, queued_at, start_date, end_date"
+    "dag_id, run_id, state, run_type, logical_date, conf, note, queued_at, start_date, end_date, "
+    "priority"
 )
 
 TI_COLUMNS = (
@@ -139,6 +140,7 @@ def run_from_row(row: tuple[Any, ...]) -> DagRun:
         queued_at=parse_ts(row[7]),
         start_date=parse_ts(row[8]),
         end_date=parse_ts(row[9]),
+        priority=int(row[10] or 0),
     )
 
 

@@ -314,6 +314,8 @@ MIGRATIONS: list[list[Statement]] = [
         "status INTEGER NOT NULL, request_id {text}, source {text})",
         "CREATE INDEX audit_log_by_actor ON audit_log (actor, id)",
     ],
+    # 15: a run's priority (higher runs start first, and their tries)
+    ["ALTER TABLE dag_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
