@@ -4,6 +4,7 @@ refused; a key that cannot be rendered refuses the trigger."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -186,3 +187,30 @@ def test_a_higher_priority_run_starts_first_and_its_tries_go_first_in_a_pool() -
     tries.trigger(fanned, "urgent", seconds=1, priority=10)
     tries.send(PoolChanged("default_pool", 3), 2)
     assert {key.run_id for key in tries.decider.slots.active} == {"urgent"}
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("concurrency: {key: '{{ xcom.a.b }}', limit: 1}", "is not known when a run is triggered"),
+        ("concurrency: {key: k, on_conflict: cancel_running}", "a task's tries can only queue"),
+        ("concurrency: 3", "expected {key, limit}"),
+        ("rate_limit: {rate: -1/s}", "is not N/s, N/m or N/h"),
+        ("rate_limit: {rate: 100/minute, burst: 0}", "must be a whole number ≥ 1"),
+        ("rate_limit: {rate: 5/h, key: '{{ map.x }}'}", "must be text or a template"),
+        ("rate_limit: {rate: 5/h, every: 1}", "expected {rate:"),
+    ],
+)
+def test_bad_task_limits_are_load_errors_naming_the_setting(task: str, message: str) -> None:
+    from pipeline_core.dag.yaml_loader import load_dag_text
+    from pipeline_core.errors import DagValidationError
+
+    with pytest.raises(DagValidationError, match=re.escape(message)):
+        load_dag_text(f"tasks:\n  a: {{{task}}}\n", default_dag_id="d")
+
+
+def test_rates_read_per_second_minute_and_hour() -> None:
+    from pipeline_core.dag.flow import parse_rate
+
+    assert parse_rate("100/minute") == pytest.approx(100 / 60)
+    assert parse_rate("10/s") == 10 and parse_rate("7200/h") == 2 and parse_rate("1.5/sec") == 1.5

@@ -130,7 +130,7 @@ def parse_run_concurrency(
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)s?\s*$")
 _PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
         "h": 3600.0, "hour": 3600.0}  # fmt: skip
-TASK_ROOTS = RUN_ROOTS | {"task_id", "map", "map_index"}
+TASK_ROOTS = RUN_ROOTS | {"task_id", "map_index"}
 
 
 def parse_rate(text: object) -> float:
@@ -213,7 +213,11 @@ def _rate_limit(
         add((*where, "burst"), f"must be a whole number ≥ 1, got {burst!r}")
         return None
     if key is not None and (not isinstance(key, str) or not _known(key, TASK_ROOTS)):
-        add((*where, "key"), "must be text or a template of the run, task or map values")
+        add(
+            (*where, "key"),
+            "must be text or a template of the run (dag_run.conf, run_id, ds), task_id "
+            "or map_index",
+        )
         return None
     return RateLimit(str(raw["rate"]), burst, key)
 
