@@ -15,12 +15,19 @@ plain text (one key for every run). What a trigger that finds the key full does:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline_core.dag.templates import Reference, TemplateError, find_references, render
+from pipeline_core.dag.templates import (
+    Reference,
+    TemplateError,
+    find_references,
+    parse_template,
+    render,
+)
 from pipeline_core.model import DagRun, iso
 
 ON_CONFLICT = ("queue", "cancel_running", "skip_new")
@@ -149,10 +156,10 @@ class RateLimit:
     rate: str
     burst: int = 1
     key: str | None = None
+    per_second: float = field(init=False, repr=False, compare=False)
 
-    @property
-    def per_second(self) -> float:
-        return parse_rate(self.rate)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "per_second", parse_rate(self.rate))
 
     def to_dict(self) -> dict[str, Any]:
         return {"rate": self.rate, "burst": self.burst, "key": self.key}
@@ -220,6 +227,16 @@ def _rate_limit(
         )
         return None
     return RateLimit(str(raw["rate"]), burst, key)
+
+
+@functools.lru_cache(maxsize=4096)
+def names_a_try(template: str) -> bool:
+    """Whether a key template names a try's own values (``task_id``, ``map_index``), so
+    that it cannot be rendered once for the whole run."""
+    return any(
+        isinstance(piece, Reference) and piece.root in ("task_id", "map_index")
+        for piece in parse_template(template)
+    )
 
 
 def _known(text: str, roots: frozenset[str]) -> bool:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from pipeline_core.dag.flow import KeyError_, render_key
+from pipeline_core.dag.flow import KeyError_, names_a_try, render_key
 from pipeline_core.dag.model import Task
-from pipeline_core.dag.templates import Reference, parse_template
 from pipeline_core.engine.core.book import Book, RunKey
 from pipeline_core.engine.core.groups import MapGroup, groups_of
 from pipeline_core.engine.core.messages import (
@@ -194,17 +193,13 @@ class CoreState:
         """A key template for a try; one that names only the run's values is rendered once
         per run (every try of a 10,000-task fan-out shares it)."""
         run_key = (key.dag_id, key.run_id)
-        per_try = any(
-            isinstance(piece, Reference) and piece.root in ("task_id", "map_index")
-            for piece in parse_template(template)
-        )
-        known = self.book.rendered.setdefault(run_key, {})
-        if not per_try and template in known:
-            return known[template]
         values = {"task_id": key.task_id, "map_index": key.map_index}
-        rendered = render_key(template, what, self.book.runs[run_key], values)
-        if not per_try:
-            known[template] = rendered
+        if names_a_try(template):
+            return render_key(template, what, self.book.runs[run_key], values)
+        known = self.book.rendered.setdefault(run_key, {})
+        rendered = known.get(template)
+        if rendered is None:
+            rendered = known[template] = render_key(template, what, self.book.runs[run_key], values)
         return rendered
 
     def try_limits(self, key: TaskKey, task: Task) -> TryLimits | None:
