@@ -8,15 +8,14 @@ which tasks that move made ready, skipped or upstream-failed.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter, deque
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pipeline_core.dag.flow import KeyError_
 from pipeline_core.dag.model import DAG, Task
 from pipeline_core.engine.core.groups import MapGroup
+from pipeline_core.engine.core.keyed import KeyedRuns
 from pipeline_core.engine.core.tracker import RunTracker
 from pipeline_core.model import (
     DagRun,
@@ -40,16 +39,10 @@ class Book:
         self.waiting: dict[str, deque[RunKey]] = {}
         #: The task instances each waiting run was created with (all queued).
         self.waiting_tasks: dict[RunKey, tuple[str, ...]] = {}
-        #: The concurrency key of each held run of a DAG that has one (``None``: its
-        #: key could not be rendered, so no limit holds it back) ...
-        self.run_keys: dict[RunKey, str | None] = {}
-        #: ... the held runs of each (DAG, key), oldest first, and how many have started.
-        self.keyed: dict[tuple[str, str], dict[RunKey, None]] = {}
-        self.key_started: Counter[tuple[str, str]] = Counter()
+        #: The concurrency keys of held runs.
+        self.keys = KeyedRuns()
         #: Started runs of each DAG.
         self.started: Counter[str] = Counter()
-        #: Key templates of tries rendered for each held run (those naming only its values).
-        self.rendered: dict[RunKey, dict[str, str]] = {}
         #: (try_number, max_tries) of every task instance of a started run.
         self.tries: dict[TaskKey, tuple[int, int]] = {}
         self.writes: list[Write] = []
@@ -88,42 +81,12 @@ class Book:
     def active_runs(self, dag_id: str) -> int:
         return self.started[dag_id]
 
-    def _forget_key(self, run_key: RunKey, *, started: bool) -> None:
-        concurrency_key = self.run_keys.pop(run_key, None)
-        if started:
-            self.started[run_key[0]] -= 1
-        if concurrency_key is None:
-            return
-        slot = (run_key[0], concurrency_key)
-        held = self.keyed.get(slot, {})
-        held.pop(run_key, None)
-        if not held:
-            self.keyed.pop(slot, None)
-        if started:
-            self.key_started[slot] -= 1
-            if self.key_started[slot] <= 0:
-                del self.key_started[slot]
-
-    def concurrency_key(self, run: DagRun) -> str | None:
-        """The concurrency key of a held run, worked out once (``None``: its DAG has none,
-        or it cannot be rendered — a run stored before its DAG had one)."""
-        if run.key not in self.run_keys:
-            dag = self.dags.get(run.dag_id)
-            key = None
-            if dag is not None and dag.run_concurrency is not None:
-                with contextlib.suppress(KeyError_):  # then no limit holds it back
-                    key = dag.run_concurrency.render(run)
-            self.run_keys[run.key] = key
-            if key is not None:
-                self.keyed.setdefault((run.dag_id, key), {})[run.key] = None
-        return self.run_keys[run.key]
-
     # --- runs -------------------------------------------------------------------------------
     def enqueue(self, run: DagRun, task_ids: Iterable[str]) -> None:
         """Hold a queued run (created with these task instances) until its DAG's limits let
         it start."""
         self.runs[run.key] = run
-        self.concurrency_key(run)
+        self.keys.key(run, self.dags.get(run.dag_id))
         self.waiting_tasks[run.key] = tuple(task_ids)
         waiting = self.waiting.setdefault(run.dag_id, deque())
         if run.priority and waiting:  # before the first waiting run of a lower priority
@@ -155,9 +118,7 @@ class Book:
         self.runs[run.key] = run
         if run.key not in self.trackers:
             self.started[run.dag_id] += 1
-            key = self.concurrency_key(run)
-            if key is not None:
-                self.key_started[(run.dag_id, key)] += 1
+            self.keys.start(run, self.dags.get(run.dag_id))
         tracker = self.trackers[run.key] = RunTracker.build(self.dags[run.dag_id], states)
         self.dirty.add(run.key)
         for task_id, pair in tries.items():
@@ -170,9 +131,9 @@ class Book:
         self.missed.discard(run_key)
         self.waiting_tasks.pop(run_key, None)
         self.dirty.discard(run_key)
-        self.rendered.pop(run_key, None)
-        self._forget_key(run_key, started=tracker is not None)
+        self.keys.forget(run_key, started=tracker is not None)
         if tracker is not None:
+            self.started[run_key[0]] -= 1
             for task_id in tracker.states:
                 key = TaskKey(run_key[0], run_key[1], task_id)
                 self.tries.pop(key, None)

@@ -55,8 +55,8 @@ class CoreState:
             if run is None or run.state is not RunState.QUEUED:
                 continue
             if keyed is not None:
-                held = self.book.concurrency_key(run)
-                if held is not None and self.book.key_started[(dag_id, held)] >= keyed.limit:
+                held = self.book.keys.key(run, dag)
+                if held is not None and self.book.keys.started[(dag_id, held)] >= keyed.limit:
                     passed.append(run_key)
                     continue
             running = self.move_run(run_key, RunState.RUNNING)
@@ -80,7 +80,7 @@ class CoreState:
     def active_with_key(self, dag_id: str, key: str) -> list[DagRun]:
         """The queued and running runs of ``dag_id`` with concurrency key ``key``, oldest
         first."""
-        held = self.book.keyed.get((dag_id, key), {})
+        held = self.book.keys.held.get((dag_id, key), {})
         return [
             run
             for run_key in held
@@ -196,7 +196,7 @@ class CoreState:
         values = {"task_id": key.task_id, "map_index": key.map_index}
         if names_a_try(template):
             return render_key(template, what, self.book.runs[run_key], values)
-        known = self.book.rendered.setdefault(run_key, {})
+        known = self.book.keys.rendered.setdefault(run_key, {})
         rendered = known.get(template)
         if rendered is None:
             rendered = known[template] = render_key(template, what, self.book.runs[run_key], values)
