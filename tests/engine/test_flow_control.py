@@ -149,3 +149,33 @@ def test_a_task_key_holds_tries_across_runs(harness) -> None:  # type: ignore[no
         assert (
             harness.wait_run(harness.store.runs.get_run("t", f"r{index}")).state is RunState.SUCCESS
         )
+
+
+def test_flow_metrics_show_keys_in_use_and_runs_waiting_for_their_key(harness) -> None:  # type: ignore[no-untyped-def]
+    from pipeline_core.engine import Engine, EngineSettings
+    from pipeline_core.metrics import MetricsCollector
+
+    metrics = MetricsCollector()
+    dag = dag_from(
+        f"""
+        max_active_runs: 5
+        concurrency: {{key: "{{{{ dag_run.conf.env }}}}"}}
+        tasks:
+          hold: {{type: python, callable: "{T}:wait_gate", kwargs: {{name: metrics}}, executor: worker}}
+        """
+    )
+    engine = harness.engine = Engine(
+        harness.store, {"t": dag}, metrics=metrics, settings=EngineSettings(kill_grace=1.0)
+    ).start()
+    for index in range(3):
+        engine.trigger(TriggerRequest("t", {"env": "prod"}, run_id=f"m{index}"))
+
+    def gauge(name: str) -> float | None:
+        for sample in metrics.snapshot().get("gauges", []):
+            if sample["name"] == name:
+                return float(sample["value"])
+        return None
+
+    harness.poll(lambda: gauge("run.queued_by_key") == 2 and gauge("flow.keys_in_use") == 1)
+    for index in range(3):
+        engine.cancel("t", f"m{index}")

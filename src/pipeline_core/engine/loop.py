@@ -36,6 +36,7 @@ from pipeline_core.engine.settings import EngineSettings
 from pipeline_core.errors import NotFound, PipelineError, StoreUnavailable
 from pipeline_core.events import ACTOR, acting
 from pipeline_core.metrics import Metrics
+from pipeline_core.model import CreateRun
 from pipeline_core.store.base import Store
 
 logger = logging.getLogger("pipeline_core.engine")
@@ -231,8 +232,9 @@ class EngineLoop:
             self._set_back(effects)
 
     def _act(self, effects: Sequence[Any], *, strict: bool = False) -> None:
-        if self._runner.apply(effects, self._now.wall, strict=strict):
-            self._report_pools()
+        submitted = self._runner.apply(effects, self._now.wall, strict=strict)
+        if submitted or any(isinstance(e, CreateRun) for e in effects):
+            self._report_pools()  # slots moved, or a run may wait for its key
 
     def _set_back(self, effects: Sequence[Any]) -> None:
         """After a lost commit: what the core holds of each run it wrote is read again
@@ -246,6 +248,11 @@ class EngineLoop:
             self.metrics.gauge("pool.slots_used", used, pool=pool)
             self.metrics.gauge("pool.slots_available", max(0, slots - used), pool=pool)
             self.metrics.gauge("pool.queued", queued, pool=pool)
+        held, keys = self.core.slots, self.core.book.keys
+        self.metrics.gauge("flow.keys_in_use", len(held.key_running) + len(keys.started))
+        self.metrics.gauge("flow.rate_limited", held.rate_limited)
+        for dag_id, count in self.core.state.queued_by_key.items():
+            self.metrics.gauge("run.queued_by_key", count, dag_id=dag_id)
 
     def _resync(self, run_key: tuple[str, str]) -> None:
         with contextlib.suppress(NotFound):

@@ -39,6 +39,8 @@ class CoreState:
         self.now = _EPOCH
         self.actions: list[Effect] = []
         self.moved: dict[RunKey, DagRun] = {}
+        #: Runs of each DAG waiting only because their concurrency key is full.
+        self.queued_by_key: dict[str, int] = {}
 
     def start_waiting_runs(self, dag_id: str) -> None:
         """Start the oldest queued runs of ``dag_id`` that its limits allow."""
@@ -76,6 +78,8 @@ class CoreState:
             self.arm_deadline(running)
             active += 1
         waiting.extendleft(reversed(passed))
+        if keyed is not None:
+            self.queued_by_key[dag_id] = len(passed)
 
     def active_with_key(self, dag_id: str, key: str) -> list[DagRun]:
         """The queued and running runs of ``dag_id`` with concurrency key ``key``, oldest

@@ -49,8 +49,10 @@ class Slots:
         self.key_running: Counter[str] = Counter()
         self._held_keys: dict[TaskKey, str] = {}
         self.buckets: dict[str, Bucket] = {}
-        #: When the next token frees for a try a rate limit holds back (``None``: none is).
+        #: When the next token frees for a try a rate limit holds back (``None``: none is),
+        #: and how many tries the last ``take`` held back for want of a token.
         self.next_token: float | None = None
+        self.rate_limited = 0
         #: Tries whose limits could not be worked out, with why: they fail.
         self.refused: list[tuple[TaskKey, str]] = []
 
@@ -82,6 +84,7 @@ class Slots:
         slot, one of its DAG's ``concurrency(dag_id)`` places, a place under its key and a
         token of its bucket. ``next_token`` says when a held-back try may have one."""
         self.next_token = None
+        self.rate_limited = 0
 
         def admit(key: TaskKey) -> bool:
             if self.dag_running[key.dag_id] >= concurrency(key.dag_id):
@@ -107,6 +110,7 @@ class Slots:
                 bucket = self.buckets[limits.bucket] = Bucket(limits.per_second, limits.burst, now)
             wait = bucket.take(now)
             if wait > 0:
+                self.rate_limited += 1
                 due = now + wait
                 self.next_token = due if self.next_token is None else min(self.next_token, due)
                 return False
