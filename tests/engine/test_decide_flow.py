@@ -214,3 +214,27 @@ def test_rates_read_per_second_minute_and_hour() -> None:
 
     assert parse_rate("100/minute") == pytest.approx(100 / 60)
     assert parse_rate("10/s") == 10 and parse_rate("7200/h") == 2 and parse_rate("1.5/sec") == 1.5
+
+
+def test_runs_waiting_for_a_dag_are_started_round_robin_across_keys() -> None:
+    from pipeline_core.engine.core.messages import Pause
+
+    d = dag(Task("a"), max_active_runs=10,
+            run_concurrency=ConcurrencyKey("{{ dag_run.conf.customer }}", 100))  # fmt: skip
+    core = Core(d)
+    core.send(Pause("d", True))
+    for customer in range(10):  # ten customers, each 100 runs queued after the one before
+        for index in range(100):
+            core.trigger(d, f"c{customer}-{index}", conf={"customer": f"c{customer}"})
+    core.send(Pause("d", False), 1)
+    started: list[str] = []
+    seconds = 1.0
+    while len(started) < 500:
+        running = [key for key, run in core.decider.book.runs.items()
+                   if run.state is RunState.RUNNING]  # fmt: skip
+        for dag_id, run_id in running:
+            started.append(run_id.split("-")[0])
+            seconds += 0.001
+            core.finish("a", run_id=run_id, seconds=seconds, dag_id=dag_id)
+    shares = Counter(started[:500])
+    assert len(shares) == 10 and max(shares.values()) / min(shares.values()) <= 1.1, shares

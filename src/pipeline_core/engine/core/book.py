@@ -86,12 +86,13 @@ class Book:
         """Hold a queued run (created with these task instances) until its DAG's limits let
         it start."""
         self.runs[run.key] = run
-        self.keys.key(run, self.dags.get(run.dag_id))
+        rank = self.keys.rank_of(run, self.dags.get(run.dag_id))
         self.waiting_tasks[run.key] = tuple(task_ids)
         waiting = self.waiting.setdefault(run.dag_id, deque())
-        if run.priority and waiting:  # before the first waiting run of a lower priority
+        ranks = self.keys.rank
+        if waiting and ranks.get(waiting[-1], rank) > rank:  # else its place is the end
             for index, held in enumerate(waiting):
-                if self.runs[held].priority < run.priority:
+                if ranks.get(held, rank) > rank:
                     waiting.insert(index, run.key)
                     return
         waiting.append(run.key)

@@ -61,6 +61,7 @@ class CoreState:
                 if held is not None and self.book.keys.started[(dag_id, held)] >= keyed.limit:
                     passed.append(run_key)
                     continue
+            self.book.keys.served(run_key)
             running = self.move_run(run_key, RunState.RUNNING)
             created = set(self.book.waiting_tasks.pop(run_key, dag.task_dict))
             for task_id in created:

@@ -26,6 +26,26 @@ class KeyedRuns:
         self.held: dict[Slot, dict[RunKey, None]] = {}
         self.started: Counter[Slot] = Counter()
         self.rendered: dict[RunKey, dict[str, str]] = {}
+        #: Where each waiting run stands: (minus its priority, its key's turn). Turns are
+        #: start-time fair queuing across a DAG's keys, as in the pools' queues.
+        self.rank: dict[RunKey, tuple[int, int]] = {}
+        self._rounds: dict[Slot, int] = {}
+        self._serving: dict[str, int] = {}
+
+    def rank_of(self, run: DagRun, dag: DAG | None) -> tuple[int, int]:
+        """A new waiting run's place: higher priority first, then its key's next turn
+        (never before the turn being served), then — on ties — the order runs came in."""
+        slot = (run.dag_id, self.key(run, dag) or "")
+        turn = max(self._rounds.get(slot, 0), self._serving.get(run.dag_id, 0))
+        self._rounds[slot] = turn + 1
+        rank = self.rank[run.key] = (-run.priority, turn)
+        return rank
+
+    def served(self, run_key: RunKey) -> None:
+        """A waiting run started: its turn is the one being served."""
+        rank = self.rank.pop(run_key, None)
+        if rank is not None:
+            self._serving[run_key[0]] = rank[1]
 
     def key(self, run: DagRun, dag: DAG | None) -> str | None:
         if run.key not in self.of:
@@ -45,6 +65,7 @@ class KeyedRuns:
 
     def forget(self, run_key: RunKey, *, started: bool) -> None:
         self.rendered.pop(run_key, None)
+        self.rank.pop(run_key, None)
         key = self.of.pop(run_key, None)
         if key is None:
             return
