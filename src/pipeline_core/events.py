@@ -18,6 +18,8 @@ EVENT_TYPES = (
     "backfill.updated", "deadline.missed", "notification.delivered", "notification.failed",
     "notification.redelivery", "task.expanded", "asset.updated", "token.revoked",
 )  # fmt: skip
+#: A token was revoked: servers end the event streams it holds.
+TOKEN_REVOKED = "token.revoked"
 
 #: Who caused what is being written (an API token's name), when a person did: the store adds
 #: it as ``actor`` to the payload of every event appended meanwhile.

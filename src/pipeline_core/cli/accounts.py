@@ -5,19 +5,16 @@ admin token."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TextIO
 
-from pipeline_core.cli.common import DEFAULT_DB, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from pipeline_core.cli.common import EXIT_OK, EXIT_USAGE, db_option, on_store
 from pipeline_core.cli.remote import RemoteParser, client_of, remote, server_options, show, table
 from pipeline_core.credentials.accounts import ROLES
 from pipeline_core.dag.model import parse_duration
-from pipeline_core.errors import PipelineError
 from pipeline_core.model import iso, utcnow
-from pipeline_core.store import open_store
 from pipeline_core.store.base import Store
 
 
@@ -44,20 +41,9 @@ def add_commands(commands: Any) -> None:
 
 def _on_db(sub: Any, name: str, handler: Callable[..., int], help_text: str) -> Any:
     parser = sub.add_parser(name, help=help_text)
-    parser.add_argument("--db", help=f"database URL (env PIPELINE_CORE_DB; default {DEFAULT_DB})")
-    parser.set_defaults(handler=lambda args, out: _with_store(handler, args, out))
+    db_option(parser)
+    parser.set_defaults(handler=on_store(handler))
     return parser
-
-
-def _with_store(handler: Callable[..., int], args: argparse.Namespace, out: TextIO) -> int:
-    store = open_store(args.db or os.environ.get("PIPELINE_CORE_DB", DEFAULT_DB))
-    try:
-        return handler(store, args, out)
-    except PipelineError as exc:
-        sys.stderr.write(f"error: {exc.message}\n")
-        return EXIT_FAILED
-    finally:
-        store.close()
 
 
 def _create(store: Store, args: argparse.Namespace, out: TextIO) -> int:

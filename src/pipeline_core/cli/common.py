@@ -18,7 +18,7 @@ from pipeline_core.dag.model import DAG, EXECUTORS, LOCAL_EXECUTORS
 from pipeline_core.engine import Engine, EngineSettings
 from pipeline_core.engine.executors.celery.app import CelerySettings
 from pipeline_core.engine.settings import default_workers
-from pipeline_core.errors import ConfigurationError
+from pipeline_core.errors import ConfigurationError, PipelineError
 from pipeline_core.store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -39,6 +39,27 @@ def db_option(parser: argparse.ArgumentParser, default: str | None = None) -> No
         default=os.environ.get("PIPELINE_CORE_DB", default or DEFAULT_DB),
         help=f"database URL (env PIPELINE_CORE_DB; default {default or DEFAULT_DB})",
     )
+
+
+def on_store(
+    handler: Callable[[Store, argparse.Namespace, TextIO], int],
+) -> Callable[[argparse.Namespace, TextIO], int]:
+    """A command run on the store of its ``--db`` (``db_option``); a refusal of the store
+    is said on stderr (exit 1)."""
+
+    def run(args: argparse.Namespace, out: TextIO) -> int:
+        from pipeline_core.store import open_store
+
+        store = open_store(args.db)
+        try:
+            return handler(store, args, out)
+        except PipelineError as exc:
+            sys.stderr.write(f"error: {exc.message}\n")
+            return EXIT_FAILED
+        finally:
+            store.close()
+
+    return run
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
-from pipeline_core.cli.common import DEFAULT_DB, EXIT_FAILED, EXIT_OK
+from pipeline_core.cli.common import EXIT_OK, db_option, on_store
 from pipeline_core.cli.remote import (
     RemoteParser,
     UsageError,
@@ -21,8 +20,7 @@ from pipeline_core.cli.remote import (
     table,
 )
 from pipeline_core.credentials.cipher import Cipher
-from pipeline_core.errors import PipelineError
-from pipeline_core.store import open_store
+from pipeline_core.store import Store
 
 
 def add_commands(commands: Any) -> None:
@@ -60,8 +58,8 @@ def add_commands(commands: Any) -> None:
         help="seal every stored secret under the first key of PIPELINE_CORE_SECRET_KEY "
         "(new,old: the old one opens them)",
     )
-    rotate.add_argument("--db", help=f"database URL (env PIPELINE_CORE_DB; default {DEFAULT_DB})")
-    rotate.set_defaults(handler=_rotate)
+    db_option(rotate)
+    rotate.set_defaults(handler=on_store(_rotate))
 
 
 def _on_server(sub: Any, name: str, handler: Any, help_text: str) -> Any:
@@ -102,11 +100,21 @@ def _set_variable(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _delete_variable(args: argparse.Namespace, out: TextIO) -> int:
-    with client_of(args) as client:
-        client.variables.delete(args.key)
-    out.write(f"{args.key} deleted\n")
-    return EXIT_OK
+def _deleter(resource: str, param: str) -> Callable[[argparse.Namespace, TextIO], int]:
+    """Delete one of ``client.<resource>``, named by argument ``param``."""
+
+    def delete(args: argparse.Namespace, out: TextIO) -> int:
+        name = getattr(args, param)
+        with client_of(args) as client:
+            getattr(client, resource).delete(name)
+        out.write(f"{name} deleted\n")
+        return EXIT_OK
+
+    return delete
+
+
+_delete_variable = _deleter("variables", "key")
+_delete_connection = _deleter("connections", "conn_id")
 
 
 def _import_variables(args: argparse.Namespace, out: TextIO) -> int:
@@ -146,26 +154,12 @@ def _set_connection(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _delete_connection(args: argparse.Namespace, out: TextIO) -> int:
-    with client_of(args) as client:
-        client.connections.delete(args.conn_id)
-    out.write(f"{args.conn_id} deleted\n")
-    return EXIT_OK
-
-
 def _new_key(args: argparse.Namespace, out: TextIO) -> int:
     out.write(Cipher.new_key() + "\n")
     return EXIT_OK
 
 
-def _rotate(args: argparse.Namespace, out: TextIO) -> int:
-    store = open_store(args.db or os.environ.get("PIPELINE_CORE_DB", DEFAULT_DB))
-    try:
-        count = store.credentials.rotate_key()
-    except PipelineError as exc:
-        sys.stderr.write(f"error: {exc.message}\n")
-        return EXIT_FAILED
-    finally:
-        store.close()
+def _rotate(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    count = store.credentials.rotate_key()
     out.write(f"{count} secret(s) sealed again under the first key\n")
     return EXIT_OK

@@ -16,9 +16,8 @@ from pipeline_core.api.sse.bus import EventBus
 from pipeline_core.api.sse.hub import StreamHub
 from pipeline_core.api.sse.route import EventEncoder, StreamStart, replay
 from pipeline_core.api.transport.framing import chunk
-from pipeline_core.events import Event
+from pipeline_core.events import TOKEN_REVOKED, Event
 from pipeline_core.store.base import Store
-from pipeline_core.store.sql.accounts import REVOKED
 
 log = logging.getLogger("pipeline_core.api")
 
@@ -34,7 +33,7 @@ class ThreadStreams:
     def publish(self, events: list[Event]) -> None:
         self.bus.publish(events)
         for event in events:
-            if event.type == REVOKED:
+            if event.type == TOKEN_REVOKED:
                 self.hub.end_account(str(event.payload.get("name")))
 
     def attach(self, sock: socket.socket, start: StreamStart) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline_core.credentials.accounts import check_name, check_role, new_token, token_hash
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound
+from pipeline_core.events import TOKEN_REVOKED
 from pipeline_core.model import iso
 from pipeline_core.store.accounts import ApiToken, AuditEntry
 from pipeline_core.store.sql.core import Pending, Sql
@@ -19,7 +20,6 @@ from pipeline_core.store.types import Page
 
 TOKEN_COLUMNS = "name, role, dags_tag, created_at, expires_at, revoked_at"
 AUDIT_COLUMNS = "id, at, actor, action, target, status, request_id, source"
-REVOKED = "token.revoked"
 
 
 class AccountsSql:
@@ -67,7 +67,7 @@ class AccountsSql:
                 raise Conflict(f"token '{name}' was revoked at {row[5]}")
             now = self.sql.clock()
             tx.run("UPDATE api_tokens SET revoked_at = ? WHERE name = ?", (iso(now), name))
-            self.sql.append(tx, pending, [(REVOKED, {"name": name}, None, None, None)], now)
+            self.sql.append(tx, pending, [(TOKEN_REVOKED, {"name": name}, None, None, None)], now)
             return dataclasses.replace(_token(row), revoked_at=now)
 
         token: ApiToken = self.sql.write(work)
