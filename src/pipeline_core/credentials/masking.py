@@ -96,7 +96,10 @@ class Masker:
         return b"".join(pieces).decode("utf-8", "surrogatepass")
 
     def mask_value(self, value: Any) -> Any:
-        """A JSON-like value with every string in it (keys too) masked."""
+        """A JSON-like value with every string in it (keys too) masked (``value`` itself
+        when no secret is known: a large XCom value is not copied for nothing)."""
+        if self._automaton is None:
+            return value
         if isinstance(value, str):
             return self.mask(value)
         if isinstance(value, dict):
