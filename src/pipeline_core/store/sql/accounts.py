@@ -9,7 +9,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pipeline_core.credentials.accounts import check_name, check_role, new_token, token_hash
+from pipeline_core.credentials.accounts import (
+    check_name,
+    check_role,
+    check_tag,
+    new_token,
+    token_hash,
+)
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound
 from pipeline_core.events import TOKEN_REVOKED
 from pipeline_core.model import iso
@@ -32,6 +38,8 @@ class AccountsSql:
     ) -> tuple[ApiToken, str]:  # fmt: skip
         try:
             check_name(name), check_role(role)
+            if dags_tag is not None:
+                check_tag(dags_tag)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         plain = new_token()
