@@ -94,6 +94,9 @@ class DagRun:
     end_date: datetime | None = None
     #: Higher runs start first among a DAG's waiting runs, and their tries first in a pool.
     priority: int = 0
+    #: The DAG version (definition hash) the run was made with, and runs with until a
+    #: retry or clear asks for the latest; ``None`` for runs made before versions were kept.
+    dag_version: str | None = None
 
     @property
     def duration_ms(self) -> int | None:
@@ -157,8 +160,11 @@ class TriggerRequest:
     #: Higher first (see ``DagRun.priority``).
     priority: int = 0
 
-    def create(self, specs: tuple[TaskSpec, ...], now: datetime) -> CreateRun:
-        """The write that makes the run, with ``specs`` as its task instances."""
+    def create(
+        self, specs: tuple[TaskSpec, ...], now: datetime, dag_version: str | None = None
+    ) -> CreateRun:
+        """The write that makes the run, with ``specs`` as its task instances, of the DAG
+        version ``dag_version``."""
         return new_run(
             self.dag_id,
             specs,
@@ -171,6 +177,7 @@ class TriggerRequest:
             idempotency=self.idempotency,
             consumes=self.consumes,
             priority=self.priority,
+            dag_version=dag_version,
         )
 
 
@@ -187,6 +194,7 @@ def new_run(
     idempotency: IdempotencyKey | None = None,
     consumes: tuple[int, ...] = (),
     priority: int = 0,
+    dag_version: str | None = None,
 ) -> CreateRun:
     """A queued run and its task instances, as one write. The run id defaults to
     ``<run_type>__<logical date>`` (Airflow's form); the logical date to ``now``."""
@@ -202,6 +210,7 @@ def new_run(
         note=note,
         queued_at=now,
         priority=priority,
+        dag_version=dag_version,
     )
     return CreateRun(run, specs, idempotency, consumes)
 
@@ -320,7 +329,18 @@ class UpdateAssets:
     uris: tuple[str, ...]
 
 
-Write = CreateRun | MoveRun | TaskChange | MissDeadline | ExpandTask | UpdateAssets
+@dataclass(frozen=True, slots=True)
+class SwitchVersion:
+    """A run runs DAG version ``version`` from now on (a retry asking for the latest); the
+    tasks that version adds to the run are created queued (``tasks``)."""
+
+    dag_id: str
+    run_id: str
+    version: str
+    tasks: tuple[TaskSpec, ...] = ()
+
+
+Write = CreateRun | MoveRun | TaskChange | MissDeadline | ExpandTask | UpdateAssets | SwitchVersion
 
 
 def apply_task_change(current: TaskInstance, change: TaskChange, now: datetime) -> TaskInstance:

@@ -7,7 +7,6 @@ import pytest
 
 from pipeline_core.dag.model import Task
 from pipeline_core.engine.core.messages import (
-    DagsChanged,
     Forget,
     Retry,
     RunSnapshot,
@@ -66,19 +65,6 @@ def test_retrying_a_chosen_successful_task_requeues_it_and_its_downstream():
     assert requeued == ["a", "b"]
     assert core.moves() == [("a", "queued"), ("b", "queued"), ("a", "running")]
     assert core.run_moves() == ["running"]
-
-
-def test_a_task_dropped_from_the_dag_is_removed_and_its_downstream_decides_without_it():
-    first = dag(Task("gate"), Task("dropped"), Task("kept", depends_on=("dropped",)), concurrency=1)
-    core = Core(first)
-    core.trigger(first)
-    assert core.submitted() == [("gate", 1)]
-    second = dag(Task("gate"), Task("kept"))
-    core.send(DagsChanged({"d": second}))  # concurrency 16 now: kept need not wait
-    assert core.moves() == [("dropped", "removed"), ("kept", "running")]
-    core.finish("gate")
-    core.finish("kept")
-    assert core.run_moves() == ["success"]
 
 
 def test_a_run_whose_commit_was_lost_is_held_as_the_store_has_it_and_goes_on():

@@ -236,7 +236,7 @@ def test_process_executor_isolates_a_python_task(harness):
     )
 
 
-def test_tasks_removed_from_the_dag_are_marked_removed_in_unstarted_runs(harness):
+def test_runs_made_before_a_dag_change_keep_their_version_and_later_runs_take_the_new(harness):
     first = dag_from(
         f"""
         max_active_runs: 1
@@ -260,6 +260,10 @@ def test_tasks_removed_from_the_dag_are_marked_removed_in_unstarted_runs(harness
     engine.set_dags({"t": second})
     fixtures.open_gate("g")
     assert harness.wait_run(running).state is RunState.SUCCESS
-    assert harness.states(running) == {"gate": "success", "dropped": "removed", "kept": "success"}
+    assert harness.states(running) == {"gate": "success", "dropped": "success", "kept": "success"}
     assert harness.wait_run(waiting).state is RunState.SUCCESS
-    assert harness.states(waiting)["dropped"] == "removed"
+    assert harness.states(waiting)["dropped"] == "success"
+    later = harness.wait_run(engine.trigger(TriggerRequest("t", run_id="later")))
+    assert harness.states(later) == {"gate": "success", "kept": "success"}
+    versions = {harness.store.runs.get_run("t", r).dag_version for r in ("waiting", "later")}
+    assert versions == {first.version, second.version}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline_core.dag import authoring
 from pipeline_core.dag.model import DAG
-from pipeline_core.dag.yaml_loader import load_dag_file
+from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.errors import DagValidationError, Issue
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -34,6 +34,8 @@ class DagFile:
     dags: tuple[DAG, ...] = ()
     issues: tuple[Issue, ...] = ()
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: The file's text the DAGs were loaded from (kept with each new DAG version).
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,9 @@ def load_folder(folder: str | Path) -> DagBag:
             else:
                 dags[dag.dag_id] = dag
                 kept.append(dag)
-        files.append(DagFile(loaded.path, tuple(kept), tuple(issues), loaded.loaded_at))
+        files.append(
+            DagFile(loaded.path, tuple(kept), tuple(issues), loaded.loaded_at, loaded.source)
+        )
     return DagBag(str(root), dags, tuple(files))
 
 
@@ -95,36 +99,52 @@ def _dag_files(root: Path) -> Iterator[Path]:
 
 
 def load_file(path: Path) -> DagFile:
-    """Load one YAML or Python DAG file."""
+    """Load one YAML or Python DAG file, read once (its text is what the DAGs came from)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return DagFile(str(path), issues=(Issue(f"cannot read file: {exc}", "", str(path)),))
     if path.suffix in YAML_SUFFIXES:
         try:
-            return DagFile(str(path), dags=(load_dag_file(path),))
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return DagFile(str(path), issues=(Issue(f"cannot read file: {exc}", "", str(path)),))
+        try:
+            dag = load_dag_text(text, filename=str(path), default_dag_id=path.stem)
         except DagValidationError as exc:
-            return DagFile(str(path), issues=tuple(exc.issues))
-    return _load_python(path)
+            return DagFile(str(path), issues=tuple(exc.issues), source=text)
+        return DagFile(str(path), dags=(dag,), source=text)
+    return load_python(path, raw, module_name(path))
 
 
-def _load_python(path: Path) -> DagFile:
+def module_name(path: Path) -> str:
+    """The name a Python DAG file's module is loaded under (unique per path)."""
     digest = hashlib.sha1(str(path).encode(), usedforsecurity=False).hexdigest()[:12]
-    name = f"{MODULE_PREFIX}{path.stem}_{digest}"
+    return f"{MODULE_PREFIX}{path.stem}_{digest}"
+
+
+def load_python(path: Path, raw: bytes, name: str) -> DagFile:
+    """Run a Python DAG file's text ``raw`` as module ``name`` (registered in
+    ``sys.modules``, so that its functions can be found by name) and collect its DAGs."""
+    source = importlib.util.decode_source(raw)
     spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
+    if spec is None:
         return DagFile(str(path), issues=(Issue("cannot import this file", file=str(path)),))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(compile(raw, str(path), "exec"), vars(module))  # trusted code, as documented
     except DagValidationError as exc:
-        return DagFile(str(path), issues=tuple(exc.issues))
+        return DagFile(str(path), issues=tuple(exc.issues), source=source)
     except Exception as exc:  # a DAG file is user code: any error is that file's problem
         sys.modules.pop(name, None)
-        return DagFile(str(path), issues=(_exception_issue(path, exc),))
+        return DagFile(str(path), issues=(_exception_issue(path, exc),), source=source)
     dags: list[DAG] = []
     for value in list(vars(module).values()):
         dag = value.build() if isinstance(value, authoring.DAG) else value
         if isinstance(dag, DAG) and all(d.dag_id != dag.dag_id for d in dags):
             dags.append(dag)
-    return DagFile(str(path), dags=tuple(dags))
+    return DagFile(str(path), dags=tuple(dags), source=source)
 
 
 def _exception_issue(path: Path, exc: Exception) -> Issue:

@@ -272,6 +272,14 @@ class DAG:
         """Tasks by id (the last one wins if ids repeat; validation reports that)."""
         return MappingProxyType({task.task_id: task for task in self.tasks})
 
+    @cached_property
+    def version(self) -> str:
+        """The definition's content hash (``dag.serialize.definition_hash``): the DAG version
+        a run is made with and keeps. Computed once per DAG object."""
+        from pipeline_core.dag.serialize import dag_to_dict, definition_hash  # imports this
+
+        return definition_hash(dag_to_dict(self))
+
     def get_task(self, task_id: str) -> Task:
         return self.task_dict[task_id]
 

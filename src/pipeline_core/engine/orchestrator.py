@@ -43,6 +43,7 @@ from pipeline_core.engine.recovery import Takeover
 from pipeline_core.engine.remote import REQUESTED, answer_request
 from pipeline_core.engine.settings import EngineSettings, default_executor
 from pipeline_core.engine.telemetry import RunMetrics
+from pipeline_core.engine.versions import VersionLoader
 from pipeline_core.errors import Conflict, NotFound, PipelineError
 from pipeline_core.events import Event
 from pipeline_core.metrics import Metrics, NullMetrics
@@ -78,7 +79,10 @@ class Engine:
         self.component_id = f"engine-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._dags = dict(dags or {})
         self._telemetry = RunMetrics(self.metrics)
-        self.takeover = Takeover(store, settings, self.component_id, self.clock, executor)
+        self.versions = VersionLoader(store)
+        self.takeover = Takeover(
+            store, settings, self.component_id, self.clock, executor, self.versions
+        )
 
     @property
     def book(self) -> Book:
@@ -142,7 +146,7 @@ class Engine:
             dag = self.loop.core.book.dags.get(request.dag_id)
             if dag is None:
                 raise NotFound(f"no DAG '{request.dag_id}'")
-            create = request.create(task_specs(dag), self.clock.now())
+            create = request.create(task_specs(dag), self.clock.now(), dag.version)
             run: DagRun = self.loop.command(Trigger(create))
             return run
 
@@ -159,7 +163,7 @@ class Engine:
                 dag = self.loop.core.book.dags.get(request.dag_id)
                 if dag is None:
                     raise NotFound(f"no DAG '{request.dag_id}'")
-                creates.append(request.create(task_specs(dag), self.clock.now()))
+                creates.append(request.create(task_specs(dag), self.clock.now(), dag.version))
             try:
                 answers: list[DagRun | PipelineError] = self.loop.trigger_all(creates)
                 return answers
@@ -170,11 +174,7 @@ class Engine:
         return result
 
     def cancel(self, dag_id: str, run_id: str) -> DagRun:
-        def cancel() -> DagRun:
-            run: DagRun = self.loop.command(Cancel(dag_id, run_id, self._snapshot(dag_id, run_id)))
-            return run
-
-        result: DagRun = self.loop.call(cancel)
+        result: DagRun = self._on_run(dag_id, run_id, lambda snap: Cancel(dag_id, run_id, snap))
         return result
 
     def retry(
@@ -184,46 +184,54 @@ class Engine:
         task_ids: Sequence[str] | None = None,
         include_downstream: bool = True,
         map_index: int | None = None,
+        use_latest: bool = False,
     ) -> tuple[DagRun, list[str]]:
-        def retry() -> tuple[DagRun, list[str]]:
-            snapshot = self._snapshot(dag_id, run_id)
-            chosen = tuple(task_ids) if task_ids is not None else None
-            answer: tuple[DagRun, list[str]] = self.loop.command(
-                Retry(dag_id, run_id, chosen, include_downstream, snapshot, map_index)
-            )
-            return answer
-
-        result: tuple[DagRun, list[str]] = self.loop.call(retry)
+        chosen = tuple(task_ids) if task_ids is not None else None
+        result: tuple[DagRun, list[str]] = self._on_run(
+            dag_id,
+            run_id,
+            lambda snap: Retry(
+                dag_id, run_id, chosen, include_downstream, snap, map_index, use_latest
+            ),
+            use_latest,
+        )
         return result
 
     def mark_run(self, dag_id: str, run_id: str, state: RunState) -> DagRun:
-        def mark() -> DagRun:
-            run: DagRun = self.loop.command(
-                MarkRun(dag_id, run_id, state, self._snapshot(dag_id, run_id))
-            )
-            return run
-
-        result: DagRun = self.loop.call(mark)
+        result: DagRun = self._on_run(
+            dag_id, run_id, lambda snap: MarkRun(dag_id, run_id, state, snap)
+        )
         return result
 
     def mark_task(
         self, dag_id: str, run_id: str, task_id: str, state: TaskState, map_index: int = -1
     ) -> DagRun:
-        def mark() -> DagRun:
-            snapshot = self._snapshot(dag_id, run_id)
-            run: DagRun = self.loop.command(
-                MarkTask(dag_id, run_id, task_id, state, snapshot, map_index)
-            )
-            return run
-
-        result: DagRun = self.loop.call(mark)
+        result: DagRun = self._on_run(
+            dag_id, run_id, lambda snap: MarkTask(dag_id, run_id, task_id, state, snap, map_index)
+        )
         return result
 
-    def _snapshot(self, dag_id: str, run_id: str) -> RunSnapshot | None:
-        """The run as stored, for a command on a run the core does not hold."""
-        if self.loop.core.book.knows((dag_id, run_id)):
-            return None
-        return recovery.snapshot(self.store, dag_id, run_id)
+    def _on_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        message: Callable[[RunSnapshot | None], Any],
+        use_latest: bool = False,
+    ) -> Any:
+        """Decide a command on a run: with the run as stored (and its DAG version, unless
+        the latest is asked for) when the core does not hold it."""
+
+        def command() -> Any:
+            snapshot = None
+            if not self.loop.core.book.knows((dag_id, run_id)):
+                version = None if use_latest else self._version_of
+                snapshot = recovery.snapshot(self.store, dag_id, run_id, version)
+            return self.loop.command(message(snapshot))
+
+        return self.loop.call(command)
+
+    def _version_of(self, run: DagRun) -> DAG | None:
+        return self.versions.dag_for(run, self.loop.core.book.dags.get(run.dag_id))
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
         def set_paused() -> DagRecord:
@@ -236,30 +244,18 @@ class Engine:
 
     # --- startup, DAGs, pools, heartbeat, recovery -------------------------------------------
     def _startup(self) -> None:
-        self._sync_pools(self._dags)
+        sync_pools(self.store, self.loop, self._dags)
         self.loop.decide(DagsChanged(self._dags, recovery.paused_dags(self.store)))
         self._heartbeat()
         self.takeover.recover(set(self._dags), self.loop)
         self.loop.flush()
 
     def _set_dags(self, dags: dict[str, DAG]) -> None:
-        self._sync_pools(dags)
+        sync_pools(self.store, self.loop, dags)
         new: list[str] = self.loop.decide(DagsChanged(dags, recovery.paused_dags(self.store))).reply
         if new:
             self.takeover.recover(set(new), self.loop)
         self.loop.flush()
-
-    def _sync_pools(self, dags: Mapping[str, DAG]) -> None:
-        """Create the pools DAG tasks name that nobody made (default size; resize them
-        through the API), and tell the core every pool's size."""
-        existing = [pool.name for pool in self.store.pools.list_pools()]
-        for name, dag_id in missing_pools(existing, dags.values()).items():
-            with contextlib.suppress(Conflict):  # another process may have made it meanwhile
-                self.store.pools.create_pool(
-                    Pool(name, DEFAULT_POOL_SLOTS, f"created for DAG '{dag_id}'")
-                )
-        for pool in self.store.pools.list_pools():
-            self.loop.decide(PoolChanged(pool.name, pool.slots))
 
     def _heartbeat(self) -> None:
         try:
@@ -300,9 +296,22 @@ class Engine:
         if dag_id not in self.loop.core.book.dags or self.loop.core.book.knows((dag_id, run_id)):
             return
         with contextlib.suppress(NotFound):
-            snapshot = recovery.snapshot(self.store, dag_id, run_id)
+            snapshot = recovery.snapshot(
+                self.store, dag_id, run_id, self.takeover.version_of(self.loop)
+            )
             if snapshot.run.state is RunState.QUEUED:
                 self.loop.decide(Resume(snapshot))
+
+
+def sync_pools(store: Store, loop: EngineLoop, dags: Mapping[str, DAG]) -> None:
+    """Create the pools DAG tasks name that nobody made (default size; resize them through
+    the API), and tell the core every pool's size."""
+    existing = [pool.name for pool in store.pools.list_pools()]
+    for name, dag_id in missing_pools(existing, dags.values()).items():
+        with contextlib.suppress(Conflict):  # another process may have made it meanwhile
+            store.pools.create_pool(Pool(name, DEFAULT_POOL_SLOTS, f"created for DAG '{dag_id}'"))
+    for pool in store.pools.list_pools():
+        loop.decide(PoolChanged(pool.name, pool.slots))
 
 
 def _attempt(make: Callable[[], Any]) -> Any:

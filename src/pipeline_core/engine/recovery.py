@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pipeline_core.clock import Clock
+from pipeline_core.dag.model import DAG
 from pipeline_core.engine import ownership
 from pipeline_core.engine.core.jobs import Executor
 from pipeline_core.engine.core.messages import Resume, RunSnapshot
 from pipeline_core.engine.settings import EngineSettings
+from pipeline_core.engine.versions import VersionLoader
+from pipeline_core.model import DagRun
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import Heartbeat, RunQuery, TaskInstanceQuery
@@ -26,17 +29,25 @@ logger = logging.getLogger("pipeline_core.engine")
 PAGE = 1000
 
 
-def snapshot(store: Store, dag_id: str, run_id: str) -> RunSnapshot:
-    """A run and its task instances, mapped tasks' instances too (``NotFound`` if there
-    is no such run)."""
+#: The DAG version a run runs when not the latest the core holds (``None``: the latest).
+VersionOf = Callable[[DagRun], DAG | None]
+
+
+def snapshot(
+    store: Store, dag_id: str, run_id: str, version: VersionOf | None = None
+) -> RunSnapshot:
+    """A run and its task instances, mapped tasks' instances too, and its DAG version if
+    ``version`` tells it (``NotFound`` if there is no such run)."""
     run = store.runs.get_run(dag_id, run_id)
     page = store.tasks.query_task_instances(
         TaskInstanceQuery(dag_id=dag_id, run_id=run_id, limit=10_000_000, mapped=None)
     )
-    return RunSnapshot(run, tuple(page.items))
+    return RunSnapshot(run, tuple(page.items), version(run) if version else None)
 
 
-def unfinished_runs(store: Store, dag_ids: set[str]) -> Iterator[RunSnapshot]:
+def unfinished_runs(
+    store: Store, dag_ids: set[str], version: VersionOf | None = None
+) -> Iterator[RunSnapshot]:
     """Queued and running runs of ``dag_ids``, oldest logical date first."""
     offset = 0
     while True:
@@ -50,7 +61,7 @@ def unfinished_runs(store: Store, dag_ids: set[str]) -> Iterator[RunSnapshot]:
         )
         for run in page.items:
             if run.dag_id in dag_ids:
-                yield snapshot(store, run.dag_id, run.run_id)
+                yield snapshot(store, run.dag_id, run.run_id, version)
         if not page.has_more:
             return
         offset += PAGE
@@ -83,9 +94,11 @@ class Takeover:
         component_id: str,
         clock: Clock,
         executor: Executor,
+        versions: VersionLoader,
     ) -> None:
         self.store, self.settings, self.clock, self.executor = store, settings, clock, executor
         self.component_id = component_id
+        self.versions = versions
         #: DAGs with runs whose running tries another engine's lease still covers.
         self.contested: set[str] = set()
 
@@ -105,7 +118,7 @@ class Takeover:
         contested: set[str] = set()
         snapshots = [
             snapshot
-            for snapshot in unfinished_runs(self.store, dag_ids)
+            for snapshot in unfinished_runs(self.store, dag_ids, self.version_of(loop))
             if not loop.core.book.knows(snapshot.run.key)
         ]
         elsewhere = self.executor.running_elsewhere(
@@ -131,3 +144,9 @@ class Takeover:
             )
             loop.decide(Resume(snapshot, adopt))
         self.contested = (self.contested - dag_ids) | contested
+
+    def version_of(self, loop: EngineLoop) -> VersionOf:
+        """Each run's version, or the latest when its version cannot be rebuilt (a run taken
+        over is never left stuck for want of its version)."""
+        latest = loop.core.book.dags
+        return lambda run: self.versions.dag_or_latest(run, latest.get(run.dag_id))

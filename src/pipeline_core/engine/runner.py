@@ -28,6 +28,7 @@ from pipeline_core.model import (
     ExpandTask,
     MissDeadline,
     MoveRun,
+    SwitchVersion,
     TaskChange,
     UpdateAssets,
     Write,
@@ -120,7 +121,7 @@ def run_key_of(write: Write) -> RunKey:
     """The run a write belongs to."""
     if isinstance(write, TaskChange | ExpandTask | UpdateAssets):
         return (write.key.dag_id, write.key.run_id)
-    if isinstance(write, MoveRun | MissDeadline):
+    if isinstance(write, MoveRun | MissDeadline | SwitchVersion):
         return (write.dag_id, write.run_id)
     assert isinstance(write, CreateRun)
     return write.run.key

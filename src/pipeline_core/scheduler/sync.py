@@ -37,28 +37,30 @@ class DagSync:
         self.clock = clock
         self.folder = str(folder)
         self.executors = tuple(executors)
-        self._last_good: dict[str, tuple[DAG, ...]] = {}
+        self._last_good: dict[str, DagFile] = {}
         self.dags: dict[str, DAG] = {}
         self._reported: set[str] = set()
 
     def refresh(self) -> dict[str, DAG]:
         bag = load_folder(self.folder)
         dags: dict[str, DAG] = {}
+        sources: dict[str, str | None] = {}
         errors = []
         now = self.clock()
         files = [self._usable(file) for file in bag.files]
         for file in files:
             if file.issues:
                 errors.append(ImportError_(file.path, tuple(i.to_dict() for i in file.issues), now))
-            kept = file.dags or (self._last_good.get(file.path, ()) if file.issues else ())
             if file.dags:
-                self._last_good[file.path] = file.dags
-            for dag in kept:
-                dags.setdefault(dag.dag_id, dag)
+                self._last_good[file.path] = file
+            kept = file if file.dags or not file.issues else self._last_good.get(file.path, file)
+            for dag in kept.dags:
+                if dag.dag_id not in dags:
+                    dags[dag.dag_id], sources[dag.dag_id] = dag, kept.source
         for path in [p for p in self._last_good if not Path(p).exists()]:
             del self._last_good[path]
         for dag in dags.values():
-            self.store.dags.upsert_dag(dag_record(dag, now))
+            self.store.dags.upsert_dag(dag_record(dag, now), source=sources[dag.dag_id])
         self.store.dags.deactivate_missing_dags(list(dags))
         self.store.dags.replace_import_errors(errors)
         self._report(files)
@@ -97,6 +99,7 @@ class DagSync:
 
 def dag_record(dag: DAG, parsed_at: datetime) -> DagRecord:
     definition = dag_to_dict(dag)
+    vars(dag).setdefault("version", definition_hash(definition))  # computed once, here
     return DagRecord(
         dag_id=dag.dag_id,
         is_paused=dag.is_paused,
@@ -106,7 +109,7 @@ def dag_record(dag: DAG, parsed_at: datetime) -> DagRecord:
         timezone=dag.timezone,
         description=dag.description,
         tags=dag.tags,
-        definition_hash=definition_hash(definition),
+        definition_hash=dag.version,
         definition=definition,
         task_count=len(dag.tasks),
         last_parsed_at=parsed_at,

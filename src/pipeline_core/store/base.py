@@ -21,9 +21,9 @@ from pipeline_core.events import Event
 from pipeline_core.store.accounts import AccountStore
 from pipeline_core.store.assets import AssetStore
 from pipeline_core.store.credentials import CredentialStore
+from pipeline_core.store.dags import DagStore
 from pipeline_core.store.parts import (
     BackfillStore,
-    DagStore,
     EventStore,
     HeartbeatStore,
     NotificationStore,

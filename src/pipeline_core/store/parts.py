@@ -22,11 +22,9 @@ from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.types import (
     AttemptOutcome,
     Backfill,
-    DagRecord,
     EventQuery,
     Heartbeat,
     IdempotencyRecord,
-    ImportError_,
     LogChunk,
     Notification,
     NotificationQuery,
@@ -187,51 +185,6 @@ class TaskDataStore(Protocol):
     def read_log(
         self, key: TaskKey, try_number: int, *, offset: int = 0, limit: int | None = None
     ) -> LogChunk: ...
-
-
-class DagStore(Protocol):
-    """DAG records, their pause state and the import errors of DAG files."""
-
-    def upsert_dag(self, record: DagRecord) -> DagRecord:
-        """Insert or update a DAG's metadata (never its pause state once stored).
-
-        Appends ``dag.updated`` only when something changed. Returns the stored record.
-        """
-        ...
-
-    def get_dag(self, dag_id: str) -> DagRecord: ...
-
-    def list_dags(
-        self,
-        *,
-        tags: Sequence[str] = (),
-        is_paused: bool | None = None,
-        is_active: bool | None = None,
-        dag_id_pattern: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        within_tag: str | None = None,
-    ) -> Page[DagRecord]:
-        """DAGs ordered by ``dag_id``; ``tags`` matches DAGs having any of them, ``within_tag``
-        only DAGs having that one (an API token's scope); the pattern is a
-        case-insensitive substring. Listed records carry no ``definition`` (``get_dag`` does)."""
-        ...
-
-    def set_paused(self, dag_id: str, paused: bool) -> DagRecord:
-        """Appends ``dag.updated`` when the state changes."""
-        ...
-
-    def deactivate_missing_dags(self, active_dag_ids: Sequence[str]) -> list[str]:
-        """Mark every active DAG not in ``active_dag_ids`` inactive; returns their ids."""
-        ...
-
-    def replace_import_errors(self, errors: Sequence[ImportError_]) -> None:
-        """Make ``errors`` the complete list of files that currently fail to load."""
-        ...
-
-    def list_import_errors(self) -> list[ImportError_]:
-        """Files that failed to load, by file name."""
-        ...
 
 
 class PoolStore(Protocol):

@@ -25,7 +25,7 @@ from pipeline_core.credentials.accounts import ADMIN, Account, token_hash
 from pipeline_core.errors import NotFound, PipelineError
 from pipeline_core.model import iso
 from pipeline_core.store.accounts import AccountStore, ApiToken
-from pipeline_core.store.parts import DagStore
+from pipeline_core.store.dags import DagStore
 
 QUERY_TOKEN_PATHS = ("/api/v1/events",)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

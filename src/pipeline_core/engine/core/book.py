@@ -52,6 +52,8 @@ class Book:
         self.missed: set[RunKey] = set()
         #: The instances of the mapped tasks of held runs, by the mapped task's own key.
         self.groups: dict[TaskKey, MapGroup] = {}
+        #: The DAG version of each held run that runs another than its DAG's latest.
+        self.pinned: dict[RunKey, DAG] = {}
 
     # --- reading --------------------------------------------------------------------------
     def knows(self, run_key: RunKey) -> bool:
@@ -59,8 +61,30 @@ class Book:
 
     def task(self, key: TaskKey) -> Task:
         tracker = self.trackers.get((key.dag_id, key.run_id))
-        dag = tracker.dag if tracker is not None else self.dags[key.dag_id]
+        dag = tracker.dag if tracker is not None else self.dag_of((key.dag_id, key.run_id))
+        assert dag is not None  # a held run's DAG is loaded or pinned
         return dag.task_dict[key.task_id]
+
+    def dag_of(self, run_key: RunKey) -> DAG | None:
+        """The DAG version a held run runs: its own, or its DAG's latest."""
+        return self.pinned.get(run_key) or self.dags.get(run_key[0])
+
+    def pin(self, run_key: RunKey, dag: DAG | None) -> None:
+        """Hold ``dag`` as the version ``run_key`` runs (``None``: the latest)."""
+        if dag is None or dag is self.dags.get(run_key[0]):
+            self.pinned.pop(run_key, None)
+        else:
+            self.pinned[run_key] = dag
+
+    def set_dags(self, dags: dict[str, DAG]) -> list[str]:
+        """New latest definitions; held runs keep the versions they run. Returns the DAGs
+        changed."""
+        changed = [d for d in self.dags if dags.get(d) != self.dags[d]]  # or gone
+        for run_key in self.runs:
+            if run_key[0] in changed and run_key not in self.pinned:
+                self.pinned[run_key] = self.dags[run_key[0]]
+        self.dags = dags
+        return changed
 
     def state_of(self, key: TaskKey) -> TaskState | None:
         """A task instance's state (a mapped task's instance's too), if the book holds it."""
@@ -82,11 +106,12 @@ class Book:
         return self.started[dag_id]
 
     # --- runs -------------------------------------------------------------------------------
-    def enqueue(self, run: DagRun, task_ids: Iterable[str]) -> None:
-        """Hold a queued run (created with these task instances) until its DAG's limits let
-        it start."""
+    def enqueue(self, run: DagRun, task_ids: Iterable[str], dag: DAG | None = None) -> None:
+        """Hold a queued run (created with these task instances, of DAG version ``dag`` if
+        not the latest) until its DAG's limits let it start."""
         self.runs[run.key] = run
-        rank = self.keys.rank_of(run, self.dags.get(run.dag_id))
+        self.pin(run.key, dag)
+        rank = self.keys.rank_of(run, self.dag_of(run.key))
         self.waiting_tasks[run.key] = tuple(task_ids)
         waiting = self.waiting.setdefault(run.dag_id, deque())
         ranks = self.keys.rank
@@ -112,15 +137,24 @@ class Book:
         return moved
 
     def track(
-        self, run: DagRun, states: dict[str, TaskState], tries: dict[str, tuple[int, int]]
+        self,
+        run: DagRun,
+        states: dict[str, TaskState],
+        tries: dict[str, tuple[int, int]],
+        dag: DAG | None = None,
     ) -> list[tuple[str, Readiness]]:
         """Hold a started run from now on (task states and ``(try_number, max_tries)`` by task
-        id); returns its first readiness decisions."""
+        id; ``dag``: its version if another than it holds); returns its first readiness
+        decisions."""
         self.runs[run.key] = run
+        if dag is not None:
+            self.pin(run.key, dag)
+        version = self.dag_of(run.key)
+        assert version is not None  # the core holds a run only with its DAG
         if run.key not in self.trackers:
             self.started[run.dag_id] += 1
-            self.keys.start(run, self.dags.get(run.dag_id))
-        tracker = self.trackers[run.key] = RunTracker.build(self.dags[run.dag_id], states)
+            self.keys.start(run, version)
+        tracker = self.trackers[run.key] = RunTracker.build(version, states)
         self.dirty.add(run.key)
         for task_id, pair in tries.items():
             self.tries[TaskKey(run.dag_id, run.run_id, task_id)] = pair
@@ -129,6 +163,7 @@ class Book:
     def forget(self, run_key: RunKey) -> None:
         tracker = self.trackers.pop(run_key, None)
         self.runs.pop(run_key, None)
+        self.pinned.pop(run_key, None)
         self.missed.discard(run_key)
         self.waiting_tasks.pop(run_key, None)
         self.dirty.discard(run_key)
@@ -239,22 +274,6 @@ class Book:
                     )
                 )
         return ready
-
-    def remove_dropped_tasks(self, dag: DAG) -> tuple[list[TaskKey], list[TaskKey]]:
-        """Tasks ``dag`` no longer has become ``removed`` in its runs that have not started
-        them. Returns those tasks, and the tasks that became ready because an upstream went
-        away."""
-        removed: list[TaskKey] = []
-        ready: list[TaskKey] = []
-        keep = set(dag.task_dict)
-        for run_key in [k for k in self.trackers if k[0] == dag.dag_id]:
-            for task_id, state in list(self.trackers[run_key].states.items()):
-                if task_id not in keep and state is TaskState.QUEUED:
-                    removed.append(TaskKey(*run_key, task_id))
-                    ready += self.set_task(
-                        run_key, task_id, state, TaskState.REMOVED, reason="removed from the DAG"
-                    )
-        return removed, ready
 
     def take_writes(self) -> list[Write]:
         writes, self.writes = self.writes, []

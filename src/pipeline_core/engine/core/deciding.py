@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from pipeline_core.dag.flow import KeyError_, names_a_try, render_key
-from pipeline_core.dag.model import Task
+from pipeline_core.dag.model import DAG, Task
 from pipeline_core.engine.core.book import Book, RunKey
 from pipeline_core.engine.core.groups import MapGroup, groups_of
 from pipeline_core.engine.core.messages import (
@@ -63,16 +63,17 @@ class CoreState:
                     continue
             self.book.keys.served(run_key)
             running = self.move_run(run_key, RunState.RUNNING)
-            created = set(self.book.waiting_tasks.pop(run_key, dag.task_dict))
+            version = self.book.dag_of(run_key) or dag
+            created = set(self.book.waiting_tasks.pop(run_key, version.task_dict))
             for task_id in created:
-                if task_id not in dag.task_dict:  # dropped from the DAG while the run waited
+                if task_id not in version.task_dict:  # of a run made before versions
                     key = TaskKey(*run_key, task_id)
                     self.book.writes.append(
                         TaskChange(
                             key, TaskState.QUEUED, TaskState.REMOVED, reason="removed from the DAG"
                         )
                     )
-            kept = [t for t in dag.tasks if t.task_id in created]
+            kept = [t for t in version.tasks if t.task_id in created]
             states = {t.task_id: TaskState.QUEUED for t in kept}  # a queued run never ran
             tries = {t.task_id: (0, t.retries + 1) for t in kept}
             self.track(running, states, tries)
@@ -95,7 +96,7 @@ class CoreState:
     def arm_deadline(self, run: DagRun) -> None:
         """A timer for the deadline of a running run, if its DAG has one (at once when it
         has passed: a run taken over after a restart)."""
-        dag = self.book.dags.get(run.dag_id)
+        dag = self.book.dag_of(run.key)
         if dag is None or dag.deadline is None or run.start_date is None:
             return
         deadline = run.start_date + timedelta(seconds=dag.deadline)
@@ -127,6 +128,15 @@ class CoreState:
             }
         return {ti.key: ti.state for ti in snapshot.instances} if snapshot is not None else {}
 
+    def run_dag(self, run_key: RunKey, snapshot: RunSnapshot | None) -> DAG | None:
+        """The DAG version a run runs: as held, else as its snapshot brings it, else the
+        latest."""
+        if self.book.knows(run_key):
+            return self.book.dag_of(run_key)
+        if snapshot is not None and snapshot.dag is not None:
+            return snapshot.dag
+        return self.book.dags.get(run_key[0])
+
     def run_and_states(
         self, run_key: RunKey, snapshot: RunSnapshot | None
     ) -> tuple[DagRun, dict[str, TaskState]]:
@@ -142,10 +152,11 @@ class CoreState:
         states: dict[str, TaskState],
         tries: dict[str, tuple[int, int]],
         instances: Iterable[TaskInstance] = (),
+        dag: DAG | None = None,
     ) -> None:
-        """Hold a started run from now on, with the instances of its mapped tasks (those
-        still queued wait for a slot again)."""
-        decisions = self.book.track(run, states, tries)
+        """Hold a started run from now on (of DAG version ``dag`` if not the one held), with
+        the instances of its mapped tasks (those still queued wait for a slot again)."""
+        decisions = self.book.track(run, states, tries, dag)
         dag = self.book.trackers[run.key].dag
         queued: list[TaskKey] = []
         for task_id, listed in groups_of(dag, instances).items():

@@ -97,9 +97,10 @@ class MapDecisions:
         does), and the task's finished downstream after it."""
         run_key = (message.dag_id, message.run_id)
         book = self.state.book
-        dag = book.dags.get(run_key[0])
-        if dag is None:
+        if run_key[0] not in book.dags:
             raise NotFound(f"no DAG '{run_key[0]}' loaded to run the retry")
+        dag = self.state.run_dag(run_key, message.snapshot)
+        assert dag is not None
         run, states = self.state.run_and_states(run_key, message.snapshot)
         if message.task_ids is None or len(message.task_ids) != 1:
             raise InvalidRequest("map_index retries one instance: name exactly one task")
@@ -127,7 +128,7 @@ class MapDecisions:
             book.runs[run_key] = run
             if run.state in (RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED):
                 run = self.state.move_run(run_key, RunState.RUNNING, reason="retry")
-            self.state.track(run, states, tries, snapshot.instances)
+            self.state.track(run, states, tries, snapshot.instances, dag)
         why = f"retry of map index {map_index}"
         parent = states[task_id]
         if parent in FINISHED_TASK_STATES:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pipeline_core.engine.core.deciding import CoreState
 from pipeline_core.engine.core.groups import MapGroup
-from pipeline_core.engine.core.messages import KillTry, MarkRun, MarkTask
+from pipeline_core.engine.core.messages import KillTry, MarkRun, MarkTask, RunSnapshot
 from pipeline_core.engine.core.tracker import RunTracker
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound
 from pipeline_core.model import DagRun, TaskChange, TaskKey
@@ -89,7 +89,7 @@ class MarkCommands:
             )
         self.state.book.writes.append(_marked(key, current, message.state, "marked"))
         states[message.task_id] = message.state
-        return self._settle_finished(run, states)
+        return self._settle_finished(run, states, message.snapshot)
 
     def _mark_all_instances(self, key: TaskKey, message: MarkTask) -> None:
         """A mapped task marked: its instances take the state too (but those finished,
@@ -165,12 +165,14 @@ class MarkCommands:
         if parent is not derived and parent in FINISHED_TASK_STATES:
             book.writes.append(_marked(key.parent, parent, derived, "a mapped instance was"))
             states[message.task_id] = derived
-        return self._settle_finished(run, states)
+        return self._settle_finished(run, states, message.snapshot)
 
-    def _settle_finished(self, run: DagRun, states: dict[str, TaskState]) -> DagRun:
+    def _settle_finished(
+        self, run: DagRun, states: dict[str, TaskState], snapshot: RunSnapshot | None
+    ) -> DagRun:
         """A finished run whose task was marked: its state follows its tasks' (a failed run
         whose failed leaf was marked success succeeds)."""
-        dag = self.state.book.dags.get(run.dag_id)
+        dag = self.state.run_dag(run.key, snapshot)
         leaves = RunTracker.build(dag, states).leaves() if dag is not None else None
         derived = derive_run_state(states, leaves)
         if derived is run.state or derived not in MARKABLE_RUN_STATES:

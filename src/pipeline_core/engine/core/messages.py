@@ -22,6 +22,7 @@ from pipeline_core.model import (
     ExpandTask,
     MissDeadline,
     MoveRun,
+    SwitchVersion,
     TaskChange,
     TaskInstance,
     TaskKey,
@@ -46,6 +47,8 @@ class RunSnapshot:
 
     run: DagRun
     task_instances: tuple[TaskInstance, ...]
+    #: The DAG version the run runs, when it is not the latest the core holds.
+    dag: DAG | None = None
 
     @property
     def tasks(self) -> list[TaskInstance]:
@@ -85,6 +88,8 @@ class Retry:
     snapshot: RunSnapshot | None = None
     #: One instance of the one mapped task of ``task_ids`` (``None``: all of them).
     map_index: int | None = None
+    #: Run the DAG's latest version from now on instead of the run's own.
+    use_latest: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +280,18 @@ Effect = (
     | MissDeadline
     | ExpandTask
     | UpdateAssets
+    | SwitchVersion
     | SubmitTry
     | KillTry
     | StartTimer
     | ResolveMapping
 )
-STORE_EFFECTS = (CreateRun, MoveRun, TaskChange, MissDeadline, ExpandTask, UpdateAssets)
+STORE_EFFECTS = (
+    CreateRun,
+    MoveRun,
+    TaskChange,
+    MissDeadline,
+    ExpandTask,
+    UpdateAssets,
+    SwitchVersion,
+)

@@ -17,6 +17,7 @@ from pipeline_core.engine.core.messages import (
     TimerKind,
 )
 from pipeline_core.engine.core.slots import Active
+from pipeline_core.engine.core.versions import latest_states, switch_to_latest
 from pipeline_core.errors import Conflict, NotFound
 from pipeline_core.model import DagRun, TaskChange, TaskInstance, TaskKey
 from pipeline_core.state import FINISHED_TASK_STATES, RunState, TaskState
@@ -54,11 +55,18 @@ class RunCommands:
         return cancelled
 
     def retry(self, message: Retry) -> tuple[DagRun, list[str]]:
+        """Queue finished tasks again, in the run's DAG version (or its latest:
+        ``use_latest``)."""
         run_key = (message.dag_id, message.run_id)
-        dag = self.state.book.dags.get(run_key[0])
-        if dag is None:
+        latest = self.state.book.dags.get(run_key[0])
+        if latest is None:
             raise NotFound(f"no DAG '{run_key[0]}' loaded to run the retry")
         run, states = self.state.run_and_states(run_key, message.snapshot)
+        dag = latest if message.use_latest else self.state.run_dag(run_key, message.snapshot)
+        assert dag is not None
+        switch = message.use_latest and run.dag_version != latest.version
+        if switch:
+            before, states = states, latest_states(run, states, latest)
         tracked = run_key in self.state.book.trackers
         if tracked:
             held = self.state.book.tries
@@ -86,6 +94,9 @@ class RunCommands:
         ]
         if not requeue:
             raise Conflict(f"run '{run.run_id}' has no finished task to retry")
+        if switch:
+            run = switch_to_latest(self.state, run_key, run, before, tries, latest, requeue)
+            states = before
         grants = {t: tries.get(t, (0, 1))[0] + dag.task_dict[t].retries + 1 for t in requeue}
         if tracked:
             ready: list[TaskKey] = []
@@ -119,7 +130,7 @@ class RunCommands:
         self.state.book.runs[run_key] = run
         if run.state in (RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED):
             run = self.state.move_run(run_key, RunState.RUNNING, reason="retry")
-        self.state.track(run, states, tries, snapshot.instances)
+        self.state.track(run, states, tries, snapshot.instances, dag)
         return run, requeue
 
     def resume(self, snapshot: RunSnapshot, adopt: frozenset[TaskKey] = frozenset()) -> None:
@@ -131,7 +142,7 @@ class RunCommands:
             return
         states = {ti.task_id: ti.state for ti in snapshot.tasks}
         tries = {ti.task_id: (ti.try_number, ti.max_tries) for ti in snapshot.tasks}
-        dag = self.state.book.dags[run.dag_id]
+        dag = snapshot.dag or self.state.book.dags[run.dag_id]
         mapped = {ti.task_id for ti in snapshot.instances}
         orphans = []
         for ti in snapshot.task_instances:
@@ -155,10 +166,10 @@ class RunCommands:
                 )
                 states[ti.task_id] = new
         if run.state is RunState.QUEUED:
-            self.state.book.enqueue(run, states)
+            self.state.book.enqueue(run, states, snapshot.dag)
             self.state.start_waiting_runs(run.dag_id)
             return
-        self.state.track(run, states, tries, snapshot.instances)
+        self.state.track(run, states, tries, snapshot.instances, snapshot.dag)
         self.state.arm_deadline(run)
         for ti in orphans:
             self.state.actions.append(KillTry(ti.key, ti.try_number))
@@ -184,7 +195,7 @@ class RunCommands:
         The store records a run's miss once, however often this is decided (a restart)."""
         run_key = (due.dag_id, due.run_id)
         run = self.state.book.runs.get(run_key)
-        dag = self.state.book.dags.get(due.dag_id)
+        dag = self.state.book.dag_of(run_key)
         if run is None or run.state is not RunState.RUNNING or dag is None:
             return
         action = dag.deadline_action
@@ -211,19 +222,10 @@ class RunCommands:
         self.state.book.forget(run_key)
 
     def set_dags(self, dags: dict[str, Any], paused: set[str]) -> list[str]:
+        """New latest definitions: new runs use them; held runs keep their versions."""
         new = sorted(set(dags) - set(self.state.book.dags))
-        changed = [
-            d
-            for d in dags.values()
-            if d.dag_id in self.state.book.dags and d != self.state.book.dags[d.dag_id]
-        ]
-        self.state.book.dags = dags
+        self.state.book.set_dags(dags)
         self.state.book.paused = paused
-        for dag in changed:
-            removed, ready = self.state.book.remove_dropped_tasks(dag)
-            for key in removed:
-                self.state.slots.unqueue(key)  # it may have been waiting for a slot
-            self.state.queue(ready)
         for dag_id in dags:
             self.state.start_waiting_runs(dag_id)
         return new

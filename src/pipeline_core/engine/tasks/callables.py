@@ -20,11 +20,13 @@ from pipeline_core.dag.bag import MODULE_PREFIX
 @dataclass(frozen=True, slots=True)
 class CallableRef:
     """A function named by where it lives. ``fileloc`` is the file of its module, used for
-    DAG files, which are loaded by path rather than imported by name."""
+    DAG files, which are loaded by path rather than imported by name; ``source`` is the text
+    of an earlier version of that file (a run of that DAG version runs it, not the file)."""
 
     module: str
     qualname: str
     fileloc: str | None = None
+    source: str | None = None
 
     @property
     def spec(self) -> str:
@@ -66,6 +68,11 @@ def _module(ref: CallableRef) -> types.ModuleType:
             raise UnresolvableCallable(f"cannot import module '{ref.module}': {exc}") from None
     if ref.fileloc is None:
         raise UnresolvableCallable(f"'{ref.spec}' comes from a DAG file of unknown location")
+    if ref.source is not None:  # a version's module: its name is that version's own
+        cached = _LOADED.get(ref.module)
+        if cached is None:
+            cached = _LOADED[ref.module] = (0, _load_dag_file(ref.module, ref.fileloc, ref.source))
+        return cached[1]
     try:
         mtime = os.stat(ref.fileloc).st_mtime_ns
     except OSError as exc:
@@ -78,14 +85,17 @@ def _module(ref: CallableRef) -> types.ModuleType:
     return module
 
 
-def _load_dag_file(name: str, path: str) -> types.ModuleType:
+def _load_dag_file(name: str, path: str, source: str | None = None) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise UnresolvableCallable(f"cannot load DAG file {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        if source is None:
+            spec.loader.exec_module(module)
+        else:
+            exec(compile(source, path, "exec"), vars(module))  # trusted code, as documented
     except Exception as exc:  # a DAG file is user code
         sys.modules.pop(name, None)
         raise UnresolvableCallable(

@@ -135,10 +135,12 @@ BEGIN
         RAISE EXCEPTION 'pipeline_core: run exists';
       END IF;
       INSERT INTO dag_runs (dag_id, run_id, state, run_type, logical_date, conf, note,
-                            queued_at, start_date, end_date, duration_ms)
+                            queued_at, start_date, end_date, duration_ms, priority,
+                            dag_version)
       VALUES (w->>'dag_id', w->>'run_id', w->>'state', w->>'run_type', w->>'logical_date',
               w->>'conf', w->>'note', w->>'queued_at', w->>'start_date', w->>'end_date',
-              (w->>'duration_ms')::bigint)
+              (w->>'duration_ms')::bigint, COALESCE((w->>'priority')::integer, 0),
+              w->>'dag_version')
       RETURNING id INTO pk;
       INSERT INTO task_instances (run_pk, ordinal, dag_id, run_id, task_id, state, try_number,
                                   max_tries, pool, priority_weight, start_date, end_date,

@@ -18,6 +18,7 @@ from pipeline_core.model import (
     MissDeadline,
     MoveRun,
     RunType,
+    SwitchVersion,
     TaskChange,
     TaskInstance,
     UpdateAssets,
@@ -40,11 +41,9 @@ def may_go_in_one_call(writes: Sequence[Write]) -> bool:
             return False
         if isinstance(write, MoveRun) and write.new not in RUN_ALLOWED[write.expected]:
             return False
-        if isinstance(write, CreateRun) and (
-            write.idempotency is not None or write.consumes or write.run.priority
-        ):
-            return False  # the key's and the updates' checks, and a priority: ordinary path
-        if isinstance(write, MissDeadline | ExpandTask | UpdateAssets):
+        if isinstance(write, CreateRun) and (write.idempotency is not None or write.consumes):
+            return False  # the key's and the updates' checks: the ordinary path
+        if isinstance(write, MissDeadline | ExpandTask | UpdateAssets | SwitchVersion):
             return False  # rare, or many rows at once: the ordinary path writes it
     return bool(writes)
 
@@ -58,7 +57,7 @@ def dag_ids(writes: Sequence[Write]) -> list[str]:
     return sorted(ids)
 
 
-def _dag_of(write: CreateRun | MoveRun | MissDeadline) -> str:
+def _dag_of(write: CreateRun | MoveRun | MissDeadline | SwitchVersion) -> str:
     return write.run.dag_id if isinstance(write, CreateRun) else write.dag_id
 
 
@@ -106,6 +105,8 @@ def _write(write: Write, now: datetime) -> dict[str, Any]:
         "start_date": iso(run.start_date),
         "end_date": iso(run.end_date),
         "duration_ms": run.duration_ms,
+        "priority": run.priority,
+        "dag_version": run.dag_version,
         "tasks": [
             {
                 "task_id": t.task_id,

@@ -8,6 +8,8 @@ from typing import Any
 
 from pipeline_core.errors import NotFound
 from pipeline_core.model import iso
+from pipeline_core.store.dags import DagVersion
+from pipeline_core.store.sql import versions
 from pipeline_core.store.sql.assets import set_references
 from pipeline_core.store.sql.common import dag_event, to_json
 from pipeline_core.store.sql.core import Pending, Sql
@@ -28,7 +30,7 @@ class DagsSql:
     def __init__(self, sql: Sql) -> None:
         self.sql = sql
 
-    def upsert_dag(self, record: DagRecord) -> DagRecord:
+    def upsert_dag(self, record: DagRecord, *, source: str | None = None) -> DagRecord:
         tags = to_json(list(record.tags), "tags")
         definition = None if record.definition is None else to_json(record.definition, "definition")
 
@@ -56,6 +58,7 @@ class DagsSql:
                 ),
             )  # fmt: skip
             set_references(tx, stored.dag_id, record.definition)
+            versions.keep_version(tx, stored, definition, source)
             self.sql.append(
                 tx,
                 pending,
@@ -157,3 +160,13 @@ class DagsSql:
         sql = "SELECT filename, issues, seen_at FROM import_errors ORDER BY filename"
         rows = self.sql.read(lambda tx: tx.rows(sql))
         return [ImportError_(r[0], tuple(json.loads(r[1])), parse_ts(r[2])) for r in rows]
+
+    def list_versions(self, dag_id: str, *, limit: int = 100, offset: int = 0) -> Page[DagVersion]:
+        result: Page[DagVersion] = self.sql.read(
+            lambda tx: versions.list_versions(tx, dag_id, limit, offset)
+        )
+        return result
+
+    def get_version(self, dag_id: str, version: str) -> DagVersion:
+        result: DagVersion = self.sql.read(lambda tx: versions.get_version(tx, dag_id, version))
+        return result

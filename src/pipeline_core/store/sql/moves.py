@@ -15,6 +15,7 @@ from pipeline_core.model import (
     MissDeadline,
     MoveRun,
     RunType,
+    SwitchVersion,
     TaskChange,
     TaskInstance,
     TaskSpec,
@@ -66,11 +67,12 @@ def insert_run(
         )
     run_pk = tx.scalar(
         f"INSERT INTO dag_runs ({RUN_COLUMNS}, duration_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             stored.dag_id, stored.run_id, stored.state.value, kind,
             iso(stored.logical_date), conf, stored.note, iso(stored.queued_at),
-            iso(stored.start_date), iso(stored.end_date), stored.priority, stored.duration_ms,
+            iso(stored.start_date), iso(stored.end_date), stored.priority, stored.dag_version,
+            stored.duration_ms,
         ),
     )  # fmt: skip
     tx.many(
@@ -192,3 +194,46 @@ def expand_task(sql: Sql, tx: Tx, pending: Pending, expand: ExpandTask, now: dat
     payload = {"dag_id": key.dag_id, "run_id": key.run_id, "task_id": key.task_id,
                "map_index": -1, "count": expand.count, "timestamp": iso(now)}  # fmt: skip
     sql.append(tx, pending, [("task.expanded", payload, key.dag_id, key.run_id, key.task_id)], now)
+
+
+def switch_version(
+    sql: Sql, tx: Tx, pending: Pending, switch: SwitchVersion, now: datetime
+) -> None:
+    """A run's new DAG version, the task instances it adds (queued, after the run's own),
+    and its ``run.version_changed`` event."""
+    row = tx.one(
+        "SELECT id, dag_version FROM dag_runs WHERE dag_id = ? AND run_id = ?",
+        (switch.dag_id, switch.run_id),
+    )
+    if row is None:
+        raise run_not_found(switch.dag_id, switch.run_id)
+    run_pk, previous = row
+    tx.run("UPDATE dag_runs SET dag_version = ? WHERE id = ?", (switch.version, run_pk))
+    first = (
+        int(
+            tx.scalar(
+                "SELECT COALESCE(MAX(ordinal), -1) FROM task_instances WHERE run_pk = ?", (run_pk,)
+            )
+        )
+        + 1
+    )
+    tx.many(
+        f"INSERT INTO task_instances (run_pk, ordinal, {TI_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL, -1)",
+        [
+            (run_pk, first + i, switch.dag_id, switch.run_id, t.task_id, TaskState.QUEUED.value,
+             t.max_tries, t.pool, t.priority_weight)
+            for i, t in enumerate(switch.tasks)
+        ],
+    )  # fmt: skip
+    payload = {
+        "dag_id": switch.dag_id,
+        "run_id": switch.run_id,
+        "dag_version": switch.version,
+        "previous_version": previous,
+        "added_tasks": [t.task_id for t in switch.tasks],
+        "timestamp": iso(now),
+    }
+    sql.append(
+        tx, pending, [("run.version_changed", payload, switch.dag_id, switch.run_id, None)], now
+    )

@@ -23,7 +23,7 @@ DAG_LIST_COLUMNS = DAG_COLUMNS.replace("definition,", "NULL,")
 
 RUN_COLUMNS = (
     "dag_id, run_id, state, run_type, logical_date, conf, note, queued_at, start_date, end_date, "
-    "priority"
+    "priority, dag_version"
 )
 
 TI_COLUMNS = (
@@ -141,6 +141,7 @@ def run_from_row(row: tuple[Any, ...]) -> DagRun:
         start_date=parse_ts(row[8]),
         end_date=parse_ts(row[9]),
         priority=int(row[10] or 0),
+        dag_version=row[11],
     )
 
 

@@ -15,6 +15,7 @@ from pipeline_core.model import (
     MissDeadline,
     MoveRun,
     RunType,
+    SwitchVersion,
     TaskChange,
     TaskSpec,
     UpdateAssets,
@@ -33,6 +34,7 @@ from pipeline_core.store.sql.moves import (
     move_run,
     move_tasks,
     run_in,
+    switch_version,
 )
 from pipeline_core.store.sql.rows import (
     RUN_COLUMNS,
@@ -77,6 +79,8 @@ class RunsSql:
                     expand_task(self.sql, tx, pending, write, at)
                 elif isinstance(write, UpdateAssets):
                     record_task_updates(self.sql, tx, pending, write, at)
+                elif isinstance(write, SwitchVersion):
+                    switch_version(self.sql, tx, pending, write, at)
                 else:
                     move_run(self.sql, tx, pending, write, at)
             move_tasks(self.sql, tx, pending, tasks, at)

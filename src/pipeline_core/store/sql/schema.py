@@ -316,6 +316,23 @@ MIGRATIONS: list[list[Statement]] = [
     ],
     # 15: a run's priority (higher runs start first, and their tries)
     ["ALTER TABLE dag_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"],
+    # 16: every distinct definition of each DAG (its source and file), the version each run
+    # was made with, and the one-call writes storing a run's priority and version
+    [
+        "CREATE TABLE dag_versions (dag_id {text} NOT NULL, version {text} NOT NULL, "
+        "first_seen {text} NOT NULL, fileloc {text}, task_count INTEGER NOT NULL, "
+        "source {text}, definition {text} NOT NULL, PRIMARY KEY (dag_id, version))",
+        "CREATE INDEX dag_versions_by_age ON dag_versions (dag_id, first_seen)",
+        "INSERT INTO dag_versions (dag_id, version, first_seen, fileloc, task_count, source, "
+        "definition) SELECT dag_id, definition_hash, "
+        "COALESCE(last_parsed_at, '1970-01-01T00:00:00.000000Z'), fileloc, task_count, "
+        "NULL, definition FROM dags WHERE definition_hash IS NOT NULL AND definition IS NOT NULL",
+        "ALTER TABLE dag_runs ADD COLUMN dag_version {text}",
+        {
+            "sqlite": (),
+            "postgresql": ("DROP FUNCTION pipeline_core_apply(jsonb, text, text)", APPLY),
+        },
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

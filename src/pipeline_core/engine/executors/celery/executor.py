@@ -29,7 +29,6 @@ from pipeline_core.engine.executors.celery.wire import (
     KILL_REQUESTED,
     TryMessage,
     completion_of,
-    dag_version,
     lost_claim_error,
 )
 from pipeline_core.events import Event
@@ -154,7 +153,7 @@ class CeleryExecutor:
     def _version(self, job: Job) -> str:
         cached = self._versions.get(id(job.dag))
         if cached is None or cached[0] is not job.dag:
-            cached = self._versions[id(job.dag)] = (job.dag, dag_version(job.dag))
+            cached = self._versions[id(job.dag)] = (job.dag, job.dag.version)
         return cached[1]
 
     # --- sending ----------------------------------------------------------------------

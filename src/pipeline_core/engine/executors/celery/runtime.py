@@ -23,15 +23,16 @@ from typing import Any
 from pipeline_core.clock import Clock, SystemClock
 from pipeline_core.dag.bag import load_folder
 from pipeline_core.dag.model import DAG
+from pipeline_core.dag.versions import VersionUnavailable
 from pipeline_core.engine.core.jobs import Completion, Job
 from pipeline_core.engine.executors.celery.wire import (
     KILL_REQUESTED,
     TryMessage,
-    dag_version,
     lost_claim_error,
     report_of,
 )
 from pipeline_core.engine.executors.local import LocalExecutor
+from pipeline_core.engine.versions import VersionLoader
 from pipeline_core.errors import NotFound
 from pipeline_core.events import Event
 from pipeline_core.model import TaskKey
@@ -80,6 +81,7 @@ class TryWorker:
         self._held: dict[TryId, _Held] = {}
         self._lock = threading.RLock()
         self._dags: dict[str, tuple[DAG, str]] = {}
+        self.versions = VersionLoader(store)
         self._loaded_at = float("-inf")
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeats, name="worker-heartbeat", daemon=True)
@@ -187,20 +189,18 @@ class TryWorker:
         )
 
     def _dag(self, dag_id: str, version: str) -> DAG | str:
+        """The DAG version the engine runs: the worker's own files', or else the store's
+        (rebuilt from the text its file had)."""
         held = self._dags.get(dag_id)
         if held is None or held[1] != version:
             self._reload()
             held = self._dags.get(dag_id)
-        folder = self.settings.dags_folder
-        if held is None:
-            return f"DAG '{dag_id}' is not in the DAGs folder {folder} of worker {self.worker_id}"
-        if held[1] != version:
-            return (
-                f"worker {self.worker_id} has another version of DAG '{dag_id}' "
-                f"({held[1][:12]} in {folder}) than the engine runs ({version[:12]}): "
-                "deploy the same DAG files to every worker"
-            )
-        return held[0]
+        if held is not None and held[1] == version:
+            return held[0]
+        try:
+            return self.versions.version(dag_id, version)
+        except VersionUnavailable as exc:
+            return f"worker {self.worker_id}: {exc}"
 
     def _reload(self, *, force: bool = False) -> None:
         now = self.clock.monotonic()
@@ -208,7 +208,7 @@ class TryWorker:
             if not force and now - self._loaded_at < self.settings.reload_interval:
                 return
             self._loaded_at = now
-        self._dags = {dag_id: (dag, dag_version(dag)) for dag_id, dag in self._load().items()}
+        self._dags = {dag_id: (dag, dag.version) for dag_id, dag in self._load().items()}
 
     def _load_folder(self) -> Mapping[str, DAG]:
         bag = load_folder(self.settings.dags_folder)

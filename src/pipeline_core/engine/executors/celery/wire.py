@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeGuard
 
-from pipeline_core.dag.model import DAG
-from pipeline_core.dag.serialize import dag_to_dict, definition_hash
 from pipeline_core.engine.core.jobs import Completion, Result
 from pipeline_core.events import Event
 from pipeline_core.model import TaskKey
@@ -22,11 +20,6 @@ from pipeline_core.store.types import Heartbeat, TryClaim, TryReport
 
 KILL_REQUESTED = "task.kill_requested"
 REPORTED = "task.reported"
-
-
-def dag_version(dag: DAG) -> str:
-    """What must match between the engine's DAG and a worker's: its definition hash."""
-    return definition_hash(dag_to_dict(dag))
 
 
 @dataclass(frozen=True, slots=True)

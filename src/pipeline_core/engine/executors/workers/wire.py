@@ -16,6 +16,7 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_core.dag.versions import SOURCE_ATTRIBUTE
 from pipeline_core.engine.tasks.callables import CallableRef
 
 #: DAG versions a worker keeps; it forgets the oldest first, and the engine mirrors that.
@@ -85,7 +86,8 @@ class _Pickler(pickle.Pickler):
         if isinstance(obj, types.FunctionType) and obj is not _frozen:
             module = sys.modules.get(obj.__module__)
             fileloc = getattr(module, "__file__", None)
-            return CallableRef, (obj.__module__, obj.__qualname__, fileloc)
+            source = getattr(module, SOURCE_ATTRIBUTE, None)
+            return CallableRef, (obj.__module__, obj.__qualname__, fileloc, source)
         if isinstance(obj, types.MappingProxyType):
             return _frozen, (dict(obj),)
         return NotImplemented
