@@ -23,6 +23,7 @@ def run_dict(run: DagRun) -> dict[str, Any]:
         "end_date": iso(run.end_date),
         "duration_ms": run.duration_ms,
         "priority": run.priority,
+        "dag_version": run.dag_version,
     }
 
 

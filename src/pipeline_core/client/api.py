@@ -26,6 +26,7 @@ from pipeline_core.client.resources import (
     Pools,
     TaskInstances,
     Variables,
+    Versions,
 )
 from pipeline_core.client.transport import Transport
 
@@ -62,6 +63,7 @@ class Client(Resource):
     ) -> None:
         super().__init__(Transport(base_url, token, timeout, retries, backoff))
         self.tasks = TaskInstances(self.transport)
+        self.versions = Versions(self.transport)
         self.pools = Pools(self.transport)
         self.backfills = Backfills(self.transport)
         self.notifications = Notifications(self.transport)
@@ -217,9 +219,10 @@ class Client(Resource):
         task_ids: Sequence[str] | None = None,
         *,
         downstream: bool = True,
+        use_latest: bool = False,
     ) -> Data:
         body = {"task_ids": list(task_ids) if task_ids is not None else None,
-                "include_downstream": downstream}  # fmt: skip
+                "include_downstream": downstream, "use_latest": use_latest}  # fmt: skip
         return self._one("POST", f"{run_path(dag_id, run_id)}/retry", body=body)
 
     def mark_run(self, dag_id: str, run_id: str, state: str) -> Data:
@@ -237,8 +240,9 @@ class Client(Resource):
         only_failed: bool = False,
         include_downstream: bool = False,
         dry_run: bool = False,
+        use_latest: bool = False,
     ) -> Data:
         body = {"task_ids": list(task_ids) if task_ids is not None else None,
                 "only_failed": only_failed, "include_downstream": include_downstream,
-                "dry_run": dry_run}  # fmt: skip
+                "dry_run": dry_run, "use_latest": use_latest}  # fmt: skip
         return self._one("POST", f"{run_path(dag_id, run_id)}/clear", body=body)

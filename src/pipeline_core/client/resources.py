@@ -1,6 +1,6 @@
 """The resources of the API a ``Client`` reaches through its attributes: ``client.tasks``
-(task instances, their XCom and logs), ``client.pools``, ``client.backfills`` and
-``client.notifications``."""
+(task instances, their XCom and logs), ``client.versions`` (a DAG's versions),
+``client.pools``, ``client.backfills`` and ``client.notifications``."""
 
 from __future__ import annotations
 
@@ -146,6 +146,20 @@ class Backfills(Resource):
 
     def cancel(self, dag_id: str, backfill_id: int) -> Data:
         return self._one("DELETE", f"/api/v1/dags/{_p(dag_id)}/backfills/{backfill_id}")
+
+
+class Versions(Resource):
+    """``/api/v1/dags/{dag_id}/versions``: every distinct definition a DAG has had."""
+
+    def list(self, dag_id: str, *, limit: int = 100, offset: int = 0) -> builtins.list[Data]:
+        path = f"/api/v1/dags/{_p(dag_id)}/versions"
+        return self._many("GET", path, query={"limit": limit, "offset": offset})
+
+    def get(self, dag_id: str, version: str, *, diff_from: str | None = None) -> Data:
+        """One version (its hash or a prefix of at least 6 characters) with its file's
+        text; ``diff_from``: also a unified diff from that version."""
+        path = f"/api/v1/dags/{_p(dag_id)}/versions/{_p(version)}"
+        return self._one("GET", path, query={"diff_from": diff_from})
 
 
 class TaskInstances(Resource):

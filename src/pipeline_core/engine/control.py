@@ -33,11 +33,14 @@ class Control(Protocol):
         task_ids: Sequence[str] | None = None,
         include_downstream: bool = True,
         map_index: int | None = None,
+        use_latest: bool = False,
     ) -> tuple[DagRun, list[str]]:
         """Re-queue failed, upstream_failed and cancelled tasks (or ``task_ids``) and, by
         default, their downstream; returns the run and the re-queued ids. ``Conflict`` when
         there is nothing to retry. ``map_index``: only that instance of the one mapped task
-        of ``task_ids`` (a mapped task re-queued whole is mapped again)."""
+        of ``task_ids`` (a mapped task re-queued whole is mapped again). The run's own DAG
+        version runs, unless ``use_latest`` moves the run to the DAG's latest version (its new
+        tasks added; its unfinished tasks the latest lacks removed)."""
         ...
 
     def mark_run(self, dag_id: str, run_id: str, state: RunState) -> DagRun:

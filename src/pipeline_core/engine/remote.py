@@ -63,6 +63,7 @@ class RemoteControl:
         task_ids: Sequence[str] | None = None,
         include_downstream: bool = True,
         map_index: int | None = None,
+        use_latest: bool = False,
     ) -> tuple[DagRun, list[str]]:
         answer = self._request(
             "retry",
@@ -71,6 +72,7 @@ class RemoteControl:
             task_ids=list(task_ids) if task_ids is not None else None,
             include_downstream=include_downstream,
             map_index=map_index,
+            use_latest=use_latest,
         )
         return self.store.runs.get_run(dag_id, run_id), list(answer.get("requeued", []))
 
@@ -124,6 +126,7 @@ def answer_request(control: Control, store: Store, request: dict[str, Any]) -> N
                 request.get("task_ids"),
                 request.get("include_downstream", True),
                 request.get("map_index"),
+                bool(request.get("use_latest", False)),
             )
         elif request.get("action") == "mark_run":
             control.mark_run(dag_id, run_id, RunState(request["state"]))

@@ -31,6 +31,7 @@ from pipeline_core.api.routes import (
     stats,
     tasks,
     triggers,
+    versions,
     waiting,
     webhooks,
 )
@@ -216,6 +217,10 @@ ENDPOINTS = [
         f"{TASK}/logs", "GET", tasks.LOG, lambda d: tasks.get_logs(d.store, d.parts.followers)
     ),
     Endpoint(f"{DAG}/stats", "GET", stats.STATS, lambda d: stats.dag_stats(d.store)),
+    Endpoint(f"{DAG}/versions", "GET", versions.LIST, lambda d: versions.list_versions(d.store)),
+    Endpoint(
+        f"{DAG}/versions/:version", "GET", versions.GET, lambda d: versions.get_version(d.store)
+    ),
     Endpoint(BACKFILLS, "GET", backfills.LIST, lambda d: backfills.list_backfills(d.store)),
     Endpoint(
         BACKFILLS,

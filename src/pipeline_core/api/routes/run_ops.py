@@ -4,6 +4,7 @@ they run again (``POST .../runs/:run_id/clear``, with a dry run that only lists 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from pipeline_core.api.routes.tasks import task_key
 from pipeline_core.api.serialize import run_dict, task_instance_dict
 from pipeline_core.engine.control import Control
 from pipeline_core.errors import Conflict, NotFound
-from pipeline_core.model import TaskInstance
+from pipeline_core.model import DagRun, TaskInstance
 from pipeline_core.state import (
     FINISHED_TASK_STATES,
     MARKABLE_RUN_STATES,
@@ -64,8 +65,9 @@ CLEAR = Operation(
     "runs",
     "Clear tasks so they run again (or list them: dry_run)",
     "Queue finished tasks again: the given ones (default: all), with their downstream when "
-    "asked, only the failed ones when asked; the run runs again. A dry run lists what would "
-    "be cleared and changes nothing.",
+    "asked, only the failed ones when asked; the run runs again, in the DAG version it was "
+    "made with unless `use_latest` moves it to the latest. A dry run lists what would be "
+    "cleared and changes nothing.",
     envelope_of(
         obj(
             ["dry_run", "task_ids", "task_instances"],
@@ -81,6 +83,7 @@ CLEAR = Operation(
         only_failed={"type": "boolean"},
         include_downstream={"type": "boolean"},
         dry_run={"type": "boolean"},
+        use_latest={"type": "boolean"},
     ),
     example={"task_ids": ["transform"], "include_downstream": True, "dry_run": True},
 )
@@ -116,17 +119,20 @@ def clear_run(store: Store, control: Control | None) -> Callable[[Request], Resp
         body = request.fields
         task_ids = body.get("task_ids")
         flags = {name: body.get(name, False) for name in ("only_failed", "include_downstream")}
-        dry_run = body.get("dry_run", False)
+        dry_run, latest = body.get("dry_run", False), body.get("use_latest", False)
         run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
         instances = _instances(store, run.dag_id, run.run_id)
-        definition = store.dags.get_dag(run.dag_id).definition or {}
-        chosen = to_clear(instances, _downstream(definition), task_ids, **flags)
+        chosen = to_clear(
+            instances, _downstream(run_definition(store, run, latest)), task_ids, **flags
+        )
         if dry_run:
             listed = [task_instance_dict(instances[t]) for t in chosen]
             return envelope({"dry_run": True, "task_ids": chosen, "task_instances": listed})
         if not chosen:
             raise Conflict(f"run '{run.run_id}' has no finished task to clear")
-        cleared, requeued = control_of(control).retry(run.dag_id, run.run_id, chosen, False)
+        cleared, requeued = control_of(control).retry(
+            run.dag_id, run.run_id, chosen, False, use_latest=latest
+        )
         after = _instances(store, run.dag_id, run.run_id)
         return envelope(
             {
@@ -165,6 +171,14 @@ def to_clear(
                     frontier.append(child)
     wanted = FAILED if only_failed else CLEARABLE
     return [t for t, ti in instances.items() if t in chosen and ti.state in wanted]
+
+
+def run_definition(store: Store, run: DagRun, use_latest: bool) -> Mapping[str, Any]:
+    """The definition a run's tasks follow: its own version's, or the DAG's latest."""
+    if run.dag_version is not None and not use_latest:
+        with contextlib.suppress(NotFound):  # a version the store never had: the latest
+            return store.dags.get_version(run.dag_id, run.dag_version).definition or {}
+    return store.dags.get_dag(run.dag_id).definition or {}
 
 
 def _downstream(definition: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -62,12 +62,14 @@ RETRY = Operation(
     "runs",
     "Retry failed tasks",
     "Queue failed, cancelled or upstream-failed tasks again (all, or the given ones with or "
-    "without their downstream tasks).",
+    "without their downstream tasks), in the DAG version the run was made with; "
+    "`use_latest` moves the run to the DAG's latest version first.",
     envelope_of(ref("Retry")),
     RUN,
     body=closed(
         task_ids={"type": ["array", "null"], "items": ID},
         include_downstream={"type": "boolean"},
+        use_latest={"type": "boolean"},
     ),
     example={"task_ids": ["load"], "include_downstream": True},
 )
@@ -125,8 +127,11 @@ def retry_run(store: Store, control: Control | None) -> Callable[[Request], Resp
             request.fields.get("task_ids"),
             request.fields.get("include_downstream", True),
         )
+        latest = request.fields.get("use_latest", False)
         run = store.runs.get_run(request.params["dag_id"], request.params["run_id"])
-        retried, requeued = control_of(control).retry(run.dag_id, run.run_id, task_ids, downstream)
+        retried, requeued = control_of(control).retry(
+            run.dag_id, run.run_id, task_ids, downstream, use_latest=latest
+        )
         return envelope({"run": run_dict(retried), "requeued_task_ids": requeued})
 
     return handle

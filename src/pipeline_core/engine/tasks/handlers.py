@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline_core.dag.expressions import ExpressionError, parse_condition
+from pipeline_core.dag.model import DAG
 from pipeline_core.dag.templates import TemplateError
 from pipeline_core.dag.validation import parse_until
 from pipeline_core.engine.core.jobs import Result
@@ -40,7 +41,7 @@ def run_noop(ctx: TaskContext) -> Result:
 
 def run_python(ctx: TaskContext) -> Result:
     kwargs = {**_render(ctx, ctx.task.config.get("kwargs") or {}), **ctx.values}
-    value = call_with_context(resolve_callable(ctx.task.config["callable"]), ctx, kwargs)
+    value = call_with_context(resolve_callable(ctx.task.config["callable"], ctx.dag), ctx, kwargs)
     if value is not None:
         ctx.xcom_push("return_value", value)
     return Result()
@@ -61,7 +62,9 @@ def run_shell(ctx: TaskContext) -> Result:
 def run_branch(ctx: TaskContext) -> Result:
     config = ctx.task.config
     if "callable" in config:
-        chosen = call_with_context(resolve_callable(config["callable"]), ctx, dict(ctx.values))
+        chosen = call_with_context(
+            resolve_callable(config["callable"], ctx.dag), ctx, dict(ctx.values)
+        )
         follow = [chosen] if isinstance(chosen, str) else list(chosen or [])
         if not all(isinstance(t, str) for t in follow):
             raise TaskFailed(f"branch callable must return task ids, got {chosen!r}")
@@ -86,7 +89,7 @@ def run_sensor(ctx: TaskContext) -> Result:
     config = ctx.task.config
     if "poke" in config:
         kwargs = {**_render(ctx, config.get("kwargs") or {}), **ctx.values}
-        ok = bool(call_with_context(resolve_callable(config["poke"]), ctx, kwargs))
+        ok = bool(call_with_context(resolve_callable(config["poke"], ctx.dag), ctx, kwargs))
     elif "file" in config:
         path = Path(str(_render(ctx, config["file"])))
         ok = path.exists()
@@ -132,14 +135,18 @@ def _render(ctx: TaskContext, value: Any) -> Any:
 _CALLABLES: dict[str, Callable[..., Any]] = {}
 
 
-def resolve_callable(spec: Callable[..., Any] | CallableRef | str) -> Callable[..., Any]:
+def resolve_callable(
+    spec: Callable[..., Any] | CallableRef | str, dag: DAG | None = None
+) -> Callable[..., Any]:
     """A function from an object, a reference sent to a worker, or ``'module:function'``
-    (imported once, then cached)."""
+    (imported once, then cached). One that cannot be found fails the try naming the DAG
+    version the try runs (an older version may name code that is gone)."""
+    of = f" (DAG '{dag.dag_id}' version {dag.version[:12]})" if dag is not None else ""
     if isinstance(spec, CallableRef):
         try:
             return resolve(spec)
         except UnresolvableCallable as exc:
-            raise TaskFailed(f"cannot import callable '{spec.spec}': {exc}") from None
+            raise TaskFailed(f"cannot import callable '{spec.spec}'{of}: {exc}") from None
     if callable(spec):
         return spec
     found = _CALLABLES.get(spec)
@@ -150,7 +157,7 @@ def resolve_callable(spec: Callable[..., Any] | CallableRef | str) -> Callable[.
             for part in attribute.split("."):
                 target = getattr(target, part)
         except (ImportError, AttributeError) as exc:
-            raise TaskFailed(f"cannot import callable '{spec}': {exc}") from None
+            raise TaskFailed(f"cannot import callable '{spec}'{of}: {exc}") from None
         if not callable(target):
             raise TaskFailed(f"'{spec}' is not callable")
         found = _CALLABLES[spec] = target
