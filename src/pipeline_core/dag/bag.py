@@ -8,6 +8,7 @@ modules that live beside the DAG files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import sys
@@ -19,11 +20,16 @@ from pathlib import Path
 
 from pipeline_core.dag import authoring
 from pipeline_core.dag.model import DAG
+from pipeline_core.dag.serialize import DAG_FILE_MODULES
 from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.errors import DagValidationError, Issue
 
 YAML_SUFFIXES = (".yaml", ".yml")
-MODULE_PREFIX = "pipeline_core_dagfile_"
+MODULE_PREFIX = DAG_FILE_MODULES
+#: The attribute of a DAG file's module holding the text it ran: a worker process runs a
+#: try's functions from the text of the DAG version the try is of, not from the file as it
+#: is now.
+SOURCE_ATTRIBUTE = "__pipeline_core_source__"
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ def load_python(path: Path, raw: bytes, name: str) -> DagFile:
     if spec is None:
         return DagFile(str(path), issues=(Issue("cannot import this file", file=str(path)),))
     module = importlib.util.module_from_spec(spec)
+    setattr(module, SOURCE_ATTRIBUTE, source)  # where a try runs, this text is loaded again
     sys.modules[name] = module
     try:
         exec(compile(raw, str(path), "exec"), vars(module))  # trusted code, as documented
@@ -143,7 +150,7 @@ def load_python(path: Path, raw: bytes, name: str) -> DagFile:
     for value in list(vars(module).values()):
         dag = value.build() if isinstance(value, authoring.DAG) else value
         if isinstance(dag, DAG) and all(d.dag_id != dag.dag_id for d in dags):
-            dags.append(dag)
+            dags.append(dag if dag.fileloc else dataclasses.replace(dag, fileloc=str(path)))
     return DagFile(str(path), dags=tuple(dags), source=source)
 
 

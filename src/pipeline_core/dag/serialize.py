@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 from typing import Any
 
 from pipeline_core.dag.model import DAG, Task
+
+#: The names Python DAG files are loaded under (``pipeline_core_dagfile_<file>_<digest>``).
+DAG_FILE_MODULES = "pipeline_core_dagfile_"
 
 
 def dag_to_dict(dag: DAG) -> dict[str, Any]:
@@ -75,7 +79,13 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     if callable(value):
-        return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+        module = getattr(value, "__module__", None) or "?"
+        name = f"{module}:{getattr(value, '__qualname__', repr(value))}"
+        code = getattr(value, "__code__", None)
+        if code is not None and module.startswith(DAG_FILE_MODULES):
+            # A DAG file's own function: its code is part of the DAG's version.
+            name += "@" + hashlib.sha256(marshal.dumps(code)).hexdigest()[:12]
+        return name
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return repr(value)

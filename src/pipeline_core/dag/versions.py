@@ -1,24 +1,19 @@
 """A DAG version rebuilt from the text its file had then (kept by the store with the version).
 
 A YAML file is parsed again. A Python file runs again as a module of its own, named after
-the version (``…_v<hash>``) and carrying its text (``__pipeline_core_source__``), so its
-functions are that version's wherever a try runs: a worker process loads them from that text
-rather than from the file as it is now. Modules a task imports by name (``callable:
-module:function``) are the ones deployed where the try runs.
+the version (``…_v<hash>``), so its functions are that version's wherever a try runs (a
+worker process loads them from the text, as it does for every DAG file). Modules a task
+imports by name (``callable: module:function``) are the ones deployed where the try runs.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from pipeline_core.dag.bag import YAML_SUFFIXES, load_python, module_name
 from pipeline_core.dag.model import DAG
 from pipeline_core.dag.yaml_loader import load_dag_text
 from pipeline_core.errors import Conflict, DagValidationError
-
-#: The attribute of a rebuilt module holding the text it ran.
-SOURCE_ATTRIBUTE = "__pipeline_core_source__"
 
 
 class VersionUnavailable(Conflict):
@@ -35,8 +30,8 @@ def rebuild(dag_id: str, version: str, fileloc: str | None, source: str | None) 
     where = f"version {short(version)} of DAG '{dag_id}'"
     if source is None or fileloc is None:
         raise VersionUnavailable(
-            f"{where} was recorded without its file's text (before versions were kept); "
-            "retry with use_latest to run the latest version"
+            f"{where} was recorded without its file or the file's text (before versions were "
+            "kept); retry with use_latest to run the latest version"
         )
     path = Path(fileloc)
     try:
@@ -49,7 +44,6 @@ def rebuild(dag_id: str, version: str, fileloc: str | None, source: str | None) 
             loaded = load_python(path, source.encode(), name)
             if loaded.issues:
                 raise DagValidationError(list(loaded.issues))
-            setattr(sys.modules[name], SOURCE_ATTRIBUTE, source)
             dags = loaded.dags
     except DagValidationError as exc:
         raise VersionUnavailable(

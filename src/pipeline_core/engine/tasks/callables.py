@@ -21,7 +21,7 @@ from pipeline_core.dag.bag import MODULE_PREFIX
 class CallableRef:
     """A function named by where it lives. ``fileloc`` is the file of its module, used for
     DAG files, which are loaded by path rather than imported by name; ``source`` is the text
-    of an earlier version of that file (a run of that DAG version runs it, not the file)."""
+    that file had in the DAG version the try is of (run instead of the file as it is now)."""
 
     module: str
     qualname: str
@@ -58,6 +58,8 @@ def resolve(ref: CallableRef) -> Callable[..., Any]:
 
 
 _LOADED: dict[str, tuple[int, types.ModuleType]] = {}
+#: DAG file modules loaded from a version's text, by name and text.
+_FROM_SOURCE: dict[tuple[str, str], types.ModuleType] = {}
 
 
 def _module(ref: CallableRef) -> types.ModuleType:
@@ -68,11 +70,12 @@ def _module(ref: CallableRef) -> types.ModuleType:
             raise UnresolvableCallable(f"cannot import module '{ref.module}': {exc}") from None
     if ref.fileloc is None:
         raise UnresolvableCallable(f"'{ref.spec}' comes from a DAG file of unknown location")
-    if ref.source is not None:  # a version's module: its name is that version's own
-        cached = _LOADED.get(ref.module)
-        if cached is None:
-            cached = _LOADED[ref.module] = (0, _load_dag_file(ref.module, ref.fileloc, ref.source))
-        return cached[1]
+    if ref.source is not None:  # the DAG version's own text, whatever the file holds now
+        module = _FROM_SOURCE.get((ref.module, ref.source))
+        if module is None:
+            module = _load_dag_file(ref.module, ref.fileloc, ref.source)
+            _FROM_SOURCE[(ref.module, ref.source)] = module
+        return module
     try:
         mtime = os.stat(ref.fileloc).st_mtime_ns
     except OSError as exc:

@@ -16,7 +16,7 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core.dag.versions import SOURCE_ATTRIBUTE
+from pipeline_core.dag.bag import SOURCE_ATTRIBUTE
 from pipeline_core.engine.tasks.callables import CallableRef
 
 #: DAG versions a worker keeps; it forgets the oldest first, and the engine mirrors that.
