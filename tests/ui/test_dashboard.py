@@ -423,3 +423,38 @@ def test_roles_hide_actions_and_settings_keep_secrets_write_only(
         if admin is not None:
             admin.close()
         server.stop()
+
+
+def test_the_grid_shows_each_runs_version_and_the_versions_diff(
+    browser: Any, tmp_path: Path
+) -> None:
+    server = Server(tmp_path, "--rescan-interval", "1")
+    dag_file = server.folder / "versioned.yaml"
+    dag_file.write_text("tasks:\n  a: {type: noop}\n  b: {type: noop, depends_on: [a]}\n")
+    server.start()
+    page = Watched(browser, server.url)
+    try:
+        with Client(server.url) as api:
+            api.trigger_run("versioned", run_id="before_edit")
+            api.wait_run("versioned", "before_edit", 30)
+            dag_file.write_text("tasks:\n  a: {type: noop}\n  c: {type: noop, depends_on: [a]}\n")
+            poll_until(lambda: len(api.versions.list("versioned")) == 2, 15)
+            api.trigger_run("versioned", run_id="after_edit")
+            api.wait_run("versioned", "after_edit", 30)
+        page.page.goto(server.url + "/ui/dags/versioned")
+        grid = page.page.locator("table.grid")
+        grid.wait_for()
+        grid.locator("td.version-change").wait_for()
+        assert grid.locator("td.version").count() == 2
+        assert grid.locator("th.task", has_text="b").count() == 1  # only the older run had it
+        assert grid.locator("td.absent").count() == 2  # b in the new run, c in the old one
+        versions = page.page.get_by_role("table", name="versions")
+        assert versions.locator("tbody tr").count() == 2
+        diff = page.page.get_by_label("diff between versions")
+        diff.locator(".diff-add", has_text="c: {type: noop").wait_for()
+        diff.locator(".diff-del", has_text="b: {type: noop").wait_for()
+        shot(page, tmp_path, "dag-versions")
+        assert page.errors == []
+    finally:
+        page.close()
+        server.stop()

@@ -1,11 +1,12 @@
-// A DAG: its graph, the grid of its last runs by tasks (Airflow's grid view), run
-// durations and statistics. Task and run events update the grid in place; a mapped task's
+// A DAG: its graph, the grid of its last runs by tasks (Airflow's grid view) with the DAG
+// version each run ran, run durations, statistics and the DAG's versions. Task and run events update the grid in place; a mapped task's
 // cell carries its instances' count and their states (read again when an instance moves).
 
 import { get } from "../api.js";
 import { clear, coalesced, duration, enc, h, link, runPath, square } from "../dom.js";
 import { durations, graph, levels } from "./charts.js";
 import { pauseButton, triggerButton } from "./trigger.js";
+import { shortVersion, versionsPanel } from "./versions.js";
 
 const GRID_RUNS = 25;
 
@@ -20,6 +21,7 @@ export async function dagView(main, [dagId]) {
   const statsBox = h("div", { class: "cards" });
   const graphBox = h("div", { class: "scroll" });
   const pauseBox = h("span");
+  const versions = versionsPanel(dagId);
   const setPaused = (updated) => { dag.is_paused = updated.is_paused; clear(pauseBox, pauseButton(dag, setPaused)); };
   setPaused(dag);
   let runs = [];
@@ -32,10 +34,21 @@ export async function dagView(main, [dagId]) {
     const head = h("tr", {}, h("th", { scope: "col", class: "task" }, "task \\ run"),
       runs.map((r, i) => h("th", { scope: "col" },
         square(details[i].state, `${r.run_id}: ${details[i].state}`, runPath(dagId, r.run_id)))));
-    const rows = ordered.map((t) => h("tr", {}, h("th", { scope: "row", class: "task" }, t.task_id),
+    const versionRow = h("tr", {}, h("th", { scope: "row", class: "task" }, "version"),
+      details.map((run, i) => {
+        const changed = i > 0 && run.dag_version !== details[i - 1].dag_version;
+        return h("td", { class: changed ? "version version-change" : "version", title: run.dag_version || "before versions" },
+          h("code", {}, shortVersion(run.dag_version)));
+      }));
+    // Tasks of the latest version first, then those only older runs had.
+    const known = new Set(ordered.map((t) => t.task_id));
+    const older = [...new Set(details.flatMap((run) => (run.task_instances || []).map((x) => x.task_id)))]
+      .filter((id) => !known.has(id)).map((task_id) => ({ task_id }));
+    const rows = ordered.concat(older).map((t) => h("tr", {}, h("th", { scope: "row", class: "task" }, t.task_id),
       details.map((run) => {
         const ti = (run.task_instances || []).find((x) => x.task_id === t.task_id);
-        const state = ti ? ti.state : "removed";
+        if (!ti) return h("td", { class: "absent", title: `${t.task_id} is not in the version ${run.run_id} ran` }, "");
+        const state = ti.state;
         const counts = ti && ti.mapped
           ? ` (×${ti.mapped.count}: ${Object.entries(ti.mapped.states).map(([k, n]) => `${n} ${k}`).join(", ")})` : "";
         const cell = h("td", { class: counts ? "mapped" : null },
@@ -45,7 +58,7 @@ export async function dagView(main, [dagId]) {
         return cell;
       })));
     clear(gridBox, runs.length
-      ? h("table", { class: "grid", "aria-label": "task states by run" }, h("thead", {}, head), h("tbody", {}, rows))
+      ? h("table", { class: "grid", "aria-label": "task states by run" }, h("thead", {}, head, versionRow), h("tbody", {}, rows))
       : h("p", { class: "muted" }, "No runs yet."));
     clear(chartBox, durations(details) || h("p", { class: "muted" }, "No finished runs yet."));
     clear(graphBox, graph(tasks, Object.fromEntries(
@@ -71,8 +84,9 @@ export async function dagView(main, [dagId]) {
     h("h2", {}, "Graph"), graphBox,
     h("h2", {}, "Run durations"), chartBox,
     h("h2", {}, "Statistics"), statsBox,
+    h("h2", {}, "Versions"), versions.element,
     h("p", {}, link("/ui/", "← all DAGs")));
-  await Promise.all([loadGrid(), loadStats()]);
+  await Promise.all([loadGrid(), loadStats(), versions.load()]);
   return {
     onEvents(batch) {
       const mine = batch.filter((e) => e.dag_id === dagId);
@@ -83,10 +97,11 @@ export async function dagView(main, [dagId]) {
         } else if (event.type === "task.state_changed" && cells.has(`${event.run_id}/${event.task_id}`)) {
           const label = `${event.task_id} in ${event.run_id}: ${event.new_state}`;
           clear(cells.get(`${event.run_id}/${event.task_id}`), square(event.new_state, label, runPath(dagId, event.run_id)));
-        } else if (event.type === "run.state_changed") {
+        } else if (event.type === "run.state_changed" || event.type === "run.version_changed") {
           reload = true;
-        } else if (event.type === "dag.updated" && "is_paused" in event) {
+        } else if (event.type === "dag.updated") {
           setPaused(event);
+          if (event.change === "updated") versions.load();  // perhaps a new version
         }
       }
       if (reload || batch.some((e) => e.type === "reset")) { loadGrid(); loadStats(); }
