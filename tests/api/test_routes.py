@@ -217,6 +217,8 @@ def test_pools(system):
         "name": "db",
         "slots": 2,
         "description": "warehouse",
+        "rate": None,
+        "burst": 1,
         "running_slots": 0,
         "queued_slots": 0,
         "open_slots": 2,
@@ -228,8 +230,16 @@ def test_pools(system):
         {"name": "x", "slots": "3"},
         {"name": "x"},
         {"name": "x", "slots": True},
+        {"name": "x", "slots": 1, "rate": "-1/s"},
+        {"name": "x", "slots": 1, "rate": "100/week"},
+        {"name": "x", "slots": 1, "rate": "1/s", "burst": 0},
     ):
         assert client.request("POST", "/api/v1/pools", bad)[0] == 400, bad
+    limited = client.request("PATCH", "/api/v1/pools/db", {"rate": "100/minute", "burst": 5})
+    assert (limited[2]["data"]["rate"], limited[2]["data"]["burst"]) == ("100/minute", 5)
+    status, _, body = client.request("PATCH", "/api/v1/pools/db", {"rate": "fast"})
+    assert status == 400 and "not N/s" in body["error"]["message"]
+    assert client.request("PATCH", "/api/v1/pools/db", {"rate": None})[2]["data"]["rate"] is None
     assert client.request("PATCH", "/api/v1/pools/db", {"slots": 5})[2]["data"]["slots"] == 5
     assert client.request("PATCH", "/api/v1/pools/db", {})[0] == 400
     assert client.request("PATCH", "/api/v1/pools/ghost", {"slots": 1})[0] == 404

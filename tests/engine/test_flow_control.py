@@ -119,6 +119,25 @@ def test_a_rate_limit_of_10_per_second_starts_tries_at_that_rate(harness) -> Non
     assert 20 / after[-1] >= 9.0, after
 
 
+def test_a_pools_rate_limit_set_through_the_store_paces_its_tries(harness) -> None:  # type: ignore[no-untyped-def]
+    from pipeline_core.store.types import Pool
+
+    harness.store.pools.create_pool(Pool("api", 16, None, "20/s", 1))
+    tasks = "\n".join(f"          t{i}: {{type: noop, pool: api}}" for i in range(11))
+    dag = dag_from(f"tasks:\n{tasks}\n")
+    engine = harness.start(dag)
+    run = harness.wait_run(engine.trigger(TriggerRequest("t")), timeout=30)
+    starts = sorted(harness.ti(run, f"t{i}").start_date for i in range(11))
+    after = [(start - starts[0]).total_seconds() for start in starts]
+    assert all(seconds >= k / 20 - 0.005 for k, seconds in enumerate(after)), after
+    harness.store.pools.update_pool("api", rate="")  # taken off: the engine hears of it
+    rates = engine.loop.core.slots.pools.rates
+    harness.poll(lambda: not engine.call(lambda: "api" in rates))
+    again = harness.wait_run(engine.trigger(TriggerRequest("t", run_id="free")), timeout=30)
+    starts = sorted(harness.ti(again, f"t{i}").start_date for i in range(11))
+    assert (starts[-1] - starts[0]).total_seconds() < 0.45
+
+
 def test_a_task_key_holds_tries_across_runs(harness) -> None:  # type: ignore[no-untyped-def]
     dag = dag_from(
         f"""

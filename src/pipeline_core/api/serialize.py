@@ -62,6 +62,8 @@ def pool_dict(pool: Pool, running: int, queued: int) -> dict[str, Any]:
         "name": pool.name,
         "slots": pool.slots,
         "description": pool.description,
+        "rate": pool.rate,
+        "burst": pool.burst,
         "running_slots": running,
         "queued_slots": queued,
         "open_slots": max(0, pool.slots - running),

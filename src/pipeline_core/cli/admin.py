@@ -45,6 +45,8 @@ def add_commands(commands: Any) -> None:
     resize.add_argument("name")
     resize.add_argument("slots", type=whole_number(0))
     resize.add_argument("--description")
+    resize.add_argument("--rate", help="at most so many tries start: N/s, N/m or N/h; '' for none")
+    resize.add_argument("--burst", type=whole_number(1), help="tries a rate lets start at once")
     server_options(resize)
     resize.set_defaults(handler=remote(_pools_set))
     delete = sub.add_parser("delete", help="delete a pool no running try uses")
@@ -87,10 +89,14 @@ def _pools_list(args: argparse.Namespace, out: TextIO) -> int:
 def _pools_set(args: argparse.Namespace, out: TextIO) -> int:
     with client_of(args) as client:
         names = {p["name"] for p in client.pools.list()}
+        limit = {"rate": args.rate, "burst": args.burst}
         if args.name in names:
-            pool = client.pools.update(args.name, slots=args.slots, description=args.description)
+            pool = client.pools.update(
+                args.name, slots=args.slots, description=args.description, **limit
+            )
         else:
-            pool = client.pools.create(args.name, args.slots, args.description)
+            limit["burst"] = args.burst or 1
+            pool = client.pools.create(args.name, args.slots, args.description, **limit)
     show(args, out, pool, lambda p: f"pool {p['name']}: {p['slots']} slots")
     return EXIT_OK
 

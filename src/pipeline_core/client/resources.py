@@ -23,18 +23,26 @@ class Pools(Resource):
     def list(self) -> list[Data]:
         return self._many("GET", "/api/v1/pools", query={"limit": 1000})
 
-    def create(self, name: str, slots: int, description: str | None = None) -> Data:
+    def create(
+        self, name: str, slots: int, description: str | None = None, *,
+        rate: str | None = None, burst: int = 1,
+    ) -> Data:  # fmt: skip
+        """A pool; ``rate`` (``"100/m"``) limits how many of its tries start, ``burst`` at once."""
         body = {
             "name": name,
             "slots": slots,
             **({"description": description} if description else {}),
+            **({"rate": rate, "burst": burst} if rate else {}),
         }
         return self._one("POST", "/api/v1/pools", body=body)
 
     def update(
-        self, name: str, *, slots: int | None = None, description: str | None = None
-    ) -> Data:
-        body = {k: v for k, v in (("slots", slots), ("description", description)) if v is not None}
+        self, name: str, *, slots: int | None = None, description: str | None = None,
+        rate: str | None = None, burst: int | None = None,
+    ) -> Data:  # fmt: skip
+        """Change what is given; ``rate=""`` takes the rate limit off."""
+        given = (("slots", slots), ("description", description), ("rate", rate), ("burst", burst))
+        body = {k: v for k, v in given if v is not None}
         return self._one("PATCH", f"/api/v1/pools/{_p(name)}", body=body)
 
     def delete(self, name: str) -> Data:

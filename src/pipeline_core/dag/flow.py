@@ -174,12 +174,16 @@ class Bucket:
 
     def take(self, now: float) -> float:
         """0 when a token was taken, else the seconds until one is free."""
+        wait = self.wait(now)
+        if wait == 0.0:
+            self.tokens -= 1
+        return wait
+
+    def wait(self, now: float) -> float:
+        """0 when a token is free (none is taken), else the seconds until one is."""
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
         self.updated = now
-        if self.tokens >= 1 - 1e-9:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.per_second
+        return 0.0 if self.tokens >= 1 - 1e-9 else (1 - self.tokens) / self.per_second
 
 
 def parse_task_limits(

@@ -8,6 +8,7 @@ a trigger writes its run, moves it to running and starts its first tries in one 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -18,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipeline_core.clock import Clock, SystemClock
+from pipeline_core.dag.flow import parse_rate
 from pipeline_core.dag.model import DAG
 from pipeline_core.engine import ownership, recovery
 from pipeline_core.engine.core.book import Book
@@ -287,8 +289,7 @@ class Engine:
             elif event.type == "dag.updated" and "is_paused" in payload:
                 self.loop.put(Pause(event.dag_id or "", bool(payload["is_paused"])))
             elif event.type == "pool.updated":
-                deleted = payload.get("change") == "deleted"
-                self.loop.put(PoolChanged(payload["pool"], None if deleted else payload["slots"]))
+                self.loop.put(pool_changed(payload))
         self._telemetry(events)
 
     def _adopt(self, dag_id: str, run_id: str) -> None:
@@ -311,7 +312,16 @@ def sync_pools(store: Store, loop: EngineLoop, dags: Mapping[str, DAG]) -> None:
         with contextlib.suppress(Conflict):  # another process may have made it meanwhile
             store.pools.create_pool(Pool(name, DEFAULT_POOL_SLOTS, f"created for DAG '{dag_id}'"))
     for pool in store.pools.list_pools():
-        loop.decide(PoolChanged(pool.name, pool.slots))
+        loop.decide(pool_changed(dataclasses.asdict(pool) | {"pool": pool.name}))
+
+
+def pool_changed(pool: Mapping[str, Any]) -> PoolChanged:
+    """What the core is told of a pool (a ``pool.updated`` payload or a stored pool)."""
+    if pool.get("change") == "deleted":
+        return PoolChanged(pool["pool"], None)
+    rate = pool.get("rate")
+    per_second = parse_rate(rate) if rate else None
+    return PoolChanged(pool["pool"], pool["slots"], per_second, int(pool.get("burst") or 1))
 
 
 def _attempt(make: Callable[[], Any]) -> Any:

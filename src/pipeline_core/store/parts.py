@@ -199,8 +199,11 @@ class PoolStore(Protocol):
         ...
 
     def update_pool(
-        self, name: str, *, slots: int | None = None, description: str | None = None
-    ) -> Pool: ...
+        self, name: str, *, slots: int | None = None, description: str | None = None,
+        rate: str | None = None, burst: int | None = None,
+    ) -> Pool:  # fmt: skip
+        """``None`` keeps a value; ``rate=""`` takes the rate limit off."""
+        ...
 
     def delete_pool(self, name: str) -> None:
         """``Conflict`` for ``default_pool``."""

@@ -107,6 +107,10 @@ class Pool:
     name: str
     slots: int
     description: str | None = None
+    #: At most this many tries of the pool start per second, minute or hour (``"100/m"``),
+    #: with ``burst`` of them at once after a quiet spell; ``None``: no rate limit.
+    rate: str | None = None
+    burst: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,9 @@ from pipeline_core.store.types import Pool
 #: More slots than any machine runs tasks; bounded so that the store's integers hold it.
 SLOTS = {"type": "integer", "minimum": 0, "maximum": 1_000_000}
 DESCRIPTION = {"type": "string", "maxLength": 1000}
+#: ``N/s``, ``N/m`` or ``N/h`` (also second, minute, hour); ``null`` or ``""`` takes it off.
+RATE = {"type": ["string", "null"], "maxLength": 40}
+BURST = {"type": "integer", "minimum": 1, "maximum": 1_000_000}
 NAME = (Param("name", "path", ID),)
 
 LIST = Operation(
@@ -35,11 +38,20 @@ CREATE = Operation(
     "create_pool",
     "pools",
     "Create a pool",
-    "Create a pool with a number of slots.",
+    "Create a pool with a number of slots and, optionally, a rate limit: at most `rate` "
+    "tries of the pool start per second, minute or hour (`100/m`), `burst` at once.",
     envelope_of(ref("Pool")),
-    body=closed(["name", "slots"], name=ID, slots=SLOTS, description=DESCRIPTION),
+    body=closed(
+        ["name", "slots"], name=ID, slots=SLOTS, description=DESCRIPTION, rate=RATE, burst=BURST
+    ),
     body_required=True,
-    example={"name": "warehouse", "slots": 4, "description": "connections to the warehouse"},
+    example={
+        "name": "warehouse",
+        "slots": 4,
+        "description": "connections to the warehouse",
+        "rate": "100/m",
+        "burst": 10,
+    },
     created=True,
     role="admin",
     scope="none",
@@ -48,10 +60,13 @@ PATCH = Operation(
     "patch_pool",
     "pools",
     "Resize or describe a pool",
-    "Change a pool's slots or description.",
+    "Change a pool's slots, description or rate limit (`rate: null` takes it off).",
     envelope_of(ref("Pool")),
     NAME,
-    body={**closed(slots=SLOTS, description=DESCRIPTION), "minProperties": 1},
+    body={
+        **closed(slots=SLOTS, description=DESCRIPTION, rate=RATE, burst=BURST),
+        "minProperties": 1,
+    },
     body_required=True,
     example={"slots": 8},
     role="admin",
@@ -95,8 +110,9 @@ def list_pools(store: Store) -> Callable[[Request], Response]:
 def create_pool(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         body = request.fields
+        rate, burst = body.get("rate") or None, int(body.get("burst", 1))
         pool = store.pools.create_pool(
-            Pool(body["name"], int(body["slots"]), body.get("description"))
+            Pool(body["name"], int(body["slots"]), body.get("description"), rate, burst)
         )
         return envelope(
             _describe(store, pool), status=201, headers={"Location": f"/api/v1/pools/{pool.name}"}
@@ -109,8 +125,14 @@ def patch_pool(store: Store) -> Callable[[Request], Response]:
     def handle(request: Request) -> Response:
         body = request.fields
         slots = int(body["slots"]) if "slots" in body else None
+        rate = body["rate"] or "" if "rate" in body else None  # "": taken off
+        burst = int(body["burst"]) if "burst" in body else None
         pool = store.pools.update_pool(
-            request.params["name"], slots=slots, description=body.get("description")
+            request.params["name"],
+            slots=slots,
+            description=body.get("description"),
+            rate=rate,
+            burst=burst,
         )
         return envelope(_describe(store, pool))
 

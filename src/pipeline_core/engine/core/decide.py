@@ -128,8 +128,8 @@ class Decider:
                 return self.runs.deadline(message)
             case Pause(dag_id, paused):
                 return self._pause(dag_id, paused)
-            case PoolChanged(name, slots):
-                return self.slots.set_pool(name, slots)
+            case PoolChanged(name, slots, rate, burst):
+                return self.slots.set_pool(name, slots, rate, burst, self.state.now.monotonic)
             case Resume(snapshot, adopt):
                 return self.runs.resume(snapshot, adopt)
             case Resync(snapshot):

@@ -125,10 +125,13 @@ class Pause:
 
 @dataclass(frozen=True, slots=True)
 class PoolChanged:
-    """A pool's size; ``slots`` is ``None`` when it was deleted."""
+    """A pool's size (``None``: it was deleted) and rate limit (``rate`` tries a second,
+    ``burst`` at once; ``None``: none)."""
 
     name: str
     slots: int | None
+    rate: float | None = None
+    burst: int = 1
 
 
 @dataclass(frozen=True, slots=True)

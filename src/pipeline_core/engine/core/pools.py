@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from pipeline_core.dag.flow import Bucket
 from pipeline_core.dag.model import DAG
 
 T = TypeVar("T")
@@ -56,12 +57,27 @@ class PoolSlots(Generic[T]):
         #: The next round of each fairness key, and the round being served in each pool.
         self._rounds: dict[tuple[str, str], int] = {}
         self._serving: dict[str, int] = {}
+        #: Each rate-limited pool's token bucket; after ``take``, when the next token of a
+        #: pool with tries waiting frees, and how many tries waited for one.
+        self.rates: dict[str, Bucket] = {}
+        self.next_token: float | None = None
+        self.rate_limited = 0
 
     def set_slots(self, pool: str, slots: int) -> None:
         self.slots[pool] = slots
 
     def remove_pool(self, pool: str) -> None:
         self.slots.pop(pool, None)
+        self.rates.pop(pool, None)
+
+    def set_rate(self, pool: str, per_second: float | None, burst: int, now: float) -> None:
+        """Start at most ``per_second`` items of ``pool`` a second (``burst`` at once); a
+        bucket kept across a resize keeps its tokens."""
+        current = self.rates.get(pool)
+        if per_second is None:
+            self.rates.pop(pool, None)
+        elif current is None or (current.per_second, current.burst) != (per_second, burst):
+            self.rates[pool] = Bucket(per_second, burst, now)
 
     def push(
         self, pool: str, priority_weight: int, item: T, fairness: str = "", run_priority: int = 0
@@ -82,20 +98,27 @@ class PoolSlots(Generic[T]):
             entry.cancelled = True
             self._live[entry.pool] -= 1
 
-    def take(self, allowed: Callable[[T], bool]) -> list[tuple[str, T]]:
-        """Items that may start now, each holding one slot of its pool."""
+    def take(self, allowed: Callable[[T], bool], now: float = 0.0) -> list[tuple[str, T]]:
+        """Items that may start at ``now`` (monotonic seconds), each holding one slot of its
+        pool and, in a rate-limited pool, one of its tokens."""
         started: list[tuple[str, T]] = []
+        self.next_token, self.rate_limited = None, 0
         for pool, queue in self._queues.items():
             if pool not in self.slots:
                 continue
+            bucket = self.rates.get(pool)
             deferred: list[_Entry[T]] = []
             while queue and self.running.get(pool, 0) < self.slots[pool]:
+                if bucket is not None and self._out_of_tokens(pool, bucket, now):
+                    break
                 entry = heapq.heappop(queue)
                 if entry.cancelled:
                     continue
                 if not allowed(entry.item):
                     deferred.append(entry)
                     continue
+                if bucket is not None:
+                    bucket.take(now)
                 self.running[pool] = self.running.get(pool, 0) + 1
                 self._live[pool] -= 1
                 self._serving[pool] = entry.sort_key[2]
@@ -103,6 +126,16 @@ class PoolSlots(Generic[T]):
             for entry in deferred:
                 heapq.heappush(queue, entry)
         return started
+
+    def _out_of_tokens(self, pool: str, bucket: Bucket, now: float) -> bool:
+        """Whether ``pool``'s waiting items must wait for a token (noting when one frees)."""
+        wait = bucket.wait(now)
+        if wait == 0.0:
+            return False
+        due = now + wait
+        self.next_token = due if self.next_token is None else min(self.next_token, due)
+        self.rate_limited += self._live.get(pool, 0)
+        return True
 
     def release(self, pool: str) -> None:
         self.running[pool] = max(0, self.running.get(pool, 0) - 1)

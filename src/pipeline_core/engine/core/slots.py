@@ -95,7 +95,11 @@ class Slots:
             self.dag_running[key.dag_id] += 1
             return True
 
-        started = [key for _pool, key in self.pools.take(admit)]
+        started = [key for _pool, key in self.pools.take(admit, now)]
+        self.rate_limited += self.pools.rate_limited
+        due = self.pools.next_token
+        if due is not None:
+            self.next_token = due if self.next_token is None else min(self.next_token, due)
         for key in started:
             self._queued.pop(key, None)
             self._limits.pop(key, None)
@@ -144,11 +148,19 @@ class Slots:
             self.release(active)
         return active
 
-    def set_pool(self, name: str, slots: int | None) -> None:
+    def set_pool(
+        self,
+        name: str,
+        slots: int | None,
+        rate: float | None = None,
+        burst: int = 1,
+        now: float = 0.0,
+    ) -> None:
         if slots is None:
             self.pools.remove_pool(name)
         else:
             self.pools.set_slots(name, slots)
+            self.pools.set_rate(name, rate, burst, now)
 
     def lost_to_unknown_pools(self) -> list[tuple[str, TaskKey]]:
         """Queued tasks whose pool no longer exists (taken out of the queues)."""

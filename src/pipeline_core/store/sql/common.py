@@ -73,6 +73,8 @@ def pool_event(
         "change": change,
         "slots": pool.slots,
         "description": pool.description,
+        "rate": pool.rate,
+        "burst": pool.burst,
         "timestamp": iso(now),
     }
     return ("pool.updated", payload, None, None, None)

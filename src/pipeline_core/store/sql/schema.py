@@ -317,7 +317,8 @@ MIGRATIONS: list[list[Statement]] = [
     # 15: a run's priority (higher runs start first, and their tries)
     ["ALTER TABLE dag_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"],
     # 16: every distinct definition of each DAG (its source and file), the version each run
-    # was made with, and the one-call writes storing a run's priority and version
+    # was made with, the one-call writes storing a run's priority and version, and a pool's
+    # rate limit
     [
         "CREATE TABLE dag_versions (dag_id {text} NOT NULL, version {text} NOT NULL, "
         "first_seen {text} NOT NULL, fileloc {text}, task_count INTEGER NOT NULL, "
@@ -328,6 +329,8 @@ MIGRATIONS: list[list[Statement]] = [
         "COALESCE(last_parsed_at, '1970-01-01T00:00:00.000000Z'), fileloc, task_count, "
         "NULL, definition FROM dags WHERE definition_hash IS NOT NULL AND definition IS NOT NULL",
         "ALTER TABLE dag_runs ADD COLUMN dag_version {text}",
+        "ALTER TABLE pools ADD COLUMN rate {text}",
+        "ALTER TABLE pools ADD COLUMN burst INTEGER NOT NULL DEFAULT 1",
         {
             "sqlite": (),
             "postgresql": ("DROP FUNCTION pipeline_core_apply(jsonb, text, text)", APPLY),
