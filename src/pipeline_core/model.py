@@ -220,19 +220,6 @@ def task_specs(dag: DAG) -> tuple[TaskSpec, ...]:
     return tuple(TaskSpec(t.task_id, t.pool, t.priority_weight, t.retries + 1) for t in dag.tasks)
 
 
-def specs_of_definition(definition: Mapping[str, Any] | None) -> tuple[TaskSpec, ...]:
-    """The same from a stored (serialised) DAG definition, for a process without the DAG."""
-    return tuple(
-        TaskSpec(
-            t["task_id"],
-            t.get("pool", "default_pool"),
-            t.get("priority_weight", 1),
-            t.get("retries", 0) + 1,
-        )
-        for t in (definition or {}).get("tasks", [])
-    )
-
-
 # --- the writes that change runs and task instances ------------------------------------
 
 

@@ -11,6 +11,7 @@ triggering each other deeper than ``MAX_DEPTH`` fails, naming the chain.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from pipeline_core.dag.templates import TemplateError
 from pipeline_core.engine.core.jobs import Result
 from pipeline_core.engine.tasks.context import TaskContext, TaskFailed
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound
-from pipeline_core.model import DagRun, TriggerRequest, specs_of_definition
+from pipeline_core.model import DagRun, TaskSpec, TriggerRequest
 from pipeline_core.state import RunState
 from pipeline_core.store.base import Store
 
@@ -69,10 +70,24 @@ def create_run(store: Store, request: TriggerRequest, now: datetime) -> DagRun:
     stored definition, as a process without an engine makes one (the engine that runs the DAG
     takes it up from the event log). ``NotFound`` for an unknown DAG, ``Conflict`` for a run
     id or idempotency key taken, or an asset update consumed already."""
-    definition = store.dags.get_dag(request.dag_id).definition
-    write = request.create(specs_of_definition(definition), now)
+    record = store.dags.get_dag(request.dag_id)
+    write = request.create(specs_of_definition(record.definition), now, record.definition_hash)
     return store.runs.create_run(
         write.run, write.tasks, idempotency=write.idempotency, consumes=write.consumes
+    )
+
+
+def specs_of_definition(definition: Mapping[str, Any] | None) -> tuple[TaskSpec, ...]:
+    """The task instances a run starts with, from a stored (serialised) DAG definition: for
+    a process without the DAG."""
+    return tuple(
+        TaskSpec(
+            t["task_id"],
+            t.get("pool", "default_pool"),
+            t.get("priority_weight", 1),
+            t.get("retries", 0) + 1,
+        )
+        for t in (definition or {}).get("tasks", [])
     )
 
 
