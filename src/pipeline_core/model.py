@@ -327,7 +327,22 @@ class SwitchVersion:
     tasks: tuple[TaskSpec, ...] = ()
 
 
-Write = CreateRun | MoveRun | TaskChange | MissDeadline | ExpandTask | UpdateAssets | SwitchVersion
+@dataclass(frozen=True, slots=True)
+class NoteWait:
+    """Something began to wait for a flow limit — a run for its DAG's concurrency key, tries
+    for a task's key or a token of a task's or a pool's rate — as one ``flow.waiting`` event
+    (``reason``, and ``detail`` naming the key); nothing else changes."""
+
+    dag_id: str | None
+    reason: str
+    detail: Mapping[str, Any]
+    run_id: str | None = None
+
+
+Write = (
+    CreateRun | MoveRun | TaskChange | MissDeadline | ExpandTask | UpdateAssets | SwitchVersion
+    | NoteWait
+)  # fmt: skip
 
 
 def apply_task_change(current: TaskInstance, change: TaskChange, now: datetime) -> TaskInstance:

@@ -28,6 +28,7 @@ from pipeline_core.model import (
     ExpandTask,
     MissDeadline,
     MoveRun,
+    NoteWait,
     SwitchVersion,
     TaskChange,
     UpdateAssets,
@@ -123,5 +124,7 @@ def run_key_of(write: Write) -> RunKey:
         return (write.key.dag_id, write.key.run_id)
     if isinstance(write, MoveRun | MissDeadline | SwitchVersion):
         return (write.dag_id, write.run_id)
+    if isinstance(write, NoteWait):
+        return (write.dag_id or "", write.run_id or "")
     assert isinstance(write, CreateRun)
     return write.run.key

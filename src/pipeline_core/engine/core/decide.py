@@ -49,7 +49,7 @@ from pipeline_core.engine.core.runs import RunCommands
 from pipeline_core.engine.core.slots import Slots
 from pipeline_core.engine.core.tries import TryDecisions
 from pipeline_core.errors import Conflict, InvalidRequest, NotFound
-from pipeline_core.model import CreateRun, DagRun
+from pipeline_core.model import CreateRun, DagRun, NoteWait
 from pipeline_core.state import derive_run_state
 
 
@@ -203,7 +203,19 @@ class Decider:
                 self.tries.fail_waiting(key, why)
             finished = self._finish_runs()
             if not (started or lost or refused or finished):
+                self._tell_waits()
                 return
+
+    def _tell_waits(self) -> None:
+        """A ``flow.waiting`` event for each limit that began to hold tries back: a task's
+        concurrency key or rate limit (their keys are ``<dag_id>/<key>``), or a pool's rate."""
+        for reason, key, tries in self.slots.new_waits():
+            dag_id, _, name = key.partition("/") if reason != "pool_rate_limit" else ("", "", key)
+            detail: dict[str, Any] = {"key": name, "tries": tries}
+            due = self.slots.next_token
+            if reason != "concurrency_key" and due is not None:
+                detail["next_token_in"] = round(max(0.0, due - self.state.now.monotonic), 3)
+            self.book.writes.append(NoteWait(dag_id or None, reason, detail))
 
     def _wake_for_tokens(self, now: float) -> None:
         """A timer for the next token a waiting try needs, unless one is set for then or

@@ -22,7 +22,14 @@ from pipeline_core.engine.core.messages import (
 )
 from pipeline_core.engine.core.slots import Slots, TryLimits
 from pipeline_core.errors import NotFound
-from pipeline_core.model import DagRun, MissDeadline, TaskChange, TaskInstance, TaskKey
+from pipeline_core.model import (
+    DagRun,
+    MissDeadline,
+    NoteWait,
+    TaskChange,
+    TaskInstance,
+    TaskKey,
+)
 from pipeline_core.state import RunState, TaskState
 
 _EPOCH = Moment(datetime(1970, 1, 1, tzinfo=UTC), 0.0)  # replaced by every message
@@ -60,6 +67,7 @@ class CoreState:
                 held = self.book.keys.key(run, dag)
                 if held is not None and self.book.keys.started[(dag_id, held)] >= keyed.limit:
                     passed.append(run_key)
+                    self._tell_key_wait(run_key, held, keyed.limit)
                     continue
             self.book.keys.served(run_key)
             running = self.move_run(run_key, RunState.RUNNING)
@@ -82,6 +90,17 @@ class CoreState:
         waiting.extendleft(reversed(passed))
         if keyed is not None:
             self.queued_by_key[dag_id] = len(passed)
+
+    def _tell_key_wait(self, run_key: RunKey, key: str, limit: int) -> None:
+        """A ``flow.waiting`` event the first time a run waits for its key, naming the runs
+        that hold it."""
+        if run_key in self.book.keys.told:
+            return
+        self.book.keys.told.add(run_key)
+        holders = [r.run_id for r in self.active_with_key(run_key[0], key)
+                   if r.state is RunState.RUNNING][:10]  # fmt: skip
+        detail = {"key": key, "limit": limit, "held_by": holders}
+        self.book.writes.append(NoteWait(run_key[0], "concurrency_key", detail, run_key[1]))
 
     def active_with_key(self, dag_id: str, key: str) -> list[DagRun]:
         """The queued and running runs of ``dag_id`` with concurrency key ``key``, oldest

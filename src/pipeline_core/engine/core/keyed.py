@@ -31,6 +31,8 @@ class KeyedRuns:
         self.rank: dict[RunKey, tuple[int, int]] = {}
         self._rounds: dict[Slot, int] = {}
         self._serving: dict[str, int] = {}
+        #: Waiting runs whose wait for their key was told (a ``flow.waiting`` event).
+        self.told: set[RunKey] = set()
 
     def rank_of(self, run: DagRun, dag: DAG | None) -> tuple[int, int]:
         """A new waiting run's place: higher priority first, then its key's next turn
@@ -65,6 +67,7 @@ class KeyedRuns:
 
     def forget(self, run_key: RunKey, *, started: bool) -> None:
         self.rendered.pop(run_key, None)
+        self.told.discard(run_key)
         self.rank.pop(run_key, None)
         key = self.of.pop(run_key, None)
         if key is None:

@@ -22,6 +22,7 @@ from pipeline_core.model import (
     ExpandTask,
     MissDeadline,
     MoveRun,
+    NoteWait,
     SwitchVersion,
     TaskChange,
     TaskInstance,
@@ -284,6 +285,7 @@ Effect = (
     | ExpandTask
     | UpdateAssets
     | SwitchVersion
+    | NoteWait
     | SubmitTry
     | KillTry
     | StartTimer
@@ -297,4 +299,5 @@ STORE_EFFECTS = (
     ExpandTask,
     UpdateAssets,
     SwitchVersion,
+    NoteWait,
 )

@@ -62,6 +62,7 @@ class PoolSlots(Generic[T]):
         self.rates: dict[str, Bucket] = {}
         self.next_token: float | None = None
         self.rate_limited = 0
+        self.out_of_tokens: dict[str, int] = {}
 
     def set_slots(self, pool: str, slots: int) -> None:
         self.slots[pool] = slots
@@ -102,7 +103,7 @@ class PoolSlots(Generic[T]):
         """Items that may start at ``now`` (monotonic seconds), each holding one slot of its
         pool and, in a rate-limited pool, one of its tokens."""
         started: list[tuple[str, T]] = []
-        self.next_token, self.rate_limited = None, 0
+        self.next_token, self.rate_limited, self.out_of_tokens = None, 0, {}
         for pool, queue in self._queues.items():
             if pool not in self.slots:
                 continue
@@ -135,6 +136,7 @@ class PoolSlots(Generic[T]):
         due = now + wait
         self.next_token = due if self.next_token is None else min(self.next_token, due)
         self.rate_limited += self._live.get(pool, 0)
+        self.out_of_tokens[pool] = self._live.get(pool, 0)
         return True
 
     def release(self, pool: str) -> None:

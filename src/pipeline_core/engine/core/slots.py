@@ -53,6 +53,10 @@ class Slots:
         #: and how many tries the last ``take`` held back for want of a token.
         self.next_token: float | None = None
         self.rate_limited = 0
+        #: What held tries back in the last ``take``: (reason, key) → tries, and the waits
+        #: told so far (a wait is told once, until it ends).
+        self.held_back: Counter[tuple[str, str]] = Counter()
+        self.told: set[tuple[str, str]] = set()
         #: Tries whose limits could not be worked out, with why: they fail.
         self.refused: list[tuple[TaskKey, str]] = []
 
@@ -85,6 +89,7 @@ class Slots:
         token of its bucket. ``next_token`` says when a held-back try may have one."""
         self.next_token = None
         self.rate_limited = 0
+        self.held_back.clear()
 
         def admit(key: TaskKey) -> bool:
             if self.dag_running[key.dag_id] >= concurrency(key.dag_id):
@@ -97,6 +102,8 @@ class Slots:
 
         started = [key for _pool, key in self.pools.take(admit, now)]
         self.rate_limited += self.pools.rate_limited
+        for pool, waiting in self.pools.out_of_tokens.items():
+            self.held_back[("pool_rate_limit", pool)] += waiting
         due = self.pools.next_token
         if due is not None:
             self.next_token = due if self.next_token is None else min(self.next_token, due)
@@ -107,6 +114,7 @@ class Slots:
 
     def _admit_limited(self, key: TaskKey, limits: TryLimits, now: float) -> bool:
         if limits.key is not None and self.key_running[limits.key] >= limits.limit:
+            self.held_back[("concurrency_key", limits.key)] += 1
             return False
         if limits.bucket is not None:
             bucket = self.buckets.get(limits.bucket)
@@ -115,6 +123,7 @@ class Slots:
             wait = bucket.take(now)
             if wait > 0:
                 self.rate_limited += 1
+                self.held_back[("rate_limit", limits.bucket)] += 1
                 due = now + wait
                 self.next_token = due if self.next_token is None else min(self.next_token, due)
                 return False
@@ -122,6 +131,16 @@ class Slots:
             self.key_running[limits.key] += 1
             self._held_keys[key] = limits.key
         return True
+
+    def new_waits(self) -> list[tuple[str, str, int]]:
+        """Waits of the last ``take`` not told before: (reason, key, tries). A wait that
+        ended is forgotten, so the next one is told again."""
+        current = set(self.held_back)
+        self.told &= current
+        new = [(reason, key, self.held_back[(reason, key)])
+               for reason, key in sorted(current - self.told)]  # fmt: skip
+        self.told |= current
+        return new
 
     def hold(self, active: Active) -> None:
         """Count a try that is already running (taken over from an engine that died) as

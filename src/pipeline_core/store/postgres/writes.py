@@ -17,6 +17,7 @@ from pipeline_core.model import (
     ExpandTask,
     MissDeadline,
     MoveRun,
+    NoteWait,
     RunType,
     SwitchVersion,
     TaskChange,
@@ -43,7 +44,7 @@ def may_go_in_one_call(writes: Sequence[Write]) -> bool:
             return False
         if isinstance(write, CreateRun) and (write.idempotency is not None or write.consumes):
             return False  # the key's and the updates' checks: the ordinary path
-        if isinstance(write, MissDeadline | ExpandTask | UpdateAssets | SwitchVersion):
+        if isinstance(write, MissDeadline | ExpandTask | UpdateAssets | SwitchVersion | NoteWait):
             return False  # rare, or many rows at once: the ordinary path writes it
     return bool(writes)
 
@@ -57,8 +58,8 @@ def dag_ids(writes: Sequence[Write]) -> list[str]:
     return sorted(ids)
 
 
-def _dag_of(write: CreateRun | MoveRun | MissDeadline | SwitchVersion) -> str:
-    return write.run.dag_id if isinstance(write, CreateRun) else write.dag_id
+def _dag_of(write: CreateRun | MoveRun | MissDeadline | SwitchVersion | NoteWait) -> str:
+    return write.run.dag_id if isinstance(write, CreateRun) else write.dag_id or ""
 
 
 def writes_json(writes: Sequence[Write], now: datetime) -> str:

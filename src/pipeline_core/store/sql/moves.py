@@ -14,6 +14,7 @@ from pipeline_core.model import (
     IdempotencyKey,
     MissDeadline,
     MoveRun,
+    NoteWait,
     RunType,
     SwitchVersion,
     TaskChange,
@@ -237,3 +238,10 @@ def switch_version(
     sql.append(
         tx, pending, [("run.version_changed", payload, switch.dag_id, switch.run_id, None)], now
     )
+
+
+def note_wait(sql: Sql, tx: Tx, pending: Pending, note: NoteWait, now: datetime) -> None:
+    """A ``flow.waiting`` event: what waits, for what."""
+    payload = {"dag_id": note.dag_id, "run_id": note.run_id, "reason": note.reason,
+               **dict(note.detail), "timestamp": iso(now)}  # fmt: skip
+    sql.append(tx, pending, [("flow.waiting", payload, note.dag_id, note.run_id, None)], now)

@@ -14,6 +14,7 @@ from pipeline_core.model import (
     IdempotencyKey,
     MissDeadline,
     MoveRun,
+    NoteWait,
     RunType,
     SwitchVersion,
     TaskChange,
@@ -33,6 +34,7 @@ from pipeline_core.store.sql.moves import (
     miss_deadline,
     move_run,
     move_tasks,
+    note_wait,
     run_in,
     switch_version,
 )
@@ -81,6 +83,8 @@ class RunsSql:
                     record_task_updates(self.sql, tx, pending, write, at)
                 elif isinstance(write, SwitchVersion):
                     switch_version(self.sql, tx, pending, write, at)
+                elif isinstance(write, NoteWait):
+                    note_wait(self.sql, tx, pending, write, at)
                 else:
                     move_run(self.sql, tx, pending, write, at)
             move_tasks(self.sql, tx, pending, tasks, at)
