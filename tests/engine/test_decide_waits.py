@@ -60,5 +60,5 @@ def test_a_task_key_and_a_pools_rate_are_told() -> None:
         ("concurrency_key", "shared", 1),
         ("pool_rate_limit", "api", 1),
     ]
-    pool_wait = [w for w in _waits(core) if w[2] == "pool_rate_limit"][0]
+    pool_wait = next(w for w in _waits(core) if w[2] == "pool_rate_limit")
     assert pool_wait[0] is None and pool_wait[3]["next_token_in"] == 1.0
