@@ -66,6 +66,7 @@ SUBLAYERS: dict[str, dict[str, int]] = {
             "assets": 1,
             "credentials": 1,
             "accounts": 1,
+            "dags": 1,
             "base": 2,
             "feed": 2,
             "sql": 3,

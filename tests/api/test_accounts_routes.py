@@ -91,7 +91,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 def concrete(path: str, run_id: str) -> str:
     values = {"dag_id": "a_dag", "run_id": run_id, "task_id": "t", "map_index": "0",
               "key": "k", "conn_id": "c", "name": "nobody", "notification_id": "ntf-1-0",
-              "backfill_id": "1"}  # fmt: skip
+              "backfill_id": "1", "version": "abcdef"}  # fmt: skip
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 

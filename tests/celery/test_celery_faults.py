@@ -114,7 +114,9 @@ def test_tries_wait_while_the_broker_is_away_and_go_out_when_it_is_back(
         store.close()
 
 
-def test_a_worker_with_another_version_of_the_dag_refuses_the_try(tmp_path, pg_url, redis_url):
+def test_a_worker_with_another_version_of_the_dag_runs_the_runs_version_from_the_store(
+    tmp_path, pg_url, redis_url
+):
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     for folder, command in ((ours, "echo new"), (theirs, "echo old")):
         folder.mkdir()
@@ -129,10 +131,15 @@ def test_a_worker_with_another_version_of_the_dag_refuses_the_try(tmp_path, pg_u
         RemoteControl(store).trigger(TriggerRequest("v", run_id="r1"))
         poll_until(lambda: store.runs.get_run("v", "r1").state in FINISHED_RUN_STATES, timeout=60)
         ti = store.tasks.get_task_instance(_key("v", "r1", "t"))
-        assert ti.state.value == "failed"
-        assert "has another version of DAG 'v'" in (ti.error or "")
-        assert "deploy the same DAG files to every worker" in (ti.error or "")
-        assert store.task_data.read_log(ti.key, 1).text == ""  # it never ran
+        assert ti.state.value == "success", ti.error
+        said = store.task_data.get_xcom(ti.key, "return_value")
+        assert said is not None and said.value == "new"  # the engine's version, not its files'
+        from pipeline_core.engine.executors.celery.runtime import TryWorker, WorkerSettings
+        from pipeline_core.engine.executors.local import LocalExecutor
+
+        runtime = TryWorker(store, LocalExecutor(store), WorkerSettings(str(theirs)))
+        refused = runtime._dag("v", "0" * 64)  # a version the store never had
+        assert isinstance(refused, str) and "version 000000000000 of DAG 'v'" in refused
     finally:
         engine.stop()
         remote.stop()

@@ -44,8 +44,8 @@ from pipeline_core.engine.loop import EngineLoop
 from pipeline_core.engine.recovery import Takeover
 from pipeline_core.engine.remote import REQUESTED, answer_request
 from pipeline_core.engine.settings import EngineSettings, default_executor
+from pipeline_core.engine.tasks.versions import VersionLoader
 from pipeline_core.engine.telemetry import RunMetrics
-from pipeline_core.engine.versions import VersionLoader
 from pipeline_core.errors import Conflict, NotFound, PipelineError
 from pipeline_core.events import Event
 from pipeline_core.metrics import Metrics, NullMetrics

@@ -16,7 +16,7 @@ from pipeline_core.engine import ownership
 from pipeline_core.engine.core.jobs import Executor
 from pipeline_core.engine.core.messages import Resume, RunSnapshot
 from pipeline_core.engine.settings import EngineSettings
-from pipeline_core.engine.versions import VersionLoader
+from pipeline_core.engine.tasks.versions import VersionLoader
 from pipeline_core.model import DagRun
 from pipeline_core.state import RunState, TaskState
 from pipeline_core.store.base import Store

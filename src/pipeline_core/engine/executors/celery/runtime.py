@@ -32,7 +32,7 @@ from pipeline_core.engine.executors.celery.wire import (
     report_of,
 )
 from pipeline_core.engine.executors.local import LocalExecutor
-from pipeline_core.engine.versions import VersionLoader
+from pipeline_core.engine.tasks.versions import VersionLoader
 from pipeline_core.errors import NotFound
 from pipeline_core.events import Event
 from pipeline_core.model import TaskKey
