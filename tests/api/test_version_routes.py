@@ -79,6 +79,14 @@ def test_versions_listed_read_diffed_and_runs_keep_theirs(setup) -> None:  # typ
         "b": "success",
         "c": "success",
     }
+    # The file deleted: the DAG is inactive, its versions and runs stay readable.
+    (folder / "flow.yaml").unlink()
+    engine.set_dags(sync.refresh())
+    assert api.request("GET", "/api/v1/dags/flow")[2]["data"]["is_active"] is False
+    assert api.request("GET", "/api/v1/dags/flow/versions")[2]["meta"]["total"] == 2
+    source = api.request("GET", f"/api/v1/dags/flow/versions/{first}")[2]["data"]["source"]
+    assert source == V1
+    assert api.request("GET", "/api/v1/dags/flow/runs/r1")[2]["data"]["dag_version"] == latest
 
 
 def test_bad_and_unknown_versions(setup) -> None:  # type: ignore[no-untyped-def]
