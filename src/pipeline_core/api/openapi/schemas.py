@@ -29,6 +29,16 @@ def obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
 RUN_BRIEF = obj(
     run_id={"type": "string"}, state={"type": "string"}, logical_date=TS, start_date=TS, end_date=TS
 )
+#: What every answer about a DAG version states.
+_VERSION: dict[str, Any] = {
+    "dag_id": {"type": "string"},
+    "version": {"type": "string"},
+    "first_seen": {"type": "string", "format": "date-time"},
+    "fileloc": STR_OR_NULL,
+    "task_count": {"type": "integer"},
+    "is_latest": {"type": "boolean"},
+}
+
 SCHEMAS: dict[str, Any] = {
     "Meta": obj(
         total={"type": "integer"},
@@ -111,32 +121,10 @@ SCHEMAS: dict[str, Any] = {
         priority={"type": "integer"},
         dag_version=STR_OR_NULL,
     ),
-    "DagVersion": obj(
-        ["dag_id", "version", "first_seen", "fileloc", "task_count", "is_latest"],
-        dag_id={"type": "string"},
-        version={"type": "string"},
-        first_seen={"type": "string", "format": "date-time"},
-        fileloc=STR_OR_NULL,
-        task_count={"type": "integer"},
-        is_latest={"type": "boolean"},
-    ),
+    "DagVersion": obj(list(_VERSION), **_VERSION),
     "DagVersionDetail": obj(
-        [
-            "dag_id",
-            "version",
-            "first_seen",
-            "fileloc",
-            "task_count",
-            "is_latest",
-            "source",
-            "definition",
-        ],
-        dag_id={"type": "string"},
-        version={"type": "string"},
-        first_seen={"type": "string", "format": "date-time"},
-        fileloc=STR_OR_NULL,
-        task_count={"type": "integer"},
-        is_latest={"type": "boolean"},
+        [*_VERSION, "source", "definition"],
+        **_VERSION,
         source=STR_OR_NULL,
         definition={"type": "object"},
         diff_from={"type": "string"},
