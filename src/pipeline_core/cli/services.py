@@ -47,9 +47,7 @@ def add_commands(commands: Any) -> None:
     )
     folder_option(scheduler)
     db_option(scheduler)
-    scheduler.add_argument(
-        "--rescan-interval", type=float, default=30.0, help="seconds between folder scans"
-    )
+    folder_watch_options(scheduler)
     scheduler.add_argument(
         "--grace", type=float, default=30.0, help="seconds to let tasks finish on stop"
     )
@@ -66,7 +64,7 @@ def add_commands(commands: Any) -> None:
     serve_cmd.add_argument(
         "--no-scheduler", action="store_true", help="run DAGs only when triggered"
     )
-    serve_cmd.add_argument("--rescan-interval", type=float, default=30.0)
+    folder_watch_options(serve_cmd)
     serve_cmd.add_argument("--grace", type=float, default=30.0)
     serve_cmd.add_argument(
         "--event-streams",
@@ -84,6 +82,21 @@ def add_commands(commands: Any) -> None:
     db_option(api_cmd)
     add_server_options(api_cmd)
     api_cmd.set_defaults(handler=api)
+
+
+def folder_watch_options(parser: Any) -> None:
+    parser.add_argument(
+        "--rescan-interval",
+        type=float,
+        default=30.0,
+        help="seconds between checks of every DAG file's modification time, size and inode "
+        "(a file is read only when they changed)",
+    )
+    parser.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not watch the DAGs folder for changes (inotify); find them at each rescan",
+    )
 
 
 def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
@@ -115,7 +128,9 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
         store.close()
         return EXIT_FAILED
     settings = SchedulerSettings(
-        rescan_interval=args.rescan_interval, executors=engine_executors(args)
+        rescan_interval=args.rescan_interval,
+        watch=not args.no_watch,
+        executors=engine_executors(args),
     )
     scheduler = Scheduler(store, engine, args.dags_folder, settings=settings).start()
     dispatcher = start_dispatcher(store, args, None)
@@ -250,7 +265,9 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
         engine.set_dags(sync.refresh())
     else:
         settings = SchedulerSettings(
-            rescan_interval=args.rescan_interval, executors=engine_executors(args)
+            rescan_interval=args.rescan_interval,
+            watch=not args.no_watch,
+            executors=engine_executors(args),
         )
         scheduler = Scheduler(
             store, engine, args.dags_folder, metrics=metrics, settings=settings

@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 
 from pipeline_core.dag import authoring
 from pipeline_core.dag.model import DAG
@@ -66,26 +68,30 @@ def load_folder(folder: str | Path) -> DagBag:
         )
         return DagBag(str(root), {}, (DagFile(str(root), issues=(issue,)),))
     add_to_sys_path(root)
+    dags, files = merge([load_file(Path(path)) for path in in_order(dag_files(root))])
+    return DagBag(str(root), dags, tuple(files))
+
+
+def merge(files: Iterable[DagFile]) -> tuple[dict[str, DAG], list[DagFile]]:
+    """Every DAG of ``files`` (in path order) by id; a ``dag_id`` a later file repeats is
+    that file's issue, not a DAG."""
     dags: dict[str, DAG] = {}
-    files: list[DagFile] = []
-    for path in _dag_files(root):
-        loaded = load_file(path)
+    merged: list[DagFile] = []
+    for loaded in files:
         kept, issues = [], list(loaded.issues)
         for dag in loaded.dags:
             if dag.dag_id in dags:
                 first = dags[dag.dag_id].fileloc
-                issues.append(
-                    Issue(
-                        f"dag_id '{dag.dag_id}' is already defined in {first}", "dag_id", str(path)
-                    )
-                )
+                said = f"dag_id '{dag.dag_id}' is already defined in {first}"
+                issues.append(Issue(said, "dag_id", loaded.path))
             else:
                 dags[dag.dag_id] = dag
                 kept.append(dag)
-        files.append(
-            DagFile(loaded.path, tuple(kept), tuple(issues), loaded.loaded_at, loaded.source)
-        )
-    return DagBag(str(root), dags, tuple(files))
+        if len(kept) == len(loaded.dags):
+            merged.append(loaded)
+        else:
+            merged.append(dataclasses.replace(loaded, dags=tuple(kept), issues=tuple(issues)))
+    return dags, merged
 
 
 def add_to_sys_path(folder: Path) -> None:
@@ -95,13 +101,32 @@ def add_to_sys_path(folder: Path) -> None:
         sys.path.insert(0, entry)
 
 
-def _dag_files(root: Path) -> Iterator[Path]:
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root).parts
-        if any(part.startswith(".") or part == "__pycache__" for part in relative):
-            continue
-        if path.is_file() and (path.suffix in YAML_SUFFIXES or path.suffix == ".py"):
-            yield path
+def in_order(paths: Iterable[str]) -> list[str]:
+    """Paths in the order files are loaded (a folder's files before a later sibling's)."""
+    return sorted(paths, key=lambda path: Path(path).parts)
+
+
+def is_dag_file(name: str) -> bool:
+    return name.endswith(YAML_SUFFIXES) or name.endswith(".py")
+
+
+def dag_files(root: Path) -> dict[str, os.stat_result]:
+    """Every DAG file below ``root`` with its ``stat``: hidden folders and ``__pycache__``
+    skipped, symbolic links to folders not followed (a link loop cannot trap the walk)."""
+    found: dict[str, os.stat_result] = {}
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d != "__pycache__"]
+        for name in names:
+            if name.startswith(".") or not is_dag_file(name):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+            except OSError:  # gone meanwhile, or a dangling link
+                continue
+            if S_ISREG(stat.st_mode):
+                found[path] = stat
+    return found
 
 
 def load_file(path: Path) -> DagFile:

@@ -30,6 +30,10 @@ from pipeline_core.store.types import AttemptOutcome, Notification
 logger = logging.getLogger("pipeline_core.notify")
 #: Longest sleep between looks at the outbox when no event comes (holds lapse, clocks move).
 IDLE_LOOK = 1.0
+#: With nothing due, the outbox is read again when an event may have added to it (or
+#: another process's delivery ended); this long at most in any case.
+QUIET_LOOK = 60.0
+NEVER = 2**62
 
 
 @dataclass(frozen=True)
@@ -138,11 +142,13 @@ class Dispatcher:
                 self._busy.acquire()
                 self._pool.submit(self._deliver, notification)
             next_due = self.store.notifications.next_due_ms()
-            self._next_due_ms = now_ms + int(IDLE_LOOK * 1000) if next_due is None else next_due
-        if now_ms >= self._counted_ms + int(IDLE_LOOK * 1000):
+            self._next_due_ms = NEVER if next_due is None else next_due
+        if (due or heard) and now_ms >= self._counted_ms + int(IDLE_LOOK * 1000):
             self._counted_ms = now_ms
             counts = self.store.notifications.notification_counts()
             self.metrics.gauge("notifications.pending", counts["pending"])
+        if self._next_due_ms == NEVER:
+            return QUIET_LOOK  # woken by what may make a notification; this is a safety net
         return min(IDLE_LOOK, max(0.0, (self._next_due_ms - now_ms) / 1000))
 
     def _has_rules(self, dag_id: str) -> bool:

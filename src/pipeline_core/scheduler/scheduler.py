@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -29,6 +29,7 @@ from pipeline_core.scheduler.assets import AssetDriver
 from pipeline_core.scheduler.backfills import BackfillDriver
 from pipeline_core.scheduler.schedule import Schedule
 from pipeline_core.scheduler.sync import DagSync
+from pipeline_core.scheduler.watch import FolderWatch
 from pipeline_core.state import RunState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import RunQuery
@@ -45,7 +46,10 @@ class Runner(Control, Protocol):
 
 @dataclass(frozen=True)
 class SchedulerSettings:
+    #: Seconds between comparisons of every DAG file's ``stat`` with the last one (a file is
+    #: read only when it changed); with ``watch``, changes are also seen as they happen.
     rescan_interval: float = 30.0
+    watch: bool = True
     heartbeat_interval: float = 5.0
     #: The executors the engine has: a DAG needing another one does not load.
     executors: tuple[str, ...] = EXECUTORS
@@ -77,10 +81,12 @@ class Scheduler:
             if dags_folder
             else None
         )
+        self.watch = FolderWatch(self.sync.root, self.wake) if self.sync else None
         self.clock = clock
         self.metrics: Metrics = metrics or NullMetrics()
         self.component_id = f"scheduler-{socket.gethostname()}-{os.getpid()}"
         self.dags: dict[str, DAG] = {}
+        self._synced: dict[str, DAG] | None = None
         self._states: dict[str, _DagState] = {}
         self._due: list[tuple[datetime, str]] = []
         self._parked: list[tuple[datetime, str]] = []
@@ -94,24 +100,30 @@ class Scheduler:
 
     # --- DAGs ----------------------------------------------------------------------------
     def set_dags(self, dags: dict[str, DAG]) -> None:
-        """Schedule these DAGs from now on (state is read back from the store's runs)."""
+        """Schedule these DAGs from now on; a new or changed DAG's state is read back from the
+        store's runs, an unchanged one keeps its own."""
+        old, states = self.dags, self._states
         self.dags = dict(dags)
         self.runner.set_dags(self.dags)
         self._states = {}
         for dag in self.dags.values():
-            schedule = Schedule.of(dag)
-            if schedule is not None:
+            kept = states.get(dag.dag_id)
+            if kept is not None and old.get(dag.dag_id) is dag:
+                self._states[dag.dag_id] = kept
+            elif (schedule := Schedule.of(dag)) is not None:
                 last = self._latest_scheduled(dag.dag_id)
                 self._states[dag.dag_id] = _DagState(schedule, last, None)
         self._rebuild_due(self.clock())
         self.wake()
 
-    def refresh_dags(self) -> None:
-        """Re-scan the DAGs folder and schedule what it holds now."""
+    def refresh_dags(self, hints: Collection[str] | None = None) -> None:
+        """Load what changed in the DAGs folder (all of it, or the paths a watcher named) and
+        schedule what it holds now."""
         if self.sync is None:
             return
-        dags = self.sync.refresh()
-        if dags != self.dags or set(dags) != set(self.dags):
+        dags = self.sync.refresh(hints)
+        if dags is not self._synced:
+            self._synced = dags
             self.set_dags(dags)
 
     def _latest_scheduled(self, dag_id: str) -> datetime | None:
@@ -125,7 +137,9 @@ class Scheduler:
     def _rebuild_due(self, now: datetime) -> None:
         self._due, self._parked = [], []
         for dag_id, state in self._states.items():
-            state.next_fire = state.schedule.next_after(state.last or _before(state.schedule, now))
+            if state.next_fire is None:  # new or changed (a kept one's is known, or parked)
+                after = state.last or _before(state.schedule, now)
+                state.next_fire = state.schedule.next_after(after)
             if state.next_fire is not None:
                 self._due.append((state.next_fire, dag_id))
         heapq.heapify(self._due)
@@ -210,6 +224,8 @@ class Scheduler:
         # Other processes' events too: a backfill created through an API-only server.
         self.store.feed.subscribe(self._on_events, other_processes=True)
         self.refresh_dags()
+        if self.watch is not None and self.settings.watch:
+            self.watch.start()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
         return self
@@ -220,6 +236,8 @@ class Scheduler:
             self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.watch is not None:
+            self.watch.stop()
         self.store.feed.unsubscribe(self._on_events)
 
     def wake(self) -> None:
@@ -256,6 +274,8 @@ class Scheduler:
             if now_mono >= next_rescan:
                 self._guard(self.refresh_dags)
                 next_rescan = now_mono + self.settings.rescan_interval
+            elif self.watch is not None and (changed := self.watch.take()):
+                self._guard(lambda: self.refresh_dags(changed))
             next_due = None
             try:
                 next_due = self.tick(self.clock())

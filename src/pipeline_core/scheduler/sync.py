@@ -7,12 +7,14 @@ import logging
 from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from pipeline_core.dag.bag import DagFile, load_folder
+from pipeline_core.dag.bag import DagFile, add_to_sys_path, in_order, load_file, merge
 from pipeline_core.dag.model import DAG, EXECUTORS
 from pipeline_core.dag.serialize import dag_to_dict, definition_hash
 from pipeline_core.errors import Issue
 from pipeline_core.model import utcnow
+from pipeline_core.scheduler.watch import FolderState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord, ImportError_
 
@@ -20,10 +22,12 @@ log = logging.getLogger("pipeline_core.scheduler")
 
 
 class DagSync:
-    """Loads the folder and writes what changed. A file that stops loading keeps its last
-    good DAGs (and its errors are reported); a DAG whose file is gone becomes inactive.
-    A DAG with a task for an executor the engine does not have (``celery`` without a broker)
-    does not load: its file reports why."""
+    """Keeps the store in step with the folder, reading only what changed: a file whose
+    ``stat`` (time, size, inode) is as last seen is not read again, and a refresh that finds
+    nothing new writes nothing. A file that stops loading keeps its last good DAGs (and its
+    errors are reported); a DAG whose file is gone becomes inactive. A DAG with a task for an
+    executor the engine does not have (``celery`` without a broker) does not load: its file
+    reports why."""
 
     def __init__(
         self,
@@ -36,36 +40,64 @@ class DagSync:
         self.store = store
         self.clock = clock
         self.folder = str(folder)
+        self.root = Path(folder).resolve()
         self.executors = tuple(executors)
+        self.state = FolderState(self.root)
+        #: Each file's last load, and the last one that had DAGs (kept while it fails).
+        self._files: dict[str, DagFile] = {}
         self._last_good: dict[str, DagFile] = {}
+        self._errors: list[ImportError_] | None = None
         self.dags: dict[str, DAG] = {}
         self._reported: set[str] = set()
 
-    def refresh(self) -> dict[str, DAG]:
-        bag = load_folder(self.folder)
-        dags: dict[str, DAG] = {}
-        sources: dict[str, str | None] = {}
-        errors = []
+    def refresh(self, hints: Collection[str] | None = None) -> dict[str, DAG]:
+        """Load the files new or changed since the last refresh — of the whole folder, or of
+        ``hints`` (paths a watcher reported) — and write what that changes; the DAGs now."""
+        changed: list[str] = []
+        missing: list[DagFile] = []
+        if not self.root.is_dir():
+            said = f"DAGs folder {str(self.root)!r} does not exist or is not a folder"
+            missing.append(DagFile(str(self.root), issues=(Issue(said, file=str(self.root)),)))
+            gone = list(self.state.seen)
+            self.state.seen.clear()
+        else:
+            add_to_sys_path(self.root)
+            changed, gone = self.state.changes(hints)
+        if self._errors is not None and not changed and not gone and not missing:
+            return self.dags
+        for path in gone:
+            self._files.pop(path, None)
+            self._last_good.pop(path, None)
+        for path in changed:
+            loaded = self._files[path] = self._usable(load_file(Path(path)))
+            if loaded.dags:
+                self._last_good[path] = loaded
+        self._publish(missing)
+        return self.dags
+
+    def _publish(self, missing: list[DagFile]) -> None:
+        """Write the DAGs that are new or changed, deactivate the ones gone, and replace the
+        import errors when they changed."""
         now = self.clock()
-        files = [self._usable(file) for file in bag.files]
-        for file in files:
-            if file.issues:
-                errors.append(ImportError_(file.path, tuple(i.to_dict() for i in file.issues), now))
-            if file.dags:
-                self._last_good[file.path] = file
-            kept = file if file.dags or not file.issues else self._last_good.get(file.path, file)
-            for dag in kept.dags:
-                if dag.dag_id not in dags:
-                    dags[dag.dag_id], sources[dag.dag_id] = dag, kept.source
-        for path in [p for p in self._last_good if not Path(p).exists()]:
-            del self._last_good[path]
-        for dag in dags.values():
-            self.store.dags.upsert_dag(dag_record(dag, now), source=sources[dag.dag_id])
-        self.store.dags.deactivate_missing_dags(list(dags))
-        self.store.dags.replace_import_errors(errors)
-        self._report(files)
+        current = [self._files[p] for p in in_order(self._files)] + missing
+        kept = [f if f.dags or not f.issues else self._last_good.get(f.path, f) for f in current]
+        dags, merged = merge(kept)
+        errors = []
+        for loaded, used, final in zip(current, kept, merged, strict=True):
+            issues = (*loaded.issues, *final.issues[len(used.issues) :])
+            if issues:
+                errors.append(ImportError_(loaded.path, tuple(i.to_dict() for i in issues), now))
+        sources = {dag.dag_id: f.source for f in merged for dag in f.dags}
+        for dag_id, dag in dags.items():
+            if self.dags.get(dag_id) is not dag:
+                self.store.dags.upsert_dag(dag_record(dag, now), source=sources.get(dag_id))
+        if self._errors is None or set(dags) != set(self.dags):
+            self.store.dags.deactivate_missing_dags(list(dags))
+        if self._errors is None or _said(errors) != _said(self._errors):
+            self.store.dags.replace_import_errors(errors)
+        self._errors = errors
+        self._report(merged)
         self.dags = dags
-        return dags
 
     def _report(self, files: Collection[DagFile]) -> None:
         """Log each load error once, when it appears (it stays listed in the store)."""
@@ -95,6 +127,11 @@ class DagSync:
         if len(kept) == len(file.dags):
             return file
         return dataclasses.replace(file, dags=tuple(kept), issues=tuple(issues))
+
+
+def _said(errors: list[ImportError_]) -> list[tuple[str, tuple[Any, ...]]]:
+    """What import errors say, whenever they were seen."""
+    return [(e.filename, tuple(e.issues)) for e in errors]
 
 
 def dag_record(dag: DAG, parsed_at: datetime) -> DagRecord:

@@ -48,6 +48,8 @@ class LoopServer:
         self.app: Callable[[Request], Response] = _not_ready
         self.stopping = False
         self.connections: set[HTTPConnection] = set()
+        #: Whether a sweep for connections past their deadline is due (only while any is open).
+        self._sweeping = False
         self._idle: dict[HTTPConnection, None] = {}  # oldest first
         self._listener = _listen(options.host, options.port)
         self.port: int = self._listener.getsockname()[1]
@@ -73,7 +75,6 @@ class LoopServer:
 
     async def _serve_until_stopped(self) -> None:
         self.loop.add_reader(self._listener, self._accept)
-        self.loop.call_later(SWEEP, self._sweep)
         await self._stop_requested.wait()
         self.loop.remove_reader(self._listener)
         self.stopping = True
@@ -97,12 +98,14 @@ class LoopServer:
         self._listener.close()
 
     def _sweep(self) -> None:
-        """Close every connection past its deadline, then look again in ``SWEEP`` seconds."""
+        """Close every connection past its deadline, then look again in ``SWEEP`` seconds
+        while connections are open (a server without any sleeps)."""
         now = time.monotonic()
         for connection in [c for c in self.connections if c.expires is not None]:
             if connection.expires is not None and connection.expires <= now:
                 connection.timed_out()
-        if not self.stopping:
+        self._sweeping = bool(self.connections) and not self.stopping
+        if self._sweeping:
             self.loop.call_later(SWEEP, self._sweep)
 
     def _accept(self) -> None:
@@ -158,6 +161,9 @@ class LoopServer:
             self.forget(oldest)
         self.connections.add(connection)
         self._idle[connection] = None
+        if not self._sweeping:
+            self._sweeping = True
+            self.loop.call_later(SWEEP, self._sweep)
         return True
 
     def busy(self, connection: HTTPConnection) -> None:

@@ -79,7 +79,9 @@ class Book:
     def set_dags(self, dags: dict[str, DAG]) -> list[str]:
         """New latest definitions; held runs keep the versions they run. Returns the DAGs
         changed."""
-        changed = [d for d in self.dags if dags.get(d) != self.dags[d]]  # or gone
+        changed = [
+            d for d, dag in self.dags.items() if dags.get(d) is not dag and dags.get(d) != dag
+        ]
         for run_key in self.runs:
             if run_key[0] in changed and run_key not in self.pinned:
                 self.pinned[run_key] = self.dags[run_key[0]]
