@@ -98,6 +98,25 @@ def rss_mib(pids: list[int]) -> float:
     return total / 1024
 
 
+def start(command: list[str], base: str, count: int, what: str) -> subprocess.Popen[bytes]:
+    """Start ``serve``; print when it was healthy and when it listed every DAG."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    healthy = listed = None
+    while listed is None and time.monotonic() - started < 600:
+        try:
+            if healthy is None and get(f"{base}/health")["data"]["status"] == "healthy":
+                healthy = time.monotonic() - started
+            if healthy is not None and get(f"{base}/dags?limit=1")["meta"]["total"] >= count:
+                listed = time.monotonic() - started
+        except (OSError, KeyError, ValueError):
+            pass
+        time.sleep(0.05)
+    print(f"{what}, {count:,} DAG files: healthy after {healthy:.2f} s, all listed after "
+          f"{listed:.2f} s")  # fmt: skip
+    return process
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dags", type=int, default=2000)
@@ -115,23 +134,8 @@ def main() -> None:
         command = [sys.executable, "-m", "pipeline_core", "serve", "--port", str(port),
                    "--dags-folder", str(folder), "--db", f"sqlite:///{tmp}/scale.db",
                    "--rescan-interval", args.rescan_interval, *args.serve_arg]  # fmt: skip
-        started = time.monotonic()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = start(command, base, args.dags, "start")
         try:
-            healthy = listed = None
-            while listed is None and time.monotonic() - started < 600:
-                try:
-                    if healthy is None and get(f"{base}/health")["data"]["status"] == "healthy":
-                        healthy = time.monotonic() - started
-                    if healthy is not None:
-                        total = get(f"{base}/dags?limit=1")["meta"]["total"]
-                        if total >= args.dags:
-                            listed = time.monotonic() - started
-                except (OSError, KeyError, ValueError):
-                    pass
-                time.sleep(0.05)
-            print(f"{args.dags:,} DAG files: healthy after {healthy:.2f} s, all listed after "
-                  f"{listed:.2f} s")  # fmt: skip
             time.sleep(5)  # the start's own work settles
             pids = tree(process.pid)
             before, at = cpu_seconds(pids), time.monotonic()
@@ -139,7 +143,8 @@ def main() -> None:
             pids = tree(process.pid)
             used = (cpu_seconds(pids) - before) / (time.monotonic() - at)
             print(f"idle CPU over {args.idle:.0f} s: {used * 100:.2f} % of one core; "
-                  f"RSS {rss_mib(pids):.0f} MiB ({len(pids)} processes)")  # fmt: skip
+                  f"RSS {rss_mib(pids):.0f} MiB ({len(pids)} processes; serve's own "
+                  f"{rss_mib([process.pid]):.0f} MiB)")  # fmt: skip
             edited = folder / "dag_00000.yaml"
             edited.write_text(edited.read_text().replace("tags: [generated]", "tags: [edited]"))
             at = time.monotonic()
@@ -148,9 +153,12 @@ def main() -> None:
                 if time.monotonic() - at > 300:
                     break
             print(f"an edited file seen by the API after {time.monotonic() - at:.2f} s")
+            process.terminate()
+            process.wait(60)
+            process = start(command, base, args.dags, "restart (every file unchanged)")
         finally:
             process.terminate()
-            process.wait(30)
+            process.wait(60)
 
 
 if __name__ == "__main__":

@@ -207,3 +207,21 @@ def test_a_real_watcher_reports_paths_from_its_thread(tmp_path) -> None:
         assert str(tmp_path.resolve() / "x.yaml") in paths
     finally:
         watcher.stop()
+
+
+def test_a_large_folder_loads_in_steps_and_deactivates_nothing_before_the_end(
+    store, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.yaml").write_text(ONE)
+    DagSync(store, folder).refresh()  # an earlier process knew all three
+    (folder / "c.yaml").unlink()
+    sync = DagSync(store, folder)  # a restart
+    assert list(sync.refresh(budget=0)) == ["a"] and sync.loading  # one file a step at least
+    assert store.dags.get_dag("b").is_active and store.dags.get_dag("c").is_active
+    sync.refresh([str(folder / "a.yaml")], budget=0)  # a watcher's news does not end the load
+    assert sync.loading
+    assert set(sync.refresh(budget=0)) == {"a", "b"} and not sync.loading
+    assert store.dags.get_dag("c").is_active is False  # gone: told once all were read

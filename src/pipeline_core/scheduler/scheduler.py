@@ -44,6 +44,11 @@ class Runner(Control, Protocol):
     def set_dags(self, dags: Mapping[str, DAG]) -> None: ...
 
 
+#: Seconds of DAG file loading between two looks at what else is due: a large folder is
+#: loaded in steps (the API answers meanwhile, and each step's DAGs are listed as it ends).
+LOAD_STEP = 0.5
+
+
 @dataclass(frozen=True)
 class SchedulerSettings:
     #: Seconds between comparisons of every DAG file's ``stat`` with the last one (a file is
@@ -116,12 +121,14 @@ class Scheduler:
         self._rebuild_due(self.clock())
         self.wake()
 
-    def refresh_dags(self, hints: Collection[str] | None = None) -> None:
-        """Load what changed in the DAGs folder (all of it, or the paths a watcher named) and
-        schedule what it holds now."""
+    def refresh_dags(
+        self, hints: Collection[str] | None = None, budget: float | None = None
+    ) -> None:
+        """Load what changed in the DAGs folder (all of it, or the paths a watcher named; for
+        at most ``budget`` seconds, the rest next time) and schedule what it holds now."""
         if self.sync is None:
             return
-        dags = self.sync.refresh(hints)
+        dags = self.sync.refresh(hints, budget)
         if dags is not self._synced:
             self._synced = dags
             self.set_dags(dags)
@@ -223,7 +230,7 @@ class Scheduler:
     def start(self) -> Scheduler:
         # Other processes' events too: a backfill created through an API-only server.
         self.store.feed.subscribe(self._on_events, other_processes=True)
-        self.refresh_dags()
+        self.refresh_dags(budget=LOAD_STEP)  # a large folder goes on loading in the loop
         if self.watch is not None and self.settings.watch:
             self.watch.start()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
@@ -271,19 +278,22 @@ class Scheduler:
             if now_mono >= next_heartbeat:
                 self._heartbeat()
                 next_heartbeat = now_mono + self.settings.heartbeat_interval
-            if now_mono >= next_rescan:
-                self._guard(self.refresh_dags)
+            loading = self.sync is not None and self.sync.loading
+            if loading:
+                _guard(lambda: self.refresh_dags(budget=LOAD_STEP))
+            elif now_mono >= next_rescan:
+                _guard(self.refresh_dags)
                 next_rescan = now_mono + self.settings.rescan_interval
             elif self.watch is not None and (changed := self.watch.take()):
-                self._guard(lambda: self.refresh_dags(changed))
+                _guard(lambda: self.refresh_dags(changed))
             next_due = None
             try:
                 next_due = self.tick(self.clock())
             except Exception:
                 logger.exception("scheduler tick failed")
-            self._guard(self.backfills.step)
-            self._guard(lambda: self.assets.step(self.dags))
-            wait = min(next_heartbeat, next_rescan) - time.monotonic()
+            _guard(self.backfills.step)
+            _guard(lambda: self.assets.step(self.dags))
+            wait = 0.0 if loading else min(next_heartbeat, next_rescan) - time.monotonic()
             if next_due is not None:
                 wait = min(wait, (next_due - self.clock()).total_seconds())
             with self._wake:
@@ -303,12 +313,13 @@ class Scheduler:
         except Exception:
             logger.exception("scheduler heartbeat failed")
 
-    @staticmethod
-    def _guard(fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception:
-            logger.exception("scheduler housekeeping failed")
+
+def _guard(fn: Callable[[], None]) -> None:
+    """Run a housekeeping step; its failure is logged, and the loop goes on."""
+    try:
+        fn()
+    except Exception:
+        logger.exception("scheduler housekeeping failed")
 
 
 def _before(schedule: Schedule, now: datetime) -> datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
@@ -48,11 +49,20 @@ class DagSync:
         self._last_good: dict[str, DagFile] = {}
         self._errors: list[ImportError_] | None = None
         self.dags: dict[str, DAG] = {}
+        #: Whether files wait to be loaded (a refresh's budget ran out).
+        self.loading = False
         self._reported: set[str] = set()
 
-    def refresh(self, hints: Collection[str] | None = None) -> dict[str, DAG]:
+    def refresh(
+        self, hints: Collection[str] | None = None, budget: float | None = None
+    ) -> dict[str, DAG]:
         """Load the files new or changed since the last refresh — of the whole folder, or of
-        ``hints`` (paths a watcher reported) — and write what that changes; the DAGs now."""
+        ``hints`` (paths a watcher reported) — and write what that changes; the DAGs now.
+
+        With a ``budget`` (seconds), loading stops once it is spent and the DAGs loaded so far
+        are written; ``loading`` then says more files wait, and the next refresh goes on with
+        them. Until every file was loaded once, no DAG is deactivated (a restart does not
+        take the DAGs of files not read yet out of the store)."""
         changed: list[str] = []
         missing: list[DagFile] = []
         if not self.root.is_dir():
@@ -68,10 +78,17 @@ class DagSync:
         for path in gone:
             self._files.pop(path, None)
             self._last_good.pop(path, None)
-        for path in changed:
+        started, rest = time.monotonic(), []
+        for index, path in enumerate(changed):
+            if budget is not None and index and time.monotonic() - started > budget:
+                rest = changed[index:]
+                self.state.unsee(rest)  # the next refresh reads them
+                break
             loaded = self._files[path] = self._usable(load_file(Path(path)))
             if loaded.dags:
                 self._last_good[path] = loaded
+        if hints is None or rest:  # only a whole look finds that nothing waits
+            self.loading = bool(rest)
         self._publish(missing)
         return self.dags
 
@@ -91,6 +108,9 @@ class DagSync:
         for dag_id, dag in dags.items():
             if self.dags.get(dag_id) is not dag:
                 self.store.dags.upsert_dag(dag_record(dag, now), source=sources.get(dag_id))
+        if self.loading:  # what is not loaded yet is not gone: it waits
+            self.dags = dags
+            return
         if self._errors is None or set(dags) != set(self.dags):
             self.store.dags.deactivate_missing_dags(list(dags))
         if self._errors is None or _said(errors) != _said(self._errors):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from pipeline_core.dag.bag import dag_files, is_dag_file
+from pipeline_core.dag.bag import dag_files, in_order, is_dag_file
 
 logger = logging.getLogger("pipeline_core.scheduler")
 #: What tells a file's content changed without reading it.
@@ -47,12 +47,17 @@ class FolderState:
                 found.update((p, key_of(s)) for p, s in dag_files(Path(hint)).items())
             elif is_dag_file(os.path.basename(hint)) and os.path.isfile(hint):
                 found[hint] = key_of(os.stat(hint))
-        changed = [p for p, k in found.items() if self.seen.get(p) != k]
+        changed = in_order(p for p, k in found.items() if self.seen.get(p) != k)
         gone = [p for p in self.seen if p not in found and _within(p, scopes)]
         for path in gone:
             del self.seen[path]
         self.seen.update((p, found[p]) for p in changed)
         return changed, gone
+
+    def unsee(self, paths: Collection[str]) -> None:
+        """Forget these files were seen: the next look reports them as new."""
+        for path in paths:
+            self.seen.pop(path, None)
 
     def _hidden(self, path: str) -> bool:
         try:
