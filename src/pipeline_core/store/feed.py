@@ -98,7 +98,9 @@ class EventFeed:
     def _follow(self) -> None:
         while not self._stop.is_set():
             try:
-                if self.wait(self.last_seq, 0.5):
+                # Woken by the commits of other processes; the timeout is only a safety net
+                # (a wake-up lost), so an idle follower wakes once a second at most.
+                if self.wait(self.last_seq, 1.0):
                     self._deliver(None)
             except Exception:
                 logger.exception("following the event log failed; retrying")
