@@ -278,3 +278,14 @@ def test_a_runs_priority_is_stored(store) -> None:  # type: ignore[no-untyped-de
         store.runs.apply([write], now=BASE)
     assert store.runs.get_run("d", "p").priority == 7
     assert store.runs.get_run("d", "z").priority == 0
+
+
+def test_dags_are_searched_by_id_or_description(store) -> None:  # type: ignore[no-untyped-def]
+    store.dags.upsert_dag(dag("etl_orders", description="Loads ORDERS nightly"))
+    store.dags.upsert_dag(dag("report", description="weekly 100%_sure"))
+    store.dags.upsert_dag(dag("orders_sync"))
+    found = store.dags.list_dags(search="orders")
+    assert [d.dag_id for d in found.items] == ["etl_orders", "orders_sync"] and found.total == 2
+    assert [d.dag_id for d in store.dags.list_dags(search="100%_").items] == ["report"]
+    only = store.dags.list_dags(search="%").items  # a wildcard is only a character
+    assert [d.dag_id for d in only] == ["report"]

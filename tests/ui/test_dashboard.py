@@ -458,3 +458,31 @@ def test_the_grid_shows_each_runs_version_and_the_versions_diff(
     finally:
         page.close()
         server.stop()
+
+
+def test_the_dags_view_pages_and_searches_on_the_server(browser: Any, tmp_path: Path) -> None:
+    server = Server(tmp_path)
+    for index in range(120):
+        (server.folder / f"many_{index:03d}.yaml").write_text(
+            f"description: number {index}\ntags: [{'even' if index % 2 == 0 else 'odd'}]\n"
+            "tasks:\n  a: {type: noop}\n"
+        )
+    server.start()
+    page = Watched(browser, server.url)
+    try:
+        page.page.goto(server.url + "/ui/")
+        caption = page.page.locator("table.dags caption")
+        caption.filter(has_text="1\u201350 of").wait_for()
+        assert page.page.locator("table.dags tbody tr").count() == 50  # a page, not them all
+        page.page.get_by_role("button", name="Next →").click()
+        caption.filter(has_text="51\u2013100 of").wait_for()
+        page.page.locator("#dag-search").fill("number 7")  # 7 and 70 to 79, by description
+        caption.filter(has_text="1\u201311 of 11 DAGs").wait_for()
+        page.page.locator("#tag-filter").fill("even")
+        caption.filter(has_text="1\u20135 of 5 DAGs").wait_for()
+        assert page.page.get_by_role("button", name="Next →").is_disabled()
+        shot(page, tmp_path, "dags-searched")
+        assert page.errors == []
+    finally:
+        page.close()
+        server.stop()

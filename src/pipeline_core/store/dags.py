@@ -50,10 +50,12 @@ class DagStore(Protocol):
         limit: int = 100,
         offset: int = 0,
         within_tag: str | None = None,
+        search: str | None = None,
     ) -> Page[DagRecord]:
         """DAGs ordered by ``dag_id``; ``tags`` matches DAGs having any of them, ``within_tag``
-        only DAGs having that one (an API token's scope); the pattern is a
-        case-insensitive substring. Listed records carry no ``definition`` (``get_dag`` does)."""
+        only DAGs having that one (an API token's scope); the pattern is a case-insensitive
+        substring of the id, ``search`` one of the id or the description. Listed records
+        carry no ``definition`` (``get_dag`` does)."""
         ...
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:

@@ -23,14 +23,19 @@ LIST = Operation(
     "list_dags",
     "dags",
     "List DAGs",
-    "Every DAG with its newest run and next fire time, filtered by tags, pause state or an "
-    "id pattern, a page at a time.",
+    "Every DAG with its newest run and next fire time, filtered by tags, pause state, an "
+    "id pattern or a search of ids and descriptions (q), a page at a time.",
     envelope_of(ref("Dag"), listing=True),
     (
         *PAGE,
         Param("tags", schema={"type": "array", "items": {"type": "string"}}),
         Param("is_paused", schema={"type": "boolean"}),
         Param("dag_id_pattern", description="a part of dag_id (any case)"),
+        Param(
+            "q",
+            schema={"type": "string", "maxLength": 200},
+            description="a part of dag_id or of the description (any case)",
+        ),
     ),
     read=True,
     scope="filtered",
@@ -149,6 +154,7 @@ def list_dags(store: Store, cache: ViewCache, clock: Clock) -> Callable[[Request
             tags=request.args.get("tags", []),
             is_paused=request.args.get("is_paused"),
             dag_id_pattern=request.args.get("dag_id_pattern"),
+            search=request.args.get("q"),
             limit=limit,
             offset=offset,
             within_tag=request.account.dags_tag if request.account is not None else None,

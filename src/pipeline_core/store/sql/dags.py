@@ -88,6 +88,7 @@ class DagsSql:
         limit: int = 100,
         offset: int = 0,
         within_tag: str | None = None,
+        search: str | None = None,
     ) -> Page[DagRecord]:
         where: list[str] = []
         params: list[Any] = []
@@ -100,6 +101,12 @@ class DagsSql:
         if dag_id_pattern:
             where.append("LOWER(dag_id) LIKE ? ESCAPE '\\'")
             params.append(f"%{like_escape(dag_id_pattern.lower())}%")
+        if search:
+            where.append(
+                "(LOWER(dag_id) LIKE ? ESCAPE '\\' "
+                "OR LOWER(COALESCE(description, '')) LIKE ? ESCAPE '\\')"
+            )
+            params += [f"%{like_escape(search.lower())}%"] * 2
         if within_tag is not None:
             where.append("tags LIKE ? ESCAPE '\\'")
             params.append(f"%{like_escape(json.dumps(within_tag))}%")

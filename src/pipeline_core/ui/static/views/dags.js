@@ -1,29 +1,67 @@
-// DAGs: every DAG with its schedule, tags, pause toggle, last runs and a trigger button;
-// import errors on top. Runs change live: a run event refreshes its DAG's squares.
+// DAGs: a page of DAGs with their schedule, tags, pause toggle, last runs and a trigger
+// button, searched by id or description and filtered by tag on the server (a folder of
+// 10,000 DAGs is never loaded whole); import errors on top. Runs change live: a run event
+// refreshes its DAG's squares when the DAG is on the page.
 
-import { get } from "../api.js";
+import { api, get } from "../api.js";
 import { clear, coalesced, enc, h, link, notice, runPath, square, when } from "../dom.js";
 import { pauseButton, triggerButton } from "./trigger.js";
 
 const LAST_RUNS = 10;
+export const PAGE = 50;
 
 export async function dagsView(main) {
-  const [dags, errors] = await Promise.all([
-    get("/api/v1/dags?limit=1000"), get("/api/v1/import-errors?limit=1000"),
-  ]);
+  const errors = await get("/api/v1/import-errors?limit=1000");
   const rows = new Map();
+  let offset = 0;
+  let total = 0;
   const status = h("p", { class: "muted", role: "status", "aria-live": "polite" });
-  const filter = h("select", { id: "tag-filter" }, h("option", { value: "" }, "all tags"),
-    [...new Set(dags.flatMap((d) => d.tags))].sort().map((t) => h("option", { value: t }, t)));
+  const search = h("input", { id: "dag-search", type: "search", placeholder: "id or description",
+    autocomplete: "off", maxlength: "200" });
+  const tag = h("input", { id: "tag-filter", type: "search", placeholder: "tag", autocomplete: "off",
+    maxlength: "200" });
+  const caption = h("caption", { class: "muted" });
   const body = h("tbody");
-  const table = h("table", { class: "dags" },
-    h("caption", { class: "muted" }, `${dags.length} DAGs`),
+  const previous = h("button", { type: "button", onclick: () => { offset = Math.max(0, offset - PAGE); load(); } }, "← Previous");
+  const next = h("button", { type: "button", onclick: () => { offset += PAGE; load(); } }, "Next →");
+  const table = h("table", { class: "dags" }, caption,
     h("thead", {}, h("tr", {},
       h("th", { scope: "col" }, "DAG"), h("th", { scope: "col", class: "hide-narrow" }, "Schedule"),
       h("th", { scope: "col", class: "hide-narrow" }, "Tags"), h("th", { scope: "col" }, "Last runs"),
       h("th", { scope: "col" }, "Paused"), h("th", { scope: "col" }, ""))),
     body);
-  for (const dag of dags) {
+  const listBox = h("div");
+
+  const refresh = coalesced(async (dagId) => {
+    const entry = rows.get(dagId);
+    if (!entry) return;
+    const runs = await get(`/api/v1/dags/${enc(dagId)}/runs?limit=${LAST_RUNS}`);
+    const signature = runs.map((r) => `${r.run_id}:${r.state}`).join(" ");
+    if (signature === entry.signature) return;  // nothing to redraw
+    entry.signature = signature;
+    clear(entry.squares, runs.slice().reverse().map((r) =>
+      square(r.state, `${r.run_id}: ${r.state}`, runPath(dagId, r.run_id))));
+    if (!runs.length) entry.squares.append(h("span", { class: "muted" }, "no runs"));
+  });
+
+  const load = coalesced(async () => {
+    const query = new URLSearchParams({ limit: String(PAGE), offset: String(offset) });
+    if (search.value.trim()) query.set("q", search.value.trim());
+    if (tag.value.trim()) query.set("tags", tag.value.trim());
+    const answer = await api("GET", `/api/v1/dags?${query}`);
+    const dags = answer.data;
+    total = answer.meta.total;
+    rows.clear();
+    clear(body, dags.map((dag) => row(dag)));
+    caption.textContent = total ? `${offset + 1}–${offset + dags.length} of ${total} DAGs` : "no DAGs";
+    previous.disabled = offset === 0;
+    next.disabled = offset + dags.length >= total;
+    clear(listBox, total || search.value || tag.value ? h("div", { class: "scroll" }, table)
+      : notice("No DAGs are loaded."));
+    await Promise.all(dags.map((d) => refresh(d.dag_id)));
+  });
+
+  function row(dag) {
     const squares = h("div", { class: "squares", "data-dag": dag.dag_id });
     const paused = h("td");
     const setPaused = (updated) => {
@@ -44,24 +82,9 @@ export async function dagsView(main) {
         refresh(dag.dag_id);
       })));
     rows.set(dag.dag_id, { row, squares, dag, setPaused });
-    body.append(row);
+    return row;
   }
-  filter.addEventListener("change", () => {
-    for (const { row } of rows.values()) {
-      row.hidden = Boolean(filter.value) && !row.dataset.tags.split(" ").includes(filter.value);
-    }
-  });
-  const refresh = coalesced(async (dagId) => {
-    const entry = rows.get(dagId);
-    if (!entry) return;
-    const runs = await get(`/api/v1/dags/${enc(dagId)}/runs?limit=${LAST_RUNS}`);
-    const signature = runs.map((r) => `${r.run_id}:${r.state}`).join(" ");
-    if (signature === entry.signature) return;  // nothing to redraw
-    entry.signature = signature;
-    clear(entry.squares, runs.slice().reverse().map((r) =>
-      square(r.state, `${r.run_id}: ${r.state}`, runPath(dagId, r.run_id))));
-    if (!runs.length) entry.squares.append(h("span", { class: "muted" }, "no runs"));
-  });
+
   clear(main,
     h("h1", {}, "DAGs"),
     errors.length ? h("section", { class: "banner", "aria-labelledby": "errors-title" },
@@ -69,10 +92,19 @@ export async function dagsView(main) {
       h("ul", {}, errors.flatMap((e) => e.errors.map((issue) =>
         h("li", { class: "import-error" }, h("code", {}, e.filename),
           issue.line ? `:${issue.line}` : "", " — ", issue.message))))) : null,
-    h("div", { class: "toolbar" }, h("label", { for: "tag-filter", class: "inline" }, "Tag "), filter),
-    status,
-    dags.length ? h("div", { class: "scroll" }, table) : notice("No DAGs are loaded."));
-  await Promise.all(dags.map((d) => refresh(d.dag_id)));
+    h("div", { class: "toolbar" },
+      h("label", { for: "dag-search", class: "inline" }, "Search "), search,
+      h("label", { for: "tag-filter", class: "inline" }, " Tag "), tag,
+      " ", previous, " ", next),
+    status, listBox);
+  let typing = null;
+  for (const input of [search, tag]) {
+    input.addEventListener("input", () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => { offset = 0; load(); }, 250);
+    });
+  }
+  await load();
   return {
     onEvents(batch) {
       const touched = new Set(batch.filter((e) => e.type === "run.state_changed").map((e) => e.dag_id));
