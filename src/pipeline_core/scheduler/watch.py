@@ -87,6 +87,10 @@ class Watcher:
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type in ("opened", "closed_no_write"):
+                    return  # read, not changed (the loading of DAG files reads them)
+                if event.is_directory and event.event_type == "modified":
+                    return  # a file in it changed: that file's own event says which
                 paths = {os.fsdecode(event.src_path)}
                 if event.dest_path:
                     paths.add(os.fsdecode(event.dest_path))
