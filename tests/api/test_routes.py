@@ -50,6 +50,10 @@ def test_trigger_returns_the_run_and_it_succeeds(system):
     assert [t["task_id"] for t in tasks["data"]] == ["extract", "load"] and tasks["meta"][
         "total"
     ] == 2
+    grid = system.client.request("GET", "/api/v1/dags/etl/grid?limit=5")[2]["data"]
+    assert grid[0] == system.client.request("GET", "/api/v1/dags/etl/runs/first")[2]["data"]
+    assert system.client.request("GET", "/api/v1/dags/etl/grid?limit=0")[0] == 400
+    assert system.client.request("GET", "/api/v1/dags/ghost/grid")[0] == 404
 
 
 def test_trigger_errors(system):

@@ -138,3 +138,15 @@ def test_a_task_mapped_again_grows_by_the_new_indexes_only(store) -> None:
         store.runs.apply([ExpandTask(key("b"), 6, first=4)])  # index 4 exists
     with pytest.raises(InvalidRequest):
         store.runs.apply([ExpandTask(key("b"), 5, first=5)])  # nothing new
+
+
+def test_the_grid_is_the_newest_runs_with_their_tasks_and_mapped_counts(store) -> None:
+    for day in range(4):
+        new_run(store, run_id=f"r{day}", day=day)
+    expand(store, 3)  # task b of run r1 mapped into 3 instances
+    shown = store.tasks.grid("etl", 3)
+    assert [g.run.run_id for g in shown] == ["r3", "r2", "r1"]  # newest logical date first
+    assert [ti.task_id for ti in shown[0].task_instances] == ["a", "b", "c"]
+    assert all(ti.map_index == -1 for g in shown for ti in g.task_instances)
+    assert shown[2].mapped == {"b": {"queued": 3}} and shown[0].mapped == {}
+    assert store.tasks.grid("nope", 3) == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline_core.model import DagRun, TaskInstance, iso
@@ -46,11 +46,11 @@ def task_instance_dict(ti: TaskInstance) -> dict[str, Any]:
 
 
 def with_mapped(
-    tis: Sequence[TaskInstance], mapped: dict[str, dict[str, int]]
+    tis: Sequence[TaskInstance], mapped: Mapping[str, Mapping[str, int]]
 ) -> list[dict[str, Any]]:
     """Task instances as answered, a mapped task's with its instances' counts by state."""
     return [
-        {**task_instance_dict(t), "mapped": {"count": sum(s.values()), "states": s}}
+        {**task_instance_dict(t), "mapped": {"count": sum(s.values()), "states": dict(s)}}
         if (s := mapped.get(t.task_id)) is not None
         else task_instance_dict(t)
         for t in tis

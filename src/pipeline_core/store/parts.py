@@ -23,6 +23,7 @@ from pipeline_core.store.types import (
     AttemptOutcome,
     Backfill,
     EventQuery,
+    GridRun,
     Heartbeat,
     IdempotencyRecord,
     LogChunk,
@@ -147,6 +148,11 @@ class TaskStore(Protocol):
         self, dag_id: str, since: datetime | None = None, until: datetime | None = None
     ) -> list[TaskStats]:
         """Per-task statistics over the same runs, by task id."""
+        ...
+
+    def grid(self, dag_id: str, limit: int) -> list[GridRun]:
+        """A DAG's newest ``limit`` runs, newest first, each with its task instances (mapped
+        tasks' instances counted by state, not listed): three queries whatever the count."""
         ...
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pipeline_core.credentials.connections import Connection
-from pipeline_core.model import RunType, TaskKey
+from pipeline_core.model import DagRun, RunType, TaskInstance, TaskKey
 from pipeline_core.state import RunState, TaskState
 
 T = TypeVar("T")
@@ -377,3 +377,13 @@ class AttemptOutcome:
     error: str | None
     duration_ms: int
     due_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GridRun:
+    """A run as a DAG's grid shows it: its task instances, and for each mapped task how
+    many instances are in each state."""
+
+    run: DagRun
+    task_instances: tuple[TaskInstance, ...]
+    mapped: Mapping[str, Mapping[str, int]]

@@ -217,6 +217,7 @@ ENDPOINTS = [
         f"{TASK}/logs", "GET", tasks.LOG, lambda d: tasks.get_logs(d.store, d.parts.followers)
     ),
     Endpoint(f"{DAG}/stats", "GET", stats.STATS, lambda d: stats.dag_stats(d.store)),
+    Endpoint(f"{DAG}/grid", "GET", stats.GRID, lambda d: stats.dag_grid(d.store)),
     Endpoint(f"{DAG}/versions", "GET", versions.LIST, lambda d: versions.list_versions(d.store)),
     Endpoint(
         f"{DAG}/versions/:version", "GET", versions.GET, lambda d: versions.get_version(d.store)

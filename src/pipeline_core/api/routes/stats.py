@@ -8,6 +8,7 @@ from pipeline_core.api.http import Request, Response, envelope
 from pipeline_core.api.openapi.operation import DAG, Operation, Param
 from pipeline_core.api.openapi.parts import DATE_TIME, envelope_of
 from pipeline_core.api.openapi.schemas import ref
+from pipeline_core.api.serialize import run_dict, with_mapped
 from pipeline_core.exposition import OPENMETRICS_TYPE, PROMETHEUS_TYPE, exposition
 from pipeline_core.history import History
 from pipeline_core.metrics import MetricsCollector
@@ -21,6 +22,17 @@ STATS = Operation(
     "failure and retry rates, over an optional time range.",
     envelope_of(ref("Stats")),
     (*DAG, Param("since", schema=DATE_TIME), Param("until", schema=DATE_TIME)),
+    read=True,
+)
+GRID = Operation(
+    "get_dag_grid",
+    "dags",
+    "A DAG's grid: its newest runs with their task instances",
+    "The newest runs by logical date (`limit`, default 25), newest first, each with its task "
+    "instances (a mapped task's with its instances counted by state) — what the dashboard's "
+    "grid shows, read at once.",
+    envelope_of({"type": "array", "items": ref("RunDetail")}),
+    (*DAG, Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 100})),
     read=True,
 )
 METRICS = Operation(
@@ -64,6 +76,18 @@ def dag_stats(store: Store) -> Callable[[Request], Response]:
         store.dags.get_dag(dag_id)
         since, until = request.args.get("since"), request.args.get("until")
         return envelope(history.dag_stats(dag_id, since, until))
+
+    return handle
+
+
+def dag_grid(store: Store) -> Callable[[Request], Response]:
+    def handle(request: Request) -> Response:
+        dag_id = request.params["dag_id"]
+        store.dags.get_dag(dag_id)
+        shown = store.tasks.grid(dag_id, request.args.get("limit", 25))
+        data = [{**run_dict(g.run), "task_instances": with_mapped(g.task_instances, g.mapped)}
+                for g in shown]  # fmt: skip
+        return envelope(data)
 
     return handle
 

@@ -11,14 +11,17 @@ from pipeline_core.store.sql.core import Sql
 from pipeline_core.store.sql.moves import move_tasks
 from pipeline_core.store.sql.rows import (
     KEY_WHERE,
+    RUN_COLUMNS,
     TI_COLUMNS,
     equal_filters,
     key_params,
     paged,
+    run_from_row,
     ti_from_row,
 )
 from pipeline_core.store.sql.stats import task_stats
-from pipeline_core.store.types import Page, TaskInstanceQuery, TaskStats
+from pipeline_core.store.sql.tx import Tx
+from pipeline_core.store.types import GridRun, Page, TaskInstanceQuery, TaskStats
 
 
 class TasksSql:
@@ -75,3 +78,32 @@ class TasksSql:
     ) -> list[TaskStats]:
         result: list[TaskStats] = self.sql.read(lambda tx: task_stats(tx, dag_id, since, until))
         return result
+
+    def grid(self, dag_id: str, limit: int) -> list[GridRun]:
+        result: list[GridRun] = self.sql.read(lambda tx: grid(tx, dag_id, limit))
+        return result
+
+
+def grid(tx: Tx, dag_id: str, limit: int) -> list[GridRun]:
+    """The newest runs by logical date, their task instances and their mapped counts."""
+    runs = [run_from_row(r) for r in tx.rows(
+        f"SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? "
+        "ORDER BY logical_date DESC, id DESC LIMIT ?", (dag_id, limit))]  # fmt: skip
+    if not runs:
+        return []
+    newest = ("SELECT id FROM dag_runs WHERE dag_id = ? ORDER BY logical_date DESC, id DESC "
+              "LIMIT ?")  # fmt: skip
+    tis: dict[str, list[TaskInstance]] = {}
+    for row in tx.rows(
+        f"SELECT {TI_COLUMNS} FROM task_instances WHERE run_pk IN ({newest}) "
+        "AND map_index = -1 ORDER BY run_pk, ordinal", (dag_id, limit)
+    ):  # fmt: skip
+        ti = ti_from_row(row)
+        tis.setdefault(ti.run_id, []).append(ti)
+    mapped: dict[str, dict[str, dict[str, int]]] = {}
+    for run_id, task_id, state, count in tx.rows(
+        f"SELECT run_id, task_id, state, COUNT(*) FROM task_instances WHERE run_pk IN ({newest}) "
+        "AND map_index >= 0 GROUP BY run_id, task_id, state", (dag_id, limit)
+    ):  # fmt: skip
+        mapped.setdefault(run_id, {}).setdefault(task_id, {})[state] = int(count)
+    return [GridRun(r, tuple(tis.get(r.run_id, ())), mapped.get(r.run_id, {})) for r in runs]

@@ -28,8 +28,8 @@ export async function dagView(main, [dagId]) {
   const cells = new Map();
 
   const loadGrid = coalesced(async () => {
-    runs = (await get(`${base}/runs?limit=${GRID_RUNS}`)).reverse();
-    const details = await Promise.all(runs.map((r) => get(`${base}/runs/${enc(r.run_id)}`)));
+    const details = (await get(`${base}/grid?limit=${GRID_RUNS}`)).reverse();  // one read
+    runs = details;
     cells.clear();
     const head = h("tr", {}, h("th", { scope: "col", class: "task" }, "task \\ run"),
       runs.map((r, i) => h("th", { scope: "col" },
