@@ -24,16 +24,14 @@ export async function dagView(main, [dagId]) {
   const versions = versionsPanel(dagId);
   const setPaused = (updated) => { dag.is_paused = updated.is_paused; clear(pauseBox, pauseButton(dag, setPaused)); };
   setPaused(dag);
-  let runs = [];
   const cells = new Map();
 
   const loadGrid = coalesced(async () => {
     const details = (await get(`${base}/grid?limit=${GRID_RUNS}`)).reverse();  // one read
-    runs = details;
     cells.clear();
     const head = h("tr", {}, h("th", { scope: "col", class: "task" }, "task \\ run"),
-      runs.map((r, i) => h("th", { scope: "col" },
-        square(details[i].state, `${r.run_id}: ${details[i].state}`, runPath(dagId, r.run_id)))));
+      details.map((r) => h("th", { scope: "col" },
+        square(r.state, `${r.run_id}: ${r.state}`, runPath(dagId, r.run_id)))));
     const versionRow = h("tr", {}, h("th", { scope: "row", class: "task" }, "version"),
       details.map((run, i) => {
         const changed = i > 0 && run.dag_version !== details[i - 1].dag_version;
@@ -57,7 +55,7 @@ export async function dagView(main, [dagId]) {
         cells.set(`${run.run_id}/${t.task_id}`, cell);
         return cell;
       })));
-    clear(gridBox, runs.length
+    clear(gridBox, details.length
       ? h("table", { class: "grid", "aria-label": "task states by run" }, h("thead", {}, head, versionRow), h("tbody", {}, rows))
       : h("p", { class: "muted" }, "No runs yet."));
     clear(chartBox, durations(details) || h("p", { class: "muted" }, "No finished runs yet."));
