@@ -225,3 +225,39 @@ def test_a_large_folder_loads_in_steps_and_deactivates_nothing_before_the_end(
     assert sync.loading
     assert set(sync.refresh(budget=0)) == {"a", "b"} and not sync.loading
     assert store.dags.get_dag("c").is_active is False  # gone: told once all were read
+
+
+def test_a_file_that_could_not_be_read_is_read_again_at_the_next_look(
+    store, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "later.yaml").write_text(ONE)
+    real = bag.load_file
+    refusals = iter([bag.DagFile(str(folder / "later.yaml"), issues=(bag.Issue("cannot read file: [Errno 24] Too many open files"),))])  # fmt: skip
+
+    def out_of_descriptors(path: Path) -> bag.DagFile:
+        return next(refusals, None) or real(path)
+
+    monkeypatch.setattr("pipeline_core.scheduler.sync.load_file", out_of_descriptors)
+    sync = DagSync(store, folder)
+    assert sync.refresh() == {}  # not read: its stat is not kept as seen
+    assert set(sync.refresh()) == {"later"}  # the file is unchanged, and read now
+
+
+def test_a_folder_that_cannot_be_listed_changes_nothing(store, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import errno
+
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "kept.yaml").write_text(ONE)
+    sync = DagSync(store, folder)
+    sync.refresh()
+
+    def no_descriptors(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.EMFILE, "Too many open files", str(folder))
+
+    monkeypatch.setattr("os.scandir", no_descriptors)
+    assert set(sync.refresh()) == {"kept"}  # a warning; nothing is gone
+    monkeypatch.undo()
+    assert store.dags.get_dag("kept").is_active and set(sync.refresh()) == {"kept"}

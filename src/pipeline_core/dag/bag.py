@@ -9,6 +9,7 @@ modules that live beside the DAG files.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import importlib.util
 import os
@@ -112,9 +113,16 @@ def is_dag_file(name: str) -> bool:
 
 def dag_files(root: Path) -> dict[str, os.stat_result]:
     """Every DAG file below ``root`` with its ``stat``: hidden folders and ``__pycache__``
-    skipped, symbolic links to folders not followed (a link loop cannot trap the walk)."""
+    skipped, symbolic links to folders not followed (a link loop cannot trap the walk). A
+    folder that cannot be listed for want of descriptors or memory raises ``OSError`` (the
+    files in it are not gone); one that vanished or is not readable is skipped."""
+
+    def refuse(error: OSError) -> None:
+        if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM) or error.filename == str(root):
+            raise error
+
     found: dict[str, os.stat_result] = {}
-    for folder, subfolders, names in os.walk(root):
+    for folder, subfolders, names in os.walk(root, onerror=refuse):
         subfolders[:] = [d for d in subfolders if not d.startswith(".") and d != "__pycache__"]
         for name in names:
             if name.startswith(".") or not is_dag_file(name):

@@ -72,7 +72,13 @@ class DagSync:
             self.state.seen.clear()
         else:
             add_to_sys_path(self.root)
-            changed, gone = self.state.changes(hints)
+            try:
+                changed, gone = self.state.changes(hints)
+            except OSError as exc:  # no descriptor left, say: nothing is gone, look again later
+                log.warning(
+                    "cannot list the DAGs folder (%s); looking again at the next rescan", exc
+                )
+                return self.dags
         if self._errors is not None and not changed and not gone and not missing:
             return self.dags
         for path in gone:
@@ -85,6 +91,8 @@ class DagSync:
                 self.state.unsee(rest)  # the next refresh reads them
                 break
             loaded = self._files[path] = self._usable(load_file(Path(path)))
+            if loaded.source is None:  # not read (no descriptor left, say): read it next time
+                self.state.unsee([path])
             if loaded.dags:
                 self._last_good[path] = loaded
         if hints is None or rest:  # only a whole look finds that nothing waits
