@@ -15,6 +15,7 @@ import importlib.util
 import os
 import sys
 import traceback
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -166,18 +167,11 @@ def load_python(path: Path, raw: bytes, name: str) -> DagFile:
     """Run a Python DAG file's text ``raw`` as module ``name`` (registered in
     ``sys.modules``, so that its functions can be found by name) and collect its DAGs."""
     source = importlib.util.decode_source(raw)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None:
-        return DagFile(str(path), issues=(Issue("cannot import this file", file=str(path)),))
-    module = importlib.util.module_from_spec(spec)
-    setattr(module, SOURCE_ATTRIBUTE, source)  # where a try runs, this text is loaded again
-    sys.modules[name] = module
     try:
-        exec(compile(raw, str(path), "exec"), vars(module))  # trusted code, as documented
+        module = run_dag_module(name, str(path), source)
     except DagValidationError as exc:
         return DagFile(str(path), issues=tuple(exc.issues), source=source)
     except Exception as exc:  # a DAG file is user code: any error is that file's problem
-        sys.modules.pop(name, None)
         return DagFile(str(path), issues=(_exception_issue(path, exc),), source=source)
     dags: list[DAG] = []
     for value in list(vars(module).values()):
@@ -185,6 +179,27 @@ def load_python(path: Path, raw: bytes, name: str) -> DagFile:
         if isinstance(dag, DAG) and all(d.dag_id != dag.dag_id for d in dags):
             dags.append(dag if dag.fileloc else dataclasses.replace(dag, fileloc=str(path)))
     return DagFile(str(path), dags=tuple(dags), source=source)
+
+
+def run_dag_module(name: str, path: str, source: str) -> types.ModuleType:
+    """Run a DAG file's text as module ``name``, registered in ``sys.modules`` (so that its
+    functions are found by name) and carrying its text (so that a worker process runs the
+    same). What the text raises is raised, and the module is not registered then — except
+    a ``DagValidationError``, which leaves the DAGs defined before it."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    setattr(module, SOURCE_ATTRIBUTE, source)
+    sys.modules[name] = module
+    try:
+        exec(compile(source, path, "exec"), vars(module))  # trusted code, as documented
+    except DagValidationError:
+        raise
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
 
 
 def _exception_issue(path: Path, exc: Exception) -> Issue:

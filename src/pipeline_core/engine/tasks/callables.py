@@ -1,20 +1,20 @@
 """References to user callables that cross a process boundary: a function travels as the
 module and name it lives under (``CallableRef``) and is resolved again where the try runs,
-importing its module or, for a DAG file, loading it by path (reloaded when the file changes).
+importing its module or, for a DAG file, running the text it carries (the text of the DAG
+version the try is of; the file as it is now when none came with it).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pipeline_core.dag.bag import MODULE_PREFIX
+from pipeline_core.dag.bag import MODULE_PREFIX, run_dag_module
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +57,8 @@ def resolve(ref: CallableRef) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
-_LOADED: dict[str, tuple[int, types.ModuleType]] = {}
-#: DAG file modules loaded from a version's text, by name and text.
-_FROM_SOURCE: dict[tuple[str, str], types.ModuleType] = {}
+#: DAG file modules loaded here, by name and the text they ran.
+_LOADED: dict[tuple[str, str], types.ModuleType] = {}
 
 
 def _module(ref: CallableRef) -> types.ModuleType:
@@ -70,38 +69,19 @@ def _module(ref: CallableRef) -> types.ModuleType:
             raise UnresolvableCallable(f"cannot import module '{ref.module}': {exc}") from None
     if ref.fileloc is None:
         raise UnresolvableCallable(f"'{ref.spec}' comes from a DAG file of unknown location")
-    if ref.source is not None:  # the DAG version's own text, whatever the file holds now
-        module = _FROM_SOURCE.get((ref.module, ref.source))
-        if module is None:
-            module = _load_dag_file(ref.module, ref.fileloc, ref.source)
-            _FROM_SOURCE[(ref.module, ref.source)] = module
-        return module
-    try:
-        mtime = os.stat(ref.fileloc).st_mtime_ns
-    except OSError as exc:
-        raise UnresolvableCallable(f"cannot read DAG file {ref.fileloc}: {exc}") from None
-    cached = _LOADED.get(ref.module)
-    if cached is not None and cached[0] == mtime:
-        return cached[1]
-    module = _load_dag_file(ref.module, ref.fileloc)
-    _LOADED[ref.module] = (mtime, module)
-    return module
-
-
-def _load_dag_file(name: str, path: str, source: str | None = None) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise UnresolvableCallable(f"cannot load DAG file {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        if source is None:
-            spec.loader.exec_module(module)
-        else:
-            exec(compile(source, path, "exec"), vars(module))  # trusted code, as documented
-    except Exception as exc:  # a DAG file is user code
-        sys.modules.pop(name, None)
-        raise UnresolvableCallable(
-            f"loading DAG file {path} failed: {type(exc).__name__}: {exc}"
-        ) from None
+    source = ref.source  # the DAG version's own text, whatever the file holds now
+    if source is None:
+        try:
+            source = importlib.util.decode_source(Path(ref.fileloc).read_bytes())
+        except (OSError, UnicodeDecodeError, SyntaxError) as exc:
+            raise UnresolvableCallable(f"cannot read DAG file {ref.fileloc}: {exc}") from None
+    module = _LOADED.get((ref.module, source))
+    if module is None:
+        try:
+            module = run_dag_module(ref.module, ref.fileloc, source)
+        except Exception as exc:  # a DAG file is user code
+            raise UnresolvableCallable(
+                f"loading DAG file {ref.fileloc} failed: {type(exc).__name__}: {exc}"
+            ) from None
+        _LOADED[(ref.module, source)] = module
     return module
