@@ -8,7 +8,6 @@ a trigger writes its run, moves it to running and starts its first tries in one 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
@@ -289,7 +288,10 @@ class Engine:
             elif event.type == "dag.updated" and "is_paused" in payload:
                 self.loop.put(Pause(event.dag_id or "", bool(payload["is_paused"])))
             elif event.type == "pool.updated":
-                self.loop.put(pool_changed(payload))
+                gone = payload.get("change") == "deleted"
+                self.loop.put(
+                    PoolChanged(payload["pool"], None) if gone else told(pool_of(payload))
+                )
         self._telemetry(events)
 
     def _adopt(self, dag_id: str, run_id: str) -> None:
@@ -312,16 +314,19 @@ def sync_pools(store: Store, loop: EngineLoop, dags: Mapping[str, DAG]) -> None:
         with contextlib.suppress(Conflict):  # another process may have made it meanwhile
             store.pools.create_pool(Pool(name, DEFAULT_POOL_SLOTS, f"created for DAG '{dag_id}'"))
     for pool in store.pools.list_pools():
-        loop.decide(pool_changed(dataclasses.asdict(pool) | {"pool": pool.name}))
+        loop.decide(told(pool))
 
 
-def pool_changed(pool: Mapping[str, Any]) -> PoolChanged:
-    """What the core is told of a pool (a ``pool.updated`` payload or a stored pool)."""
-    if pool.get("change") == "deleted":
-        return PoolChanged(pool["pool"], None)
-    rate = pool.get("rate")
-    per_second = parse_rate(rate) if rate else None
-    return PoolChanged(pool["pool"], pool["slots"], per_second, int(pool.get("burst") or 1))
+def told(pool: Pool) -> PoolChanged:
+    """What the core is told of a pool: its size and rate limit (tries a second)."""
+    per_second = parse_rate(pool.rate) if pool.rate else None
+    return PoolChanged(pool.name, pool.slots, per_second, pool.burst)
+
+
+def pool_of(payload: Mapping[str, Any]) -> Pool:
+    """The pool a ``pool.updated`` event tells of."""
+    return Pool(payload["pool"], payload["slots"], payload.get("description"),
+                payload.get("rate"), int(payload.get("burst") or 1))  # fmt: skip
 
 
 def _attempt(make: Callable[[], Any]) -> Any:

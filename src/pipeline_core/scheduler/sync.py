@@ -40,7 +40,6 @@ class DagSync:
     ) -> None:
         self.store = store
         self.clock = clock
-        self.folder = str(folder)
         self.root = Path(folder).resolve()
         self.executors = tuple(executors)
         self.state = FolderState(self.root)
@@ -107,11 +106,13 @@ class DagSync:
         current = [self._files[p] for p in in_order(self._files)] + missing
         kept = [f if f.dags or not f.issues else self._last_good.get(f.path, f) for f in current]
         dags, merged = merge(kept)
-        errors = []
+        errors: list[ImportError_] = []
+        said: list[Issue] = []
         for loaded, used, final in zip(current, kept, merged, strict=True):
             issues = (*loaded.issues, *final.issues[len(used.issues) :])
             if issues:
                 errors.append(ImportError_(loaded.path, tuple(i.to_dict() for i in issues), now))
+                said += issues
         sources = {dag.dag_id: f.source for f in merged for dag in f.dags}
         for dag_id, dag in dags.items():
             if self.dags.get(dag_id) is not dag:
@@ -124,12 +125,12 @@ class DagSync:
         if self._errors is None or _said(errors) != _said(self._errors):
             self.store.dags.replace_import_errors(errors)
         self._errors = errors
-        self._report(merged)
+        self._report(said)
         self.dags = dags
 
-    def _report(self, files: Collection[DagFile]) -> None:
+    def _report(self, issues: Collection[Issue]) -> None:
         """Log each load error once, when it appears (it stays listed in the store)."""
-        now = {str(issue) for file in files for issue in file.issues}
+        now = {str(issue) for issue in issues}
         for text in sorted(now - self._reported):
             log.warning("DAG load error: %s", text)
         self._reported = now

@@ -81,10 +81,9 @@ def get_version(store: Store) -> Callable[[Request], Response]:
             "source": version.source,
             "definition": version.definition,
         }
-        other = request.args.get("diff_from")
-        if other:
-            data["diff_from"] = store.dags.get_version(dag_id, other).version
-            data["diff"] = diff(store.dags.get_version(dag_id, other), version)
+        if request.args.get("diff_from"):
+            other = store.dags.get_version(dag_id, request.args["diff_from"])
+            data["diff_from"], data["diff"] = other.version, diff(other, version)
         return envelope(data)
 
     return handle
