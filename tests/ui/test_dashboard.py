@@ -290,6 +290,8 @@ def test_a_run_with_2000_mapped_instances(watched: Watched, served: Server, tmp_
 
 
 def test_the_page_reconnects_after_a_server_restart(browser: Any, tmp_path: Path) -> None:
+    """The stream comes back by itself, and a page that could not load while the server was
+    away (asked for then, or still loading when it went) is loaded again when it returns."""
     server = Server(tmp_path).start()
     page = Watched(browser, server.url)
     try:
@@ -297,6 +299,8 @@ def test_the_page_reconnects_after_a_server_restart(browser: Any, tmp_path: Path
         page.page.locator("#live[data-state=live]").wait_for()
         server.stop()
         page.page.locator("#live[data-state=reconnecting]").wait_for()
+        page.page.get_by_role("link", name="DAGs").click()
+        page.page.get_by_text("Could not load this page").wait_for()
         server.start()
         page.page.locator("#live[data-state=live]").wait_for(timeout=30_000)
         with Client(server.url) as api:

@@ -1,6 +1,6 @@
 // The dashboard: a router over the views, one live event stream, links that keep history.
 
-import { connect, onEvents } from "./live.js";
+import { connect, onEvents, onReturn } from "./live.js";
 import { clear, notice } from "./dom.js";
 import { navigate, setRenderer } from "./nav.js";
 import { dagsView } from "./views/dags.js";
@@ -25,6 +25,7 @@ const ROUTES = [
 let current = null;
 let unsubscribe = null;
 let generation = 0;
+let failed = false;  // the current page could not be loaded (shown as an error)
 
 async function render() {
   const main = document.getElementById("main");
@@ -34,6 +35,7 @@ async function render() {
   if (current && current.dispose) current.dispose();
   if (unsubscribe) unsubscribe();
   current = null;
+  failed = false;
   const mine = ++generation;
   delete main.dataset.ready;
   for (const a of document.querySelectorAll("[data-nav]")) {
@@ -59,7 +61,9 @@ async function render() {
       performance.mark("pipeline-core:rendered");  // the first view is on the screen
     }
   } catch (error) {
-    if (mine === generation) clear(main, notice(`Could not load this page: ${error.message}`, "error"));
+    if (mine !== generation) return;
+    failed = true;
+    clear(main, notice(`Could not load this page: ${error.message}`, "error"));
   }
 }
 
@@ -71,6 +75,7 @@ document.addEventListener("click", (event) => {
 });
 window.addEventListener("popstate", render);
 setRenderer(render);
+onReturn(() => { if (failed) render(); });  // a page that failed while the server was away
 window.addEventListener("pipeline-core-token", () => { connect(); loadAccount().then(render); });
 connect();
 loadAccount().then(render);

@@ -10,6 +10,8 @@ import { token } from "./api.js";
 const TYPES = ["task.state_changed", "run.state_changed", "run.updated", "dag.updated",
                "pool.updated", "backfill.updated", "task.expanded", "asset.updated"];
 const listeners = new Set();
+const returns = new Set();
+let away = false;
 let queue = [];
 let scheduled = false;
 let source = null;
@@ -27,6 +29,13 @@ function rearm() {
 export function onEvents(listener) {
   listeners.add(listener);
   return () => listeners.delete(listener);
+}
+
+// `listener` is called each time the stream opens again after it was lost: the server is
+// back, so what failed to load while it was away can be asked for again.
+export function onReturn(listener) {
+  returns.add(listener);
+  return () => returns.delete(listener);
 }
 
 function badge(state, text) {
@@ -69,9 +78,14 @@ export function connect() {
   source.addEventListener("open", () => {
     badge("live", "live");
     rearm();
+    if (away) {
+      away = false;
+      returns.forEach((l) => l());
+    }
     if (!performance.getEntriesByName("pipeline-core:live").length) performance.mark("pipeline-core:live");
   });
   source.addEventListener("error", () => {
+    away = true;
     badge("reconnecting", source.readyState === EventSource.CLOSED ? "disconnected" : "reconnecting…");
   });
   for (const type of TYPES) source.addEventListener(type, take);
