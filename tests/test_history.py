@@ -46,8 +46,6 @@ def test_pages_history_recent_and_delete(store):
     assert (page.total, [r.run_id for r in page.items]) == (5, ["r3", "r2"])
     assert [t.run_id for t in history.task_history("etl", "a", limit=2).items] == ["r4", "r3"]
     assert [t.task_id for t in history.task_instances("etl", "r1")] == ["a"]
-    assert history.delete_old_runs("etl", BASE + timedelta(days=2)) == 2
-    assert history.runs(RunQuery(dag_id="etl")).total == 3
 
 
 def test_dag_stats_shape_and_empty_history(store):

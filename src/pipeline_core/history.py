@@ -64,9 +64,6 @@ class History:
             del item["at"]
         return items
 
-    def delete_old_runs(self, dag_id: str, older_than: datetime) -> int:
-        return self.store.runs.prune_runs(dag_id, older_than)
-
     def dag_stats(
         self, dag_id: str, since: datetime | None = None, until: datetime | None = None
     ) -> dict[str, Any]:

@@ -180,17 +180,6 @@ def test_delete_run_removes_everything_of_it(store):
     assert store.task_data.read_log(key("a"), 1).text == ""
 
 
-def test_prune_deletes_only_old_finished_runs(store):
-    for day in range(4):
-        new_run(store, run_id=f"r{day}", day=day)
-    for day in (0, 1, 3):
-        store.runs.transition_run("etl", f"r{day}", RunState.QUEUED, RunState.CANCELLED)
-    new_run(store, dag_id="other", run_id="o", day=0)
-    assert store.runs.prune_runs("etl", BASE + timedelta(days=2)) == 2
-    remaining = sorted(r.run_id for r in store.runs.query_runs(RunQuery()).items)
-    assert remaining == ["o", "r2", "r3"]
-
-
 def _finish(store, run_id, seconds_apart=False):  # type: ignore[no-untyped-def]
     store.runs.transition_run("etl", run_id, RunState.QUEUED, RunState.RUNNING)
     store.runs.transition_run("etl", run_id, RunState.RUNNING, RunState.SUCCESS)

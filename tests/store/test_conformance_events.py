@@ -181,7 +181,8 @@ def test_whole_history_task_stats_agree_with_the_rows(store):
     assert [t.task_id for t in store.tasks.task_stats("etl")] == ["a", "b"]
     store.runs.delete_run("etl", "r1")
     agree()
-    store.runs.prune_runs("etl", BASE + timedelta(days=3))
+    store.runs.delete_run("etl", "r0")
+    store.runs.delete_run("etl", "r2")
     agree()
     assert store.tasks.task_stats("etl")[0].runs == 3
     for i in range(3, 6):

@@ -1,5 +1,5 @@
 """The ``pipeline-core`` command: one module per command group (``dags``, ``runs``,
-``tasks``, ``pools`` and ``backfill``, ``events``, ``notifications``, ``assets``, and the
+``tasks``, ``pools`` and ``backfill``, ``events``, ``notifications``, ``assets``, ``db``, and the
 long-running ``scheduler``, ``serve``, ``api`` and ``worker``). The commands that work on a
 server share ``cli.remote``."""
 
@@ -17,6 +17,7 @@ from pipeline_core.cli import (
     assets,
     credentials,
     dags,
+    db,
     events,
     notifications,
     runs,
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pipeline-core {__version__}")
     commands = parser.add_subparsers(title="commands")
     groups = (dags, runs, tasks, admin, services, worker, events, notifications, assets,
-              credentials, accounts)  # fmt: skip
+              credentials, accounts, db)  # fmt: skip
     for group in groups:
         group.add_commands(commands)
     return parser

@@ -41,6 +41,21 @@ def db_option(parser: argparse.ArgumentParser, default: str | None = None) -> No
     )
 
 
+def folder_watch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rescan-interval",
+        type=float,
+        default=30.0,
+        help="seconds between checks of every DAG file's modification time, size and inode "
+        "(a file is read only when they changed)",
+    )
+    parser.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not watch the DAGs folder for changes (inotify); find them at each rescan",
+    )
+
+
 def on_store(
     handler: Callable[[Store, argparse.Namespace, TextIO], int],
 ) -> Callable[[argparse.Namespace, TextIO], int]:

@@ -23,12 +23,14 @@ from pipeline_core.cli.common import (
     db_option,
     engine_executors,
     folder_option,
+    folder_watch_options,
     seconds,
     start_engine,
     stop_on_signals,
     wait_until_set,
     whole_number,
 )
+from pipeline_core.cli.db import add_retention_option, start_retention
 from pipeline_core.cli.delivery import add_delivery_options, start_dispatcher
 from pipeline_core.cli.standby import wait_to_be_active
 from pipeline_core.engine.remote import RemoteControl
@@ -56,6 +58,7 @@ def add_commands(commands: Any) -> None:
     )
     add_engine_options(scheduler)
     add_delivery_options(scheduler)
+    add_retention_option(scheduler)
     scheduler.set_defaults(handler=run_scheduler)
     serve_cmd = commands.add_parser("serve", help="engine, scheduler and REST API in one process")
     folder_option(serve_cmd)
@@ -75,6 +78,7 @@ def add_commands(commands: Any) -> None:
     )
     add_engine_options(serve_cmd)
     add_delivery_options(serve_cmd)
+    add_retention_option(serve_cmd)
     serve_cmd.set_defaults(handler=serve)
     api_cmd = commands.add_parser(
         "api", help="the REST API alone, beside 'pipeline-core scheduler'"
@@ -82,21 +86,6 @@ def add_commands(commands: Any) -> None:
     db_option(api_cmd)
     add_server_options(api_cmd)
     api_cmd.set_defaults(handler=api)
-
-
-def folder_watch_options(parser: Any) -> None:
-    parser.add_argument(
-        "--rescan-interval",
-        type=float,
-        default=30.0,
-        help="seconds between checks of every DAG file's modification time, size and inode "
-        "(a file is read only when they changed)",
-    )
-    parser.add_argument(
-        "--no-watch",
-        action="store_true",
-        help="do not watch the DAGs folder for changes (inotify); find them at each rescan",
-    )
 
 
 def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
@@ -134,6 +123,7 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
     )
     scheduler = Scheduler(store, engine, args.dags_folder, settings=settings).start()
     dispatcher = start_dispatcher(store, args, None)
+    retention = start_retention(store, args)
     log.info(
         "scheduler running: %d DAG(s) from %s, database %s",
         len(scheduler.dags),
@@ -146,6 +136,8 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
     scheduler.stop()
     engine.stop(grace=grace)
     dispatcher.stop()
+    if retention is not None:
+        retention.stop()
     claim.release()
     store.close()
     log.info("stopped")
@@ -274,6 +266,7 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
         ).start()
     server.options = replace(server.options, control=engine)
     dispatcher = start_dispatcher(store, args, metrics, server.port)
+    retention = start_retention(store, args) if scheduler is not None else None
     _serve_api(server, args)
     wait_until_set(stop)
     log.info("stopping")
@@ -282,6 +275,8 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
         scheduler.stop()
     engine.stop(grace=args.grace)
     dispatcher.stop()
+    if retention is not None:
+        retention.stop()
     store.close()
     log.info("stopped")
     return 0

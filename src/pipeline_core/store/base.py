@@ -33,6 +33,7 @@ from pipeline_core.store.parts import (
     TaskStore,
     TryStore,
 )
+from pipeline_core.store.retention import RetentionStore
 
 if TYPE_CHECKING:
     from pipeline_core.store.claims import Claim
@@ -87,6 +88,9 @@ class Store(Protocol):
 
     @property
     def accounts(self) -> AccountStore: ...
+
+    @property
+    def retention(self) -> RetentionStore: ...
 
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""

@@ -98,10 +98,6 @@ class RunStore(Protocol):
         """Delete a run with its task instances, XCom and logs (events stay)."""
         ...
 
-    def prune_runs(self, dag_id: str, older_than: datetime) -> int:
-        """Delete finished runs of ``dag_id`` whose logical date is before ``older_than``."""
-        ...
-
     def query_runs(self, query: RunQuery) -> Page[DagRun]:
         """Filtered, ordered, paged runs with an exact total. Ties and NULLs (last) are
         ordered the same way on every backend."""

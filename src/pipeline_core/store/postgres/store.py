@@ -150,6 +150,10 @@ class PostgresDatabase:
     def after_commit(self, last_seq: int) -> None:
         """Waiters hear of the commit through its ``NOTIFY``."""
 
+    def reclaim(self, pages: int) -> int:
+        """Autovacuum makes the space of deleted rows reusable; nothing to do."""
+        return 0
+
     def _migrate(self, target: int) -> None:
         with self.transaction(write=True) as tx:
             tx.rows("SELECT pg_advisory_xact_lock(hashtext('pipeline_core_migrate'))")

@@ -25,6 +25,7 @@ from pipeline_core.store.sql.events import EventsSql
 from pipeline_core.store.sql.heartbeats import HeartbeatsSql
 from pipeline_core.store.sql.notifications import NotificationsSql
 from pipeline_core.store.sql.pools import PoolsSql
+from pipeline_core.store.sql.retention import RetentionSql
 from pipeline_core.store.sql.runs import RunsSql
 from pipeline_core.store.sql.taskdata import TaskDataSql
 from pipeline_core.store.sql.tasks import TasksSql
@@ -72,6 +73,7 @@ class SqlStore:
         self.assets = AssetsSql(sql)
         self.credentials = CredentialsSql(sql)
         self.accounts = AccountsSql(sql)
+        self.retention = RetentionSql(sql)
         self._feed: EventFeed | None = None
         self._feed_lock = threading.Lock()
 

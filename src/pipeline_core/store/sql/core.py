@@ -54,6 +54,10 @@ class Database(Protocol):
         """Once a transaction that appended events up to ``last_seq`` committed."""
         ...
 
+    def reclaim(self, pages: int) -> int:
+        """Give up to ``pages`` free pages back to the file system; how many bytes."""
+        ...
+
 
 class Sql:
     """Transactions on one ``Database`` for every aggregate of a store: ``write`` and

@@ -23,7 +23,7 @@ from pipeline_core.model import (
     Write,
     iso,
 )
-from pipeline_core.state import FINISHED_RUN_STATES, RunState
+from pipeline_core.state import RunState
 from pipeline_core.store.sql.assets import record_task_updates
 from pipeline_core.store.sql.common import run_not_found, to_json
 from pipeline_core.store.sql.core import Pending, Sql
@@ -158,14 +158,6 @@ class RunsSql:
                 raise run_not_found(dag_id, run_id)
 
         self.sql.write(work)
-
-    def prune_runs(self, dag_id: str, older_than: datetime) -> int:
-        finished = tuple(s.value for s in FINISHED_RUN_STATES)
-        where = f"dag_id = ? AND logical_date < ? AND state IN ({', '.join('?' for _ in finished)})"
-        count: int = self.sql.write(
-            lambda tx, _: delete_runs(tx, where, (dag_id, iso(older_than), *finished))
-        )
-        return count
 
     def query_runs(self, query: RunQuery) -> Page[DagRun]:
         where, params = run_filters(query)

@@ -336,6 +336,23 @@ MIGRATIONS: list[list[Statement]] = [
             "postgresql": ("DROP FUNCTION pipeline_core_apply(jsonb, text, text)", APPLY),
         },
     ],
+    # 17: what cleaned-up runs leave to the statistics, per DAG and day (UTC) of their logical
+    # date: runs per state with their durations' sum, count and bounds, finished runs per
+    # duration (three significant digits, for percentiles), and each task's totals as
+    # ``task_totals`` counts them, with its latest success and failure
+    [
+        "CREATE TABLE run_rollups (dag_id {text} NOT NULL, day {text} NOT NULL, "
+        "state {text} NOT NULL, runs BIGINT NOT NULL, duration_sum BIGINT NOT NULL, "
+        "durations BIGINT NOT NULL, duration_min BIGINT, duration_max BIGINT, "
+        "PRIMARY KEY (dag_id, day, state))",
+        "CREATE TABLE duration_rollups (dag_id {text} NOT NULL, day {text} NOT NULL, "
+        "duration_ms BIGINT NOT NULL, runs BIGINT NOT NULL, "
+        "PRIMARY KEY (dag_id, day, duration_ms))",
+        "CREATE TABLE task_rollups (dag_id {text} NOT NULL, day {text} NOT NULL, "
+        "task_id {text} NOT NULL, started BIGINT NOT NULL, duration_sum BIGINT NOT NULL, "
+        "durations BIGINT NOT NULL, failed BIGINT NOT NULL, retried BIGINT NOT NULL, "
+        "last_success {text}, last_failure {text}, PRIMARY KEY (dag_id, day, task_id))",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -41,6 +41,15 @@ class Tx:
         self.cursor.execute(self.rewrite(sql), params)
         return int(self.cursor.rowcount)
 
-    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self.cursor.executemany(self.rewrite(sql), rows)
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """One statement for each of ``rows``; how many rows they changed in all."""
+        if not rows:
+            return 0
+        self.cursor.executemany(self.rewrite(sql), rows)
+        return max(0, int(self.cursor.rowcount))
+
+    def records(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """The rows as ``{column: value}``."""
+        self.cursor.execute(self.rewrite(sql), params)
+        names = [column[0] for column in self.cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in self.cursor.fetchall()]

@@ -92,6 +92,9 @@ class SqliteDatabase:
                 check_same_thread=False,
             )
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # Takes effect on a new file only (before its first table): space that deletes
+            # free can then be given back a little at a time (``reclaim``).
+            connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
             _enable_wal(connection)
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("PRAGMA foreign_keys = ON")
@@ -181,6 +184,21 @@ class SqliteDatabase:
         if self._wakes is not None:
             own = str(waiter.path) if isinstance(waiter, WakeListener) else None
             self._wakes.wake(skip=own)
+
+    def reclaim(self, pages: int) -> int:
+        """``PRAGMA incremental_vacuum`` of up to ``pages`` pages, between write transactions
+        (a file made before incremental vacuum was switched on gives nothing back until a
+        full ``VACUUM``)."""
+        connection = self._connect()
+        with self._write_lock:
+            free, size = (
+                int(connection.execute(f"PRAGMA {name}").fetchone()[0])
+                for name in ("freelist_count", "page_size")
+            )
+            # The pragma frees a page per step; ``executescript`` steps it to the end.
+            connection.executescript(f"PRAGMA incremental_vacuum({int(pages)})")
+            left = int(connection.execute("PRAGMA freelist_count").fetchone()[0])
+            return (free - left) * size
 
     def close(self) -> None:
         if self._wakes is not None:
