@@ -70,8 +70,10 @@ class Cleaner:
             if self.archive is not None:
                 self.archive.write(retention.run_rows(found), now)
             _, took = self._step(report, functools.partial(self._delete, found, report))
-            # Size the next transaction to take about a slice.
-            batch = max(1, min(MAX_BATCH, int(batch * self.slice_seconds / max(took, 1e-4))))
+            # Size the next transaction to take about a slice, growing at most twofold (one
+            # quick step on a quiet machine must not make the next one long).
+            fit = int(batch * self.slice_seconds / max(took, 1e-4))
+            batch = max(1, min(MAX_BATCH, 2 * batch, fit))
         while not self.stop.is_set() and not self.dag_ids:
             if not self._step(report, lambda: self._trim(report))[0]:
                 break
