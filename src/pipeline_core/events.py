@@ -17,7 +17,7 @@ EVENT_TYPES = (
     "task.state_changed", "run.state_changed", "run.updated", "dag.updated", "pool.updated",
     "backfill.updated", "deadline.missed", "notification.delivered", "notification.failed",
     "notification.redelivery", "task.expanded", "asset.updated", "token.revoked",
-    "run.version_changed", "flow.waiting",
+    "run.version_changed", "flow.waiting", "run.deleted",
 )  # fmt: skip
 #: A token was revoked: servers end the event streams it holds.
 TOKEN_REVOKED = "token.revoked"

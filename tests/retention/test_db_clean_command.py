@@ -117,3 +117,26 @@ def test_killed_mid_clean_it_leaves_whole_runs_and_finishes_when_run_again(
     archived = {(x["dag_id"], x["run_id"]) for x in read_archive(archive)}
     assert archived == {(f"d{d}", f"r{n}") for d in range(3) for n in range(2_000)}
     assert "deleted" in out and "archived" in out
+
+
+def test_a_file_made_before_incremental_vacuum_is_switched_over_by_db_vacuum(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    older = sqlite3.connect(path)  # a file whose first table came before the switch
+    older.execute("CREATE TABLE made_by_an_older_version (x)")
+    older.close()
+    fill(path).close()
+    code, out, _ = clean("--older-than", "1d", "--db", str(path))
+    assert code == 0 and "deleted 300 run(s)" in out and "gave" not in out
+    size = path.stat().st_size
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline_core", "db", "vacuum", "--db", str(path)],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert done.returncode == 0 and "MiB back to the file system" in done.stdout
+    assert path.stat().st_size < size
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental from now on
+    check.close()

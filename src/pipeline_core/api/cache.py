@@ -23,7 +23,7 @@ class ViewCache:
     def __init__(
         self,
         clock: Clock | None = None,
-        watched: Iterable[str] = ("dag.updated", "run.state_changed"),
+        watched: Iterable[str] = ("dag.updated", "run.state_changed", "run.deleted"),
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.watched = frozenset(watched)

@@ -55,6 +55,16 @@ def add_commands(commands: Any) -> None:
     )
     db_option(clean)
     clean.set_defaults(handler=on_store(_clean))
+    vacuum = sub.add_parser(
+        "vacuum",
+        help="rewrite a SQLite file whole, giving all its free space back",
+        description="Rewrites a SQLite database file, giving back all its free space and "
+        "switching a file made by an older version to incremental vacuum (so later clean-ups "
+        "give space back as they go). Writers wait while it runs: stop the server first. "
+        "On PostgreSQL there is nothing to do (autovacuum).",
+    )
+    db_option(vacuum)
+    vacuum.set_defaults(handler=on_store(_vacuum))
 
 
 def add_retention_option(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +111,12 @@ def _clean(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     if report.stopped:
         sys.stderr.write("stopped: run the same command again to carry on\n")
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def _vacuum(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    freed = store.retention.compact()
+    out.write(f"gave {freed / MIB:.1f} MiB back to the file system\n")
     return EXIT_OK
 
 

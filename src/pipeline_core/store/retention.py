@@ -66,7 +66,7 @@ class RetentionStore(Protocol):
         ``before`` (one retried or cleared meanwhile is kept), added to the daily roll-ups
         that keep statistics whole, then deleted with their task instances, XCom, logs,
         claims, idempotency keys, missed deadlines, notifications and their attempts, and
-        events. Appends no event."""
+        events; appends a ``run.deleted`` event for each (caches and live views drop it)."""
         ...
 
     def trim(self, before: datetime, *, limit: int = 1000) -> int:
@@ -74,6 +74,12 @@ class RetentionStore(Protocol):
         ``before`` (the log stays whole after the oldest event kept, so a reader resuming from
         an id it no longer holds starts from that one), and up to ``limit`` delivered or failed
         notifications of no run created before ``before``. Returns the rows deleted."""
+        ...
+
+    def compact(self) -> int:
+        """Rewrite the database file whole, giving back all free space (SQLite ``VACUUM``,
+        which also switches a file made before incremental vacuum over to it; writers wait
+        while it runs). Returns the bytes given back; 0 on PostgreSQL."""
         ...
 
     def reclaim(self, pages: int) -> int:

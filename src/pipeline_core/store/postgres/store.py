@@ -154,6 +154,9 @@ class PostgresDatabase:
         """Autovacuum makes the space of deleted rows reusable; nothing to do."""
         return 0
 
+    def compact(self) -> int:
+        return 0
+
     def _migrate(self, target: int) -> None:
         with self.transaction(write=True) as tx:
             tx.rows("SELECT pg_advisory_xact_lock(hashtext('pipeline_core_migrate'))")

@@ -58,6 +58,10 @@ class Database(Protocol):
         """Give up to ``pages`` free pages back to the file system; how many bytes."""
         ...
 
+    def compact(self) -> int:
+        """Rewrite the database, giving all free space back; how many bytes."""
+        ...
+
 
 class Sql:
     """Transactions on one ``Database`` for every aggregate of a store: ``write`` and

@@ -99,7 +99,7 @@ class RetentionSql:
         if not runs:
             return Cleaned((), 0)
 
-        def work(tx: Tx, _: Pending) -> Cleaned:
+        def work(tx: Tx, pending: Pending) -> Cleaned:
             pks = [run.pk for run in runs]
             # Taking each run's row (PostgreSQL waits for a writer holding it, then checks the
             # condition again) settles a race with a retry: whichever commits first wins.
@@ -119,6 +119,12 @@ class RetentionSql:
             rows += tx.run(f"DELETE FROM task_instances WHERE run_pk IN ({_marks(pks)})", pks)
             rows += tx.run(f"DELETE FROM dag_runs WHERE id IN ({_marks(pks)})", pks)
             done = tuple(OldRun(int(pk), dag_id, run_id) for pk, dag_id, run_id, *_ in kept)
+            gone = [
+                ("run.deleted", {"dag_id": d, "run_id": r, "state": s, "reason": "retention"}, d, r,
+                 None)
+                for _, d, r, _, s, _ in kept
+            ]  # fmt: skip
+            self.sql.append(tx, pending, gone, self.sql.clock())
             return Cleaned(done, rows)
 
         cleaned: Cleaned = self.sql.write(work)
@@ -153,3 +159,6 @@ class RetentionSql:
 
     def reclaim(self, pages: int) -> int:
         return self.sql.database.reclaim(pages)
+
+    def compact(self) -> int:
+        return self.sql.database.compact()

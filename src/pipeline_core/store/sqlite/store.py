@@ -200,6 +200,21 @@ class SqliteDatabase:
             left = int(connection.execute("PRAGMA freelist_count").fetchone()[0])
             return (free - left) * size
 
+    def compact(self) -> int:
+        connection = self._connect()
+        with self._write_lock:
+            before = self._bytes(connection)
+            connection.executescript("PRAGMA auto_vacuum = INCREMENTAL; VACUUM")
+            return before - self._bytes(connection)
+
+    @staticmethod
+    def _bytes(connection: sqlite3.Connection) -> int:
+        pages, size = (
+            int(connection.execute(f"PRAGMA {name}").fetchone()[0])
+            for name in ("page_count", "page_size")
+        )
+        return pages * size
+
     def close(self) -> None:
         if self._wakes is not None:
             self._wakes.close()

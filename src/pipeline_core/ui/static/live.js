@@ -8,7 +8,8 @@
 import { token } from "./api.js";
 
 const TYPES = ["task.state_changed", "run.state_changed", "run.updated", "dag.updated",
-               "pool.updated", "backfill.updated", "task.expanded", "asset.updated"];
+               "pool.updated", "backfill.updated", "task.expanded", "asset.updated",
+               "run.deleted"];
 const listeners = new Set();
 const returns = new Set();
 let away = false;

@@ -95,7 +95,7 @@ export async function dagView(main, [dagId]) {
         } else if (event.type === "task.state_changed" && cells.has(`${event.run_id}/${event.task_id}`)) {
           const label = `${event.task_id} in ${event.run_id}: ${event.new_state}`;
           clear(cells.get(`${event.run_id}/${event.task_id}`), square(event.new_state, label, runPath(dagId, event.run_id)));
-        } else if (event.type === "run.state_changed" || event.type === "run.version_changed") {
+        } else if (["run.state_changed", "run.version_changed", "run.deleted"].includes(event.type)) {
           reload = true;
         } else if (event.type === "dag.updated") {
           setPaused(event);

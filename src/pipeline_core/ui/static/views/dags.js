@@ -107,7 +107,8 @@ export async function dagsView(main) {
   await load();
   return {
     onEvents(batch) {
-      const touched = new Set(batch.filter((e) => e.type === "run.state_changed").map((e) => e.dag_id));
+      const moved = (e) => e.type === "run.state_changed" || e.type === "run.deleted";
+      const touched = new Set(batch.filter(moved).map((e) => e.dag_id));
       for (const dagId of touched) refresh(dagId);
       for (const event of batch) {
         if (event.type === "dag.updated" && rows.has(event.dag_id) && "is_paused" in event) {
