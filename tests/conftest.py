@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +18,12 @@ import pytest
 
 PG_DSN = os.environ.get("PIPELINE_CORE_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The servers the tests start keep their parsed DAG files in a folder of this run's
+    (not in the user's cache)."""
+    os.environ["PIPELINE_CORE_CACHE_DIR"] = tempfile.mkdtemp(prefix="pipeline-core-cache-")
 
 
 def postgres_or_skip() -> str:

@@ -38,9 +38,9 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     read: list[str] = []
     real = bag.load_file
 
-    def counting(path: Path) -> bag.DagFile:
+    def counting(path: Path, known: bag.DagFile | None = None) -> bag.DagFile:
         read.append(path.name)
-        return real(path)
+        return real(path, known)
 
     monkeypatch.setattr("pipeline_core.scheduler.sync.load_file", counting)
     return read
@@ -113,8 +113,8 @@ def test_a_file_rewritten_while_read_is_read_again(store, tmp_path, monkeypatch)
     real = bag.load_file
     rewrites = iter([TWO])
 
-    def rewritten_meanwhile(target: Path) -> bag.DagFile:
-        loaded = real(target)  # what was read: the first text
+    def rewritten_meanwhile(target: Path, known: bag.DagFile | None = None) -> bag.DagFile:
+        loaded = real(target, known)  # what was read: the first text
         for text in rewrites:  # then the file changes before the refresh ends
             target.write_text(text)
         return loaded
@@ -236,8 +236,8 @@ def test_a_file_that_could_not_be_read_is_read_again_at_the_next_look(
     real = bag.load_file
     refusals = iter([bag.DagFile(str(folder / "later.yaml"), issues=(bag.Issue("cannot read file: [Errno 24] Too many open files"),))])  # fmt: skip
 
-    def out_of_descriptors(path: Path) -> bag.DagFile:
-        return next(refusals, None) or real(path)
+    def out_of_descriptors(path: Path, known: bag.DagFile | None = None) -> bag.DagFile:
+        return next(refusals, None) or real(path, known)
 
     monkeypatch.setattr("pipeline_core.scheduler.sync.load_file", out_of_descriptors)
     sync = DagSync(store, folder)

@@ -19,6 +19,7 @@ from pipeline_core.engine import Engine, EngineSettings
 from pipeline_core.engine.executors.celery.app import CelerySettings
 from pipeline_core.engine.settings import default_workers
 from pipeline_core.errors import ConfigurationError, PipelineError
+from pipeline_core.scheduler.parsed import default_path
 from pipeline_core.store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -54,6 +55,19 @@ def folder_watch_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not watch the DAGs folder for changes (inotify); find them at each rescan",
     )
+    parser.add_argument(
+        "--dag-cache",
+        metavar="PATH",
+        help="where parsed YAML DAG files are kept across restarts (default: in "
+        "$PIPELINE_CORE_CACHE_DIR, or ~/.cache/pipeline-core); '' keeps none",
+    )
+
+
+def parsed_cache(args: argparse.Namespace) -> Path | None:
+    """The cache of parsed DAG files ``--dag-cache`` asks for (None: keep none)."""
+    if args.dag_cache is None:
+        return default_path(args.dags_folder)
+    return Path(args.dag_cache) if args.dag_cache else None
 
 
 def on_store(

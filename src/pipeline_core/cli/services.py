@@ -24,6 +24,7 @@ from pipeline_core.cli.common import (
     engine_executors,
     folder_option,
     folder_watch_options,
+    parsed_cache,
     seconds,
     start_engine,
     stop_on_signals,
@@ -120,6 +121,7 @@ def run_scheduler(args: argparse.Namespace, out: TextIO) -> int:
         rescan_interval=args.rescan_interval,
         watch=not args.no_watch,
         executors=engine_executors(args),
+        parsed_cache=parsed_cache(args),
     )
     scheduler = Scheduler(store, engine, args.dags_folder, settings=settings).start()
     dispatcher = start_dispatcher(store, args, None)
@@ -260,6 +262,7 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
             rescan_interval=args.rescan_interval,
             watch=not args.no_watch,
             executors=engine_executors(args),
+            parsed_cache=parsed_cache(args),
         )
         scheduler = Scheduler(
             store, engine, args.dags_folder, metrics=metrics, settings=settings

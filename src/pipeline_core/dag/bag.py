@@ -138,8 +138,10 @@ def dag_files(root: Path) -> dict[str, os.stat_result]:
     return found
 
 
-def load_file(path: Path) -> DagFile:
-    """Load one YAML or Python DAG file, read once (its text is what the DAGs came from)."""
+def load_file(path: Path, known: DagFile | None = None) -> DagFile:
+    """Load one YAML or Python DAG file, read once (its text is what the DAGs came from).
+    ``known``: what a YAML file was parsed into when it had some text; that result, if the
+    file still has exactly that text (nothing parsed again)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -149,6 +151,8 @@ def load_file(path: Path) -> DagFile:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             return DagFile(str(path), issues=(Issue(f"cannot read file: {exc}", "", str(path)),))
+        if known is not None and known.source == text and known.path == str(path):
+            return known
         try:
             dag = load_dag_text(text, filename=str(path), default_dag_id=path.stem)
         except DagValidationError as exc:

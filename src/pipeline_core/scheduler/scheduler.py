@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from pipeline_core.dag.model import DAG, EXECUTORS
@@ -60,6 +61,17 @@ class SchedulerSettings:
     heartbeat_interval: float = 5.0
     #: The executors the engine has: a DAG needing another one does not load.
     executors: tuple[str, ...] = EXECUTORS
+    #: Where parsed YAML files are kept across restarts (``scheduler.parsed``); None: not.
+    parsed_cache: Path | None = None
+
+
+def _folder_sync(
+    store: Store, folder: str | None, settings: SchedulerSettings, clock: Callable[[], datetime]
+) -> DagSync | None:
+    if not folder:
+        return None
+    return DagSync(store, folder, executors=settings.executors, clock=clock,
+                   parsed_cache=settings.parsed_cache)  # fmt: skip
 
 
 @dataclass
@@ -83,11 +95,7 @@ class Scheduler:
         self.store = store
         self.runner = runner
         self.settings = settings or SchedulerSettings()
-        self.sync = (
-            DagSync(store, dags_folder, executors=self.settings.executors, clock=clock)
-            if dags_folder
-            else None
-        )
+        self.sync = _folder_sync(store, dags_folder, self.settings, clock)
         self.watch = FolderWatch(self.sync.root, self.wake) if self.sync else None
         self.clock = clock
         self.metrics: Metrics = metrics or NullMetrics()

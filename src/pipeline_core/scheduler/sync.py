@@ -15,6 +15,7 @@ from pipeline_core.dag.model import DAG, EXECUTORS
 from pipeline_core.dag.serialize import dag_to_dict, definition_hash
 from pipeline_core.errors import Issue
 from pipeline_core.model import utcnow
+from pipeline_core.scheduler.parsed import ParsedFiles
 from pipeline_core.scheduler.watch import FolderState
 from pipeline_core.store.base import Store
 from pipeline_core.store.types import DagRecord, ImportError_
@@ -28,7 +29,13 @@ class DagSync:
     nothing new writes nothing. A file that stops loading keeps its last good DAGs (and its
     errors are reported); a DAG whose file is gone becomes inactive. A DAG with a task for an
     executor the engine does not have (``celery`` without a broker) does not load: its file
-    reports why."""
+    reports why.
+
+    With ``parsed_cache`` (a file: ``scheduler.parsed``), a YAML file whose text is as when
+    it was last parsed is not parsed again, across restarts too; the cache is written once
+    every file was read, then after changes (at most every ``SAVE_EVERY`` seconds)."""
+
+    SAVE_EVERY = 10.0
 
     def __init__(
         self,
@@ -37,8 +44,12 @@ class DagSync:
         *,
         executors: Collection[str] = EXECUTORS,
         clock: Callable[[], datetime] = utcnow,
+        parsed_cache: Path | None = None,
     ) -> None:
         self.store = store
+        self.parsed = ParsedFiles(parsed_cache) if parsed_cache is not None else None
+        self._raw: dict[str, DagFile] = {}  # each file's load, before ``_usable``
+        self._unsaved, self._saved_at = False, float("-inf")
         self.clock = clock
         self.root = Path(folder).resolve()
         self.executors = tuple(executors)
@@ -79,8 +90,10 @@ class DagSync:
                 )
                 return self.dags
         if self._errors is not None and not changed and not gone and not missing:
+            self._keep_parsed(False)
             return self.dags
         for path in gone:
+            self._raw.pop(path, None)
             self._files.pop(path, None)
             self._last_good.pop(path, None)
         started, rest = time.monotonic(), []
@@ -89,7 +102,9 @@ class DagSync:
                 rest = changed[index:]
                 self.state.unsee(rest)  # the next refresh reads them
                 break
-            loaded = self._files[path] = self._usable(load_file(Path(path)))
+            known = self.parsed.get(path) if self.parsed is not None else None
+            raw = self._raw[path] = load_file(Path(path), known)
+            loaded = self._files[path] = self._usable(raw)
             if loaded.source is None:  # not read (no descriptor left, say): read it next time
                 self.state.unsee([path])
             if loaded.dags:
@@ -97,7 +112,19 @@ class DagSync:
         if hints is None or rest:  # only a whole look finds that nothing waits
             self.loading = bool(rest)
         self._publish(missing)
+        self._keep_parsed(bool(changed or gone))
         return self.dags
+
+    def _keep_parsed(self, changed: bool) -> None:
+        """Write the cache of parsed files once every file was read and something changed
+        since it was last written, at most every ``SAVE_EVERY`` seconds."""
+        if self.parsed is None:
+            return
+        self._unsaved = self._unsaved or changed
+        now = time.monotonic()
+        if self._unsaved and not self.loading and now - self._saved_at >= self.SAVE_EVERY:
+            self.parsed.save(self._raw.values())
+            self._unsaved, self._saved_at = False, now
 
     def _publish(self, missing: list[DagFile]) -> None:
         """Write the DAGs that are new or changed, deactivate the ones gone, and replace the
