@@ -102,3 +102,24 @@ def upgrading_to_map_indexes_keeps_every_instance(open_at) -> None:  # type: ign
     move(store, "b", "running", "success", run_id="r0")
     assert {s.task_id: s.runs for s in store.tasks.task_stats("etl")} == {"a": 3, "b": 1}
     store.close()
+
+
+def upgrading_to_rollups_lets_old_dags_be_searched(open_at) -> None:  # type: ignore[no-untyped-def]
+    """DAGs written at version 16, before the search text existed, are found by ``?q=`` once
+    the database is migrated; the history written then reads the same statistics."""
+    old = open_at(migrate_to=16)
+    old.sql.write(
+        lambda tx, _: tx.run(
+            "INSERT INTO dags (dag_id, is_paused, is_active, timezone, description, tags, "
+            "task_count) VALUES ('Nightly_ETL', ?, ?, 'UTC', 'Loads Orders', '[]', 2)",
+            (False, True),
+        )
+    )
+    _old_history(old)
+    before = old.tasks.task_stats("etl")
+    old.close()
+    store = open_at()
+    assert store.tasks.task_stats("etl") == before
+    assert [d.dag_id for d in store.dags.list_dags(search="orders").items] == ["Nightly_ETL"]
+    assert store.dags.list_dags(search="nightly_etl").total == 1
+    store.close()

@@ -278,3 +278,11 @@ def test_dags_are_searched_by_id_or_description(store) -> None:  # type: ignore[
     assert [d.dag_id for d in store.dags.list_dags(search="100%_").items] == ["report"]
     only = store.dags.list_dags(search="%").items  # a wildcard is only a character
     assert [d.dag_id for d in only] == ["report"]
+    store.dags.upsert_dag(dag("zz", description="Übersicht der Läufe"))
+    assert [d.dag_id for d in store.dags.list_dags(search="übersicht").items] == ["zz"]
+    assert store.dags.list_dags(search="zzüber").total == 0  # not across id and description
+    page = store.dags.list_dags(search="orders", limit=1, offset=1)
+    assert ([d.dag_id for d in page.items], page.total) == (["orders_sync"], 2)
+    past = store.dags.list_dags(search="orders", limit=1, offset=5)  # past the end: counted
+    assert (past.items, past.total) == ([], 2)
+    assert store.dags.list_dags(search="nothing like it").total == 0

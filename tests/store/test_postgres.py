@@ -13,6 +13,7 @@ from pipeline_core.store.sql.schema import SCHEMA_VERSION
 from tests.conftest import postgres_or_skip
 from tests.store.helpers import (
     upgrading_to_map_indexes_keeps_every_instance,
+    upgrading_to_rollups_lets_old_dags_be_searched,
     upgrading_to_task_totals_counts_the_history,
 )
 
@@ -82,5 +83,11 @@ def test_the_connection_pool_is_sized_for_the_process(pg_url):
 
 def test_upgrading_to_map_indexes_keeps_every_instance(pg_url):
     upgrading_to_map_indexes_keeps_every_instance(
+        lambda **options: PostgresStore(pg_url, **options)
+    )
+
+
+def test_upgrading_to_rollups_lets_old_dags_be_searched(pg_url):
+    upgrading_to_rollups_lets_old_dags_be_searched(
         lambda **options: PostgresStore(pg_url, **options)
     )

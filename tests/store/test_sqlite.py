@@ -20,6 +20,7 @@ from pipeline_core.store.sqlite.store import SqliteStore
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery
 from tests.store.helpers import (
     upgrading_to_map_indexes_keeps_every_instance,
+    upgrading_to_rollups_lets_old_dags_be_searched,
     upgrading_to_task_totals_counts_the_history,
 )
 
@@ -246,4 +247,10 @@ def test_waiting_for_events_reads_nothing_while_idle_and_wakes_on_another_proces
 def test_upgrading_to_map_indexes_keeps_every_instance(tmp_path):
     upgrading_to_map_indexes_keeps_every_instance(
         lambda **options: SqliteStore(tmp_path / "v10.db", **options)
+    )
+
+
+def test_upgrading_to_rollups_lets_old_dags_be_searched(tmp_path):
+    upgrading_to_rollups_lets_old_dags_be_searched(
+        lambda **options: SqliteStore(tmp_path / "v16.db", **options)
     )

@@ -26,6 +26,11 @@ from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import DagRecord, ImportError_, Page
 
 
+def searched_text(record: DagRecord) -> str:
+    """What ``?q=`` searches: the id and description, lower-cased, apart (a unit separator)."""
+    return f"{record.dag_id}\x1f{record.description or ''}".lower()
+
+
 class DagsSql:
     def __init__(self, sql: Sql) -> None:
         self.sql = sql
@@ -43,18 +48,19 @@ class DagsSql:
             if existing is not None and same_dag(existing, stored):
                 return existing
             tx.run(
-                f"INSERT INTO dags ({DAG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO dags ({DAG_COLUMNS}, search) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (dag_id) DO UPDATE SET is_active = excluded.is_active, "
                 "fileloc = excluded.fileloc, schedule = excluded.schedule, "
                 "timezone = excluded.timezone, description = excluded.description, "
                 "tags = excluded.tags, definition_hash = excluded.definition_hash, "
                 "definition = excluded.definition, task_count = excluded.task_count, "
-                "last_parsed_at = excluded.last_parsed_at",
+                "last_parsed_at = excluded.last_parsed_at, search = excluded.search",
                 (
                     stored.dag_id, stored.is_paused, stored.is_active, stored.fileloc,
                     stored.schedule, stored.timezone, stored.description, tags,
                     stored.definition_hash, definition, stored.task_count,
-                    iso(stored.last_parsed_at),
+                    iso(stored.last_parsed_at), searched_text(stored),
                 ),
             )  # fmt: skip
             set_references(tx, stored.dag_id, record.definition)
@@ -102,11 +108,8 @@ class DagsSql:
             where.append("LOWER(dag_id) LIKE ? ESCAPE '\\'")
             params.append(f"%{like_escape(dag_id_pattern.lower())}%")
         if search:
-            where.append(
-                "(LOWER(dag_id) LIKE ? ESCAPE '\\' "
-                "OR LOWER(COALESCE(description, '')) LIKE ? ESCAPE '\\')"
-            )
-            params += [f"%{like_escape(search.lower())}%"] * 2
+            where.append("search LIKE ? ESCAPE '\\'")
+            params.append(f"%{like_escape(search.lower())}%")
         if within_tag is not None:
             where.append("tags LIKE ? ESCAPE '\\'")
             params.append(f"%{like_escape(json.dumps(within_tag))}%")
@@ -114,8 +117,12 @@ class DagsSql:
             where.append("(" + " OR ".join("tags LIKE ? ESCAPE '\\'" for _ in tags) + ")")
             params.extend(f"%{like_escape(json.dumps(t))}%" for t in tags)
         source = f"{DAG_LIST_COLUMNS} FROM dags"
+        # A filtered list scans the table: count and page in that one scan.
+        window, scans = (limit, offset), bool(where)
         result: Page[DagRecord] = self.sql.read(
-            lambda tx: paged(tx, source, where, params, "dag_id", (limit, offset), dag_from_row)
+            lambda tx: paged(
+                tx, source, where, params, "dag_id", window, dag_from_row, one_scan=scans
+            )
         )
         return result
 

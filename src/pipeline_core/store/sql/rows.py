@@ -71,13 +71,25 @@ def paged(
     order: str,
     window: tuple[int, int],
     convert: Callable[[Any], T],
+    *,
+    one_scan: bool = False,
 ) -> Page[T]:
     """One page of ``source`` (``"COLUMNS FROM table"``) where every condition of ``where``
-    holds, in ``order``, ``window`` being ``(limit, offset)``; with the total count."""
+    holds, in ``order``, ``window`` being ``(limit, offset)``; with the total count.
+
+    ``one_scan``: count in the page's query (``COUNT(*) OVER ()``) — for conditions that scan
+    the table anyway; an index answers a plain count faster than a window can."""
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    table = source.split(" FROM ", 1)[1]
+    columns, table = source.split(" FROM ", 1)
+    page = f"ORDER BY {order} LIMIT ? OFFSET ?"
+    if one_scan:
+        counted = f"SELECT {columns}, COUNT(*) OVER () FROM {table}{clause} {page}"
+        rows = tx.rows(counted, [*params, *window])
+        if rows or not window[1]:
+            total = int(rows[0][-1]) if rows else 0
+            return Page([convert(r[:-1]) for r in rows], total, *window)
     total = int(tx.scalar(f"SELECT COUNT(*) FROM {table}{clause}", params))
-    rows = tx.rows(f"SELECT {source}{clause} ORDER BY {order} LIMIT ? OFFSET ?", [*params, *window])
+    rows = tx.rows(f"SELECT {source}{clause} {page}", [*params, *window])
     return Page([convert(r) for r in rows], total, *window)
 
 

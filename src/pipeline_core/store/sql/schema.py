@@ -339,7 +339,8 @@ MIGRATIONS: list[list[Statement]] = [
     # 17: what cleaned-up runs leave to the statistics, per DAG and day (UTC) of their logical
     # date: runs per state with their durations' sum, count and bounds, finished runs per
     # duration (three significant digits, for percentiles), and each task's totals as
-    # ``task_totals`` counts them, with its latest success and failure
+    # ``task_totals`` counts them, with its latest success and failure; and the text a DAG
+    # search reads
     [
         "CREATE TABLE run_rollups (dag_id {text} NOT NULL, day {text} NOT NULL, "
         "state {text} NOT NULL, runs BIGINT NOT NULL, duration_sum BIGINT NOT NULL, "
@@ -348,6 +349,9 @@ MIGRATIONS: list[list[Statement]] = [
         "CREATE TABLE duration_rollups (dag_id {text} NOT NULL, day {text} NOT NULL, "
         "duration_ms BIGINT NOT NULL, runs BIGINT NOT NULL, "
         "PRIMARY KEY (dag_id, day, duration_ms))",
+        # a DAG's id and description lower-cased, as ``?q=`` searches them
+        "ALTER TABLE dags ADD COLUMN search {text}",
+        "UPDATE dags SET search = LOWER(dag_id || '\x1f' || COALESCE(description, ''))",
         "CREATE TABLE task_rollups (dag_id {text} NOT NULL, day {text} NOT NULL, "
         "task_id {text} NOT NULL, started BIGINT NOT NULL, duration_sum BIGINT NOT NULL, "
         "durations BIGINT NOT NULL, failed BIGINT NOT NULL, retried BIGINT NOT NULL, "
