@@ -188,6 +188,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--pg", help="measure on PostgreSQL at this URL (a schema of its own)")
+    parser.add_argument("--keep", action="store_true",
+                        help="PostgreSQL: keep the schema, and measure one kept before")  # fmt: skip
     args = parser.parse_args()
     print(f"machine: {machine()}")
     size = (f"{args.dags:,} DAGs, {args.runs:,} runs, {args.runs * args.tasks:,} task "
@@ -197,18 +199,24 @@ def main() -> None:
 
         schema = "bench_reads"
         with psycopg.connect(args.pg, autocommit=True) as db:
-            db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            kept = db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+            if not (args.keep and kept):
+                db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         try:
-            took = build_pg(args.pg, schema, args.dags, args.runs, args.tasks)
-            print(f"PostgreSQL store: {size}, built in {took:.0f} s")
+            if args.keep and kept:
+                print(f"PostgreSQL store: the one kept before ({size})")
+            else:
+                took = build_pg(args.pg, schema, args.dags, args.runs, args.tasks)
+                print(f"PostgreSQL store: {size}, built in {took:.0f} s")
             store = open_store(f"{args.pg}?schema={schema}")
             try:
                 measure(store, args)
             finally:
                 store.close()
         finally:
-            with psycopg.connect(args.pg, autocommit=True) as db:
-                db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            if not args.keep:
+                with psycopg.connect(args.pg, autocommit=True) as db:
+                    db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/reads.db"

@@ -120,7 +120,9 @@ def test_a_run_is_deleted_with_every_row_of_its_own(store):
     assert cleaned == Cleaned((old,), sum(len(r) for r in rows.values()))
     with pytest.raises(NotFound):
         store.runs.get_run("etl", "old")
-    assert all(count(store, t, "etl", "old") == 0 for t in tables)
+    assert all(count(store, t, "etl", "old") == 0 for t in tables if t != "events")
+    told = store.events.read_events(EventQuery(run_id="old"))
+    assert [(e.type, e.to_dict()["state"]) for e in told] == [("run.deleted", "success")]
     assert store.sql.read(lambda tx: tx.scalar("SELECT COUNT(*) FROM notification_attempts")) == 1
     assert {t: count(store, t, "etl", "young") for t in tables} == before
     assert store.runs.find_idempotency_key("etl", "k1") is None

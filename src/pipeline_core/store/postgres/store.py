@@ -108,9 +108,21 @@ class PostgresDatabase:
 
     @contextmanager
     def transaction(self, write: bool) -> Iterator[Tx]:
+        """A write in a transaction; a read without one: at READ COMMITTED each statement
+        takes its own snapshot inside a transaction too, so a read's ``BEGIN`` and ``COMMIT``
+        would only be two more round trips."""
         try:
-            with self.pool.connection() as connection, connection.transaction():
-                yield Tx(connection.cursor(), self._rewrite)
+            with self.pool.connection() as connection:
+                if write:
+                    with connection.transaction():
+                        yield Tx(connection.cursor(), self._rewrite)
+                    return
+                connection.autocommit = True
+                try:
+                    yield Tx(connection.cursor(), self._rewrite)
+                finally:
+                    if not connection.closed:
+                        connection.autocommit = False
         except psycopg.IntegrityError:
             raise
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
