@@ -94,6 +94,10 @@ def test_a_restart_parses_no_unchanged_file_and_gets_the_same_dags(tmp_path, par
     assert again_defs["d0"] == first_defs["d0"] and again_defs["d1"] != first_defs["d1"]
     assert again["py"].tasks[0].task_id == "hello"  # Python files always run
     assert "py.py" not in str(ParsedFiles(cache).files)
+    written = cache.stat().st_mtime_ns
+    parses.clear()
+    DagSync(store, folder, parsed_cache=cache).refresh()  # nothing changed: nothing written
+    assert parses == [] and cache.stat().st_mtime_ns == written
     store.close()
 
 

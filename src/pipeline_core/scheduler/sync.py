@@ -10,7 +10,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline_core.dag.bag import DagFile, add_to_sys_path, in_order, load_file, merge
+from pipeline_core.dag.bag import (
+    YAML_SUFFIXES,
+    DagFile,
+    add_to_sys_path,
+    in_order,
+    load_file,
+    merge,
+)
 from pipeline_core.dag.model import DAG, EXECUTORS
 from pipeline_core.dag.serialize import dag_to_dict, definition_hash
 from pipeline_core.errors import Issue
@@ -96,7 +103,7 @@ class DagSync:
             self._raw.pop(path, None)
             self._files.pop(path, None)
             self._last_good.pop(path, None)
-        started, rest = time.monotonic(), []
+        started, rest, parsed = time.monotonic(), [], bool(gone)
         for index, path in enumerate(changed):
             if budget is not None and index and time.monotonic() - started > budget:
                 rest = changed[index:]
@@ -104,6 +111,7 @@ class DagSync:
                 break
             known = self.parsed.get(path) if self.parsed is not None else None
             raw = self._raw[path] = load_file(Path(path), known)
+            parsed = parsed or (raw is not known and path.endswith(YAML_SUFFIXES))
             loaded = self._files[path] = self._usable(raw)
             if loaded.source is None:  # not read (no descriptor left, say): read it next time
                 self.state.unsee([path])
@@ -112,12 +120,13 @@ class DagSync:
         if hints is None or rest:  # only a whole look finds that nothing waits
             self.loading = bool(rest)
         self._publish(missing)
-        self._keep_parsed(bool(changed or gone))
+        self._keep_parsed(parsed)
         return self.dags
 
     def _keep_parsed(self, changed: bool) -> None:
-        """Write the cache of parsed files once every file was read and something changed
-        since it was last written, at most every ``SAVE_EVERY`` seconds."""
+        """Write the cache of parsed files once every file was read, when a file was parsed
+        or removed since it was last written (a restart that parsed nothing writes nothing),
+        at most every ``SAVE_EVERY`` seconds."""
         if self.parsed is None:
             return
         self._unsaved = self._unsaved or changed
