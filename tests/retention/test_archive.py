@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import logging
 import os
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def test_a_member_cut_short_by_a_crash_is_cut_off(
     with path.open("ab") as handle:
         handle.write(member[: len(member) // 2])  # kill -9 mid-write
     assert complete_length(path) == (whole, False)
-    archive = Archive.open(path)
+    with caplog.at_level(logging.WARNING, logger="pipeline_core.retention.archive"):
+        archive = Archive.open(path)
     assert "cutting off" in caplog.text and path.stat().st_size == whole
     archive.write([run(2)], BASE)
     archive.close()
