@@ -151,3 +151,29 @@ def test_where_the_cache_lives(tmp_path, monkeypatch) -> None:  # type: ignore[n
     assert parsed_cache(none) is None
     there = build_parser().parse_args(["serve", "--dag-cache", str(tmp_path / "p.pickle")])
     assert parsed_cache(there) == tmp_path / "p.pickle"
+
+
+def test_a_restart_writes_only_the_dags_the_store_does_not_have_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, cache = folder_of(tmp_path), tmp_path / "dags.pickle"
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    DagSync(store, folder, parsed_cache=cache).refresh()
+    (folder / "d2.yaml").write_text(DAG.format(n="edited"))
+    store.dags.deactivate_missing_dags(["d0", "d1", "d2", "d4", "py"])  # d3 inactive, say
+    written: list[str] = []
+    real = store.dags.upsert_dag
+
+    def upsert(record, **kwargs):  # type: ignore[no-untyped-def]
+        written.append(record.dag_id)
+        return real(record, **kwargs)
+
+    monkeypatch.setattr(store.dags, "upsert_dag", upsert)
+    dags = DagSync(store, folder, parsed_cache=cache).refresh()
+    # d2 changed, d3 must be active again, py was run again (no kept hash): written; the
+    # rest the store has as they are
+    assert sorted(written) == ["d2", "d3", "py"]
+    assert store.dags.get_dag("d3").is_active
+    assert store.dags.get_dag("d2").description == "kept edited"
+    assert set(dags) == {"d0", "d1", "d2", "d3", "d4", "py"}
+    store.close()

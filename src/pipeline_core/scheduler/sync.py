@@ -57,6 +57,8 @@ class DagSync:
         self.parsed = ParsedFiles(parsed_cache) if parsed_cache is not None else None
         self._raw: dict[str, DagFile] = {}  # each file's load, before ``_usable``
         self._unsaved, self._saved_at = False, float("-inf")
+        #: The store's records at this process's first write, until each DAG is compared.
+        self._held: dict[str, DagRecord] | None = None
         self.clock = clock
         self.root = Path(folder).resolve()
         self.executors = tuple(executors)
@@ -150,9 +152,13 @@ class DagSync:
                 errors.append(ImportError_(loaded.path, tuple(i.to_dict() for i in issues), now))
                 said += issues
         sources = {dag.dag_id: f.source for f in merged for dag in f.dags}
+        if self._held is None:  # this process's first write: what the store has, in one read
+            listed = self.store.dags.list_dags(limit=max(len(dags), 1) * 2 + 1000)
+            self._held = {record.dag_id: record for record in listed.items}
         for dag_id, dag in dags.items():
-            if self.dags.get(dag_id) is not dag:
-                self.store.dags.upsert_dag(dag_record(dag, now), source=sources.get(dag_id))
+            if self.dags.get(dag_id) is dag or _as_held(self._held.pop(dag_id, None), dag):
+                continue
+            self.store.dags.upsert_dag(dag_record(dag, now), source=sources.get(dag_id))
         if self.loading:  # what is not loaded yet is not gone: it waits
             self.dags = dags
             return
@@ -192,6 +198,22 @@ class DagSync:
         if len(kept) == len(file.dags):
             return file
         return dataclasses.replace(file, dags=tuple(kept), issues=tuple(issues))
+
+
+def _as_held(record: DagRecord | None, dag: DAG) -> bool:
+    """Whether the store already has ``dag`` as it is: the same definition (by the hash a
+    DAG kept from an earlier parse carries) and the same listing fields. A DAG without that
+    hash yet is written as usual (the store then compares it whole)."""
+    version = vars(dag).get("version")
+    if record is None or version is None or not record.is_active:
+        return False
+    listed = (dag.fileloc, dag.schedule, dag.timezone, dag.description, tuple(dag.tags))
+    held = (record.fileloc, record.schedule, record.timezone, record.description, record.tags)
+    return (
+        record.definition_hash == version
+        and record.task_count == len(dag.tasks)
+        and (listed == held)
+    )
 
 
 def _said(errors: list[ImportError_]) -> list[tuple[str, tuple[Any, ...]]]:
