@@ -152,9 +152,10 @@ class DagSync:
                 errors.append(ImportError_(loaded.path, tuple(i.to_dict() for i in issues), now))
                 said += issues
         sources = {dag.dag_id: f.source for f in merged for dag in f.dags}
-        if self._held is None:  # this process's first write: what the store has, in one read
-            listed = self.store.dags.list_dags(limit=max(len(dags), 1) * 2 + 1000)
-            self._held = {record.dag_id: record for record in listed.items}
+        if self._held is None:  # this process's first write: every record the store has
+            total = self.store.dags.list_dags(limit=1).total
+            listed = self.store.dags.list_dags(limit=max(total, 1)).items
+            self._held = {record.dag_id: record for record in listed}
         for dag_id, dag in dags.items():
             if self.dags.get(dag_id) is dag or _as_held(self._held.pop(dag_id, None), dag):
                 continue
