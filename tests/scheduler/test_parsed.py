@@ -75,6 +75,12 @@ def folder_of(tmp_path: Path, count: int = 5) -> Path:
     return folder
 
 
+def read(sync: DagSync) -> DagSync:
+    """``sync`` once its cache was read (a start does not wait for it; a test does)."""
+    assert sync.parsed is not None and sync.parsed.wait(10)
+    return sync
+
+
 def definitions(dags):  # type: ignore[no-untyped-def]
     return {dag_id: dag_to_dict(dag) for dag_id, dag in dags.items()}
 
@@ -87,7 +93,7 @@ def test_a_restart_parses_no_unchanged_file_and_gets_the_same_dags(tmp_path, par
     assert oct(cache.stat().st_mode & 0o777) == "0o600"
     parses.clear()
     (folder / "d1.yaml").write_text(DAG.format(n="changed"))
-    again = DagSync(store, folder, parsed_cache=cache).refresh()  # a restart
+    again = read(DagSync(store, folder, parsed_cache=cache)).refresh()  # a restart
     assert parses == ["d1.yaml"]
     assert set(again) == {"d0", "d1", "d2", "d3", "d4", "py"}
     first_defs, again_defs = definitions(first), definitions(again)
@@ -96,7 +102,7 @@ def test_a_restart_parses_no_unchanged_file_and_gets_the_same_dags(tmp_path, par
     assert "py.py" not in str(ParsedFiles(cache).files)
     written = cache.stat().st_mtime_ns
     parses.clear()
-    DagSync(store, folder, parsed_cache=cache).refresh()  # nothing changed: nothing written
+    read(DagSync(store, folder, parsed_cache=cache)).refresh()  # nothing changed: nothing written
     assert parses == [] and cache.stat().st_mtime_ns == written
     store.close()
 
@@ -115,12 +121,12 @@ def test_a_cache_that_cannot_be_trusted_is_ignored(tmp_path, parses, caplog) -> 
         for name, data in cases.items():
             cache.write_bytes(data)
             parses.clear()
-            assert len(DagSync(store, folder, parsed_cache=cache).refresh()) == 6, name
+            assert len(read(DagSync(store, folder, parsed_cache=cache)).refresh()) == 6, name
             assert len(parses) == 5, name
         cache.write_bytes(kept)
         os.chmod(cache, 0o666)  # anyone could have written it
         parses.clear()
-        DagSync(store, folder, parsed_cache=cache).refresh()
+        read(DagSync(store, folder, parsed_cache=cache)).refresh()
         assert len(parses) == 5
     assert "ignoring the parsed DAG files" in caplog.text
     assert "it is not this user's alone" in caplog.text
@@ -169,7 +175,7 @@ def test_a_restart_writes_only_the_dags_the_store_does_not_have_as_they_are(
         return real(record, **kwargs)
 
     monkeypatch.setattr(store.dags, "upsert_dag", upsert)
-    sync = DagSync(store, folder, parsed_cache=cache)
+    sync = read(DagSync(store, folder, parsed_cache=cache))
     dags = sync.refresh(budget=0)  # in steps, as the scheduler loads: a file a step here
     while sync.loading:
         dags = sync.refresh(budget=0)

@@ -18,6 +18,7 @@ import os
 import pickle
 import stat
 import sys
+import threading
 import types
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,17 +55,33 @@ class _Pickler(pickle.Pickler):
 
 
 class ParsedFiles:
-    """The parsed YAML files of one folder, by path, as the cache at ``path`` holds them."""
+    """The parsed YAML files of one folder, by path, as the cache at ``path`` holds them.
+
+    The cache is read in a thread of its own (10,000 files take about a second): a start does
+    not wait for it, and the files looked up before it is read are parsed as without it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.files: dict[str, DagFile] = self._read()
+        self.files: dict[str, DagFile] = {}
+        self._reader = threading.Thread(target=self._load, name="parsed-files", daemon=True)
+        self._reader.start()
 
     def get(self, path: str) -> DagFile | None:
         return self.files.get(path)
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether the cache has been read (waiting up to ``timeout`` for it)."""
+        self._reader.join(timeout)
+        return not self._reader.is_alive()
+
+    def _load(self) -> None:
+        files = self._read()
+        if not self.files:  # nothing saved meanwhile
+            self.files = files
+
     def save(self, files: Iterable[DagFile]) -> None:
         """Keep ``files`` (their YAML ones) as the cache; a failure is a warning."""
+        self.wait()  # the file being read is not written under the reader
         kept = {f.path: f for f in files if f.source is not None and f.path.endswith(YAML_SUFFIXES)}
         buffer = io.BytesIO()
         try:

@@ -163,6 +163,7 @@ class DagSync:
         if self.loading:  # what is not loaded yet is not gone: it waits
             self.dags = dags
             return
+        self._held = {}  # every file was read: what the store had is compared
         if self._errors is None or set(dags) != set(self.dags):
             self.store.dags.deactivate_missing_dags(list(dags))
         if self._errors is None or _said(errors) != _said(self._errors):
