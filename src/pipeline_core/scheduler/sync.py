@@ -43,6 +43,7 @@ class DagSync:
     every file was read, then after changes (at most every ``SAVE_EVERY`` seconds)."""
 
     SAVE_EVERY = 10.0
+    PER_SECOND = 2_500
 
     def __init__(
         self,
@@ -78,10 +79,12 @@ class DagSync:
         """Load the files new or changed since the last refresh — of the whole folder, or of
         ``hints`` (paths a watcher reported) — and write what that changes; the DAGs now.
 
-        With a ``budget`` (seconds), loading stops once it is spent and the DAGs loaded so far
-        are written; ``loading`` then says more files wait, and the next refresh goes on with
-        them. Until every file was loaded once, no DAG is deactivated (a restart does not
-        take the DAGs of files not read yet out of the store)."""
+        With a ``budget`` (seconds), loading stops once it is spent, or once ``PER_SECOND``
+        files a second of it were loaded (kept files load far faster than their DAGs are then
+        scheduled, which the budget must bound too), and the DAGs loaded so far are written;
+        ``loading`` then says more files wait, and the next refresh goes on with them. Until
+        every file was loaded once, no DAG is deactivated (a restart does not take the DAGs of
+        files not read yet out of the store)."""
         changed: list[str] = []
         missing: list[DagFile] = []
         if not self.root.is_dir():
@@ -107,7 +110,10 @@ class DagSync:
             self._last_good.pop(path, None)
         started, rest, parsed = time.monotonic(), [], bool(gone)
         for index, path in enumerate(changed):
-            if budget is not None and index and time.monotonic() - started > budget:
+            spent = budget is not None and (
+                index >= budget * self.PER_SECOND or time.monotonic() - started > budget
+            )
+            if spent and index:
                 rest = changed[index:]
                 self.state.unsee(rest)  # the next refresh reads them
                 break
