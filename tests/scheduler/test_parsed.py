@@ -75,12 +75,6 @@ def folder_of(tmp_path: Path, count: int = 5) -> Path:
     return folder
 
 
-def read(sync: DagSync) -> DagSync:
-    """``sync`` once its cache was read (a start does not wait for it; a test does)."""
-    assert sync.parsed is not None and sync.parsed.wait(10)
-    return sync
-
-
 def definitions(dags):  # type: ignore[no-untyped-def]
     return {dag_id: dag_to_dict(dag) for dag_id, dag in dags.items()}
 
@@ -93,16 +87,17 @@ def test_a_restart_parses_no_unchanged_file_and_gets_the_same_dags(tmp_path, par
     assert oct(cache.stat().st_mode & 0o777) == "0o600"
     parses.clear()
     (folder / "d1.yaml").write_text(DAG.format(n="changed"))
-    again = read(DagSync(store, folder, parsed_cache=cache)).refresh()  # a restart
+    again = DagSync(store, folder, parsed_cache=cache).refresh()  # a restart
     assert parses == ["d1.yaml"]
     assert set(again) == {"d0", "d1", "d2", "d3", "d4", "py"}
     first_defs, again_defs = definitions(first), definitions(again)
     assert again_defs["d0"] == first_defs["d0"] and again_defs["d1"] != first_defs["d1"]
     assert again["py"].tasks[0].task_id == "hello"  # Python files always run
-    assert "py.py" not in str(ParsedFiles(cache).files)
+    assert ParsedFiles(cache).get(str(folder / "py.py")) is None  # never kept
+    assert ParsedFiles(cache).get(str(folder / "d0.yaml")) is not None
     written = cache.stat().st_mtime_ns
     parses.clear()
-    read(DagSync(store, folder, parsed_cache=cache)).refresh()  # nothing changed: nothing written
+    DagSync(store, folder, parsed_cache=cache).refresh()  # nothing changed: nothing written
     assert parses == [] and cache.stat().st_mtime_ns == written
     store.close()
 
@@ -121,12 +116,12 @@ def test_a_cache_that_cannot_be_trusted_is_ignored(tmp_path, parses, caplog) -> 
         for name, data in cases.items():
             cache.write_bytes(data)
             parses.clear()
-            assert len(read(DagSync(store, folder, parsed_cache=cache)).refresh()) == 6, name
+            assert len(DagSync(store, folder, parsed_cache=cache).refresh()) == 6, name
             assert len(parses) == 5, name
         cache.write_bytes(kept)
         os.chmod(cache, 0o666)  # anyone could have written it
         parses.clear()
-        read(DagSync(store, folder, parsed_cache=cache)).refresh()
+        DagSync(store, folder, parsed_cache=cache).refresh()
         assert len(parses) == 5
     assert "ignoring the parsed DAG files" in caplog.text
     assert "it is not this user's alone" in caplog.text
@@ -175,7 +170,7 @@ def test_a_restart_writes_only_the_dags_the_store_does_not_have_as_they_are(
         return real(record, **kwargs)
 
     monkeypatch.setattr(store.dags, "upsert_dag", upsert)
-    sync = read(DagSync(store, folder, parsed_cache=cache))
+    sync = DagSync(store, folder, parsed_cache=cache)
     dags = sync.refresh(budget=0)  # in steps, as the scheduler loads: a file a step here
     while sync.loading:
         dags = sync.refresh(budget=0)

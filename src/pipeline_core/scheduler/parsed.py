@@ -18,7 +18,6 @@ import os
 import pickle
 import stat
 import sys
-import threading
 import types
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,47 +56,49 @@ class _Pickler(pickle.Pickler):
 class ParsedFiles:
     """The parsed YAML files of one folder, by path, as the cache at ``path`` holds them.
 
-    The cache is read in a thread of its own (10,000 files take about a second): a start does
-    not wait for it, and the files looked up before it is read are parsed as without it."""
+    Each file is kept pickled on its own and unpickled only when it is looked up, then let
+    go: opening the cache costs reading its bytes (10,000 files: about 15 MB, tens of
+    milliseconds), and it holds memory only until each file was loaded."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.files: dict[str, DagFile] = {}
-        self._reader = threading.Thread(target=self._load, name="parsed-files", daemon=True)
-        self._reader.start()
+        self._kept: dict[str, bytes] = self._read()
 
     def get(self, path: str) -> DagFile | None:
-        return self.files.get(path)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Whether the cache has been read (waiting up to ``timeout`` for it)."""
-        self._reader.join(timeout)
-        return not self._reader.is_alive()
-
-    def _load(self) -> None:
-        files = self._read()
-        if not self.files:  # nothing saved meanwhile
-            self.files = files
+        """What ``path`` was parsed into when the cache was written (once; None if unknown)."""
+        data = self._kept.pop(path, None)
+        if data is None:
+            return None
+        try:
+            loaded = pickle.loads(data)
+        except Exception:  # whatever a damaged entry raises: the file is parsed
+            return None
+        return loaded if isinstance(loaded, DagFile) else None
 
     def save(self, files: Iterable[DagFile]) -> None:
-        """Keep ``files`` (their YAML ones) as the cache; a failure is a warning."""
-        self.wait()  # the file being read is not written under the reader
-        kept = {f.path: f for f in files if f.source is not None and f.path.endswith(YAML_SUFFIXES)}
-        buffer = io.BytesIO()
+        """Keep ``files`` (their YAML ones) as the cache; a failure is a warning, and a file
+        that cannot be pickled is left out."""
+        kept: dict[str, bytes] = {}
+        for file in files:
+            if file.source is None or not file.path.endswith(YAML_SUFFIXES):
+                continue
+            buffer = io.BytesIO()
+            try:
+                _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(file)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                continue
+            kept[file.path] = buffer.getvalue()
         try:
-            _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump((STAMP, kept))
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as out:
-                out.write(buffer.getbuffer())
+                pickle.dump((STAMP, kept), out, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(partial, self.path)
-        except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
+        except OSError as exc:
             log.warning("cannot keep the parsed DAG files in %s: %s", self.path, exc)
-            return
-        self.files = kept
 
-    def _read(self) -> dict[str, DagFile]:
+    def _read(self) -> dict[str, bytes]:
         try:
             with self.path.open("rb") as source:
                 mode = os.fstat(source.fileno())
