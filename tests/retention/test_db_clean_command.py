@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import pytest
 
 from pipeline_core.model import utcnow
 from pipeline_core.retention.archive import read_archive
+from pipeline_core.store import open_store
+from tests.conftest import poll_until
 from tests.retention.history import BASE, fill, runs_left, statistics, whole
 
 ROOT = Path(__file__).parents[2]
@@ -66,7 +67,7 @@ def test_a_dry_run_says_what_would_go_and_deletes_nothing(tmp_path: Path) -> Non
     code, out, _ = clean("--older-than", "1d", "--dag-id", "d1", "--dry-run",
                          "--db", str(tmp_path / "s.db"))  # fmt: skip
     assert code == 0 and "would delete 100 run(s) with 400 task instance(s) of d1" in out
-    store = fill.__globals__["open_store"](f"sqlite:///{tmp_path / 's.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     assert runs_left(store) == 300
     store.close()
 
@@ -80,7 +81,7 @@ def test_an_archive_that_cannot_be_written_deletes_nothing(tmp_path: Path) -> No
     code, _, err = clean("--older-than", "1d", "--archive", str(tmp_path / "notes.txt"),
                          "--db", str(tmp_path / "s.db"))  # fmt: skip
     assert code == 1 and "is not a gzip archive" in err
-    store = fill.__globals__["open_store"](f"sqlite:///{tmp_path / 's.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     assert runs_left(store) == 300
     store.close()
 
@@ -96,21 +97,23 @@ def test_killed_mid_clean_it_leaves_whole_runs_and_finishes_when_run_again(
             "--db", str(tmp_path / "s.db"))  # fmt: skip
     process = command(*args)
     watch = sqlite3.connect(tmp_path / "s.db", timeout=30)
-    deadline = time.monotonic() + 60
-    while watch.execute("SELECT COUNT(*) FROM dag_runs").fetchone()[0] == 9_000:
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.005)
+
+    def deleting() -> bool:
+        assert process.poll() is None, "the clean-up ended before it could be killed"
+        return bool(watch.execute("SELECT COUNT(*) FROM dag_runs").fetchone()[0] < 9_000)
+
+    poll_until(deleting, timeout=60, interval=0.005)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     watch.close()
-    store = fill.__globals__["open_store"](f"sqlite:///{tmp_path / 's.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     left = runs_left(store)
     assert 3_000 < left < 9_000, left
     assert whole(store) and statistics(store) == before
     store.close()
     code, out, err = clean(*args)
     assert code == 0, err
-    store = fill.__globals__["open_store"](f"sqlite:///{tmp_path / 's.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     assert runs_left(store) == 3_000
     assert whole(store) and statistics(store) == before
     store.close()
