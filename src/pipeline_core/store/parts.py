@@ -95,7 +95,8 @@ class RunStore(Protocol):
         ...
 
     def delete_run(self, dag_id: str, run_id: str) -> None:
-        """Delete a run with its task instances, XCom and logs (events stay)."""
+        """Delete a run with its task instances, XCom, logs, claims, idempotency key and missed
+        deadline (its events and notifications stay)."""
         ...
 
     def query_runs(self, query: RunQuery) -> Page[DagRun]:

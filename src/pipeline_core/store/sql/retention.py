@@ -11,14 +11,13 @@ from pipeline_core.model import iso
 from pipeline_core.store.retention import Cleaned, OldHistory, OldRun
 from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.rollups import roll_up
+from pipeline_core.store.sql.runs import RUN_ROWS
 from pipeline_core.store.sql.stats import FINISHED
 from pipeline_core.store.sql.tx import Tx
 
-#: The tables holding a run's rows by ``(dag_id, run_id)``, children first.
-RUN_TABLES = (
-    "xcom", "task_logs", "log_sizes", "try_claims", "idempotency_keys", "run_deadlines",
-    "notifications", "events",
-)  # fmt: skip
+#: Every table holding a run's rows by ``(dag_id, run_id)``: retention takes its events and
+#: notifications with it too.
+RUN_TABLES = (*RUN_ROWS, "notifications", "events")
 ATTEMPTS = "notification_id IN (SELECT id FROM notifications WHERE dag_id = ? AND run_id = ?)"
 _OLD = f"state IN ({', '.join('?' for _ in FINISHED)}) AND end_date < ?"
 

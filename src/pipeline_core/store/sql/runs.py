@@ -203,13 +203,17 @@ class RunsSql:
         return found
 
 
+#: The tables holding a run's own rows by ``(dag_id, run_id)``, beside its task instances
+#: (the log of events, and the notifications that came of them, are history of their own).
+RUN_ROWS = ("xcom", "task_logs", "log_sizes", "try_claims", "idempotency_keys", "run_deadlines")
+
+
 def delete_runs(tx: Tx, where: str, params: Sequence[Any]) -> int:
     runs = tx.rows(f"SELECT id, dag_id, run_id FROM dag_runs WHERE {where}", params)
     for run_pk, dag_id, run_id in runs:
-        for table in ("xcom", "task_logs", "log_sizes"):
+        for table in RUN_ROWS:
             tx.run(f"DELETE FROM {table} WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
         tx.run("DELETE FROM task_instances WHERE run_pk = ?", (run_pk,))
-        tx.run("DELETE FROM idempotency_keys WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
         tx.run("DELETE FROM dag_runs WHERE id = ?", (run_pk,))
     return len(runs)
 

@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from pipeline_core.model import iso
+from pipeline_core.state import FINISHED_RUN_STATES
 from pipeline_core.store.sql.rollups import TaskTotals, days
 from pipeline_core.store.sql.tx import Tx, parse_ts
 from pipeline_core.store.types import PERCENTILES, RunStats, TaskStats, nearest_rank
 
-FINISHED = ("success", "failed", "cancelled")
+FINISHED = tuple(sorted(state.value for state in FINISHED_RUN_STATES))
 
 
 def _window(prefix: str, since: datetime | None, until: datetime | None) -> tuple[str, list[Any]]:
