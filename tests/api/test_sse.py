@@ -225,6 +225,32 @@ def test_a_stalled_subscriber_is_dropped_and_others_get_everything(tmp_path, str
 
 
 @pytest.mark.parametrize("streams", STREAMS)
+def test_a_subscriber_stalled_in_its_replay_is_dropped_when_it_falls_behind(tmp_path, streams):
+    """The replay of stored events follows the log as it grows; a client that stops reading
+    during it is held to the same bound as a live one instead of being sent the whole log."""
+    live = Live(tmp_path, streams, sse_queue_size=1000)
+    try:
+        per_run = 2 + 301 * 2 + 1
+
+        def run(run_id: str) -> None:
+            live.engine.trigger(TriggerRequest("wide", run_id=run_id))
+            poll_until(
+                lambda: live.store.runs.get_run("wide", run_id).state.value == "success",
+                timeout=30,
+            )
+
+        for i in range(4):
+            run(f"stored{i}")
+        stalled = live.stream("/api/v1/events?dag_id=wide&last_event_id=0", rcvbuf=1024)
+        assert stalled.message() == {"retry": "3000"}  # the replay's first page now blocks
+        for i in range(2):
+            run(f"live{i}")  # more than the 1,000 events it may fall behind by
+        assert stalled.drain() < 2 * per_run  # not the 3,600 events stored by now
+    finally:
+        live.close()
+
+
+@pytest.mark.parametrize("streams", STREAMS)
 def test_a_burst_of_subscribers_is_accepted_at_once(tmp_path, streams):
     """Hundreds of clients connecting together (a reconnect storm) are all subscribed
     promptly: the accept queue holds them instead of the kernel dropping their handshakes."""

@@ -43,6 +43,11 @@ class ThreadStreams:
         sent = start.after
         try:
             for last_seq, data in replay(self.store, start, self.encode):
+                if subscription.closed:
+                    # It fell behind the live events while the stored ones went out (the
+                    # replay follows the log as it grows): like any subscriber that falls
+                    # behind it is dropped, and resumes from the last id it has.
+                    raise ConnectionAbortedError
                 sock.sendall(b"".join(chunk(data)) if start.chunked else data)
                 sent = last_seq
         except Exception as exc:  # the client went away, or the log could not be read
