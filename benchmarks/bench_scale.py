@@ -3,7 +3,8 @@ schedule, nothing due) under one ``serve`` on SQLite.
 
 Measured: start → healthy, start → every DAG listed, the CPU the whole process tree uses
 while idle (utime + stime from /proc over ``--idle`` seconds, as a fraction of one core),
-its RSS, and how long an edited file takes to show in the API.
+its RSS (after the first start and after a restart), and how long an edited file takes to
+show in the API.
 Run: python benchmarks/bench_scale.py [--dags 2000] [--idle 60] [--rescan-interval 30]
 """
 
@@ -156,6 +157,8 @@ def main() -> None:
             process.terminate()
             process.wait(60)
             process = start(command, base, args.dags, "restart (every file unchanged)")
+            time.sleep(5)
+            print(f"after the restart: serve's RSS {rss_mib([process.pid]):.0f} MiB")
         finally:
             process.terminate()
             process.wait(60)

@@ -13,7 +13,8 @@ import pytest
 
 from pipeline_core.cli import build_parser
 from pipeline_core.cli.common import parsed_cache
-from pipeline_core.dag import bag
+from pipeline_core.dag import bag, packed
+from pipeline_core.dag.packed import is_decoded
 from pipeline_core.dag.serialize import dag_to_dict
 from pipeline_core.scheduler.parsed import ParsedFiles, default_path
 from pipeline_core.scheduler.sync import DagSync
@@ -180,4 +181,21 @@ def test_a_restart_writes_only_the_dags_the_store_does_not_have_as_they_are(
     assert store.dags.get_dag("d3").is_active
     assert store.dags.get_dag("d2").description == "kept edited"
     assert set(dags) == {"d0", "d1", "d2", "d3", "d4", "py"}
+    store.close()
+
+
+def test_the_folders_dags_are_kept_packed_and_a_restart_decodes_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DAGs no run or due schedule reads hold their tasks as bytes: after loading, only the
+    few read last are decoded, and a restart from the cache reads none of their tasks."""
+    monkeypatch.setattr(packed.DECODED, "size", 3)
+    folder, cache = folder_of(tmp_path, count=12), tmp_path / "dags.pickle"
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    first = DagSync(store, folder, parsed_cache=cache).refresh()
+    yaml_dags = [dag for dag_id, dag in first.items() if dag_id != "py"]
+    assert sum(map(is_decoded, yaml_dags)) <= 3 and is_decoded(first["py"])
+    again = DagSync(store, folder, parsed_cache=cache).refresh()  # a restart
+    assert not any(is_decoded(dag) for dag_id, dag in again.items() if dag_id != "py")
+    assert definitions(again) == definitions(first)  # read on demand, as they were
     store.close()

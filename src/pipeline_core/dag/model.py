@@ -18,6 +18,7 @@ from pipeline_core.dag.assets import AssetSchedule
 from pipeline_core.dag.flow import ConcurrencyKey, RateLimit
 from pipeline_core.dag.mapping import Expansion
 from pipeline_core.dag.notify import Rule
+from pipeline_core.dag.packed import PackedTasks, pickled
 from pipeline_core.dag.webhooks import Webhook
 from pipeline_core.state import TriggerRule
 
@@ -233,10 +234,12 @@ def _task_key(task: Task) -> tuple[Any, ...]:
 
 @dataclass(frozen=True)
 class DAG:
-    """A validated, immutable workflow definition. Task order is declaration order."""
+    """A validated, immutable workflow definition. Task order is declaration order. Its
+    tasks may be kept packed while nothing reads them (``dag.packed``)."""
 
     dag_id: str
-    tasks: tuple[Task, ...] = ()
+    #: A descriptor, not a shared default: each DAG's tuple lives in the DAG itself.
+    tasks: PackedTasks = PackedTasks()  # noqa: RUF009
     description: str | None = None
     schedule: str | None = None
     timezone: str = "UTC"
@@ -263,7 +266,6 @@ class DAG:
     run_concurrency: ConcurrencyKey | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "tags", tuple(self.tags))
         object.__setattr__(self, "default_args", _frozen(self.default_args))
 
@@ -279,6 +281,15 @@ class DAG:
         from pipeline_core.dag.serialize import dag_to_dict, definition_hash  # imports this
 
         return definition_hash(dag_to_dict(self))
+
+    @cached_property
+    def executors(self) -> frozenset[str | None]:
+        """The executors its tasks name (``None``: the default), kept with the DAG when its
+        tasks are packed."""
+        return frozenset(task.executor for task in self.tasks)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return pickled(vars(self))
 
     def get_task(self, task_id: str) -> Task:
         return self.task_dict[task_id]

@@ -252,7 +252,9 @@ class Engine:
         self.loop.flush()
 
     def _set_dags(self, dags: dict[str, DAG]) -> None:
-        sync_pools(self.store, self.loop, dags)
+        held = self.loop.core.book.dags
+        changed = {d: dag for d, dag in dags.items() if held.get(d) is not dag}
+        sync_pools(self.store, self.loop, changed)  # the others' tasks are not read again
         new: list[str] = self.loop.decide(DagsChanged(dags, recovery.paused_dags(self.store))).reply
         if new:
             self.takeover.recover(set(new), self.loop)
@@ -307,8 +309,8 @@ class Engine:
 
 
 def sync_pools(store: Store, loop: EngineLoop, dags: Mapping[str, DAG]) -> None:
-    """Create the pools DAG tasks name that nobody made (default size; resize them through
-    the API), and tell the core every pool's size."""
+    """Create the pools the tasks of ``dags`` name that nobody made (default size; resize
+    them through the API), and tell the core every pool's size."""
     existing = [pool.name for pool in store.pools.list_pools()]
     for name, dag_id in missing_pools(existing, dags.values()).items():
         with contextlib.suppress(Conflict):  # another process may have made it meanwhile

@@ -12,23 +12,21 @@ functions exist only once their module has run.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import pickle
 import stat
 import sys
-import types
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from pipeline_core._version import __version__
 from pipeline_core.dag.bag import YAML_SUFFIXES, DagFile
+from pipeline_core.dag.packed import dumps
 
 log = logging.getLogger("pipeline_core.scheduler")
 #: What a cache must have been written by to be read: this format, version and Python.
-STAMP = ("pipeline-core-parsed/1", __version__, sys.version_info[:2])
+STAMP = ("pipeline-core-parsed/2", __version__, sys.version_info[:2])
 
 
 def default_path(folder: str | Path) -> Path:
@@ -38,19 +36,6 @@ def default_path(folder: str | Path) -> Path:
     where = os.environ.get("PIPELINE_CORE_CACHE_DIR") or str(Path(home) / "pipeline-core")
     digest = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:16]
     return Path(where) / f"dags-{digest}.pickle"
-
-
-def _proxy(items: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
-    return types.MappingProxyType(items)
-
-
-class _Pickler(pickle.Pickler):
-    """Pickles the read-only mappings a DAG holds (``MappingProxyType``) as what they wrap."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is types.MappingProxyType:
-            return _proxy, (dict(obj),)
-        return NotImplemented
 
 
 class ParsedFiles:
@@ -82,12 +67,10 @@ class ParsedFiles:
         for file in files:
             if file.source is None or not file.path.endswith(YAML_SUFFIXES):
                 continue
-            buffer = io.BytesIO()
             try:
-                _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(file)
+                kept[file.path] = dumps(file)  # its DAGs' tasks as they are kept: packed
             except (pickle.PicklingError, TypeError, AttributeError):
                 continue
-            kept[file.path] = buffer.getvalue()
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")

@@ -19,6 +19,7 @@ from pipeline_core.dag.bag import (
     merge,
 )
 from pipeline_core.dag.model import DAG, EXECUTORS
+from pipeline_core.dag.packed import pack
 from pipeline_core.dag.serialize import dag_to_dict, definition_hash
 from pipeline_core.errors import Issue
 from pipeline_core.model import utcnow
@@ -121,6 +122,9 @@ class DagSync:
             raw = self._raw[path] = load_file(Path(path), known)
             parsed = parsed or (raw is not known and path.endswith(YAML_SUFFIXES))
             loaded = self._files[path] = self._usable(raw)
+            if path.endswith(YAML_SUFFIXES):  # a Python file's functions stay as they are
+                for dag in raw.dags:  # decoded again when a run or a due schedule reads them
+                    pack(dag)
             if loaded.source is None:  # not read (no descriptor left, say): read it next time
                 self.state.unsee([path])
             if loaded.dags:
@@ -189,6 +193,9 @@ class DagSync:
         kept: list[DAG] = []
         issues = list(file.issues)
         for dag in file.dags:
+            if dag.executors <= {None, *self.executors}:  # known without decoding its tasks
+                kept.append(dag)
+                continue
             unusable = [
                 Issue(
                     f"task '{task.task_id}' of DAG '{dag.dag_id}' uses executor "
@@ -210,18 +217,15 @@ class DagSync:
 
 def _as_held(record: DagRecord | None, dag: DAG) -> bool:
     """Whether the store already has ``dag`` as it is: the same definition (by the hash a
-    DAG kept from an earlier parse carries) and the same listing fields. A DAG without that
-    hash yet is written as usual (the store then compares it whole)."""
+    DAG kept from an earlier parse carries, which covers its tasks: they are not decoded)
+    and the same listing fields. A DAG without that hash yet is written as usual (the store
+    then compares it whole)."""
     version = vars(dag).get("version")
     if record is None or version is None or not record.is_active:
         return False
     listed = (dag.fileloc, dag.schedule, dag.timezone, dag.description, tuple(dag.tags))
     held = (record.fileloc, record.schedule, record.timezone, record.description, record.tags)
-    return (
-        record.definition_hash == version
-        and record.task_count == len(dag.tasks)
-        and (listed == held)
-    )
+    return record.definition_hash == version and listed == held
 
 
 def _said(errors: list[ImportError_]) -> list[tuple[str, tuple[Any, ...]]]:
