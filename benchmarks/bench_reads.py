@@ -44,13 +44,16 @@ TI_COLUMNS = (
 
 
 def add_dags(store: Store, dags: int, tasks: int) -> None:
-    definition = {"tasks": [{"task_id": f"t{i}", "depends_on": [f"t{i - 1}"] if i else []}
+    """Scheduled hourly from ``BASE``, each its own definition (as DAG files are): a listing
+    shows every DAG's next run."""
+    definition = {"schedule": "0 * * * *", "start_date": iso(BASE),
+                  "tasks": [{"task_id": f"t{i}", "depends_on": [f"t{i - 1}"] if i else []}
                             for i in range(tasks)]}  # fmt: skip
     for index in range(dags):
         store.dags.upsert_dag(DagRecord(
             f"dag_{index:05d}", tags=("team_a" if index % 2 else "team_b",),
-            description=f"generated number {index}", definition=definition,
-            definition_hash=f"{index:064x}", task_count=tasks,
+            schedule="0 * * * *", description=f"generated number {index}",
+            definition=definition, definition_hash=f"{index:064x}", task_count=tasks,
         ))  # fmt: skip
 
 

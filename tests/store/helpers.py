@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from pipeline_core.model import DagRun, TaskChange, TaskKey, TaskSpec
@@ -122,4 +123,37 @@ def upgrading_to_rollups_lets_old_dags_be_searched(open_at) -> None:  # type: ig
     assert (a.runs, a.failure_rate) == (3, 1 / 3)
     assert [d.dag_id for d in store.dags.list_dags(search="orders").items] == ["Nightly_ETL"]
     assert store.dags.list_dags(search="nightly_etl").total == 1
+    store.close()
+
+
+def upgrading_to_listings_reads_what_they_show(open_at) -> None:  # type: ignore[no-untyped-def]
+    """DAGs written at version 17 list their start, end and asset schedule once the database
+    is migrated (a listing reads no definition whole)."""
+    old = open_at(migrate_to=17)
+    assets = {"condition": "s3://a", "assets": ["s3://a"], "collapse": False}
+    definitions = {
+        "scheduled": {"tasks": [{"task_id": "x"}], "start_date": "2030-01-01T00:00:00Z",
+                      "end_date": None, "assets": assets},
+        "plain": {"tasks": []},
+    }  # fmt: skip
+    for dag_id, definition in definitions.items():
+        old.sql.write(
+            lambda tx, _, dag_id=dag_id, definition=definition: tx.run(
+                "INSERT INTO dags (dag_id, is_paused, is_active, timezone, tags, task_count, "
+                "definition) VALUES (?, ?, ?, 'UTC', '[]', 1, ?)",
+                (dag_id, False, True, json.dumps(definition)),
+            )
+        )
+    old.sql.write(
+        lambda tx, _: tx.run(
+            "INSERT INTO dags (dag_id, is_paused, is_active, timezone, tags, task_count) "
+            "VALUES ('bare', ?, ?, 'UTC', '[]', 0)",
+            (False, True),
+        )
+    )
+    old.close()
+    store = open_at()
+    listed = {d.dag_id: d.definition for d in store.dags.list_dags().items}
+    shown = {"start_date": "2030-01-01T00:00:00Z", "end_date": None, "assets": assets}
+    assert listed == {"bare": None, "plain": {}, "scheduled": shown}
     store.close()

@@ -200,7 +200,19 @@ def test_latest_runs_in_one_call(store):
     latest = store.runs.latest_runs(["etl", "b", "empty"])
     assert {k: v.run_id for k, v in latest.items()} == {"etl": "new", "b": "tie-second"}
     assert store.runs.latest_runs([]) == {}
-    assert all(
-        d.definition is None for d in store.dags.list_dags().items
-    )  # listings skip definitions
+    assert [d.definition for d in store.dags.list_dags().items] == [{}, {}, {}]
     assert store.dags.get_dag("etl").definition == {"tasks": []}
+
+
+def test_a_listing_carries_only_what_it_shows_of_each_definition(store):
+    assets = {"condition": "s3://a & s3://b", "assets": ["s3://a", "s3://b"], "collapse": True}
+    whole = {"tasks": [{"task_id": "x"}], "start_date": "2030-01-01T00:00:00Z",
+             "end_date": None, "assets": assets, "description": "long text " * 100}  # fmt: skip
+    store.dags.upsert_dag(DagRecord("etl", definition=whole))
+    store.dags.upsert_dag(DagRecord("bare"))
+    listed = {d.dag_id: d.definition for d in store.dags.list_dags().items}
+    shown = {"start_date": "2030-01-01T00:00:00Z", "end_date": None, "assets": assets}
+    assert listed == {"etl": shown, "bare": None}
+    assert store.dags.get_dag("etl").definition == whole
+    store.dags.upsert_dag(DagRecord("etl", definition={"tasks": []}))  # changed: listed too
+    assert store.dags.list_dags().items[1].definition == {}

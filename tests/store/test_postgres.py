@@ -12,6 +12,7 @@ from pipeline_core.store.postgres.store import PostgresStore
 from pipeline_core.store.sql.schema import SCHEMA_VERSION
 from tests.conftest import postgres_or_skip
 from tests.store.helpers import (
+    upgrading_to_listings_reads_what_they_show,
     upgrading_to_map_indexes_keeps_every_instance,
     upgrading_to_rollups_lets_old_dags_be_searched,
     upgrading_to_task_totals_counts_the_history,
@@ -91,3 +92,7 @@ def test_upgrading_to_rollups_lets_old_dags_be_searched(pg_url):
     upgrading_to_rollups_lets_old_dags_be_searched(
         lambda **options: PostgresStore(pg_url, **options)
     )
+
+
+def test_upgrading_to_listings_reads_what_they_show(pg_url):
+    upgrading_to_listings_reads_what_they_show(lambda **options: PostgresStore(pg_url, **options))

@@ -19,6 +19,7 @@ from pipeline_core.store.sql.schema import SCHEMA_VERSION
 from pipeline_core.store.sqlite.store import SqliteStore
 from pipeline_core.store.types import EventQuery, TaskInstanceQuery
 from tests.store.helpers import (
+    upgrading_to_listings_reads_what_they_show,
     upgrading_to_map_indexes_keeps_every_instance,
     upgrading_to_rollups_lets_old_dags_be_searched,
     upgrading_to_task_totals_counts_the_history,
@@ -253,4 +254,10 @@ def test_upgrading_to_map_indexes_keeps_every_instance(tmp_path):
 def test_upgrading_to_rollups_lets_old_dags_be_searched(tmp_path):
     upgrading_to_rollups_lets_old_dags_be_searched(
         lambda **options: SqliteStore(tmp_path / "v16.db", **options)
+    )
+
+
+def test_upgrading_to_listings_reads_what_they_show(tmp_path):
+    upgrading_to_listings_reads_what_they_show(
+        lambda **options: SqliteStore(tmp_path / "v17.db", **options)
     )

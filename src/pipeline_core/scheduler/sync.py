@@ -110,6 +110,7 @@ class DagSync:
             self._files.pop(path, None)
             self._last_good.pop(path, None)
         started, rest, parsed = time.monotonic(), [], bool(gone)
+        fresh: list[DAG] = []
         for index, path in enumerate(changed):
             spent = budget is not None and (
                 index >= budget * self.PER_SECOND or time.monotonic() - started > budget
@@ -123,8 +124,7 @@ class DagSync:
             parsed = parsed or (raw is not known and path.endswith(YAML_SUFFIXES))
             loaded = self._files[path] = self._usable(raw)
             if path.endswith(YAML_SUFFIXES):  # a Python file's functions stay as they are
-                for dag in raw.dags:  # decoded again when a run or a due schedule reads them
-                    pack(dag)
+                fresh.extend(raw.dags)
             if loaded.source is None:  # not read (no descriptor left, say): read it next time
                 self.state.unsee([path])
             if loaded.dags:
@@ -132,6 +132,8 @@ class DagSync:
         if hints is None or rest:  # only a whole look finds that nothing waits
             self.loading = bool(rest)
         self._publish(missing)
+        for dag in fresh:  # once written: decoded again when a run or a due schedule reads it
+            pack(dag)
         self._keep_parsed(parsed)
         return self.dags
 

@@ -54,8 +54,9 @@ class DagStore(Protocol):
     ) -> Page[DagRecord]:
         """DAGs ordered by ``dag_id``; ``tags`` matches DAGs having any of them, ``within_tag``
         only DAGs having that one (an API token's scope); the pattern is a case-insensitive
-        substring of the id, ``search`` one of the id or the description. Listed records
-        carry no ``definition`` (``get_dag`` does)."""
+        substring of the id, ``search`` one of the id or the description. A listed record's
+        ``definition`` holds only what a listing shows of it — its ``start_date``,
+        ``end_date`` and ``assets`` — (``get_dag`` has it whole)."""
         ...
 
     def set_paused(self, dag_id: str, paused: bool) -> DagRecord:

@@ -95,26 +95,26 @@ def _latest(store: Store, record: DagRecord) -> DagRun | None:
     return store.runs.latest_runs([record.dag_id]).get(record.dag_id)
 
 
-_NEXT_FIRES: dict[tuple[str, str, str | None], datetime | None] = {}
+_NEXT_FIRES: dict[tuple[str, str, str | None, str | None], datetime | None] = {}
 
 
 def next_run_date(store: Store, record: DagRecord, now: datetime) -> datetime | None:
     """When the schedule fires next after ``now`` (``None`` when unscheduled, paused or inactive).
 
-    Cached per schedule and definition until that moment passes, so listing DAGs does no
-    cron arithmetic and no extra read."""
+    Cached per schedule and bounds until that moment passes, so listing DAGs (whose records
+    carry the bounds) does no cron arithmetic for DAGs scheduled alike and no extra read."""
     if record.schedule is None or record.is_paused or not record.is_active:
         return None
-    key = (record.schedule, record.timezone, record.definition_hash)
-    cached = _NEXT_FIRES.get(key)
-    if cached is not None and cached > now:
-        return cached
     definition = (
         record.definition
         if record.definition is not None
         else store.dags.get_dag(record.dag_id).definition
     )
     start, end = (definition or {}).get("start_date"), (definition or {}).get("end_date")
+    key = (record.schedule, record.timezone, start, end)
+    cached = _NEXT_FIRES.get(key)
+    if cached is not None and cached > now:
+        return cached
     schedule = Schedule(
         record.schedule,
         record.timezone,

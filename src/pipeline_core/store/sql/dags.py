@@ -16,6 +16,7 @@ from pipeline_core.store.sql.core import Pending, Sql
 from pipeline_core.store.sql.rows import (
     DAG_COLUMNS,
     DAG_LIST_COLUMNS,
+    LISTED_KEYS,
     dag_fields,
     dag_from_row,
     like_escape,
@@ -38,6 +39,10 @@ class DagsSql:
     def upsert_dag(self, record: DagRecord, *, source: str | None = None) -> DagRecord:
         tags = to_json(list(record.tags), "tags")
         definition = None if record.definition is None else to_json(record.definition, "definition")
+        listed = None
+        if record.definition is not None:
+            shown = {k: record.definition[k] for k in LISTED_KEYS if k in record.definition}
+            listed = to_json(shown, "definition")
 
         def work(tx: Tx, pending: Pending) -> DagRecord:
             now = self.sql.clock()
@@ -48,19 +53,20 @@ class DagsSql:
             if existing is not None and same_dag(existing, stored):
                 return existing
             tx.run(
-                f"INSERT INTO dags ({DAG_COLUMNS}, search) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO dags ({DAG_COLUMNS}, search, listed) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (dag_id) DO UPDATE SET is_active = excluded.is_active, "
                 "fileloc = excluded.fileloc, schedule = excluded.schedule, "
                 "timezone = excluded.timezone, description = excluded.description, "
                 "tags = excluded.tags, definition_hash = excluded.definition_hash, "
                 "definition = excluded.definition, task_count = excluded.task_count, "
-                "last_parsed_at = excluded.last_parsed_at, search = excluded.search",
+                "last_parsed_at = excluded.last_parsed_at, search = excluded.search, "
+                "listed = excluded.listed",
                 (
                     stored.dag_id, stored.is_paused, stored.is_active, stored.fileloc,
                     stored.schedule, stored.timezone, stored.description, tags,
                     stored.definition_hash, definition, stored.task_count,
-                    iso(stored.last_parsed_at), searched_text(stored),
+                    iso(stored.last_parsed_at), searched_text(stored), listed,
                 ),
             )  # fmt: skip
             set_references(tx, stored.dag_id, record.definition)

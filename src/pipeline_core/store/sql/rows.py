@@ -18,8 +18,11 @@ DAG_COLUMNS = (
     "definition_hash, definition, task_count, last_parsed_at"
 )
 
-#: A listing leaves out the (possibly large) serialised definition.
-DAG_LIST_COLUMNS = DAG_COLUMNS.replace("definition,", "NULL,")
+#: A listing reads, instead of the (possibly large) serialised definition, only what it
+#: shows of it (``LISTED_KEYS``, kept apart as ``listed``).
+DAG_LIST_COLUMNS = DAG_COLUMNS.replace("definition,", "listed,")
+#: What a DAG listing shows of a definition: the next run's bounds, the asset schedule.
+LISTED_KEYS = ("start_date", "end_date", "assets")
 
 RUN_COLUMNS = (
     "dag_id, run_id, state, run_type, logical_date, conf, note, queued_at, start_date, end_date, "

@@ -357,6 +357,23 @@ MIGRATIONS: list[list[Statement]] = [
         "durations BIGINT NOT NULL, failed BIGINT NOT NULL, retried BIGINT NOT NULL, "
         "last_success {text}, last_failure {text}, PRIMARY KEY (dag_id, day, task_id))",
     ],
+    # 18: what a listing shows of each DAG's definition (``rows.LISTED_KEYS``), so that a
+    # page of DAGs reads no definition whole
+    [
+        "ALTER TABLE dags ADD COLUMN listed {text}",
+        {
+            "sqlite": (
+                "UPDATE dags SET listed = (SELECT json_group_object(key, CASE WHEN type IN "
+                "('object', 'array') THEN json(value) ELSE value END) FROM json_each(definition) "
+                "WHERE key IN ('start_date', 'end_date', 'assets')) WHERE definition IS NOT NULL",
+            ),
+            "postgresql": (
+                "UPDATE dags SET listed = COALESCE((SELECT jsonb_object_agg(key, value) "
+                "FROM jsonb_each(definition::jsonb) WHERE key IN ('start_date', 'end_date', "
+                "'assets'))::text, '{{}}') WHERE definition IS NOT NULL",
+            ),
+        },
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
