@@ -22,18 +22,24 @@ DAG = "dag_id: t\ntasks:\n" + "".join(
 )
 
 
+#: The store's connections name themselves, so that the server drops theirs and not those
+#: of tests running beside this one on the same database.
+APPLICATION = "pipeline-core-dropped"
+
+
 def drop_every_connection() -> int:
     with psycopg.connect(PG_DSN, autocommit=True) as connection:
         rows = connection.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND application_name = %s",
+            (APPLICATION,),
         ).fetchall()
     return len(rows)
 
 
 def test_a_run_goes_on_after_the_server_drops_every_connection(pg_url):
     fixtures.reset()
-    store = open_store(pg_url)
+    store = open_store(f"{pg_url}&application_name={APPLICATION}")
     engine = Engine(
         store, {"t": load_dag_text(DAG)}, settings=EngineSettings(default_executor="thread")
     ).start()
