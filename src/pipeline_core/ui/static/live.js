@@ -7,9 +7,12 @@
 
 import { token } from "./api.js";
 
+// Every type a view may follow: EventSource hands a named event only to the listeners of
+// its name, so a type missing here never reaches any view.
 const TYPES = ["task.state_changed", "run.state_changed", "run.updated", "dag.updated",
                "pool.updated", "backfill.updated", "task.expanded", "asset.updated",
-               "run.deleted"];
+               "run.deleted", "run.version_changed", "deadline.missed", "flow.waiting",
+               "notification.delivered", "notification.failed", "notification.redelivery"];
 const listeners = new Set();
 const returns = new Set();
 let away = false;
