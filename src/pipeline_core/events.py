@@ -50,9 +50,13 @@ class Event:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The event as the API and the stream show it: what it is about (``dag_id``,
+        ``run_id``, ``task_id``, when set), then its payload."""
+        about = (("dag_id", self.dag_id), ("run_id", self.run_id), ("task_id", self.task_id))
         return {
             "seq": self.seq,
             "type": self.type,
+            **{name: value for name, value in about if value is not None},
             **self.payload,
             "timestamp": iso(self.timestamp),
         }

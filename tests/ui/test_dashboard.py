@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -227,12 +228,19 @@ def test_a_runs_notifications_and_the_failed_deliveries_on_health(
     watched: Watched, tmp_path: Path, gone: Receiver
 ) -> None:
     page = watched.page
-    with Client(watched.base) as api:
-        api.trigger_run("alerting", run_id="ui_alert")
-        api.wait_run("alerting", "ui_alert", 30)
-    page.goto(watched.base + "/ui/dags/alerting/runs/ui_alert")
-    row = page.locator("table.notifications tbody tr")
-    row.locator(".s-failed").wait_for()
+    gone.hang = threading.Event()  # the delivery waits until the page shows it pending
+    try:
+        with Client(watched.base) as api:
+            api.trigger_run("alerting", run_id="ui_alert")
+            api.wait_run("alerting", "ui_alert", 30)
+        page.goto(watched.base + "/ui/dags/alerting/runs/ui_alert")
+        row = page.locator("table.notifications tbody tr")
+        row.locator(".s-pending").wait_for()
+        gone.hang.set()
+        row.locator(".s-failed").wait_for()  # live: the page is not loaded again
+    finally:
+        gone.hang.set()
+        gone.hang = None
     assert "run_failed" in row.inner_text() and "410" in row.inner_text()
     before = len(gone.received)
     row.get_by_role("button", name="Redeliver").click()
