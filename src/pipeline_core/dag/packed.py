@@ -28,18 +28,21 @@ DECODED_MAX = 256
 _TASKS, _PACKED, _BY_ID = "_tasks", "_packed", "task_dict"
 
 
-def _proxy(items: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
+def frozen(items: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
+    """A read-only mapping again, as unpickled."""
     return types.MappingProxyType(items)
 
 
-def _reduce_proxy(proxy: types.MappingProxyType[Any, Any]) -> tuple[Any, ...]:
-    return _proxy, (dict(proxy),)
+def reduce_proxy(proxy: types.MappingProxyType[Any, Any]) -> tuple[Any, ...]:
+    """How the read-only mappings DAGs and tasks hold (``MappingProxyType``, which pickle
+    refuses) are pickled: as what they wrap, frozen again on arrival."""
+    return frozen, (dict(proxy),)
 
 
-#: How pickling here reduces what it meets: as usual, and the read-only mappings DAGs and
-#: tasks hold (``MappingProxyType``) as what they wrap. A table, not ``reducer_override``:
-#: the pickler looks types up in it without calling back into Python for every object.
-_REDUCERS = {**copyreg.dispatch_table, types.MappingProxyType: _reduce_proxy}
+#: How pickling here reduces what it meets: as usual, and read-only mappings by
+#: ``reduce_proxy``. A table, not ``reducer_override``: the pickler looks types up in it
+#: without calling back into Python for every object.
+_REDUCERS = {**copyreg.dispatch_table, types.MappingProxyType: reduce_proxy}
 
 
 def dumps(value: object) -> bytes:

@@ -71,9 +71,7 @@ IMPORT_ERRORS = Operation(
 )
 
 
-def dag_summary(
-    store: Store, record: DagRecord, last: DagRun | None, now: datetime
-) -> dict[str, Any]:
+def dag_summary(record: DagRecord, last: DagRun | None, now: datetime) -> dict[str, Any]:
     """A DAG as listed at ``now``: its record, next scheduled run and newest run."""
     return {
         "dag_id": record.dag_id,
@@ -86,7 +84,7 @@ def dag_summary(
         "tags": list(record.tags),
         "task_count": record.task_count,
         "fileloc": record.fileloc,
-        "next_run_date": iso(next_run_date(store, record, now)),
+        "next_run_date": iso(next_run_date(record, now)),
         "last_run": _run_brief(last) if last is not None else None,
     }
 
@@ -98,19 +96,16 @@ def _latest(store: Store, record: DagRecord) -> DagRun | None:
 _NEXT_FIRES: dict[tuple[str, str, str | None, str | None], datetime | None] = {}
 
 
-def next_run_date(store: Store, record: DagRecord, now: datetime) -> datetime | None:
+def next_run_date(record: DagRecord, now: datetime) -> datetime | None:
     """When the schedule fires next after ``now`` (``None`` when unscheduled, paused or inactive).
 
-    Cached per schedule and bounds until that moment passes, so listing DAGs (whose records
-    carry the bounds) does no cron arithmetic for DAGs scheduled alike and no extra read."""
+    A record has its bounds whether read alone or listed (a listing carries that part of the
+    definition). Cached per schedule and bounds until that moment passes, so listing DAGs
+    does no cron arithmetic for DAGs scheduled alike."""
     if record.schedule is None or record.is_paused or not record.is_active:
         return None
-    definition = (
-        record.definition
-        if record.definition is not None
-        else store.dags.get_dag(record.dag_id).definition
-    )
-    start, end = (definition or {}).get("start_date"), (definition or {}).get("end_date")
+    definition = record.definition or {}
+    start, end = definition.get("start_date"), definition.get("end_date")
     key = (record.schedule, record.timezone, start, end)
     cached = _NEXT_FIRES.get(key)
     if cached is not None and cached > now:
@@ -161,8 +156,8 @@ def list_dags(store: Store, cache: ViewCache, clock: Clock) -> Callable[[Request
         )
         latest = store.runs.latest_runs([record.dag_id for record in found.items])
         now = clock.now()
-        data = [dag_summary(store, r, latest.get(r.dag_id), now) for r in found.items]
-        fires = [next_run_date(store, r, now) for r in found.items]
+        data = [dag_summary(r, latest.get(r.dag_id), now) for r in found.items]
+        fires = [next_run_date(r, now) for r in found.items]
         soonest = min((f for f in fires if f is not None), default=None)
         return listing(data, found.total, limit, offset), soonest
 
@@ -196,7 +191,7 @@ def get_dag(store: Store, clock: Clock) -> Callable[[Request], Response]:
                 waiting[update.uri] = waiting.get(update.uri, 0) + 1
         return envelope(
             {
-                **dag_summary(store, record, _latest(store, record), clock.now()),
+                **dag_summary(record, _latest(store, record), clock.now()),
                 "tasks": tasks,
                 "assets_waiting": waiting,
                 "parse_errors": parse_errors,
@@ -231,6 +226,6 @@ def patch_dag(
         dag_id, paused = request.params["dag_id"], request.fields["is_paused"]
         store.dags.get_dag(dag_id)
         record = on_pause(dag_id, paused) if on_pause else store.dags.set_paused(dag_id, paused)
-        return envelope(dag_summary(store, record, _latest(store, record), clock.now()))
+        return envelope(dag_summary(record, _latest(store, record), clock.now()))
 
     return handle

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_core.dag.bag import SOURCE_ATTRIBUTE
+from pipeline_core.dag.packed import frozen, reduce_proxy
 from pipeline_core.engine.tasks.callables import CallableRef
 
 #: DAG versions a worker keeps; it forgets the oldest first, and the engine mirrors that.
@@ -83,15 +84,11 @@ def loads(data: bytes) -> Any:
 
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, types.FunctionType) and obj is not _frozen:
+        if isinstance(obj, types.FunctionType) and obj is not frozen:
             module = sys.modules.get(obj.__module__)
             fileloc = getattr(module, "__file__", None)
             source = getattr(module, SOURCE_ATTRIBUTE, None)
             return CallableRef, (obj.__module__, obj.__qualname__, fileloc, source)
         if isinstance(obj, types.MappingProxyType):
-            return _frozen, (dict(obj),)
+            return reduce_proxy(obj)
         return NotImplemented
-
-
-def _frozen(mapping: dict[str, Any]) -> types.MappingProxyType[str, Any]:
-    return types.MappingProxyType(mapping)
